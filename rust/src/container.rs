@@ -1,0 +1,451 @@
+//! The versioned container around coded streams: header, checksum, dtype and shape, and the
+//! mapping of integer elements onto streams of 8- or 16-bit symbols.
+//!
+//! ```text
+//! offset size field
+//!      0    4 magic "SPNS"
+//!      4    1 version (1)
+//!      5    1 flags (0; reserved)
+//!      6    2 header_len = 24 + 8 * ndim
+//!      8    4 crc32 (IEEE) of bytes [0, 8) followed by bytes [12, total_len)
+//!     12    8 total_len: the whole container in bytes
+//!     20    1 kind (1 symbols, 2 integer array)
+//!     21    1 dtype code
+//!     22    1 ndim
+//!     23    1 stream count
+//!     24  8*k shape, one u64 per dimension
+//! then per stream: u64 byte length, stream bytes
+//! ```
+
+use crate::bytes::{put_u16, put_u64, Reader};
+use crate::error::{corrupt, CodecError, Result};
+use crate::rans::Symbol;
+use crate::stream::{self, EncodeOptions, StreamView};
+
+pub const MAGIC: [u8; 4] = *b"SPNS";
+pub const VERSION: u8 = 1;
+pub const FIXED_HEADER_BYTES: usize = 24;
+pub const MAX_NDIM: usize = 32;
+const CHECKSUM_OFFSET: usize = 8;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    /// A 1-D array of u8 or u16 symbols coded as one stream (`rans_encode`).
+    Symbols = 1,
+    /// An integer array of any shape, coded losslessly (`compress`).
+    Array = 2,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Symbols => "symbols",
+            Kind::Array => "array",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum DType {
+    U8 = 1,
+    I8 = 2,
+    U16 = 3,
+    I16 = 4,
+    U32 = 5,
+    I32 = 6,
+    U64 = 7,
+    I64 = 8,
+}
+
+impl DType {
+    pub fn from_code(code: u8) -> Option<Self> {
+        Some(match code {
+            1 => DType::U8,
+            2 => DType::I8,
+            3 => DType::U16,
+            4 => DType::I16,
+            5 => DType::U32,
+            6 => DType::I32,
+            7 => DType::U64,
+            8 => DType::I64,
+            _ => return None,
+        })
+    }
+
+    /// The numpy name of the dtype.
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::U8 => "uint8",
+            DType::I8 => "int8",
+            DType::U16 => "uint16",
+            DType::I16 => "int16",
+            DType::U32 => "uint32",
+            DType::I32 => "int32",
+            DType::U64 => "uint64",
+            DType::I64 => "int64",
+        }
+    }
+
+    pub fn itemsize(self) -> usize {
+        match self {
+            DType::U8 | DType::I8 => 1,
+            DType::U16 | DType::I16 => 2,
+            DType::U32 | DType::I32 => 4,
+            DType::U64 | DType::I64 => 8,
+        }
+    }
+
+    /// 8-bit types are one stream of bytes; wider types are split into 16-bit planes
+    /// (plane k holds bits 16k..16k+16), one stream each.
+    pub fn planes(self) -> usize {
+        (self.itemsize() / 2).max(1)
+    }
+}
+
+/// An integer element type that the container stores.
+pub trait Element: Copy + Default + Send + Sync + 'static {
+    const DTYPE: DType;
+    fn to_bits(self) -> u64;
+    fn from_bits(v: u64) -> Self;
+}
+
+macro_rules! element {
+    ($t:ty, $d:expr) => {
+        impl Element for $t {
+            const DTYPE: DType = $d;
+            #[inline(always)]
+            fn to_bits(self) -> u64 {
+                self as u64
+            }
+            #[inline(always)]
+            fn from_bits(v: u64) -> Self {
+                v as $t
+            }
+        }
+    };
+}
+element!(u8, DType::U8);
+element!(i8, DType::I8);
+element!(u16, DType::U16);
+element!(i16, DType::I16);
+element!(u32, DType::U32);
+element!(i32, DType::I32);
+element!(u64, DType::U64);
+element!(i64, DType::I64);
+
+/// The size bound `compress` guarantees for an array of `n` elements of `dtype` with `ndim`
+/// dimensions: each plane falls back to a raw stream when coding would not pay.
+pub fn max_compressed_size(n: usize, dtype: DType, ndim: usize) -> usize {
+    let symbol_bytes = dtype.itemsize().min(2);
+    FIXED_HEADER_BYTES + 8 * ndim + dtype.planes() * (8 + stream::max_encoded_len(n, symbol_bytes))
+}
+
+fn checksum(blob: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&blob[..CHECKSUM_OFFSET]);
+    h.update(&blob[CHECKSUM_OFFSET + 4..]);
+    h.finalize()
+}
+
+fn write_header(out: &mut Vec<u8>, kind: Kind, dtype: DType, shape: &[usize], streams: usize) {
+    out.extend_from_slice(&MAGIC);
+    out.push(VERSION);
+    out.push(0);
+    put_u16(out, (FIXED_HEADER_BYTES + 8 * shape.len()) as u16);
+    out.extend_from_slice(&[0; 4]); // checksum, filled last
+    put_u64(out, 0); // total length, filled last
+    out.extend_from_slice(&[kind as u8, dtype as u8, shape.len() as u8, streams as u8]);
+    for &d in shape {
+        put_u64(out, d as u64);
+    }
+}
+
+fn finish(mut out: Vec<u8>) -> Vec<u8> {
+    let total = out.len() as u64;
+    out[12..20].copy_from_slice(&total.to_le_bytes());
+    let crc = checksum(&out);
+    out[CHECKSUM_OFFSET..CHECKSUM_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
+    out
+}
+
+fn append_stream<S: Symbol>(out: &mut Vec<u8>, symbols: &[S], opts: &EncodeOptions) -> Result<()> {
+    let len_at = out.len();
+    put_u64(out, 0);
+    stream::encode(symbols, opts, out)?;
+    let len = (out.len() - len_at - 8) as u64;
+    out[len_at..len_at + 8].copy_from_slice(&len.to_le_bytes());
+    Ok(())
+}
+
+fn check_shape(data_len: usize, shape: &[usize]) -> Result<()> {
+    if shape.len() > MAX_NDIM {
+        return Err(CodecError::InvalidArgument(format!(
+            "arrays of more than {MAX_NDIM} dimensions are not supported"
+        )));
+    }
+    let count = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| CodecError::InvalidArgument("shape overflows".into()))?;
+    if count != data_len {
+        return Err(CodecError::InvalidArgument(format!(
+            "shape {shape:?} holds {count} elements, data has {data_len}"
+        )));
+    }
+    Ok(())
+}
+
+/// Compresses a C-ordered integer array losslessly.
+pub fn compress<T: Element>(data: &[T], shape: &[usize], opts: &EncodeOptions) -> Result<Vec<u8>> {
+    encode_container(Kind::Array, data, shape, opts)
+}
+
+/// Codes a 1-D array of u8 or u16 symbols as a single stream (`Kind::Symbols`).
+pub fn encode_symbols<T: Element>(symbols: &[T], opts: &EncodeOptions) -> Result<Vec<u8>> {
+    if !matches!(T::DTYPE, DType::U8 | DType::U16) {
+        return Err(CodecError::InvalidArgument(format!(
+            "rANS symbols must be uint8 or uint16, got {}",
+            T::DTYPE.name()
+        )));
+    }
+    encode_container(Kind::Symbols, symbols, &[symbols.len()], opts)
+}
+
+fn encode_container<T: Element>(kind: Kind, data: &[T], shape: &[usize], opts: &EncodeOptions) -> Result<Vec<u8>> {
+    opts.validate()?;
+    check_shape(data.len(), shape)?;
+    let dtype = T::DTYPE;
+    let mut out = Vec::with_capacity(FIXED_HEADER_BYTES + 8 * shape.len() + 64);
+    write_header(&mut out, kind, dtype, shape, dtype.planes());
+    if dtype.itemsize() == 1 {
+        let bytes: Vec<u8> = data.iter().map(|v| v.to_bits() as u8).collect();
+        append_stream(&mut out, &bytes, opts)?;
+    } else {
+        for plane in 0..dtype.planes() {
+            let shift = 16 * plane;
+            let symbols: Vec<u16> = data.iter().map(|v| (v.to_bits() >> shift) as u16).collect();
+            append_stream(&mut out, &symbols, opts)?;
+        }
+    }
+    Ok(finish(out))
+}
+
+/// The validated header of a container.
+#[derive(Debug, Clone)]
+pub struct Header {
+    pub version: u8,
+    pub kind: Kind,
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    pub count: usize,
+    pub streams: usize,
+    pub header_len: usize,
+}
+
+/// Checks magic, version, length and checksum, then parses the header. Nothing of the payload
+/// is trusted before the checksum matches.
+pub fn read_header(blob: &[u8]) -> Result<Header> {
+    if blob.len() < 4 || blob[..4] != MAGIC {
+        return Err(corrupt!("not a splitans container (bad magic bytes)"));
+    }
+    let mut r = Reader::new(blob);
+    r.take(4, "magic")?;
+    let version = r.u8("version")?;
+    if version > VERSION {
+        return Err(CodecError::UnsupportedVersion {
+            found: version,
+            supported: VERSION,
+        });
+    }
+    if version == 0 {
+        return Err(corrupt!("format version 0 does not exist"));
+    }
+    let flags = r.u8("flags")?;
+    let header_len = r.u16("header length")? as usize;
+    let crc = r.u32("checksum")?;
+    let total = r.u64("total length")?;
+    if total != blob.len() as u64 {
+        return Err(corrupt!(
+            "container declares {total} bytes but {} were given{}",
+            blob.len(),
+            if total > blob.len() as u64 { " (truncated)" } else { " (trailing bytes)" }
+        ));
+    }
+    if checksum(blob) != crc {
+        return Err(corrupt!("checksum mismatch"));
+    }
+    if flags != 0 {
+        return Err(corrupt!("unknown flags {flags:#04x}"));
+    }
+    let kind = match r.u8("kind")? {
+        1 => Kind::Symbols,
+        2 => Kind::Array,
+        k => return Err(corrupt!("unknown container kind {k}")),
+    };
+    let code = r.u8("dtype")?;
+    let dtype = DType::from_code(code).ok_or_else(|| corrupt!("unknown dtype code {code}"))?;
+    let ndim = r.u8("ndim")? as usize;
+    let streams = r.u8("stream count")? as usize;
+    if ndim > MAX_NDIM || header_len != FIXED_HEADER_BYTES + 8 * ndim {
+        return Err(corrupt!("header length {header_len} does not match {ndim} dimensions"));
+    }
+    let mut shape = Vec::with_capacity(ndim);
+    let mut count: u64 = 1;
+    for _ in 0..ndim {
+        let d = r.u64("shape")?;
+        count = count
+            .checked_mul(d)
+            .ok_or_else(|| corrupt!("shape element count overflows"))?;
+        shape.push(usize::try_from(d).map_err(|_| corrupt!("dimension {d} too large"))?);
+    }
+    let count = usize::try_from(count).map_err(|_| corrupt!("element count too large"))?;
+    if streams != dtype.planes() {
+        return Err(corrupt!("{} needs {} streams, container has {streams}", dtype.name(), dtype.planes()));
+    }
+    if kind == Kind::Symbols && (ndim != 1 || !matches!(dtype, DType::U8 | DType::U16)) {
+        return Err(corrupt!("symbols container must be 1-D uint8 or uint16"));
+    }
+    Ok(Header {
+        version,
+        kind,
+        dtype,
+        shape,
+        count,
+        streams,
+        header_len,
+    })
+}
+
+/// Parses every stream of a container whose header is already validated.
+pub fn streams<'a>(blob: &'a [u8], h: &Header) -> Result<Vec<StreamView<'a>>> {
+    let mut r = Reader::new(blob);
+    r.take(h.header_len, "header")?;
+    let mut views = Vec::with_capacity(h.streams);
+    for i in 0..h.streams {
+        let len = r.u64("stream length")?;
+        let len = usize::try_from(len).map_err(|_| corrupt!("stream length {len} too large"))?;
+        let body = r.take(len, "stream")?;
+        let mut sr = Reader::new(body);
+        let view = stream::parse(&mut sr, h.count as u64)?;
+        if view.n != h.count || sr.remaining() != 0 {
+            return Err(corrupt!(
+                "stream {i} holds {} symbols in {} of {len} bytes, expected {} symbols",
+                view.n,
+                sr.position(),
+                h.count
+            ));
+        }
+        if view.symbol_bytes != h.dtype.itemsize().min(2) {
+            return Err(corrupt!("stream {i} has the wrong symbol width for {}", h.dtype.name()));
+        }
+        views.push(view);
+    }
+    if r.remaining() != 0 {
+        return Err(corrupt!("{} bytes after the last stream", r.remaining()));
+    }
+    Ok(views)
+}
+
+/// Decodes a container into elements of type `T`, which must be the container's dtype.
+pub fn decompress_as<T: Element>(blob: &[u8], h: &Header, threads: usize) -> Result<Vec<T>> {
+    if T::DTYPE != h.dtype {
+        return Err(CodecError::InvalidArgument(format!(
+            "container holds {}, not {}",
+            h.dtype.name(),
+            T::DTYPE.name()
+        )));
+    }
+    let views = streams(blob, h)?;
+    if h.dtype.itemsize() == 1 {
+        let mut bytes = vec![0u8; h.count];
+        stream::decode_into(&views[0], &mut bytes, threads)?;
+        return Ok(bytes.into_iter().map(|b| T::from_bits(u64::from(b))).collect());
+    }
+    let mut out = vec![T::default(); h.count];
+    let mut plane = vec![0u16; h.count];
+    for (k, view) in views.iter().enumerate() {
+        stream::decode_into(view, &mut plane, threads)?;
+        let shift = 16 * k;
+        if k == 0 {
+            for (o, &p) in out.iter_mut().zip(&plane) {
+                *o = T::from_bits(u64::from(p));
+            }
+        } else {
+            for (o, &p) in out.iter_mut().zip(&plane) {
+                *o = T::from_bits(o.to_bits() | (u64::from(p) << shift));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Checks the decoded size against `max_output_bytes` before anything is allocated for it.
+pub fn check_output_size(h: &Header, max_output_bytes: u64) -> Result<()> {
+    let needed = (h.count as u64).saturating_mul(h.dtype.itemsize() as u64);
+    if needed > max_output_bytes {
+        return Err(CodecError::OutputTooLarge {
+            needed,
+            limit: max_output_bytes,
+        });
+    }
+    Ok(())
+}
+
+/// What `inspect` reports about one stream.
+#[derive(Debug, Clone)]
+pub struct StreamInfo {
+    pub mode: &'static str,
+    pub symbols: usize,
+    pub symbol_bytes: usize,
+    pub distinct_symbols: usize,
+    pub alphabet_size: usize,
+    pub precision_bits: u8,
+    pub lanes: usize,
+    pub chunk_symbols: usize,
+    pub compressed_bytes: usize,
+    /// n * H / 8 for the order-0 entropy H of the decoded symbols.
+    pub entropy_bound_bytes: f64,
+}
+
+/// Describes every stream of a valid container; decodes them to measure their entropy.
+pub fn inspect(blob: &[u8], max_output_bytes: u64) -> Result<(Header, Vec<StreamInfo>)> {
+    let h = read_header(blob)?;
+    check_output_size(&h, max_output_bytes)?;
+    let views = streams(blob, &h)?;
+    let mut infos = Vec::with_capacity(views.len());
+    for v in &views {
+        let counts = if v.symbol_bytes == 1 {
+            let mut s = vec![0u8; v.n];
+            stream::decode_into(v, &mut s, 0)?;
+            u8::histogram(&s)
+        } else {
+            let mut s = vec![0u16; v.n];
+            stream::decode_into(v, &mut s, 0)?;
+            u16::histogram(&s)
+        };
+        let n = v.n as f64;
+        let bits: f64 = counts
+            .iter()
+            .filter(|&&c| c > 0)
+            .map(|&c| {
+                let c = c as f64;
+                -c * (c / n).log2()
+            })
+            .sum();
+        infos.push(StreamInfo {
+            mode: v.mode.name(),
+            symbols: v.n,
+            symbol_bytes: v.symbol_bytes,
+            distinct_symbols: counts.iter().filter(|&&c| c > 0).count(),
+            alphabet_size: counts.iter().rposition(|&c| c > 0).map_or(0, |i| i + 1),
+            precision_bits: v.table().map_or(0, |t| t.precision_bits),
+            lanes: v.lanes(),
+            chunk_symbols: v.chunk_symbols(),
+            compressed_bytes: v.encoded_len,
+            entropy_bound_bytes: bits / 8.0,
+        });
+    }
+    Ok((h, infos))
+}

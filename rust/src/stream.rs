@@ -1,0 +1,379 @@
+//! One coded stream of symbols: its header, frequency table, chunk directory and chunks,
+//! or the raw, constant and empty forms that the encoder falls back to.
+
+use rayon::prelude::*;
+
+use crate::bytes::{put_u16, put_u32, put_u64, Reader};
+use crate::error::{corrupt, CodecError, Result};
+use crate::freq::{build_table, cost_fixed, FreqTable, MAX_PRECISION_BITS};
+use crate::rans::{Decoder, Encoder, Symbol, MAX_LANES};
+
+pub const MIN_CHUNK_LOG2: u8 = 8;
+pub const MAX_CHUNK_LOG2: u8 = 24;
+pub const DEFAULT_CHUNK_LOG2: u8 = 16;
+
+/// Fixed header of every stream: mode (u8), symbol width in bytes (u8), symbol count (u64).
+const STREAM_HEADER_BYTES: usize = 10;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Mode {
+    Empty = 0,
+    Constant = 1,
+    Raw = 2,
+    Rans = 3,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Empty => "empty",
+            Mode::Constant => "constant",
+            Mode::Raw => "raw",
+            Mode::Rans => "rans",
+        }
+    }
+}
+
+/// Encoder settings. `threads`: 0 uses every core (rayon's global pool), 1 runs on the calling
+/// thread, k builds a pool of k threads.
+#[derive(Debug, Clone, Copy)]
+pub struct EncodeOptions {
+    pub precision_bits: Option<u8>,
+    pub chunk_log2: u8,
+    pub threads: usize,
+}
+
+impl Default for EncodeOptions {
+    fn default() -> Self {
+        EncodeOptions {
+            precision_bits: None,
+            chunk_log2: DEFAULT_CHUNK_LOG2,
+            threads: 0,
+        }
+    }
+}
+
+impl EncodeOptions {
+    pub fn validate(&self) -> Result<()> {
+        if let Some(p) = self.precision_bits {
+            if !(1..=MAX_PRECISION_BITS).contains(&p) {
+                return Err(CodecError::InvalidArgument(format!(
+                    "precision_bits must be in 1..=16, got {p}"
+                )));
+            }
+        }
+        if !(MIN_CHUNK_LOG2..=MAX_CHUNK_LOG2).contains(&self.chunk_log2) {
+            return Err(CodecError::InvalidArgument(format!(
+                "chunk_symbols must be a power of two from 2^{MIN_CHUNK_LOG2} to 2^{MAX_CHUNK_LOG2}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Maps `f` over `items` with their indices on the requested number of threads, in order.
+pub fn par_map<I, T, F>(items: Vec<I>, threads: usize, f: F) -> Vec<T>
+where
+    I: Send,
+    T: Send,
+    F: Fn((usize, I)) -> T + Sync + Send,
+{
+    if threads == 1 || items.len() <= 1 {
+        return items.into_iter().enumerate().map(f).collect();
+    }
+    let run = || items.into_par_iter().enumerate().map(&f).collect();
+    if threads == 0 {
+        return run();
+    }
+    match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
+        Ok(pool) => pool.install(run),
+        // Could not start threads: the work is still correct on this one.
+        Err(_) => run(),
+    }
+}
+
+/// Lanes used for `n` symbols: 32, or fewer (a power of two, one per 256 symbols) for short
+/// streams, where 32 final states (128 bytes) would cost more than the parallelism buys.
+pub fn lanes_for(n: usize) -> usize {
+    let want = (n / 256).clamp(1, MAX_LANES);
+    1 << (usize::BITS - 1 - want.leading_zeros())
+}
+
+/// The largest stream `encode` can produce for `n` symbols of `symbol_bytes` bytes: a raw
+/// stream, or a constant one (two bytes of symbol) when that is longer.
+pub fn max_encoded_len(n: usize, symbol_bytes: usize) -> usize {
+    STREAM_HEADER_BYTES + (n * symbol_bytes).max(2)
+}
+
+fn write_header(out: &mut Vec<u8>, mode: Mode, symbol_bytes: usize, n: usize) {
+    out.push(mode as u8);
+    out.push(symbol_bytes as u8);
+    put_u64(out, n as u64);
+}
+
+fn write_raw<S: Symbol>(symbols: &[S], out: &mut Vec<u8>) {
+    write_header(out, Mode::Raw, S::BYTES, symbols.len());
+    out.reserve(symbols.len() * S::BYTES);
+    for &s in symbols {
+        out.extend_from_slice(&(s.index() as u16).to_le_bytes()[..S::BYTES]);
+    }
+}
+
+/// Encodes `symbols` as one stream appended to `out`. Never longer than `max_encoded_len`.
+pub fn encode<S: Symbol>(symbols: &[S], opts: &EncodeOptions, out: &mut Vec<u8>) -> Result<()> {
+    opts.validate()?;
+    let n = symbols.len();
+    if n == 0 {
+        write_header(out, Mode::Empty, S::BYTES, 0);
+        return Ok(());
+    }
+    let counts = S::histogram(symbols);
+    let present = counts.iter().filter(|&&c| c > 0).count();
+    if present == 1 {
+        write_header(out, Mode::Constant, S::BYTES, n);
+        put_u16(out, symbols[0].index() as u16);
+        return Ok(());
+    }
+    let table = build_table(&counts, opts.precision_bits).ok_or_else(|| {
+        CodecError::InvalidArgument(format!(
+            "precision_bits={} cannot give each of {present} distinct symbols a nonzero frequency",
+            opts.precision_bits.unwrap_or(MAX_PRECISION_BITS)
+        ))
+    })?;
+    let lanes = lanes_for(n);
+    let chunk = 1usize << opts.chunk_log2;
+    let n_chunks = n.div_ceil(chunk);
+    let raw_len = STREAM_HEADER_BYTES + n * S::BYTES;
+    // Skip the coding work when even the estimate cannot beat the raw stream.
+    let overhead = STREAM_HEADER_BYTES + 4 + n_chunks * (4 + 4 * lanes);
+    let estimate = (cost_fixed(&counts, &table) >> 19) as usize + overhead;
+    if estimate >= raw_len {
+        write_raw(symbols, out);
+        return Ok(());
+    }
+    let encoder = Encoder::new(&table, 1 << (8 * S::BYTES));
+    let pieces: Vec<&[S]> = symbols.chunks(chunk).collect();
+    let parts = par_map(pieces, opts.threads, |(_, piece)| encoder.encode_chunk(piece, lanes));
+    let mut table_bytes = Vec::new();
+    table.write(&mut table_bytes);
+    let body: usize = parts.iter().map(|(s, w)| 4 * s.len() + 2 * w.len()).sum();
+    let total = STREAM_HEADER_BYTES + 4 + table_bytes.len() + 4 * n_chunks + body;
+    if total >= raw_len {
+        write_raw(symbols, out);
+        return Ok(());
+    }
+    out.reserve(total);
+    write_header(out, Mode::Rans, S::BYTES, n);
+    out.extend_from_slice(&[table.precision_bits, lanes as u8, opts.chunk_log2, 0]);
+    out.extend_from_slice(&table_bytes);
+    for (_, words) in &parts {
+        put_u32(out, words.len() as u32);
+    }
+    for (states, words) in &parts {
+        for &s in states {
+            put_u32(out, s);
+        }
+        let start = out.len();
+        out.resize(start + 2 * words.len(), 0);
+        for (dst, w) in out[start..].chunks_exact_mut(2).zip(words) {
+            dst.copy_from_slice(&w.to_le_bytes());
+        }
+    }
+    Ok(())
+}
+
+/// A parsed stream, borrowing its payload from the input.
+pub struct StreamView<'a> {
+    pub mode: Mode,
+    pub symbol_bytes: usize,
+    pub n: usize,
+    pub encoded_len: usize,
+    body: Body<'a>,
+}
+
+enum Body<'a> {
+    Empty,
+    Constant(u16),
+    Raw(&'a [u8]),
+    Rans {
+        table: FreqTable,
+        lanes: usize,
+        chunk_log2: u8,
+        /// Per chunk: initial states bytes and words bytes.
+        chunks: Vec<(&'a [u8], &'a [u8])>,
+    },
+}
+
+impl StreamView<'_> {
+    pub fn table(&self) -> Option<&FreqTable> {
+        match &self.body {
+            Body::Rans { table, .. } => Some(table),
+            _ => None,
+        }
+    }
+
+    pub fn lanes(&self) -> usize {
+        match &self.body {
+            Body::Rans { lanes, .. } => *lanes,
+            _ => 0,
+        }
+    }
+
+    pub fn chunk_symbols(&self) -> usize {
+        match &self.body {
+            Body::Rans { chunk_log2, .. } => 1 << chunk_log2,
+            _ => 0,
+        }
+    }
+}
+
+/// Parses and validates a stream's structure. `max_symbols` bounds the declared symbol count
+/// before anything is allocated for it.
+pub fn parse<'a>(r: &mut Reader<'a>, max_symbols: u64) -> Result<StreamView<'a>> {
+    let start = r.position();
+    let mode = r.u8("stream mode")?;
+    let symbol_bytes = r.u8("stream symbol width")? as usize;
+    if symbol_bytes != 1 && symbol_bytes != 2 {
+        return Err(corrupt!("stream symbol width {symbol_bytes} is not 1 or 2 bytes"));
+    }
+    let n64 = r.u64("stream symbol count")?;
+    if n64 > max_symbols {
+        return Err(corrupt!("stream declares {n64} symbols, more than the {max_symbols} expected"));
+    }
+    let n = usize::try_from(n64).map_err(|_| corrupt!("stream symbol count {n64} too large"))?;
+    let alphabet = 1u32 << (8 * symbol_bytes);
+    let (mode, body) = match mode {
+        0 => {
+            if n != 0 {
+                return Err(corrupt!("empty stream declares {n} symbols"));
+            }
+            (Mode::Empty, Body::Empty)
+        }
+        1 => {
+            let s = r.u16("constant symbol")?;
+            if u32::from(s) >= alphabet || n == 0 {
+                return Err(corrupt!("invalid constant stream"));
+            }
+            (Mode::Constant, Body::Constant(s))
+        }
+        2 => {
+            let len = n
+                .checked_mul(symbol_bytes)
+                .ok_or_else(|| corrupt!("raw stream size overflows"))?;
+            (Mode::Raw, Body::Raw(r.take(len, "raw stream")?))
+        }
+        3 => {
+            let precision_bits = r.u8("precision")?;
+            let lanes = r.u8("lanes")? as usize;
+            let chunk_log2 = r.u8("chunk size")?;
+            let reserved = r.u8("reserved")?;
+            if !(1..=MAX_LANES).contains(&lanes) || !lanes.is_power_of_two() {
+                return Err(corrupt!("lane count {lanes} is not a power of two up to 32"));
+            }
+            if !(MIN_CHUNK_LOG2..=MAX_CHUNK_LOG2).contains(&chunk_log2) || reserved != 0 {
+                return Err(corrupt!("invalid chunk size 2^{chunk_log2} or reserved byte"));
+            }
+            if n == 0 {
+                return Err(corrupt!("rANS stream with no symbols"));
+            }
+            let table = FreqTable::read(r, precision_bits, alphabet)?;
+            let n_chunks = n.div_ceil(1 << chunk_log2);
+            // The directory is read before allocating for it: a lying count fails here.
+            let dir = r.take(
+                n_chunks.checked_mul(4).ok_or_else(|| corrupt!("chunk count overflows"))?,
+                "chunk directory",
+            )?;
+            let mut chunks = Vec::with_capacity(n_chunks);
+            for d in dir.chunks_exact(4) {
+                let words = u32::from_le_bytes([d[0], d[1], d[2], d[3]]) as usize;
+                let states = r.take(4 * lanes, "chunk states")?;
+                let words = r.take(2 * words, "chunk words")?;
+                chunks.push((states, words));
+            }
+            (
+                Mode::Rans,
+                Body::Rans {
+                    table,
+                    lanes,
+                    chunk_log2,
+                    chunks,
+                },
+            )
+        }
+        m => return Err(corrupt!("unknown stream mode {m}")),
+    };
+    Ok(StreamView {
+        mode,
+        symbol_bytes,
+        n,
+        encoded_len: r.position() - start,
+        body,
+    })
+}
+
+/// Decodes a parsed stream into `out` (`out.len() == view.n`, `S::BYTES == view.symbol_bytes`).
+pub fn decode_into<S: Symbol>(view: &StreamView<'_>, out: &mut [S], threads: usize) -> Result<()> {
+    if S::BYTES != view.symbol_bytes || out.len() != view.n {
+        return Err(corrupt!(
+            "stream holds {} symbols of {} bytes, expected {} of {}",
+            view.n,
+            view.symbol_bytes,
+            out.len(),
+            S::BYTES
+        ));
+    }
+    match &view.body {
+        Body::Empty => Ok(()),
+        Body::Constant(s) => {
+            out.fill(S::from_index(u32::from(*s)));
+            Ok(())
+        }
+        Body::Raw(bytes) => {
+            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(S::BYTES)) {
+                let v = if S::BYTES == 1 { u16::from(b[0]) } else { u16::from_le_bytes([b[0], b[1]]) };
+                *o = S::from_index(u32::from(v));
+            }
+            Ok(())
+        }
+        Body::Rans {
+            table,
+            chunk_log2,
+            chunks,
+            ..
+        } => {
+            let decoder = Decoder::new(table);
+            let chunk = 1usize << chunk_log2;
+            let states: Vec<Vec<u32>> = chunks
+                .iter()
+                .map(|(s, _)| {
+                    s.chunks_exact(4)
+                        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect()
+                })
+                .collect();
+            let pieces: Vec<&mut [S]> = out.chunks_mut(chunk).collect();
+            let results = par_map(pieces, threads, |(i, piece)| {
+                decoder
+                    .decode_chunk(&states[i], chunks[i].1, piece)
+                    .map_err(|e| corrupt!("chunk {i}: {}", message(&e)))
+            });
+            results.into_iter().collect()
+        }
+    }
+}
+
+fn message(e: &CodecError) -> String {
+    match e {
+        CodecError::Corrupt(m) => m.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Decodes one whole stream from `r`.
+pub fn decode<S: Symbol>(r: &mut Reader<'_>, max_symbols: u64, threads: usize) -> Result<Vec<S>> {
+    let view = parse(r, max_symbols)?;
+    let mut out = vec![S::default(); view.n];
+    decode_into(&view, &mut out, threads)?;
+    Ok(out)
+}
