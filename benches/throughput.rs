@@ -27,7 +27,10 @@ fn main() {
         let dist = WeightedIndex::new(&weights).unwrap();
         let data: Vec<u8> = (0..n).map(|_| dist.sample(&mut rng) as u8).collect();
         for threads in [1usize, 0] {
-            let opts = EncodeOptions { threads, ..Default::default() };
+            let opts = EncodeOptions {
+                threads,
+                ..Default::default()
+            };
             let mut blob = Vec::new();
             let enc = best_of(5, || blob = encode_symbols(&data, &opts).unwrap());
             let dec = best_of(5, || {
@@ -38,7 +41,11 @@ fn main() {
             println!(
                 "{name:>13} p={} threads={} ratio={:.3} encode {:7.1} MB/s decode {:7.1} MB/s",
                 info[0].precision_bits,
-                if threads == 0 { "all".to_string() } else { threads.to_string() },
+                if threads == 0 {
+                    "all".to_string()
+                } else {
+                    threads.to_string()
+                },
                 n as f64 / blob.len() as f64,
                 n as f64 / enc / 1e6,
                 n as f64 / dec / 1e6

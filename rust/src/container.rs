@@ -213,7 +213,12 @@ pub fn encode_symbols<T: Element>(symbols: &[T], opts: &EncodeOptions) -> Result
     encode_container(Kind::Symbols, symbols, &[symbols.len()], opts)
 }
 
-fn encode_container<T: Element>(kind: Kind, data: &[T], shape: &[usize], opts: &EncodeOptions) -> Result<Vec<u8>> {
+fn encode_container<T: Element>(
+    kind: Kind,
+    data: &[T],
+    shape: &[usize],
+    opts: &EncodeOptions,
+) -> Result<Vec<u8>> {
     opts.validate()?;
     check_shape(data.len(), shape)?;
     let dtype = T::DTYPE;
@@ -270,7 +275,11 @@ pub fn read_header(blob: &[u8]) -> Result<Header> {
         return Err(corrupt!(
             "container declares {total} bytes but {} were given{}",
             blob.len(),
-            if total > blob.len() as u64 { " (truncated)" } else { " (trailing bytes)" }
+            if total > blob.len() as u64 {
+                " (truncated)"
+            } else {
+                " (trailing bytes)"
+            }
         ));
     }
     if checksum(blob) != crc {
@@ -289,20 +298,34 @@ pub fn read_header(blob: &[u8]) -> Result<Header> {
     let ndim = r.u8("ndim")? as usize;
     let streams = r.u8("stream count")? as usize;
     if ndim > MAX_NDIM || header_len != FIXED_HEADER_BYTES + 8 * ndim {
-        return Err(corrupt!("header length {header_len} does not match {ndim} dimensions"));
+        return Err(corrupt!(
+            "header length {header_len} does not match {ndim} dimensions"
+        ));
     }
     let mut shape = Vec::with_capacity(ndim);
-    let mut count: u64 = 1;
+    // numpy needs the bytes of the nonzero dimensions to fit in an isize, even when another
+    // dimension is zero.
+    let limit = isize::MAX as u64 / dtype.itemsize() as u64;
+    let mut nonzero: u64 = 1;
     for _ in 0..ndim {
         let d = r.u64("shape")?;
-        count = count
-            .checked_mul(d)
-            .ok_or_else(|| corrupt!("shape element count overflows"))?;
-        shape.push(usize::try_from(d).map_err(|_| corrupt!("dimension {d} too large"))?);
+        nonzero = nonzero
+            .checked_mul(d.max(1))
+            .filter(|&c| c <= limit)
+            .ok_or_else(|| corrupt!("shape has more elements than an array can hold"))?;
+        shape.push(d as usize);
     }
-    let count = usize::try_from(count).map_err(|_| corrupt!("element count too large"))?;
+    let count = if shape.contains(&0) {
+        0
+    } else {
+        nonzero as usize
+    };
     if streams != dtype.planes() {
-        return Err(corrupt!("{} needs {} streams, container has {streams}", dtype.name(), dtype.planes()));
+        return Err(corrupt!(
+            "{} needs {} streams, container has {streams}",
+            dtype.name(),
+            dtype.planes()
+        ));
     }
     if kind == Kind::Symbols && (ndim != 1 || !matches!(dtype, DType::U8 | DType::U16)) {
         return Err(corrupt!("symbols container must be 1-D uint8 or uint16"));
@@ -338,7 +361,10 @@ pub fn streams<'a>(blob: &'a [u8], h: &Header) -> Result<Vec<StreamView<'a>>> {
             ));
         }
         if view.symbol_bytes != h.dtype.itemsize().min(2) {
-            return Err(corrupt!("stream {i} has the wrong symbol width for {}", h.dtype.name()));
+            return Err(corrupt!(
+                "stream {i} has the wrong symbol width for {}",
+                h.dtype.name()
+            ));
         }
         views.push(view);
     }
@@ -361,7 +387,10 @@ pub fn decompress_as<T: Element>(blob: &[u8], h: &Header, threads: usize) -> Res
     if h.dtype.itemsize() == 1 {
         let mut bytes = vec![0u8; h.count];
         stream::decode_into(&views[0], &mut bytes, threads)?;
-        return Ok(bytes.into_iter().map(|b| T::from_bits(u64::from(b))).collect());
+        return Ok(bytes
+            .into_iter()
+            .map(|b| T::from_bits(u64::from(b)))
+            .collect());
     }
     let mut out = vec![T::default(); h.count];
     let mut plane = vec![0u16; h.count];

@@ -65,7 +65,9 @@ impl FreqTable {
         }
         // Each entry takes at least two bytes: reject a lying count before allocating for it.
         if count as usize > r.remaining() / 2 {
-            return Err(corrupt!("frequency table of {count} symbols runs past the data"));
+            return Err(corrupt!(
+                "frequency table of {count} symbols runs past the data"
+            ));
         }
         let mut symbols = Vec::with_capacity(count as usize);
         let mut freqs = Vec::with_capacity(count as usize);
@@ -75,7 +77,9 @@ impl FreqTable {
             let sym = next + u64::from(r.varint("frequency table symbol")?);
             let freq = u64::from(r.varint("frequency table frequency")?) + 1;
             if sym >= u64::from(alphabet_limit) {
-                return Err(corrupt!("frequency table symbol {sym} outside the alphabet"));
+                return Err(corrupt!(
+                    "frequency table symbol {sym} outside the alphabet"
+                ));
             }
             sum += freq;
             if sum > total {
@@ -149,7 +153,7 @@ pub fn quantize(counts: &[u64], precision_bits: u8) -> Option<FreqTable> {
         return None;
     }
     let mut freq_of: Vec<(u32, u32)> = Vec::with_capacity(present.len()); // (symbol, freq)
-    // Rarest first; among equal counts the order does not change the result.
+                                                                          // Rarest first; among equal counts the order does not change the result.
     present.sort_unstable();
     let mut budget = u128::from(total);
     let mut mass: u128 = present.iter().map(|&(c, _)| u128::from(c)).sum();
@@ -177,7 +181,8 @@ pub fn quantize(counts: &[u64], precision_bits: u8) -> Option<FreqTable> {
         if left > 0 {
             // Largest remainder first, smaller symbol first among equal remainders. Keys are
             // unique (symbols are), so any selection algorithm gives the same set.
-            let key = |a: &(u128, u32, u32), b: &(u128, u32, u32)| b.0.cmp(&a.0).then(a.1.cmp(&b.1));
+            let key =
+                |a: &(u128, u32, u32), b: &(u128, u32, u32)| b.0.cmp(&a.0).then(a.1.cmp(&b.1));
             if left < shares.len() {
                 shares.select_nth_unstable_by(left - 1, key);
             }

@@ -19,7 +19,11 @@ pub use error::{CodecError, Result};
 pub use stream::EncodeOptions;
 
 /// Decodes any container into elements of type `T` (its dtype), with a size cap.
-pub fn decompress<T: Element>(blob: &[u8], max_output_bytes: u64, threads: usize) -> Result<(Header, Vec<T>)> {
+pub fn decompress<T: Element>(
+    blob: &[u8],
+    max_output_bytes: u64,
+    threads: usize,
+) -> Result<(Header, Vec<T>)> {
     let h = container::read_header(blob)?;
     container::check_output_size(&h, max_output_bytes)?;
     let data = container::decompress_as(blob, &h, threads)?;

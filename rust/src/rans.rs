@@ -75,7 +75,11 @@ impl Encoder {
         let mut table = vec![EncSymbol::default(); alphabet];
         for ((&s, &f), c) in t.symbols.iter().zip(&t.freqs).zip(t.cum_freqs()) {
             table[s as usize] = EncSymbol {
-                rcp: if f >= 2 { u64::MAX / u64::from(f) + 1 } else { 0 },
+                rcp: if f >= 2 {
+                    u64::MAX / u64::from(f) + 1
+                } else {
+                    0
+                },
                 x_max: f << (32 - p),
                 cmpl_freq: (1u32 << p) - f,
                 cum_freq: c,
@@ -176,7 +180,12 @@ impl Decoder {
     /// Decodes `out.len()` symbols from one chunk's initial states and its words (`words` holds
     /// little-endian u16s), and checks that the chunk ends exactly where the encoder began: all
     /// states back at `RANS_L`, all words consumed. Altered input that breaks this is corrupt.
-    pub fn decode_chunk<S: Symbol>(&self, states: &[u32], words: &[u8], out: &mut [S]) -> Result<()> {
+    pub fn decode_chunk<S: Symbol>(
+        &self,
+        states: &[u32],
+        words: &[u8],
+        out: &mut [S],
+    ) -> Result<()> {
         let lanes = states.len();
         let mut x = [RANS_L; MAX_LANES];
         for (l, &s) in states.iter().enumerate() {
@@ -191,10 +200,11 @@ impl Decoder {
             if step.len() == MAX_LANES && n_words - pos >= MAX_LANES {
                 // Fast path: a full step reads at most one word per lane, so no bounds checks;
                 // branch-free renormalization, since whether a lane reads is unpredictable.
-                let w: &[u8; 2 * MAX_LANES] = match words[2 * pos..2 * pos + 2 * MAX_LANES].try_into() {
-                    Ok(w) => w,
-                    Err(_) => return Err(corrupt!("rANS chunk ran out of words")),
-                };
+                let w: &[u8; 2 * MAX_LANES] =
+                    match words[2 * pos..2 * pos + 2 * MAX_LANES].try_into() {
+                        Ok(w) => w,
+                        Err(_) => return Err(corrupt!("rANS chunk ran out of words")),
+                    };
                 // Decode every lane first (independent chains), then renormalize: only the
                 // running word count links the lanes.
                 for l in 0..MAX_LANES {

@@ -93,8 +93,9 @@ where
     }
 }
 
-/// Lanes used for `n` symbols: 32, or fewer (a power of two, one per 256 symbols) for short
-/// streams, where 32 final states (128 bytes) would cost more than the parallelism buys.
+/// Lanes for chunks of up to `n` symbols (the smaller of the stream and the chunk size): 32, or
+/// fewer (a power of two, one per 256 symbols) for short chunks, where 32 final states
+/// (128 bytes) would cost more than the parallelism buys.
 pub fn lanes_for(n: usize) -> usize {
     let want = (n / 256).clamp(1, MAX_LANES);
     1 << (usize::BITS - 1 - want.leading_zeros())
@@ -141,8 +142,8 @@ pub fn encode<S: Symbol>(symbols: &[S], opts: &EncodeOptions, out: &mut Vec<u8>)
             opts.precision_bits.unwrap_or(MAX_PRECISION_BITS)
         ))
     })?;
-    let lanes = lanes_for(n);
     let chunk = 1usize << opts.chunk_log2;
+    let lanes = lanes_for(n.min(chunk));
     let n_chunks = n.div_ceil(chunk);
     let raw_len = STREAM_HEADER_BYTES + n * S::BYTES;
     // Skip the coding work when even the estimate cannot beat the raw stream.
@@ -154,7 +155,9 @@ pub fn encode<S: Symbol>(symbols: &[S], opts: &EncodeOptions, out: &mut Vec<u8>)
     }
     let encoder = Encoder::new(&table, 1 << (8 * S::BYTES));
     let pieces: Vec<&[S]> = symbols.chunks(chunk).collect();
-    let parts = par_map(pieces, opts.threads, |(_, piece)| encoder.encode_chunk(piece, lanes));
+    let parts = par_map(pieces, opts.threads, |(_, piece)| {
+        encoder.encode_chunk(piece, lanes)
+    });
     let mut table_bytes = Vec::new();
     table.write(&mut table_bytes);
     let body: usize = parts.iter().map(|(s, w)| 4 * s.len() + 2 * w.len()).sum();
@@ -235,11 +238,15 @@ pub fn parse<'a>(r: &mut Reader<'a>, max_symbols: u64) -> Result<StreamView<'a>>
     let mode = r.u8("stream mode")?;
     let symbol_bytes = r.u8("stream symbol width")? as usize;
     if symbol_bytes != 1 && symbol_bytes != 2 {
-        return Err(corrupt!("stream symbol width {symbol_bytes} is not 1 or 2 bytes"));
+        return Err(corrupt!(
+            "stream symbol width {symbol_bytes} is not 1 or 2 bytes"
+        ));
     }
     let n64 = r.u64("stream symbol count")?;
     if n64 > max_symbols {
-        return Err(corrupt!("stream declares {n64} symbols, more than the {max_symbols} expected"));
+        return Err(corrupt!(
+            "stream declares {n64} symbols, more than the {max_symbols} expected"
+        ));
     }
     let n = usize::try_from(n64).map_err(|_| corrupt!("stream symbol count {n64} too large"))?;
     let alphabet = 1u32 << (8 * symbol_bytes);
@@ -269,10 +276,14 @@ pub fn parse<'a>(r: &mut Reader<'a>, max_symbols: u64) -> Result<StreamView<'a>>
             let chunk_log2 = r.u8("chunk size")?;
             let reserved = r.u8("reserved")?;
             if !(1..=MAX_LANES).contains(&lanes) || !lanes.is_power_of_two() {
-                return Err(corrupt!("lane count {lanes} is not a power of two up to 32"));
+                return Err(corrupt!(
+                    "lane count {lanes} is not a power of two up to 32"
+                ));
             }
             if !(MIN_CHUNK_LOG2..=MAX_CHUNK_LOG2).contains(&chunk_log2) || reserved != 0 {
-                return Err(corrupt!("invalid chunk size 2^{chunk_log2} or reserved byte"));
+                return Err(corrupt!(
+                    "invalid chunk size 2^{chunk_log2} or reserved byte"
+                ));
             }
             if n == 0 {
                 return Err(corrupt!("rANS stream with no symbols"));
@@ -281,7 +292,9 @@ pub fn parse<'a>(r: &mut Reader<'a>, max_symbols: u64) -> Result<StreamView<'a>>
             let n_chunks = n.div_ceil(1 << chunk_log2);
             // The directory is read before allocating for it: a lying count fails here.
             let dir = r.take(
-                n_chunks.checked_mul(4).ok_or_else(|| corrupt!("chunk count overflows"))?,
+                n_chunks
+                    .checked_mul(4)
+                    .ok_or_else(|| corrupt!("chunk count overflows"))?,
                 "chunk directory",
             )?;
             let mut chunks = Vec::with_capacity(n_chunks);
@@ -331,7 +344,11 @@ pub fn decode_into<S: Symbol>(view: &StreamView<'_>, out: &mut [S], threads: usi
         }
         Body::Raw(bytes) => {
             for (o, b) in out.iter_mut().zip(bytes.chunks_exact(S::BYTES)) {
-                let v = if S::BYTES == 1 { u16::from(b[0]) } else { u16::from_le_bytes([b[0], b[1]]) };
+                let v = if S::BYTES == 1 {
+                    u16::from(b[0])
+                } else {
+                    u16::from_le_bytes([b[0], b[1]])
+                };
                 *o = S::from_index(u32::from(v));
             }
             Ok(())

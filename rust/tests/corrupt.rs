@@ -6,8 +6,12 @@ use splitans::{compress, decompress, encode_symbols, CodecError, EncodeOptions};
 
 fn sample_blobs() -> Vec<Vec<u8>> {
     let mut rng = ChaCha8Rng::seed_from_u64(11);
-    let skew: Vec<u8> = (0..3000).map(|_| (rng.gen::<f64>().powi(4) * 40.0) as u8).collect();
-    let wide: Vec<u16> = (0..2000).map(|_| (rng.gen::<f64>().powi(3) * 5000.0) as u16).collect();
+    let skew: Vec<u8> = (0..3000)
+        .map(|_| (rng.gen::<f64>().powi(4) * 40.0) as u8)
+        .collect();
+    let wide: Vec<u16> = (0..2000)
+        .map(|_| (rng.gen::<f64>().powi(3) * 5000.0) as u16)
+        .collect();
     let ints: Vec<i32> = (0..1500).map(|_| rng.gen_range(-70_000..70_000)).collect();
     vec![
         encode_symbols(&skew, &EncodeOptions::default()).unwrap(),
@@ -32,7 +36,10 @@ fn decode_any(blob: &[u8]) -> Result<(), CodecError> {
 fn every_truncation_is_corrupt() {
     for blob in sample_blobs() {
         for len in 0..blob.len() {
-            assert!(matches!(decode_any(&blob[..len]), Err(CodecError::Corrupt(_))), "len {len}");
+            assert!(
+                matches!(decode_any(&blob[..len]), Err(CodecError::Corrupt(_))),
+                "len {len}"
+            );
         }
         let mut longer = blob.clone();
         longer.push(0);
@@ -47,7 +54,10 @@ fn every_single_bit_flip_is_detected() {
             let mut bad = blob.clone();
             bad[bit / 8] ^= 1 << (bit % 8);
             let err = decode_any(&bad).expect_err("flipped bit decoded");
-            assert!(matches!(err, CodecError::Corrupt(_) | CodecError::UnsupportedVersion { .. }));
+            assert!(matches!(
+                err,
+                CodecError::Corrupt(_) | CodecError::UnsupportedVersion { .. }
+            ));
         }
     }
 }
@@ -56,7 +66,13 @@ fn every_single_bit_flip_is_detected() {
 fn newer_version_is_unsupported() {
     let mut blob = sample_blobs().remove(0);
     blob[4] = 2;
-    assert!(matches!(decode_any(&blob), Err(CodecError::UnsupportedVersion { found: 2, supported: 1 })));
+    assert!(matches!(
+        decode_any(&blob),
+        Err(CodecError::UnsupportedVersion {
+            found: 2,
+            supported: 1
+        })
+    ));
 }
 
 #[test]

@@ -26,11 +26,18 @@ fn round_trip_u8(data: &[u8], opts: &EncodeOptions) -> Vec<u8> {
 #[test]
 fn sizes_and_distributions_u8() {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
-    for &n in &[0usize, 1, 2, 31, 32, 33, 255, 256, 1000, 8191, 65535, 65536, 65537, 300_001] {
+    for &n in &[
+        0usize, 1, 2, 31, 32, 33, 255, 256, 1000, 8191, 65535, 65536, 65537, 300_001,
+    ] {
         let uniform: Vec<u8> = (0..n).map(|_| rng.gen()).collect();
-        let skew: Vec<u8> = skewed(&mut rng, n, 40).into_iter().map(|v| v as u8).collect();
+        let skew: Vec<u8> = skewed(&mut rng, n, 40)
+            .into_iter()
+            .map(|v| v as u8)
+            .collect();
         let constant = vec![7u8; n];
-        let two: Vec<u8> = (0..n).map(|i| if i % 1000 == 0 { 255 } else { 0 }).collect();
+        let two: Vec<u8> = (0..n)
+            .map(|i| if i % 1000 == 0 { 255 } else { 0 })
+            .collect();
         for data in [&uniform, &skew, &constant, &two] {
             for threads in [1, 0] {
                 let opts = EncodeOptions {
@@ -47,13 +54,21 @@ fn sizes_and_distributions_u8() {
 fn skewed_data_compresses_near_entropy() {
     let mut rng = ChaCha8Rng::seed_from_u64(2);
     let n = 1 << 20;
-    let data: Vec<u8> = skewed(&mut rng, n, 60).into_iter().map(|v| v as u8).collect();
+    let data: Vec<u8> = skewed(&mut rng, n, 60)
+        .into_iter()
+        .map(|v| v as u8)
+        .collect();
     let blob = round_trip_u8(&data, &EncodeOptions::default());
     let mut counts = [0f64; 256];
     for &b in &data {
         counts[b as usize] += 1.0;
     }
-    let bound: f64 = counts.iter().filter(|&&c| c > 0.0).map(|&c| -c * (c / n as f64).log2()).sum::<f64>() / 8.0;
+    let bound: f64 = counts
+        .iter()
+        .filter(|&&c| c > 0.0)
+        .map(|&c| -c * (c / n as f64).log2())
+        .sum::<f64>()
+        / 8.0;
     let ratio = blob.len() as f64 / bound;
     assert!(ratio < 1.01, "size {} vs bound {bound:.0}", blob.len());
 }
@@ -61,7 +76,10 @@ fn skewed_data_compresses_near_entropy() {
 #[test]
 fn every_precision_and_chunk_size() {
     let mut rng = ChaCha8Rng::seed_from_u64(3);
-    let data: Vec<u8> = skewed(&mut rng, 20_000, 16).into_iter().map(|v| v as u8).collect();
+    let data: Vec<u8> = skewed(&mut rng, 20_000, 16)
+        .into_iter()
+        .map(|v| v as u8)
+        .collect();
     for p in 4..=16u8 {
         for chunk_log2 in [8u8, 12, 16, 24] {
             let opts = EncodeOptions {
@@ -92,7 +110,10 @@ fn wide_alphabets_u16() {
     let mut rng = ChaCha8Rng::seed_from_u64(4);
     let full: Vec<u16> = (0..=u16::MAX).chain(0..=u16::MAX).collect();
     let random: Vec<u16> = (0..100_000).map(|_| rng.gen()).collect();
-    let skew: Vec<u16> = skewed(&mut rng, 100_000, 3000).into_iter().map(|v| (v * 17) as u16).collect();
+    let skew: Vec<u16> = skewed(&mut rng, 100_000, 3000)
+        .into_iter()
+        .map(|v| (v * 17) as u16)
+        .collect();
     let mut full_shuffled = full.clone();
     for i in (1..full_shuffled.len()).rev() {
         full_shuffled.swap(i, rng.gen_range(0..=i));
@@ -128,7 +149,10 @@ fn integer_arrays_of_every_dtype() {
     check_array(&v.iter().map(|&x| x as u32).collect::<Vec<_>>(), &shape);
     check_array(&v.iter().map(|&x| x as i32).collect::<Vec<_>>(), &shape);
     check_array(&v, &shape);
-    check_array(&(0..n).map(|_| rng.gen::<u32>()).collect::<Vec<_>>(), &shape);
+    check_array(
+        &(0..n).map(|_| rng.gen::<u32>()).collect::<Vec<_>>(),
+        &shape,
+    );
     check_array(&[-5i32], &[]);
     check_array::<i16>(&[], &[0, 4]);
     check_array::<u8>(&[], &[0]);
@@ -152,7 +176,10 @@ fn output_limit_is_enforced_before_decoding() {
     let blob = encode_symbols(&data, &EncodeOptions::default()).unwrap();
     assert!(matches!(
         decompress::<u8>(&blob, 9_999, 1),
-        Err(splitans::CodecError::OutputTooLarge { needed: 10_000, limit: 9_999 })
+        Err(splitans::CodecError::OutputTooLarge {
+            needed: 10_000,
+            limit: 9_999
+        })
     ));
     assert!(decompress::<u8>(&blob, 10_000, 1).is_ok());
 }
@@ -160,10 +187,34 @@ fn output_limit_is_enforced_before_decoding() {
 #[test]
 fn threads_do_not_change_the_bytes() {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
-    let data: Vec<u8> = skewed(&mut rng, 1 << 20, 100).into_iter().map(|v| v as u8).collect();
-    let a = encode_symbols(&data, &EncodeOptions { threads: 1, ..Default::default() }).unwrap();
-    let b = encode_symbols(&data, &EncodeOptions { threads: 0, ..Default::default() }).unwrap();
-    let c = encode_symbols(&data, &EncodeOptions { threads: 3, ..Default::default() }).unwrap();
+    let data: Vec<u8> = skewed(&mut rng, 1 << 20, 100)
+        .into_iter()
+        .map(|v| v as u8)
+        .collect();
+    let a = encode_symbols(
+        &data,
+        &EncodeOptions {
+            threads: 1,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let b = encode_symbols(
+        &data,
+        &EncodeOptions {
+            threads: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let c = encode_symbols(
+        &data,
+        &EncodeOptions {
+            threads: 3,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(a, b);
     assert_eq!(a, c);
 }

@@ -1,0 +1,40 @@
+"""splitans: rANS compression of intermediate feature tensors for split computing.
+
+>>> import numpy as np, splitans
+>>> x = np.random.default_rng(0).integers(0, 16, size=(4, 64, 8), dtype=np.uint8)
+>>> blob = splitans.compress(x)
+>>> bool((splitans.decompress(blob) == x).all())
+True
+"""
+
+from ._codec import (
+    DEFAULT_MAX_OUTPUT_BYTES,
+    compress,
+    decompress,
+    inspect,
+    max_compressed_size,
+    rans_decode,
+    rans_encode,
+)
+from ._core import (
+    FORMAT_VERSION,
+    CorruptDataError,
+    OutputTooLargeError,
+    UnsupportedVersionError,
+    __version__,
+)
+
+__all__ = [
+    "DEFAULT_MAX_OUTPUT_BYTES",
+    "FORMAT_VERSION",
+    "CorruptDataError",
+    "OutputTooLargeError",
+    "UnsupportedVersionError",
+    "__version__",
+    "compress",
+    "decompress",
+    "inspect",
+    "max_compressed_size",
+    "rans_decode",
+    "rans_encode",
+]

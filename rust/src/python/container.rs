@@ -1,0 +1,190 @@
+//! Bindings for `container.rs`: compress / decompress integer arrays and symbol streams.
+
+use numpy::{PyArray1, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+
+use crate::container::{self, DType, Element, Kind};
+use crate::stream::EncodeOptions;
+
+fn dtype_from_name(name: &str) -> PyResult<DType> {
+    Ok(match name {
+        "uint8" => DType::U8,
+        "int8" => DType::I8,
+        "uint16" => DType::U16,
+        "int16" => DType::I16,
+        "uint32" => DType::U32,
+        "int32" => DType::I32,
+        "uint64" => DType::U64,
+        "int64" => DType::I64,
+        other => return Err(PyValueError::new_err(format!("unsupported dtype {other}"))),
+    })
+}
+
+fn options(precision_bits: Option<u8>, chunk_log2: u8, threads: usize) -> EncodeOptions {
+    EncodeOptions {
+        precision_bits,
+        chunk_log2,
+        threads,
+    }
+}
+
+/// Calls `$body` with `$t` bound to the element type of `$dtype`.
+macro_rules! with_element {
+    ($dtype:expr, $t:ident => $body:expr) => {
+        match $dtype {
+            DType::U8 => {
+                type $t = u8;
+                $body
+            }
+            DType::I8 => {
+                type $t = i8;
+                $body
+            }
+            DType::U16 => {
+                type $t = u16;
+                $body
+            }
+            DType::I16 => {
+                type $t = i16;
+                $body
+            }
+            DType::U32 => {
+                type $t = u32;
+                $body
+            }
+            DType::I32 => {
+                type $t = i32;
+                $body
+            }
+            DType::U64 => {
+                type $t = u64;
+                $body
+            }
+            DType::I64 => {
+                type $t = i64;
+                $body
+            }
+        }
+    };
+}
+
+fn encode_typed<'py, T: Element + numpy::Element>(
+    array: &Bound<'py, PyAny>,
+    kind: Kind,
+    opts: EncodeOptions,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let py = array.py();
+    let array: PyReadonlyArrayDyn<'py, T> = array.extract()?;
+    let shape: Vec<usize> = array.shape().to_vec();
+    let data = array
+        .as_slice()
+        .map_err(|_| PyValueError::new_err("array must be C-contiguous"))?;
+    let blob = py.detach(|| match kind {
+        Kind::Symbols => container::encode_symbols(data, &opts),
+        Kind::Array => container::compress(data, &shape, &opts),
+    })?;
+    Ok(PyBytes::new(py, &blob))
+}
+
+/// Compresses a C-contiguous integer array named by `dtype`; `kind` 1 codes 1-D symbols.
+#[pyfunction]
+#[pyo3(signature = (array, dtype, kind, precision_bits, chunk_log2, threads))]
+fn encode<'py>(
+    array: &Bound<'py, PyAny>,
+    dtype: &str,
+    kind: u8,
+    precision_bits: Option<u8>,
+    chunk_log2: u8,
+    threads: usize,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let kind = match kind {
+        1 => Kind::Symbols,
+        2 => Kind::Array,
+        _ => return Err(PyValueError::new_err("unknown container kind")),
+    };
+    let opts = options(precision_bits, chunk_log2, threads);
+    with_element!(dtype_from_name(dtype)?, T => encode_typed::<T>(array, kind, opts))
+}
+
+fn decode_typed<'py, T: Element + numpy::Element>(
+    py: Python<'py>,
+    data: &[u8],
+    header: &container::Header,
+    threads: usize,
+) -> PyResult<Bound<'py, PyAny>> {
+    let values = py.detach(|| container::decompress_as::<T>(data, header, threads))?;
+    Ok(PyArray1::from_vec(py, values).into_any())
+}
+
+/// Decodes a container; returns (kind name, flat array, shape). `kind` 0 accepts any kind.
+#[pyfunction]
+#[pyo3(signature = (data, max_output_bytes, threads))]
+fn decode<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    max_output_bytes: u64,
+    threads: usize,
+) -> PyResult<(&'static str, Bound<'py, PyAny>, Vec<usize>)> {
+    let header = container::read_header(data)?;
+    container::check_output_size(&header, max_output_bytes)?;
+    let array = with_element!(header.dtype, T => decode_typed::<T>(py, data, &header, threads))?;
+    Ok((header.kind.name(), array, header.shape))
+}
+
+/// Describes a container: header fields and, per stream, its coding statistics.
+#[pyfunction]
+#[pyo3(signature = (data, max_output_bytes))]
+fn inspect<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    max_output_bytes: u64,
+) -> PyResult<Bound<'py, PyDict>> {
+    let (h, infos) = py.detach(|| container::inspect(data, max_output_bytes))?;
+    let d = PyDict::new(py);
+    d.set_item("format_version", h.version)?;
+    d.set_item("kind", h.kind.name())?;
+    d.set_item("dtype", h.dtype.name())?;
+    d.set_item("shape", pyo3::types::PyTuple::new(py, &h.shape)?)?;
+    d.set_item("compressed_bytes", data.len())?;
+    d.set_item("header_bytes", h.header_len)?;
+    let streams = PyList::empty(py);
+    for s in infos {
+        let sd = PyDict::new(py);
+        sd.set_item("mode", s.mode)?;
+        sd.set_item("symbols", s.symbols)?;
+        sd.set_item("symbol_bytes", s.symbol_bytes)?;
+        sd.set_item("distinct_symbols", s.distinct_symbols)?;
+        sd.set_item("alphabet_size", s.alphabet_size)?;
+        sd.set_item("precision_bits", s.precision_bits)?;
+        sd.set_item("lanes", s.lanes)?;
+        sd.set_item("chunk_symbols", s.chunk_symbols)?;
+        sd.set_item("compressed_bytes", s.compressed_bytes)?;
+        sd.set_item("entropy_bound_bytes", s.entropy_bound_bytes)?;
+        streams.append(sd)?;
+    }
+    d.set_item("streams", streams)?;
+    Ok(d)
+}
+
+/// The most bytes `compress` can return for `n` elements of `dtype` in `ndim` dimensions.
+#[pyfunction]
+#[pyo3(signature = (n, dtype, ndim))]
+fn max_compressed_size(n: usize, dtype: &str, ndim: usize) -> PyResult<usize> {
+    Ok(container::max_compressed_size(
+        n,
+        dtype_from_name(dtype)?,
+        ndim,
+    ))
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(encode, m)?)?;
+    m.add_function(wrap_pyfunction!(decode, m)?)?;
+    m.add_function(wrap_pyfunction!(inspect, m)?)?;
+    m.add_function(wrap_pyfunction!(max_compressed_size, m)?)?;
+    m.add("MAX_NDIM", container::MAX_NDIM)?;
+    m.add("FORMAT_VERSION", container::VERSION)?;
+    Ok(())
+}

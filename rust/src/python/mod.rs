@@ -1,0 +1,15 @@
+//! Python bindings: a thin layer over the codec. Arrays come in as numpy views, the work runs
+//! with the interpreter released, results go back as owned buffers.
+
+mod container;
+mod errors;
+
+use pyo3::prelude::*;
+
+#[pymodule(gil_used = false)]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    errors::register(m)?;
+    container::register(m)?;
+    Ok(())
+}

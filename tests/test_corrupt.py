@@ -1,0 +1,105 @@
+"""Damaged input: always a specific exception, never a crash, hang or silently wrong array."""
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+import splitans
+
+
+def small_blobs():
+    rng = np.random.default_rng(10)
+    return [
+        splitans.rans_encode((rng.geometric(0.2, 600) % 30).astype(np.uint8)),
+        splitans.rans_encode((rng.geometric(0.01, 700) % 3000).astype(np.uint16)),
+        splitans.compress(rng.integers(-70_000, 70_000, size=(12, 25)).astype(np.int32)),
+        splitans.compress(np.full((9, 9), 4, np.int8)),
+        splitans.compress(np.zeros((0, 3), np.uint16)),
+    ]
+
+
+def refresh_checksum(blob: bytearray) -> bytes:
+    """Recomputes the CRC so that damage reaches the parsers behind the checksum."""
+    crc = zlib.crc32(bytes(blob[:8]) + bytes(blob[12:]))
+    blob[8:12] = struct.pack("<I", crc)
+    return bytes(blob)
+
+
+@pytest.mark.parametrize("blob", small_blobs())
+def test_every_truncation(blob):
+    for n in range(len(blob)):
+        with pytest.raises(splitans.CorruptDataError):
+            splitans.decompress(blob[:n])
+    with pytest.raises(splitans.CorruptDataError):
+        splitans.decompress(blob + b"\0")
+
+
+@pytest.mark.parametrize("blob", small_blobs())
+def test_every_bit_flip(blob):
+    for bit in range(len(blob) * 8):
+        bad = bytearray(blob)
+        bad[bit // 8] ^= 1 << (bit % 8)
+        with pytest.raises(splitans.CorruptDataError):
+            splitans.decompress(bytes(bad))
+
+
+def test_damage_behind_a_valid_checksum():
+    rng = np.random.default_rng(11)
+    for blob in small_blobs():
+        original = splitans.decompress(blob)
+        for _ in range(300):
+            bad = bytearray(blob)
+            for i in rng.integers(12, len(bad), size=rng.integers(1, 4)):
+                bad[i] = rng.integers(0, 256)
+            bad = refresh_checksum(bad)
+            try:
+                out = splitans.decompress(bad)
+            except (splitans.CorruptDataError, splitans.OutputTooLargeError):
+                continue
+            # Damage that still decodes (a raw byte, a shape change) must decode consistently.
+            assert out.size == int(np.prod(out.shape))
+            if bad == blob:
+                np.testing.assert_array_equal(out, original)
+
+
+def test_random_bytes():
+    rng = np.random.default_rng(12)
+    for n in (0, 1, 3, 4, 8, 24, 100, 5000):
+        for _ in range(30):
+            junk = rng.integers(0, 256, n, dtype=np.uint8).tobytes()
+            with pytest.raises(splitans.CorruptDataError):
+                splitans.decompress(junk)
+            with pytest.raises(splitans.CorruptDataError):
+                splitans.inspect(junk)
+
+
+def test_unknown_version():
+    bad = bytearray(small_blobs()[0])
+    bad[4] = 9
+    with pytest.raises(splitans.UnsupportedVersionError, match="version 9"):
+        splitans.decompress(bytes(bad))
+    assert issubclass(splitans.UnsupportedVersionError, splitans.CorruptDataError)
+    assert issubclass(splitans.CorruptDataError, ValueError)
+
+
+def test_declared_size_far_beyond_the_data():
+    # A valid checksum over a header that claims 2^40 elements: refused before any allocation.
+    blob = bytearray(splitans.compress(np.zeros(10, np.uint8)))
+    blob[24:32] = struct.pack("<Q", 1 << 40)
+    bad = refresh_checksum(blob)
+    with pytest.raises(splitans.OutputTooLargeError):
+        splitans.decompress(bad)
+    with pytest.raises(splitans.CorruptDataError):
+        splitans.decompress(bad, max_output_bytes=None)
+
+
+def test_max_output_bytes_guards_bombs():
+    blob = splitans.compress(np.zeros((1000, 1000), np.uint8))
+    assert len(blob) < 100
+    with pytest.raises(splitans.OutputTooLargeError):
+        splitans.decompress(blob, max_output_bytes=999_999)
+    assert splitans.decompress(blob, max_output_bytes=1_000_000).shape == (1000, 1000)
+    with pytest.raises(splitans.OutputTooLargeError):
+        splitans.inspect(blob, max_output_bytes=10)

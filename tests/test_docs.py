@@ -1,0 +1,37 @@
+"""The docstring examples and the README's Python examples run as tests."""
+
+import doctest
+import pathlib
+import re
+
+import splitans
+import splitans._codec
+
+
+def test_docstrings():
+    for module in (splitans, splitans._codec):
+        result = doctest.testmod(module, raise_on_error=False)
+        assert result.failed == 0 and result.attempted > 0, module.__name__
+
+
+def test_readme_python_blocks():
+    readme = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+    blocks = re.findall(r"```python\n(.*?)```", readme.read_text(), re.S)
+    assert blocks, "README has no python examples"
+    for block in blocks:
+        exec(compile(block, str(readme), "exec"), {})
+
+
+def test_stub_matches_native_module():
+    import inspect
+
+    stub = pathlib.Path(splitans.__file__).with_name("_core.pyi").read_text()
+    native = splitans._core
+    for name in ("encode", "decode", "inspect", "max_compressed_size"):
+        params = list(inspect.signature(getattr(native, name)).parameters)
+        m = re.search(rf"def {name}\((.*?)\)\s*->", stub, re.S)
+        assert m, name
+        stub_params = [p.split(":")[0].strip() for p in m.group(1).split(",") if p.strip()]
+        assert stub_params == params, name
+    for name in ("CorruptDataError", "UnsupportedVersionError", "OutputTooLargeError", "FORMAT_VERSION", "MAX_NDIM"):
+        assert hasattr(native, name) and name in stub
