@@ -103,3 +103,39 @@ def test_max_output_bytes_guards_bombs():
     assert splitans.decompress(blob, max_output_bytes=1_000_000).shape == (1000, 1000)
     with pytest.raises(splitans.OutputTooLargeError):
         splitans.inspect(blob, max_output_bytes=10)
+
+
+def feature_blobs():
+    rng = np.random.default_rng(30)
+    x = (np.maximum(rng.normal(size=(3, 8, 9)), 0)).astype(np.float32)
+    return [
+        splitans.compress(x, bits=4, mode="dense"),
+        splitans.compress(x, bits=8, mode="csr", reshape=24),
+        splitans.compress(x, bits=12, mode="csr", reshape=216, axis=1),
+    ]
+
+
+@pytest.mark.parametrize("blob", feature_blobs())
+def test_feature_truncations_and_bit_flips(blob):
+    for n in range(len(blob)):
+        with pytest.raises(splitans.CorruptDataError):
+            splitans.decompress(blob[:n])
+    for bit in range(len(blob) * 8):
+        bad = bytearray(blob)
+        bad[bit // 8] ^= 1 << (bit % 8)
+        with pytest.raises(splitans.CorruptDataError):
+            splitans.decompress(bytes(bad))
+
+
+def test_feature_damage_behind_a_valid_checksum():
+    rng = np.random.default_rng(31)
+    for blob in feature_blobs():
+        for _ in range(400):
+            bad = bytearray(blob)
+            for i in rng.integers(12, len(bad), size=rng.integers(1, 4)):
+                bad[i] = rng.integers(0, 256)
+            try:
+                out = splitans.decompress(refresh_checksum(bad))
+            except (splitans.CorruptDataError, splitans.OutputTooLargeError):
+                continue
+            assert out.dtype == np.float32

@@ -22,16 +22,28 @@ def test_readme_python_blocks():
         exec(compile(block, str(readme), "exec"), {})
 
 
+def _top_level_split(text):
+    parts, depth, cur = [], 0, ""
+    for ch in text:
+        depth += ch in "[(" and 1 or ch in "])" and -1 or 0
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    return parts + [cur]
+
+
 def test_stub_matches_native_module():
     import inspect
 
     stub = pathlib.Path(splitans.__file__).with_name("_core.pyi").read_text()
     native = splitans._core
-    for name in ("encode", "decode", "inspect", "max_compressed_size"):
+    for name in ("encode", "decode", "inspect", "max_compressed_size", "encode_feature", "plan_feature"):
         params = list(inspect.signature(getattr(native, name)).parameters)
         m = re.search(rf"def {name}\((.*?)\)\s*->", stub, re.S)
         assert m, name
-        stub_params = [p.split(":")[0].strip() for p in m.group(1).split(",") if p.strip()]
+        stub_params = [p.split(":")[0].strip() for p in _top_level_split(m.group(1)) if p.strip()]
         assert stub_params == params, name
     for name in ("CorruptDataError", "UnsupportedVersionError", "OutputTooLargeError", "FORMAT_VERSION", "MAX_NDIM"):
         assert hasattr(native, name) and name in stub

@@ -16,6 +16,7 @@ from ._codec import (
     rans_decode,
     rans_encode,
 )
+from ._feature import Percentile, plan
 from ._core import (
     FORMAT_VERSION,
     CorruptDataError,
@@ -29,12 +30,14 @@ __all__ = [
     "FORMAT_VERSION",
     "CorruptDataError",
     "OutputTooLargeError",
+    "Percentile",
     "UnsupportedVersionError",
     "__version__",
     "compress",
     "decompress",
     "inspect",
     "max_compressed_size",
+    "plan",
     "rans_decode",
     "rans_encode",
 ]

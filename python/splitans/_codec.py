@@ -6,7 +6,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from . import _core
+from . import _core, _feature
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT_BYTES",
@@ -93,35 +93,110 @@ def _max_output(max_output_bytes: Optional[int]) -> int:
 def compress(
     array: Any,
     *,
+    bits: Optional[int] = None,
+    axis: Optional[int] = None,
+    scale: Any = None,
+    zero_point: Any = None,
+    clip: Any = None,
+    mode: str = "auto",
+    reshape: Any = "model",
+    nonfinite: str = "error",
     precision_bits: Optional[int] = None,
     chunk_symbols: int = 1 << 16,
     threads: Optional[int] = None,
 ) -> bytes:
-    """Compress an integer array losslessly; ``decompress`` restores dtype, shape and values.
+    """Compress an array: integers losslessly, float features by quantizing to ``bits`` bits.
 
-    Any shape (0-d and empty too) and any memory layout of uint8, int8, uint16, int16, uint32,
-    int32, uint64 or int64. 8-bit types are coded as one stream of byte symbols, wider types as
-    16-bit planes. The result is never larger than ``max_compressed_size``.
+    Integer arrays (uint8 ... int64, any shape, 0-d and empty too, any memory layout) are coded
+    exactly: 8-bit types as one stream of byte symbols, wider types as 16-bit planes.
+
+    Float arrays (numpy float16/32/64, torch float16/bfloat16/float32) need ``bits`` (1..16):
+
+    - asymmetric quantization ``q = clamp(round(x / scale) + zero_point, 0, 2**bits - 1)``, per
+      tensor or per channel along ``axis``, from the data's min/max (widened to include 0, so
+      zero stays exact), from ``clip=(low, high)`` / per-channel pairs /
+      ``splitans.Percentile(low, high)``, or from ``scale``/``zero_point`` calibrated ahead of
+      time. Every element inside the range comes back within ``scale / 2`` (plus float32
+      rounding); elements outside are clamped and counted (``inspect(...)["clamped"]``).
+    - ``mode="dense"`` codes every quantized symbol; ``"csr"`` stores the tensor reshaped to
+      N x M as per-row nonzero counts, column indices and nonzero values; ``"auto"`` takes the
+      smaller (a stream that does not pay is stored raw).
+    - ``reshape``: an explicit N, ``"model"`` (predict from the density, no coding) or
+      ``"search"`` (exact empirical entropies of every candidate N).
+    - NaN or infinity raise ``ValueError``; ``nonfinite="clamp"`` maps NaN to 0 and infinities
+      to the range ends.
+
+    The result is never larger than ``max_compressed_size`` for integer input.
 
     >>> import numpy as np, splitans
     >>> x = np.arange(12, dtype=np.int16).reshape(3, 4)
     >>> y = splitans.decompress(splitans.compress(x))
     >>> bool((x == y).all()) and y.dtype == x.dtype and y.shape == x.shape
     True
+    >>> f = np.linspace(-1, 3, 1000, dtype=np.float32).reshape(10, 100)
+    >>> g = splitans.decompress(splitans.compress(f, bits=8))
+    >>> bool(np.abs(f - g).max() <= 4 / 255 / 2 + 1e-6)
+    True
     """
+    if _is_float(array):
+        if bits is None:
+            raise TypeError(
+                "compress() of a float array needs bits= (1..16), the quantization bit width, e.g. bits=8"
+            )
+        blob, _ = _feature.compress_feature(
+            array,
+            bits=bits,
+            axis=axis,
+            scale=scale,
+            zero_point=zero_point,
+            clip=clip,
+            mode=mode,
+            reshape=reshape,
+            nonfinite=nonfinite,
+            precision_bits=_precision(precision_bits),
+            chunk_log2=_chunk_log2(chunk_symbols),
+            threads=_threads(threads),
+        )
+        return blob
+    lossy = dict(bits=bits, axis=axis, scale=scale, zero_point=zero_point, clip=clip)
+    given = [k for k, v in lossy.items() if v is not None]
+    if given:
+        raise ValueError(f"{', '.join(given)} apply to float arrays; integer arrays are compressed losslessly")
     a = _as_numpy(array)
     name = a.dtype.name
-    if a.dtype.kind == "f" or name in ("bfloat16",):
-        raise TypeError(
-            f"compress() got a {name} array: lossless compression covers integer arrays. "
-            "Lossy compression of float features needs a quantization bit width, bits= (e.g. bits=8)."
-        )
     if name not in _INTEGER_DTYPES:
-        raise TypeError(f"compress() supports the integer dtypes {', '.join(_INTEGER_DTYPES)}; got {a.dtype}")
+        raise TypeError(f"compress() supports float arrays and the integer dtypes {', '.join(_INTEGER_DTYPES)}; got {a.dtype}")
     if a.ndim > _core.MAX_NDIM:
         raise ValueError(f"compress() supports up to {_core.MAX_NDIM} dimensions, got {a.ndim}")
     a = _native(a)
     return _core.encode(a, name, _KIND_ARRAY, _precision(precision_bits), _chunk_log2(chunk_symbols), _threads(threads))
+
+
+def _is_float(x: Any) -> bool:
+    if type(x).__module__.startswith("torch"):
+        return bool(getattr(x, "is_floating_point", lambda: False)())
+    dtype = getattr(x, "dtype", None)
+    if dtype is None:
+        x = np.asarray(x)
+        dtype = x.dtype
+    try:
+        return np.dtype(dtype).kind == "f"
+    except TypeError:
+        return False
+
+
+def _to_output(flat: np.ndarray, shape: Any, dtype: str, output: str):
+    if output == "torch":
+        import torch
+
+        t = torch.from_numpy(flat).reshape(tuple(shape))
+        return t.to(getattr(torch, dtype)) if dtype in ("float16", "bfloat16", "float64") else t
+    if output != "numpy":
+        raise ValueError(f"output must be 'numpy' or 'torch', got {output!r}")
+    a = flat.reshape(shape)
+    if dtype in ("float16", "float64"):
+        a = a.astype(dtype)
+    return a
 
 
 def decompress(
@@ -129,15 +204,23 @@ def decompress(
     *,
     max_output_bytes: Optional[int] = DEFAULT_MAX_OUTPUT_BYTES,
     threads: Optional[int] = None,
-) -> np.ndarray:
-    """Decode what ``compress`` or ``rans_encode`` produced into a new numpy array.
+    output: str = "numpy",
+):
+    """Decode what ``compress`` or ``rans_encode`` produced into a new array.
+
+    Integer data comes back exactly, with its dtype and shape. A float feature comes back
+    dequantized, ``(q - zero_point) * scale``, in the dtype it had (bfloat16, which numpy lacks,
+    as float32 in numpy). ``output="torch"`` returns a torch tensor instead, in the original
+    dtype (bfloat16 included).
 
     Raises ``CorruptDataError`` (a ``ValueError``) for anything that is not a valid container,
     ``UnsupportedVersionError`` for a newer format, and ``OutputTooLargeError`` before
     allocating when the result would exceed ``max_output_bytes`` (``None``: no limit).
     """
-    _, flat, shape = _core.decode(_as_bytes(data), _max_output(max_output_bytes), _threads(threads))
-    return flat.reshape(shape)
+    if output not in ("numpy", "torch"):
+        raise ValueError(f"output must be 'numpy' or 'torch', got {output!r}")
+    _, flat, shape, dtype = _core.decode(_as_bytes(data), _max_output(max_output_bytes), _threads(threads))
+    return _to_output(flat, shape, dtype, output)
 
 
 def rans_encode(
@@ -172,7 +255,7 @@ def rans_decode(
     threads: Optional[int] = None,
 ) -> np.ndarray:
     """Decode what ``rans_encode`` produced: a 1-D uint8 or uint16 array."""
-    kind, flat, _ = _core.decode(_as_bytes(data), _max_output(max_output_bytes), _threads(threads))
+    kind, flat, _, _ = _core.decode(_as_bytes(data), _max_output(max_output_bytes), _threads(threads))
     if kind != "symbols":
         raise ValueError(f"rans_decode() takes data from rans_encode(); this holds a {kind} (use decompress())")
     return flat
@@ -181,10 +264,12 @@ def rans_decode(
 def inspect(data: Any, *, max_output_bytes: Optional[int] = DEFAULT_MAX_OUTPUT_BYTES) -> Dict[str, Any]:
     """Describe a container without returning its array.
 
-    Format version, kind, dtype, shape, and for each coded stream: mode (rans, raw, constant,
-    empty), symbol count, distinct symbols, alphabet size, precision bits, lanes, chunk size,
-    compressed bytes, and the order-0 entropy bound (n·H/8 bytes) of its symbols. The streams
-    are decoded (and so verified) to measure their entropy.
+    Format version, kind (symbols, array, feature), dtype, shape, and for each coded stream:
+    its name, mode (rans, raw, constant, empty), symbol count, distinct symbols, alphabet size,
+    precision bits, lanes, chunk size, compressed bytes, and the order-0 entropy bound
+    (n·H/8 bytes) of its symbols. A feature also reports bits, mode (dense or csr), rows and
+    cols of the CSR reshape, axis, scale and zero_point, and the clamped count and fraction.
+    The streams are decoded (and so verified) to measure their entropy.
     """
     return _core.inspect(_as_bytes(data), _max_output(max_output_bytes))
 

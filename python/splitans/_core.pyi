@@ -1,6 +1,6 @@
 """Type stubs of the native module (Rust, PyO3). The public API is in ``splitans``."""
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -20,6 +20,33 @@ def encode(
     chunk_log2: int,
     threads: int,
 ) -> bytes: ...
-def decode(data: bytes, max_output_bytes: int, threads: int) -> Tuple[str, np.ndarray, List[int]]: ...
+def decode(data: bytes, max_output_bytes: int, threads: int) -> Tuple[str, np.ndarray, List[int], str]: ...
 def inspect(data: bytes, max_output_bytes: int) -> Dict[str, Any]: ...
 def max_compressed_size(n: int, dtype: str, ndim: int) -> int: ...
+def encode_feature(
+    x: np.ndarray,
+    dtype: str,
+    bits: int,
+    axis: Optional[int],
+    clip: Optional[List[Tuple[float, float]]],
+    scale: Optional[List[float]],
+    zero_point: Optional[List[int]],
+    mode: str,
+    reshape: Union[int, str],
+    nonfinite: str,
+    precision_bits: Optional[int],
+    chunk_log2: int,
+    threads: int,
+) -> Tuple[bytes, Dict[str, Any]]: ...
+def plan_feature(
+    x: np.ndarray,
+    bits: int,
+    axis: Optional[int],
+    clip: Optional[List[Tuple[float, float]]],
+    scale: Optional[List[float]],
+    zero_point: Optional[List[int]],
+    mode: str,
+    reshape: Union[int, str],
+    nonfinite: str,
+    search_all: bool,
+) -> Dict[str, Any]: ...

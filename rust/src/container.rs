@@ -35,6 +35,8 @@ pub enum Kind {
     Symbols = 1,
     /// An integer array of any shape, coded losslessly (`compress`).
     Array = 2,
+    /// A float feature tensor, quantized and coded dense or sparse (`feature.rs`).
+    Feature = 3,
 }
 
 impl Kind {
@@ -42,6 +44,7 @@ impl Kind {
         match self {
             Kind::Symbols => "symbols",
             Kind::Array => "array",
+            Kind::Feature => "feature",
         }
     }
 }
@@ -104,6 +107,86 @@ impl DType {
     }
 }
 
+/// The float dtype a feature tensor had, restored on decompression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum FloatType {
+    F16 = 9,
+    BF16 = 10,
+    F32 = 11,
+    F64 = 12,
+}
+
+impl FloatType {
+    pub fn from_code(code: u8) -> Option<Self> {
+        Some(match code {
+            9 => FloatType::F16,
+            10 => FloatType::BF16,
+            11 => FloatType::F32,
+            12 => FloatType::F64,
+            _ => return None,
+        })
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "float16" => FloatType::F16,
+            "bfloat16" => FloatType::BF16,
+            "float32" => FloatType::F32,
+            "float64" => FloatType::F64,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FloatType::F16 => "float16",
+            FloatType::BF16 => "bfloat16",
+            FloatType::F32 => "float32",
+            FloatType::F64 => "float64",
+        }
+    }
+
+    pub fn itemsize(self) -> usize {
+        match self {
+            FloatType::F16 | FloatType::BF16 => 2,
+            FloatType::F32 => 4,
+            FloatType::F64 => 8,
+        }
+    }
+}
+
+/// The element type recorded in a container's header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElemType {
+    Int(DType),
+    Float(FloatType),
+}
+
+impl ElemType {
+    pub fn code(self) -> u8 {
+        match self {
+            ElemType::Int(d) => d as u8,
+            ElemType::Float(f) => f as u8,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ElemType::Int(d) => d.name(),
+            ElemType::Float(f) => f.name(),
+        }
+    }
+
+    /// Bytes per element of the decoded array (float features decode to float32).
+    pub fn decoded_itemsize(self) -> usize {
+        match self {
+            ElemType::Int(d) => d.itemsize(),
+            ElemType::Float(f) => f.itemsize().max(4),
+        }
+    }
+}
+
 /// An integer element type that the container stores.
 pub trait Element: Copy + Default + Send + Sync + 'static {
     const DTYPE: DType;
@@ -149,20 +232,26 @@ fn checksum(blob: &[u8]) -> u32 {
     h.finalize()
 }
 
-fn write_header(out: &mut Vec<u8>, kind: Kind, dtype: DType, shape: &[usize], streams: usize) {
+pub(crate) fn write_header(
+    out: &mut Vec<u8>,
+    kind: Kind,
+    elem: ElemType,
+    shape: &[usize],
+    streams: usize,
+) {
     out.extend_from_slice(&MAGIC);
     out.push(VERSION);
     out.push(0);
     put_u16(out, (FIXED_HEADER_BYTES + 8 * shape.len()) as u16);
     out.extend_from_slice(&[0; 4]); // checksum, filled last
     put_u64(out, 0); // total length, filled last
-    out.extend_from_slice(&[kind as u8, dtype as u8, shape.len() as u8, streams as u8]);
+    out.extend_from_slice(&[kind as u8, elem.code(), shape.len() as u8, streams as u8]);
     for &d in shape {
         put_u64(out, d as u64);
     }
 }
 
-fn finish(mut out: Vec<u8>) -> Vec<u8> {
+pub(crate) fn finish(mut out: Vec<u8>) -> Vec<u8> {
     let total = out.len() as u64;
     out[12..20].copy_from_slice(&total.to_le_bytes());
     let crc = checksum(&out);
@@ -170,7 +259,11 @@ fn finish(mut out: Vec<u8>) -> Vec<u8> {
     out
 }
 
-fn append_stream<S: Symbol>(out: &mut Vec<u8>, symbols: &[S], opts: &EncodeOptions) -> Result<()> {
+pub(crate) fn append_stream<S: Symbol>(
+    out: &mut Vec<u8>,
+    symbols: &[S],
+    opts: &EncodeOptions,
+) -> Result<()> {
     let len_at = out.len();
     put_u64(out, 0);
     stream::encode(symbols, opts, out)?;
@@ -179,16 +272,19 @@ fn append_stream<S: Symbol>(out: &mut Vec<u8>, symbols: &[S], opts: &EncodeOptio
     Ok(())
 }
 
-fn check_shape(data_len: usize, shape: &[usize]) -> Result<()> {
+pub(crate) fn check_shape(data_len: usize, shape: &[usize], elem: ElemType) -> Result<()> {
     if shape.len() > MAX_NDIM {
         return Err(CodecError::InvalidArgument(format!(
             "arrays of more than {MAX_NDIM} dimensions are not supported"
         )));
     }
-    let count = shape
+    // The decoder's rule: the nonzero dimensions' product must fit an isize, even beside a zero.
+    let nonzero = shape
         .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .try_fold(1usize, |a, &d| a.checked_mul(d.max(1)))
+        .filter(|&c| c <= isize::MAX as usize / elem.decoded_itemsize())
         .ok_or_else(|| CodecError::InvalidArgument("shape overflows".into()))?;
+    let count = if shape.contains(&0) { 0 } else { nonzero };
     if count != data_len {
         return Err(CodecError::InvalidArgument(format!(
             "shape {shape:?} holds {count} elements, data has {data_len}"
@@ -220,10 +316,10 @@ fn encode_container<T: Element>(
     opts: &EncodeOptions,
 ) -> Result<Vec<u8>> {
     opts.validate()?;
-    check_shape(data.len(), shape)?;
+    check_shape(data.len(), shape, ElemType::Int(T::DTYPE))?;
     let dtype = T::DTYPE;
     let mut out = Vec::with_capacity(FIXED_HEADER_BYTES + 8 * shape.len() + 64);
-    write_header(&mut out, kind, dtype, shape, dtype.planes());
+    write_header(&mut out, kind, ElemType::Int(dtype), shape, dtype.planes());
     if dtype.itemsize() == 1 {
         let bytes: Vec<u8> = data.iter().map(|v| v.to_bits() as u8).collect();
         append_stream(&mut out, &bytes, opts)?;
@@ -242,7 +338,7 @@ fn encode_container<T: Element>(
 pub struct Header {
     pub version: u8,
     pub kind: Kind,
-    pub dtype: DType,
+    pub elem: ElemType,
     pub shape: Vec<usize>,
     pub count: usize,
     pub streams: usize,
@@ -291,10 +387,15 @@ pub fn read_header(blob: &[u8]) -> Result<Header> {
     let kind = match r.u8("kind")? {
         1 => Kind::Symbols,
         2 => Kind::Array,
+        3 => Kind::Feature,
         k => return Err(corrupt!("unknown container kind {k}")),
     };
     let code = r.u8("dtype")?;
-    let dtype = DType::from_code(code).ok_or_else(|| corrupt!("unknown dtype code {code}"))?;
+    let elem = match kind {
+        Kind::Feature => FloatType::from_code(code).map(ElemType::Float),
+        _ => DType::from_code(code).map(ElemType::Int),
+    }
+    .ok_or_else(|| corrupt!("dtype code {code} invalid for a {} container", kind.name()))?;
     let ndim = r.u8("ndim")? as usize;
     let streams = r.u8("stream count")? as usize;
     if ndim > MAX_NDIM || header_len != FIXED_HEADER_BYTES + 8 * ndim {
@@ -305,7 +406,7 @@ pub fn read_header(blob: &[u8]) -> Result<Header> {
     let mut shape = Vec::with_capacity(ndim);
     // numpy needs the bytes of the nonzero dimensions to fit in an isize, even when another
     // dimension is zero.
-    let limit = isize::MAX as u64 / dtype.itemsize() as u64;
+    let limit = isize::MAX as u64 / elem.decoded_itemsize() as u64;
     let mut nonzero: u64 = 1;
     for _ in 0..ndim {
         let d = r.u64("shape")?;
@@ -320,20 +421,27 @@ pub fn read_header(blob: &[u8]) -> Result<Header> {
     } else {
         nonzero as usize
     };
-    if streams != dtype.planes() {
-        return Err(corrupt!(
-            "{} needs {} streams, container has {streams}",
-            dtype.name(),
-            dtype.planes()
-        ));
-    }
-    if kind == Kind::Symbols && (ndim != 1 || !matches!(dtype, DType::U8 | DType::U16)) {
-        return Err(corrupt!("symbols container must be 1-D uint8 or uint16"));
+    match (kind, elem) {
+        (Kind::Symbols, ElemType::Int(DType::U8 | DType::U16)) if ndim == 1 => {}
+        (Kind::Symbols, _) => {
+            return Err(corrupt!("symbols container must be 1-D uint8 or uint16"))
+        }
+        (Kind::Array, ElemType::Int(d)) if streams != d.planes() => {
+            return Err(corrupt!(
+                "{} needs {} streams, container has {streams}",
+                d.name(),
+                d.planes()
+            ))
+        }
+        (Kind::Feature, _) if streams != 1 && streams != 3 => {
+            return Err(corrupt!("feature container with {streams} streams"))
+        }
+        _ => {}
     }
     Ok(Header {
         version,
         kind,
-        dtype,
+        elem,
         shape,
         count,
         streams,
@@ -341,50 +449,83 @@ pub fn read_header(blob: &[u8]) -> Result<Header> {
     })
 }
 
-/// Parses every stream of a container whose header is already validated.
-pub fn streams<'a>(blob: &'a [u8], h: &Header) -> Result<Vec<StreamView<'a>>> {
+impl Header {
+    /// The integer dtype of a symbols or array container.
+    pub fn int_dtype(&self) -> Result<DType> {
+        match self.elem {
+            ElemType::Int(d) => Ok(d),
+            ElemType::Float(f) => Err(CodecError::InvalidArgument(format!(
+                "container holds a quantized {} feature, not integers",
+                f.name()
+            ))),
+        }
+    }
+}
+
+/// The length-prefixed records after the header: `count` of them, and nothing after.
+pub fn records<'a>(blob: &'a [u8], h: &Header, count: usize) -> Result<Vec<&'a [u8]>> {
     let mut r = Reader::new(blob);
     r.take(h.header_len, "header")?;
-    let mut views = Vec::with_capacity(h.streams);
-    for i in 0..h.streams {
-        let len = r.u64("stream length")?;
-        let len = usize::try_from(len).map_err(|_| corrupt!("stream length {len} too large"))?;
-        let body = r.take(len, "stream")?;
-        let mut sr = Reader::new(body);
-        let view = stream::parse(&mut sr, h.count as u64)?;
-        if view.n != h.count || sr.remaining() != 0 {
-            return Err(corrupt!(
-                "stream {i} holds {} symbols in {} of {len} bytes, expected {} symbols",
-                view.n,
-                sr.position(),
-                h.count
-            ));
-        }
-        if view.symbol_bytes != h.dtype.itemsize().min(2) {
-            return Err(corrupt!(
-                "stream {i} has the wrong symbol width for {}",
-                h.dtype.name()
-            ));
-        }
-        views.push(view);
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        let len = r.u64("record length")?;
+        let len = usize::try_from(len).map_err(|_| corrupt!("record length {len} too large"))?;
+        out.push(r.take(len, "record")?);
     }
     if r.remaining() != 0 {
         return Err(corrupt!("{} bytes after the last stream", r.remaining()));
     }
-    Ok(views)
+    Ok(out)
+}
+
+/// Parses one stream record, which must hold exactly `n` symbols of `symbol_bytes` bytes.
+pub fn parse_stream<'a>(
+    record: &'a [u8],
+    i: usize,
+    n: usize,
+    symbol_bytes: usize,
+) -> Result<StreamView<'a>> {
+    let mut sr = Reader::new(record);
+    let view = stream::parse(&mut sr, n as u64)?;
+    if view.n != n || sr.remaining() != 0 {
+        return Err(corrupt!(
+            "stream {i} holds {} symbols in {} of {} bytes, expected {n} symbols",
+            view.n,
+            sr.position(),
+            record.len()
+        ));
+    }
+    if view.symbol_bytes != symbol_bytes {
+        return Err(corrupt!(
+            "stream {i} has {}-byte symbols, expected {symbol_bytes}",
+            view.symbol_bytes
+        ));
+    }
+    Ok(view)
+}
+
+/// Parses every stream of an integer container whose header is already validated.
+pub fn streams<'a>(blob: &'a [u8], h: &Header) -> Result<Vec<StreamView<'a>>> {
+    let dtype = h.int_dtype()?;
+    records(blob, h, h.streams)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, rec)| parse_stream(rec, i, h.count, dtype.itemsize().min(2)))
+        .collect()
 }
 
 /// Decodes a container into elements of type `T`, which must be the container's dtype.
 pub fn decompress_as<T: Element>(blob: &[u8], h: &Header, threads: usize) -> Result<Vec<T>> {
-    if T::DTYPE != h.dtype {
+    let dtype = h.int_dtype()?;
+    if T::DTYPE != dtype {
         return Err(CodecError::InvalidArgument(format!(
             "container holds {}, not {}",
-            h.dtype.name(),
+            dtype.name(),
             T::DTYPE.name()
         )));
     }
     let views = streams(blob, h)?;
-    if h.dtype.itemsize() == 1 {
+    if dtype.itemsize() == 1 {
         let mut bytes = vec![0u8; h.count];
         stream::decode_into(&views[0], &mut bytes, threads)?;
         return Ok(bytes
@@ -412,7 +553,7 @@ pub fn decompress_as<T: Element>(blob: &[u8], h: &Header, threads: usize) -> Res
 
 /// Checks the decoded size against `max_output_bytes` before anything is allocated for it.
 pub fn check_output_size(h: &Header, max_output_bytes: u64) -> Result<()> {
-    let needed = (h.count as u64).saturating_mul(h.dtype.itemsize() as u64);
+    let needed = (h.count as u64).saturating_mul(h.elem.decoded_itemsize() as u64);
     if needed > max_output_bytes {
         return Err(CodecError::OutputTooLarge {
             needed,
@@ -438,43 +579,47 @@ pub struct StreamInfo {
     pub entropy_bound_bytes: f64,
 }
 
-/// Describes every stream of a valid container; decodes them to measure their entropy.
+/// Describes one parsed stream; decodes it to measure the entropy of its symbols.
+pub fn stream_info(v: &StreamView<'_>) -> Result<StreamInfo> {
+    let counts = if v.symbol_bytes == 1 {
+        let mut s = vec![0u8; v.n];
+        stream::decode_into(v, &mut s, 0)?;
+        u8::histogram(&s)
+    } else {
+        let mut s = vec![0u16; v.n];
+        stream::decode_into(v, &mut s, 0)?;
+        u16::histogram(&s)
+    };
+    let n = v.n as f64;
+    let bits: f64 = counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let c = c as f64;
+            -c * (c / n).log2()
+        })
+        .sum();
+    Ok(StreamInfo {
+        mode: v.mode.name(),
+        symbols: v.n,
+        symbol_bytes: v.symbol_bytes,
+        distinct_symbols: counts.iter().filter(|&&c| c > 0).count(),
+        alphabet_size: counts.iter().rposition(|&c| c > 0).map_or(0, |i| i + 1),
+        precision_bits: v.table().map_or(0, |t| t.precision_bits),
+        lanes: v.lanes(),
+        chunk_symbols: v.chunk_symbols(),
+        compressed_bytes: v.encoded_len,
+        entropy_bound_bytes: bits / 8.0,
+    })
+}
+
+/// Describes every stream of a valid integer container; decodes them to measure their entropy.
 pub fn inspect(blob: &[u8], max_output_bytes: u64) -> Result<(Header, Vec<StreamInfo>)> {
     let h = read_header(blob)?;
     check_output_size(&h, max_output_bytes)?;
-    let views = streams(blob, &h)?;
-    let mut infos = Vec::with_capacity(views.len());
-    for v in &views {
-        let counts = if v.symbol_bytes == 1 {
-            let mut s = vec![0u8; v.n];
-            stream::decode_into(v, &mut s, 0)?;
-            u8::histogram(&s)
-        } else {
-            let mut s = vec![0u16; v.n];
-            stream::decode_into(v, &mut s, 0)?;
-            u16::histogram(&s)
-        };
-        let n = v.n as f64;
-        let bits: f64 = counts
-            .iter()
-            .filter(|&&c| c > 0)
-            .map(|&c| {
-                let c = c as f64;
-                -c * (c / n).log2()
-            })
-            .sum();
-        infos.push(StreamInfo {
-            mode: v.mode.name(),
-            symbols: v.n,
-            symbol_bytes: v.symbol_bytes,
-            distinct_symbols: counts.iter().filter(|&&c| c > 0).count(),
-            alphabet_size: counts.iter().rposition(|&c| c > 0).map_or(0, |i| i + 1),
-            precision_bits: v.table().map_or(0, |t| t.precision_bits),
-            lanes: v.lanes(),
-            chunk_symbols: v.chunk_symbols(),
-            compressed_bytes: v.encoded_len,
-            entropy_bound_bytes: bits / 8.0,
-        });
-    }
+    let infos = streams(blob, &h)?
+        .iter()
+        .map(stream_info)
+        .collect::<Result<Vec<_>>>()?;
     Ok((h, infos))
 }

@@ -7,8 +7,11 @@
 pub mod bytes;
 pub mod container;
 pub mod error;
+pub mod feature;
 pub mod freq;
+pub mod quant;
 pub mod rans;
+pub mod sparse;
 pub mod stream;
 
 #[cfg(feature = "python")]

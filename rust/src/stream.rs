@@ -121,6 +121,28 @@ fn write_raw<S: Symbol>(symbols: &[S], out: &mut Vec<u8>) {
     }
 }
 
+/// The encoder's estimate of a rANS stream's length: payload and table from `cost_fixed`, plus
+/// the header, parameters, chunk directory and final states.
+fn rans_estimate(counts: &[u64], table: &FreqTable, n: usize, opts: &EncodeOptions) -> usize {
+    let chunk = 1usize << opts.chunk_log2;
+    let overhead = STREAM_HEADER_BYTES + 4 + n.div_ceil(chunk) * (4 + 4 * lanes_for(n.min(chunk)));
+    (cost_fixed(counts, table) >> 19) as usize + overhead
+}
+
+/// Predicts the length of the stream `encode` writes for symbols with histogram `counts`:
+/// exact for the empty, constant and raw forms, the encoder's own estimate for rANS.
+pub fn estimated_len(counts: &[u64], symbol_bytes: usize, opts: &EncodeOptions) -> usize {
+    let n = counts.iter().sum::<u64>() as usize;
+    let present = counts.iter().filter(|&&c| c > 0).count();
+    let raw = STREAM_HEADER_BYTES + n * symbol_bytes;
+    match (n, present) {
+        (0, _) => STREAM_HEADER_BYTES,
+        (_, 1) => STREAM_HEADER_BYTES + 2,
+        _ => build_table(counts, opts.precision_bits)
+            .map_or(raw, |t| rans_estimate(counts, &t, n, opts).min(raw)),
+    }
+}
+
 /// Encodes `symbols` as one stream appended to `out`. Never longer than `max_encoded_len`.
 pub fn encode<S: Symbol>(symbols: &[S], opts: &EncodeOptions, out: &mut Vec<u8>) -> Result<()> {
     opts.validate()?;
@@ -147,9 +169,7 @@ pub fn encode<S: Symbol>(symbols: &[S], opts: &EncodeOptions, out: &mut Vec<u8>)
     let n_chunks = n.div_ceil(chunk);
     let raw_len = STREAM_HEADER_BYTES + n * S::BYTES;
     // Skip the coding work when even the estimate cannot beat the raw stream.
-    let overhead = STREAM_HEADER_BYTES + 4 + n_chunks * (4 + 4 * lanes);
-    let estimate = (cost_fixed(&counts, &table) >> 19) as usize + overhead;
-    if estimate >= raw_len {
+    if rans_estimate(&counts, &table, n, opts) >= raw_len {
         write_raw(symbols, out);
         return Ok(());
     }

@@ -24,7 +24,7 @@ fn sample_blobs() -> Vec<Vec<u8>> {
 
 fn decode_any(blob: &[u8]) -> Result<(), CodecError> {
     let h = splitans::container::read_header(blob)?;
-    match h.dtype {
+    match h.int_dtype()? {
         splitans::DType::U8 => decompress::<u8>(blob, 1 << 30, 1).map(|_| ()),
         splitans::DType::U16 => decompress::<u16>(blob, 1 << 30, 1).map(|_| ()),
         splitans::DType::I32 => decompress::<i32>(blob, 1 << 30, 1).map(|_| ()),

@@ -131,7 +131,7 @@ fn check_array<T: splitans::Element + PartialEq + std::fmt::Debug>(data: &[T], s
     assert!(blob.len() <= max_compressed_size(n, T::DTYPE, shape.len()));
     let (h, back) = decompress::<T>(&blob, NO_LIMIT, 0).unwrap();
     assert_eq!(h.shape, shape);
-    assert_eq!(h.dtype, T::DTYPE);
+    assert_eq!(h.elem, splitans::container::ElemType::Int(T::DTYPE));
     assert_eq!(back, data);
 }
 

@@ -5,7 +5,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
-use crate::container::{self, DType, Element, Kind};
+use crate::container::{self, DType, ElemType, Element, Kind};
 use crate::stream::EncodeOptions;
 
 fn dtype_from_name(name: &str) -> PyResult<DType> {
@@ -83,7 +83,7 @@ fn encode_typed<'py, T: Element + numpy::Element>(
         .map_err(|_| PyValueError::new_err("array must be C-contiguous"))?;
     let blob = py.detach(|| match kind {
         Kind::Symbols => container::encode_symbols(data, &opts),
-        Kind::Array => container::compress(data, &shape, &opts),
+        _ => container::compress(data, &shape, &opts),
     })?;
     Ok(PyBytes::new(py, &blob))
 }
@@ -118,7 +118,8 @@ fn decode_typed<'py, T: Element + numpy::Element>(
     Ok(PyArray1::from_vec(py, values).into_any())
 }
 
-/// Decodes a container; returns (kind name, flat array, shape). `kind` 0 accepts any kind.
+/// Decodes a container; returns (kind name, flat array, shape, dtype name). A feature decodes to
+/// float32 and names the dtype it had.
 #[pyfunction]
 #[pyo3(signature = (data, max_output_bytes, threads))]
 fn decode<'py>(
@@ -126,11 +127,37 @@ fn decode<'py>(
     data: &[u8],
     max_output_bytes: u64,
     threads: usize,
-) -> PyResult<(&'static str, Bound<'py, PyAny>, Vec<usize>)> {
+) -> PyResult<(&'static str, Bound<'py, PyAny>, Vec<usize>, &'static str)> {
     let header = container::read_header(data)?;
     container::check_output_size(&header, max_output_bytes)?;
-    let array = with_element!(header.dtype, T => decode_typed::<T>(py, data, &header, threads))?;
-    Ok((header.kind.name(), array, header.shape))
+    let (array, dtype) = match header.elem {
+        ElemType::Int(d) => (
+            with_element!(d, T => decode_typed::<T>(py, data, &header, threads))?,
+            d.name(),
+        ),
+        ElemType::Float(_) => super::feature::decode(py, data, &header, threads)?,
+    };
+    Ok((header.kind.name(), array, header.shape, dtype))
+}
+
+fn stream_dict<'py>(
+    py: Python<'py>,
+    name: &str,
+    s: &container::StreamInfo,
+) -> PyResult<Bound<'py, PyDict>> {
+    let sd = PyDict::new(py);
+    sd.set_item("name", name)?;
+    sd.set_item("mode", s.mode)?;
+    sd.set_item("symbols", s.symbols)?;
+    sd.set_item("symbol_bytes", s.symbol_bytes)?;
+    sd.set_item("distinct_symbols", s.distinct_symbols)?;
+    sd.set_item("alphabet_size", s.alphabet_size)?;
+    sd.set_item("precision_bits", s.precision_bits)?;
+    sd.set_item("lanes", s.lanes)?;
+    sd.set_item("chunk_symbols", s.chunk_symbols)?;
+    sd.set_item("compressed_bytes", s.compressed_bytes)?;
+    sd.set_item("entropy_bound_bytes", s.entropy_bound_bytes)?;
+    Ok(sd)
 }
 
 /// Describes a container: header fields and, per stream, its coding statistics.
@@ -141,28 +168,45 @@ fn inspect<'py>(
     data: &[u8],
     max_output_bytes: u64,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let (h, infos) = py.detach(|| container::inspect(data, max_output_bytes))?;
+    let h = container::read_header(data)?;
+    container::check_output_size(&h, max_output_bytes)?;
     let d = PyDict::new(py);
     d.set_item("format_version", h.version)?;
     d.set_item("kind", h.kind.name())?;
-    d.set_item("dtype", h.dtype.name())?;
+    d.set_item("dtype", h.elem.name())?;
     d.set_item("shape", pyo3::types::PyTuple::new(py, &h.shape)?)?;
     d.set_item("compressed_bytes", data.len())?;
     d.set_item("header_bytes", h.header_len)?;
     let streams = PyList::empty(py);
-    for s in infos {
-        let sd = PyDict::new(py);
-        sd.set_item("mode", s.mode)?;
-        sd.set_item("symbols", s.symbols)?;
-        sd.set_item("symbol_bytes", s.symbol_bytes)?;
-        sd.set_item("distinct_symbols", s.distinct_symbols)?;
-        sd.set_item("alphabet_size", s.alphabet_size)?;
-        sd.set_item("precision_bits", s.precision_bits)?;
-        sd.set_item("lanes", s.lanes)?;
-        sd.set_item("chunk_symbols", s.chunk_symbols)?;
-        sd.set_item("compressed_bytes", s.compressed_bytes)?;
-        sd.set_item("entropy_bound_bytes", s.entropy_bound_bytes)?;
-        streams.append(sd)?;
+    match h.elem {
+        ElemType::Int(dtype) => {
+            let infos = py.detach(|| {
+                container::streams(data, &h)?
+                    .iter()
+                    .map(container::stream_info)
+                    .collect::<crate::Result<Vec<_>>>()
+            })?;
+            for (k, s) in infos.iter().enumerate() {
+                let name = if dtype.planes() == 1 {
+                    "symbols".to_string()
+                } else {
+                    format!("plane{k}")
+                };
+                streams.append(stream_dict(py, &name, s)?)?;
+            }
+        }
+        ElemType::Float(_) => {
+            let (meta, infos) = py.detach(|| crate::feature::inspect(data, &h))?;
+            super::feature::describe(&d, &meta, h.count)?;
+            let names: &[&str] = if infos.len() == 1 {
+                &["codes"]
+            } else {
+                &["row_counts", "col_indices", "values"]
+            };
+            for (name, s) in names.iter().zip(&infos) {
+                streams.append(stream_dict(py, name, s)?)?;
+            }
+        }
     }
     d.set_item("streams", streams)?;
     Ok(d)

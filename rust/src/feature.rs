@@ -1,0 +1,585 @@
+//! Lossy compression of a float feature tensor: quantize, choose dense or sparse (CSR of the
+//! tensor reshaped to N x M), code each array as a rANS stream, frame it in the container.
+//!
+//! Payload of a feature container: one record holding the feature section, then the streams
+//! (dense: the codes; csr: row counts, column indices, nonzero values).
+//!
+//! ```text
+//! feature section
+//!   u8  bits (1..=16)          u8 mode (0 dense, 1 csr)
+//!   u8  axis (255: per tensor) u8 reserved (0)
+//!   u64 clamped element count  u64 rows N (csr; 0 for dense)
+//!   u32 parameter count (1, or the channel count)
+//!   per parameter: f32 scale, i32 zero_point
+//! ```
+
+use crate::bytes::{put_u32, put_u64, Reader};
+use crate::container::{self, ElemType, FloatType, Header, Kind, StreamInfo};
+use crate::error::{corrupt, CodecError, Result};
+use crate::quant::{self, Affine, Channels, Code, NonFinite};
+use crate::rans::Symbol;
+use crate::sparse;
+use crate::stream::{self, EncodeOptions};
+
+const NO_AXIS: u8 = 255;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Dense = 0,
+    Csr = 1,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Dense => "dense",
+            Mode::Csr => "csr",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModeChoice {
+    Dense,
+    Csr,
+    Auto,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reshape {
+    /// An explicit row count N.
+    Rows(usize),
+    /// The approximate model: predicted cost from the density alone.
+    Model,
+    /// Exact empirical entropies of every candidate N.
+    Search,
+}
+
+/// Where the quantization range comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Range {
+    /// The data's minimum and maximum (per channel with an axis).
+    MinMax,
+    /// Clip to these ranges first (one, or one per channel).
+    Clip(Vec<(f32, f32)>),
+    /// Scale and zero point calibrated ahead of time (one, or one per channel).
+    Params(Vec<Affine>),
+}
+
+#[derive(Debug, Clone)]
+pub struct FeatureOptions {
+    pub bits: u8,
+    /// The channel axis and its layout, or `None` for per-tensor parameters.
+    pub axis: Option<(u8, Channels)>,
+    pub range: Range,
+    pub mode: ModeChoice,
+    pub reshape: Reshape,
+    pub non_finite: NonFinite,
+    pub coder: EncodeOptions,
+}
+
+/// One candidate row count with the predicted bytes of its row-count and column-index streams.
+#[derive(Debug, Clone, Copy)]
+pub struct Candidate {
+    pub rows: usize,
+    /// By the approximate model.
+    pub model_bytes: f64,
+    /// By exact empirical entropies, when searched.
+    pub search_bytes: Option<f64>,
+}
+
+/// Quantization parameters per channel, and the range per channel outside which an element
+/// counts as clipped.
+struct Resolved {
+    params: Vec<Affine>,
+    ranges: Vec<(f32, f32)>,
+}
+
+/// What the encoder predicted and chose.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub params: Vec<Affine>,
+    pub clamped: u64,
+    pub total: usize,
+    pub nonzeros: usize,
+    /// Predicted bytes of the dense stream.
+    pub dense_bytes: f64,
+    /// Predicted bytes of the values stream of the CSR form (independent of N).
+    pub values_bytes: f64,
+    pub candidates: Vec<Candidate>,
+    pub rows: usize,
+    pub csr_bytes: f64,
+    pub mode: Mode,
+    pub reason: String,
+}
+
+fn levels(bits: u8) -> i32 {
+    (1i32 << bits) - 1
+}
+
+fn channels(opts: &FeatureOptions) -> Channels {
+    opts.axis.map_or(Channels::TENSOR, |(_, c)| c)
+}
+
+/// The quantization parameters per channel, and the range per channel outside which an element
+/// counts as clipped: the clip range, the data's range, or what calibrated parameters represent
+/// to within half a step.
+fn resolve_params(x: &[f32], opts: &FeatureOptions) -> Result<Resolved> {
+    let ch = channels(opts);
+    let want = ch.channels;
+    let check_len = |n: usize, what: &str| {
+        if n == want || n == 1 {
+            Ok(())
+        } else {
+            Err(CodecError::InvalidArgument(format!(
+                "{what} has {n} entries, expected 1 or {want}"
+            )))
+        }
+    };
+    let ranges: Vec<(f32, f32)> = match &opts.range {
+        Range::MinMax => quant::min_max(x, ch),
+        Range::Clip(ranges) => {
+            check_len(ranges.len(), "clip")?;
+            for &(lo, hi) in ranges {
+                if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
+                    return Err(CodecError::InvalidArgument(format!(
+                        "clip range ({lo}, {hi}) is not finite lo <= hi"
+                    )));
+                }
+            }
+            (0..want).map(|c| ranges[c.min(ranges.len() - 1)]).collect()
+        }
+        Range::Params(params) => {
+            check_len(params.len(), "scale/zero_point")?;
+            let top = levels(opts.bits);
+            for a in params {
+                if !(a.scale.is_finite() && a.scale >= 0.0)
+                    || a.zero_point < 0
+                    || a.zero_point > top
+                {
+                    return Err(CodecError::InvalidArgument(format!(
+                        "scale {} / zero_point {} invalid for {} bits (scale finite and >= 0, zero_point in 0..={top})",
+                        a.scale, a.zero_point, opts.bits
+                    )));
+                }
+            }
+            let params: Vec<Affine> = (0..want).map(|c| params[c.min(params.len() - 1)]).collect();
+            let ranges = params
+                .iter()
+                .map(|a| {
+                    let half = a.scale / 2.0;
+                    (
+                        -(a.zero_point as f32) * a.scale - half,
+                        (top - a.zero_point) as f32 * a.scale + half,
+                    )
+                })
+                .collect();
+            return Ok(Resolved { params, ranges });
+        }
+    };
+    let params = ranges
+        .iter()
+        .map(|&(lo, hi)| Affine::from_range(lo, hi, opts.bits))
+        .collect();
+    let ranges = ranges
+        .iter()
+        .map(|&(lo, hi)| (lo.min(0.0), hi.max(0.0)))
+        .collect();
+    Ok(Resolved { params, ranges })
+}
+
+fn validate(x_len: usize, shape: &[usize], opts: &FeatureOptions) -> Result<()> {
+    container::check_shape(x_len, shape, ElemType::Float(FloatType::F32))?;
+    if !(1..=quant::MAX_BITS).contains(&opts.bits) {
+        return Err(CodecError::InvalidArgument(format!(
+            "bits must be in 1..=16, got {}",
+            opts.bits
+        )));
+    }
+    if let Reshape::Rows(n) = opts.reshape {
+        if n == 0 || x_len % n != 0 || x_len / n > sparse::MAX_COLS {
+            return Err(CodecError::InvalidArgument(format!(
+                "reshape={n} must divide the {x_len} elements into rows of at most {} columns",
+                sparse::MAX_COLS
+            )));
+        }
+    }
+    opts.coder.validate()
+}
+
+/// Quantizes and plans without coding: the predicted size of each mode and candidate N.
+pub fn plan(x: &[f32], shape: &[usize], opts: &FeatureOptions, search_all: bool) -> Result<Plan> {
+    validate(x.len(), shape, opts)?;
+    if opts.bits <= 8 {
+        Ok(prepare::<u8>(x, opts, search_all)?.1)
+    } else {
+        Ok(prepare::<u16>(x, opts, search_all)?.1)
+    }
+}
+
+struct Prepared<C> {
+    q: Vec<C>,
+    positions: Vec<usize>,
+}
+
+fn prepare<C: Code + Symbol>(
+    x: &[f32],
+    opts: &FeatureOptions,
+    search_all: bool,
+) -> Result<(Prepared<C>, Plan)> {
+    let ch = channels(opts);
+    let Resolved { params, ranges } = resolve_params(x, opts)?;
+    let mut q = vec![C::default(); x.len()];
+    quant::quantize(x, &params, ch, opts.bits, opts.non_finite, &mut q)?;
+    let clamped = quant::count_outside(x, &ranges, ch);
+    let total = x.len();
+    // Final decisions use the encoder's own per-stream estimate (plus the 8-byte length prefix).
+    let estimate = |counts: &[u64], width: usize| {
+        (8 + stream::estimated_len(counts, width, &opts.coder)) as f64
+    };
+    let dense_bytes = estimate(&C::histogram(&q), C::BYTES);
+    let mut plan = Plan {
+        params,
+        clamped,
+        total,
+        nonzeros: 0,
+        dense_bytes,
+        values_bytes: 0.0,
+        candidates: Vec::new(),
+        rows: 0,
+        csr_bytes: f64::INFINITY,
+        mode: Mode::Dense,
+        reason: String::new(),
+    };
+    if opts.mode == ModeChoice::Dense || total == 0 {
+        plan.reason = if total == 0 {
+            "empty tensor".into()
+        } else {
+            "mode=dense".into()
+        };
+        return Ok((
+            Prepared {
+                q,
+                positions: Vec::new(),
+            },
+            plan,
+        ));
+    }
+    let zps: Vec<i32> = plan.params.iter().map(|a| a.zero_point).collect();
+    let positions = sparse::nonzero_positions(&q, &zps, ch);
+    let values: Vec<C> = positions.iter().map(|&p| q[p]).collect();
+    plan.nonzeros = positions.len();
+    plan.values_bytes = estimate(&C::histogram(&values), C::BYTES);
+    let search = search_all || opts.reshape == Reshape::Search;
+    plan.candidates = sparse::candidate_rows(total)
+        .into_iter()
+        .map(|rows| Candidate {
+            rows,
+            model_bytes: sparse::model_cost(total, positions.len(), rows),
+            search_bytes: search.then(|| sparse::search_cost(&positions, total, rows)),
+        })
+        .collect();
+    let argmin = |key: fn(&Candidate) -> f64| {
+        plan.candidates
+            .iter()
+            .min_by(|a, b| key(a).total_cmp(&key(b)))
+            .map_or(total, |c| c.rows)
+    };
+    plan.rows = match opts.reshape {
+        Reshape::Rows(n) => n,
+        Reshape::Model => argmin(|c| c.model_bytes),
+        Reshape::Search => argmin(|c| c.search_bytes.unwrap_or(f64::INFINITY)),
+    };
+    let (row_hist, col_hist) = sparse::row_col_histograms(&positions, total, plan.rows);
+    plan.csr_bytes = estimate(&row_hist, 2) + estimate(&col_hist, 2) + plan.values_bytes;
+    plan.mode = match opts.mode {
+        ModeChoice::Csr => Mode::Csr,
+        ModeChoice::Dense => Mode::Dense,
+        ModeChoice::Auto if plan.csr_bytes < plan.dense_bytes => Mode::Csr,
+        ModeChoice::Auto => Mode::Dense,
+    };
+    plan.reason = match opts.mode {
+        ModeChoice::Auto => format!(
+            "auto: dense ~{:.0} bytes vs csr ~{:.0} bytes at N={} ({:.1}% nonzero)",
+            plan.dense_bytes,
+            plan.csr_bytes,
+            plan.rows,
+            100.0 * positions.len() as f64 / total as f64
+        ),
+        _ => format!("mode={}", plan.mode.name()),
+    };
+    Ok((Prepared { q, positions }, plan))
+}
+
+/// Compresses a float32 feature tensor (C order) that had dtype `float_type`.
+pub fn compress(
+    x: &[f32],
+    shape: &[usize],
+    float_type: FloatType,
+    opts: &FeatureOptions,
+) -> Result<(Vec<u8>, Plan)> {
+    validate(x.len(), shape, opts)?;
+    if opts.bits <= 8 {
+        compress_typed::<u8>(x, shape, float_type, opts)
+    } else {
+        compress_typed::<u16>(x, shape, float_type, opts)
+    }
+}
+
+fn compress_typed<C: Code + Symbol>(
+    x: &[f32],
+    shape: &[usize],
+    float_type: FloatType,
+    opts: &FeatureOptions,
+) -> Result<(Vec<u8>, Plan)> {
+    let (prep, plan) = prepare::<C>(x, opts, false)?;
+    let streams = if plan.mode == Mode::Csr { 3 } else { 1 };
+    let mut out = Vec::new();
+    container::write_header(
+        &mut out,
+        Kind::Feature,
+        ElemType::Float(float_type),
+        shape,
+        streams,
+    );
+    let mut section = vec![
+        opts.bits,
+        plan.mode as u8,
+        opts.axis.map_or(NO_AXIS, |(a, _)| a),
+        0,
+    ];
+    put_u64(&mut section, plan.clamped);
+    put_u64(
+        &mut section,
+        if plan.mode == Mode::Csr {
+            plan.rows as u64
+        } else {
+            0
+        },
+    );
+    put_u32(&mut section, plan.params.len() as u32);
+    for a in &plan.params {
+        section.extend_from_slice(&a.scale.to_le_bytes());
+        section.extend_from_slice(&a.zero_point.to_le_bytes());
+    }
+    put_u64(&mut out, section.len() as u64);
+    out.extend_from_slice(&section);
+    match plan.mode {
+        Mode::Dense => container::append_stream(&mut out, &prep.q, &opts.coder)?,
+        Mode::Csr => {
+            let (counts, cols, values) = sparse::build(&prep.q, &prep.positions, plan.rows);
+            container::append_stream(&mut out, &counts, &opts.coder)?;
+            container::append_stream(&mut out, &cols, &opts.coder)?;
+            container::append_stream(&mut out, &values, &opts.coder)?;
+        }
+    }
+    Ok((container::finish(out), plan))
+}
+
+/// The feature section of a container, validated against its header.
+#[derive(Debug, Clone)]
+pub struct FeatureMeta {
+    pub float_type: FloatType,
+    pub bits: u8,
+    pub mode: Mode,
+    pub axis: Option<u8>,
+    pub channels: Channels,
+    pub clamped: u64,
+    pub rows: usize,
+    pub params: Vec<Affine>,
+    pub section_bytes: usize,
+}
+
+fn read_meta(section: &[u8], h: &Header) -> Result<FeatureMeta> {
+    let float_type = match h.elem {
+        ElemType::Float(f) => f,
+        ElemType::Int(_) => return Err(corrupt!("not a feature container")),
+    };
+    let mut r = Reader::new(section);
+    let bits = r.u8("bits")?;
+    let mode = r.u8("mode")?;
+    let axis = r.u8("axis")?;
+    let reserved = r.u8("reserved")?;
+    let clamped = r.u64("clamped count")?;
+    let rows = r.u64("rows")?;
+    let n_params = r.u32("parameter count")? as usize;
+    if !(1..=quant::MAX_BITS).contains(&bits) || reserved != 0 {
+        return Err(corrupt!("invalid bits {bits} or reserved byte"));
+    }
+    let mode = match (mode, h.streams) {
+        (0, 1) => Mode::Dense,
+        (1, 3) => Mode::Csr,
+        _ => return Err(corrupt!("feature mode {mode} with {} streams", h.streams)),
+    };
+    let (axis, channels) = if axis == NO_AXIS {
+        (None, Channels::TENSOR)
+    } else {
+        let a = axis as usize;
+        if a >= h.shape.len() {
+            return Err(corrupt!("axis {a} of a {}-d tensor", h.shape.len()));
+        }
+        let inner = h.shape[a + 1..].iter().product::<usize>().max(1);
+        (
+            Some(axis),
+            Channels {
+                channels: h.shape[a],
+                inner,
+            },
+        )
+    };
+    if n_params != channels.channels || n_params == 0 || r.remaining() != 8 * n_params {
+        return Err(corrupt!(
+            "{n_params} quantization parameters for {} channels",
+            channels.channels
+        ));
+    }
+    let mut params = Vec::with_capacity(n_params);
+    for _ in 0..n_params {
+        let scale = f32::from_le_bytes(r.u32("scale")?.to_le_bytes());
+        let zero_point = r.u32("zero point")? as i32;
+        if !(scale.is_finite() && scale >= 0.0) || zero_point < 0 || zero_point > levels(bits) {
+            return Err(corrupt!("invalid scale {scale} or zero point {zero_point}"));
+        }
+        params.push(Affine { scale, zero_point });
+    }
+    let rows = match mode {
+        Mode::Dense if rows == 0 => 0,
+        Mode::Csr
+            if rows > 0
+                && h.count % rows as usize == 0
+                && h.count / rows as usize <= sparse::MAX_COLS =>
+        {
+            rows as usize
+        }
+        _ => {
+            return Err(corrupt!(
+                "{rows} rows invalid for {} elements in {} mode",
+                h.count,
+                mode.name()
+            ))
+        }
+    };
+    Ok(FeatureMeta {
+        float_type,
+        bits,
+        mode,
+        axis,
+        channels,
+        clamped,
+        rows,
+        params,
+        section_bytes: section.len(),
+    })
+}
+
+fn decode_stream<S: Symbol>(view: &stream::StreamView<'_>, threads: usize) -> Result<Vec<S>> {
+    let mut out = vec![S::default(); view.n];
+    stream::decode_into(view, &mut out, threads)?;
+    Ok(out)
+}
+
+fn check_levels<C: Code>(q: &[C], bits: u8) -> Result<()> {
+    if bits < 16 && q.iter().any(|c| c.to_i32() > levels(bits)) {
+        return Err(corrupt!("a code exceeds the {bits}-bit range"));
+    }
+    Ok(())
+}
+
+fn decode_codes<C: Code + Symbol>(
+    records: &[&[u8]],
+    h: &Header,
+    meta: &FeatureMeta,
+    threads: usize,
+) -> Result<Vec<C>> {
+    let width = C::BYTES;
+    match meta.mode {
+        Mode::Dense => {
+            let view = container::parse_stream(records[1], 0, h.count, width)?;
+            let q: Vec<C> = decode_stream(&view, threads)?;
+            check_levels(&q, meta.bits)?;
+            Ok(q)
+        }
+        Mode::Csr => {
+            let counts_view = container::parse_stream(records[1], 0, meta.rows, 2)?;
+            let counts: Vec<u16> = decode_stream(&counts_view, threads)?;
+            let nnz: usize = counts.iter().map(|&c| c as usize).sum();
+            if nnz > h.count {
+                return Err(corrupt!("{nnz} nonzeros in {} elements", h.count));
+            }
+            let cols: Vec<u16> =
+                decode_stream(&container::parse_stream(records[2], 1, nnz, 2)?, threads)?;
+            let values: Vec<C> = decode_stream(
+                &container::parse_stream(records[3], 2, nnz, width)?,
+                threads,
+            )?;
+            check_levels(&values, meta.bits)?;
+            let mut q = vec![C::default(); h.count];
+            for (block, run) in q.chunks_mut(meta.channels.inner.max(1)).enumerate() {
+                let z = C::from_i32(meta.params[block % meta.channels.channels].zero_point);
+                run.fill(z);
+            }
+            sparse::scatter(&counts, &cols, &values, &mut q)?;
+            Ok(q)
+        }
+    }
+}
+
+/// Decodes a feature container whose header is validated: the dequantized float32 values.
+pub fn decompress(blob: &[u8], h: &Header, threads: usize) -> Result<(FeatureMeta, Vec<f32>)> {
+    let records = container::records(blob, h, 1 + h.streams)?;
+    let meta = read_meta(records[0], h)?;
+    let mut out = vec![0f32; h.count];
+    if meta.bits <= 8 {
+        let q: Vec<u8> = decode_codes(&records, h, &meta, threads)?;
+        quant::dequantize(&q, &meta.params, meta.channels, &mut out);
+    } else {
+        let q: Vec<u16> = decode_codes(&records, h, &meta, threads)?;
+        quant::dequantize(&q, &meta.params, meta.channels, &mut out);
+    }
+    Ok((meta, out))
+}
+
+/// The quantized codes of a feature container (what the GPU path and the tests compare).
+pub fn decode_codes_u16(
+    blob: &[u8],
+    h: &Header,
+    threads: usize,
+) -> Result<(FeatureMeta, Vec<u16>)> {
+    let records = container::records(blob, h, 1 + h.streams)?;
+    let meta = read_meta(records[0], h)?;
+    let q = if meta.bits <= 8 {
+        decode_codes::<u8>(&records, h, &meta, threads)?
+            .into_iter()
+            .map(u16::from)
+            .collect()
+    } else {
+        decode_codes::<u16>(&records, h, &meta, threads)?
+    };
+    Ok((meta, q))
+}
+
+/// The feature section and the per-stream statistics of a feature container.
+pub fn inspect(blob: &[u8], h: &Header) -> Result<(FeatureMeta, Vec<StreamInfo>)> {
+    let records = container::records(blob, h, 1 + h.streams)?;
+    let meta = read_meta(records[0], h)?;
+    let width = if meta.bits <= 8 { 1 } else { 2 };
+    let mut infos = Vec::new();
+    match meta.mode {
+        Mode::Dense => infos.push(container::stream_info(&container::parse_stream(
+            records[1], 0, h.count, width,
+        )?)?),
+        Mode::Csr => {
+            let counts_view = container::parse_stream(records[1], 0, meta.rows, 2)?;
+            let counts: Vec<u16> = decode_stream(&counts_view, 0)?;
+            let nnz: usize = counts.iter().map(|&c| c as usize).sum();
+            infos.push(container::stream_info(&counts_view)?);
+            infos.push(container::stream_info(&container::parse_stream(
+                records[2], 1, nnz, 2,
+            )?)?);
+            infos.push(container::stream_info(&container::parse_stream(
+                records[3], 2, nnz, width,
+            )?)?);
+        }
+    }
+    Ok((meta, infos))
+}

@@ -1,0 +1,268 @@
+//! Bindings for `feature.rs`: lossy compression of float feature tensors and its planning.
+
+use numpy::{PyArray1, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+
+use crate::container::{FloatType, Header};
+use crate::feature::{self, FeatureMeta, FeatureOptions, ModeChoice, Plan, Range, Reshape};
+use crate::quant::{Affine, Channels, NonFinite};
+use crate::stream::EncodeOptions;
+
+#[allow(clippy::too_many_arguments)]
+fn options(
+    shape: &[usize],
+    bits: u8,
+    axis: Option<usize>,
+    clip: Option<Vec<(f32, f32)>>,
+    scale: Option<Vec<f32>>,
+    zero_point: Option<Vec<i32>>,
+    mode: &str,
+    reshape: &Bound<'_, PyAny>,
+    nonfinite: &str,
+    coder: EncodeOptions,
+) -> PyResult<FeatureOptions> {
+    let axis = match axis {
+        None => None,
+        Some(a) if a < shape.len() && a < 255 => Some((
+            a as u8,
+            Channels {
+                channels: shape[a],
+                inner: shape[a + 1..].iter().product::<usize>().max(1),
+            },
+        )),
+        Some(a) => {
+            return Err(PyValueError::new_err(format!(
+                "axis {a} out of range for {} dimensions",
+                shape.len()
+            )))
+        }
+    };
+    let range = match (clip, scale, zero_point) {
+        (None, None, None) => Range::MinMax,
+        (Some(c), None, None) => Range::Clip(c),
+        (None, Some(s), Some(z)) if s.len() == z.len() => Range::Params(
+            s.into_iter()
+                .zip(z)
+                .map(|(scale, zero_point)| Affine { scale, zero_point })
+                .collect(),
+        ),
+        (None, Some(_), Some(_)) => {
+            return Err(PyValueError::new_err(
+                "scale and zero_point differ in length",
+            ))
+        }
+        _ => {
+            return Err(PyValueError::new_err(
+                "pass either clip= or both scale= and zero_point=",
+            ))
+        }
+    };
+    let mode = match mode {
+        "dense" => ModeChoice::Dense,
+        "csr" => ModeChoice::Csr,
+        "auto" => ModeChoice::Auto,
+        m => {
+            return Err(PyValueError::new_err(format!(
+                "mode must be 'dense', 'csr' or 'auto', got {m:?}"
+            )))
+        }
+    };
+    let reshape = if let Ok(n) = reshape.extract::<usize>() {
+        Reshape::Rows(n)
+    } else {
+        match reshape.extract::<String>()?.as_str() {
+            "model" => Reshape::Model,
+            "search" => Reshape::Search,
+            r => {
+                return Err(PyValueError::new_err(format!(
+                    "reshape must be a row count, 'model' or 'search', got {r:?}"
+                )))
+            }
+        }
+    };
+    let non_finite = match nonfinite {
+        "error" => NonFinite::Error,
+        "clamp" => NonFinite::Clamp,
+        v => {
+            return Err(PyValueError::new_err(format!(
+                "nonfinite must be 'error' or 'clamp', got {v:?}"
+            )))
+        }
+    };
+    Ok(FeatureOptions {
+        bits,
+        axis,
+        range,
+        mode,
+        reshape,
+        non_finite,
+        coder,
+    })
+}
+
+fn plan_dict<'py>(py: Python<'py>, p: &Plan) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item(
+        "scale",
+        p.params.iter().map(|a| a.scale).collect::<Vec<_>>(),
+    )?;
+    d.set_item(
+        "zero_point",
+        p.params.iter().map(|a| a.zero_point).collect::<Vec<_>>(),
+    )?;
+    d.set_item("clamped", p.clamped)?;
+    d.set_item("elements", p.total)?;
+    d.set_item("nonzeros", p.nonzeros)?;
+    d.set_item("dense_bytes", p.dense_bytes)?;
+    d.set_item("values_bytes", p.values_bytes)?;
+    let cands = PyList::empty(py);
+    for cand in &p.candidates {
+        let c = PyDict::new(py);
+        c.set_item("rows", cand.rows)?;
+        c.set_item("cols", p.total / cand.rows)?;
+        c.set_item("model_bytes", cand.model_bytes + p.values_bytes)?;
+        c.set_item(
+            "search_bytes",
+            cand.search_bytes.map(|s| s + p.values_bytes),
+        )?;
+        cands.append(c)?;
+    }
+    d.set_item("candidates", cands)?;
+    d.set_item("rows", p.rows)?;
+    d.set_item(
+        "csr_bytes",
+        if p.csr_bytes.is_finite() {
+            Some(p.csr_bytes)
+        } else {
+            None
+        },
+    )?;
+    d.set_item("mode", p.mode.name())?;
+    d.set_item("reason", &p.reason)?;
+    Ok(d)
+}
+
+/// Quantizes and codes a float32 feature tensor; returns the container and the plan.
+#[pyfunction]
+#[pyo3(signature = (x, dtype, bits, axis, clip, scale, zero_point, mode, reshape, nonfinite, precision_bits, chunk_log2, threads))]
+#[allow(clippy::too_many_arguments)]
+fn encode_feature<'py>(
+    x: PyReadonlyArrayDyn<'py, f32>,
+    dtype: &str,
+    bits: u8,
+    axis: Option<usize>,
+    clip: Option<Vec<(f32, f32)>>,
+    scale: Option<Vec<f32>>,
+    zero_point: Option<Vec<i32>>,
+    mode: &str,
+    reshape: &Bound<'py, PyAny>,
+    nonfinite: &str,
+    precision_bits: Option<u8>,
+    chunk_log2: u8,
+    threads: usize,
+) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyDict>)> {
+    let py = x.py();
+    let float_type = FloatType::from_name(dtype)
+        .ok_or_else(|| PyValueError::new_err(format!("unsupported float dtype {dtype}")))?;
+    let shape = x.shape().to_vec();
+    let coder = EncodeOptions {
+        precision_bits,
+        chunk_log2,
+        threads,
+    };
+    let opts = options(
+        &shape, bits, axis, clip, scale, zero_point, mode, reshape, nonfinite, coder,
+    )?;
+    let data = x
+        .as_slice()
+        .map_err(|_| PyValueError::new_err("array must be C-contiguous"))?;
+    let (blob, plan) = py.detach(|| feature::compress(data, &shape, float_type, &opts))?;
+    Ok((PyBytes::new(py, &blob), plan_dict(py, &plan)?))
+}
+
+/// Predicts the size of each mode and candidate row count without coding.
+#[pyfunction]
+#[pyo3(signature = (x, bits, axis, clip, scale, zero_point, mode, reshape, nonfinite, search_all))]
+#[allow(clippy::too_many_arguments)]
+fn plan_feature<'py>(
+    x: PyReadonlyArrayDyn<'py, f32>,
+    bits: u8,
+    axis: Option<usize>,
+    clip: Option<Vec<(f32, f32)>>,
+    scale: Option<Vec<f32>>,
+    zero_point: Option<Vec<i32>>,
+    mode: &str,
+    reshape: &Bound<'py, PyAny>,
+    nonfinite: &str,
+    search_all: bool,
+) -> PyResult<Bound<'py, PyDict>> {
+    let py = x.py();
+    let shape = x.shape().to_vec();
+    let opts = options(
+        &shape,
+        bits,
+        axis,
+        clip,
+        scale,
+        zero_point,
+        mode,
+        reshape,
+        nonfinite,
+        EncodeOptions::default(),
+    )?;
+    let data = x
+        .as_slice()
+        .map_err(|_| PyValueError::new_err("array must be C-contiguous"))?;
+    let plan = py.detach(|| feature::plan(data, &shape, &opts, search_all))?;
+    plan_dict(py, &plan)
+}
+
+/// Decodes a feature container: (float32 flat array, original dtype name).
+pub fn decode<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    header: &Header,
+    threads: usize,
+) -> PyResult<(Bound<'py, PyAny>, &'static str)> {
+    let (meta, values) = py.detach(|| feature::decompress(data, header, threads))?;
+    Ok((
+        PyArray1::from_vec(py, values).into_any(),
+        meta.float_type.name(),
+    ))
+}
+
+/// Adds the feature section's fields to an `inspect` dictionary.
+pub fn describe(d: &Bound<'_, PyDict>, meta: &FeatureMeta, count: usize) -> PyResult<()> {
+    d.set_item("bits", meta.bits)?;
+    d.set_item("mode", meta.mode.name())?;
+    d.set_item("axis", meta.axis)?;
+    d.set_item(
+        "scale",
+        meta.params.iter().map(|a| a.scale).collect::<Vec<_>>(),
+    )?;
+    d.set_item(
+        "zero_point",
+        meta.params.iter().map(|a| a.zero_point).collect::<Vec<_>>(),
+    )?;
+    d.set_item("clamped", meta.clamped)?;
+    d.set_item(
+        "clipped_fraction",
+        if count == 0 {
+            0.0
+        } else {
+            meta.clamped as f64 / count as f64
+        },
+    )?;
+    d.set_item("rows", if meta.rows > 0 { Some(meta.rows) } else { None })?;
+    d.set_item("cols", count.checked_div(meta.rows))?;
+    d.set_item("section_bytes", meta.section_bytes)?;
+    Ok(())
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(encode_feature, m)?)?;
+    m.add_function(wrap_pyfunction!(plan_feature, m)?)?;
+    Ok(())
+}

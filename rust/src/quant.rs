@@ -1,0 +1,277 @@
+//! Asymmetric integer quantization of float features, per tensor or per channel.
+//!
+//! `q = clamp(round_half_even(x / scale) + zero_point, 0, 2^bits - 1)` in f32 arithmetic, and
+//! back `x' = (q - zero_point) * scale`. The range always includes zero, so zero (a ReLU's
+//! output, a sparse map's background) is represented exactly by `q == zero_point`. For every
+//! element inside the quantization range `|x - x'| <= scale / 2` (plus f32 rounding).
+
+use crate::error::{CodecError, Result};
+
+pub const MAX_BITS: u8 = 16;
+
+/// What to do with NaN and infinities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonFinite {
+    /// Refuse the input.
+    Error,
+    /// NaN becomes 0, +inf the top of the range, -inf the bottom.
+    Clamp,
+}
+
+/// Scale and zero point of one tensor or one channel.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Affine {
+    pub scale: f32,
+    pub zero_point: i32,
+}
+
+impl Affine {
+    /// Parameters covering `[lo, hi]` (widened to include zero) with `bits` bits.
+    pub fn from_range(lo: f32, hi: f32, bits: u8) -> Affine {
+        let levels = ((1u32 << bits) - 1) as f32;
+        let lo = lo.min(0.0);
+        let hi = hi.max(0.0);
+        let scale = (hi - lo) / levels;
+        if scale.is_nan() || scale <= 0.0 || scale.is_infinite() {
+            return Affine {
+                scale: 0.0,
+                zero_point: 0,
+            };
+        }
+        let zero_point = (-lo / scale).round_ties_even().clamp(0.0, levels) as i32;
+        Affine { scale, zero_point }
+    }
+}
+
+/// The layout of the channel axis: element `i` is in channel `(i / inner) % channels`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Channels {
+    pub channels: usize,
+    pub inner: usize,
+}
+
+impl Channels {
+    pub const TENSOR: Channels = Channels {
+        channels: 1,
+        inner: 1,
+    };
+
+    #[inline(always)]
+    pub fn of(&self, i: usize) -> usize {
+        if self.channels == 1 {
+            0
+        } else {
+            (i / self.inner) % self.channels
+        }
+    }
+}
+
+/// Index of the first NaN or infinity, if any.
+pub fn first_non_finite(x: &[f32]) -> Option<usize> {
+    x.iter().position(|v| !v.is_finite())
+}
+
+/// Per-channel minimum and maximum of the finite values, `(0, 0)` for a channel with none.
+pub fn min_max(x: &[f32], ch: Channels) -> Vec<(f32, f32)> {
+    let mut mm = vec![(f32::INFINITY, f32::NEG_INFINITY); ch.channels];
+    if ch.channels == 1 {
+        let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+        for &v in x {
+            // Comparisons are false for NaN, so NaN never enters the range.
+            if v < lo && v.is_finite() {
+                lo = v;
+            }
+            if v > hi && v.is_finite() {
+                hi = v;
+            }
+        }
+        mm[0] = (lo, hi);
+    } else {
+        for (block, run) in x.chunks(ch.inner).enumerate() {
+            let m = &mut mm[block % ch.channels];
+            for &v in run {
+                if v < m.0 && v.is_finite() {
+                    m.0 = v;
+                }
+                if v > m.1 && v.is_finite() {
+                    m.1 = v;
+                }
+            }
+        }
+    }
+    for m in &mut mm {
+        if m.0 > m.1 {
+            *m = (0.0, 0.0);
+        }
+    }
+    mm
+}
+
+/// A quantized symbol type: u8 for up to 8 bits, u16 for up to 16.
+pub trait Code: Copy + Default + Send + Sync + 'static {
+    fn from_i32(v: i32) -> Self;
+    fn to_i32(self) -> i32;
+}
+
+impl Code for u8 {
+    #[inline(always)]
+    fn from_i32(v: i32) -> Self {
+        v as u8
+    }
+    #[inline(always)]
+    fn to_i32(self) -> i32 {
+        i32::from(self)
+    }
+}
+
+impl Code for u16 {
+    #[inline(always)]
+    fn from_i32(v: i32) -> Self {
+        v as u16
+    }
+    #[inline(always)]
+    fn to_i32(self) -> i32 {
+        i32::from(self)
+    }
+}
+
+/// Round half to even by the 1.5 * 2^23 trick: exact for |t| < 2^22, and anything larger is
+/// clamped to the range ends afterwards anyway. Two IEEE additions, so it vectorizes and a GPU
+/// reproduces it bit for bit, where `round_ties_even` would be a library call on baseline x86-64.
+#[inline(always)]
+pub fn round_half_even(t: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0;
+    (t + MAGIC) - MAGIC
+}
+
+/// Counts the elements outside their channel's `[lo, hi]` (infinities included, NaN not).
+pub fn count_outside(x: &[f32], ranges: &[(f32, f32)], ch: Channels) -> u64 {
+    let count = |run: &[f32], (lo, hi): (f32, f32)| {
+        run.iter().filter(|&&v| v < lo || v > hi).count() as u64
+    };
+    if ch.channels == 1 {
+        count(x, ranges[0])
+    } else {
+        x.chunks(ch.inner)
+            .enumerate()
+            .map(|(block, run)| count(run, ranges[block % ch.channels]))
+            .sum()
+    }
+}
+
+/// Quantizes `x` into `out`. Elements outside the range are clamped to its ends; with
+/// `NonFinite::Clamp` NaN maps to the zero point and infinities to the ends.
+pub fn quantize<C: Code>(
+    x: &[f32],
+    params: &[Affine],
+    ch: Channels,
+    bits: u8,
+    non_finite: NonFinite,
+    out: &mut [C],
+) -> Result<()> {
+    if non_finite == NonFinite::Error {
+        if let Some(i) = first_non_finite(x) {
+            return Err(CodecError::InvalidArgument(format!(
+                "input holds NaN or infinity (first at flat index {i}, value {}); \
+                 pass nonfinite=\"clamp\" to map NaN to 0 and infinities to the range ends",
+                x[i]
+            )));
+        }
+    }
+    let levels = ((1u32 << bits) - 1) as f32;
+    let quantize_run = |run: &[f32], out: &mut [C], a: Affine| {
+        if a.scale == 0.0 {
+            out.fill(C::from_i32(a.zero_point));
+            return;
+        }
+        let zp = a.zero_point as f32;
+        for (o, &v) in out.iter_mut().zip(run) {
+            let c = (round_half_even(v / a.scale) + zp).clamp(0.0, levels);
+            *o = C::from_i32(if v.is_nan() { a.zero_point } else { c as i32 });
+        }
+    };
+    if ch.channels == 1 {
+        quantize_run(x, out, params[0]);
+    } else {
+        for (block, (run, o)) in x.chunks(ch.inner).zip(out.chunks_mut(ch.inner)).enumerate() {
+            quantize_run(run, o, params[block % ch.channels]);
+        }
+    }
+    Ok(())
+}
+
+/// `x' = (q - zero_point) * scale`.
+pub fn dequantize<C: Code>(q: &[C], params: &[Affine], ch: Channels, out: &mut [f32]) {
+    let run_fn = |q: &[C], out: &mut [f32], a: Affine| {
+        for (o, &c) in out.iter_mut().zip(q) {
+            *o = (c.to_i32() - a.zero_point) as f32 * a.scale;
+        }
+    };
+    if ch.channels == 1 {
+        run_fn(q, out, params[0]);
+    } else {
+        for (block, (run, o)) in q.chunks(ch.inner).zip(out.chunks_mut(ch.inner)).enumerate() {
+            run_fn(run, o, params[block % ch.channels]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_bound_holds() {
+        for bits in [1u8, 2, 4, 8, 12, 16] {
+            let x: Vec<f32> = (0..10_000)
+                .map(|i| ((i as f32) * 0.7331).sin() * 3.0 + 0.5)
+                .collect();
+            let mm = min_max(&x, Channels::TENSOR)[0];
+            let a = Affine::from_range(mm.0, mm.1, bits);
+            let mut q = vec![0u16; x.len()];
+            quantize(&x, &[a], Channels::TENSOR, bits, NonFinite::Error, &mut q).unwrap();
+            let mut back = vec![0f32; x.len()];
+            dequantize(&q, &[a], Channels::TENSOR, &mut back);
+            for (v, b) in x.iter().zip(&back) {
+                assert!(
+                    (v - b).abs() <= a.scale * 0.5 * (1.0 + 1e-5) + 1e-6,
+                    "bits {bits}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn zero_is_exact_and_constant_tensors_work() {
+        let a = Affine::from_range(0.0, 6.0, 8);
+        assert_eq!(a.zero_point, 0);
+        let z = Affine::from_range(0.0, 0.0, 8);
+        assert_eq!(z.scale, 0.0);
+        let mut q = [0u8; 3];
+        quantize(
+            &[0.0, 0.0, 0.0],
+            &[z],
+            Channels::TENSOR,
+            8,
+            NonFinite::Error,
+            &mut q,
+        )
+        .unwrap();
+        let mut back = [1f32; 3];
+        dequantize(&q, &[z], Channels::TENSOR, &mut back);
+        assert_eq!(back, [0.0; 3]);
+    }
+
+    #[test]
+    fn non_finite_is_refused_or_clamped() {
+        let a = Affine::from_range(-1.0, 1.0, 8);
+        let x = [0.5, f32::NAN, f32::INFINITY, f32::NEG_INFINITY];
+        let mut q = [0u8; 4];
+        assert!(quantize(&x, &[a], Channels::TENSOR, 8, NonFinite::Error, &mut q).is_err());
+        quantize(&x, &[a], Channels::TENSOR, 8, NonFinite::Clamp, &mut q).unwrap();
+        assert_eq!(count_outside(&x, &[(-1.0, 1.0)], Channels::TENSOR), 2);
+        assert_eq!(q[1] as i32, a.zero_point);
+        assert_eq!(q[2], 255);
+        assert_eq!(q[3], 0);
+    }
+}

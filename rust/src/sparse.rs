@@ -1,0 +1,262 @@
+//! The sparse representation: the quantized tensor, flattened in C order and viewed as N rows of
+//! M columns, stored as per-row nonzero counts, column indices and nonzero values (CSR), each
+//! coded as its own stream. "Zero" is the zero point: the code of 0.0 in the element's channel.
+//!
+//! Choosing N trades the row counts (N symbols) against the column indices (one per nonzero,
+//! about log2 M bits each). `model_cost` predicts the coded size from the density alone, the
+//! paper's approximate model; `search_cost` measures the exact empirical entropies for one N.
+
+use crate::error::{corrupt, Result};
+use crate::quant::{Channels, Code};
+
+/// Column indices and row counts are 16-bit symbols.
+pub const MAX_COLS: usize = 65_535;
+
+/// Fixed bytes of a coded stream beyond its entropy: header, lengths, rANS parameters, states.
+const STREAM_OVERHEAD_BYTES: f64 = 8.0 + 10.0 + 4.0 + 4.0 + 128.0;
+/// Approximate serialized bytes per symbol of a frequency table (gap and frequency varints).
+const TABLE_BYTES_PER_SYMBOL: f64 = 2.5;
+
+/// Row counts N to consider: the divisors of `total` whose rows fit 16-bit column indices.
+pub fn candidate_rows(total: usize) -> Vec<usize> {
+    let mut out = Vec::new();
+    if total == 0 {
+        return out;
+    }
+    let mut d = 1usize;
+    while d * d <= total {
+        if total % d == 0 {
+            for n in [d, total / d] {
+                if total / n <= MAX_COLS && !out.contains(&n) {
+                    out.push(n);
+                }
+            }
+        }
+        d += 1;
+    }
+    out.sort_unstable();
+    out
+}
+
+/// Flat indices of the elements that are not their channel's zero point, ascending.
+pub fn nonzero_positions<C: Code>(q: &[C], zero_points: &[i32], ch: Channels) -> Vec<usize> {
+    let mut out = Vec::new();
+    if ch.channels == 1 {
+        let z = zero_points[0];
+        out.extend(
+            q.iter()
+                .enumerate()
+                .filter(|(_, v)| v.to_i32() != z)
+                .map(|(i, _)| i),
+        );
+    } else {
+        for (block, run) in q.chunks(ch.inner).enumerate() {
+            let z = zero_points[block % ch.channels];
+            let base = block * ch.inner;
+            out.extend(
+                run.iter()
+                    .enumerate()
+                    .filter(|(_, v)| v.to_i32() != z)
+                    .map(|(i, _)| base + i),
+            );
+        }
+    }
+    out
+}
+
+/// Estimated coded bytes of a stream with histogram `counts`: order-0 entropy, table, overhead.
+pub fn entropy_cost_bytes(counts: impl Iterator<Item = u64> + Clone) -> f64 {
+    let n: u64 = counts.clone().sum();
+    if n == 0 {
+        return STREAM_OVERHEAD_BYTES - 128.0;
+    }
+    let nf = n as f64;
+    let mut bits = 0.0;
+    let mut distinct = 0usize;
+    for c in counts.filter(|&c| c > 0) {
+        let c = c as f64;
+        bits -= c * (c / nf).log2();
+        distinct += 1;
+    }
+    if distinct == 1 {
+        return STREAM_OVERHEAD_BYTES - 128.0 + 2.0;
+    }
+    bits / 8.0 + distinct as f64 * TABLE_BYTES_PER_SYMBOL + STREAM_OVERHEAD_BYTES
+}
+
+/// Histograms of the row counts (indexed by count, `cols + 1` long) and of the column indices
+/// (`cols` long) of the CSR form with `rows` rows. One pass over the positions, no division.
+pub fn row_col_histograms(positions: &[usize], total: usize, rows: usize) -> (Vec<u64>, Vec<u64>) {
+    let cols = total / rows;
+    let mut row_hist = vec![0u64; cols + 1];
+    let mut col_hist = vec![0u64; cols];
+    let mut it = positions.iter().peekable();
+    for r in 0..rows {
+        let start = r * cols;
+        let end = start + cols;
+        let mut k = 0usize;
+        while let Some(&&p) = it.peek() {
+            if p >= end {
+                break;
+            }
+            col_hist[p - start] += 1;
+            k += 1;
+            it.next();
+        }
+        row_hist[k] += 1;
+    }
+    (row_hist, col_hist)
+}
+
+/// Exact empirical cost, in bytes, of the row-count and column-index streams for `rows` rows.
+pub fn search_cost(positions: &[usize], total: usize, rows: usize) -> f64 {
+    let (row_hist, col_hist) = row_col_histograms(positions, total, rows);
+    entropy_cost_bytes(row_hist.into_iter()) + entropy_cost_bytes(col_hist.into_iter())
+}
+
+/// Entropy in bits of Binomial(m, d): the distribution of a row's nonzero count when nonzeros
+/// fall independently with density d. Exact sum for small m, normal approximation beyond.
+fn binomial_entropy_bits(m: usize, d: f64) -> f64 {
+    if d <= 0.0 || d >= 1.0 || m == 0 {
+        return 0.0;
+    }
+    let var = m as f64 * d * (1.0 - d);
+    if var > 30.0 {
+        return 0.5 * (2.0 * std::f64::consts::PI * std::f64::consts::E * var).log2();
+    }
+    // log pmf by recurrence from k = 0.
+    let mut log_p = m as f64 * (1.0 - d).ln();
+    let ratio = (d / (1.0 - d)).ln();
+    let mut h = 0.0;
+    for k in 0..=m {
+        if k > 0 {
+            log_p += ((m - k + 1) as f64 / k as f64).ln() + ratio;
+        }
+        let p = log_p.exp();
+        if p > 0.0 {
+            h -= p * log_p;
+        }
+    }
+    h / std::f64::consts::LN_2
+}
+
+/// The approximate model: predicted bytes of the row-count and column-index streams for `rows`
+/// rows, from the density alone (row counts binomial, column indices uniform over the row).
+pub fn model_cost(total: usize, nnz: usize, rows: usize) -> f64 {
+    let cols = total / rows;
+    let d = nnz as f64 / total as f64;
+    let row_bits = rows as f64 * binomial_entropy_bits(cols, d);
+    let col_bits = nnz as f64 * (cols as f64).log2();
+    // Distinct symbols the tables will list: counts within a few deviations, every column.
+    let spread = (cols as f64 * d * (1.0 - d)).sqrt() * 8.0 + 1.0;
+    let row_table = spread.min(cols as f64 + 1.0).min(rows as f64);
+    let col_table = (cols as f64).min(nnz as f64);
+    row_bits / 8.0
+        + col_bits / 8.0
+        + (row_table + col_table) * TABLE_BYTES_PER_SYMBOL
+        + 2.0 * STREAM_OVERHEAD_BYTES
+}
+
+/// The three CSR arrays for `rows` rows.
+pub fn build<C: Code>(q: &[C], positions: &[usize], rows: usize) -> (Vec<u16>, Vec<u16>, Vec<C>) {
+    let cols = q.len() / rows;
+    let mut counts = vec![0u16; rows];
+    let mut col_indices = Vec::with_capacity(positions.len());
+    let mut values = Vec::with_capacity(positions.len());
+    for &p in positions {
+        counts[p / cols] += 1;
+        col_indices.push((p % cols) as u16);
+        values.push(q[p]);
+    }
+    (counts, col_indices, values)
+}
+
+/// Writes the CSR arrays back into `out`, which holds each element's zero point already.
+/// Rejects counts that overrun a row, columns out of range or not increasing within a row.
+pub fn scatter<C: Code>(
+    row_counts: &[u16],
+    col_indices: &[u16],
+    values: &[C],
+    out: &mut [C],
+) -> Result<()> {
+    let rows = row_counts.len();
+    if rows == 0 || out.len() % rows != 0 {
+        return Err(corrupt!("{rows} rows do not divide {} elements", out.len()));
+    }
+    let cols = out.len() / rows;
+    let nnz: usize = row_counts.iter().map(|&c| c as usize).sum();
+    if nnz != col_indices.len() || nnz != values.len() {
+        return Err(corrupt!(
+            "row counts add up to {nnz} nonzeros, streams hold {} and {}",
+            col_indices.len(),
+            values.len()
+        ));
+    }
+    let mut k = 0usize;
+    for (r, &count) in row_counts.iter().enumerate() {
+        let base = r * cols;
+        let mut next = 0usize;
+        for _ in 0..count {
+            let c = col_indices[k] as usize;
+            if c < next || c >= cols {
+                return Err(corrupt!("column {c} out of order or range in row {r}"));
+            }
+            out[base + c] = values[k];
+            next = c + 1;
+            k += 1;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidates_divide_and_fit() {
+        let c = candidate_rows(256 * 56 * 56);
+        assert!(c
+            .iter()
+            .all(|&n| (256 * 56 * 56) % n == 0 && 256 * 56 * 56 / n <= MAX_COLS));
+        assert!(c.contains(&256) && c.contains(&(256 * 56)));
+        assert_eq!(candidate_rows(7), vec![1, 7]);
+    }
+
+    #[test]
+    fn csr_round_trip() {
+        let q: Vec<u8> = (0..600)
+            .map(|i| {
+                if i % 7 == 0 || i % 11 == 3 {
+                    (i % 200) as u8 + 1
+                } else {
+                    0
+                }
+            })
+            .collect();
+        let pos = nonzero_positions(&q, &[0], Channels::TENSOR);
+        for rows in candidate_rows(q.len()) {
+            let (counts, cols, values) = build(&q, &pos, rows);
+            let mut out = vec![0u8; q.len()];
+            scatter(&counts, &cols, &values, &mut out).unwrap();
+            assert_eq!(out, q);
+            assert!(search_cost(&pos, q.len(), rows) > 0.0);
+            assert!(model_cost(q.len(), pos.len(), rows) > 0.0);
+        }
+    }
+
+    #[test]
+    fn scatter_rejects_bad_columns() {
+        let mut out = vec![0u8; 8];
+        assert!(scatter(&[2, 0], &[3, 1], &[1, 1], &mut out).is_err());
+        assert!(scatter(&[1, 0], &[4], &[1], &mut out).is_err());
+        assert!(scatter(&[3, 0], &[0, 1], &[1, 1], &mut out).is_err());
+    }
+
+    #[test]
+    fn binomial_entropy_is_continuous_across_the_switch() {
+        let a = binomial_entropy_bits(1000, 0.031);
+        let b = binomial_entropy_bits(1000, 0.0315);
+        assert!((a - b).abs() < 0.05, "{a} {b}");
+    }
+}
