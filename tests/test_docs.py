@@ -39,7 +39,7 @@ def test_stub_matches_native_module():
 
     stub = pathlib.Path(splitans.__file__).with_name("_core.pyi").read_text()
     native = splitans._core
-    for name in ("encode", "decode", "inspect", "max_compressed_size", "encode_feature", "plan_feature"):
+    for name in ("encode", "decode", "inspect", "max_compressed_size", "encode_feature", "plan_feature", "decode_feature_stages"):
         params = list(inspect.signature(getattr(native, name)).parameters)
         m = re.search(rf"def {name}\((.*?)\)\s*->", stub, re.S)
         assert m, name

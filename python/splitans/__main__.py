@@ -38,30 +38,25 @@ def demo(args: argparse.Namespace) -> int:
     print(f"split       {args.split}: activation {tuple(x.shape)} float32, {x.nbytes:,} bytes, "
           f"{(x == 0).mean():.1%} exact zeros")
 
-    # Per-tensor asymmetric quantization to `bits` (the lossy pipeline's job once it lands).
-    levels = (1 << args.bits) - 1
-    lo, hi = float(x.min()), float(x.max())
-    scale = (hi - lo) / levels if hi > lo else 1.0
-    zero_point = int(round(-lo / scale))
-    dtype = np.uint8 if args.bits <= 8 else np.uint16
-    q = np.clip(np.rint(x / scale) + zero_point, 0, levels).astype(dtype)
-    print(f"quantize    {args.bits} bits asymmetric per tensor: scale {scale:.5g}, zero point {zero_point}, "
-          f"max error {np.abs((q.astype(np.float32) - zero_point) * scale - x).max():.4g}")
-
-    blob, t_enc = _timed(lambda: splitans.compress(q, threads=1))
-    back, t_dec = _timed(lambda: splitans.decompress(blob, threads=1))
-    assert back.dtype == q.dtype and np.array_equal(back, q), "round trip mismatch"
+    blob, t_enc = _timed(lambda: splitans.compress(feature, bits=args.bits, axis=args.axis, mode=args.mode, threads=1))
+    restored, t_dec = _timed(lambda: splitans.decompress(blob, threads=1, output="torch"))
     info = splitans.inspect(blob)
-    stream = info["streams"][0]
-    bits_per = 8 * len(blob) / q.size
-    print(f"compress    {len(blob):,} bytes ({stream['mode']}, precision {stream['precision_bits']} bits, "
-          f"{stream['lanes']} lanes): {bits_per:.3f} bits/element, {x.nbytes / len(blob):.1f}x smaller than "
-          f"float32, {q.nbytes / len(blob):.2f}x smaller than the {args.bits}-bit codes")
-    print(f"entropy     order-0 bound {stream['entropy_bound_bytes']:,.0f} bytes; coded size is "
-          f"{len(blob) / stream['entropy_bound_bytes'] - 1:+.2%} over it, header and table included")
-    print(f"time        encode {t_enc * 1e3:.2f} ms, decode {t_dec * 1e3:.2f} ms (one thread, best of 5)")
+    err = (restored - feature).abs().max().item()
+    where = "per tensor" if args.axis is None else f"per channel (axis {args.axis})"
+    scales = info["scale"]
+    print(f"quantize    {args.bits} bits asymmetric {where}: scale {min(scales):.5g}"
+          f"{'' if len(scales) == 1 else f'..{max(scales):.5g}'}, max error {err:.4g} "
+          f"(bound scale/2 = {max(scales) / 2:.4g})")
+    layout = f"CSR {info['rows']} x {info['cols']}" if info["mode"] == "csr" else "dense"
+    streams = ", ".join(f"{s['name']} {s['compressed_bytes']:,} B ({s['mode']})" for s in info["streams"])
+    bound = sum(s["entropy_bound_bytes"] for s in info["streams"])
+    print(f"compress    {len(blob):,} bytes, {layout}: {streams}")
+    print(f"ratio       {8 * len(blob) / x.size:.3f} bits/element: {x.nbytes / len(blob):.1f}x smaller than float32, "
+          f"{x.nbytes / 2 / len(blob):.1f}x smaller than float16")
+    print(f"entropy     order-0 bound of the coded streams {bound:,.0f} bytes; coded size is "
+          f"{len(blob) / bound - 1:+.2%} over it, header, tables and states included")
+    print(f"time        compress {t_enc * 1e3:.2f} ms, decompress {t_dec * 1e3:.2f} ms (one thread, best of 5)")
 
-    restored = torch.from_numpy((back.astype(np.float32) - zero_point) * scale)
     logits = split.tail(restored)
     same = (logits.argmax(1) == reference.argmax(1)).tolist()
     for name, r, c, ok in zip(names, reference.argmax(1).tolist(), logits.argmax(1).tolist(), same):
@@ -77,6 +72,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     p = sub.add_parser("demo", help="split EfficientNet-Lite0, compress its activation, finish the model on it")
     p.add_argument("--split", default="block3.expand", help="split point (default: block3.expand, a sparse ReLU6 output)")
     p.add_argument("--bits", type=int, default=8, choices=range(1, 17), metavar="{1..16}", help="quantization bits")
+    p.add_argument("--axis", type=int, default=None, help="per-channel quantization along this axis (1: channels)")
+    p.add_argument("--mode", default="auto", choices=["auto", "dense", "csr"], help="representation")
     p.set_defaults(run=demo)
     args = parser.parse_args(argv)
     return args.run(args)

@@ -93,6 +93,39 @@ pub struct Candidate {
 struct Resolved {
     params: Vec<Affine>,
     ranges: Vec<(f32, f32)>,
+    /// Every input value is finite.
+    finite: bool,
+    /// Elements can fall outside `ranges` (not for the data's own min/max when all finite).
+    may_clip: bool,
+}
+
+/// Seconds spent in each stage of one compression or decompression.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Stages {
+    /// Range, quantization and clipping count (dequantization when decoding).
+    pub quantize: f64,
+    /// Histograms, nonzero positions, the choice of N and mode, CSR build (scatter when decoding).
+    pub sparse: f64,
+    /// rANS coding of the streams.
+    pub entropy: f64,
+    /// Header, feature section and checksum.
+    pub container: f64,
+}
+
+struct Clock(std::time::Instant);
+
+impl Clock {
+    fn start() -> Self {
+        Clock(std::time::Instant::now())
+    }
+
+    /// Seconds since the last lap.
+    fn lap(&mut self) -> f64 {
+        let now = std::time::Instant::now();
+        let dt = (now - self.0).as_secs_f64();
+        self.0 = now;
+        dt
+    }
 }
 
 /// What the encoder predicted and chose.
@@ -111,6 +144,7 @@ pub struct Plan {
     pub csr_bytes: f64,
     pub mode: Mode,
     pub reason: String,
+    pub seconds: Stages,
 }
 
 fn levels(bits: u8) -> i32 {
@@ -136,7 +170,7 @@ fn resolve_params(x: &[f32], opts: &FeatureOptions) -> Result<Resolved> {
             )))
         }
     };
-    let ranges: Vec<(f32, f32)> = match &opts.range {
+    let (ranges, finite): (Vec<(f32, f32)>, bool) = match &opts.range {
         Range::MinMax => quant::min_max(x, ch),
         Range::Clip(ranges) => {
             check_len(ranges.len(), "clip")?;
@@ -147,7 +181,10 @@ fn resolve_params(x: &[f32], opts: &FeatureOptions) -> Result<Resolved> {
                     )));
                 }
             }
-            (0..want).map(|c| ranges[c.min(ranges.len() - 1)]).collect()
+            (
+                (0..want).map(|c| ranges[c.min(ranges.len() - 1)]).collect(),
+                quant::all_finite(x),
+            )
         }
         Range::Params(params) => {
             check_len(params.len(), "scale/zero_point")?;
@@ -174,18 +211,29 @@ fn resolve_params(x: &[f32], opts: &FeatureOptions) -> Result<Resolved> {
                     )
                 })
                 .collect();
-            return Ok(Resolved { params, ranges });
+            return Ok(Resolved {
+                params,
+                ranges,
+                finite: quant::all_finite(x),
+                may_clip: true,
+            });
         }
     };
     let params = ranges
         .iter()
         .map(|&(lo, hi)| Affine::from_range(lo, hi, opts.bits))
         .collect();
+    let may_clip = !finite || opts.range != Range::MinMax;
     let ranges = ranges
         .iter()
         .map(|&(lo, hi)| (lo.min(0.0), hi.max(0.0)))
         .collect();
-    Ok(Resolved { params, ranges })
+    Ok(Resolved {
+        params,
+        ranges,
+        finite,
+        may_clip,
+    })
 }
 
 fn validate(x_len: usize, shape: &[usize], opts: &FeatureOptions) -> Result<()> {
@@ -219,7 +267,6 @@ pub fn plan(x: &[f32], shape: &[usize], opts: &FeatureOptions, search_all: bool)
 
 struct Prepared<C> {
     q: Vec<C>,
-    positions: Vec<usize>,
 }
 
 fn prepare<C: Code + Symbol>(
@@ -228,16 +275,24 @@ fn prepare<C: Code + Symbol>(
     search_all: bool,
 ) -> Result<(Prepared<C>, Plan)> {
     let ch = channels(opts);
-    let Resolved { params, ranges } = resolve_params(x, opts)?;
+    let mut clock = Clock::start();
+    let r = resolve_params(x, opts)?;
+    let params = r.params;
     let mut q = vec![C::default(); x.len()];
-    quant::quantize(x, &params, ch, opts.bits, opts.non_finite, &mut q)?;
-    let clamped = quant::count_outside(x, &ranges, ch);
+    quant::quantize(x, &params, ch, opts.bits, opts.non_finite, r.finite, &mut q)?;
+    let clamped = if r.may_clip {
+        quant::count_outside(x, &r.ranges, ch)
+    } else {
+        0
+    };
+    let quantize_seconds = clock.lap();
     let total = x.len();
     // Final decisions use the encoder's own per-stream estimate (plus the 8-byte length prefix).
     let estimate = |counts: &[u64], width: usize| {
         (8 + stream::estimated_len(counts, width, &opts.coder)) as f64
     };
-    let dense_bytes = estimate(&C::histogram(&q), C::BYTES);
+    let dense_hist = C::histogram(&q);
+    let dense_bytes = estimate(&dense_hist, C::BYTES);
     let mut plan = Plan {
         params,
         clamped,
@@ -250,32 +305,46 @@ fn prepare<C: Code + Symbol>(
         csr_bytes: f64::INFINITY,
         mode: Mode::Dense,
         reason: String::new(),
+        seconds: Stages {
+            quantize: quantize_seconds,
+            ..Stages::default()
+        },
     };
     if opts.mode == ModeChoice::Dense || total == 0 {
+        plan.seconds.sparse = clock.lap();
         plan.reason = if total == 0 {
             "empty tensor".into()
         } else {
             "mode=dense".into()
         };
-        return Ok((
-            Prepared {
-                q,
-                positions: Vec::new(),
-            },
-            plan,
-        ));
+        return Ok((Prepared { q }, plan));
     }
     let zps: Vec<i32> = plan.params.iter().map(|a| a.zero_point).collect();
-    let positions = sparse::nonzero_positions(&q, &zps, ch);
-    let values: Vec<C> = positions.iter().map(|&p| q[p]).collect();
-    plan.nonzeros = positions.len();
-    plan.values_bytes = estimate(&C::histogram(&values), C::BYTES);
+    // The nonzero values' histogram: the dense one without the zero point, per tensor.
+    let values_hist = if ch.channels == 1 {
+        let mut h = dense_hist;
+        h[zps[0] as usize] = 0;
+        h
+    } else {
+        let mut h = vec![0u64; 1 << (8 * C::BYTES)];
+        sparse::for_each_nonzero(&q, &zps, ch, |_, v| h[v.index()] += 1);
+        h
+    };
+    plan.nonzeros = values_hist.iter().sum::<u64>() as usize;
+    plan.values_bytes = estimate(&values_hist, C::BYTES);
     let search = search_all || opts.reshape == Reshape::Search;
+    // Searching every candidate walks the nonzero positions once per candidate.
+    let positions = if search {
+        sparse::nonzero_positions(&q, &zps, ch)
+    } else {
+        Vec::new()
+    };
+    let nonzeros = plan.nonzeros;
     plan.candidates = sparse::candidate_rows(total)
         .into_iter()
         .map(|rows| Candidate {
             rows,
-            model_bytes: sparse::model_cost(total, positions.len(), rows),
+            model_bytes: sparse::model_cost(total, nonzeros, rows),
             search_bytes: search.then(|| sparse::search_cost(&positions, total, rows)),
         })
         .collect();
@@ -290,7 +359,15 @@ fn prepare<C: Code + Symbol>(
         Reshape::Model => argmin(|c| c.model_bytes),
         Reshape::Search => argmin(|c| c.search_bytes.unwrap_or(f64::INFINITY)),
     };
-    let (row_hist, col_hist) = sparse::row_col_histograms(&positions, total, plan.rows);
+    let (row_hist, col_hist) = if total == plan.rows {
+        // One column: the row counts are the nonzero flags, known from the count alone.
+        let nnz = plan.nonzeros as u64;
+        (vec![total as u64 - nnz, nnz], vec![nnz])
+    } else if search {
+        sparse::row_col_histograms(&positions, total, plan.rows)
+    } else {
+        sparse::code_histograms(&q, &zps, ch, plan.rows)
+    };
     plan.csr_bytes = estimate(&row_hist, 2) + estimate(&col_hist, 2) + plan.values_bytes;
     plan.mode = match opts.mode {
         ModeChoice::Csr => Mode::Csr,
@@ -304,11 +381,12 @@ fn prepare<C: Code + Symbol>(
             plan.dense_bytes,
             plan.csr_bytes,
             plan.rows,
-            100.0 * positions.len() as f64 / total as f64
+            100.0 * plan.nonzeros as f64 / total as f64
         ),
         _ => format!("mode={}", plan.mode.name()),
     };
-    Ok((Prepared { q, positions }, plan))
+    plan.seconds.sparse = clock.lap();
+    Ok((Prepared { q }, plan))
 }
 
 /// Compresses a float32 feature tensor (C order) that had dtype `float_type`.
@@ -332,7 +410,8 @@ fn compress_typed<C: Code + Symbol>(
     float_type: FloatType,
     opts: &FeatureOptions,
 ) -> Result<(Vec<u8>, Plan)> {
-    let (prep, plan) = prepare::<C>(x, opts, false)?;
+    let (prep, mut plan) = prepare::<C>(x, opts, false)?;
+    let mut clock = Clock::start();
     let streams = if plan.mode == Mode::Csr { 3 } else { 1 };
     let mut out = Vec::new();
     container::write_header(
@@ -364,16 +443,22 @@ fn compress_typed<C: Code + Symbol>(
     }
     put_u64(&mut out, section.len() as u64);
     out.extend_from_slice(&section);
+    plan.seconds.container = clock.lap();
     match plan.mode {
         Mode::Dense => container::append_stream(&mut out, &prep.q, &opts.coder)?,
         Mode::Csr => {
-            let (counts, cols, values) = sparse::build(&prep.q, &prep.positions, plan.rows);
+            let zps: Vec<i32> = plan.params.iter().map(|a| a.zero_point).collect();
+            let (counts, cols, values) = sparse::build(&prep.q, &zps, channels(opts), plan.rows);
+            plan.seconds.sparse += clock.lap();
             container::append_stream(&mut out, &counts, &opts.coder)?;
             container::append_stream(&mut out, &cols, &opts.coder)?;
             container::append_stream(&mut out, &values, &opts.coder)?;
         }
     }
-    Ok((container::finish(out), plan))
+    plan.seconds.entropy = clock.lap();
+    let blob = container::finish(out);
+    plan.seconds.container += clock.lap();
+    Ok((blob, plan))
 }
 
 /// The feature section of a container, validated against its header.
@@ -490,13 +575,16 @@ fn decode_codes<C: Code + Symbol>(
     h: &Header,
     meta: &FeatureMeta,
     threads: usize,
+    stages: &mut Stages,
 ) -> Result<Vec<C>> {
     let width = C::BYTES;
+    let mut clock = Clock::start();
     match meta.mode {
         Mode::Dense => {
             let view = container::parse_stream(records[1], 0, h.count, width)?;
             let q: Vec<C> = decode_stream(&view, threads)?;
             check_levels(&q, meta.bits)?;
+            stages.entropy += clock.lap();
             Ok(q)
         }
         Mode::Csr => {
@@ -513,12 +601,14 @@ fn decode_codes<C: Code + Symbol>(
                 threads,
             )?;
             check_levels(&values, meta.bits)?;
+            stages.entropy += clock.lap();
             let mut q = vec![C::default(); h.count];
             for (block, run) in q.chunks_mut(meta.channels.inner.max(1)).enumerate() {
                 let z = C::from_i32(meta.params[block % meta.channels.channels].zero_point);
                 run.fill(z);
             }
             sparse::scatter(&counts, &cols, &values, &mut q)?;
+            stages.sparse += clock.lap();
             Ok(q)
         }
     }
@@ -526,16 +616,31 @@ fn decode_codes<C: Code + Symbol>(
 
 /// Decodes a feature container whose header is validated: the dequantized float32 values.
 pub fn decompress(blob: &[u8], h: &Header, threads: usize) -> Result<(FeatureMeta, Vec<f32>)> {
+    decompress_staged(blob, h, threads, &mut Stages::default())
+}
+
+/// `decompress`, adding the seconds of each stage to `stages`.
+pub fn decompress_staged(
+    blob: &[u8],
+    h: &Header,
+    threads: usize,
+    stages: &mut Stages,
+) -> Result<(FeatureMeta, Vec<f32>)> {
+    let mut clock = Clock::start();
     let records = container::records(blob, h, 1 + h.streams)?;
     let meta = read_meta(records[0], h)?;
+    stages.container += clock.lap();
     let mut out = vec![0f32; h.count];
     if meta.bits <= 8 {
-        let q: Vec<u8> = decode_codes(&records, h, &meta, threads)?;
+        let q: Vec<u8> = decode_codes(&records, h, &meta, threads, stages)?;
+        clock.lap();
         quant::dequantize(&q, &meta.params, meta.channels, &mut out);
     } else {
-        let q: Vec<u16> = decode_codes(&records, h, &meta, threads)?;
+        let q: Vec<u16> = decode_codes(&records, h, &meta, threads, stages)?;
+        clock.lap();
         quant::dequantize(&q, &meta.params, meta.channels, &mut out);
     }
+    stages.quantize += clock.lap();
     Ok((meta, out))
 }
 
@@ -548,12 +653,12 @@ pub fn decode_codes_u16(
     let records = container::records(blob, h, 1 + h.streams)?;
     let meta = read_meta(records[0], h)?;
     let q = if meta.bits <= 8 {
-        decode_codes::<u8>(&records, h, &meta, threads)?
+        decode_codes::<u8>(&records, h, &meta, threads, &mut Stages::default())?
             .into_iter()
             .map(u16::from)
             .collect()
     } else {
-        decode_codes::<u16>(&records, h, &meta, threads)?
+        decode_codes::<u16>(&records, h, &meta, threads, &mut Stages::default())?
     };
     Ok((meta, q))
 }

@@ -71,31 +71,62 @@ pub fn first_non_finite(x: &[f32]) -> Option<usize> {
     x.iter().position(|v| !v.is_finite())
 }
 
-/// Per-channel minimum and maximum of the finite values, `(0, 0)` for a channel with none.
-pub fn min_max(x: &[f32], ch: Channels) -> Vec<(f32, f32)> {
-    let mut mm = vec![(f32::INFINITY, f32::NEG_INFINITY); ch.channels];
-    if ch.channels == 1 {
-        let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
-        for &v in x {
-            // Comparisons are false for NaN, so NaN never enters the range.
-            if v < lo && v.is_finite() {
-                lo = v;
-            }
-            if v > hi && v.is_finite() {
-                hi = v;
-            }
+/// Minimum, maximum and "every value finite" of a run, in one pass that vectorizes: eight
+/// independent accumulators, selects instead of branches. NaN never wins a comparison, so it is
+/// ignored here; infinities are seen and clear the finite flag.
+fn run_min_max(x: &[f32]) -> (f32, f32, bool) {
+    let mut lo = [f32::INFINITY; 8];
+    let mut hi = [f32::NEG_INFINITY; 8];
+    let mut finite = [true; 8];
+    let mut blocks = x.chunks_exact(8);
+    for b in &mut blocks {
+        for i in 0..8 {
+            let v = b[i];
+            lo[i] = if v < lo[i] { v } else { lo[i] };
+            hi[i] = if v > hi[i] { v } else { hi[i] };
+            finite[i] &= v.abs() < f32::INFINITY;
         }
-        mm[0] = (lo, hi);
+    }
+    for &v in blocks.remainder() {
+        lo[0] = if v < lo[0] { v } else { lo[0] };
+        hi[0] = if v > hi[0] { v } else { hi[0] };
+        finite[0] &= v.abs() < f32::INFINITY;
+    }
+    let lo = lo
+        .iter()
+        .fold(f32::INFINITY, |a, &b| if b < a { b } else { a });
+    let hi = hi
+        .iter()
+        .fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
+    (lo, hi, finite.iter().all(|&f| f))
+}
+
+/// Per-channel minimum and maximum of the finite values (`(0, 0)` for a channel with none), and
+/// whether every value is finite.
+pub fn min_max(x: &[f32], ch: Channels) -> (Vec<(f32, f32)>, bool) {
+    let mut mm = vec![(f32::INFINITY, f32::NEG_INFINITY); ch.channels];
+    let mut all_finite = true;
+    let runs: Box<dyn Iterator<Item = (usize, &[f32])>> = if ch.channels == 1 {
+        Box::new(std::iter::once((0, x)))
     } else {
-        for (block, run) in x.chunks(ch.inner).enumerate() {
-            let m = &mut mm[block % ch.channels];
-            for &v in run {
-                if v < m.0 && v.is_finite() {
-                    m.0 = v;
-                }
-                if v > m.1 && v.is_finite() {
-                    m.1 = v;
-                }
+        Box::new(
+            x.chunks(ch.inner)
+                .enumerate()
+                .map(|(b, run)| (b % ch.channels, run)),
+        )
+    };
+    for (c, run) in runs {
+        let (lo, hi, finite) = run_min_max(run);
+        let m = &mut mm[c];
+        if finite {
+            m.0 = m.0.min(lo);
+            m.1 = m.1.max(hi);
+        } else {
+            // Rare: redo this run keeping only the finite values.
+            all_finite = false;
+            for &v in run.iter().filter(|v| v.is_finite()) {
+                m.0 = m.0.min(v);
+                m.1 = m.1.max(v);
             }
         }
     }
@@ -104,7 +135,7 @@ pub fn min_max(x: &[f32], ch: Channels) -> Vec<(f32, f32)> {
             *m = (0.0, 0.0);
         }
     }
-    mm
+    (mm, all_finite)
 }
 
 /// A quantized symbol type: u8 for up to 8 bits, u16 for up to 16.
@@ -159,17 +190,24 @@ pub fn count_outside(x: &[f32], ranges: &[(f32, f32)], ch: Channels) -> u64 {
     }
 }
 
+/// Whether every value is finite, in one pass that vectorizes.
+pub fn all_finite(x: &[f32]) -> bool {
+    x.iter().fold(true, |a, v| a & (v.abs() < f32::INFINITY))
+}
+
 /// Quantizes `x` into `out`. Elements outside the range are clamped to its ends; with
-/// `NonFinite::Clamp` NaN maps to the zero point and infinities to the ends.
+/// `NonFinite::Clamp` NaN maps to the zero point and infinities to the ends. `finite` says
+/// whether every value of `x` is finite (from `min_max` or `all_finite`).
 pub fn quantize<C: Code>(
     x: &[f32],
     params: &[Affine],
     ch: Channels,
     bits: u8,
     non_finite: NonFinite,
+    finite: bool,
     out: &mut [C],
 ) -> Result<()> {
-    if non_finite == NonFinite::Error {
+    if !finite && non_finite == NonFinite::Error {
         if let Some(i) = first_non_finite(x) {
             return Err(CodecError::InvalidArgument(format!(
                 "input holds NaN or infinity (first at flat index {i}, value {}); \
@@ -179,15 +217,23 @@ pub fn quantize<C: Code>(
         }
     }
     let levels = ((1u32 << bits) - 1) as f32;
+    // NaN needs its own select; skip it when the input has none.
+    let has_nan = !finite && x.iter().any(|v| v.is_nan());
     let quantize_run = |run: &[f32], out: &mut [C], a: Affine| {
         if a.scale == 0.0 {
             out.fill(C::from_i32(a.zero_point));
             return;
         }
         let zp = a.zero_point as f32;
-        for (o, &v) in out.iter_mut().zip(run) {
-            let c = (round_half_even(v / a.scale) + zp).clamp(0.0, levels);
-            *o = C::from_i32(if v.is_nan() { a.zero_point } else { c as i32 });
+        if has_nan {
+            for (o, &v) in out.iter_mut().zip(run) {
+                let c = (round_half_even(v / a.scale) + zp).clamp(0.0, levels);
+                *o = C::from_i32(if v.is_nan() { a.zero_point } else { c as i32 });
+            }
+        } else {
+            for (o, &v) in out.iter_mut().zip(run) {
+                *o = C::from_i32((round_half_even(v / a.scale) + zp).clamp(0.0, levels) as i32);
+            }
         }
     };
     if ch.channels == 1 {
@@ -226,10 +272,19 @@ mod tests {
             let x: Vec<f32> = (0..10_000)
                 .map(|i| ((i as f32) * 0.7331).sin() * 3.0 + 0.5)
                 .collect();
-            let mm = min_max(&x, Channels::TENSOR)[0];
+            let mm = min_max(&x, Channels::TENSOR).0[0];
             let a = Affine::from_range(mm.0, mm.1, bits);
             let mut q = vec![0u16; x.len()];
-            quantize(&x, &[a], Channels::TENSOR, bits, NonFinite::Error, &mut q).unwrap();
+            quantize(
+                &x,
+                &[a],
+                Channels::TENSOR,
+                bits,
+                NonFinite::Error,
+                true,
+                &mut q,
+            )
+            .unwrap();
             let mut back = vec![0f32; x.len()];
             dequantize(&q, &[a], Channels::TENSOR, &mut back);
             for (v, b) in x.iter().zip(&back) {
@@ -254,6 +309,7 @@ mod tests {
             Channels::TENSOR,
             8,
             NonFinite::Error,
+            true,
             &mut q,
         )
         .unwrap();
@@ -267,8 +323,26 @@ mod tests {
         let a = Affine::from_range(-1.0, 1.0, 8);
         let x = [0.5, f32::NAN, f32::INFINITY, f32::NEG_INFINITY];
         let mut q = [0u8; 4];
-        assert!(quantize(&x, &[a], Channels::TENSOR, 8, NonFinite::Error, &mut q).is_err());
-        quantize(&x, &[a], Channels::TENSOR, 8, NonFinite::Clamp, &mut q).unwrap();
+        assert!(quantize(
+            &x,
+            &[a],
+            Channels::TENSOR,
+            8,
+            NonFinite::Error,
+            false,
+            &mut q
+        )
+        .is_err());
+        quantize(
+            &x,
+            &[a],
+            Channels::TENSOR,
+            8,
+            NonFinite::Clamp,
+            false,
+            &mut q,
+        )
+        .unwrap();
         assert_eq!(count_outside(&x, &[(-1.0, 1.0)], Channels::TENSOR), 2);
         assert_eq!(q[1] as i32, a.zero_point);
         assert_eq!(q[2], 255);

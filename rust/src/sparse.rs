@@ -38,30 +38,81 @@ pub fn candidate_rows(total: usize) -> Vec<usize> {
     out
 }
 
-/// Flat indices of the elements that are not their channel's zero point, ascending.
-pub fn nonzero_positions<C: Code>(q: &[C], zero_points: &[i32], ch: Channels) -> Vec<usize> {
-    let mut out = Vec::new();
+/// Calls `f(index, code)` for every element that is not its channel's zero point, in order.
+#[inline(always)]
+pub fn for_each_nonzero<C: Code>(
+    q: &[C],
+    zero_points: &[i32],
+    ch: Channels,
+    mut f: impl FnMut(usize, C),
+) {
     if ch.channels == 1 {
         let z = zero_points[0];
-        out.extend(
-            q.iter()
-                .enumerate()
-                .filter(|(_, v)| v.to_i32() != z)
-                .map(|(i, _)| i),
-        );
+        for (i, &v) in q.iter().enumerate() {
+            if v.to_i32() != z {
+                f(i, v);
+            }
+        }
     } else {
         for (block, run) in q.chunks(ch.inner).enumerate() {
             let z = zero_points[block % ch.channels];
             let base = block * ch.inner;
-            out.extend(
-                run.iter()
-                    .enumerate()
-                    .filter(|(_, v)| v.to_i32() != z)
-                    .map(|(i, _)| base + i),
-            );
+            for (i, &v) in run.iter().enumerate() {
+                if v.to_i32() != z {
+                    f(base + i, v);
+                }
+            }
         }
     }
+}
+
+/// Flat indices of the elements that are not their channel's zero point, ascending.
+pub fn nonzero_positions<C: Code>(q: &[C], zero_points: &[i32], ch: Channels) -> Vec<usize> {
+    let mut out = Vec::new();
+    for_each_nonzero(q, zero_points, ch, |i, _| out.push(i));
     out
+}
+
+/// Histograms of the row counts and column indices of the CSR form with `rows` rows, from
+/// the nonzero indices in increasing order.
+fn histograms_of(
+    nonzeros: impl FnOnce(&mut dyn FnMut(usize)),
+    total: usize,
+    rows: usize,
+) -> (Vec<u64>, Vec<u64>) {
+    let cols = total / rows;
+    let mut row_hist = vec![0u64; cols + 1];
+    let mut col_hist = vec![0u64; cols];
+    let (mut row_start, mut k, mut rows_done) = (0usize, 0usize, 0usize);
+    nonzeros(&mut |p| {
+        while p >= row_start + cols {
+            row_hist[k] += 1;
+            k = 0;
+            rows_done += 1;
+            row_start += cols;
+        }
+        col_hist[p - row_start] += 1;
+        k += 1;
+    });
+    if rows_done < rows {
+        row_hist[k] += 1;
+        row_hist[0] += (rows - rows_done - 1) as u64;
+    }
+    (row_hist, col_hist)
+}
+
+/// Row-count and column-index histograms for `rows` rows, scanning the codes.
+pub fn code_histograms<C: Code>(
+    q: &[C],
+    zero_points: &[i32],
+    ch: Channels,
+    rows: usize,
+) -> (Vec<u64>, Vec<u64>) {
+    histograms_of(
+        |f| for_each_nonzero(q, zero_points, ch, |i, _| f(i)),
+        q.len(),
+        rows,
+    )
 }
 
 /// Estimated coded bytes of a stream with histogram `counts`: order-0 entropy, table, overhead.
@@ -84,28 +135,10 @@ pub fn entropy_cost_bytes(counts: impl Iterator<Item = u64> + Clone) -> f64 {
     bits / 8.0 + distinct as f64 * TABLE_BYTES_PER_SYMBOL + STREAM_OVERHEAD_BYTES
 }
 
-/// Histograms of the row counts (indexed by count, `cols + 1` long) and of the column indices
-/// (`cols` long) of the CSR form with `rows` rows. One pass over the positions, no division.
+/// Row-count (indexed by count, `cols + 1` long) and column-index (`cols` long) histograms of
+/// the CSR form with `rows` rows, from the nonzero positions.
 pub fn row_col_histograms(positions: &[usize], total: usize, rows: usize) -> (Vec<u64>, Vec<u64>) {
-    let cols = total / rows;
-    let mut row_hist = vec![0u64; cols + 1];
-    let mut col_hist = vec![0u64; cols];
-    let mut it = positions.iter().peekable();
-    for r in 0..rows {
-        let start = r * cols;
-        let end = start + cols;
-        let mut k = 0usize;
-        while let Some(&&p) = it.peek() {
-            if p >= end {
-                break;
-            }
-            col_hist[p - start] += 1;
-            k += 1;
-            it.next();
-        }
-        row_hist[k] += 1;
-    }
-    (row_hist, col_hist)
+    histograms_of(|f| positions.iter().for_each(|&p| f(p)), total, rows)
 }
 
 /// Exact empirical cost, in bytes, of the row-count and column-index streams for `rows` rows.
@@ -157,17 +190,27 @@ pub fn model_cost(total: usize, nnz: usize, rows: usize) -> f64 {
         + 2.0 * STREAM_OVERHEAD_BYTES
 }
 
-/// The three CSR arrays for `rows` rows.
-pub fn build<C: Code>(q: &[C], positions: &[usize], rows: usize) -> (Vec<u16>, Vec<u16>, Vec<C>) {
+/// The three CSR arrays for `rows` rows, scanning the codes.
+pub fn build<C: Code>(
+    q: &[C],
+    zero_points: &[i32],
+    ch: Channels,
+    rows: usize,
+) -> (Vec<u16>, Vec<u16>, Vec<C>) {
     let cols = q.len() / rows;
     let mut counts = vec![0u16; rows];
-    let mut col_indices = Vec::with_capacity(positions.len());
-    let mut values = Vec::with_capacity(positions.len());
-    for &p in positions {
-        counts[p / cols] += 1;
-        col_indices.push((p % cols) as u16);
-        values.push(q[p]);
-    }
+    let mut col_indices = Vec::new();
+    let mut values = Vec::new();
+    let (mut row, mut row_start) = (0usize, 0usize);
+    for_each_nonzero(q, zero_points, ch, |p, v| {
+        while p >= row_start + cols {
+            row += 1;
+            row_start += cols;
+        }
+        counts[row] += 1;
+        col_indices.push((p - row_start) as u16);
+        values.push(v);
+    });
     (counts, col_indices, values)
 }
 
@@ -236,7 +279,11 @@ mod tests {
             .collect();
         let pos = nonzero_positions(&q, &[0], Channels::TENSOR);
         for rows in candidate_rows(q.len()) {
-            let (counts, cols, values) = build(&q, &pos, rows);
+            let (counts, cols, values) = build(&q, &[0], Channels::TENSOR, rows);
+            assert_eq!(
+                row_col_histograms(&pos, q.len(), rows),
+                code_histograms(&q, &[0], Channels::TENSOR, rows)
+            );
             let mut out = vec![0u8; q.len()];
             scatter(&counts, &cols, &values, &mut out).unwrap();
             assert_eq!(out, q);

@@ -6,7 +6,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
 use crate::container::{FloatType, Header};
-use crate::feature::{self, FeatureMeta, FeatureOptions, ModeChoice, Plan, Range, Reshape};
+use crate::feature::{self, FeatureMeta, FeatureOptions, ModeChoice, Plan, Range, Reshape, Stages};
 use crate::quant::{Affine, Channels, NonFinite};
 use crate::stream::EncodeOptions;
 
@@ -102,6 +102,34 @@ fn options(
     })
 }
 
+fn stages_dict<'py>(py: Python<'py>, s: &Stages) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("quantize", s.quantize)?;
+    d.set_item("sparse", s.sparse)?;
+    d.set_item("entropy", s.entropy)?;
+    d.set_item("container", s.container)?;
+    Ok(d)
+}
+
+/// Decompresses a feature container and returns the seconds of each stage (for benchmarks).
+#[pyfunction]
+#[pyo3(signature = (data, threads))]
+fn decode_feature_stages<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    threads: usize,
+) -> PyResult<Bound<'py, PyDict>> {
+    let stages = py.detach(|| -> crate::Result<Stages> {
+        let mut stages = Stages::default();
+        let t = std::time::Instant::now();
+        let h = crate::container::read_header(data)?;
+        stages.container += t.elapsed().as_secs_f64();
+        feature::decompress_staged(data, &h, threads, &mut stages)?;
+        Ok(stages)
+    })?;
+    stages_dict(py, &stages)
+}
+
 fn plan_dict<'py>(py: Python<'py>, p: &Plan) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item(
@@ -141,6 +169,7 @@ fn plan_dict<'py>(py: Python<'py>, p: &Plan) -> PyResult<Bound<'py, PyDict>> {
     )?;
     d.set_item("mode", p.mode.name())?;
     d.set_item("reason", &p.reason)?;
+    d.set_item("seconds", stages_dict(py, &p.seconds)?)?;
     Ok(d)
 }
 
@@ -264,5 +293,6 @@ pub fn describe(d: &Bound<'_, PyDict>, meta: &FeatureMeta, count: usize) -> PyRe
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(encode_feature, m)?)?;
     m.add_function(wrap_pyfunction!(plan_feature, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_feature_stages, m)?)?;
     Ok(())
 }
