@@ -135,7 +135,7 @@ def main():
     timings = []
     for _ in range(reps):
         t = time.perf_counter()
-        blob, plan = _core.encode_feature(feat, "float32", 8, None, None, None, None, "auto", "model", "error", None, 16, 1)
+        blob, plan = _core.encode_feature(feat, "float32", 8, None, None, None, None, "auto", "model", "error", None, None, 1)
         timings.append((time.perf_counter() - t, plan["seconds"]))
     total, stages = min(timings, key=lambda t: t[0])
     dec = []

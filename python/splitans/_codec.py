@@ -38,7 +38,9 @@ def _as_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
-def _chunk_log2(chunk_symbols: int) -> int:
+def _chunk_log2(chunk_symbols: Optional[int]) -> Optional[int]:
+    if chunk_symbols is None:
+        return None
     if (
         not isinstance(chunk_symbols, (int, np.integer))
         or chunk_symbols < 256
@@ -102,7 +104,7 @@ def compress(
     reshape: Any = "model",
     nonfinite: str = "error",
     precision_bits: Optional[int] = None,
-    chunk_symbols: int = 1 << 16,
+    chunk_symbols: Optional[int] = None,
     threads: Optional[int] = None,
 ) -> bytes:
     """Compress an array: integers losslessly, float features by quantizing to ``bits`` bits.
@@ -227,10 +229,15 @@ def rans_encode(
     symbols: Any,
     *,
     precision_bits: Optional[int] = None,
-    chunk_symbols: int = 1 << 16,
+    chunk_symbols: Optional[int] = None,
     threads: Optional[int] = None,
 ) -> bytes:
     """rANS-code a 1-D array of uint8 or uint16 symbols (alphabets up to 65,536) as one stream.
+
+    ``precision_bits`` (1..16) fixes the frequency-table precision, chosen per stream by default;
+    ``chunk_symbols`` (a power of two, 256..2**24) fixes the size of the independently coded
+    chunks, by default about n/64 between 2**16 and 2**18. ``threads``: ``None`` uses every
+    core; the bytes never depend on it.
 
     >>> import numpy as np, splitans
     >>> s = np.array([0, 0, 1, 0, 3, 0, 0, 1], dtype=np.uint8)

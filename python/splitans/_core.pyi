@@ -17,7 +17,7 @@ def encode(
     dtype: str,
     kind: int,
     precision_bits: Optional[int],
-    chunk_log2: int,
+    chunk_log2: Optional[int],
     threads: int,
 ) -> bytes: ...
 def decode(data: bytes, max_output_bytes: int, threads: int) -> Tuple[str, np.ndarray, List[int], str]: ...
@@ -35,7 +35,7 @@ def encode_feature(
     reshape: Union[int, str],
     nonfinite: str,
     precision_bits: Optional[int],
-    chunk_log2: int,
+    chunk_log2: Optional[int],
     threads: int,
 ) -> Tuple[bytes, Dict[str, Any]]: ...
 def plan_feature(

@@ -135,7 +135,7 @@ def compress_feature(
     reshape: Any,
     nonfinite: str,
     precision_bits: Optional[int],
-    chunk_log2: int,
+    chunk_log2: Optional[int],
     threads: int,
 ) -> Tuple[bytes, Dict[str, Any]]:
     a, dtype, bits, axis, ranges, s, z = _prepare(x, bits, axis, scale, zero_point, clip, nonfinite)

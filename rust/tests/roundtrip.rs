@@ -84,7 +84,7 @@ fn every_precision_and_chunk_size() {
         for chunk_log2 in [8u8, 12, 16, 24] {
             let opts = EncodeOptions {
                 precision_bits: Some(p),
-                chunk_log2,
+                chunk_log2: Some(chunk_log2),
                 threads: 1,
             };
             round_trip_u8(&data, &opts);

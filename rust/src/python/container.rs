@@ -22,7 +22,7 @@ fn dtype_from_name(name: &str) -> PyResult<DType> {
     })
 }
 
-fn options(precision_bits: Option<u8>, chunk_log2: u8, threads: usize) -> EncodeOptions {
+fn options(precision_bits: Option<u8>, chunk_log2: Option<u8>, threads: usize) -> EncodeOptions {
     EncodeOptions {
         precision_bits,
         chunk_log2,
@@ -96,7 +96,7 @@ fn encode<'py>(
     dtype: &str,
     kind: u8,
     precision_bits: Option<u8>,
-    chunk_log2: u8,
+    chunk_log2: Option<u8>,
     threads: usize,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let kind = match kind {

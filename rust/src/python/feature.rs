@@ -189,7 +189,7 @@ fn encode_feature<'py>(
     reshape: &Bound<'py, PyAny>,
     nonfinite: &str,
     precision_bits: Option<u8>,
-    chunk_log2: u8,
+    chunk_log2: Option<u8>,
     threads: usize,
 ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyDict>)> {
     let py = x.py();
