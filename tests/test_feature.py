@@ -271,3 +271,14 @@ def test_quantized_codes_survive_every_mode(bits, axis, seed):
     outs = [splitans.decompress(splitans.compress(x, bits=bits, axis=axis, mode=m)) for m in ("dense", "csr")]
     np.testing.assert_array_equal(outs[0], outs[1])
     assume(x.max() > 0)
+
+
+def test_empty_tensor_with_a_channel_axis_and_all_nan_channel():
+    x = np.zeros((0, 3), np.float32)
+    y = splitans.decompress(splitans.compress(x, bits=8, axis=0))
+    assert y.shape == (0, 3)
+    z = np.ones((2, 3), np.float32)
+    z[:, 1] = np.nan
+    blob = splitans.compress(z, bits=8, axis=1, nonfinite="clamp", clip=splitans.Percentile(1, 99))
+    out = splitans.decompress(blob)
+    assert (out[:, 1] == 0).all() and np.allclose(out[:, [0, 2]], 1, atol=1 / 255)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -59,8 +60,12 @@ def _clip_ranges(a: np.ndarray, clip: ClipArg, axis: Optional[int], nonfinite: s
         if rows.shape[1] == 0:
             return [(0.0, 0.0)] * rows.shape[0]
         fn = np.nanpercentile if nonfinite == "clamp" else np.percentile
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN channels, handled below
             ends = fn(np.where(np.isfinite(rows), rows, np.nan) if nonfinite == "clamp" else rows, [lo, hi], axis=1)
+        # A channel with no finite value has no percentiles: give it the range (0, 0), as
+        # min/max would.
+        ends = np.where(np.isnan(ends), 0.0, ends)
         return [(float(l), float(h)) for l, h in zip(ends[0], ends[1])]
     arr = np.asarray(clip, dtype=np.float64)
     if arr.shape == (2,):

@@ -422,9 +422,11 @@ pub fn read_header(blob: &[u8]) -> Result<Header> {
         nonzero as usize
     };
     match (kind, elem) {
-        (Kind::Symbols, ElemType::Int(DType::U8 | DType::U16)) if ndim == 1 => {}
+        (Kind::Symbols, ElemType::Int(DType::U8 | DType::U16)) if ndim == 1 && streams == 1 => {}
         (Kind::Symbols, _) => {
-            return Err(corrupt!("symbols container must be 1-D uint8 or uint16"))
+            return Err(corrupt!(
+                "symbols container must be one stream of 1-D uint8 or uint16"
+            ))
         }
         (Kind::Array, ElemType::Int(d)) if streams != d.planes() => {
             return Err(corrupt!(

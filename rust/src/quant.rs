@@ -31,15 +31,49 @@ impl Affine {
         let levels = ((1u32 << bits) - 1) as f32;
         let lo = lo.min(0.0);
         let hi = hi.max(0.0);
-        let scale = (hi - lo) / levels;
+        let range = hi - lo;
+        // A range past f32::MAX (e.g. -3e38..3e38) is split so that the scale stays finite.
+        let mut scale = if range.is_finite() {
+            range / levels
+        } else {
+            hi / levels - lo / levels
+        };
+        if scale.is_infinite() {
+            // Only at 1 bit over a range wider than f32::MAX: the widest step there is, and the
+            // ends clamp.
+            scale = f32::MAX;
+        }
+        if scale == 0.0 && range > 0.0 {
+            // The step underflowed: a nonzero subnormal range; take the smallest step there is.
+            scale = f32::from_bits(1);
+        }
         if scale.is_nan() || scale <= 0.0 || scale.is_infinite() {
             return Affine {
                 scale: 0.0,
                 zero_point: 0,
             };
         }
-        let zero_point = (-lo / scale).round_ties_even().clamp(0.0, levels) as i32;
-        Affine { scale, zero_point }
+        // Rounding may leave the grid a little short of the range; with a subnormal scale by
+        // far more than half a step. Widen it by ulps until it covers the range.
+        for _ in 0..4 {
+            if !range.is_finite() || levels * scale >= range {
+                break;
+            }
+            scale = scale.next_up();
+        }
+        // ... but both ends of the grid must stay finite, or they dequantize to infinity.
+        let mut zero_point = (-lo / scale).round_ties_even().clamp(0.0, levels);
+        for _ in 0..4 {
+            if ((levels - zero_point) * scale).is_finite() && (zero_point * scale).is_finite() {
+                break;
+            }
+            scale = scale.next_down();
+            zero_point = (-lo / scale).round_ties_even().clamp(0.0, levels);
+        }
+        Affine {
+            scale,
+            zero_point: zero_point as i32,
+        }
     }
 }
 
@@ -292,6 +326,48 @@ mod tests {
                     (v - b).abs() <= a.scale * 0.5 * (1.0 + 1e-5) + 1e-6,
                     "bits {bits}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn subnormal_and_huge_ranges_keep_the_bound() {
+        for (lo, hi) in [
+            (0.0, 3.8e-42f32),
+            (-1e-44, 2e-43),
+            (-3e38, 3e38),
+            (0.0, f32::MAX),
+        ] {
+            for bits in [1u8, 4, 8, 16] {
+                if bits == 1 && hi - lo == f32::INFINITY {
+                    continue; // a step past f32::MAX: documented to clamp
+                }
+                let a = Affine::from_range(lo, hi, bits);
+                assert!(a.scale > 0.0 && a.scale.is_finite(), "{lo} {hi} {bits}");
+                let x = [lo, hi, (lo + hi) / 2.0, 0.0];
+                let mut q = [0u16; 4];
+                quantize(
+                    &x,
+                    &[a],
+                    Channels::TENSOR,
+                    bits,
+                    NonFinite::Error,
+                    true,
+                    &mut q,
+                )
+                .unwrap();
+                let mut back = [0f32; 4];
+                dequantize(&q, &[a], Channels::TENSOR, &mut back);
+                for (v, b) in x.iter().zip(&back) {
+                    let err = (f64::from(*v) - f64::from(*b)).abs();
+                    let tol = f64::from(a.scale) / 2.0 * 1.0001
+                        + f64::from(v.abs()) * 4.0 * f64::from(f32::EPSILON);
+                    assert!(
+                        err <= tol,
+                        "{lo} {hi} bits {bits}: {v} -> {b}, scale {}",
+                        a.scale
+                    );
+                }
             }
         }
     }

@@ -115,3 +115,19 @@ fn damage_behind_a_valid_checksum_never_panics() {
         }
     }
 }
+
+/// A symbols container must hold exactly one stream, whatever its checksum says.
+#[test]
+fn symbols_container_with_wrong_stream_count() {
+    let blob = sample_blobs().remove(0);
+    for streams in [0u8, 2] {
+        let mut bad = blob.clone();
+        bad[23] = streams;
+        let mut h = crc32fast::Hasher::new();
+        h.update(&bad[..8]);
+        h.update(&bad[12..]);
+        let crc = h.finalize();
+        bad[8..12].copy_from_slice(&crc.to_le_bytes());
+        assert!(matches!(decode_any(&bad), Err(CodecError::Corrupt(_))));
+    }
+}

@@ -24,6 +24,8 @@ fn options(
     coder: EncodeOptions,
 ) -> PyResult<FeatureOptions> {
     let axis = match axis {
+        // An empty tensor has no channels to parameterize: per tensor.
+        _ if shape.contains(&0) => None,
         None => None,
         Some(a) if a < shape.len() && a < 255 => Some((
             a as u8,
