@@ -39,21 +39,11 @@ impl Mode {
 
 /// Encoder settings. `chunk_log2`: `None` picks per stream (`chunk_log2_for`). `threads`: 0
 /// uses every core (rayon's global pool), 1 runs on the calling thread, k builds a pool of k.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct EncodeOptions {
     pub precision_bits: Option<u8>,
     pub chunk_log2: Option<u8>,
     pub threads: usize,
-}
-
-impl Default for EncodeOptions {
-    fn default() -> Self {
-        EncodeOptions {
-            precision_bits: None,
-            chunk_log2: None,
-            threads: 0,
-        }
-    }
 }
 
 impl EncodeOptions {
