@@ -1,0 +1,24 @@
+//! The frequency-table reader: any table it accepts must be a valid table, and the decoder
+//! built from it must cover every slot.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use splitans::bytes::Reader;
+use splitans::freq::FreqTable;
+use splitans::rans::{Decoder, Encoder};
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&params, rest)) = data.split_first() else { return };
+    let precision = params & 31;
+    let alphabet = if params & 32 == 0 { 256 } else { 65536 };
+    let mut r = Reader::new(rest);
+    if let Ok(t) = FreqTable::read(&mut r, precision, alphabet) {
+        assert!(t.symbols.len() >= 2);
+        assert!(t.symbols.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(t.freqs.iter().map(|&f| u64::from(f)).sum::<u64>(), 1 << t.precision_bits);
+        let _ = Decoder::new(&t);
+        let _ = Encoder::new(&t, alphabet as usize);
+        let mut again = Vec::new();
+        t.write(&mut again);
+        assert_eq!(&again[..], &rest[..r.position()]);
+    }
+});

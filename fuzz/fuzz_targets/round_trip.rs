@@ -1,0 +1,74 @@
+//! Arbitrary symbols, arrays and options in: lossless paths must give the input back exactly,
+//! the lossy path must stay within half a quantization step.
+#![no_main]
+use arbitrary::Arbitrary;
+use libfuzzer_sys::fuzz_target;
+use splitans::container::{self, FloatType};
+use splitans::feature::{self, FeatureOptions, ModeChoice, Range, Reshape};
+use splitans::quant::{Channels, NonFinite};
+use splitans::{compress, decompress, encode_symbols, EncodeOptions};
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    precision: u8,
+    chunk: u8,
+    threads: bool,
+    data: Data,
+}
+
+#[derive(Arbitrary, Debug)]
+enum Data {
+    Symbols8(Vec<u8>),
+    Symbols16(Vec<u16>),
+    Int64(Vec<i64>),
+    Floats { values: Vec<f32>, bits: u8, mode: u8, search: bool },
+}
+
+fuzz_target!(|input: Input| {
+    let opts = EncodeOptions {
+        precision_bits: (input.precision % 20 <= 16 && input.precision % 20 >= 9).then_some(input.precision % 20),
+        chunk_log2: Some(8 + input.chunk % 17),
+        threads: if input.threads { 2 } else { 1 },
+    };
+    match input.data {
+        Data::Symbols8(s) => {
+            let Ok(b) = encode_symbols(&s, &opts) else { return };
+            assert!(b.len() <= container::max_compressed_size(s.len(), splitans::DType::U8, 1));
+            assert_eq!(decompress::<u8>(&b, u64::MAX, 1).unwrap().1, s);
+        }
+        Data::Symbols16(s) => {
+            let Ok(b) = encode_symbols(&s, &opts) else { return };
+            assert_eq!(decompress::<u16>(&b, u64::MAX, 2).unwrap().1, s);
+        }
+        Data::Int64(v) => {
+            let b = compress(&v, &[v.len()], &opts).unwrap();
+            assert_eq!(decompress::<i64>(&b, u64::MAX, 1).unwrap().1, v);
+        }
+        Data::Floats { values, bits, mode, search } => {
+            let x: Vec<f32> = values.into_iter().filter(|v| v.is_finite()).collect();
+            let fo = FeatureOptions {
+                bits: 1 + bits % 16,
+                axis: None,
+                range: Range::MinMax,
+                mode: [ModeChoice::Dense, ModeChoice::Csr, ModeChoice::Auto][mode as usize % 3],
+                reshape: if search { Reshape::Search } else { Reshape::Model },
+                non_finite: NonFinite::Error,
+                coder: opts,
+            };
+            let _ = Channels::TENSOR;
+            let (b, plan) = feature::compress(&x, &[x.len()], FloatType::F32, &fo).unwrap();
+            let h = container::read_header(&b).unwrap();
+            let (_, y) = feature::decompress(&b, &h, 1).unwrap();
+            let scale = plan.params[0].scale;
+            let lo = x.iter().fold(0f64, |m, &v| m.min(f64::from(v)));
+            let hi = x.iter().fold(0f64, |m, &v| m.max(f64::from(v)));
+            if fo.bits == 1 && hi - lo > f64::from(f32::MAX) {
+                return; // one step wider than f32::MAX: documented to clamp the ends
+            }
+            for (a, b) in x.iter().zip(&y) {
+                let tol = scale / 2.0 * 1.0001 + a.abs() * 4.0 * f32::EPSILON;
+                assert!((a - b).abs() <= tol, "{a} -> {b}, scale {scale}");
+            }
+        }
+    }
+});
