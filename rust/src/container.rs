@@ -192,12 +192,20 @@ pub trait Element: Copy + Default + Send + Sync + 'static {
     const DTYPE: DType;
     fn to_bits(self) -> u64;
     fn from_bits(v: u64) -> Self;
+    /// The elements as bytes when they are bytes already (uint8): coded without a copy.
+    fn as_bytes(_data: &[Self]) -> Option<&[u8]> {
+        None
+    }
 }
 
 macro_rules! element {
     ($t:ty, $d:expr) => {
+        element!($t, $d, {});
+    };
+    ($t:ty, $d:expr, { $($extra:item)* }) => {
         impl Element for $t {
             const DTYPE: DType = $d;
+            $($extra)*
             #[inline(always)]
             fn to_bits(self) -> u64 {
                 self as u64
@@ -209,7 +217,11 @@ macro_rules! element {
         }
     };
 }
-element!(u8, DType::U8);
+element!(u8, DType::U8, {
+    fn as_bytes(data: &[u8]) -> Option<&[u8]> {
+        Some(data)
+    }
+});
 element!(i8, DType::I8);
 element!(u16, DType::U16);
 element!(i16, DType::I16);
@@ -320,7 +332,9 @@ fn encode_container<T: Element>(
     let dtype = T::DTYPE;
     let mut out = Vec::with_capacity(FIXED_HEADER_BYTES + 8 * shape.len() + 64);
     write_header(&mut out, kind, ElemType::Int(dtype), shape, dtype.planes());
-    if dtype.itemsize() == 1 {
+    if let Some(bytes) = T::as_bytes(data) {
+        append_stream(&mut out, bytes, opts)?;
+    } else if dtype.itemsize() == 1 {
         let bytes: Vec<u8> = data.iter().map(|v| v.to_bits() as u8).collect();
         append_stream(&mut out, &bytes, opts)?;
     } else {

@@ -12,8 +12,9 @@ use crate::error::{corrupt, Result};
 pub const MAX_PRECISION_BITS: u8 = 16;
 
 /// The encoder takes the smallest precision whose estimated size is within this fraction
-/// (1/512, about 0.2%) of the size at `MAX_PRECISION_BITS`: smaller tables decode faster.
-const PRECISION_SLACK_DENOM: u128 = 512;
+/// (1/4096, about 0.025%) of the size at `MAX_PRECISION_BITS`: smaller tables decode faster,
+/// but not at a visible cost in size.
+const PRECISION_SLACK_DENOM: u128 = 4096;
 
 /// A quantized frequency table: the present symbols in increasing order and their
 /// frequencies, every one at least 1, summing to exactly `1 << precision_bits`.
@@ -38,19 +39,54 @@ impl FreqTable {
             .collect()
     }
 
-    /// Appends the compact serialization: varint count, then per symbol a varint gap
-    /// (`symbol - previous - 1`, previous starting at -1) and a varint `freq - 1`.
+    /// Appends the compact serialization: varint count, the present symbols as runs (varint
+    /// run count, then per run a varint gap from the end of the previous run and a varint
+    /// length - 1), one byte `k`, then every frequency minus one as an order-k Exp-Golomb code
+    /// in a bit stream (least significant bit of each byte first, zero-padded to a byte), with
+    /// the `k` in 0..=15 that makes the stream shortest (ties: the smallest).
     pub fn write(&self, out: &mut Vec<u8>) {
         put_varint(out, self.symbols.len() as u32);
-        let mut next = 0u32;
-        for (&s, &f) in self.symbols.iter().zip(&self.freqs) {
-            put_varint(out, s - next);
-            put_varint(out, f - 1);
-            next = s + 1;
+        let mut runs: Vec<(u32, u32)> = Vec::new(); // (start, length)
+        for &s in &self.symbols {
+            match runs.last_mut() {
+                Some((start, len)) if *start + *len == s => *len += 1,
+                _ => runs.push((s, 1)),
+            }
         }
+        put_varint(out, runs.len() as u32);
+        let mut next = 0u32;
+        for &(start, len) in &runs {
+            put_varint(out, start - next);
+            put_varint(out, len - 1);
+            next = start + len;
+        }
+        let k = (0..16u32)
+            .min_by_key(|&k| {
+                (
+                    self.freqs
+                        .iter()
+                        .map(|&f| exp_golomb_bits(f - 1, k))
+                        .sum::<u32>(),
+                    k,
+                )
+            })
+            .unwrap_or(0);
+        out.push(k as u8);
+        let mut bits = BitWriter::default();
+        for &f in &self.freqs {
+            let m = (f - 1) + (1 << k);
+            let len = 32 - m.leading_zeros();
+            bits.put(0, len - k - 1);
+            for i in (0..len).rev() {
+                bits.put((m >> i) & 1, 1);
+            }
+        }
+        bits.finish(out);
     }
 
-    /// Reads and fully validates a table written by `write`.
+    /// Reads and fully validates a table written by `write`; only the canonical form (runs
+    /// separated by gaps, zero padding) is accepted, so any accepted table re-serializes to
+    /// the same bytes.
     pub fn read(r: &mut Reader<'_>, precision_bits: u8, alphabet_limit: u32) -> Result<Self> {
         if precision_bits == 0 || precision_bits > MAX_PRECISION_BITS {
             return Err(corrupt!("precision_bits {precision_bits} outside 1..=16"));
@@ -63,32 +99,60 @@ impl FreqTable {
                 total.min(u64::from(alphabet_limit))
             ));
         }
-        // Each entry takes at least two bytes: reject a lying count before allocating for it.
-        if count as usize > r.remaining() / 2 {
+        let n_runs = r.varint("frequency table runs")?;
+        // Each run takes at least two bytes: reject a lying count before allocating for it.
+        if n_runs == 0 || n_runs > count || n_runs as usize > r.remaining() / 2 {
             return Err(corrupt!(
-                "frequency table of {count} symbols runs past the data"
+                "frequency table has {n_runs} runs for {count} symbols"
             ));
         }
         let mut symbols = Vec::with_capacity(count as usize);
-        let mut freqs = Vec::with_capacity(count as usize);
         let mut next = 0u64;
-        let mut sum = 0u64;
-        for _ in 0..count {
-            let sym = next + u64::from(r.varint("frequency table symbol")?);
-            let freq = u64::from(r.varint("frequency table frequency")?) + 1;
-            if sym >= u64::from(alphabet_limit) {
+        for i in 0..n_runs {
+            let gap = u64::from(r.varint("frequency table gap")?);
+            let len = u64::from(r.varint("frequency table run")?) + 1;
+            let start = next + gap;
+            if (i > 0 && gap == 0)
+                || start + len > u64::from(alphabet_limit)
+                || symbols.len() as u64 + len > u64::from(count)
+            {
                 return Err(corrupt!(
-                    "frequency table symbol {sym} outside the alphabet"
+                    "frequency table run {i} is not canonical or overruns"
                 ));
             }
+            symbols.extend(start as u32..(start + len) as u32);
+            next = start + len;
+        }
+        if symbols.len() != count as usize {
+            return Err(corrupt!(
+                "frequency table runs cover {} of {count} symbols",
+                symbols.len()
+            ));
+        }
+        let k = u32::from(r.u8("frequency code parameter")?);
+        if k > 15 {
+            return Err(corrupt!("frequency code parameter {k} above 15"));
+        }
+        let mut bits = BitReader::new(r);
+        let mut freqs = Vec::with_capacity(count as usize);
+        let mut sum = 0u64;
+        for _ in 0..count {
+            let mut zeros = 0u32;
+            while bits.get(1)? == 0 {
+                zeros += 1;
+                if zeros > 17 {
+                    return Err(corrupt!("frequency code too long"));
+                }
+            }
+            let m = (1u64 << (zeros + k)) | u64::from(bits.get(zeros + k)?);
+            let freq = m - (1u64 << k) + 1;
             sum += freq;
             if sum > total {
                 return Err(corrupt!("frequencies sum past {total}"));
             }
-            symbols.push(sym as u32);
             freqs.push(freq as u32);
-            next = sym + 1;
         }
+        bits.finish()?;
         if sum != total {
             return Err(corrupt!("frequencies sum to {sum}, not {total}"));
         }
@@ -100,38 +164,144 @@ impl FreqTable {
     }
 }
 
-/// Histogram of 8-bit symbols. Four sub-histograms hide the store-to-load dependency of
-/// runs of equal bytes.
+/// Length in bits of the order-k Exp-Golomb code of `n`.
+fn exp_golomb_bits(n: u32, k: u32) -> u32 {
+    let len = 32 - (n + (1 << k)).leading_zeros();
+    2 * len - k - 1
+}
+
+/// Bits packed least significant first; a value's bits go most significant first.
+#[derive(Default)]
+struct BitWriter {
+    bytes: Vec<u8>,
+    acc: u64,
+    n: u32,
+}
+
+impl BitWriter {
+    /// Appends the low `count` bits of `value` (`count` <= 32), most significant first.
+    fn put(&mut self, value: u32, count: u32) {
+        for i in (0..count).rev() {
+            self.acc |= u64::from((value >> i) & 1) << self.n;
+            self.n += 1;
+            if self.n == 8 {
+                self.bytes.push(self.acc as u8);
+                self.acc = 0;
+                self.n = 0;
+            }
+        }
+    }
+
+    fn finish(mut self, out: &mut Vec<u8>) {
+        if self.n > 0 {
+            self.bytes.push(self.acc as u8);
+        }
+        out.extend_from_slice(&self.bytes);
+    }
+}
+
+struct BitReader<'r, 'a> {
+    r: &'r mut Reader<'a>,
+    byte: u8,
+    left: u32,
+}
+
+impl<'r, 'a> BitReader<'r, 'a> {
+    fn new(r: &'r mut Reader<'a>) -> Self {
+        BitReader {
+            r,
+            byte: 0,
+            left: 0,
+        }
+    }
+
+    /// Reads `count` bits (<= 32), most significant first.
+    fn get(&mut self, count: u32) -> Result<u32> {
+        let mut v = 0u32;
+        for _ in 0..count {
+            if self.left == 0 {
+                self.byte = self.r.u8("frequency codes")?;
+                self.left = 8;
+            }
+            v = (v << 1) | u32::from(self.byte & 1);
+            self.byte >>= 1;
+            self.left -= 1;
+        }
+        Ok(v)
+    }
+
+    /// The padding after the last code must be zero.
+    fn finish(self) -> Result<()> {
+        if self.byte != 0 {
+            return Err(corrupt!("nonzero padding after the frequency codes"));
+        }
+        Ok(())
+    }
+}
+
+/// Histogram of 8-bit symbols. Eight sub-histograms, one per byte of each 8-byte word, hide
+/// the store-to-load dependency of runs of equal bytes (long runs of zeros are common in
+/// feature maps).
 pub fn histogram_u8(symbols: &[u8]) -> Vec<u64> {
-    let mut h = [[0u32; 256]; 4];
+    let mut h = [[0u32; 256]; 8];
     // u32 counters are flushed every 2^30 symbols so they cannot overflow.
     let mut total = vec![0u64; 256];
     for block in symbols.chunks(1 << 30) {
-        let mut quads = block.chunks_exact(4);
-        for q in &mut quads {
-            h[0][q[0] as usize] += 1;
-            h[1][q[1] as usize] += 1;
-            h[2][q[2] as usize] += 1;
-            h[3][q[3] as usize] += 1;
+        let mut words = block.chunks_exact(8);
+        for w in &mut words {
+            let v = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+            for (j, hj) in h.iter_mut().enumerate() {
+                hj[(v >> (8 * j)) as u8 as usize] += 1;
+            }
         }
-        for &s in quads.remainder() {
+        for &s in words.remainder() {
             h[0][s as usize] += 1;
         }
         for (i, t) in total.iter_mut().enumerate() {
-            *t += u64::from(h[0][i]) + u64::from(h[1][i]) + u64::from(h[2][i]) + u64::from(h[3][i]);
+            *t += h.iter().map(|hj| u64::from(hj[i])).sum::<u64>();
         }
-        h = [[0u32; 256]; 4];
+        h = [[0u32; 256]; 8];
     }
     total
 }
 
-/// Histogram of 16-bit symbols.
+/// Histogram of 16-bit symbols: u32 counters (flushed every 2^31 symbols), and for long inputs
+/// four sub-histograms against the store-to-load dependency of runs of equal symbols.
 pub fn histogram_u16(symbols: &[u16]) -> Vec<u64> {
-    let mut h = vec![0u64; 1 << 16];
-    for &s in symbols {
-        h[s as usize] += 1;
+    const N: usize = 1 << 16;
+    let mut total = vec![0u64; N];
+    if symbols.len() < 1 << 18 {
+        // Short input: one table, cheaper to clear and to add up.
+        let mut h = vec![0u32; N];
+        for &s in symbols {
+            h[s as usize] += 1;
+        }
+        for (t, &c) in total.iter_mut().zip(&h) {
+            *t = u64::from(c);
+        }
+        return total;
     }
-    h
+    let mut h = vec![0u32; 4 * N];
+    for block in symbols.chunks(1 << 31) {
+        let (h01, h23) = h.split_at_mut(2 * N);
+        let (h0, h1) = h01.split_at_mut(N);
+        let (h2, h3) = h23.split_at_mut(N);
+        let mut quads = block.chunks_exact(4);
+        for q in &mut quads {
+            h0[q[0] as usize] += 1;
+            h1[q[1] as usize] += 1;
+            h2[q[2] as usize] += 1;
+            h3[q[3] as usize] += 1;
+        }
+        for &s in quads.remainder() {
+            h0[s as usize] += 1;
+        }
+        for (i, t) in total.iter_mut().enumerate() {
+            *t += u64::from(h0[i]) + u64::from(h1[i]) + u64::from(h2[i]) + u64::from(h3[i]);
+        }
+        h.fill(0);
+    }
+    total
 }
 
 /// Quantizes `counts` (indexed by symbol) to frequencies summing to `1 << precision_bits`.
@@ -231,7 +401,7 @@ pub fn cost_fixed(counts: &[u64], table: &FreqTable) -> u128 {
 }
 
 /// Chooses the precision and builds the table: the smallest precision, from the least that
-/// can hold every present symbol up to 16, whose estimated cost is within 1/512 of the cost at
+/// can hold every present symbol up to 16, whose estimated cost is within 1/4096 of the cost at
 /// 16 bits. Returns `None` when fewer than two symbols are present.
 pub fn build_table(counts: &[u64], precision_bits: Option<u8>) -> Option<FreqTable> {
     if let Some(p) = precision_bits {

@@ -104,11 +104,11 @@ where
 }
 
 /// Lanes for chunks of up to `n` symbols (the smaller of the stream and the chunk size): 32, or
-/// fewer (a power of two, one per 2048 symbols) for short chunks, where 32 final states
+/// fewer (a power of two, one per 4096 symbols) for short chunks, where 32 final states
 /// (128 bytes) would cost more than the parallelism buys: a 1x40x28x28 feature at 4 bits codes
 /// to about 10 KB, and 128 bytes of states would be over 1% of it.
 pub fn lanes_for(n: usize) -> usize {
-    let want = (n / 2048).clamp(1, MAX_LANES);
+    let want = (n / 4096).clamp(1, MAX_LANES);
     1 << (usize::BITS - 1 - want.leading_zeros())
 }
 
