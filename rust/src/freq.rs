@@ -84,9 +84,8 @@ impl FreqTable {
         bits.finish(out);
     }
 
-    /// Reads and fully validates a table written by `write`; only the canonical form (runs
-    /// separated by gaps, zero padding) is accepted, so any accepted table re-serializes to
-    /// the same bytes.
+    /// Reads and fully validates a table written by `write`. Runs must be separated by gaps
+    /// and the padding must be zero; any `k` is accepted (the writer picks the shortest).
     pub fn read(r: &mut Reader<'_>, precision_bits: u8, alphabet_limit: u32) -> Result<Self> {
         if precision_bits == 0 || precision_bits > MAX_PRECISION_BITS {
             return Err(corrupt!("precision_bits {precision_bits} outside 1..=16"));
