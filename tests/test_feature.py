@@ -277,6 +277,11 @@ def test_empty_tensor_with_a_channel_axis_and_all_nan_channel():
     x = np.zeros((0, 3), np.float32)
     y = splitans.decompress(splitans.compress(x, bits=8, axis=0))
     assert y.shape == (0, 3)
+    for axis in (0, 1):
+        for extra in ({"clip": splitans.Percentile(1, 99)}, {"clip": [(0, 1)] * x.shape[axis] or [(0, 1)]},
+                      {"scale": [0.1] * max(x.shape[axis], 1), "zero_point": [0] * max(x.shape[axis], 1)}):
+            assert splitans.decompress(splitans.compress(x, bits=8, axis=axis, **extra)).shape == (0, 3)
+        assert splitans.plan(x, bits=8, axis=axis)["mode"] == "dense"
     z = np.ones((2, 3), np.float32)
     z[:, 1] = np.nan
     blob = splitans.compress(z, bits=8, axis=1, nonfinite="clamp", clip=splitans.Percentile(1, 99))

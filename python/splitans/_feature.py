@@ -56,9 +56,9 @@ def _clip_ranges(a: np.ndarray, clip: ClipArg, axis: Optional[int], nonfinite: s
         lo, hi = float(clip.low), float(clip.high)
         if not 0 <= lo <= hi <= 100:
             raise ValueError(f"percentiles must satisfy 0 <= low <= high <= 100, got {clip}")
+        if a.size == 0:
+            return [(0.0, 0.0)]
         rows = _channel_view(a, axis)
-        if rows.shape[1] == 0:
-            return [(0.0, 0.0)] * rows.shape[0]
         fn = np.nanpercentile if nonfinite == "clamp" else np.percentile
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN channels, handled below
@@ -125,6 +125,11 @@ def _prepare(x, bits, axis, scale, zero_point, clip, nonfinite):
         raise ValueError(f"input holds NaN or infinity (first at flat index {bad}); pass nonfinite='clamp'")
     ranges = _clip_ranges(a, clip, axis, nonfinite)
     s, z = _params(scale, zero_point)
+    if a.size == 0:
+        # An empty tensor has no channels to parameterize: it is written per tensor.
+        axis = None
+        ranges = ranges[:1] if ranges else ranges
+        s, z = (s[:1], z[:1]) if s is not None else (s, z)
     return a, dtype, bits, axis, ranges, s, z
 
 

@@ -103,11 +103,15 @@ where
     }
 }
 
-/// Lanes for chunks of up to `n` symbols (the smaller of the stream and the chunk size): 32, or
-/// fewer (a power of two, one per 4096 symbols) for short chunks, where 32 final states
+/// Lanes for chunks of up to `n` symbols (the smaller of the stream and the chunk size): 32 for
+/// chunks of 2^16 symbols or more (the AVX2 and warp-wide paths need all 32), and for shorter
+/// chunks one lane per 4096 symbols (a power of two, at least 1), where 32 final states
 /// (128 bytes) would cost more than the parallelism buys: a 1x40x28x28 feature at 4 bits codes
 /// to about 10 KB, and 128 bytes of states would be over 1% of it.
 pub fn lanes_for(n: usize) -> usize {
+    if n >= 1 << 16 {
+        return MAX_LANES;
+    }
     let want = (n / 4096).clamp(1, MAX_LANES);
     1 << (usize::BITS - 1 - want.leading_zeros())
 }
@@ -425,4 +429,18 @@ pub fn decode<S: Symbol>(r: &mut Reader<'_>, max_symbols: u64, threads: usize) -
     let mut out = vec![S::default(); view.n];
     decode_into(&view, &mut out, threads)?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod lane_tests {
+    use super::*;
+
+    #[test]
+    fn full_chunks_use_all_lanes() {
+        assert_eq!(lanes_for(1 << 16), 32);
+        assert_eq!(lanes_for(1 << 18), 32);
+        assert_eq!(lanes_for(65_535), 8);
+        assert_eq!(lanes_for(4095), 1);
+        assert_eq!(lanes_for(0), 1);
+    }
 }
