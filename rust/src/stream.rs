@@ -1,6 +1,8 @@
 //! One coded stream of symbols: its header, frequency table, chunk directory and chunks,
 //! or the raw, constant and empty forms that the encoder falls back to.
 
+use std::sync::{Arc, Mutex, OnceLock};
+
 use rayon::prelude::*;
 
 use crate::bytes::{put_u16, put_u32, put_u64, Reader};
@@ -96,11 +98,40 @@ where
     if threads == 0 {
         return run();
     }
-    match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
-        Ok(pool) => pool.install(run),
+    match pool(threads) {
+        Some(pool) => pool.install(run),
         // Could not start threads: the work is still correct on this one.
-        Err(_) => run(),
+        None => run(),
     }
+}
+
+/// Most threads a pool gets, whatever is asked: more only adds scheduling.
+pub const MAX_THREADS: usize = 256;
+
+/// A pool of `threads` threads, built on first use and kept: building one per call would start
+/// and stop threads on every compress. At most 8 sizes are kept; past that, a pool is built for
+/// the call.
+fn pool(threads: usize) -> Option<Arc<rayon::ThreadPool>> {
+    static POOLS: OnceLock<Mutex<Vec<(usize, Arc<rayon::ThreadPool>)>>> = OnceLock::new();
+    let threads = threads.min(MAX_THREADS);
+    let build = || {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .ok()
+            .map(Arc::new)
+    };
+    let Ok(mut pools) = POOLS.get_or_init(Default::default).lock() else {
+        return build();
+    };
+    if let Some((_, p)) = pools.iter().find(|(n, _)| *n == threads) {
+        return Some(Arc::clone(p));
+    }
+    let p = build()?;
+    if pools.len() < 8 {
+        pools.push((threads, Arc::clone(&p)));
+    }
+    Some(p)
 }
 
 /// Lanes for chunks of up to `n` symbols (the smaller of the stream and the chunk size): 32 for
