@@ -111,8 +111,10 @@ pub const MAX_THREADS: usize = 256;
 /// A pool of `threads` threads, built on first use and kept: building one per call would start
 /// and stop threads on every compress. At most 8 sizes are kept; past that, a pool is built for
 /// the call.
+type Pools = Mutex<Vec<(usize, Arc<rayon::ThreadPool>)>>;
+
 fn pool(threads: usize) -> Option<Arc<rayon::ThreadPool>> {
-    static POOLS: OnceLock<Mutex<Vec<(usize, Arc<rayon::ThreadPool>)>>> = OnceLock::new();
+    static POOLS: OnceLock<Pools> = OnceLock::new();
     let threads = threads.min(MAX_THREADS);
     let build = || {
         rayon::ThreadPoolBuilder::new()
