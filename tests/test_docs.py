@@ -39,7 +39,11 @@ def test_stub_matches_native_module():
 
     stub = pathlib.Path(splitans.__file__).with_name("_core.pyi").read_text()
     native = splitans._core
-    for name in ("encode", "decode", "inspect", "max_compressed_size", "encode_feature", "plan_feature", "decode_feature_stages"):
+    for name in (
+        "encode", "decode", "inspect", "max_compressed_size", "encode_feature", "plan_feature", "decode_feature_stages",
+        "gpu_plan_stream", "gpu_estimated_len", "gpu_affine_from_range", "gpu_model_rows", "gpu_candidate_rows",
+        "gpu_search_cost", "gpu_layout", "gpu_stream_layout",
+    ):
         params = list(inspect.signature(getattr(native, name)).parameters)
         m = re.search(rf"def {name}\((.*?)\)\s*->", stub, re.S)
         assert m, name

@@ -16,7 +16,9 @@ from ._codec import (
     rans_decode,
     rans_encode,
 )
+from . import gpu
 from ._feature import Percentile, plan
+from .gpu import compress_gpu, decompress_gpu, rans_decode_gpu, rans_encode_gpu
 from ._core import (
     FORMAT_VERSION,
     CorruptDataError,
@@ -34,10 +36,15 @@ __all__ = [
     "UnsupportedVersionError",
     "__version__",
     "compress",
+    "compress_gpu",
     "decompress",
+    "decompress_gpu",
+    "gpu",
     "inspect",
     "max_compressed_size",
     "plan",
     "rans_decode",
+    "rans_decode_gpu",
     "rans_encode",
+    "rans_encode_gpu",
 ]

@@ -33,7 +33,7 @@ def _as_numpy(x: Any) -> np.ndarray:
         return x
     if type(x).__module__.startswith("torch"):
         if getattr(x, "is_cuda", False):
-            raise ValueError("CUDA tensors are not supported yet; move the tensor to the CPU with .cpu()")
+            raise ValueError("compress() runs on the CPU: use splitans.compress_gpu for a CUDA tensor, or .cpu() first")
         return x.detach().numpy()
     return np.asarray(x)
 

@@ -29,7 +29,7 @@ def to_float32(x: Any) -> Tuple[np.ndarray, str]:
     """A C-contiguous float32 numpy array of ``x`` and the name of its float dtype."""
     if type(x).__module__.startswith("torch"):
         if getattr(x, "is_cuda", False):
-            raise ValueError("CUDA tensors need the GPU path, which is not available yet; call .cpu() first")
+            raise ValueError("compress() runs on the CPU: use splitans.compress_gpu for a CUDA tensor, or .cpu() first")
         name = str(x.dtype).replace("torch.", "")
         if name not in FLOAT_DTYPES:
             raise TypeError(f"expected a float tensor, got {x.dtype}")

@@ -475,7 +475,8 @@ pub struct FeatureMeta {
     pub section_bytes: usize,
 }
 
-fn read_meta(section: &[u8], h: &Header) -> Result<FeatureMeta> {
+/// Parses and validates the feature section against the header (FORMAT.md 6.6 step 2).
+pub fn read_meta(section: &[u8], h: &Header) -> Result<FeatureMeta> {
     let float_type = match h.elem {
         ElemType::Float(f) => f,
         ElemType::Int(_) => return Err(corrupt!("not a feature container")),

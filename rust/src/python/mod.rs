@@ -4,6 +4,7 @@
 mod container;
 mod errors;
 mod feature;
+mod gpu;
 
 use pyo3::prelude::*;
 
@@ -13,5 +14,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     container::register(m)?;
     feature::register(m)?;
+    gpu::register(m)?;
     Ok(())
 }
