@@ -12,7 +12,9 @@ use splitans::{decompress, feature, stream};
 const LIMIT: u64 = 64 << 20;
 
 fn decode_any(data: &[u8]) {
-    let Ok(h) = container::read_header(data) else { return };
+    let Ok(h) = container::read_header(data) else {
+        return;
+    };
     if container::check_output_size(&h, LIMIT).is_err() {
         return;
     }
@@ -31,7 +33,9 @@ fn decode_any(data: &[u8]) {
 
 fn files(dir: &str) -> Vec<(String, Vec<u8>)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz").join(dir);
-    let Ok(entries) = fs::read_dir(&root) else { return Vec::new() };
+    let Ok(entries) = fs::read_dir(&root) else {
+        return Vec::new();
+    };
     let mut out: Vec<_> = entries
         .filter_map(|e| e.ok())
         .filter(|e| e.path().is_file())
@@ -43,11 +47,18 @@ fn files(dir: &str) -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn container_corpora_decode_without_panicking() {
-    let all: Vec<_> = ["corpus/container_header", "corpus/decompress", "regressions"]
-        .iter()
-        .flat_map(|d| files(d))
-        .collect();
-    assert!(all.len() >= 13, "seed corpus missing: run fuzz/make_corpus.py");
+    let all: Vec<_> = [
+        "corpus/container_header",
+        "corpus/decompress",
+        "regressions",
+    ]
+    .iter()
+    .flat_map(|d| files(d))
+    .collect();
+    assert!(
+        all.len() >= 13,
+        "seed corpus missing: run fuzz/make_corpus.py"
+    );
     for (name, data) in &all {
         let r = std::panic::catch_unwind(|| decode_any(data));
         assert!(r.is_ok(), "{name} panicked");
@@ -69,14 +80,20 @@ fn stream_and_table_corpora_decode_without_panicking() {
     for (name, data) in files("corpus/freq_table") {
         let (params, rest) = data.split_first().unwrap();
         let alphabet = if params & 32 == 0 { 256 } else { 65536 };
-        assert!(FreqTable::read(&mut Reader::new(rest), params & 31, alphabet).is_ok(), "{name}");
+        assert!(
+            FreqTable::read(&mut Reader::new(rest), params & 31, alphabet).is_ok(),
+            "{name}"
+        );
     }
 }
 
 /// Tables the fuzzer found: each must read, re-serialize and read back to the same table.
 #[test]
 fn found_tables_round_trip() {
-    for (name, data) in files("regressions").into_iter().filter(|(n, _)| n.contains("freq_table")) {
+    for (name, data) in files("regressions")
+        .into_iter()
+        .filter(|(n, _)| n.contains("freq_table"))
+    {
         let (params, rest) = data.split_first().unwrap();
         let alphabet = if params & 32 == 0 { 256 } else { 65536 };
         if let Ok(t) = FreqTable::read(&mut Reader::new(rest), params & 31, alphabet) {
