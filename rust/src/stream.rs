@@ -12,7 +12,7 @@ use crate::rans::{Decoder, Encoder, Symbol, MAX_LANES};
 
 pub const MIN_CHUNK_LOG2: u8 = 8;
 pub const MAX_CHUNK_LOG2: u8 = 24;
-/// Default chunk sizes run from 2^16 to 2^18 symbols, about n / 64 (see `chunk_log2_for`).
+/// Default chunk sizes run from 2^16 to 2^18 symbols (see `chunk_log2_for`).
 pub const DEFAULT_MIN_CHUNK_LOG2: u8 = 16;
 pub const DEFAULT_MAX_CHUNK_LOG2: u8 = 18;
 
@@ -67,21 +67,51 @@ impl EncodeOptions {
         }
         Ok(())
     }
-
-    /// The chunk size, as a power of two, for a stream of `n` symbols.
-    pub fn chunk_log2_for(&self, n: usize) -> u8 {
-        self.chunk_log2.unwrap_or_else(|| chunk_log2_for(n))
-    }
 }
 
-/// Default chunk size for `n` symbols: about n / 64 (a power of two, floor), between 2^16 and
-/// 2^18. Each chunk costs its lanes' final states (128 bytes at 32 lanes), so large streams
-/// take larger chunks (0.15% of 2-bit data at 2^18 instead of 0.6% at 2^16) while still
-/// leaving 64 or more chunks for threads, and 256 or more GPU warps from 16M symbols up.
-pub fn chunk_log2_for(n: usize) -> u8 {
-    let target = (n / 64).max(1);
-    let log2 = (usize::BITS - 1 - target.leading_zeros()) as u8;
-    log2.clamp(DEFAULT_MIN_CHUNK_LOG2, DEFAULT_MAX_CHUNK_LOG2)
+/// Default chunk size for `n` symbols whose estimated cost (`cost_fixed`, in 1/65536 bits) is
+/// `cost`: a power of two between 2^16 and 2^18, the larger of about n / 64 (floor) and the size
+/// that gives each chunk 2^18 bits (32 KiB) of payload (ceiling). Each chunk costs its lanes'
+/// final states (128 bytes at 32 lanes): that is 0.6% of a 2^16-symbol chunk of 2-bit codes,
+/// 1.3% at 1.2 bits (a 4-bit ReLU map), so sparse streams take larger chunks; large streams
+/// too, while still leaving 64 or more chunks for threads and 256 or more GPU warps from 16M
+/// symbols up.
+pub fn chunk_log2_for(n: usize, cost: u128) -> u8 {
+    let floor_log2 = |v: u128| (127 - v.max(1).leading_zeros()) as u8;
+    let by_count = floor_log2((n / 64) as u128);
+    let want = ((n as u128) << 34).div_ceil(cost.max(1)); // 2^18 bits * 2^16 fixed point
+    let by_payload = floor_log2(want) + u8::from(!want.is_power_of_two());
+    by_count
+        .max(by_payload)
+        .clamp(DEFAULT_MIN_CHUNK_LOG2, DEFAULT_MAX_CHUNK_LOG2)
+}
+
+/// How a rANS stream is laid out, and the encoder's estimate of its length.
+#[derive(Debug, Clone, Copy)]
+pub struct RansPlan {
+    pub chunk_log2: u8,
+    pub lanes: usize,
+    pub chunks: usize,
+    /// Payload and table from `cost_fixed`, plus the header, parameters, chunk directory and
+    /// final states.
+    pub estimate: usize,
+}
+
+/// The chunk size, lanes and estimated length of a rANS stream of `n` symbols with histogram
+/// `counts` coded with `table`.
+pub fn rans_plan(counts: &[u64], table: &FreqTable, n: usize, opts: &EncodeOptions) -> RansPlan {
+    let cost = cost_fixed(counts, table);
+    let chunk_log2 = opts.chunk_log2.unwrap_or_else(|| chunk_log2_for(n, cost));
+    let chunk = 1usize << chunk_log2;
+    let lanes = lanes_for(n.min(chunk));
+    let chunks = n.div_ceil(chunk);
+    let overhead = STREAM_HEADER_BYTES + 4 + chunks * (4 + 4 * lanes);
+    RansPlan {
+        chunk_log2,
+        lanes,
+        chunks,
+        estimate: (cost >> 19) as usize + overhead,
+    }
 }
 
 /// Maps `f` over `items` with their indices on the requested number of threads, in order.
@@ -169,14 +199,6 @@ fn write_raw<S: Symbol>(symbols: &[S], out: &mut Vec<u8>) {
     }
 }
 
-/// The encoder's estimate of a rANS stream's length: payload and table from `cost_fixed`, plus
-/// the header, parameters, chunk directory and final states.
-fn rans_estimate(counts: &[u64], table: &FreqTable, n: usize, opts: &EncodeOptions) -> usize {
-    let chunk = 1usize << opts.chunk_log2_for(n);
-    let overhead = STREAM_HEADER_BYTES + 4 + n.div_ceil(chunk) * (4 + 4 * lanes_for(n.min(chunk)));
-    (cost_fixed(counts, table) >> 19) as usize + overhead
-}
-
 /// Predicts the length of the stream `encode` writes for symbols with histogram `counts`:
 /// exact for the empty, constant and raw forms, the encoder's own estimate for rANS.
 pub fn estimated_len(counts: &[u64], symbol_bytes: usize, opts: &EncodeOptions) -> usize {
@@ -187,7 +209,7 @@ pub fn estimated_len(counts: &[u64], symbol_bytes: usize, opts: &EncodeOptions) 
         (0, _) => STREAM_HEADER_BYTES,
         (_, 1) => STREAM_HEADER_BYTES + 2,
         _ => build_table(counts, opts.precision_bits)
-            .map_or(raw, |t| rans_estimate(counts, &t, n, opts).min(raw)),
+            .map_or(raw, |t| rans_plan(counts, &t, n, opts).estimate.min(raw)),
     }
 }
 
@@ -212,13 +234,12 @@ pub fn encode<S: Symbol>(symbols: &[S], opts: &EncodeOptions, out: &mut Vec<u8>)
             opts.precision_bits.unwrap_or(MAX_PRECISION_BITS)
         ))
     })?;
-    let chunk_log2 = opts.chunk_log2_for(n);
+    let plan = rans_plan(&counts, &table, n, opts);
+    let (chunk_log2, lanes, n_chunks) = (plan.chunk_log2, plan.lanes, plan.chunks);
     let chunk = 1usize << chunk_log2;
-    let lanes = lanes_for(n.min(chunk));
-    let n_chunks = n.div_ceil(chunk);
     let raw_len = STREAM_HEADER_BYTES + n * S::BYTES;
     // Skip the coding work when even the estimate cannot beat the raw stream.
-    if rans_estimate(&counts, &table, n, opts) >= raw_len {
+    if plan.estimate >= raw_len {
         write_raw(symbols, out);
         return Ok(());
     }

@@ -18,7 +18,7 @@ use crate::bytes::Reader;
 use crate::container::{self, Kind};
 use crate::error::{CodecError, Result};
 use crate::feature;
-use crate::freq::{build_table, cost_fixed, FreqTable, MAX_PRECISION_BITS};
+use crate::freq::{build_table, FreqTable, MAX_PRECISION_BITS};
 use crate::quant::{self, Affine};
 use crate::sparse;
 use crate::stream::{self, EncodeOptions, Mode, StreamView};
@@ -86,24 +86,19 @@ fn gpu_plan_stream<'py>(
         d.set_item("symbol", counts.iter().position(|&c| c > 0))?;
         return Ok(d);
     }
-    let planned = py.detach(|| -> Result<(FreqTable, usize)> {
+    let planned = py.detach(|| -> Result<(FreqTable, stream::RansPlan)> {
         let table = build_table(counts, opts.precision_bits).ok_or_else(|| {
             CodecError::InvalidArgument(format!(
                 "precision_bits={} cannot give each of {present} distinct symbols a nonzero frequency",
                 opts.precision_bits.unwrap_or(MAX_PRECISION_BITS)
             ))
         })?;
-        // `stream::rans_estimate`, step 6 of FORMAT.md 5.2.
-        let chunk = 1usize << opts.chunk_log2_for(n);
-        let overhead = STREAM_HEADER_BYTES
-            + 4
-            + n.div_ceil(chunk) * (4 + 4 * stream::lanes_for(n.min(chunk)));
-        let estimate = (cost_fixed(counts, &table) >> 19) as usize + overhead;
-        Ok((table, estimate))
+        // Step 6 of FORMAT.md 5.2: the encoder's own layout and estimate.
+        let plan = stream::rans_plan(counts, &table, n, &opts);
+        Ok((table, plan))
     });
-    let (table, estimate) = planned?;
-    let chunk_log2 = opts.chunk_log2_for(n);
-    let chunk = 1usize << chunk_log2;
+    let (table, plan) = planned?;
+    let estimate = plan.estimate;
     let raw_len = STREAM_HEADER_BYTES + n * symbol_bytes;
     let mode = if estimate >= raw_len {
         Mode::Raw
@@ -115,9 +110,9 @@ fn gpu_plan_stream<'py>(
     d.set_item("mode", mode.name())?;
     d.set_item("estimate", estimate)?;
     d.set_item("precision_bits", table.precision_bits)?;
-    d.set_item("chunk_log2", chunk_log2)?;
-    d.set_item("chunks", n.div_ceil(chunk))?;
-    d.set_item("lanes", stream::lanes_for(n.min(chunk)))?;
+    d.set_item("chunk_log2", plan.chunk_log2)?;
+    d.set_item("chunks", plan.chunks)?;
+    d.set_item("lanes", plan.lanes)?;
     d.set_item("cum_freqs", u32_array(py, table.cum_freqs()))?;
     d.set_item("symbols", u32_array(py, table.symbols))?;
     d.set_item("freqs", u32_array(py, table.freqs))?;
