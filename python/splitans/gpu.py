@@ -852,7 +852,7 @@ def _compress_feature(
         row_hist = ops.histogram(counts, 2)
         col_hist = ops.histogram(col_idx, 2)
         csr_bytes = est(row_hist, 2) + est(col_hist, 2) + est(values_hist, width)
-        if mode == "csr" or csr_bytes < dense_bytes:
+        if mode == "csr" or _core.gpu_auto_takes_csr(dense_bytes, csr_bytes):
             csr = (rows, counts, row_hist, col_idx, col_hist, values, values_hist)
     section = struct.pack(
         "<BBBBQQI",

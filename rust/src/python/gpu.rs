@@ -341,7 +341,14 @@ fn gpu_stream_layout<'py>(
     stream_layout(py, data, offset, &view)
 }
 
+/// The auto rule of `feature::auto_takes_csr`, from the two estimates.
+#[pyfunction]
+fn gpu_auto_takes_csr(dense_bytes: f64, csr_bytes: f64) -> bool {
+    feature::auto_takes_csr(dense_bytes, csr_bytes)
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(gpu_auto_takes_csr, m)?)?;
     m.add_function(wrap_pyfunction!(gpu_plan_stream, m)?)?;
     m.add_function(wrap_pyfunction!(gpu_estimated_len, m)?)?;
     m.add_function(wrap_pyfunction!(gpu_affine_from_range, m)?)?;
