@@ -1,0 +1,18 @@
+"""The README's main job runs: real model, real images, compress, decompress, finish the model."""
+
+import subprocess
+import sys
+
+import pytest
+
+
+def test_demo_runs_and_keeps_the_predictions():
+    pytest.importorskip("efficientnet_lite_pytorch")
+    pytest.importorskip("sklearn")
+    out = subprocess.run(
+        [sys.executable, "-m", "splitans", "demo", "--bits", "4"], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    assert "compress" in out.stdout and "bits/element" in out.stdout
+    top1 = [line for line in out.stdout.splitlines() if line.startswith("top-1")]
+    assert len(top1) == 2 and not any("differs" in line for line in top1), out.stdout
