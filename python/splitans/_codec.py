@@ -1,4 +1,5 @@
-"""Lossless compression of integer arrays and rANS coding of symbol arrays."""
+"""compress / decompress / inspect: integer arrays losslessly, float features through `_feature`, and
+the bare rANS coder (`rans_encode` / `rans_decode`)."""
 
 from __future__ import annotations
 
