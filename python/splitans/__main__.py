@@ -7,7 +7,6 @@ import sys
 import time
 from typing import List, Optional
 
-import numpy as np
 
 import splitans
 
@@ -65,6 +64,22 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_eval(args: argparse.Namespace) -> int:
+    from . import evaluate
+
+    rows = evaluate.evaluate(
+        points=args.points.split(","),
+        bits_list=[int(b) for b in args.bits.split(",")],
+        configs=args.configs.split(",") if args.configs else tuple(evaluate.CONFIGS),
+        augment=args.augment,
+        limit=args.limit,
+    )
+    paths = evaluate.write_reports(rows, args.out)
+    print(open(paths["md"]).read())
+    print("wrote " + ", ".join(paths.values()))
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="splitans", description=splitans.__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"splitans {splitans.__version__}")
@@ -75,6 +90,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--axis", type=int, default=None, help="per-channel quantization along this axis (1: channels)")
     p.add_argument("--mode", default="auto", choices=["auto", "dense", "csr"], help="representation")
     p.set_defaults(run=demo)
+    e = sub.add_parser("eval", help="accuracy, agreement, size and time at split points (CSV, Markdown, PNG)")
+    e.add_argument("--points", default="block3.expand,block5.expand,block11.expand,block3.out,block8.out")
+    e.add_argument("--bits", default="2,4,6,8", help="comma-separated bit widths")
+    e.add_argument("--configs", default=None, help="comma-separated, from: paper csr+model, auto, auto per-channel")
+    e.add_argument("--augment", type=int, default=2, help="flipped/shifted copies per image for agreement")
+    e.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    e.add_argument("--out", default="results", help="folder for results.csv, results.md, agreement_vs_bits.png")
+    e.set_defaults(run=run_eval)
     args = parser.parse_args(argv)
     return args.run(args)
 

