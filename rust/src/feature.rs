@@ -271,15 +271,11 @@ pub fn plan(x: &[f32], shape: &[usize], opts: &FeatureOptions, search_all: bool)
     }
 }
 
-struct Prepared<C> {
-    q: Vec<C>,
-}
-
 fn prepare<C: Code + Symbol>(
     x: &[f32],
     opts: &FeatureOptions,
     search_all: bool,
-) -> Result<(Prepared<C>, Plan)> {
+) -> Result<(Vec<C>, Plan)> {
     let ch = channels(opts);
     let mut clock = Clock::start();
     let r = resolve_params(x, opts)?;
@@ -323,7 +319,7 @@ fn prepare<C: Code + Symbol>(
         } else {
             "mode=dense".into()
         };
-        return Ok((Prepared { q }, plan));
+        return Ok((q, plan));
     }
     let zps: Vec<i32> = plan.params.iter().map(|a| a.zero_point).collect();
     // The nonzero values' histogram: the dense one without the zero point, per tensor.
@@ -392,7 +388,7 @@ fn prepare<C: Code + Symbol>(
         _ => format!("mode={}", plan.mode.name()),
     };
     plan.seconds.sparse = clock.lap();
-    Ok((Prepared { q }, plan))
+    Ok((q, plan))
 }
 
 /// Compresses a float32 feature tensor (C order) that had dtype `float_type`.
@@ -416,7 +412,7 @@ fn compress_typed<C: Code + Symbol>(
     float_type: FloatType,
     opts: &FeatureOptions,
 ) -> Result<(Vec<u8>, Plan)> {
-    let (prep, mut plan) = prepare::<C>(x, opts, false)?;
+    let (q, mut plan) = prepare::<C>(x, opts, false)?;
     let mut clock = Clock::start();
     let streams = if plan.mode == Mode::Csr { 3 } else { 1 };
     let mut out = Vec::new();
@@ -451,10 +447,10 @@ fn compress_typed<C: Code + Symbol>(
     out.extend_from_slice(&section);
     plan.seconds.container = clock.lap();
     match plan.mode {
-        Mode::Dense => container::append_stream(&mut out, &prep.q, &opts.coder)?,
+        Mode::Dense => container::append_stream(&mut out, &q, &opts.coder)?,
         Mode::Csr => {
             let zps: Vec<i32> = plan.params.iter().map(|a| a.zero_point).collect();
-            let (counts, cols, values) = sparse::build(&prep.q, &zps, channels(opts), plan.rows);
+            let (counts, cols, values) = sparse::build(&q, &zps, channels(opts), plan.rows);
             plan.seconds.sparse += clock.lap();
             container::append_stream(&mut out, &counts, &opts.coder)?;
             container::append_stream(&mut out, &cols, &opts.coder)?;
@@ -577,6 +573,43 @@ fn check_levels<C: Code>(q: &[C], bits: u8) -> Result<()> {
     Ok(())
 }
 
+/// A feature container's streams, parsed (FORMAT.md 6.6 step 3): the dense codes, or the CSR
+/// row counts, column indices and values. CSR row counts are decoded here, since their sum is
+/// the length of the other two streams.
+struct Streams<'a> {
+    views: Vec<stream::StreamView<'a>>,
+    row_counts: Vec<u16>,
+}
+
+fn parse_streams<'a>(
+    records: &[&'a [u8]],
+    h: &Header,
+    meta: &FeatureMeta,
+    threads: usize,
+) -> Result<Streams<'a>> {
+    let width = if meta.bits <= 8 { 1 } else { 2 };
+    match meta.mode {
+        Mode::Dense => Ok(Streams {
+            views: vec![container::parse_stream(records[1], 0, h.count, width)?],
+            row_counts: Vec::new(),
+        }),
+        Mode::Csr => {
+            let counts_view = container::parse_stream(records[1], 0, meta.rows, 2)?;
+            let row_counts: Vec<u16> = decode_stream(&counts_view, threads)?;
+            let nnz: usize = row_counts.iter().map(|&c| c as usize).sum();
+            if nnz > h.count {
+                return Err(corrupt!("{nnz} nonzeros in {} elements", h.count));
+            }
+            let cols = container::parse_stream(records[2], 1, nnz, 2)?;
+            let values = container::parse_stream(records[3], 2, nnz, width)?;
+            Ok(Streams {
+                views: vec![counts_view, cols, values],
+                row_counts,
+            })
+        }
+    }
+}
+
 fn decode_codes<C: Code + Symbol>(
     records: &[&[u8]],
     h: &Header,
@@ -584,29 +617,18 @@ fn decode_codes<C: Code + Symbol>(
     threads: usize,
     stages: &mut Stages,
 ) -> Result<Vec<C>> {
-    let width = C::BYTES;
     let mut clock = Clock::start();
+    let streams = parse_streams(records, h, meta, threads)?;
     match meta.mode {
         Mode::Dense => {
-            let view = container::parse_stream(records[1], 0, h.count, width)?;
-            let q: Vec<C> = decode_stream(&view, threads)?;
+            let q: Vec<C> = decode_stream(&streams.views[0], threads)?;
             check_levels(&q, meta.bits)?;
             stages.entropy += clock.lap();
             Ok(q)
         }
         Mode::Csr => {
-            let counts_view = container::parse_stream(records[1], 0, meta.rows, 2)?;
-            let counts: Vec<u16> = decode_stream(&counts_view, threads)?;
-            let nnz: usize = counts.iter().map(|&c| c as usize).sum();
-            if nnz > h.count {
-                return Err(corrupt!("{nnz} nonzeros in {} elements", h.count));
-            }
-            let cols: Vec<u16> =
-                decode_stream(&container::parse_stream(records[2], 1, nnz, 2)?, threads)?;
-            let values: Vec<C> = decode_stream(
-                &container::parse_stream(records[3], 2, nnz, width)?,
-                threads,
-            )?;
+            let cols: Vec<u16> = decode_stream(&streams.views[1], threads)?;
+            let values: Vec<C> = decode_stream(&streams.views[2], threads)?;
             check_levels(&values, meta.bits)?;
             stages.entropy += clock.lap();
             let mut q = vec![C::default(); h.count];
@@ -614,7 +636,7 @@ fn decode_codes<C: Code + Symbol>(
                 let z = C::from_i32(meta.params[block % meta.channels.channels].zero_point);
                 run.fill(z);
             }
-            sparse::scatter(&counts, &cols, &values, &mut q)?;
+            sparse::scatter(&streams.row_counts, &cols, &values, &mut q)?;
             stages.sparse += clock.lap();
             Ok(q)
         }
@@ -674,24 +696,10 @@ pub fn decode_codes_u16(
 pub fn inspect(blob: &[u8], h: &Header) -> Result<(FeatureMeta, Vec<StreamInfo>)> {
     let records = container::records(blob, h, 1 + h.streams)?;
     let meta = read_meta(records[0], h)?;
-    let width = if meta.bits <= 8 { 1 } else { 2 };
-    let mut infos = Vec::new();
-    match meta.mode {
-        Mode::Dense => infos.push(container::stream_info(&container::parse_stream(
-            records[1], 0, h.count, width,
-        )?)?),
-        Mode::Csr => {
-            let counts_view = container::parse_stream(records[1], 0, meta.rows, 2)?;
-            let counts: Vec<u16> = decode_stream(&counts_view, 0)?;
-            let nnz: usize = counts.iter().map(|&c| c as usize).sum();
-            infos.push(container::stream_info(&counts_view)?);
-            infos.push(container::stream_info(&container::parse_stream(
-                records[2], 1, nnz, 2,
-            )?)?);
-            infos.push(container::stream_info(&container::parse_stream(
-                records[3], 2, nnz, width,
-            )?)?);
-        }
-    }
+    let infos = parse_streams(&records, h, &meta, 0)?
+        .views
+        .iter()
+        .map(container::stream_info)
+        .collect::<Result<Vec<_>>>()?;
     Ok((meta, infos))
 }

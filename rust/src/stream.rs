@@ -17,7 +17,7 @@ pub const DEFAULT_MIN_CHUNK_LOG2: u8 = 16;
 pub const DEFAULT_MAX_CHUNK_LOG2: u8 = 18;
 
 /// Fixed header of every stream: mode (u8), symbol width in bytes (u8), symbol count (u64).
-const STREAM_HEADER_BYTES: usize = 10;
+pub const STREAM_HEADER_BYTES: usize = 10;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]

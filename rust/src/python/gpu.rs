@@ -21,10 +21,7 @@ use crate::feature;
 use crate::freq::{build_table, FreqTable, MAX_PRECISION_BITS};
 use crate::quant::{self, Affine};
 use crate::sparse;
-use crate::stream::{self, EncodeOptions, Mode, StreamView};
-
-/// Fixed header of every stream (mode, width, count); see `stream.rs`.
-const STREAM_HEADER_BYTES: usize = 10;
+use crate::stream::{self, EncodeOptions, Mode, StreamView, STREAM_HEADER_BYTES};
 
 fn coder_options(precision_bits: Option<u8>, chunk_log2: Option<u8>) -> Result<EncodeOptions> {
     let opts = EncodeOptions {
