@@ -27,6 +27,8 @@ def feature_blobs():
         splitans.compress(x, bits=4, mode="dense"),
         splitans.compress(x, bits=8, mode="csr", reshape=24),
         splitans.compress(x, bits=12, mode="csr", reshape=216, axis=1),
+        splitans.compress(x, bits=3, mode="context"),
+        splitans.compress(x, bits=7, mode="context", axis=1),
     ]
 
 

@@ -50,11 +50,13 @@ def features(draw):
 @given(
     features(),
     st.integers(1, 16),
-    st.sampled_from(["dense", "csr", "auto"]),
+    st.sampled_from(["dense", "csr", "auto", "context", "best"]),
     st.sampled_from(["model", "search", "explicit"]),
     st.booleans(),
 )
 def test_error_bound_and_exact_codes(x, bits, mode, reshape, per_channel):
+    if mode == "context" and bits > 8:
+        mode = "best"  # context takes at most 8 bits (refusal tested in test_context_mode_rules)
     axis = (x.ndim - 1 if x.ndim > 1 else 0) if per_channel else None
     if reshape == "explicit":
         reshape = next(n for n in range(1, x.size + 1) if x.size % n == 0 and x.size // n <= 65535)
@@ -63,8 +65,9 @@ def test_error_bound_and_exact_codes(x, bits, mode, reshape, per_channel):
     y = splitans.decompress(blob)
     assert y.shape == x.shape and y.dtype == x.dtype
     assert info["bits"] == bits and info["axis"] == axis
-    if mode != "auto":
+    if mode not in ("auto", "best"):
         assert info["mode"] == mode
+    assert info["format_version"] == (2 if info["mode"] == "context" else 1)
     scale = np.asarray(info["scale"], np.float32)
     zp = np.asarray(info["zero_point"])
     assert info["clamped"] == 0
@@ -268,9 +271,45 @@ def test_option_errors():
 def test_quantized_codes_survive_every_mode(bits, axis, seed):
     rng = np.random.default_rng(seed)
     x = (np.maximum(rng.normal(size=(6, 50)), 0) * rng.integers(1, 100)).astype(np.float32)
-    outs = [splitans.decompress(splitans.compress(x, bits=bits, axis=axis, mode=m)) for m in ("dense", "csr")]
-    np.testing.assert_array_equal(outs[0], outs[1])
+    modes = ("dense", "csr", "context") if bits <= 8 else ("dense", "csr")
+    outs = [splitans.decompress(splitans.compress(x, bits=bits, axis=axis, mode=m)) for m in modes]
+    for out in outs[1:]:
+        np.testing.assert_array_equal(outs[0], out)
     assume(x.max() > 0)
+
+
+def test_context_mode_rules():
+    rng = np.random.default_rng(5)
+    # A ReLU map with spatial runs: the neighbour contexts must pay off against order-0.
+    blobs = np.zeros((4, 32, 32), np.float32)
+    for c in range(4):
+        for _ in range(6):
+            r, s = rng.integers(0, 24, 2)
+            blobs[c, r : r + 8, s : s + 8] = rng.uniform(0.5, 1.0)
+    dense = splitans.compress(blobs, bits=3, mode="dense")
+    context = splitans.compress(blobs, bits=3, mode="context")
+    assert len(context) < 0.6 * len(dense)
+    assert splitans.compress(blobs, bits=3, mode="best") == context
+    np.testing.assert_array_equal(splitans.decompress(context), splitans.decompress(dense))
+    info = splitans.inspect(context)
+    assert info["mode"] == "context" and info["format_version"] == 2 and context[4] == 2
+    assert info["streams"][0]["mode"] == "context"
+    # Uniform noise: best keeps the static coder, and its bytes (version 1).
+    noise = rng.uniform(0, 1, (64, 64)).astype(np.float32)
+    assert splitans.compress(noise, bits=8, mode="best") == splitans.compress(noise, bits=8)
+    with pytest.raises(ValueError, match="at most 8 bits"):
+        splitans.compress(noise, bits=9, mode="context")
+    assert splitans.inspect(splitans.compress(noise, bits=9, mode="best"))["mode"] in ("dense", "csr")
+    with pytest.raises(ValueError, match="predicts"):
+        splitans.plan(noise, bits=4, mode="context")
+    # A context record in a version-1 container is refused.
+    bad = bytearray(context)
+    bad[4] = 1
+    import struct, zlib
+
+    bad[8:12] = struct.pack("<I", zlib.crc32(bytes(bad[:8]) + bytes(bad[12:])))
+    with pytest.raises(splitans.CorruptDataError, match="mode 2"):
+        splitans.decompress(bytes(bad))
 
 
 def test_empty_tensor_with_a_channel_axis_and_all_nan_channel():

@@ -46,7 +46,13 @@ fn blob(source: &Source) -> Option<Vec<u8>> {
                 bits: 1 + bits % 16,
                 axis,
                 range: Range::MinMax,
-                mode: if *csr { ModeChoice::Csr } else { ModeChoice::Dense },
+                mode: if *csr {
+                    ModeChoice::Csr
+                } else if rows_pick % 2 == 1 && 1 + bits % 16 <= 8 {
+                    ModeChoice::Context
+                } else {
+                    ModeChoice::Dense
+                },
                 reshape: Reshape::Rows(rows),
                 non_finite: NonFinite::Error,
                 coder: opts,

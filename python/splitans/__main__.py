@@ -80,6 +80,20 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def train_fmnist(args: argparse.Namespace) -> int:
+    from . import fmnist
+
+    directory = args.out or fmnist.checkpoint_dir()
+    for family in args.families.split(","):
+        model = fmnist.train(family, epochs=args.epochs, seed=args.seed)
+        x, y = fmnist.load_data("test")
+        accuracy = float((fmnist.predict(model, x) == y.numpy()).mean())
+        path = f"{directory}/{family}.pt"
+        fmnist.save(model, path)
+        print(f"{family}: test accuracy {accuracy:.4f}, saved {path}")
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="splitans", description=splitans.__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"splitans {splitans.__version__}")
@@ -98,6 +112,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     e.add_argument("--limit", type=int, default=None, help="use only the first N images")
     e.add_argument("--out", default="results", help="folder for results.csv, results.md, agreement_vs_bits.png")
     e.set_defaults(run=run_eval)
+    t = sub.add_parser("train-fmnist", help="train the Fashion-MNIST models the evaluation uses (seeded)")
+    t.add_argument("--families", default="resnet,vgg,mobilenetv2,densenet,swin,efficientnet")
+    t.add_argument("--epochs", type=int, default=3)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", default=None, help="checkpoint folder (default: benches/checkpoints/fmnist here)")
+    t.set_defaults(run=train_fmnist)
     args = parser.parse_args(argv)
     return args.run(args)
 

@@ -183,5 +183,5 @@ def plan(
     """
     a, _, bits, axis, ranges, s, z = _prepare(x, bits, axis, scale, zero_point, clip, nonfinite)
     if mode not in ("dense", "csr", "auto"):
-        raise ValueError(f"mode must be 'dense', 'csr' or 'auto', got {mode!r}")
+        raise ValueError(f"plan() predicts 'dense', 'csr' or 'auto' (the context coder is sized by coding), got {mode!r}")
     return _core.plan_feature(a, bits, axis, ranges, s, z, mode, _check_reshape(reshape), nonfinite, bool(search))

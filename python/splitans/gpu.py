@@ -1024,6 +1024,11 @@ def _compress(
         )
     if bits is None:
         raise TypeError("compress() of a float array needs bits= (1..16), the quantization bit width, e.g. bits=8")
+    if mode in ("context", "best"):
+        raise ValueError(
+            f"mode={mode!r} runs on the CPU only (splitans.compress): the context coder is serial; "
+            "the GPU path codes 'auto', 'dense' and 'csr'"
+        )
     shape = tuple(int(d) for d in a.shape)
     if 0 in shape:
         # Nothing to move or code: the CPU path writes the (header-only) container.
@@ -1091,7 +1096,15 @@ def decompress_gpu(
         if lay["kind"] != "feature":
             out = _decode_ints(ops, blob, lay)
             return _torch(out) if output == "torch" else out
-        flat = _decode_feature(ops, data, blob, lay)
+        if lay["feature"]["mode"] == "context":
+            # The context coder is serial (one adaptive state): no GPU kernel; decoded on the
+            # CPU, then copied to the device.
+            from ._codec import decompress
+
+            host = decompress(data, max_output_bytes=max_output_bytes, threads=0)
+            flat = ops.to_device(np.ascontiguousarray(host, dtype=np.float32).ravel())
+        else:
+            flat = _decode_feature(ops, data, blob, lay)
         return _feature_output(ops, flat, tuple(lay["shape"]), lay["dtype"], output)
 
 

@@ -23,7 +23,11 @@ use crate::rans::Symbol;
 use crate::stream::{self, EncodeOptions, StreamView};
 
 pub const MAGIC: [u8; 4] = *b"SPNS";
-pub const VERSION: u8 = 1;
+/// The newest version this crate reads. It writes version 1 for everything a version-1 decoder
+/// can read, and 2 only for feature containers in context mode (FORMAT.md 8).
+pub const VERSION: u8 = 2;
+/// The version of every container but the context-mode feature containers.
+pub const BASE_VERSION: u8 = 1;
 pub const FIXED_HEADER_BYTES: usize = 24;
 pub const MAX_NDIM: usize = 32;
 const CHECKSUM_OFFSET: usize = 8;
@@ -250,9 +254,10 @@ pub(crate) fn write_header(
     elem: ElemType,
     shape: &[usize],
     streams: usize,
+    version: u8,
 ) {
     out.extend_from_slice(&MAGIC);
-    out.push(VERSION);
+    out.push(version);
     out.push(0);
     put_u16(out, (FIXED_HEADER_BYTES + 8 * shape.len()) as u16);
     out.extend_from_slice(&[0; 4]); // checksum, filled last
@@ -331,7 +336,14 @@ fn encode_container<T: Element>(
     check_shape(data.len(), shape, ElemType::Int(T::DTYPE))?;
     let dtype = T::DTYPE;
     let mut out = Vec::with_capacity(FIXED_HEADER_BYTES + 8 * shape.len() + 64);
-    write_header(&mut out, kind, ElemType::Int(dtype), shape, dtype.planes());
+    write_header(
+        &mut out,
+        kind,
+        ElemType::Int(dtype),
+        shape,
+        dtype.planes(),
+        BASE_VERSION,
+    );
     if let Some(bytes) = T::as_bytes(data) {
         append_stream(&mut out, bytes, opts)?;
     } else if dtype.itemsize() == 1 {

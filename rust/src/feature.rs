@@ -15,6 +15,7 @@
 
 use crate::bytes::{put_u32, put_u64, Reader};
 use crate::container::{self, ElemType, FloatType, Header, Kind, StreamInfo};
+use crate::context::{self, Geometry};
 use crate::error::{corrupt, CodecError, Result};
 use crate::quant::{self, Affine, Channels, Code, NonFinite};
 use crate::rans::Symbol;
@@ -27,6 +28,8 @@ const NO_AXIS: u8 = 255;
 pub enum Mode {
     Dense = 0,
     Csr = 1,
+    /// Codes of at most 8 bits, coded with adaptive neighbour contexts (`context`).
+    Context = 2,
 }
 
 impl Mode {
@@ -34,6 +37,7 @@ impl Mode {
         match self {
             Mode::Dense => "dense",
             Mode::Csr => "csr",
+            Mode::Context => "context",
         }
     }
 }
@@ -42,7 +46,12 @@ impl Mode {
 pub enum ModeChoice {
     Dense,
     Csr,
+    /// Dense or CSR by their estimates (`auto_takes_csr`): the fast coders, which the GPU
+    /// path reproduces.
     Auto,
+    Context,
+    /// The smallest of auto's choice and the context coder (codes of at most 8 bits).
+    Best,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,6 +261,13 @@ fn validate(x_len: usize, shape: &[usize], opts: &FeatureOptions) -> Result<()> 
             )));
         }
     }
+    if opts.mode == ModeChoice::Context && opts.bits > context::MAX_BITS {
+        return Err(CodecError::InvalidArgument(format!(
+            "mode='context' takes at most {} bits, got {}",
+            context::MAX_BITS,
+            opts.bits
+        )));
+    }
     opts.coder.validate()
 }
 
@@ -312,13 +328,23 @@ fn prepare<C: Code + Symbol>(
             ..Stages::default()
         },
     };
-    if opts.mode == ModeChoice::Dense || total == 0 {
+    if matches!(opts.mode, ModeChoice::Dense | ModeChoice::Context) || total == 0 {
         plan.seconds.sparse = clock.lap();
         plan.reason = if total == 0 {
             "empty tensor".into()
         } else {
-            "mode=dense".into()
+            format!(
+                "mode={}",
+                if opts.mode == ModeChoice::Context {
+                    "context"
+                } else {
+                    "dense"
+                }
+            )
         };
+        if opts.mode == ModeChoice::Context {
+            plan.mode = Mode::Context;
+        }
         return Ok((q, plan));
     }
     let zps: Vec<i32> = plan.params.iter().map(|a| a.zero_point).collect();
@@ -374,11 +400,14 @@ fn prepare<C: Code + Symbol>(
     plan.mode = match opts.mode {
         ModeChoice::Csr => Mode::Csr,
         ModeChoice::Dense => Mode::Dense,
-        ModeChoice::Auto if auto_takes_csr(plan.dense_bytes, plan.csr_bytes) => Mode::Csr,
-        ModeChoice::Auto => Mode::Dense,
+        ModeChoice::Auto | ModeChoice::Best if auto_takes_csr(plan.dense_bytes, plan.csr_bytes) => {
+            Mode::Csr
+        }
+        ModeChoice::Auto | ModeChoice::Best => Mode::Dense,
+        ModeChoice::Context => Mode::Context,
     };
     plan.reason = match opts.mode {
-        ModeChoice::Auto => format!(
+        ModeChoice::Auto | ModeChoice::Best => format!(
             "auto: dense ~{:.0} bytes vs csr ~{:.0} bytes at N={} ({:.1}% nonzero)",
             plan.dense_bytes,
             plan.csr_bytes,
@@ -414,6 +443,49 @@ fn compress_typed<C: Code + Symbol>(
 ) -> Result<(Vec<u8>, Plan)> {
     let (q, mut plan) = prepare::<C>(x, opts, false)?;
     let mut clock = Clock::start();
+    // The context body, when the mode asks for it or `best` may take it.
+    let mut context_body = None;
+    if opts.bits <= context::MAX_BITS
+        && matches!(opts.mode, ModeChoice::Context | ModeChoice::Best)
+        && !q.is_empty()
+    {
+        let codes: Vec<u8> = q.iter().map(|c| c.to_i32() as u8).collect();
+        let zps: Vec<i32> = plan.params.iter().map(|a| a.zero_point).collect();
+        let body = context::encode(&codes, &zps, channels(opts), Geometry::of(shape), opts.bits);
+        let auto_bytes = if plan.mode == Mode::Csr {
+            plan.csr_bytes
+        } else {
+            plan.dense_bytes
+        };
+        if opts.mode == ModeChoice::Context || ((8 + body.len()) as f64) < auto_bytes {
+            if opts.mode == ModeChoice::Best {
+                plan.reason = format!(
+                    "best: context {} bytes vs {} ~{auto_bytes:.0} bytes",
+                    8 + body.len(),
+                    plan.mode.name()
+                );
+            }
+            plan.mode = Mode::Context;
+            context_body = Some(body);
+        } else {
+            plan.reason = format!(
+                "best: {} ~{auto_bytes:.0} bytes vs context {} bytes",
+                plan.mode.name(),
+                8 + body.len()
+            );
+        }
+        plan.seconds.entropy += clock.lap();
+    }
+    if plan.mode == Mode::Context && context_body.is_none() {
+        // An empty tensor: nothing to code.
+        context_body = Some(context::encode(
+            &[],
+            &[0],
+            Channels::TENSOR,
+            Geometry::of(shape),
+            opts.bits,
+        ));
+    }
     let streams = if plan.mode == Mode::Csr { 3 } else { 1 };
     let mut out = Vec::new();
     container::write_header(
@@ -422,6 +494,11 @@ fn compress_typed<C: Code + Symbol>(
         ElemType::Float(float_type),
         shape,
         streams,
+        if plan.mode == Mode::Context {
+            container::VERSION
+        } else {
+            container::BASE_VERSION
+        },
     );
     let mut section = vec![
         opts.bits,
@@ -448,6 +525,11 @@ fn compress_typed<C: Code + Symbol>(
     plan.seconds.container = clock.lap();
     match plan.mode {
         Mode::Dense => container::append_stream(&mut out, &q, &opts.coder)?,
+        Mode::Context => {
+            let body = context_body.take().unwrap_or_default();
+            put_u64(&mut out, body.len() as u64);
+            out.extend_from_slice(&body);
+        }
         Mode::Csr => {
             let zps: Vec<i32> = plan.params.iter().map(|a| a.zero_point).collect();
             let (counts, cols, values) = sparse::build(&q, &zps, channels(opts), plan.rows);
@@ -457,7 +539,7 @@ fn compress_typed<C: Code + Symbol>(
             container::append_stream(&mut out, &values, &opts.coder)?;
         }
     }
-    plan.seconds.entropy = clock.lap();
+    plan.seconds.entropy += clock.lap();
     let blob = container::finish(out);
     plan.seconds.container += clock.lap();
     Ok((blob, plan))
@@ -497,6 +579,7 @@ pub fn read_meta(section: &[u8], h: &Header) -> Result<FeatureMeta> {
     let mode = match (mode, h.streams) {
         (0, 1) => Mode::Dense,
         (1, 3) => Mode::Csr,
+        (2, 1) if bits <= context::MAX_BITS && h.version >= 2 => Mode::Context,
         _ => return Err(corrupt!("feature mode {mode} with {} streams", h.streams)),
     };
     let (axis, channels) = if axis == NO_AXIS {
@@ -531,7 +614,7 @@ pub fn read_meta(section: &[u8], h: &Header) -> Result<FeatureMeta> {
         params.push(Affine { scale, zero_point });
     }
     let rows = match mode {
-        Mode::Dense if rows == 0 => 0,
+        Mode::Dense | Mode::Context if rows == 0 => 0,
         Mode::Csr
             if rows > 0
                 && h.count % rows as usize == 0
@@ -589,6 +672,11 @@ fn parse_streams<'a>(
 ) -> Result<Streams<'a>> {
     let width = if meta.bits <= 8 { 1 } else { 2 };
     match meta.mode {
+        // Not a section-3 stream: `decode_context` reads the body.
+        Mode::Context => Ok(Streams {
+            views: Vec::new(),
+            row_counts: Vec::new(),
+        }),
         Mode::Dense => Ok(Streams {
             views: vec![container::parse_stream(records[1], 0, h.count, width)?],
             row_counts: Vec::new(),
@@ -618,8 +706,14 @@ fn decode_codes<C: Code + Symbol>(
     stages: &mut Stages,
 ) -> Result<Vec<C>> {
     let mut clock = Clock::start();
+    if meta.mode == Mode::Context {
+        let q = decode_context(records[1], h, meta)?;
+        stages.entropy += clock.lap();
+        return Ok(q.into_iter().map(|v| C::from_i32(v as i32)).collect());
+    }
     let streams = parse_streams(records, h, meta, threads)?;
     match meta.mode {
+        Mode::Context => unreachable!("handled above"),
         Mode::Dense => {
             let q: Vec<C> = decode_stream(&streams.views[0], threads)?;
             check_levels(&q, meta.bits)?;
@@ -641,6 +735,21 @@ fn decode_codes<C: Code + Symbol>(
             Ok(q)
         }
     }
+}
+
+/// The codes of a mode-2 record (FORMAT.md 6.11).
+fn decode_context(body: &[u8], h: &Header, meta: &FeatureMeta) -> Result<Vec<u8>> {
+    let zps: Vec<i32> = meta.params.iter().map(|a| a.zero_point).collect();
+    let mut q = vec![0u8; h.count];
+    context::decode(
+        body,
+        &zps,
+        meta.channels,
+        Geometry::of(&h.shape),
+        meta.bits,
+        &mut q,
+    )?;
+    Ok(q)
 }
 
 /// Decodes a feature container whose header is validated: the dequantized float32 values.
@@ -696,6 +805,30 @@ pub fn decode_codes_u16(
 pub fn inspect(blob: &[u8], h: &Header) -> Result<(FeatureMeta, Vec<StreamInfo>)> {
     let records = container::records(blob, h, 1 + h.streams)?;
     let meta = read_meta(records[0], h)?;
+    if meta.mode == Mode::Context {
+        let q = decode_context(records[1], h, &meta)?;
+        let counts = u8::histogram(&q);
+        let n = q.len() as f64;
+        let bound: f64 = counts
+            .iter()
+            .filter(|&&c| c > 0)
+            .map(|&c| -(c as f64) * (c as f64 / n).log2())
+            .sum::<f64>()
+            / 8.0;
+        let info = StreamInfo {
+            mode: "context",
+            symbols: q.len(),
+            symbol_bytes: 1,
+            distinct_symbols: counts.iter().filter(|&&c| c > 0).count(),
+            alphabet_size: 1 << meta.bits,
+            precision_bits: context::PROB_BITS as u8,
+            lanes: 1,
+            chunk_symbols: q.len(),
+            compressed_bytes: records[1].len(),
+            entropy_bound_bytes: bound,
+        };
+        return Ok((meta, vec![info]));
+    }
     let infos = parse_streams(&records, h, &meta, 0)?
         .views
         .iter()

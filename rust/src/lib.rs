@@ -6,6 +6,7 @@
 
 pub mod bytes;
 pub mod container;
+pub mod context;
 pub mod error;
 pub mod feature;
 pub mod freq;

@@ -65,12 +65,12 @@ fn every_single_bit_flip_is_detected() {
 #[test]
 fn newer_version_is_unsupported() {
     let mut blob = sample_blobs().remove(0);
-    blob[4] = 2;
+    blob[4] = 3;
     assert!(matches!(
         decode_any(&blob),
         Err(CodecError::UnsupportedVersion {
-            found: 2,
-            supported: 1
+            found: 3,
+            supported: 2
         })
     ));
 }

@@ -65,9 +65,11 @@ fn options(
         "dense" => ModeChoice::Dense,
         "csr" => ModeChoice::Csr,
         "auto" => ModeChoice::Auto,
+        "context" => ModeChoice::Context,
+        "best" => ModeChoice::Best,
         m => {
             return Err(PyValueError::new_err(format!(
-                "mode must be 'dense', 'csr' or 'auto', got {m:?}"
+                "mode must be 'auto', 'dense', 'csr', 'context' or 'best', got {m:?}"
             )))
         }
     };

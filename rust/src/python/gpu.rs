@@ -306,7 +306,8 @@ fn gpu_layout<'py>(
             recs.append((offset_in(data, rec), rec.len()))?;
         }
         d.set_item("records", recs)?;
-        if !csr {
+        // A context-mode record is no section-3 stream; the GPU path decodes it on the CPU.
+        if !csr && meta.mode != feature::Mode::Context {
             let width = if meta.bits <= 8 { 1 } else { 2 };
             let view = container::parse_stream(records[1], 0, h.count, width)?;
             streams.append(stream_layout(py, data, offset_in(data, records[1]), &view)?)?;
