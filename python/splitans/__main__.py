@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from typing import List, Optional
@@ -67,8 +68,20 @@ def demo(args: argparse.Namespace) -> int:
 def run_eval(args: argparse.Namespace) -> int:
     from . import evaluate
 
+    if args.model != "efficientnet-lite0":
+        from . import fmnist, report
+
+        points = args.points.split(",") if args.points else list(fmnist.POINTS[args.model])
+        rows = report.evaluate_fmnist(
+            [args.model], budget_pp=args.budget, fixed_bits=[int(b) for b in args.bits.split(",")],
+            limit=args.limit, calibration_limit=args.calibration_limit, points={args.model: points},
+        )
+        paths = report.write_report(args.out, rows, [], [], {"command": "splitans " + " ".join(sys.argv[1:])},
+                                    budget_pp=args.budget)
+        print("wrote " + ", ".join(paths.values()))
+        return 0
     rows = evaluate.evaluate(
-        points=args.points.split(","),
+        points=(args.points or "block3.expand,block5.expand,block11.expand,block3.out,block8.out").split(","),
         bits_list=[int(b) for b in args.bits.split(",")],
         configs=args.configs.split(",") if args.configs else tuple(evaluate.CONFIGS),
         augment=args.augment,
@@ -94,6 +107,39 @@ def train_fmnist(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_report(args: argparse.Namespace) -> int:
+    import datetime
+    import platform
+
+    from . import report
+
+    t0 = time.time()
+    families = [f for f in args.families.split(",") if f]
+    fm_rows = report.evaluate_fmnist(
+        families, budget_pp=args.budget, limit=args.limit, calibration_limit=args.calibration_limit
+    ) if families else []
+    nlp_rows = [] if args.skip_nlp else report.evaluate_nlp(
+        train=args.nlp_train, test=args.nlp_test, budget_pp=args.budget
+    )
+    eff_rows = []
+    if not args.skip_efficientnet:
+        from . import evaluate
+
+        eff_rows = evaluate.evaluate(
+            points=["block3.expand", "block11.expand", "block3.out"], bits_list=[2, 4, 6, 8], augment=args.augment
+        )
+    argv = " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("splitans") else "report " + args.out
+    meta = {
+        "command": f"splitans {argv}",
+        "duration": f"{(time.time() - t0) / 60:.0f} min",
+        "machine": f"{os.cpu_count()} CPU cores, {platform.machine()}, Python {platform.python_version()}",
+        "date": datetime.date.today().isoformat(),
+    }
+    paths = report.write_report(args.out, fm_rows, nlp_rows, eff_rows, meta, budget_pp=args.budget)
+    print("wrote " + ", ".join(paths.values()))
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="splitans", description=splitans.__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"splitans {splitans.__version__}")
@@ -105,8 +151,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--mode", default="auto", choices=["auto", "dense", "csr"], help="representation")
     p.set_defaults(run=demo)
     e = sub.add_parser("eval", help="accuracy, agreement, size and time at split points (CSV, Markdown, PNG)")
-    e.add_argument("--points", default="block3.expand,block5.expand,block11.expand,block3.out,block8.out")
-    e.add_argument("--bits", default="2,4,6,8", help="comma-separated bit widths")
+    e.add_argument("--model", default="efficientnet-lite0",
+                   choices=["efficientnet-lite0", "resnet", "vgg", "mobilenetv2", "densenet", "swin", "efficientnet"],
+                   help="EfficientNet-Lite0 (ImageNet) or a Fashion-MNIST family (splitans train-fmnist)")
+    e.add_argument("--points", default=None, help="comma-separated split points (default: the model's set)")
+    e.add_argument("--bits", default="2,4,6,8", help="comma-separated bit widths (min/max per image)")
+    e.add_argument("--budget", type=float, default=0.2,
+                   help="Fashion-MNIST models: also search bits/clipping on the calibration split for this "
+                        "accuracy budget (percentage points) and report the chosen setting")
+    e.add_argument("--calibration-limit", type=int, default=None, help="use only the first N calibration images")
     e.add_argument("--configs", default=None, help="comma-separated, from: paper csr+model, auto, auto per-channel")
     e.add_argument("--augment", type=int, default=2, help="flipped/shifted copies per image for agreement")
     e.add_argument("--limit", type=int, default=None, help="use only the first N images")
@@ -118,6 +171,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default=None, help="checkpoint folder (default: benches/checkpoints/fmnist here)")
     t.set_defaults(run=train_fmnist)
+    r = sub.add_parser("report", help="the evaluation report: Fashion-MNIST families, MiniLM-L6, EfficientNet-Lite0")
+    r.add_argument("--out", default="docs", help="folder for results.md (CSV and PNG files go to OUT/results/)")
+    r.add_argument("--families", default=",".join(("resnet", "vgg", "mobilenetv2", "densenet", "swin", "efficientnet")))
+    r.add_argument("--budget", type=float, default=0.2, help="accuracy budget in percentage points")
+    r.add_argument("--limit", type=int, default=None, help="only the first N Fashion-MNIST test images")
+    r.add_argument("--calibration-limit", type=int, default=None, help="only the first N calibration images")
+    r.add_argument("--skip-nlp", action="store_true")
+    r.add_argument("--nlp-train", type=int, default=3000)
+    r.add_argument("--nlp-test", type=int, default=2000)
+    r.add_argument("--skip-efficientnet", action="store_true")
+    r.add_argument("--augment", type=int, default=4, help="EfficientNet-Lite0: flipped/shifted copies per image")
+    r.set_defaults(run=run_report)
     args = parser.parse_args(argv)
     return args.run(args)
 

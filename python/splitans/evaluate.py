@@ -26,6 +26,7 @@ CONFIGS: Dict[str, dict] = {
     "paper csr+model": dict(mode="csr", reshape="model"),
     "auto": dict(mode="auto"),
     "auto per-channel": dict(mode="auto", axis=1),
+    "best": dict(mode="best"),
 }
 
 COLUMNS = [

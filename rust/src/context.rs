@@ -18,9 +18,10 @@ use crate::quant::Channels;
 /// Frequencies of every adaptive table sum to `2^PROB_BITS`.
 pub const PROB_BITS: u32 = 15;
 const LOWER: u32 = 1 << 16;
-/// Tokens: the folded code itself up to 4 bits; above, 0..14 and an escape (15).
+/// Tokens: the folded code itself up to 4 bits; above, a bucket of it (`bucket`).
 const MAX_TOKENS: usize = 16;
-const ESCAPE: usize = MAX_TOKENS - 1;
+/// Up to this many bits the token is the folded code itself.
+const DIRECT_BITS: u8 = 4;
 /// Neighbour classes: folded value 0, 1, 2 or more.
 const CLASSES: usize = 3;
 const CONTEXTS: usize = CLASSES * CLASSES;
@@ -78,6 +79,32 @@ pub fn unfold(u: u32, z: i32, l: i32) -> i32 {
     }
 }
 
+/// The bucket of a folded code `u` (codes of 5..8 bits): `u` itself below 4; above, two
+/// buckets per power of two, `[2^k, 1.5·2^k)` and `[1.5·2^k, 2^(k+1))`, token `2k` or `2k+1`,
+/// whose position inside the bucket follows as `k - 1` equiprobable bits.
+/// Returns (token, offset bits, offset).
+#[inline]
+fn bucket(u: u32) -> (usize, u32, u32) {
+    if u < 4 {
+        return (u as usize, 0, 0);
+    }
+    let k = 31 - u.leading_zeros();
+    let half = (u >> (k - 1)) & 1;
+    let base = (2 + half) << (k - 1);
+    ((2 * k + half) as usize, k - 1, u - base)
+}
+
+/// The first code of bucket `token` and the number of offset bits.
+#[inline]
+fn bucket_start(token: usize) -> (u32, u32) {
+    if token < 4 {
+        return (token as u32, 0);
+    }
+    let k = token as u32 / 2;
+    let half = token as u32 % 2;
+    ((2 + half) << (k - 1), k - 1)
+}
+
 struct Model {
     freqs: [[u16; MAX_TOKENS]; CONTEXTS],
     counts: [u16; CONTEXTS],
@@ -89,6 +116,7 @@ impl Model {
         let f = (1u32 << PROB_BITS) / tokens as u32;
         let mut row = [0u16; MAX_TOKENS];
         row[..tokens].fill(f as u16);
+        row[0] += ((1u32 << PROB_BITS) - f * tokens as u32) as u16;
         Model {
             freqs: [row; CONTEXTS],
             counts: [0; CONTEXTS],
@@ -158,8 +186,13 @@ fn context(u: &[u8], i: usize, g: Geometry) -> usize {
     CLASSES * left + up
 }
 
+/// `2^bits` direct tokens up to 4 bits, `2·bits` buckets above (the last holds `2^bits - 1`).
 fn tokens_for(bits: u8) -> usize {
-    (1usize << bits).min(MAX_TOKENS)
+    if bits <= DIRECT_BITS {
+        1 << bits
+    } else {
+        2 * bits as usize
+    }
 }
 
 /// Codes `q` (C order, every code ≤ `2^bits - 1`, `bits` ≤ 8) with the channels' zero points:
@@ -178,19 +211,18 @@ pub fn encode(q: &[u8], zero_points: &[i32], ch: Channels, g: Geometry, bits: u8
         let u = fold(q[i] as i32, z, l);
         folded[i] = u as u8;
         let c = context(&folded, i, g);
-        let t = (u as usize).min(tokens - 1);
+        let (t, extra, offset) = if bits <= DIRECT_BITS {
+            (u as usize, 0, 0)
+        } else {
+            bucket(u)
+        };
         let (start, freq) = model.interval(c, t);
         decisions.push((start as u16, freq as u16));
         model.update(c, t);
-        if bits > 4 && t == ESCAPE {
-            // Exp-Golomb order 0 of r = u - 15, bit by bit at probability 1/2.
-            let v = u - ESCAPE as u32 + 1;
-            let k = 31 - v.leading_zeros();
-            decisions.extend(std::iter::repeat_n(HALF, k as usize));
-            for b in (0..=k).rev() {
-                let bit = (v >> b) & 1;
-                decisions.push(((bit << (PROB_BITS - 1)) as u16, HALF.1));
-            }
+        // The offset inside the bucket, most significant bit first, at probability 1/2.
+        for b in (0..extra).rev() {
+            let bit = (offset >> b) & 1;
+            decisions.push(((bit << (PROB_BITS - 1)) as u16, HALF.1));
         }
     }
     let mut x: u32 = LOWER;
@@ -273,19 +305,13 @@ pub fn decode(
         d.advance(start, freq, slot)?;
         model.update(c, t);
         let mut u = t as u32;
-        if bits > 4 && t == ESCAPE {
-            let mut k = 0;
-            while d.bit()? == 0 {
-                k += 1;
-                if k > 8 {
-                    return Err(corrupt!("escape code longer than 8 bits"));
-                }
+        if bits > DIRECT_BITS {
+            let (base, extra) = bucket_start(t);
+            let mut offset = 0u32;
+            for _ in 0..extra {
+                offset = (offset << 1) | d.bit()?;
             }
-            let mut v = 1u32;
-            for _ in 0..k {
-                v = (v << 1) | d.bit()?;
-            }
-            u = ESCAPE as u32 + v - 1;
+            u = base + offset;
         }
         if u as i32 > l {
             return Err(corrupt!("a code exceeds the {bits}-bit range"));
@@ -308,6 +334,19 @@ pub fn decode(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn buckets_cover_every_code_once() {
+        for bits in 5..=8u8 {
+            let l = (1u32 << bits) - 1;
+            assert_eq!(bucket(l).0, tokens_for(bits) - 1);
+            for u in 0..=l {
+                let (t, extra, offset) = bucket(u);
+                assert!(offset < 1 << extra);
+                assert_eq!(bucket_start(t), (u - offset, extra), "u {u}");
+            }
+        }
+    }
 
     #[test]
     fn fold_is_a_bijection() {
