@@ -202,6 +202,17 @@ def test_features_match_cpu(cp, kind, kw):
 
 
 @needs_gpu
+def test_context_mode_decodes_through_the_cpu(cp):
+    x = np.maximum(np.random.default_rng(3).normal(size=(2, 8, 14, 14)), 0).astype(np.float32)
+    blob = splitans.compress(x, bits=3, mode="context")
+    y = gpu.decompress_gpu(blob)
+    assert isinstance(y, cp.ndarray) and same(y.get(), splitans.decompress(blob))
+    for mode in ("context", "best"):
+        with pytest.raises(ValueError, match="CPU only"):
+            gpu.compress_gpu(cp.asarray(x), bits=3, mode=mode)
+
+
+@needs_gpu
 @pytest.mark.parametrize("dtype", ["float16", "float64"])
 def test_float16_float64_inputs(cp, dtype):
     x = activation("signed").astype(dtype)

@@ -114,29 +114,41 @@ def run_report(args: argparse.Namespace) -> int:
     from . import report
 
     t0 = time.time()
+    argv = " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("splitans") else "report --out " + args.out
+    fm_rows: list = []
+    nlp_rows: list = []
+    eff_rows: list = []
+
+    def write(final: bool) -> None:
+        # After every section, so that a failure later keeps what was measured.
+        meta = {
+            "command": f"splitans {argv}",
+            "duration": f"{(time.time() - t0) / 60:.0f} min" + ("" if final else " so far (incomplete run)"),
+            "machine": f"{os.cpu_count()} CPU cores, {platform.machine()}, Python {platform.python_version()}",
+            "date": datetime.date.today().isoformat(),
+        }
+        paths = report.write_report(args.out, fm_rows, nlp_rows, eff_rows, meta, budget_pp=args.budget)
+        if final:
+            print("wrote " + ", ".join(paths.values()))
+
     families = [f for f in args.families.split(",") if f]
-    fm_rows = report.evaluate_fmnist(
-        families, budget_pp=args.budget, limit=args.limit, calibration_limit=args.calibration_limit
-    ) if families else []
-    nlp_rows = [] if args.skip_nlp else report.evaluate_nlp(
-        train=args.nlp_train, test=args.nlp_test, budget_pp=args.budget
-    )
-    eff_rows = []
+    if families:
+        fm_rows = report.evaluate_fmnist(
+            families, budget_pp=args.budget, limit=args.limit, calibration_limit=args.calibration_limit
+        )
+        write(False)
+    if not args.skip_nlp:
+        nlp_rows = report.evaluate_nlp(
+            train=args.nlp_train, test=args.nlp_test, calibration=args.nlp_calibration, budget_pp=args.budget
+        )
+        write(False)
     if not args.skip_efficientnet:
         from . import evaluate
 
         eff_rows = evaluate.evaluate(
             points=["block3.expand", "block11.expand", "block3.out"], bits_list=[2, 4, 6, 8], augment=args.augment
         )
-    argv = " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("splitans") else "report " + args.out
-    meta = {
-        "command": f"splitans {argv}",
-        "duration": f"{(time.time() - t0) / 60:.0f} min",
-        "machine": f"{os.cpu_count()} CPU cores, {platform.machine()}, Python {platform.python_version()}",
-        "date": datetime.date.today().isoformat(),
-    }
-    paths = report.write_report(args.out, fm_rows, nlp_rows, eff_rows, meta, budget_pp=args.budget)
-    print("wrote " + ", ".join(paths.values()))
+    write(True)
     return 0
 
 
@@ -180,6 +192,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     r.add_argument("--skip-nlp", action="store_true")
     r.add_argument("--nlp-train", type=int, default=3000)
     r.add_argument("--nlp-test", type=int, default=2000)
+    r.add_argument("--nlp-calibration", type=int, default=1000)
     r.add_argument("--skip-efficientnet", action="store_true")
     r.add_argument("--augment", type=int, default=4, help="EfficientNet-Lite0: flipped/shifted copies per image")
     r.set_defaults(run=run_report)

@@ -158,13 +158,22 @@ def write_reports(rows: List[dict], out_dir: str) -> Dict[str, str]:
         f.write("| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS) + "\n")
         for r in rows:
             f.write("| " + " | ".join(_fmt(r[c]) for c in COLUMNS) + " |\n")
+    png = plot_agreement(rows, os.path.join(out_dir, "agreement_vs_bits.png"))
+    if png:
+        paths["png"] = png
+    return paths
+
+
+def plot_agreement(rows: List[dict], path: str) -> Optional[str]:
+    """Agreement against bits per element (auto), one line per split point; `path`, or None
+    without matplotlib."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return paths
+        return None
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for point in dict.fromkeys(r["point"] for r in rows):
         pts = sorted((r["bits_per_element"], r["agreement"]) for r in rows if r["point"] == point and r["config"] == "auto")
@@ -175,8 +184,7 @@ def write_reports(rows: List[dict], out_dir: str) -> Dict[str, str]:
     ax.set_title("EfficientNet-Lite0: agreement against size, per split point")
     ax.grid(alpha=0.3)
     ax.legend()
-    paths["png"] = os.path.join(out_dir, "agreement_vs_bits.png")
     fig.tight_layout()
-    fig.savefig(paths["png"], dpi=120)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
-    return paths
+    return path

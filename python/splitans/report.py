@@ -111,8 +111,11 @@ def code_items(
         stats[f"{coder}_encode_ms"] = 1e3 * t_enc / max(1, min(timed, n))
         stats[f"{coder}_decode_ms"] = 1e3 * t_dec / max(1, min(timed, n))
     assert decoded is not None
-    info = splitans.inspect(splitans.compress(acts[:1], threads=1, **dict(CODERS["auto"], **quant)))
-    codes = _codes(decoded[: min(peers, n)], info)
+    # Each item's codes from its decoded values and its own parameters (min/max is per item).
+    codes = []
+    for i in range(min(peers, n)):
+        info = splitans.inspect(splitans.compress(acts[i : i + 1], threads=1, **dict(CODERS["auto"], **quant)))
+        codes += _codes(decoded[i : i + 1], info)
     stats.update({f"{k}_bytes": v for k, v in _peers(codes).items() if v is not None})
     return decoded, stats
 
@@ -171,7 +174,7 @@ def calibrate(
     of size (sizes measured with ``mode="best"`` on `size_items` items), so only a few are run
     through the model. Returns the setting and every candidate tried."""
     baseline = float((tail(acts) == labels).mean())
-    axes: List[Optional[int]] = [None] if kind == "sparse" else [None, channel_axis]
+    axes: List[Optional[int]] = [None, channel_axis]
     levels = SPARSE_CLIPS if kind == "sparse" else DENSE_CLIPS
     candidates = []
     for bits in SEARCH_BITS:
@@ -252,11 +255,12 @@ def evaluate_fmnist(
         ref_t = fmnist.predict(model, xt)
         base_acc = float((ref_t == yt).mean())
         for point in (points or {}).get(family, fmnist.POINTS[family]):
-            kind = fmnist.POINTS[family][point]
             t0 = time.time()
             with torch.no_grad():
                 at = torch.cat([model.head(xt[i : i + 1000], point) for i in range(0, len(xt), 1000)]).numpy()
                 ac = torch.cat([model.head(xc[i : i + 1000], point) for i in range(0, len(xc), 1000)]).numpy()
+            # Points outside POINTS (any stage name works) are sparse when a tenth is exact zeros.
+            kind = fmnist.POINTS[family].get(point) or ("sparse" if (ac == 0).mean() > 0.1 else "dense")
 
             def tail(a, _point=point):
                 with torch.no_grad():
@@ -665,7 +669,7 @@ def write_report(
         from . import evaluate
 
         _write_csv(eff_rows, evaluate.COLUMNS, os.path.join(sub, "efficientnet_lite0.csv"))
-        png = evaluate.write_reports(eff_rows, sub).get("png")
+        png = evaluate.plot_agreement(eff_rows, os.path.join(sub, "efficientnet_lite0.png"))
         lines += ["## EfficientNet-Lite0 (ImageNet weights)", "",
                   "The 20 labelled ImageNet images foolbox ships, plus flipped and shifted copies for top-1 "
                   "agreement with the uncompressed model (too few images to resolve accuracy to 0.2 pp). "
