@@ -101,7 +101,7 @@ def train_fmnist(args: argparse.Namespace) -> int:
         model = fmnist.train(family, epochs=args.epochs, seed=args.seed)
         x, y = fmnist.load_data("test")
         accuracy = float((fmnist.predict(model, x) == y.numpy()).mean())
-        path = f"{directory}/{family}.pt"
+        path = f"{directory}/{family}.npz"
         fmnist.save(model, path)
         print(f"{family}: test accuracy {accuracy:.4f}, saved {path}")
     return 0

@@ -412,20 +412,22 @@ def load(family: str, directory: Optional[str] = None, train_if_missing: bool = 
     import torch
 
     directory = directory or checkpoint_dir()
-    path = os.path.join(directory, f"{family}.pt")
+    path = os.path.join(directory, f"{family}.npz")
     model = build(family)
     if not os.path.exists(path):
         if not train_if_missing:
             raise FileNotFoundError(f"no checkpoint {path}; run `splitans train-fmnist --families {family}`")
         model = train(family)
         save(model, path)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    # Plain arrays, no pickle: nothing in a checkpoint can run code (torch.load's weights-only
+    # unpickler also refuses its own files in some processes, seen after NVRTC was loaded).
+    with np.load(path, allow_pickle=False) as data:
+        state = {k: torch.from_numpy(data[k]) for k in data.files}
     model.load_state_dict(state, strict=True)
     return model.eval()
 
 
 def save(model, path: str) -> None:
-    import torch
-
+    """The state dict of `model` as an .npz of plain arrays."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    torch.save(model.state_dict(), path)
+    np.savez(path, **{k: v.detach().cpu().numpy() for k, v in model.state_dict().items()})
