@@ -129,7 +129,7 @@ def run_report(args: argparse.Namespace) -> int:
         }
         paths = report.write_report(args.out, fm_rows, nlp_rows, eff_rows, meta, budget_pp=args.budget)
         if final:
-            print("wrote " + ", ".join(paths.values()))
+            print(f"wrote {paths['md']} and the CSV and PNG files in {os.path.join(args.out, 'results')}")
 
     families = [f for f in args.families.split(",") if f]
     if families:

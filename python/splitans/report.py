@@ -172,17 +172,18 @@ def calibrate(
     the uncompressed model's (half the budget: the other half is left for the difference
     between calibration and test). `tail(decoded) -> predictions`. Candidates are tried in order
     of size (sizes measured with ``mode="best"`` on `size_items` items), so only a few are run
-    through the model. Returns the setting and every candidate tried."""
+    through the model. Returns the setting and every candidate tried; when none meets the
+    budget, the last (largest) candidate, whose row then shows its calibration drop."""
     baseline = float((tail(acts) == labels).mean())
     axes: List[Optional[int]] = [None, channel_axis]
     levels = SPARSE_CLIPS if kind == "sparse" else DENSE_CLIPS
     candidates = []
+    sample = acts[:size_items]
     for bits in SEARCH_BITS:
         for axis in axes:
             for level in levels:
                 clip = _clip_for(acts, kind, level, axis)
                 quant = dict(bits=bits, clip=clip, axis=axis)
-                sample = acts[:size_items]
                 size = float(np.mean([len(splitans.compress(sample[i : i + 1], threads=1, mode="best", **quant))
                                       for i in range(len(sample))]))
                 candidates.append(dict(bits=bits, axis=axis, level=level, clip=clip, bytes=size))
