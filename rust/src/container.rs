@@ -607,6 +607,25 @@ pub struct StreamInfo {
     pub entropy_bound_bytes: f64,
 }
 
+/// (distinct symbols, alphabet size = largest symbol + 1, order-0 bound n·H/8 in bytes) of a
+/// histogram: the statistics `inspect` reports for every stream.
+pub fn symbol_stats(counts: &[u64]) -> (usize, usize, f64) {
+    let n = counts.iter().sum::<u64>() as f64;
+    let bits: f64 = counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let c = c as f64;
+            -c * (c / n).log2()
+        })
+        .sum();
+    (
+        counts.iter().filter(|&&c| c > 0).count(),
+        counts.iter().rposition(|&c| c > 0).map_or(0, |i| i + 1),
+        bits / 8.0,
+    )
+}
+
 /// Describes one parsed stream; decodes it to measure the entropy of its symbols.
 pub fn stream_info(v: &StreamView<'_>) -> Result<StreamInfo> {
     let counts = if v.symbol_bytes == 1 {
@@ -618,26 +637,18 @@ pub fn stream_info(v: &StreamView<'_>) -> Result<StreamInfo> {
         stream::decode_into(v, &mut s, 0)?;
         u16::histogram(&s)
     };
-    let n = v.n as f64;
-    let bits: f64 = counts
-        .iter()
-        .filter(|&&c| c > 0)
-        .map(|&c| {
-            let c = c as f64;
-            -c * (c / n).log2()
-        })
-        .sum();
+    let (distinct_symbols, alphabet_size, entropy_bound_bytes) = symbol_stats(&counts);
     Ok(StreamInfo {
         mode: v.mode.name(),
         symbols: v.n,
         symbol_bytes: v.symbol_bytes,
-        distinct_symbols: counts.iter().filter(|&&c| c > 0).count(),
-        alphabet_size: counts.iter().rposition(|&c| c > 0).map_or(0, |i| i + 1),
+        distinct_symbols,
+        alphabet_size,
         precision_bits: v.table().map_or(0, |t| t.precision_bits),
         lanes: v.lanes(),
         chunk_symbols: v.chunk_symbols(),
         compressed_bytes: v.encoded_len,
-        entropy_bound_bytes: bits / 8.0,
+        entropy_bound_bytes,
     })
 }
 

@@ -807,20 +807,13 @@ pub fn inspect(blob: &[u8], h: &Header) -> Result<(FeatureMeta, Vec<StreamInfo>)
     let meta = read_meta(records[0], h)?;
     if meta.mode == Mode::Context {
         let q = decode_context(records[1], h, &meta)?;
-        let counts = u8::histogram(&q);
-        let n = q.len() as f64;
-        let bound: f64 = counts
-            .iter()
-            .filter(|&&c| c > 0)
-            .map(|&c| -(c as f64) * (c as f64 / n).log2())
-            .sum::<f64>()
-            / 8.0;
+        let (distinct_symbols, alphabet_size, bound) = container::symbol_stats(&u8::histogram(&q));
         let info = StreamInfo {
             mode: "context",
             symbols: q.len(),
             symbol_bytes: 1,
-            distinct_symbols: counts.iter().filter(|&&c| c > 0).count(),
-            alphabet_size: 1 << meta.bits,
+            distinct_symbols,
+            alphabet_size,
             precision_bits: context::PROB_BITS as u8,
             lanes: 1,
             chunk_symbols: q.len(),
