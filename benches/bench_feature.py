@@ -18,7 +18,8 @@ import time
 import numpy as np
 
 import splitans
-from splitans import _core, models
+from splitans import _core
+from splitans.eval import models
 
 
 def activations(quick: bool):

@@ -25,7 +25,7 @@ from importlib.metadata import version
 import numpy as np
 
 import splitans
-import splitans.models  # the activations dataset needs the 'demo' extra (torch, EfficientNet-Lite0)
+import splitans.eval.models  # the activations dataset needs the 'demo' extra (torch, EfficientNet-Lite0)
 
 MiB = 1 << 20
 MB = 1e6
@@ -134,7 +134,7 @@ def augmented_images():
     photos each, so that a short run still sees both photos."""
     import torch
 
-    names, big = splitans.models.sample_images(size=256)  # normalized: (x/255 - 0.498)/0.502
+    names, big = splitans.eval.models.sample_images(size=256)  # normalized: (x/255 - 0.498)/0.502
 
     def bright(t, f):  # scale the 0..1 pixel values, renormalize
         return (((t * 0.502 + 0.498) * f).clamp(0, 1) - 0.498) / 0.502
@@ -158,9 +158,9 @@ def augmented_images():
 def activations(n):
     """Quantized EfficientNet-Lite0 activations, image by image and point by point, until n bytes."""
     with contextlib.redirect_stdout(io.StringIO()):  # it prints "Loaded pretrained weights ..."
-        model = splitans.models.efficientnet_lite0()
+        model = splitans.eval.models.efficientnet_lite0()
     labels, batch = augmented_images()
-    acts = {p: splitans.models.EfficientNetSplit(model, p).head(batch).numpy() for p in POINTS}
+    acts = {p: splitans.eval.models.EfficientNetSplit(model, p).head(batch).numpy() for p in POINTS}
     parts, total, used = [], 0, []
     for i, label in enumerate(labels):
         for p in POINTS:

@@ -226,7 +226,7 @@ def bench(quick: bool) -> List[Dict[str, Any]]:
         enc_us = median_us(cp, lambda: gpu.rans_encode_gpu(s_dev, **kw), warm, runs)
         dec_us = median_us(cp, lambda: gpu.rans_decode_gpu(cpu_blob), warm, runs)
         # The chunk-coding kernels alone, on the plan and buffers of one call.
-        ops = gpu._ops()
+        ops = gpu.pipelines.ops_for()
         counts = ops.histogram(s_dev, 1)
         chunk_log2 = kw["chunk_symbols"].bit_length() - 1 if kw else None
         plan = _core.gpu_plan_stream(counts, 1, None, chunk_log2)

@@ -3,7 +3,7 @@
 Each file is compiled as ``splitans.gpu`` hands it to CuPy: headers inlined by
 ``gpu.kernel_source``, ``gpu.COMPILE_OPTIONS``, plus the ``-ftz=true`` that CuPy appends. Warnings
 are errors (``-Werror=all-warnings``), and any "warning" left in the log fails too. The PTX is then
-checked: every kernel ``gpu.py`` launches is there, no binary32 arithmetic flushes subnormals
+checked: every kernel ``splitans.gpu`` launches is there, no binary32 arithmetic flushes subnormals
 (the quantizer must be IEEE whatever CuPy's -ftz), and nothing spills to local memory. Needs only
 NVRTC (the ``nvidia-cuda-nvrtc`` wheel, or a CUDA toolkit), not a GPU; skipped if NVRTC cannot be
 loaded at all.
@@ -137,7 +137,7 @@ def compile_kernel(nvrtc: Nvrtc, name: str, arch: str) -> str:
 
 
 def test_kernel_files_are_all_listed():
-    """A new .cu or .cuh file must be in gpu.py's lists, which this test and the wheel use."""
+    """A new .cu or .cuh file must be in splitans.gpu.loader's lists, which this test and the wheel use."""
     assert sorted(p.name for p in CUDA_DIR.glob("*.cu")) == sorted(gpu.KERNEL_FILES)
     assert sorted(p.name for p in CUDA_DIR.glob("*.cuh")) == sorted(gpu.HEADER_FILES)
 

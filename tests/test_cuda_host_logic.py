@@ -21,6 +21,8 @@ from hypothesis import strategies as st
 
 import splitans
 from splitans import gpu
+from splitans.gpu import loader, pipelines
+from splitans.gpu import rans as gpu_rans
 
 from cuda_host import host_ops
 
@@ -122,7 +124,7 @@ def test_every_lane_count_decodes_on_the_cpu(ops, monkeypatch, lanes, dist, n, c
         "Core", (), {k: staticmethod(getattr(splitans._core, k)) for k in dir(splitans._core) if k.startswith("gpu_")}
     )
     core.gpu_plan_stream = staticmethod(forced)
-    monkeypatch.setattr(gpu, "_core", core)
+    monkeypatch.setattr(gpu_rans, "_core", core)
     s = symbols(dist, n)
     blob = gpu.rans_encode_gpu(s, chunk_symbols=chunk_symbols, _ops_=ops)
     info = splitans.inspect(blob)["streams"][0]
@@ -561,7 +563,7 @@ def test_table_with_another_exp_golomb_k(ops):
 
 
 # ------------------------------------------------------------------------------------------------
-# splitans.gpu._CupyOps itself, on a stand-in CuPy (tests/cuda_host/fake_cupy.py): every launch is
+# splitans.gpu.pipelines.CupyOps itself, on a stand-in CuPy (tests/cuda_host/fake_cupy.py): every launch is
 # checked against the kernel's C signature in the source CuPy would compile, then run by the host
 # build of that kernel.
 
@@ -574,11 +576,11 @@ def cupy_ops(ops, monkeypatch, request):
 
     fake = fake_cupy.make(ops.lib, sms=8, smem_optin=request.param)
     monkeypatch.setitem(sys.modules, "cupy", fake)
-    caches = (gpu._module, gpu._kernel, gpu._device_info)
+    caches = (loader.module, loader.kernel, loader.device_info)
     for c in caches:
         c.cache_clear()
     try:
-        yield gpu._CupyOps()
+        yield pipelines.CupyOps()
     finally:
         for c in caches:
             c.cache_clear()

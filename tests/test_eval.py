@@ -8,7 +8,7 @@ import pytest
 def test_eval_subset_writes_reports(tmp_path):
     pytest.importorskip("efficientnet_lite_pytorch")
     pytest.importorskip("sklearn")
-    from splitans import evaluate
+    from splitans.eval import evaluate
 
     rows = evaluate.evaluate(points=["block3.expand"], bits_list=[8, 2], augment=1, limit=2)
     assert [(r["bits"], r["config"]) for r in rows] == [(b, c) for b in (8, 2) for c in evaluate.CONFIGS]

@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import splitans  # noqa: E402
-from splitans import fmnist, report  # noqa: E402
+from splitans.eval import fmnist, report  # noqa: E402
 
 REQUIRE = os.environ.get("SPLITANS_REQUIRE_DATA") == "1"
 
@@ -59,10 +59,10 @@ def test_data_splits_and_checkpoints():
         fmnist.load_data("val")
     # Committed checkpoints load and classify (every family above 85% on 1,000 test images).
     for family in fmnist.FAMILIES:
-        model = fmnist.load(family, train_if_missing=False)
+        model = fmnist.load(family)
         acc = (fmnist.predict(model, x[:1000]) == y[:1000].numpy()).mean()
         assert acc > 0.85, (family, acc)
-    sparse = fmnist.load("resnet", train_if_missing=False)
+    sparse = fmnist.load("resnet")
     with torch.no_grad():
         a = sparse.head(x[:10], "layer2")
     assert 0.2 < float((a == 0).float().mean()) < 0.8

@@ -16,9 +16,7 @@ from ._codec import (
     rans_decode,
     rans_encode,
 )
-from . import gpu
 from ._feature import Percentile, plan
-from .gpu import compress_gpu, decompress_gpu, rans_decode_gpu, rans_encode_gpu
 from ._core import (
     FORMAT_VERSION,
     CorruptDataError,
@@ -48,3 +46,16 @@ __all__ = [
     "rans_encode",
     "rans_encode_gpu",
 ]
+
+#: Names served by the GPU subpackage, imported on first use: ``import splitans`` never loads the
+#: GPU path (nor CuPy), and ``splitans.gpu`` depends on the codec modules, not the other way.
+_GPU_NAMES = ("compress_gpu", "decompress_gpu", "rans_decode_gpu", "rans_encode_gpu")
+
+
+def __getattr__(name: str):
+    if name == "gpu" or name in _GPU_NAMES:
+        import importlib
+
+        gpu = importlib.import_module(".gpu", __name__)
+        return gpu if name == "gpu" else getattr(gpu, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

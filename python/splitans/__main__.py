@@ -24,7 +24,7 @@ def _timed(fn, repeat: int = 5):
 def demo(args: argparse.Namespace) -> int:
     import torch
 
-    from . import models
+    from .eval import models
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     model = models.efficientnet_lite0()
@@ -66,10 +66,10 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from . import evaluate
+    from .eval import evaluate
 
     if args.model != "efficientnet-lite0":
-        from . import fmnist, report
+        from .eval import fmnist, report
 
         points = args.points.split(",") if args.points else list(fmnist.POINTS[args.model])
         rows = report.evaluate_fmnist(
@@ -94,11 +94,11 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def train_fmnist(args: argparse.Namespace) -> int:
-    from . import fmnist
+    from .eval import fmnist, train
 
     directory = args.out or fmnist.checkpoint_dir()
     for family in args.families.split(","):
-        model = fmnist.train(family, epochs=args.epochs, seed=args.seed)
+        model = train.train(family, epochs=args.epochs, seed=args.seed)
         x, y = fmnist.load_data("test")
         accuracy = float((fmnist.predict(model, x) == y.numpy()).mean())
         path = f"{directory}/{family}.npz"
@@ -111,7 +111,7 @@ def run_report(args: argparse.Namespace) -> int:
     import datetime
     import platform
 
-    from . import report
+    from .eval import report
 
     t0 = time.time()
     argv = " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("splitans") else "report --out " + args.out
@@ -143,7 +143,7 @@ def run_report(args: argparse.Namespace) -> int:
         )
         write(False)
     if not args.skip_efficientnet:
-        from . import evaluate
+        from .eval import evaluate
 
         eff_rows = evaluate.evaluate(
             points=["block3.expand", "block11.expand", "block3.out"], bits_list=[2, 4, 6, 8], augment=args.augment

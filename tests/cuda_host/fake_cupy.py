@@ -1,4 +1,4 @@
-"""A stand-in for CuPy that runs ``splitans.gpu._CupyOps`` itself on the host.
+"""A stand-in for CuPy that runs ``splitans.gpu.pipelines.CupyOps`` itself on the host.
 
 Arrays are numpy arrays with CuPy's ``.get()``. ``RawModule(code=...)`` keeps the source that CuPy
 would hand to NVRTC, and every launch of one of its kernels is first checked against that kernel's

@@ -2,7 +2,7 @@
 
 ``build()`` compiles ``driver.cpp`` (the kernels' own headers, ``rans_common.cuh`` and
 ``feature_common.cuh``, with a host driver) into a shared library with g++; ``HostOps`` wraps it
-with the same interface as ``splitans.gpu._CupyOps``, on numpy arrays. Passing
+with the same interface as ``splitans.gpu.pipelines.CupyOps``, on numpy arrays. Passing
 ``_ops_=HostOps(...)`` to ``compress_gpu`` & co. runs the real GPU pipeline (planning through the
 Rust bindings, container assembly, CRC, error handling) with the kernels' logic on the CPU.
 """
@@ -92,7 +92,7 @@ def _scalar_array(n: int, dtype) -> np.ndarray:
 
 
 class HostOps:
-    """splitans.gpu._CupyOps on the host (numpy arrays, the kernels' logic via ctypes)."""
+    """splitans.gpu.pipelines.CupyOps on the host (numpy arrays, the kernels' logic via ctypes)."""
 
     xp = np
 

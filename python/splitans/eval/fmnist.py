@@ -2,7 +2,7 @@
 
 The families are ResNet, VGG, MobileNetV2, DenseNet, a Swin-style windowed transformer and
 EfficientNet (B0-style MBConv with squeeze-and-excitation and SiLU). Each is small enough to
-train in a few minutes on two CPU cores. Training is seeded (`train`); the checkpoints it writes
+train in a few minutes on two CPU cores. Training is seeded (`splitans.eval.train`); the checkpoints it writes
 are committed under ``benches/checkpoints/fmnist`` so the evaluation does not retrain.
 
 Data: the full Fashion-MNIST from the Debian package (``apt-get install dataset-fashion-mnist``),
@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import gzip
 import os
-import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-__all__ = ["DATA_DIR", "FAMILIES", "POINTS", "build", "load", "load_data", "train"]
+__all__ = ["DATA_DIR", "FAMILIES", "POINTS", "build", "checkpoint_dir", "load", "load_data", "predict", "save"]
 
 DATA_DIR = os.environ.get("SPLITANS_FMNIST_DIR", "/usr/share/datasets/fashion-mnist")
 CALIBRATION = 5000
@@ -359,45 +358,6 @@ def checkpoint_dir() -> str:
     return os.path.join(os.path.expanduser("~"), ".cache", "splitans", "fmnist")
 
 
-def train(family: str, epochs: int = 4, seed: int = 0, batch: int = 128, lr: float = 3e-3,
-          log: Optional[Callable[[str], None]] = print):
-    """Train a `family` model on the 55,000 training images: AdamW, one-cycle learning rate,
-    `seed` for initialization and shuffling. Returns the model in eval mode."""
-    import torch
-
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-    x, y = load_data("train")
-    model = build(family).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05 if family == "swin" else 5e-4)
-    steps = epochs * ((len(x) + batch - 1) // batch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.2)
-    gen = torch.Generator().manual_seed(seed)
-    t0 = time.time()
-    for epoch in range(epochs):
-        order = torch.randperm(len(x), generator=gen)
-        total, correct, loss_sum = 0, 0, 0.0
-        for i in range(0, len(x), batch):
-            idx = order[i : i + batch]
-            xb, yb = x[idx], y[idx]
-            if family != "vgg":  # random horizontal flips (every model but the VGG, which overfits less)
-                flip = torch.rand(len(idx), generator=gen) < 0.5
-                xb = torch.where(flip[:, None, None, None], xb.flip(-1), xb)
-            out = model(xb)
-            loss = torch.nn.functional.cross_entropy(out, yb, label_smoothing=0.05)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            loss_sum += float(loss) * len(idx)
-            correct += int((out.argmax(1) == yb).sum())
-            total += len(idx)
-        if log:
-            log(f"{family} epoch {epoch + 1}/{epochs}: loss {loss_sum / total:.4f}, "
-                f"train accuracy {correct / total:.4f}, {time.time() - t0:.0f} s")
-    return model.eval()
-
-
 def predict(model, x, batch: int = 1000):
     """Class predictions (int64 numpy) of `model` on `x`, in batches, without gradients."""
     import torch
@@ -406,19 +366,17 @@ def predict(model, x, batch: int = 1000):
         return torch.cat([model(x[i : i + batch]).argmax(1) for i in range(0, len(x), batch)]).numpy()
 
 
-def load(family: str, directory: Optional[str] = None, train_if_missing: bool = True):
-    """The trained `family` model from `directory` (default `checkpoint_dir()`); trains and saves
-    it there first when it is missing and `train_if_missing`."""
+def load(family: str, directory: Optional[str] = None):
+    """The trained `family` model from `directory` (default `checkpoint_dir()`). A missing
+    checkpoint raises FileNotFoundError naming the command that trains it
+    (``splitans train-fmnist``, `splitans.eval.train`)."""
     import torch
 
     directory = directory or checkpoint_dir()
     path = os.path.join(directory, f"{family}.npz")
     model = build(family)
     if not os.path.exists(path):
-        if not train_if_missing:
-            raise FileNotFoundError(f"no checkpoint {path}; run `splitans train-fmnist --families {family}`")
-        model = train(family)
-        save(model, path)
+        raise FileNotFoundError(f"no checkpoint {path}; run `splitans train-fmnist --families {family}`")
     # Plain arrays, no pickle: nothing in a checkpoint can run code (torch.load's weights-only
     # unpickler also refuses its own files in some processes, seen after NVRTC was loaded).
     with np.load(path, allow_pickle=False) as data:

@@ -19,6 +19,7 @@ import numpy as np
 import splitans
 
 from . import models
+from .peers import peer_bytes
 
 #: Configurations compared on every row: the paper's pipeline (CSR with the reshape model) and
 #: splitans' choices.
@@ -49,8 +50,6 @@ def _progress(i: int, n: int, label: str) -> None:
 def _peers(codes: List[np.ndarray]) -> Dict[str, Optional[float]]:
     """zstd-19 and blosc2 (bitshuffle + zstd) bits per element on the same quantized codes
     (every item of one point has the same size, so mean bytes / item size gives the rate)."""
-    from .report import _peers as peer_bytes
-
     size = codes[0].size
     return {k: None if v is None else 8 * v / size for k, v in peer_bytes(codes).items()}
 

@@ -18,11 +18,13 @@ import csv
 import os
 import sys
 import time
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 import splitans
+
+from .peers import peer_bytes
 
 #: Coders compared on the same quantized codes.
 CODERS: Dict[str, dict] = {
@@ -40,30 +42,6 @@ def _progress(label: str) -> None:
     if sys.stderr.isatty():
         sys.stderr.write(f"\r{label[:100]:<100}")
         sys.stderr.flush()
-
-
-def _peers(codes: Iterable[np.ndarray]) -> Dict[str, Optional[float]]:
-    """Mean bytes per item of zstd-19 and blosc2 (bitshuffle + zstd, level 9) on the codes."""
-    codes = list(codes)
-    out: Dict[str, Optional[float]] = {"zstd19": None, "blosc2": None}
-    try:
-        import zstandard
-
-        zc = zstandard.ZstdCompressor(level=19)
-        out["zstd19"] = float(np.mean([len(zc.compress(c.tobytes())) for c in codes]))
-    except ImportError:
-        pass
-    try:
-        import blosc2
-
-        out["blosc2"] = float(np.mean([
-            len(blosc2.compress(c.tobytes(), typesize=1, clevel=9, filter=blosc2.Filter.BITSHUFFLE,
-                                codec=blosc2.Codec.ZSTD))
-            for c in codes
-        ]))
-    except ImportError:
-        pass
-    return out
 
 
 def code_items(
@@ -116,7 +94,7 @@ def code_items(
     for i in range(min(peers, n)):
         info = splitans.inspect(splitans.compress(acts[i : i + 1], threads=1, **dict(CODERS["auto"], **quant)))
         codes += _codes(decoded[i : i + 1], info)
-    stats.update({f"{k}_bytes": v for k, v in _peers(codes).items() if v is not None})
+    stats.update({f"{k}_bytes": v for k, v in peer_bytes(codes).items() if v is not None})
     return decoded, stats
 
 
@@ -481,7 +459,7 @@ def evaluate_nlp(
             for a in cap.items:
                 blob = splitans.compress(a[None], threads=1, **quant)
                 codes += _codes(splitans.decompress(blob)[None], splitans.inspect(blob))
-            peer = _peers(codes)
+            peer = peer_bytes(codes)
             n_peer = float(np.mean([a.size for a in cap.items]))
             for k, v in peer.items():
                 if v is not None:

@@ -1,0 +1,440 @@
+"""The GPU pipelines: symbols and integer arrays (kinds 1 and 2), features (kind 3), and the
+public calls, written against the device operations (``CupyOps``: the stage mixins on CuPy)."""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .. import _core, _feature
+from .._codec import DEFAULT_MAX_OUTPUT_BYTES, _as_bytes, _chunk_log2, _max_output, _precision
+from .._core import CorruptDataError
+from .container import FLOAT_CODES, INT_CODES, KIND_ARRAY, KIND_FEATURE, KIND_SYMBOLS, MAX_COLS, NO_AXIS, Part, finish
+from .histogram import HistogramOps
+from .loader import OpsBase
+from .quantize import QuantizeOps, first_nonfinite, resolve
+from .rans import RansOps, decode_stream, encode_stream
+from .sparse import SparseOps, search_rows
+
+
+class CupyOps(HistogramOps, QuantizeOps, RansOps, SparseOps, OpsBase):
+    """The kernels on the current CUDA device, through CuPy."""
+
+
+def ops_for(device: Any = None) -> CupyOps:
+    return CupyOps(device)
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs
+
+
+def is_torch(x: Any) -> bool:
+    return type(x).__module__.startswith("torch")
+
+
+def _to_device(ops, x: Any) -> Tuple[Any, str]:
+    """A C-contiguous device array of `x` (CuPy array, CUDA torch tensor, or host array) and
+    its dtype name (a torch bfloat16 tensor comes as float32 named "bfloat16")."""
+    xp = ops.xp
+    if is_torch(x):
+        name = str(x.dtype).replace("torch.", "")
+        t = x.detach()
+        if name == "bfloat16":
+            t = t.float()  # exact; CuPy has no bfloat16
+        t = t.contiguous()
+        if xp is np:
+            return t.cpu().numpy(), name
+        if not t.is_cuda:
+            raise ValueError("the GPU path takes CUDA tensors; for a CPU tensor use splitans.compress")
+        return xp.from_dlpack(t), name
+    a = xp.asarray(x)
+    if not a.dtype.isnative:
+        a = a.astype(a.dtype.newbyteorder("="))
+    # Not ascontiguousarray: it makes a 0-d array 1-d.
+    return (a if a.flags.c_contiguous else a.copy(order="C")), a.dtype.name
+
+
+# --------------------------------------------------------------------------------------------
+# Symbols and integer arrays (kinds 1 and 2)
+
+
+def _encode_symbols(ops, a, kind: int, shape: Sequence[int], name: str, precision_bits, chunk_log2) -> bytes:
+    """Kinds 1 and 2 (FORMAT.md 2.4): 8-bit dtypes as one stream of bytes, wider ones as
+    16-bit planes, least significant first."""
+    xp = ops.xp
+    itemsize = np.dtype(name).itemsize
+    flat = a.reshape(-1)
+    if itemsize <= 2:
+        planes = [flat.view(xp.uint8 if itemsize == 1 else xp.uint16)]
+    else:
+        wide = xp.uint32 if itemsize == 4 else xp.uint64
+        unsigned = flat.view(wide)
+        planes = [xp.ascontiguousarray((unsigned >> wide(16 * k)).astype(xp.uint16)) for k in range(itemsize // 2)]
+    width = min(itemsize, 2)
+    records = [encode_stream(ops, pl, width, ops.histogram(pl, width), precision_bits, chunk_log2) for pl in planes]
+    return finish(ops, kind, INT_CODES[name], shape, len(records), records)
+
+
+def _decode_ints(ops, blob, lay: Dict[str, Any]):
+    xp = ops.xp
+    dtype = np.dtype(lay["dtype"])
+    width = min(dtype.itemsize, 2)
+    planes = [decode_stream(ops, blob, st, width) for st in lay["streams"]]
+    if dtype.itemsize <= 2:
+        flat = planes[0].view(dtype.name)
+    else:
+        wide = xp.uint32 if dtype.itemsize == 4 else xp.uint64
+        acc = planes[0].astype(wide)
+        for k, plane in enumerate(planes[1:], 1):
+            acc |= plane.astype(wide) << wide(16 * k)
+        flat = acc.view(dtype.name)
+    return flat.reshape(tuple(lay["shape"]))
+
+
+# --------------------------------------------------------------------------------------------
+# Features (kind 3; FORMAT.md 6)
+
+
+def _compress_feature(
+    ops,
+    x,
+    name: str,
+    shape: Tuple[int, ...],
+    *,
+    bits,
+    axis,
+    scale,
+    zero_point,
+    clip,
+    mode,
+    reshape,
+    nonfinite,
+    precision_bits,
+    chunk_log2,
+) -> bytes:
+    xp = ops.xp
+    bits = _feature._check_bits(bits)
+    ndim = len(shape)
+    axis = _feature._axis(axis, ndim)
+    if nonfinite not in ("error", "clamp"):
+        raise ValueError(f"nonfinite must be 'error' or 'clamp', got {nonfinite!r}")
+    if mode not in ("dense", "csr", "auto"):
+        raise ValueError(f"mode must be 'dense', 'csr' or 'auto', got {mode!r}")
+    if clip is not None and scale is not None:
+        raise ValueError("pass clip= or scale=/zero_point=, not both")
+    if isinstance(clip, _feature.Percentile):
+        raise ValueError(
+            "clip=Percentile(...) is not supported by the GPU path (numpy computes percentiles on the host); "
+            "pass clip=(low, high) per tensor or per channel, or a calibrated scale=/zero_point="
+        )
+    reshape = _feature._check_reshape(reshape)
+    if ndim > 32:
+        raise ValueError(f"compress() supports up to 32 dimensions, got {ndim}")
+    total = int(np.prod(shape, dtype=np.int64)) if ndim else 1
+    if total and isinstance(reshape, int) and (total % reshape or total // reshape > MAX_COLS):
+        raise ValueError(f"reshape={reshape} must divide the {total} elements into rows of at most {MAX_COLS} columns")
+    if axis is None:
+        channels, inner = 1, 1
+    else:
+        channels, inner = shape[axis], max(1, int(np.prod(shape[axis + 1 :], dtype=np.int64)))
+    clip_pairs = None
+    if clip is not None:
+        arr = np.asarray(clip, dtype=np.float64)
+        if arr.shape == (2,):
+            clip_pairs = [(float(arr[0]), float(arr[1]))]
+        elif arr.ndim == 2 and arr.shape[1] == 2:
+            clip_pairs = [(float(lo), float(hi)) for lo, hi in arr]
+        else:
+            raise ValueError(f"clip must be (low, high) or a list of per-channel (low, high); got {clip!r}")
+    x = ops.to_f32(x).reshape(-1)
+    s, z, ranges, finite = resolve(ops, x, bits, channels, inner, clip_pairs, scale, zero_point)
+    if finite is False and nonfinite == "error":
+        raise ValueError(first_nonfinite(ops, x))
+    q, outside, has_nonfinite = ops.quantize(x, channels, inner, s, z, bits, ranges)
+    if has_nonfinite and nonfinite == "error":
+        raise ValueError(first_nonfinite(ops, x))
+    clamped = outside if ranges is not None else 0
+    width = 1 if bits <= 8 else 2
+
+    def est(h: np.ndarray, w: int) -> float:
+        return float(8 + _core.gpu_estimated_len(h, w, precision_bits, chunk_log2))
+
+    dense_hist = ops.histogram(q, width)
+    dense_bytes = est(dense_hist, width)
+    csr = None
+    if mode != "dense":
+        zps = z
+        flags = ops.csr_flags(q, channels, inner, zps)
+        prefix = xp.cumsum(flags, dtype=xp.uint64)
+        nnz = ops.scalar(prefix[-1])
+        if isinstance(reshape, int):
+            rows = reshape
+        elif reshape == "model":
+            rows = _core.gpu_model_rows(total, nnz)
+        else:
+            rows = search_rows(ops, flags, prefix, total, nnz)
+        cols = total // rows
+        col_idx, values = ops.csr_compact(q, flags, prefix, cols, nnz)
+        counts = ops.csr_row_counts(prefix, rows, cols)
+        values_hist = ops.histogram(values, width)
+        row_hist = ops.histogram(counts, 2)
+        col_hist = ops.histogram(col_idx, 2)
+        csr_bytes = est(row_hist, 2) + est(col_hist, 2) + est(values_hist, width)
+        if mode == "csr" or _core.gpu_auto_takes_csr(dense_bytes, csr_bytes):
+            csr = (rows, counts, row_hist, col_idx, col_hist, values, values_hist)
+    section = struct.pack(
+        "<BBBBQQI",
+        bits,
+        1 if csr else 0,
+        NO_AXIS if axis is None else axis,
+        0,
+        clamped,
+        csr[0] if csr else 0,
+        channels,
+    )
+    section += b"".join(struct.pack("<fi", float(sc), int(zp)) for sc, zp in zip(s, z))
+    records: List[List[Part]] = [[section]]
+    if csr is None:
+        records.append(encode_stream(ops, q, width, dense_hist, precision_bits, chunk_log2))
+    else:
+        _, counts, row_hist, col_idx, col_hist, values, values_hist = csr
+        records.append(encode_stream(ops, counts, 2, row_hist, precision_bits, chunk_log2))
+        records.append(encode_stream(ops, col_idx, 2, col_hist, precision_bits, chunk_log2))
+        records.append(encode_stream(ops, values, width, values_hist, precision_bits, chunk_log2))
+    return finish(ops, KIND_FEATURE, FLOAT_CODES[name], shape, len(records) - 1, records)
+
+
+def _decode_feature(ops, data: bytes, blob, lay: Dict[str, Any]):
+    xp = ops.xp
+    f = lay["feature"]
+    n = lay["count"]
+    bits = f["bits"]
+    width = 1 if bits <= 8 else 2
+    scale = np.array(f["scale"], np.float32)
+    zps = np.array(f["zero_point"], np.int32)
+    channels, inner = f["channels"], f["inner"]
+    if f["mode"] == "dense":
+        q = decode_stream(ops, blob, lay["streams"][0], width)
+    else:
+        recs = lay["records"]
+        rows = f["rows"]
+        counts = decode_stream(ops, blob, _core.gpu_stream_layout(data, *recs[1], 0, rows, 2), 2)
+        nnz = ops.scalar(counts.sum(dtype=xp.uint64))
+        if nnz > n:
+            raise CorruptDataError(f"corrupt data: {nnz} nonzeros in {n} elements")
+        col_idx = decode_stream(ops, blob, _core.gpu_stream_layout(data, *recs[2], 1, nnz, 2), 2)
+        values = decode_stream(ops, blob, _core.gpu_stream_layout(data, *recs[3], 2, nnz, width), width)
+        q = ops.csr_fill(n, channels, inner, zps, width)
+        ends = xp.cumsum(counts, dtype=xp.uint64)
+        row_start = xp.concatenate([xp.zeros(1, dtype=xp.uint64), ends[:-1]])
+        if ops.csr_scatter(counts, row_start, n // rows, col_idx, values, q):
+            raise CorruptDataError("corrupt data: a column out of order or range in a CSR row")
+    out, bad = ops.dequantize(q, channels, inner, scale, zps, bits, lay["dtype"] == "float64")
+    if bad and bits < 16:
+        raise CorruptDataError(f"corrupt data: a code exceeds the {bits}-bit range")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Public API
+
+
+def rans_encode_gpu(
+    symbols: Any,
+    *,
+    precision_bits: Optional[int] = None,
+    chunk_symbols: Optional[int] = None,
+    device: Any = None,
+    _ops_=None,
+) -> bytes:
+    """``splitans.rans_encode`` on the GPU: a 1-D uint8 or uint16 CuPy array (or CUDA torch
+    tensor) to the identical container bytes. Only the histogram and the coded bytes cross to
+    the host."""
+    ops = _ops_ or ops_for(device)
+    with ops.context():
+        a, name = _to_device(ops, symbols)
+        if name not in ("uint8", "uint16"):
+            raise TypeError(f"rans_encode() takes uint8 or uint16 symbols, got {name}")
+        if a.ndim != 1:
+            raise ValueError(f"rans_encode() takes a 1-D array of symbols, got {a.ndim} dimensions")
+        return _encode_symbols(
+            ops, a, KIND_SYMBOLS, a.shape, name, _precision(precision_bits), _chunk_log2(chunk_symbols)
+        )
+
+
+def rans_decode_gpu(
+    data: Any, *, max_output_bytes: Optional[int] = DEFAULT_MAX_OUTPUT_BYTES, device: Any = None, _ops_=None
+):
+    """``splitans.rans_decode`` on the GPU: the symbols as a 1-D CuPy array on the device."""
+    ops = _ops_ or ops_for(device)
+    data = _as_bytes(data)
+    lay = _core.gpu_layout(data, _max_output(max_output_bytes))
+    with ops.context():
+        blob = ops.to_device(np.frombuffer(data, np.uint8))
+        # Decoded (and so verified) whatever the kind, as the CPU path does, before the kind check.
+        out = _decode_feature(ops, data, blob, lay) if lay["kind"] == "feature" else _decode_ints(ops, blob, lay)
+    if lay["kind"] != "symbols":
+        raise ValueError(f"rans_decode() takes data from rans_encode(); this holds a {lay['kind']} (use decompress())")
+    return out
+
+
+def compress_gpu(
+    x: Any,
+    *,
+    bits: Optional[int] = None,
+    axis: Optional[int] = None,
+    scale: Any = None,
+    zero_point: Any = None,
+    clip: Any = None,
+    mode: str = "auto",
+    reshape: Any = "model",
+    nonfinite: str = "error",
+    precision_bits: Optional[int] = None,
+    chunk_symbols: Optional[int] = None,
+    device: Any = None,
+    _ops_=None,
+) -> bytes:
+    """``splitans.compress`` on the GPU, with the same options and the identical bytes: a CuPy
+    array or CUDA torch tensor, float (quantized to ``bits``, dense or CSR) or integer
+    (lossless). Everything but the histograms and the coded bytes stays on the device.
+    ``clip=splitans.Percentile(...)`` is not supported here."""
+    ops = _ops_ or ops_for(device)
+    with ops.context():
+        return _compress(
+            ops,
+            x,
+            bits=bits,
+            axis=axis,
+            scale=scale,
+            zero_point=zero_point,
+            clip=clip,
+            mode=mode,
+            reshape=reshape,
+            nonfinite=nonfinite,
+            precision_bits=precision_bits,
+            chunk_symbols=chunk_symbols,
+        )
+
+
+def _compress(
+    ops, x, *, bits, axis, scale, zero_point, clip, mode, reshape, nonfinite, precision_bits, chunk_symbols
+) -> bytes:
+    a, name = _to_device(ops, x)
+    if name not in FLOAT_CODES:
+        lossy = dict(bits=bits, axis=axis, scale=scale, zero_point=zero_point, clip=clip)
+        given = [k for k, v in lossy.items() if v is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} apply to float arrays; integer arrays are compressed losslessly")
+        if name not in INT_CODES:
+            raise TypeError(
+                f"compress() supports float arrays and the integer dtypes {', '.join(INT_CODES)}; got {name}"
+            )
+        if a.ndim > 32:
+            raise ValueError(f"compress() supports up to 32 dimensions, got {a.ndim}")
+        return _encode_symbols(
+            ops, a, KIND_ARRAY, a.shape, name, _precision(precision_bits), _chunk_log2(chunk_symbols)
+        )
+    if bits is None:
+        raise TypeError("compress() of a float array needs bits= (1..16), the quantization bit width, e.g. bits=8")
+    if mode in ("context", "best"):
+        raise ValueError(
+            f"mode={mode!r} runs on the CPU only (splitans.compress): the context coder is serial; "
+            "the GPU path codes 'auto', 'dense' and 'csr'"
+        )
+    shape = tuple(int(d) for d in a.shape)
+    if 0 in shape:
+        # Nothing to move or code: the CPU path writes the (header-only) container.
+        from .._codec import compress
+
+        empty = _empty_like_input(x, shape, name)
+        return compress(
+            empty,
+            bits=bits,
+            axis=axis,
+            scale=scale,
+            zero_point=zero_point,
+            clip=clip,
+            mode=mode,
+            reshape=reshape,
+            nonfinite=nonfinite,
+            precision_bits=precision_bits,
+            chunk_symbols=chunk_symbols,
+        )
+    return _compress_feature(
+        ops,
+        a,
+        name,
+        shape,
+        bits=bits,
+        axis=axis,
+        scale=scale,
+        zero_point=zero_point,
+        clip=clip,
+        mode=mode,
+        reshape=reshape,
+        nonfinite=nonfinite,
+        precision_bits=_precision(precision_bits),
+        chunk_log2=_chunk_log2(chunk_symbols),
+    )
+
+
+def _empty_like_input(x: Any, shape: Tuple[int, ...], name: str):
+    if is_torch(x):
+        import torch
+
+        return torch.empty(shape, dtype=getattr(torch, name))
+    return np.empty(shape, dtype=name)
+
+
+def decompress_gpu(
+    data: Any,
+    *,
+    max_output_bytes: Optional[int] = DEFAULT_MAX_OUTPUT_BYTES,
+    output: str = "cupy",
+    device: Any = None,
+    _ops_=None,
+):
+    """``splitans.decompress`` on the GPU: any container to an array on the device, with its
+    shape (a CuPy array; ``output="torch"``: a CUDA torch tensor). A feature comes back in the
+    dtype it had: float16 and float64 as such, bfloat16 as float32 (CuPy has no bfloat16; as
+    bfloat16 with ``output="torch"``). Raises the CPU path's errors (``CorruptDataError``, ...)."""
+    if output not in ("cupy", "torch"):
+        raise ValueError(f"output must be 'cupy' or 'torch', got {output!r}")
+    ops = _ops_ or ops_for(device)
+    data = _as_bytes(data)
+    lay = _core.gpu_layout(data, _max_output(max_output_bytes))
+    with ops.context():
+        blob = ops.to_device(np.frombuffer(data, np.uint8))
+        if lay["kind"] != "feature":
+            out = _decode_ints(ops, blob, lay)
+            return _torch(out) if output == "torch" else out
+        if lay["feature"]["mode"] == "context":
+            # The context coder is serial (one adaptive state): no GPU kernel; decoded on the
+            # CPU, then copied to the device.
+            from .._codec import decompress
+
+            host = decompress(data, max_output_bytes=max_output_bytes, threads=0)
+            flat = ops.to_device(np.ascontiguousarray(host, dtype=np.float32).ravel())
+        else:
+            flat = _decode_feature(ops, data, blob, lay)
+        return _feature_output(ops, flat, tuple(lay["shape"]), lay["dtype"], output)
+
+
+def _feature_output(ops, flat, shape: Tuple[int, ...], dtype: str, output: str):
+    if output == "torch":
+        import torch
+
+        t = _torch(flat).reshape(shape)
+        return t.to(getattr(torch, dtype)) if dtype in ("float16", "bfloat16") else t
+    if dtype == "float16":
+        flat = flat.astype(ops.xp.float16)
+    return flat.reshape(shape)
+
+
+def _torch(a):
+    import torch
+
+    return torch.from_dlpack(a)
