@@ -21,7 +21,7 @@
 //! Cost: one table lookup per property and per element, plus the rANS step: the same order of
 //! work as the static coder, with small tables.
 
-use crate::bytes::{put_u16, put_u32, Reader};
+use crate::bytes::{put_u16, Reader};
 use crate::error::{corrupt, CodecError, Result};
 use crate::quant::Channels;
 use crate::rans::RANS_L;
@@ -333,15 +333,32 @@ pub fn chunks(n: usize) -> Vec<(usize, usize, usize)> {
         .collect()
 }
 
-/// Table lookups built once per model: cumulative frequencies and the symbol of every slot.
+/// What the coder looks up, built once per model: per table the cumulative frequencies (with
+/// `2^p` appended) and a bucket index that gives the first candidate symbol of a slot, and the
+/// property classes pre-scaled so that a context is a sum of four lookups.
 #[derive(Debug)]
 pub struct Tables {
     bits: u8,
     precision: u8,
-    /// (cum, freq) per table and symbol.
-    entries: Vec<(u16, u16)>,
-    /// Symbol per table and slot.
-    slots: Vec<u8>,
+    /// `bits + 3` bits of the slot (at most `precision`) select a bucket.
+    bucket_bits: u8,
+    /// `2^bits + 1` cumulative frequencies per table.
+    cums: Vec<u16>,
+    /// `cum | freq << 16` per table and symbol: one load for a symbol's interval.
+    intervals: Vec<u32>,
+    /// First symbol whose interval reaches into each bucket, per table.
+    buckets: Vec<u8>,
+    /// Alphabets of at most 16 symbols: per table `cum[1..16]`, 0xFFFF past the alphabet, so
+    /// that a symbol is the count of entries at or below its slot (no branch, no bucket).
+    search16: Vec<[u16; 16]>,
+    /// `group · n_a · n_b · n_c` per index along the group axis.
+    ctx_g: Vec<u32>,
+    /// `class · n_b · n_c`, `class · n_c`, `class` per property value.
+    ctx_a: Vec<u32>,
+    ctx_b: Vec<u32>,
+    ctx_c: Vec<u32>,
+    context_map: Vec<u8>,
+    predictor: Predictor,
 }
 
 impl Tables {
@@ -350,30 +367,150 @@ impl Tables {
         Tables {
             bits: 1,
             precision: 2,
-            entries: Vec::new(),
-            slots: Vec::new(),
+            bucket_bits: 2,
+            cums: Vec::new(),
+            intervals: Vec::new(),
+            buckets: Vec::new(),
+            search16: Vec::new(),
+            ctx_g: Vec::new(),
+            ctx_a: Vec::new(),
+            ctx_b: Vec::new(),
+            ctx_c: Vec::new(),
+            context_map: Vec::new(),
+            predictor: Predictor::None,
         }
     }
 
     pub fn new(model: &Model) -> Tables {
         let a = model.alphabet();
-        let m = 1usize << model.precision;
-        let mut entries = Vec::with_capacity(model.freqs.len());
-        let mut slots = vec![0u8; model.tables() * m];
+        let p = model.precision;
+        let bucket_bits = (model.bits + 3).min(p);
+        let shift = p - bucket_bits;
+        let mut cums = Vec::with_capacity(model.tables() * (a + 1));
+        let mut buckets = vec![0u8; model.tables() << bucket_bits];
         for (t, row) in model.freqs.chunks(a).enumerate() {
-            let mut cum = 0usize;
-            for (s, &f) in row.iter().enumerate() {
-                entries.push((cum as u16, f));
-                slots[t * m + cum..t * m + cum + f as usize].fill(s as u8);
-                cum += f as usize;
+            let base = cums.len();
+            let mut cum = 0u32;
+            for &f in row {
+                cums.push(cum as u16);
+                cum += f as u32;
+            }
+            cums.push(cum as u16);
+            // Bucket b covers slots [b << shift, (b + 1) << shift): its first candidate is the
+            // symbol holding its first slot.
+            let mut s = 0usize;
+            for b in 0..1usize << bucket_bits {
+                let first = (b << shift) as u32;
+                while cums[base + s + 1] as u32 <= first {
+                    s += 1;
+                }
+                buckets[(t << bucket_bits) + b] = s as u8;
             }
         }
+        let search16 = if a <= 16 {
+            (0..model.tables())
+                .map(|t| {
+                    let mut row = [0xFFFFu16; 16];
+                    row[..a - 1].copy_from_slice(&cums[t * (a + 1) + 1..t * (a + 1) + a]);
+                    row
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let intervals = cums
+            .chunks(a + 1)
+            .flat_map(|row| {
+                row.windows(2)
+                    .map(|w| w[0] as u32 | ((w[1] - w[0]) as u32) << 16)
+            })
+            .collect();
+        let [na, nb, nc] = model.n_classes.map(|n| n as u32);
         Tables {
             bits: model.bits,
-            precision: model.precision,
-            entries,
-            slots,
+            precision: p,
+            bucket_bits,
+            cums,
+            intervals,
+            buckets,
+            search16,
+            ctx_g: model
+                .groups
+                .iter()
+                .map(|&g| g as u32 * na * nb * nc)
+                .collect(),
+            ctx_a: model.classes[0]
+                .iter()
+                .map(|&c| c as u32 * nb * nc)
+                .collect(),
+            ctx_b: model.classes[1].iter().map(|&c| c as u32 * nc).collect(),
+            ctx_c: model.classes[2].iter().map(|&c| c as u32).collect(),
+            context_map: model.context_map.clone(),
+            predictor: model.predictor,
         }
+    }
+
+    /// (cum, freq) of `sym` in table `t`.
+    #[inline(always)]
+    fn interval(&self, t: usize, sym: usize) -> (u32, u32) {
+        let e = self.intervals[(t << self.bits) + sym];
+        (e & 0xFFFF, e >> 16)
+    }
+
+    /// The symbol of `slot` in table `t` of an alphabet of at most 16 symbols: the number of
+    /// cumulative frequencies (after the first) at or below the slot, sixteen compares that
+    /// compile to a few vector instructions.
+    #[inline(always)]
+    fn find16(&self, t: usize, slot: u32) -> (usize, u32, u32) {
+        self.with_interval(t, count_at_or_below(&self.search16[t], slot as u16))
+    }
+
+    #[inline(always)]
+    fn with_interval(&self, t: usize, sym: usize) -> (usize, u32, u32) {
+        let (cum, freq) = self.interval(t, sym);
+        (sym, cum, freq)
+    }
+
+    /// The symbol of `slot` in table `t`, with its (cum, freq).
+    #[inline(always)]
+    fn find(&self, t: usize, slot: u32) -> (usize, u32, u32) {
+        let a = 1usize << self.bits;
+        let row = &self.cums[t * (a + 1)..t * (a + 1) + a + 1];
+        let mut sym = self.buckets
+            [(t << self.bucket_bits) + (slot >> (self.precision - self.bucket_bits)) as usize]
+            as usize;
+        while row[sym + 1] as u32 <= slot {
+            sym += 1;
+        }
+        let cum = row[sym] as u32;
+        (sym, cum, row[sym + 1] as u32 - cum)
+    }
+}
+
+/// How many of the 16 values are at most `s` (unsigned).
+#[inline(always)]
+fn count_at_or_below(row: &[u16; 16], s: u16) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is part of the x86-64 baseline; the loads read the 32 bytes of `row`.
+        unsafe {
+            let sv = _mm_set1_epi16(s as i16);
+            let lo = _mm_loadu_si128(row.as_ptr() as *const __m128i);
+            let hi = _mm_loadu_si128(row.as_ptr().add(8) as *const __m128i);
+            // c <= s exactly when the saturating difference c - s is 0.
+            let z = _mm_setzero_si128();
+            let a = _mm_cmpeq_epi16(_mm_subs_epu16(lo, sv), z);
+            let b = _mm_cmpeq_epi16(_mm_subs_epu16(hi, sv), z);
+            let bits = _mm_movemask_epi8(_mm_packs_epi16(a, b)) as u32;
+            // The row is sorted, so the entries at or below `s` are a prefix: count the
+            // trailing ones (a bit scan; POPCNT is not in the x86-64 baseline).
+            (!bits | 0x1_0000).trailing_zeros() as usize
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        row.iter().filter(|&&c| c <= s).count()
     }
 }
 
@@ -429,7 +566,8 @@ pub fn properties(
     }
 }
 
-/// The table and the prediction of element `i`.
+/// The table and the prediction of element `i` (the reference coder's lookup).
+#[cfg(test)]
 #[inline(always)]
 fn context(
     model: &Model,
@@ -455,9 +593,579 @@ pub fn fold(r: u32, bits: u8) -> u32 {
     r.min((1 << bits) - r)
 }
 
+/// Strides of the walk through a sample: the neighbour axes, the group axis and the
+/// quantization channels, as periods of counters (no division per element).
+#[derive(Debug, Clone, Copy)]
+struct Walk {
+    sx: usize,
+    dx: usize,
+    sy: usize,
+    dy: usize,
+    /// Counter periods: the stride, or `usize::MAX` for an axis that is not there.
+    px: usize,
+    py: usize,
+    g_inner: usize,
+    g_channels: usize,
+    f_inner: usize,
+    f_channels: usize,
+}
+
+impl Walk {
+    fn new(lay: &Layout, fill_ch: Channels) -> Walk {
+        Walk {
+            sx: lay.sx,
+            dx: lay.dx,
+            sy: lay.sy,
+            dy: lay.dy,
+            px: if lay.sx > 0 { lay.sx } else { usize::MAX },
+            py: if lay.sy > 0 { lay.sy } else { usize::MAX },
+            g_inner: lay.group.inner.max(1),
+            g_channels: lay.group.channels.max(1),
+            f_inner: fill_ch.inner.max(1),
+            f_channels: fill_ch.channels.max(1),
+        }
+    }
+}
+
+/// A lane's position: its next element and that element's coordinates.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cursor {
+    i: usize,
+    cx: usize,
+    rx: usize,
+    cy: usize,
+    ry: usize,
+    cg: usize,
+    rg: usize,
+    cf: usize,
+    rf: usize,
+    /// Folded residual of the lane's previous element.
+    prev: u32,
+}
+
+impl Cursor {
+    fn at(i: usize, w: &Walk) -> Cursor {
+        let split = |period: usize, len: usize| {
+            if period == usize::MAX {
+                (0, 0)
+            } else {
+                ((i / period) % len, i % period)
+            }
+        };
+        let (cx, rx) = split(w.px, w.dx);
+        let (cy, ry) = split(w.py, w.dy);
+        let (cg, rg) = split(w.g_inner, w.g_channels);
+        let (cf, rf) = split(w.f_inner, w.f_channels);
+        Cursor {
+            i,
+            cx,
+            rx,
+            cy,
+            ry,
+            cg,
+            rg,
+            cf,
+            rf,
+            prev: 0,
+        }
+    }
+
+    #[inline(always)]
+    fn advance(&mut self, w: &Walk) {
+        #[inline(always)]
+        fn tick(c: &mut usize, r: &mut usize, period: usize, len: usize) {
+            *r += 1;
+            if *r == period {
+                *r = 0;
+                *c += 1;
+                if *c == len {
+                    *c = 0;
+                }
+            }
+        }
+        self.i += 1;
+        tick(&mut self.cx, &mut self.rx, w.px, w.dx);
+        tick(&mut self.cy, &mut self.ry, w.py, w.dy);
+        tick(&mut self.cg, &mut self.rg, w.g_inner, w.g_channels);
+        tick(&mut self.cf, &mut self.rf, w.f_inner, w.f_channels);
+    }
+}
+
+/// Which neighbours the step `s` of a segment allows (the same for every lane).
+#[derive(Debug, Clone, Copy)]
+struct Step {
+    l: bool,
+    u: bool,
+    ul: bool,
+    ur: bool,
+}
+
+impl Step {
+    #[inline(always)]
+    fn at(s: usize, w: &Walk) -> Step {
+        Step {
+            l: w.sx > 0 && s >= w.sx,
+            u: w.sy > 0 && s >= w.sy,
+            ul: s >= w.sx + w.sy,
+            ur: w.sx > 0 && s + w.sx >= w.sy,
+        }
+    }
+}
+
+#[inline(always)]
+fn select(cond: bool, a: i32, b: i32) -> i32 {
+    let m = -(cond as i32);
+    (a & m) | (b & !m)
+}
+
+/// The context of the element at `c` and its prediction (FORMAT.md 9.4), from the codes known
+/// so far.
+#[inline(always)]
+fn context_at<const MED: bool>(
+    tb: &Tables,
+    w: &Walk,
+    st: Step,
+    q: &[u8],
+    c: &Cursor,
+    fill: u8,
+) -> (usize, i32) {
+    let i = c.i;
+    let has_l = st.l && c.cx > 0;
+    let has_u = st.u && c.cy > 0;
+    let has_ul = has_l && has_u && st.ul;
+    let f = fill as i32;
+    // Load from a valid index either way and select: no branch on the data.
+    let l = select(has_l, q[if has_l { i - w.sx } else { i }] as i32, f);
+    let u = select(has_u, q[if has_u { i - w.sy } else { i }] as i32, f);
+    let ul = select(
+        has_ul,
+        q[if has_ul { i - w.sy - w.sx } else { i }] as i32,
+        f,
+    );
+    let g = tb.ctx_g[c.cg];
+    match MED {
+        false => {
+            let ctx = g + tb.ctx_a[l as usize] + tb.ctx_b[u as usize] + tb.ctx_c[ul as usize];
+            (ctx as usize, 0)
+        }
+        true => {
+            let has_ur = has_u && st.ur && c.cx + 1 < w.dx;
+            let ur = select(
+                has_ur,
+                q[if has_ur { i - w.sy + w.sx } else { i }] as i32,
+                u,
+            );
+            let act = (l - ul).abs() + (u - ul).abs() + (ur - u).abs();
+            let pred = med(l, u, ul);
+            let ctx =
+                g + tb.ctx_a[act as usize] + tb.ctx_b[pred as usize] + tb.ctx_c[c.prev as usize];
+            (ctx as usize, pred)
+        }
+    }
+}
+
 /// Codes the codes `q` of one sample (FORMAT.md 9.4). `fill[ch.of(i)]` is the code of zero of
 /// element `i`'s quantization channel, which stands in for a missing neighbour.
 pub fn encode(
+    model: &Model,
+    tables: &Tables,
+    shape: &[usize],
+    q: &[u8],
+    fill: &[u8],
+    fill_ch: Channels,
+) -> Vec<u8> {
+    let lay = Layout::new(model, shape);
+    debug_assert_eq!(lay.n, q.len());
+    let w = Walk::new(&lay, fill_ch);
+    let parts = chunks(q.len());
+    let mask = (1i32 << model.bits) - 1;
+    let p = model.precision as u32;
+    let mut out = Vec::with_capacity(q.len() / 2 + 16);
+    if parts.len() > 1 {
+        out.resize(4 * parts.len(), 0);
+    }
+    let mut decisions: Vec<(u32, u32)> = Vec::new();
+    let mut words: Vec<u16> = Vec::new();
+    for (k, &(start, m, lanes)) in parts.iter().enumerate() {
+        let seg = m.div_ceil(lanes);
+        // (cum, freq) of every element of the chunk, in element order.
+        decisions.clear();
+        decisions.resize(m, (0, 0));
+        for l in 0..lanes {
+            let b = l * seg;
+            if b >= m {
+                break;
+            }
+            let mut c = Cursor::at(start + b, &w);
+            for (s, d) in decisions[b..(b + seg).min(m)].iter_mut().enumerate() {
+                let st = Step::at(s, &w);
+                let (ctx, pred) = if tables.predictor == Predictor::Med {
+                    context_at::<true>(tables, &w, st, q, &c, fill[c.cf])
+                } else {
+                    context_at::<false>(tables, &w, st, q, &c, fill[c.cf])
+                };
+                let t = tables.context_map[ctx] as usize;
+                let code = q[c.i] as i32;
+                let sym = match tables.predictor {
+                    Predictor::None => code,
+                    Predictor::Med => (code - pred) & mask,
+                } as usize;
+                *d = tables.interval(t, sym);
+                c.prev = fold(sym as u32, model.bits);
+                c.advance(&w);
+            }
+        }
+        let mut x = [RANS_L; 32];
+        words.clear();
+        words.reserve(m / 2);
+        for s in (0..seg).rev() {
+            // Lanes that have an element at step s: a prefix (later lanes may be shorter).
+            let active = (m - s).div_ceil(seg).min(lanes);
+            for l in (0..active).rev() {
+                let (cum, freq) = decisions[l * seg + s];
+                let mut v = x[l];
+                if v >= freq << (32 - p) {
+                    words.push(v as u16);
+                    v >>= 16;
+                }
+                x[l] = ((v / freq) << p) + (v % freq) + cum;
+            }
+        }
+        for &v in &x[..lanes] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.reserve(2 * words.len());
+        for &wd in words.iter().rev() {
+            out.extend_from_slice(&wd.to_le_bytes());
+        }
+        if parts.len() > 1 {
+            out[4 * k..4 * k + 4].copy_from_slice(&(words.len() as u32).to_le_bytes());
+        }
+    }
+    out
+}
+
+/// Decodes a body that `encode` wrote into `q` (its length is the sample's element count).
+/// Every malformed body is Corrupt.
+pub fn decode(
+    model: &Model,
+    tables: &Tables,
+    shape: &[usize],
+    body: &[u8],
+    fill: &[u8],
+    fill_ch: Channels,
+    q: &mut [u8],
+) -> Result<()> {
+    let lay = Layout::new(model, shape);
+    if lay.n != q.len() {
+        return Err(CodecError::InvalidArgument(format!(
+            "output of {} elements for a sample of {}",
+            q.len(),
+            lay.n
+        )));
+    }
+    let w = Walk::new(&lay, fill_ch);
+    let parts = chunks(q.len());
+    let mut r = Reader::new(body);
+    let mut counts = Vec::with_capacity(parts.len());
+    if parts.len() > 1 {
+        for _ in 0..parts.len() {
+            counts.push(r.u32("chunk directory")? as usize);
+        }
+    }
+    for (k, &(start, m, lanes)) in parts.iter().enumerate() {
+        let mut x = [0u32; 32];
+        for (l, v) in x.iter_mut().enumerate().take(lanes) {
+            *v = r.u32("lane state")?;
+            if *v < RANS_L {
+                return Err(corrupt!("chunk {k} lane {l}: state below 2^16"));
+            }
+        }
+        let words = if parts.len() > 1 {
+            let n = counts[k];
+            if n > r.remaining() / 2 {
+                return Err(corrupt!("chunk {k}: {n} words (truncated)"));
+            }
+            r.take(2 * n, "words")?
+        } else {
+            if r.remaining() % 2 != 0 {
+                return Err(corrupt!("context body ends inside a word"));
+            }
+            let n = r.remaining();
+            r.take(n, "words")?
+        };
+        decode_chunk(tables, &w, start, m, lanes, &mut x, words, fill, q).map_err(|e| match e {
+            CodecError::Corrupt(msg) => corrupt!("chunk {k}: {msg}"),
+            e => e,
+        })?;
+    }
+    if r.remaining() != 0 {
+        return Err(corrupt!("{} bytes after the last chunk", r.remaining()));
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn decode_chunk(
+    tb: &Tables,
+    w: &Walk,
+    start: usize,
+    m: usize,
+    lanes: usize,
+    x: &mut [u32; 32],
+    words: &[u8],
+    fill: &[u8],
+    q: &mut [u8],
+) -> Result<()> {
+    let small = tb.bits <= 4;
+    if w.sx == 1 && w.sy == w.dx && w.dx >= 2 {
+        return match tb.predictor == Predictor::Med {
+            false => decode_raster::<false>(tb, w, start, m, lanes, x, words, fill, q),
+            true => decode_raster::<true>(tb, w, start, m, lanes, x, words, fill, q),
+        };
+    }
+    match (tb.predictor == Predictor::Med, small) {
+        (false, false) => decode_lanes::<false, false>(tb, w, start, m, lanes, x, words, fill, q),
+        (false, true) => decode_lanes::<false, true>(tb, w, start, m, lanes, x, words, fill, q),
+        (true, false) => decode_lanes::<true, false>(tb, w, start, m, lanes, x, words, fill, q),
+        (true, true) => decode_lanes::<true, true>(tb, w, start, m, lanes, x, words, fill, q),
+    }
+}
+
+/// The decoder of one chunk, specialized for the predictor and the alphabet size. Words are
+/// handed out without a branch (a lane that needs none reads one and keeps its state); a
+/// corrupt body that runs out reads zeros and is refused at the end, when the count of words
+/// used differs from the count given.
+#[allow(clippy::too_many_arguments)]
+fn decode_lanes<const MED: bool, const SMALL: bool>(
+    tb: &Tables,
+    w: &Walk,
+    start: usize,
+    m: usize,
+    lanes: usize,
+    x: &mut [u32; 32],
+    words: &[u8],
+    fill: &[u8],
+    q: &mut [u8],
+) -> Result<()> {
+    let seg = m.div_ceil(lanes);
+    let p = tb.precision as u32;
+    let slot_mask = (1u32 << p) - 1;
+    let code_mask = (1i32 << tb.bits) - 1;
+    let n_words = words.len() / 2;
+    // The words, then one zero that every read past the end lands on.
+    let mut wbuf: Vec<u32> = Vec::with_capacity(n_words + 1);
+    wbuf.extend(
+        words
+            .chunks_exact(2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]) as u32),
+    );
+    wbuf.push(0);
+    let mut pos = 0usize;
+    let mut cur = [Cursor::default(); 32];
+    for (l, c) in cur.iter_mut().enumerate().take(lanes) {
+        *c = Cursor::at(start + l * seg, w);
+    }
+    for s in 0..seg {
+        let st = Step::at(s, w);
+        let active = (m - s).div_ceil(seg).min(lanes);
+        for (c, xl) in cur[..active].iter_mut().zip(x[..active].iter_mut()) {
+            let (ctx, pred) = context_at::<MED>(tb, w, st, q, c, fill[c.cf]);
+            let t = tb.context_map[ctx] as usize;
+            let slot = *xl & slot_mask;
+            let (sym, cum, freq) = if SMALL {
+                tb.find16(t, slot)
+            } else {
+                tb.find(t, slot)
+            };
+            let v = freq * (*xl >> p) + slot - cum;
+            let need = v < RANS_L;
+            let word = wbuf[pos.min(n_words)];
+            *xl = if need { (v << 16) | word } else { v };
+            pos += need as usize;
+            q[c.i] = if MED {
+                ((sym as i32 + pred) & code_mask) as u8
+            } else {
+                sym as u8
+            };
+            c.prev = fold(sym as u32, tb.bits);
+            c.advance(w);
+        }
+    }
+    if pos > n_words {
+        return Err(corrupt!("ran out of words"));
+    }
+    if pos != n_words {
+        return Err(corrupt!("{} unread words", n_words - pos));
+    }
+    if x[..lanes].iter().any(|&v| v != RANS_L) {
+        return Err(corrupt!("does not end in the encoder's initial state"));
+    }
+    Ok(())
+}
+
+/// A lane of the raster decoder: its state, position, and the codes it carries from its
+/// previous element (left, and the one above that, which is this element's upper left).
+#[derive(Debug, Clone, Copy, Default)]
+struct RasterLane {
+    x: u32,
+    i: usize,
+    cx: usize,
+    cy: usize,
+    cg: usize,
+    rg: usize,
+    cf: usize,
+    rf: usize,
+    prev: u32,
+    left: i32,
+    above: i32,
+}
+
+/// The decoder for the usual layout — left is the previous element (the last axis), up is the
+/// previous row — where a lane's left and upper-left neighbours are the codes it decoded and
+/// loaded one step before: one or two loads per element instead of three or four.
+#[allow(clippy::too_many_arguments)]
+fn decode_raster<const MED: bool>(
+    tb: &Tables,
+    w: &Walk,
+    start: usize,
+    m: usize,
+    lanes: usize,
+    x: &mut [u32; 32],
+    words: &[u8],
+    fill: &[u8],
+    q: &mut [u8],
+) -> Result<()> {
+    let seg = m.div_ceil(lanes);
+    let dx = w.dx;
+    let p = tb.precision as u32;
+    let slot_mask = (1u32 << p) - 1;
+    let code_mask = (1i32 << tb.bits) - 1;
+    let n_words = words.len() / 2;
+    let mut wbuf: Vec<u32> = Vec::with_capacity(n_words + 1);
+    wbuf.extend(
+        words
+            .chunks_exact(2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]) as u32),
+    );
+    wbuf.push(0);
+    let mut pos = 0usize;
+    let mut ln = [RasterLane::default(); 32];
+    for (l, r) in ln.iter_mut().enumerate().take(lanes) {
+        let c = Cursor::at(start + l * seg, w);
+        *r = RasterLane {
+            x: x[l],
+            i: c.i,
+            cx: c.cx,
+            cy: c.cy,
+            cg: c.cg,
+            rg: c.rg,
+            cf: c.cf,
+            rf: c.rf,
+            prev: 0,
+            left: 0,
+            above: 0,
+        };
+    }
+    let small = tb.bits <= 4;
+    for s in 0..seg {
+        let st = Step::at(s, w);
+        let active = (m - s).div_ceil(seg).min(lanes);
+        for r in ln[..active].iter_mut() {
+            let i = r.i;
+            let f = fill[r.cf] as i32;
+            let has_l = st.l && r.cx > 0;
+            let has_u = st.u && r.cy > 0;
+            let has_ul = has_l && has_u && st.ul;
+            let above = q[if has_u { i - dx } else { i }] as i32;
+            let l = select(has_l, r.left, f);
+            let u = select(has_u, above, f);
+            let ul = select(has_ul, r.above, f);
+            let g = tb.ctx_g[r.cg];
+            let (ctx, pred) = if MED {
+                let has_ur = has_u && r.cx + 1 < dx;
+                let ur = select(has_ur, q[if has_ur { i + 1 - dx } else { i }] as i32, u);
+                let act = (l - ul).abs() + (u - ul).abs() + (ur - u).abs();
+                let pred = med(l, u, ul);
+                (
+                    g + tb.ctx_a[act as usize]
+                        + tb.ctx_b[pred as usize]
+                        + tb.ctx_c[r.prev as usize],
+                    pred,
+                )
+            } else {
+                (
+                    g + tb.ctx_a[l as usize] + tb.ctx_b[u as usize] + tb.ctx_c[ul as usize],
+                    0,
+                )
+            };
+            let t = tb.context_map[ctx as usize] as usize;
+            let slot = r.x & slot_mask;
+            let (sym, cum, freq) = if small {
+                tb.find16(t, slot)
+            } else {
+                tb.find(t, slot)
+            };
+            let v = freq * (r.x >> p) + slot - cum;
+            let need = v < RANS_L;
+            let word = wbuf[pos.min(n_words)];
+            r.x = if need { (v << 16) | word } else { v };
+            pos += need as usize;
+            let code = if MED {
+                (sym as i32 + pred) & code_mask
+            } else {
+                sym as i32
+            };
+            q[i] = code as u8;
+            r.prev = fold(sym as u32, tb.bits);
+            r.left = code;
+            r.above = above;
+            r.i = i + 1;
+            r.cx += 1;
+            if r.cx == dx {
+                r.cx = 0;
+                r.cy += 1;
+                if r.cy == w.dy {
+                    r.cy = 0;
+                }
+            }
+            r.rg += 1;
+            if r.rg == w.g_inner {
+                r.rg = 0;
+                r.cg += 1;
+                if r.cg == w.g_channels {
+                    r.cg = 0;
+                }
+            }
+            r.rf += 1;
+            if r.rf == w.f_inner {
+                r.rf = 0;
+                r.cf += 1;
+                if r.cf == w.f_channels {
+                    r.cf = 0;
+                }
+            }
+        }
+    }
+    for (l, r) in ln.iter().enumerate().take(lanes) {
+        x[l] = r.x;
+    }
+    if pos > n_words {
+        return Err(corrupt!("ran out of words"));
+    }
+    if pos != n_words {
+        return Err(corrupt!("{} unread words", n_words - pos));
+    }
+    if x[..lanes].iter().any(|&v| v != RANS_L) {
+        return Err(corrupt!("does not end in the encoder's initial state"));
+    }
+    Ok(())
+}
+
+/// The reference encoder, element by element as FORMAT.md 9.4 says (tests compare the fast
+/// one with it).
+#[cfg(test)]
+pub(crate) fn encode_reference(
     model: &Model,
     tables: &Tables,
     shape: &[usize],
@@ -493,7 +1201,10 @@ pub fn encode(
                     Predictor::Med => ((q[i] as i32 - pred) & mask) as usize,
                 };
                 prev = fold(sym as u32, model.bits);
-                decisions[i - start] = tables.entries[t * a + sym];
+                decisions[i - start] = {
+                    let (c, f) = tables.interval(t, sym);
+                    (c as u16, f as u16)
+                };
             }
         }
         let mut x = vec![RANS_L; lanes];
@@ -517,7 +1228,7 @@ pub fn encode(
             }
         }
         for &v in &x {
-            put_u32(&mut out, v);
+            out.extend_from_slice(&v.to_le_bytes());
         }
         for &w in words.iter().rev() {
             put_u16(&mut out, w);
@@ -530,9 +1241,11 @@ pub fn encode(
     out
 }
 
+/// The reference decoder.
+#[cfg(test)]
 /// Decodes a body that `encode` wrote into `q` (its length is the sample's element count).
 /// Every malformed body is Corrupt.
-pub fn decode(
+pub(crate) fn decode_reference(
     model: &Model,
     tables: &Tables,
     shape: &[usize],
@@ -578,7 +1291,7 @@ pub fn decode(
             let n = r.remaining();
             r.take(n, "words")?
         };
-        decode_chunk(
+        decode_chunk_reference(
             model, tables, &lay, start, m, lanes, &mut x, words, fill, fill_ch, q,
         )
         .map_err(|e| match e {
@@ -592,8 +1305,9 @@ pub fn decode(
     Ok(())
 }
 
+#[cfg(test)]
 #[allow(clippy::too_many_arguments)]
-fn decode_chunk(
+fn decode_chunk_reference(
     model: &Model,
     tables: &Tables,
     lay: &Layout,
@@ -623,9 +1337,8 @@ fn decode_chunk(
             let i = start + j;
             let (t, pred) = context(model, lay, q, prev[l], fill[fill_ch.of(i)], i, s);
             let slot = x[l] & slot_mask;
-            let sym = tables.slots[(t << p) + slot as usize] as usize;
-            let (cum, freq) = tables.entries[t * a + sym];
-            let mut v = freq as u32 * (x[l] >> p) + slot - cum as u32;
+            let (sym, cum, freq) = tables.find(t, slot);
+            let mut v = freq * (x[l] >> p) + slot - cum;
             if v < RANS_L {
                 if pos == n_words {
                     return Err(corrupt!("ran out of words"));
@@ -756,6 +1469,21 @@ mod tests {
                     let q = sparse_codes(&mut seed, n, bits, zero);
                     let tables = Tables::new(&m);
                     let body = encode(&m, &tables, shape, &q, &[zero], Channels::TENSOR);
+                    let reference =
+                        encode_reference(&m, &tables, shape, &q, &[zero], Channels::TENSOR);
+                    assert_eq!(body, reference, "bits {bits} {predictor:?} {shape:?}");
+                    let mut slow = vec![0u8; n];
+                    decode_reference(
+                        &m,
+                        &tables,
+                        shape,
+                        &body,
+                        &[zero],
+                        Channels::TENSOR,
+                        &mut slow,
+                    )
+                    .unwrap();
+                    assert_eq!(slow, q);
                     let mut back = vec![0u8; n];
                     decode(
                         &m,
