@@ -12,6 +12,7 @@ pub mod error;
 pub mod feature;
 pub mod fit;
 pub mod freq;
+pub mod levels;
 pub mod pctx;
 pub mod quant;
 pub mod rans;
