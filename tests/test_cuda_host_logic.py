@@ -647,3 +647,86 @@ def test_cupy_ops_corrupt_input(cupy_ops):
         same_outcome(
             outcome(lambda: splitans.decompress(data)), outcome(lambda: gpu.decompress_gpu(data, _ops_=cupy_ops))
         )
+
+
+# ------------------------------------------------------------------------------------------------
+# Fitted codecs (pctx.cu): the GPU pipeline, run with the kernels' own chunk coders on the host,
+# writes the CPU codec's blobs byte for byte and decodes them (and refuses damaged ones) alike.
+
+
+def _maps(n, shape, seed, sparsity=0.5):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, *shape)).astype(np.float32)
+    if len(shape) >= 2:
+        x = (x + np.roll(x, 1, -1) + np.roll(x, 1, -2)) / 3
+    return np.maximum(x - np.quantile(x, sparsity), 0).astype(np.float32)
+
+
+CODEC_CASES = [
+    # (sample shape, bits, axis, clip)
+    ((4, 12, 10), 2, None, "calibration"),
+    ((3, 9, 11), 4, 0, None),
+    ((8, 16, 16), 8, None, "calibration"),
+    ((2, 3, 120, 150), 4, 1, "calibration"),  # 108,000 elements: two chunks, 32 lanes
+    ((300,), 3, None, None),
+    ((5, 24), 6, 1, "calibration"),
+    ((6, 7, 9), 1, None, "calibration"),
+]
+
+
+def _codec_for(case, seed=0):
+    shape, bits, axis, clip = case
+    cal = _maps(8, shape, seed)
+    return splitans.Codec.fit(cal, bits=bits, axis=axis, clip=clip), _maps(3, shape, seed + 100)
+
+
+@pytest.mark.parametrize("case", CODEC_CASES, ids=lambda c: f"{c[0]}-{c[1]}b")
+def test_codec_gpu_pipeline_matches_cpu(ops, case):
+    codec, tests = _codec_for(case)
+    for x in [*tests, np.zeros(case[0], np.float32), tests[0].astype(np.float16)]:
+        cpu = codec.compress(x)
+        assert codec.compress_gpu(x, _ops_=ops) == cpu
+        a = codec.decompress(cpu)
+        b = codec.decompress_gpu(cpu, _ops_=ops)
+        assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a.view(np.uint8), b.view(np.uint8))
+    kinds = {codec.inspect(codec.compress(x))["kind"] for x in [*tests, np.zeros(case[0], np.float32)]}
+    assert "constant" in kinds and "coded" in kinds | {"raw"}
+
+
+def _fix_fitted_crc(codec, b):
+    import zlib
+
+    b = bytearray(b)
+    ident = bytes.fromhex(codec.id)
+    b[3:7] = zlib.crc32(ident + bytes(b[:3]) + bytes(b[7:])).to_bytes(4, "little")
+    return bytes(b)
+
+
+def test_codec_gpu_refuses_what_the_cpu_refuses(ops):
+    codec, tests = _codec_for(CODEC_CASES[3], seed=4)
+    blob = codec.compress(tests[0])
+    rng = np.random.default_rng(5)
+    seen = set()
+    for _ in range(120):
+        b = bytearray(blob)
+        b[int(rng.integers(7, len(b)))] ^= int(rng.integers(1, 256))
+        data = _fix_fitted_crc(codec, b)
+        cpu = outcome(lambda: codec.decompress(data))
+        dev = outcome(lambda: codec.decompress_gpu(data, _ops_=ops))
+        same_outcome(cpu, dev)
+        seen.add(cpu[0])
+    assert "corrupt" in seen, "mutations behind the checksum must reach the decoder's checks"
+    other, _ = _codec_for(CODEC_CASES[3], seed=9)
+    same_outcome(outcome(lambda: other.decompress(blob)), outcome(lambda: other.decompress_gpu(blob, _ops_=ops)))
+
+
+def test_cupy_ops_codec(cupy_ops):
+    for case in (CODEC_CASES[0], CODEC_CASES[3]):
+        codec, tests = _codec_for(case, seed=2)
+        x = tests[0]
+        cpu = codec.compress(x)
+        assert codec.compress_gpu(x, _ops_=cupy_ops) == cpu
+        y = codec.decompress_gpu(cpu, _ops_=cupy_ops)
+        assert np.array_equal(np.asarray(y).view(np.uint8), codec.decompress(cpu).view(np.uint8))
+    names = {launch[0] for launch in cupy_ops.cp.launches}
+    assert {"pctx_encode", "pctx_pack", "pctx_decode"} <= names

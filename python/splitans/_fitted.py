@@ -181,6 +181,33 @@ class Codec:
 
         return _to_output(flat, shape, self._c.dtype, output)
 
+    def compress_gpu(self, x: Any, *, nonfinite: str = "error", device: Any = None, _ops_=None) -> bytes:
+        """``compress`` on a CUDA device (a CuPy array or a CUDA torch tensor), through CuPy:
+        the same blob, byte for byte; only the histogram, the word counts and the coded bytes
+        cross to the host."""
+        from .gpu import pctx, pipelines
+
+        ops = _ops_ or pipelines.ops_for(device)
+        with ops.context():
+            return pctx.compress(ops, self._c, x, nonfinite=nonfinite)
+
+    def decompress_gpu(
+        self,
+        data: Any,
+        *,
+        output: str = "cupy",
+        max_output_bytes: Optional[int] = DEFAULT_MAX_OUTPUT_BYTES,
+        device: Any = None,
+        _ops_=None,
+    ):
+        """``decompress`` on a CUDA device: a CuPy array (``output="torch"``: a CUDA torch
+        tensor) in the codec's dtype. The blob is checked by the CPU parser first."""
+        from .gpu import pctx, pipelines
+
+        ops = _ops_ or pipelines.ops_for(device)
+        with ops.context():
+            return pctx.decompress(ops, self._c, data, output=output, max_output_bytes=max_output_bytes)
+
     def inspect(self, data: Any, *, max_output_bytes: Optional[int] = DEFAULT_MAX_OUTPUT_BYTES) -> Dict[str, Any]:
         """A blob's kind (coded, raw, constant), shape, parameters, header and body bytes and
         the order-0 bound of its codes; the body is decoded, and so verified."""

@@ -845,6 +845,62 @@ pub fn encode(
     out
 }
 
+/// Where one chunk of a body is: its element range and lanes, and the byte offsets (in the
+/// body) of its lane states and of its words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkSpan {
+    pub start: usize,
+    pub elements: usize,
+    pub lanes: usize,
+    pub states_at: usize,
+    pub words_at: usize,
+    pub words: usize,
+}
+
+/// Parses the structure of a body of `n` elements (FORMAT.md 9.4): the chunk directory, and
+/// that every chunk's states and words are there, nothing after. The states' values and the
+/// words are checked by decoding.
+pub fn parse_body(body: &[u8], n: usize) -> Result<Vec<ChunkSpan>> {
+    let parts = chunks(n);
+    let mut r = Reader::new(body);
+    let mut counts = Vec::with_capacity(parts.len());
+    if parts.len() > 1 {
+        for _ in 0..parts.len() {
+            counts.push(r.u32("chunk directory")? as usize);
+        }
+    }
+    let mut spans = Vec::with_capacity(parts.len());
+    for (k, &(start, m, lanes)) in parts.iter().enumerate() {
+        let states_at = r.position();
+        r.take(4 * lanes, "lane states")?;
+        let words = if parts.len() > 1 {
+            counts[k]
+        } else {
+            if r.remaining() % 2 != 0 {
+                return Err(corrupt!("context body ends inside a word"));
+            }
+            r.remaining() / 2
+        };
+        if words > r.remaining() / 2 {
+            return Err(corrupt!("chunk {k}: {words} words (truncated)"));
+        }
+        let words_at = r.position();
+        r.take(2 * words, "words")?;
+        spans.push(ChunkSpan {
+            start,
+            elements: m,
+            lanes,
+            states_at,
+            words_at,
+            words,
+        });
+    }
+    if r.remaining() != 0 {
+        return Err(corrupt!("{} bytes after the last chunk", r.remaining()));
+    }
+    Ok(spans)
+}
+
 /// Decodes a body that `encode` wrote into `q` (its length is the sample's element count).
 /// Every malformed body is Corrupt.
 pub fn decode(
@@ -865,44 +921,67 @@ pub fn decode(
         )));
     }
     let w = Walk::new(&lay, fill_ch);
-    let parts = chunks(q.len());
-    let mut r = Reader::new(body);
-    let mut counts = Vec::with_capacity(parts.len());
-    if parts.len() > 1 {
-        for _ in 0..parts.len() {
-            counts.push(r.u32("chunk directory")? as usize);
-        }
-    }
-    for (k, &(start, m, lanes)) in parts.iter().enumerate() {
+    for (k, c) in parse_body(body, q.len())?.iter().enumerate() {
         let mut x = [0u32; 32];
-        for (l, v) in x.iter_mut().enumerate().take(lanes) {
-            *v = r.u32("lane state")?;
+        for (l, v) in x.iter_mut().enumerate().take(c.lanes) {
+            let at = c.states_at + 4 * l;
+            *v = u32::from_le_bytes([body[at], body[at + 1], body[at + 2], body[at + 3]]);
             if *v < RANS_L {
                 return Err(corrupt!("chunk {k} lane {l}: state below 2^16"));
             }
         }
-        let words = if parts.len() > 1 {
-            let n = counts[k];
-            if n > r.remaining() / 2 {
-                return Err(corrupt!("chunk {k}: {n} words (truncated)"));
-            }
-            r.take(2 * n, "words")?
-        } else {
-            if r.remaining() % 2 != 0 {
-                return Err(corrupt!("context body ends inside a word"));
-            }
-            let n = r.remaining();
-            r.take(n, "words")?
-        };
-        decode_chunk(tables, &w, start, m, lanes, &mut x, words, fill, q).map_err(|e| match e {
+        let words = &body[c.words_at..c.words_at + 2 * c.words];
+        decode_chunk(
+            tables, &w, c.start, c.elements, c.lanes, &mut x, words, fill, q,
+        )
+        .map_err(|e| match e {
             CodecError::Corrupt(msg) => corrupt!("chunk {k}: {msg}"),
             e => e,
         })?;
     }
-    if r.remaining() != 0 {
-        return Err(corrupt!("{} bytes after the last chunk", r.remaining()));
-    }
     Ok(())
+}
+
+/// What the GPU kernels take (pctx_common.cuh): the layout words of a sample shape.
+pub fn device_geometry(model: &Model, shape: &[usize], fill_ch: Channels) -> [u64; 11] {
+    let lay = Layout::new(model, shape);
+    let w = Walk::new(&lay, fill_ch);
+    [
+        w.sx as u64,
+        w.dx as u64,
+        w.sy as u64,
+        w.dy as u64,
+        w.g_inner as u64,
+        w.g_channels as u64,
+        w.f_inner as u64,
+        w.f_channels as u64,
+        model.bits as u64,
+        model.precision as u64,
+        (model.predictor == Predictor::Med) as u64,
+    ]
+}
+
+/// The tables the GPU kernels read, as `Tables` holds them.
+pub struct DeviceTables {
+    pub ctx_g: Vec<u32>,
+    pub ctx_a: Vec<u32>,
+    pub ctx_b: Vec<u32>,
+    pub ctx_c: Vec<u32>,
+    pub context_map: Vec<u8>,
+    pub cums: Vec<u16>,
+}
+
+impl Tables {
+    pub fn device(&self) -> DeviceTables {
+        DeviceTables {
+            ctx_g: self.ctx_g.clone(),
+            ctx_a: self.ctx_a.clone(),
+            ctx_b: self.ctx_b.clone(),
+            ctx_c: self.ctx_c.clone(),
+            context_map: self.context_map.clone(),
+            cums: self.cums.clone(),
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

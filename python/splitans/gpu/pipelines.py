@@ -11,50 +11,22 @@ import numpy as np
 from .. import _core, _feature
 from .._codec import DEFAULT_MAX_OUTPUT_BYTES, _as_bytes, _chunk_log2, _max_output, _precision
 from .._core import CorruptDataError
+from .arrays import as_torch, empty_like_input, feature_output, to_device
 from .container import FLOAT_CODES, INT_CODES, KIND_ARRAY, KIND_FEATURE, KIND_SYMBOLS, MAX_COLS, NO_AXIS, Part, finish
 from .histogram import HistogramOps
 from .loader import OpsBase
+from .pctx import PctxOps
 from .quantize import QuantizeOps, first_nonfinite, resolve
 from .rans import RansOps, decode_stream, encode_stream
 from .sparse import SparseOps, search_rows
 
 
-class CupyOps(HistogramOps, QuantizeOps, RansOps, SparseOps, OpsBase):
+class CupyOps(HistogramOps, QuantizeOps, RansOps, SparseOps, PctxOps, OpsBase):
     """The kernels on the current CUDA device, through CuPy."""
 
 
 def ops_for(device: Any = None) -> CupyOps:
     return CupyOps(device)
-
-
-# --------------------------------------------------------------------------------------------
-# Inputs
-
-
-def is_torch(x: Any) -> bool:
-    return type(x).__module__.startswith("torch")
-
-
-def _to_device(ops, x: Any) -> Tuple[Any, str]:
-    """A C-contiguous device array of `x` (CuPy array, CUDA torch tensor, or host array) and
-    its dtype name (a torch bfloat16 tensor comes as float32 named "bfloat16")."""
-    xp = ops.xp
-    if is_torch(x):
-        name = str(x.dtype).replace("torch.", "")
-        t = x.detach()
-        if name == "bfloat16":
-            t = t.float()  # exact; CuPy has no bfloat16
-        t = t.contiguous()
-        if xp is np:
-            return t.cpu().numpy(), name
-        if not t.is_cuda:
-            raise ValueError("the GPU path takes CUDA tensors; for a CPU tensor use splitans.compress")
-        return xp.from_dlpack(t), name
-    a = xp.asarray(x)
-    if not a.dtype.isnative:
-        a = a.astype(a.dtype.newbyteorder("="))
-    # Not ascontiguousarray: it makes a 0-d array 1-d.
-    return (a if a.flags.c_contiguous else a.copy(order="C")), a.dtype.name
 
 
 # --------------------------------------------------------------------------------------------
@@ -255,7 +227,7 @@ def rans_encode_gpu(
     the host."""
     ops = _ops_ or ops_for(device)
     with ops.context():
-        a, name = _to_device(ops, symbols)
+        a, name = to_device(ops, symbols)
         if name not in ("uint8", "uint16"):
             raise TypeError(f"rans_encode() takes uint8 or uint16 symbols, got {name}")
         if a.ndim != 1:
@@ -322,7 +294,7 @@ def compress_gpu(
 def _compress(
     ops, x, *, bits, axis, scale, zero_point, clip, mode, reshape, nonfinite, precision_bits, chunk_symbols
 ) -> bytes:
-    a, name = _to_device(ops, x)
+    a, name = to_device(ops, x)
     if name not in FLOAT_CODES:
         lossy = dict(bits=bits, axis=axis, scale=scale, zero_point=zero_point, clip=clip)
         given = [k for k, v in lossy.items() if v is not None]
@@ -349,7 +321,7 @@ def _compress(
         # Nothing to move or code: the CPU path writes the (header-only) container.
         from .._codec import compress
 
-        empty = _empty_like_input(x, shape, name)
+        empty = empty_like_input(x, shape, name)
         return compress(
             empty,
             bits=bits,
@@ -381,14 +353,6 @@ def _compress(
     )
 
 
-def _empty_like_input(x: Any, shape: Tuple[int, ...], name: str):
-    if is_torch(x):
-        import torch
-
-        return torch.empty(shape, dtype=getattr(torch, name))
-    return np.empty(shape, dtype=name)
-
-
 def decompress_gpu(
     data: Any,
     *,
@@ -410,7 +374,7 @@ def decompress_gpu(
         blob = ops.to_device(np.frombuffer(data, np.uint8))
         if lay["kind"] != "feature":
             out = _decode_ints(ops, blob, lay)
-            return _torch(out) if output == "torch" else out
+            return as_torch(out) if output == "torch" else out
         if lay["feature"]["mode"] == "context":
             # The context coder is serial (one adaptive state): no GPU kernel; decoded on the
             # CPU, then copied to the device.
@@ -420,21 +384,4 @@ def decompress_gpu(
             flat = ops.to_device(np.ascontiguousarray(host, dtype=np.float32).ravel())
         else:
             flat = _decode_feature(ops, data, blob, lay)
-        return _feature_output(ops, flat, tuple(lay["shape"]), lay["dtype"], output)
-
-
-def _feature_output(ops, flat, shape: Tuple[int, ...], dtype: str, output: str):
-    if output == "torch":
-        import torch
-
-        t = _torch(flat).reshape(shape)
-        return t.to(getattr(torch, dtype)) if dtype in ("float16", "bfloat16") else t
-    if dtype == "float16":
-        flat = flat.astype(ops.xp.float16)
-    return flat.reshape(shape)
-
-
-def _torch(a):
-    import torch
-
-    return torch.from_dlpack(a)
+        return feature_output(ops, flat, tuple(lay["shape"]), lay["dtype"], output)
