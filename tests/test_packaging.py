@@ -67,3 +67,24 @@ def test_sdist_builds_and_holds_everything_a_build_needs(tmp_path):
                    "python/splitans/zarr3.py", "python/splitans/cuda/rans_decode.cu", "python/splitans/eval/report.py"):
         assert needed in names, needed
     assert not any(n.startswith(("target/", ".venv", "python/splitans/_core.")) and not n.endswith(".pyi") for n in names)
+
+
+def _quickstart_commands():
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Quickstart"):]
+    section = section[: section.index("\n## ", 3)]
+    import re
+
+    return [block.strip() for block in re.findall(r"```\n(.*?)```", section, re.S)]
+
+
+def test_quickstart_has_two_commands_and_ci_runs_the_test_command_verbatim():
+    commands = _quickstart_commands()
+    assert len(commands) == 2 and all("\n" not in c for c in commands), commands
+    demo, tests = commands
+    assert demo.endswith("splitans demo") and "'.[demo]'" in demo
+    assert "'.[test]'" in tests and tests.endswith("-m pytest")
+    assert ".venv-test" in tests and " .venv " not in f" {tests} ", "the tests keep out of the demo's .venv"
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert tests in ci, ".ci/run must run the README's test command verbatim"
+    assert "bash .ci/wheel" in ci
