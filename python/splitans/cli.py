@@ -342,8 +342,7 @@ def inspect_table(info: Dict[str, Any], size: int, name: str) -> str:
         rows.append(("symbols", f"{n:,} {'uint8' if info['streams'][0]['symbol_bytes'] == 1 else 'uint16'} "
                                 f"symbols (rans_encode)"))
     else:
-        itemsize = np.dtype("float32" if info["dtype"] == "bfloat16" else info["dtype"]).itemsize
-        itemsize = 2 if info["dtype"] == "bfloat16" else itemsize
+        itemsize = 2 if info["dtype"] == "bfloat16" else np.dtype(info["dtype"]).itemsize  # numpy has no bfloat16
         raw = elements * itemsize
         rows.append(("array", f"{info['dtype']} {shape}, {elements:,} elements, {raw:,} bytes"))
         rows.append(("ratio", f"{raw / max(size, 1):.2f}x, {8 * size / max(elements, 1):.3f} bits/element"))
