@@ -6,10 +6,11 @@ import re
 
 import splitans
 import splitans._codec
+import splitans._fitted
 
 
 def test_docstrings():
-    for module in (splitans, splitans._codec):
+    for module in (splitans, splitans._codec, splitans._fitted):
         result = doctest.testmod(module, raise_on_error=False)
         assert result.failed == 0 and result.attempted > 0, module.__name__
 
@@ -42,7 +43,7 @@ def test_stub_matches_native_module():
     for name in (
         "encode", "decode", "inspect", "max_compressed_size", "encode_feature", "plan_feature", "decode_feature_stages",
         "gpu_plan_stream", "gpu_estimated_len", "gpu_affine_from_range", "gpu_model_rows", "gpu_candidate_rows",
-        "gpu_search_cost", "gpu_layout", "gpu_stream_layout",
+        "gpu_search_cost", "gpu_layout", "gpu_stream_layout", "codec_fit",
     ):
         params = list(inspect.signature(getattr(native, name)).parameters)
         m = re.search(rf"def {name}\((.*?)\)\s*->", stub, re.S)

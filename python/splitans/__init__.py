@@ -17,6 +17,7 @@ from ._codec import (
     rans_encode,
 )
 from ._feature import Percentile, plan
+from ._fitted import Codec
 from ._core import (
     FORMAT_VERSION,
     CorruptDataError,
@@ -26,6 +27,7 @@ from ._core import (
 )
 
 __all__ = [
+    "Codec",
     "DEFAULT_MAX_OUTPUT_BYTES",
     "FORMAT_VERSION",
     "CorruptDataError",

@@ -5,11 +5,14 @@
 //! checksummed blob. The Python bindings (feature `python`) are a thin layer in `python/`.
 
 pub mod bytes;
+pub mod codec;
 pub mod container;
 pub mod context;
 pub mod error;
 pub mod feature;
+pub mod fit;
 pub mod freq;
+pub mod pctx;
 pub mod quant;
 pub mod rans;
 pub mod sparse;

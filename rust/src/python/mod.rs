@@ -1,6 +1,7 @@
 //! Python bindings: a thin layer over the codec. Arrays come in as numpy views, the work runs
 //! with the interpreter released, results go back as owned buffers.
 
+mod codec;
 mod container;
 mod errors;
 mod feature;
@@ -12,6 +13,7 @@ use pyo3::prelude::*;
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     errors::register(m)?;
+    codec::register(m)?;
     container::register(m)?;
     feature::register(m)?;
     gpu::register(m)?;

@@ -1,0 +1,200 @@
+"""Fitted codecs: quantization and a context model agreed once, tiny blobs after that."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import _core, _feature
+from ._codec import DEFAULT_MAX_OUTPUT_BYTES, _as_bytes, _max_output
+
+__all__ = ["Codec"]
+
+ClipSpec = Union[None, str, Tuple[float, float], Sequence[Tuple[float, float]], _feature.Percentile]
+
+
+def _samples(samples: Any) -> Tuple[List[np.ndarray], str]:
+    """Per-sample float32 C-contiguous arrays and the float dtype they had."""
+    if isinstance(samples, np.ndarray) or type(samples).__module__.startswith("torch"):
+        arr, name = _feature.to_float32(samples)
+        if arr.ndim == 0:
+            raise ValueError("samples must be an array of samples (first axis) or an iterable of samples")
+        items = [arr[i] for i in range(arr.shape[0])]
+        return items, name
+    if isinstance(samples, (str, bytes)):
+        raise TypeError("samples must be an array of samples or an iterable of arrays")
+    items, names = [], set()
+    for s in samples:
+        a, name = _feature.to_float32(s)
+        items.append(a)
+        names.add(name)
+    if not items:
+        raise ValueError("Codec.fit needs at least one calibration sample")
+    if len(names) > 1:
+        raise TypeError(f"calibration samples of several dtypes: {sorted(names)}")
+    return items, names.pop()
+
+
+def _clip_pairs(items: List[np.ndarray], clip: ClipSpec, axis: Optional[int], nonfinite: str):
+    """(ranges or None, per_sample) for the Rust fit."""
+    if clip is None:
+        return None, True
+    if isinstance(clip, str):
+        if clip in ("calibration", "minmax"):
+            return None, False
+        raise ValueError(f"clip must be 'calibration', None, (low, high), per-channel pairs or Percentile, got {clip!r}")
+    if isinstance(clip, _feature.Percentile):
+        # One row per channel holding that channel's values of every sample.
+        rows = np.concatenate([_feature._channel_view(a, axis) for a in items], axis=1)
+        if nonfinite == "error" and not np.isfinite(rows).all():
+            raise ValueError("calibration samples hold NaN or infinity; pass nonfinite='clamp'")
+        return _feature._clip_ranges(rows, clip, 0, nonfinite), False
+    arr = np.asarray(clip, dtype=np.float64)
+    if arr.shape == (2,):
+        return [(float(arr[0]), float(arr[1]))], False
+    if arr.ndim == 2 and arr.shape[1] == 2:
+        return [(float(lo), float(hi)) for lo, hi in arr], False
+    raise ValueError(f"clip must be (low, high) or a list of per-channel (low, high); got {clip!r}")
+
+
+class Codec:
+    """A codec fitted to calibration samples, shared by encoder and decoder.
+
+    It holds everything that does not change between samples — the sample shape and dtype, the
+    quantizer, and a context model trained on the calibration samples' codes — so a blob
+    carries only the coded sample: 7 bytes of header (a tag, two bytes of the codec's id, a
+    CRC-32 that also covers the whole id) plus 4 bytes per coding lane.
+
+    >>> import numpy as np, splitans
+    >>> rng = np.random.default_rng(0)
+    >>> maps = np.maximum(rng.normal(size=(32, 8, 16, 16)), 0).astype(np.float32)
+    >>> codec = splitans.Codec.fit(maps[:24], bits=4)
+    >>> blob = codec.compress(maps[30])
+    >>> y = codec.decompress(blob)
+    >>> bool(np.abs(y - maps[30]).max() <= codec.describe()["scale"][0] / 2 + 1e-6)
+    True
+    >>> splitans.Codec.from_bytes(codec.to_bytes()).id == codec.id
+    True
+    """
+
+    __slots__ = ("_c", "report")
+
+    def __init__(self, _c: Any, report: Optional[Dict[str, Any]] = None):
+        if not isinstance(_c, _core.Codec):
+            raise TypeError("use Codec.fit(...) or Codec.from_bytes(...)")
+        self._c = _c
+        #: What fitting tried and chose (held-out bits per element of each candidate), or None
+        #: for a codec read with `from_bytes`.
+        self.report = report
+
+    @classmethod
+    def fit(
+        cls,
+        samples: Union[np.ndarray, Iterable[Any]],
+        *,
+        bits: int,
+        axis: Optional[int] = None,
+        clip: ClipSpec = "calibration",
+        nonfinite: str = "error",
+    ) -> "Codec":
+        """Fit a codec to calibration samples.
+
+        ``samples``: an array whose first axis indexes samples (numpy, or a CPU torch tensor),
+        or an iterable of per-sample arrays; an axis whose length differs between samples
+        becomes a variable axis, whose length each blob states.
+
+        ``bits`` (1..8): the code width. ``axis``: per-channel quantization along this axis of
+        a sample (None: per tensor). ``clip``: where the quantization range comes from —
+        ``"calibration"`` (default: the calibration samples' min/max, fixed, no bytes per
+        blob), ``splitans.Percentile(low, high)`` of the calibration samples, explicit
+        ``(low, high)`` or per-channel pairs, or ``None`` for each sample's own min/max (its
+        scale and zero point then travel in its blob). Values outside a fixed range are
+        clamped to it.
+
+        The model — which axes are "left" and "up", the predictor, channel groups, property
+        classes and up to 256 tables — is chosen by the code length of held-out calibration
+        samples; ``codec.report`` lists what was tried.
+        """
+        items, name = _samples(samples)
+        bits = _feature._check_bits(bits)
+        ndim = items[0].ndim
+        if axis is not None:
+            axis = _feature._axis(axis, ndim)
+        if nonfinite not in ("error", "clamp"):
+            raise ValueError(f"nonfinite must be 'error' or 'clamp', got {nonfinite!r}")
+        ranges, per_sample = _clip_pairs(items, clip, axis, nonfinite)
+        c, report = _core.codec_fit(items, name, bits, axis, ranges, per_sample, nonfinite)
+        return cls(c, report)
+
+    @classmethod
+    def from_bytes(cls, data: Any) -> "Codec":
+        """Read a codec that ``to_bytes`` wrote; a damaged one raises ``CorruptDataError``."""
+        return cls(_core.Codec.from_bytes(_as_bytes(data)))
+
+    def to_bytes(self) -> bytes:
+        """The codec's versioned, checksummed serialization (FORMAT.md 9.2)."""
+        return self._c.to_bytes()
+
+    @property
+    def id(self) -> str:
+        """SHA-256 of the serialization, in hex: the codec's name in every blob."""
+        return self._c.id
+
+    @property
+    def bits(self) -> int:
+        return self._c.bits
+
+    @property
+    def dtype(self) -> str:
+        """The float dtype of the samples; ``decompress`` returns it."""
+        return self._c.dtype
+
+    @property
+    def shape(self) -> Tuple[Optional[int], ...]:
+        """The sample shape; ``None`` marks an axis whose length varies between samples."""
+        return tuple(self._c.shape)
+
+    def describe(self) -> Dict[str, Any]:
+        """The quantizer (kind, axis, scale and zero point when fixed) and the model."""
+        return self._c.describe()
+
+    def compress(self, x: Any, *, nonfinite: str = "error") -> bytes:
+        """One sample (numpy or CPU torch, any float dtype, the codec's shape) to a blob."""
+        a, _ = _feature.to_float32(x)
+        return self._c.compress(a, nonfinite)
+
+    def decompress(
+        self,
+        data: Any,
+        *,
+        output: str = "numpy",
+        max_output_bytes: Optional[int] = DEFAULT_MAX_OUTPUT_BYTES,
+    ):
+        """A blob of this codec back to the sample, dequantized, in the codec's dtype
+        (bfloat16 as float32 in numpy, as bfloat16 with ``output="torch"``). A blob of
+        another codec, or a damaged one, raises ``CorruptDataError``."""
+        if output not in ("numpy", "torch"):
+            raise ValueError(f"output must be 'numpy' or 'torch', got {output!r}")
+        flat, shape = self._c.decompress(_as_bytes(data), _max_output(max_output_bytes))
+        from ._codec import _to_output
+
+        return _to_output(flat, shape, self._c.dtype, output)
+
+    def inspect(self, data: Any, *, max_output_bytes: Optional[int] = DEFAULT_MAX_OUTPUT_BYTES) -> Dict[str, Any]:
+        """A blob's kind (coded, raw, constant), shape, parameters, header and body bytes and
+        the order-0 bound of its codes; the body is decoded, and so verified."""
+        return self._c.inspect(_as_bytes(data), _max_output(max_output_bytes))
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, Codec) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def __repr__(self) -> str:
+        shape = ", ".join("*" if d is None else str(d) for d in self.shape)
+        return f"<splitans.Codec {self.id[:12]} {self.dtype} ({shape}) {self.bits} bits>"
+
+    def __reduce__(self):
+        return (Codec.from_bytes, (self.to_bytes(),))

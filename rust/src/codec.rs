@@ -1,0 +1,765 @@
+//! Fitted codecs (FORMAT.md 9): everything edge and server agree on once — the sample shape and
+//! dtype, the quantizer, and a context model trained on calibration samples — so that each blob
+//! carries only what changes per sample.
+//!
+//! Why: split computing sends one activation per request, and on such small maps a
+//! self-contained container spends a large part of its bytes on things that do not change
+//! between requests (shape, parameters, tables). A codec is serialized once (`to_bytes`), is
+//! named by the SHA-256 of that serialization (`id`), and every blob starts with 7 bytes: a tag,
+//! two bytes of the id, and a CRC-32 that also covers the whole id, so a blob decoded with
+//! another codec is refused, never misread.
+
+use sha2::{Digest, Sha256};
+
+use crate::bytes::{put_varint, Reader};
+use crate::container::FloatType;
+use crate::error::{corrupt, CodecError, Result};
+use crate::fit::{self, Calibration, FitOptions, FitReport, Sample};
+use crate::pctx::{self, Model, Tables, NO_AXIS};
+use crate::quant::{self, Affine, Channels, NonFinite};
+
+pub const MAGIC: [u8; 4] = *b"SPNC";
+/// The newest codec serialization this library reads and writes.
+pub const VERSION: u8 = 1;
+/// High nibble of the first byte of every fitted blob.
+pub const BLOB_TAG: u8 = 0xE0;
+/// Tag, two bytes of the codec id, CRC-32.
+pub const BLOB_HEADER_BYTES: usize = 7;
+pub const MAX_NDIM: usize = 32;
+
+/// How the body of a fitted blob holds the codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum BlobKind {
+    /// Coded by the context model (`pctx`).
+    Coded = 0,
+    /// Packed, `bits` bits a code: when coding does not pay.
+    Raw = 1,
+    /// Every code the same: one byte.
+    Constant = 2,
+}
+
+impl BlobKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            BlobKind::Coded => "coded",
+            BlobKind::Raw => "raw",
+            BlobKind::Constant => "constant",
+        }
+    }
+}
+
+/// Where the quantization parameters come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Quantizer {
+    /// Fixed at fitting (from the calibration samples' range or a given clip): no bytes per
+    /// blob.
+    Fixed {
+        axis: Option<u8>,
+        params: Vec<Affine>,
+    },
+    /// Each sample's own min/max: its parameters travel in its blob (5+ bytes a channel).
+    PerSample { axis: Option<u8> },
+}
+
+impl Quantizer {
+    pub fn axis(&self) -> Option<u8> {
+        match self {
+            Quantizer::Fixed { axis, .. } | Quantizer::PerSample { axis } => *axis,
+        }
+    }
+}
+
+/// Where the range of a fitted quantizer comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Clip {
+    /// The calibration samples' min/max (per channel with an axis).
+    Calibration,
+    /// Given ranges: one, or one per channel.
+    Ranges(Vec<(f32, f32)>),
+    /// Every sample's own min/max, sent in its blob.
+    PerSample,
+}
+
+#[derive(Debug, Clone)]
+pub struct Codec {
+    pub float_type: FloatType,
+    pub bits: u8,
+    /// The sample shape; `None` for an axis whose length each blob states.
+    pub shape: Vec<Option<usize>>,
+    pub quantizer: Quantizer,
+    pub model: Model,
+    tables_: std::sync::Arc<Tables>,
+    bytes: Vec<u8>,
+    id: [u8; 32],
+}
+
+/// What a fitted blob's header says (`Codec::describe`).
+#[derive(Debug, Clone)]
+pub struct BlobInfo {
+    pub kind: BlobKind,
+    pub shape: Vec<usize>,
+    pub params: Vec<Affine>,
+    pub body_bytes: usize,
+    pub header_bytes: usize,
+}
+
+fn levels(bits: u8) -> i32 {
+    (1i32 << bits) - 1
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn channels_of(shape: &[usize], axis: Option<u8>) -> Channels {
+    match axis {
+        None => Channels::TENSOR,
+        Some(a) => Channels {
+            channels: shape[a as usize].max(1),
+            inner: shape[a as usize + 1..].iter().product::<usize>().max(1),
+        },
+    }
+}
+
+fn check_affine(a: &Affine, bits: u8) -> bool {
+    a.scale.is_finite() && a.scale >= 0.0 && a.zero_point >= 0 && a.zero_point <= levels(bits)
+}
+
+/// Packs codes of `bits` bits, least significant bit first.
+fn pack(q: &[u8], bits: u8, out: &mut Vec<u8>) {
+    let mut acc = 0u32;
+    let mut have = 0u32;
+    for &c in q {
+        acc |= (c as u32) << have;
+        have += bits as u32;
+        while have >= 8 {
+            out.push(acc as u8);
+            acc >>= 8;
+            have -= 8;
+        }
+    }
+    if have > 0 {
+        out.push(acc as u8);
+    }
+}
+
+fn unpack(data: &[u8], bits: u8, q: &mut [u8]) -> Result<()> {
+    let need = (q.len() * bits as usize).div_ceil(8);
+    if data.len() != need {
+        return Err(corrupt!(
+            "raw body of {} bytes, {need} expected for {} codes of {bits} bits",
+            data.len(),
+            q.len()
+        ));
+    }
+    let mask = (1u32 << bits) - 1;
+    let mut acc = 0u32;
+    let mut have = 0u32;
+    let mut bytes = data.iter();
+    for c in q.iter_mut() {
+        while have < bits as u32 {
+            acc |= (*bytes.next().unwrap_or(&0) as u32) << have;
+            have += 8;
+        }
+        *c = (acc & mask) as u8;
+        acc >>= bits;
+        have -= bits as u32;
+    }
+    if acc != 0 {
+        return Err(corrupt!("raw body has nonzero padding bits"));
+    }
+    Ok(())
+}
+
+impl Codec {
+    /// A codec from its parts; checks them and computes its serialization and id.
+    pub fn new(
+        float_type: FloatType,
+        bits: u8,
+        shape: Vec<Option<usize>>,
+        quantizer: Quantizer,
+        model: Model,
+    ) -> Result<Codec> {
+        let mut codec = Codec {
+            float_type,
+            bits,
+            shape,
+            quantizer,
+            model,
+            tables_: std::sync::Arc::new(Tables::empty()),
+            bytes: Vec::new(),
+            id: [0; 32],
+        };
+        codec.check().map_err(|e| match e {
+            CodecError::Corrupt(m) => CodecError::InvalidArgument(m),
+            e => e,
+        })?;
+        codec.bytes = codec.serialize();
+        codec.id = Sha256::digest(&codec.bytes).into();
+        codec.tables_ = std::sync::Arc::new(Tables::new(&codec.model));
+        Ok(codec)
+    }
+
+    fn check(&self) -> Result<()> {
+        let ndim = self.shape.len();
+        if ndim > MAX_NDIM {
+            return Err(corrupt!("codec sample of {ndim} dimensions"));
+        }
+        if !(1..=pctx::MAX_BITS).contains(&self.bits) || self.bits != self.model.bits {
+            return Err(corrupt!(
+                "codec of {} bits with a {}-bit model",
+                self.bits,
+                self.model.bits
+            ));
+        }
+        let fixed_axis = |a: u8, what: &str| -> Result<Option<usize>> {
+            if a == NO_AXIS {
+                return Ok(None);
+            }
+            match self.shape.get(a as usize) {
+                Some(Some(d)) => Ok(Some(*d)),
+                Some(None) => Err(corrupt!("the {what} axis {a} has no fixed length")),
+                None => Err(corrupt!("{what} axis {a} of a {ndim}-d sample")),
+            }
+        };
+        let group_len = fixed_axis(self.model.axis_g, "group")?;
+        self.model.validate(ndim, group_len)?;
+        let axis = self.quantizer.axis();
+        let channels = match axis {
+            None => 1,
+            Some(a) => fixed_axis(a, "quantization")?.unwrap_or(1),
+        };
+        if let Quantizer::Fixed { params, .. } = &self.quantizer {
+            if params.len() != channels.max(1) || params.iter().any(|a| !check_affine(a, self.bits))
+            {
+                return Err(corrupt!(
+                    "{} quantization parameters for {channels} channels, or one invalid",
+                    params.len()
+                ));
+            }
+        }
+        // The model's missing-neighbour fill is the code of zero of each quantization
+        // channel, so the sample must have fixed-size channels too (checked above).
+        Ok(())
+    }
+
+    fn serialize(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&[VERSION, 0, 0, 0]);
+        out.extend_from_slice(&[0; 8]); // CRC and total length, filled last
+        out.extend_from_slice(&[self.float_type as u8, self.bits, self.shape.len() as u8]);
+        for d in &self.shape {
+            put_varint(&mut out, d.map_or(0, |d| d as u32 + 1));
+        }
+        match &self.quantizer {
+            Quantizer::PerSample { axis } => out.extend_from_slice(&[0, axis.unwrap_or(NO_AXIS)]),
+            Quantizer::Fixed { axis, params } => {
+                out.extend_from_slice(&[1, axis.unwrap_or(NO_AXIS)]);
+                put_varint(&mut out, params.len() as u32);
+                for a in params {
+                    out.extend_from_slice(&a.scale.to_le_bytes());
+                    put_varint(&mut out, a.zero_point as u32);
+                }
+            }
+        }
+        self.model.write(&mut out);
+        let total = out.len() as u32;
+        out[12..16].copy_from_slice(&total.to_le_bytes());
+        let crc = codec_crc(&out);
+        out[8..12].copy_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// Reads a serialization (`to_bytes`), checking everything before use.
+    pub fn from_bytes(data: &[u8]) -> Result<Codec> {
+        if data.len() < 4 || data[..4] != MAGIC {
+            return Err(corrupt!("not a splitans codec (bad magic bytes)"));
+        }
+        let mut r = Reader::new(data);
+        r.take(4, "magic")?;
+        let version = r.u8("codec version")?;
+        if version > VERSION {
+            return Err(CodecError::UnsupportedVersion {
+                found: version,
+                supported: VERSION,
+            });
+        }
+        if version == 0 {
+            return Err(corrupt!("codec version 0 does not exist"));
+        }
+        let head = r.take(3, "flags")?;
+        if head != [0, 0, 0] {
+            return Err(corrupt!("codec flags or reserved bytes are not 0"));
+        }
+        let crc = r.u32("codec checksum")?;
+        let total = r.u32("codec length")? as usize;
+        if total != data.len() {
+            return Err(corrupt!(
+                "codec declares {total} bytes but {} were given",
+                data.len()
+            ));
+        }
+        if codec_crc(data) != crc {
+            return Err(corrupt!("codec checksum mismatch"));
+        }
+        let code = r.u8("dtype")?;
+        let float_type =
+            FloatType::from_code(code).ok_or_else(|| corrupt!("codec dtype code {code}"))?;
+        let bits = r.u8("bits")?;
+        let ndim = r.u8("ndim")? as usize;
+        if ndim > MAX_NDIM {
+            return Err(corrupt!("codec sample of {ndim} dimensions"));
+        }
+        let mut shape = Vec::with_capacity(ndim);
+        for _ in 0..ndim {
+            let d = r.varint("sample shape")?;
+            shape.push(if d == 0 { None } else { Some(d as usize - 1) });
+        }
+        let kind = r.u8("quantizer kind")?;
+        let axis = r.u8("quantizer axis")?;
+        let axis = (axis != NO_AXIS).then_some(axis);
+        let quantizer = match kind {
+            0 => Quantizer::PerSample { axis },
+            1 => {
+                let p = r.varint("parameter count")? as usize;
+                if p > r.remaining() / 5 {
+                    return Err(corrupt!("{p} quantization parameters (truncated)"));
+                }
+                let mut params = Vec::with_capacity(p);
+                for _ in 0..p {
+                    let scale = f32::from_le_bytes(r.u32("scale")?.to_le_bytes());
+                    let zero_point = r.varint("zero point")? as i32;
+                    params.push(Affine { scale, zero_point });
+                }
+                Quantizer::Fixed { axis, params }
+            }
+            k => return Err(corrupt!("unknown quantizer kind {k}")),
+        };
+        let model = Model::read(&mut r)?;
+        if r.remaining() != 0 {
+            return Err(corrupt!("{} bytes after the model", r.remaining()));
+        }
+        let mut codec = Codec {
+            float_type,
+            bits,
+            shape,
+            quantizer,
+            model,
+            tables_: std::sync::Arc::new(Tables::empty()),
+            bytes: data.to_vec(),
+            id: Sha256::digest(data).into(),
+        };
+        codec.check()?;
+        if codec.serialize() != data {
+            return Err(corrupt!("codec serialization is not canonical"));
+        }
+        codec.tables_ = std::sync::Arc::new(Tables::new(&codec.model));
+        Ok(codec)
+    }
+
+    pub fn to_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub fn id(&self) -> &[u8; 32] {
+        &self.id
+    }
+
+    pub fn id_hex(&self) -> String {
+        hex(&self.id)
+    }
+
+    fn variable_axes(&self) -> Vec<usize> {
+        (0..self.shape.len())
+            .filter(|&a| self.shape[a].is_none())
+            .collect()
+    }
+
+    /// Checks an input shape against the codec's.
+    pub fn check_shape(&self, shape: &[usize]) -> Result<()> {
+        let ok = shape.len() == self.shape.len()
+            && shape
+                .iter()
+                .zip(&self.shape)
+                .all(|(&d, &want)| want.is_none_or(|w| w == d));
+        if !ok {
+            let want: Vec<String> = self
+                .shape
+                .iter()
+                .map(|d| d.map_or("*".into(), |d| d.to_string()))
+                .collect();
+            return Err(CodecError::InvalidArgument(format!(
+                "this codec takes samples of shape ({}), got {shape:?}",
+                want.join(", ")
+            )));
+        }
+        Ok(())
+    }
+
+    /// Quantizes one sample (C order, `shape`) into codes, with the parameters used.
+    pub fn quantize(
+        &self,
+        x: &[f32],
+        shape: &[usize],
+        non_finite: NonFinite,
+    ) -> Result<(Vec<u8>, Vec<Affine>)> {
+        self.check_shape(shape)?;
+        quantize_sample(&self.quantizer, self.bits, x, shape, non_finite)
+    }
+
+    /// Compresses one sample into a fitted blob.
+    pub fn compress(&self, x: &[f32], shape: &[usize], non_finite: NonFinite) -> Result<Vec<u8>> {
+        let (q, params) = self.quantize(x, shape, non_finite)?;
+        Ok(self.encode_codes(&q, shape, &params))
+    }
+
+    /// The blob of codes `q` (already quantized with `params`).
+    pub fn encode_codes(&self, q: &[u8], shape: &[usize], params: &[Affine]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(q.len() / 4 + 32);
+        out.extend_from_slice(&[BLOB_TAG, self.id[0], self.id[1], 0, 0, 0, 0]);
+        for a in self.variable_axes() {
+            put_varint(&mut out, shape[a] as u32);
+        }
+        if let Quantizer::PerSample { .. } = self.quantizer {
+            for a in params {
+                out.extend_from_slice(&a.scale.to_le_bytes());
+                put_varint(&mut out, a.zero_point as u32);
+            }
+        }
+        let kind = if q.is_empty() {
+            BlobKind::Raw
+        } else if q.iter().all(|&c| c == q[0]) {
+            out.push(q[0]);
+            BlobKind::Constant
+        } else {
+            let ch = channels_of(shape, self.quantizer.axis());
+            let fills: Vec<u8> = params.iter().map(|a| a.zero_point as u8).collect();
+            let body = pctx::encode(&self.model, &self.tables_, shape, q, &fills, ch);
+            let raw = (q.len() * self.bits as usize).div_ceil(8);
+            if body.len() < raw {
+                out.extend_from_slice(&body);
+                BlobKind::Coded
+            } else {
+                pack(q, self.bits, &mut out);
+                BlobKind::Raw
+            }
+        };
+        out[0] = BLOB_TAG | kind as u8;
+        let crc = blob_crc(&self.id, &out);
+        out[3..7].copy_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// Parses and checks a blob's header, variable dimensions and parameters: everything but
+    /// the body, which starts at `header_bytes`.
+    pub fn describe(&self, blob: &[u8], max_output_bytes: u64) -> Result<BlobInfo> {
+        if blob.is_empty() {
+            return Err(corrupt!("empty input"));
+        }
+        if blob.len() >= 4 && blob[..4] == crate::container::MAGIC {
+            return Err(corrupt!(
+                "this is a self-contained splitans container, not a fitted-codec blob: decode it with splitans.decompress()"
+            ));
+        }
+        if blob[0] & 0xF0 != BLOB_TAG {
+            return Err(corrupt!(
+                "not a fitted-codec blob (first byte {:#04x})",
+                blob[0]
+            ));
+        }
+        if blob.len() < BLOB_HEADER_BYTES {
+            return Err(corrupt!(
+                "a fitted blob has at least {BLOB_HEADER_BYTES} bytes, got {} (truncated)",
+                blob.len()
+            ));
+        }
+        let kind = match blob[0] & 0x0F {
+            0 => BlobKind::Coded,
+            1 => BlobKind::Raw,
+            2 => BlobKind::Constant,
+            k => return Err(corrupt!("unknown fitted blob kind {k}")),
+        };
+        if blob[1..3] != self.id[..2] {
+            return Err(corrupt!(
+                "this blob was made by another codec (id {}…), not this one ({}…)",
+                hex(&blob[1..3]),
+                hex(&self.id[..2])
+            ));
+        }
+        let crc = u32::from_le_bytes([blob[3], blob[4], blob[5], blob[6]]);
+        if blob_crc(&self.id, blob) != crc {
+            return Err(corrupt!(
+                "checksum mismatch: the blob is damaged, or was made by another codec whose id starts with the same 2 bytes"
+            ));
+        }
+        let mut r = Reader::new(blob);
+        r.take(BLOB_HEADER_BYTES, "header")?;
+        let mut shape = Vec::with_capacity(self.shape.len());
+        for d in &self.shape {
+            shape.push(match d {
+                Some(d) => *d,
+                None => r.varint("variable dimension")? as usize,
+            });
+        }
+        let count = shape
+            .iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
+            .filter(|&c| c <= isize::MAX as u64 / 8)
+            .ok_or_else(|| corrupt!("sample shape {shape:?} overflows"))?;
+        let needed = count.saturating_mul(self.float_type.itemsize() as u64);
+        if needed > max_output_bytes {
+            return Err(CodecError::OutputTooLarge {
+                needed,
+                limit: max_output_bytes,
+            });
+        }
+        let params = match &self.quantizer {
+            Quantizer::Fixed { params, .. } => params.clone(),
+            Quantizer::PerSample { axis } => {
+                let ch = channels_of(&shape, *axis);
+                let mut params = Vec::with_capacity(ch.channels);
+                for _ in 0..ch.channels {
+                    let scale = f32::from_le_bytes(r.u32("scale")?.to_le_bytes());
+                    let zero_point = r.varint("zero point")? as i32;
+                    let a = Affine { scale, zero_point };
+                    if !check_affine(&a, self.bits) {
+                        return Err(corrupt!("invalid scale {scale} or zero point {zero_point}"));
+                    }
+                    params.push(a);
+                }
+                params
+            }
+        };
+        Ok(BlobInfo {
+            kind,
+            shape,
+            params,
+            body_bytes: r.remaining(),
+            header_bytes: r.position(),
+        })
+    }
+
+    /// The codes of a blob, with its shape and parameters.
+    pub fn decode_codes(&self, blob: &[u8], max_output_bytes: u64) -> Result<(BlobInfo, Vec<u8>)> {
+        let info = self.describe(blob, max_output_bytes)?;
+        let body = &blob[info.header_bytes..];
+        let n: usize = info.shape.iter().product();
+        let mut q = Vec::new();
+        q.try_reserve_exact(n)
+            .map_err(|_| CodecError::OutputTooLarge {
+                needed: n as u64,
+                limit: max_output_bytes,
+            })?;
+        q.resize(n, 0);
+        match info.kind {
+            BlobKind::Raw => unpack(body, self.bits, &mut q)?,
+            BlobKind::Constant => {
+                if body.len() != 1 || n == 0 || body[0] as i32 > levels(self.bits) {
+                    return Err(corrupt!("constant body of {} bytes", body.len()));
+                }
+                q.fill(body[0]);
+            }
+            BlobKind::Coded => {
+                if n == 0 {
+                    return Err(corrupt!("a coded body for an empty sample"));
+                }
+                let ch = channels_of(&info.shape, self.quantizer.axis());
+                let fills: Vec<u8> = info.params.iter().map(|a| a.zero_point as u8).collect();
+                pctx::decode(
+                    &self.model,
+                    &self.tables_,
+                    &info.shape,
+                    body,
+                    &fills,
+                    ch,
+                    &mut q,
+                )?;
+            }
+        }
+        Ok((info, q))
+    }
+
+    /// Decompresses a blob to float32 values (C order) with its shape.
+    pub fn decompress(&self, blob: &[u8], max_output_bytes: u64) -> Result<(Vec<usize>, Vec<f32>)> {
+        let (info, q) = self.decode_codes(blob, max_output_bytes)?;
+        let ch = channels_of(&info.shape, self.quantizer.axis());
+        let mut out = vec![0f32; q.len()];
+        quant::dequantize(&q, &info.params, ch, &mut out);
+        Ok((info.shape, out))
+    }
+
+    /// Fits a codec to calibration samples (float32, C order each, all of `ndim` axes).
+    pub fn fit(
+        samples: &[(&[f32], &[usize])],
+        float_type: FloatType,
+        bits: u8,
+        axis: Option<u8>,
+        clip: &Clip,
+        non_finite: NonFinite,
+    ) -> Result<(Codec, FitReport)> {
+        let Some(&(_, first)) = samples.first() else {
+            return Err(CodecError::InvalidArgument(
+                "Codec.fit needs at least one calibration sample".into(),
+            ));
+        };
+        if !(1..=pctx::MAX_BITS).contains(&bits) {
+            return Err(CodecError::InvalidArgument(format!(
+                "a fitted codec takes bits 1..={}, got {bits}",
+                pctx::MAX_BITS
+            )));
+        }
+        let ndim = first.len();
+        if ndim > MAX_NDIM {
+            return Err(CodecError::InvalidArgument(format!(
+                "samples of more than {MAX_NDIM} dimensions are not supported"
+            )));
+        }
+        for &(x, shape) in samples {
+            if shape.len() != ndim {
+                return Err(CodecError::InvalidArgument(format!(
+                    "calibration samples have {} and {} dimensions",
+                    ndim,
+                    shape.len()
+                )));
+            }
+            if x.len() != shape.iter().product::<usize>() {
+                return Err(CodecError::InvalidArgument(
+                    "a calibration sample's data does not match its shape".into(),
+                ));
+            }
+        }
+        let shape: Vec<Option<usize>> = (0..ndim)
+            .map(|a| {
+                let d = first[a];
+                samples.iter().all(|(_, s)| s[a] == d).then_some(d)
+            })
+            .collect();
+        if let Some(a) = axis {
+            if a as usize >= ndim || shape[a as usize].is_none() {
+                return Err(CodecError::InvalidArgument(format!(
+                    "axis {a} must be a fixed-length axis of the {ndim}-d samples"
+                )));
+            }
+        }
+        let ch0 = channels_of(first, axis);
+        let quantizer = match clip {
+            Clip::PerSample => Quantizer::PerSample { axis },
+            Clip::Ranges(ranges) => {
+                if ranges.len() != 1 && ranges.len() != ch0.channels {
+                    return Err(CodecError::InvalidArgument(format!(
+                        "clip has {} ranges, expected 1 or {}",
+                        ranges.len(),
+                        ch0.channels
+                    )));
+                }
+                let mut params = Vec::with_capacity(ch0.channels);
+                for c in 0..ch0.channels {
+                    let (lo, hi) = ranges[c.min(ranges.len() - 1)];
+                    if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
+                        return Err(CodecError::InvalidArgument(format!(
+                            "clip range ({lo}, {hi}) is not finite lo <= hi"
+                        )));
+                    }
+                    params.push(Affine::from_range(lo, hi, bits));
+                }
+                Quantizer::Fixed { axis, params }
+            }
+            Clip::Calibration => {
+                let mut ranges = vec![(f32::INFINITY, f32::NEG_INFINITY); ch0.channels];
+                for &(x, s) in samples {
+                    let (r, _) = quant::min_max(x, channels_of(s, axis));
+                    for (acc, &(lo, hi)) in ranges.iter_mut().zip(&r) {
+                        acc.0 = acc.0.min(lo);
+                        acc.1 = acc.1.max(hi);
+                    }
+                }
+                let params = ranges
+                    .iter()
+                    .map(|&(lo, hi)| {
+                        if lo > hi {
+                            Affine::from_range(0.0, 0.0, bits)
+                        } else {
+                            Affine::from_range(lo, hi, bits)
+                        }
+                    })
+                    .collect();
+                Quantizer::Fixed { axis, params }
+            }
+        };
+        // Quantize every sample as the codec will.
+        let mut coded = Vec::with_capacity(samples.len());
+        for &(x, s) in samples {
+            let (q, params) = quantize_sample(&quantizer, bits, x, s, non_finite)?;
+            let fills: Vec<u8> = params.iter().map(|a| a.zero_point as u8).collect();
+            coded.push((q, fills, channels_of(s, axis)));
+        }
+        let cal = Calibration {
+            samples: coded
+                .iter()
+                .zip(samples)
+                .map(|((q, fills, ch), &(_, s))| Sample {
+                    codes: q,
+                    shape: s,
+                    fills,
+                    fill_ch: *ch,
+                })
+                .collect(),
+        };
+        let mut opts = FitOptions::new(bits);
+        opts.channel_axis = axis.map(|a| a as usize);
+        let (model, report) = fit::fit(&cal, &opts)?;
+        let codec = Codec::new(float_type, bits, shape, quantizer, model)?;
+        Ok((codec, report))
+    }
+}
+
+/// Quantizes one sample with a quantizer: its codes, and the parameters used.
+fn quantize_sample(
+    quantizer: &Quantizer,
+    bits: u8,
+    x: &[f32],
+    shape: &[usize],
+    non_finite: NonFinite,
+) -> Result<(Vec<u8>, Vec<Affine>)> {
+    let n: usize = shape.iter().product();
+    if x.len() != n {
+        return Err(CodecError::InvalidArgument(format!(
+            "{} values for a sample of shape {shape:?}",
+            x.len()
+        )));
+    }
+    let ch = channels_of(shape, quantizer.axis());
+    let (params, finite) = match quantizer {
+        Quantizer::Fixed { params, .. } => (params.clone(), quant::all_finite(x)),
+        Quantizer::PerSample { .. } => {
+            let (ranges, finite) = quant::min_max(x, ch);
+            (
+                ranges
+                    .iter()
+                    .map(|&(lo, hi)| Affine::from_range(lo, hi, bits))
+                    .collect(),
+                finite,
+            )
+        }
+    };
+    let mut q = vec![0u8; n];
+    quant::quantize(x, &params, ch, bits, non_finite, finite, &mut q)?;
+    Ok((q, params))
+}
+
+fn codec_crc(data: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&data[..8]);
+    h.update(&data[12..]);
+    h.finalize()
+}
+
+fn blob_crc(id: &[u8; 32], blob: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(id);
+    h.update(&blob[..3]);
+    h.update(&blob[BLOB_HEADER_BYTES..]);
+    h.finalize()
+}

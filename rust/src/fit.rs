@@ -1,0 +1,619 @@
+//! Fitting a context model (`pctx::Model`) to calibration codes.
+//!
+//! Why a fitted model: every byte of a per-sample table is paid in every blob, so the model is
+//! trained once, where a deployment calibrates anyway, and shared. What is trained: the layout
+//! of the neighbourhood (which axes are "left" and "up", which axis holds the channels), the
+//! predictor, the classes of each property (equal-mass bins of its calibration distribution),
+//! groups of channels with alike code distributions (k-means on their histograms), and a
+//! clustering of the contexts into at most 256 tables (k-means on the contexts' histograms
+//! under the code length they would cost, as brotli clusters its context histograms).
+//!
+//! How the candidates are chosen: by the code length of held-out calibration samples (every
+//! fourth sample) under tables trained on the others, quantized as they will be stored. Among
+//! candidates within 0.3% of the best, the one with the fewest tables wins (smaller tables
+//! decode faster). The chosen model is then refitted on every sample.
+//!
+//! None of this is part of the format: a decoder needs only the model it is given.
+
+use crate::error::{CodecError, Result};
+use crate::pctx::{
+    chunks, fold, properties, Layout, Model, Predictor, MAX_BITS, MAX_CLASSES, MAX_GROUPS,
+    MAX_PRECISION, MAX_TABLES, NO_AXIS,
+};
+use crate::quant::Channels;
+
+/// One calibration sample: its codes (C order), its shape, and the code of zero of each of its
+/// quantization channels (`fill_ch`).
+pub struct Sample<'a> {
+    pub codes: &'a [u8],
+    pub shape: &'a [usize],
+    pub fills: &'a [u8],
+    pub fill_ch: Channels,
+}
+
+/// Calibration samples. Their shapes have the same number of axes and differ at most along
+/// the `variable_axes` of the options.
+pub struct Calibration<'a> {
+    pub samples: Vec<Sample<'a>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct FitOptions {
+    pub bits: u8,
+    /// Axes that may not hold the channel groups (a variable-length axis).
+    pub variable_axes: Vec<usize>,
+    /// A channel axis to try first (the quantizer's), if any.
+    pub channel_axis: Option<usize>,
+    /// Elements used to choose among candidates (whole samples, training and held-out).
+    pub selection_elements: usize,
+}
+
+impl FitOptions {
+    pub fn new(bits: u8) -> FitOptions {
+        FitOptions {
+            bits,
+            variable_axes: Vec::new(),
+            channel_axis: None,
+            selection_elements: 3 << 20,
+        }
+    }
+}
+
+/// One candidate configuration and its held-out cost.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub axis_x: u8,
+    pub axis_y: u8,
+    pub axis_g: u8,
+    pub predictor: Predictor,
+    pub groups: usize,
+    pub classes: usize,
+    pub tables: usize,
+    pub alpha: f64,
+    /// Held-out code length, bits per element.
+    pub bits_per_element: f64,
+}
+
+/// What `fit` tried and chose.
+#[derive(Debug, Clone)]
+pub struct FitReport {
+    pub tried: Vec<Candidate>,
+    pub chosen: Candidate,
+}
+
+/// Precision of the tables for `bits`-bit codes.
+pub fn precision_for(bits: u8) -> u8 {
+    if bits <= 4 {
+        12
+    } else {
+        14
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Geometry {
+    x: u8,
+    y: u8,
+    g: u8,
+}
+
+fn geometries(shape: &[usize], opts: &FitOptions) -> Vec<Geometry> {
+    let d = shape.len();
+    let axis = |a: usize| a as u8;
+    let mut xy: Vec<(u8, u8)> = Vec::new();
+    match d {
+        0 => xy.push((NO_AXIS, NO_AXIS)),
+        1 => xy.push((0, NO_AXIS)),
+        _ => {
+            xy.push((axis(d - 1), axis(d - 2)));
+            if d >= 3 {
+                // Channels last: the spatial axes are the two before.
+                xy.push((axis(d - 2), axis(d - 3)));
+            }
+        }
+    }
+    let groupable =
+        |a: usize| !opts.variable_axes.contains(&a) && shape[a] >= 2 && shape[a] <= 1 << 16;
+    let mut gs: Vec<u8> = vec![NO_AXIS];
+    if let Some(c) = opts.channel_axis.filter(|&c| c < d && groupable(c)) {
+        gs.push(axis(c));
+    }
+    for a in 0..d {
+        if groupable(a) && !gs.contains(&axis(a)) {
+            gs.push(axis(a));
+        }
+    }
+    let mut out = Vec::new();
+    for &(x, y) in &xy {
+        for &g in &gs {
+            out.push(Geometry { x, y, g });
+        }
+    }
+    out
+}
+
+/// Raw properties of one element, before classes.
+#[derive(Clone, Copy, Default)]
+struct Element {
+    a: u16,
+    b: u8,
+    c: u8,
+    /// Index along the group axis.
+    channel: u16,
+    sym: u8,
+}
+
+fn skeleton(bits: u8, predictor: Predictor, geo: Geometry, group_len: usize) -> Model {
+    Model {
+        bits,
+        predictor,
+        axis_x: geo.x,
+        axis_y: geo.y,
+        axis_g: geo.g,
+        groups: vec![0; group_len],
+        n_groups: 1,
+        classes: Default::default(),
+        n_classes: [1, 1, 1],
+        context_map: Vec::new(),
+        precision: precision_for(bits),
+        freqs: Vec::new(),
+    }
+}
+
+/// The properties and symbols of every element of `samples`, in the coder's lane order.
+fn extract(cal: &Calibration, samples: &[usize], model: &Model) -> Vec<Element> {
+    let mask = (1i32 << model.bits) - 1;
+    let total: usize = samples.iter().map(|&k| cal.samples[k].codes.len()).sum();
+    let mut out = Vec::with_capacity(total);
+    for &k in samples {
+        let sample = &cal.samples[k];
+        let (q, fills) = (sample.codes, sample.fills);
+        let lay = Layout::new(model, sample.shape);
+        for (start, m, lanes) in chunks(q.len()) {
+            let seg = m.div_ceil(lanes);
+            for l in 0..lanes {
+                let b = start + l * seg;
+                let e = (b + seg).min(start + m);
+                let mut prev = 0u32;
+                for i in b..e {
+                    let fill = fills[sample.fill_ch.of(i)];
+                    let (a, bb, c, pred) =
+                        properties(model.predictor, &lay, q, prev, fill, i, i - b);
+                    let sym = match model.predictor {
+                        Predictor::None => q[i] as u32,
+                        Predictor::Med => ((q[i] as i32 - pred) & mask) as u32,
+                    };
+                    prev = fold(sym, model.bits);
+                    out.push(Element {
+                        a: a as u16,
+                        b: bb as u8,
+                        c: c as u8,
+                        channel: lay.group.of(i) as u16,
+                        sym: sym as u8,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Classes of a property from its histogram: `n` bins of equal mass over the values in
+/// increasing order (a value heavier than a bin gets a class of its own), numbered 0, 1, ...
+fn equal_mass_classes(hist: &[u64], n: usize) -> (Vec<u8>, u8) {
+    let total: u64 = hist.iter().sum();
+    if total == 0 {
+        return (vec![0; hist.len()], 1);
+    }
+    let mut raw = Vec::with_capacity(hist.len());
+    let mut before = 0u64;
+    for &h in hist {
+        raw.push(((before as u128 * n as u128) / total as u128).min(n as u128 - 1) as usize);
+        before += h;
+    }
+    // Renumber the bins that occur to 0, 1, ... in order.
+    let mut classes = Vec::with_capacity(hist.len());
+    let mut last = usize::MAX;
+    let mut next = 0u8;
+    for &r in &raw {
+        if r != last {
+            if last != usize::MAX {
+                next += 1;
+            }
+            last = r;
+        }
+        classes.push(next);
+    }
+    (classes, next + 1)
+}
+
+/// k-means of histograms (rows of `hist`, `a` symbols each) into at most `k` clusters under
+/// cross-entropy: returns the cluster of each row. Rows with no counts join the heaviest
+/// cluster. Seeds: the `k` heaviest rows.
+fn cluster(hist: &[u64], a: usize, k: usize, iters: usize) -> Vec<usize> {
+    let rows = hist.len() / a;
+    let mass: Vec<u64> = hist.chunks(a).map(|r| r.iter().sum()).collect();
+    let mut order: Vec<usize> = (0..rows).filter(|&r| mass[r] > 0).collect();
+    order.sort_by_key(|&r| (std::cmp::Reverse(mass[r]), r));
+    if order.is_empty() {
+        return vec![0; rows];
+    }
+    let k = k.min(order.len());
+    // Sparse rows: (symbol, count).
+    let sparse: Vec<Vec<(u32, f64)>> = hist
+        .chunks(a)
+        .map(|r| {
+            r.iter()
+                .enumerate()
+                .filter(|(_, &c)| c > 0)
+                .map(|(s, &c)| (s as u32, c as f64))
+                .collect()
+        })
+        .collect();
+    let mut assign = vec![usize::MAX; rows];
+    for (j, &r) in order.iter().take(k).enumerate() {
+        assign[r] = j;
+    }
+    let mut centroids = vec![0f64; k * a];
+    let mut logs = vec![0f64; k * a];
+    for it in 0..=iters {
+        // Centroids of the current assignment (the seeds alone at first).
+        centroids.fill(0.0);
+        for &r in &order {
+            if assign[r] != usize::MAX {
+                for &(s, c) in &sparse[r] {
+                    centroids[assign[r] * a + s as usize] += c;
+                }
+            }
+        }
+        for j in 0..k {
+            let row = &centroids[j * a..(j + 1) * a];
+            let total: f64 = row.iter().sum::<f64>() + 0.5 * a as f64;
+            for s in 0..a {
+                logs[j * a + s] = ((row[s] + 0.5) / total).ln();
+            }
+        }
+        if it == iters {
+            break;
+        }
+        let mut changed = false;
+        for &r in &order {
+            let mut best = (f64::NEG_INFINITY, 0usize);
+            for j in 0..k {
+                let lj = &logs[j * a..(j + 1) * a];
+                let v: f64 = sparse[r].iter().map(|&(s, c)| c * lj[s as usize]).sum();
+                if v > best.0 {
+                    best = (v, j);
+                }
+            }
+            if assign[r] != best.1 {
+                assign[r] = best.1;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    // Number the clusters that ended up used, heaviest first; empty rows join cluster 0.
+    let mut weight = vec![0u64; k];
+    for &r in &order {
+        weight[assign[r]] += mass[r];
+    }
+    let mut rank: Vec<usize> = (0..k).filter(|&j| weight[j] > 0).collect();
+    rank.sort_by_key(|&j| (std::cmp::Reverse(weight[j]), j));
+    let mut renumber = vec![0usize; k];
+    for (new, &old) in rank.iter().enumerate() {
+        renumber[old] = new;
+    }
+    assign
+        .iter()
+        .map(|&j| if j == usize::MAX { 0 } else { renumber[j] })
+        .collect()
+}
+
+/// Frequencies summing to `2^precision`, every one at least 1, from counts smoothed by `alpha`.
+pub fn table_from_counts(counts: &[u64], precision: u8, alpha: f64) -> Vec<u16> {
+    let a = counts.len();
+    let total = 1u64 << precision;
+    let mass: f64 = counts.iter().map(|&c| c as f64).sum::<f64>() + alpha * a as f64;
+    let targets: Vec<f64> = counts
+        .iter()
+        .map(|&c| (c as f64 + alpha) / mass * total as f64)
+        .collect();
+    let mut f: Vec<u64> = targets.iter().map(|&t| (t.floor() as u64).max(1)).collect();
+    let mut sum: u64 = f.iter().sum();
+    // Hand out what is left by the largest remainders (ties: lower symbol), or take back from
+    // the largest frequencies, never below 1.
+    if sum < total {
+        let mut order: Vec<usize> = (0..a).collect();
+        order.sort_by(|&x, &y| {
+            let rx = targets[x] - f[x] as f64;
+            let ry = targets[y] - f[y] as f64;
+            ry.total_cmp(&rx).then(x.cmp(&y))
+        });
+        let mut i = 0;
+        while sum < total {
+            f[order[i % a]] += 1;
+            sum += 1;
+            i += 1;
+        }
+    }
+    while sum > total {
+        let j = (0..a)
+            .max_by_key(|&s| (f[s], std::cmp::Reverse(s)))
+            .unwrap_or(0);
+        if f[j] <= 1 {
+            break;
+        }
+        let take = (sum - total).min(f[j] - 1).min((f[j] / 2).max(1));
+        f[j] -= take;
+        sum -= take;
+    }
+    f.into_iter().map(|v| v as u16).collect()
+}
+
+/// Group of each channel: k-means of the channels' code histograms into at most `k` groups.
+fn channel_groups(elements: &[Element], channels: usize, a: usize, k: usize) -> (Vec<u8>, u8) {
+    if channels <= 1 || k <= 1 {
+        return (vec![0; channels.max(1)], 1);
+    }
+    let mut hist = vec![0u64; channels * a];
+    for e in elements {
+        hist[e.channel as usize * a + e.sym as usize] += 1;
+    }
+    let assign = cluster(&hist, a, k, 10);
+    let n = assign.iter().max().map_or(1, |&m| m + 1);
+    (assign.into_iter().map(|g| g as u8).collect(), n as u8)
+}
+
+/// A model with its structure chosen (geometry, predictor, groups, classes) and its contexts
+/// counted: what the table clustering and the held-out scoring start from.
+struct Counted {
+    model: Model,
+    /// Counts per context (before clustering) and symbol.
+    counts: Vec<u64>,
+}
+
+fn count(
+    elements: &[Element],
+    bits: u8,
+    predictor: Predictor,
+    geo: Geometry,
+    group_len: usize,
+    n_groups: usize,
+    n_classes: usize,
+) -> Counted {
+    let a = 1usize << bits;
+    let mut model = skeleton(bits, predictor, geo, group_len);
+    let (groups, ng) = channel_groups(elements, group_len, a, n_groups);
+    model.groups = groups;
+    model.n_groups = ng;
+    let lengths = predictor.property_lengths(bits);
+    let mut hists = [
+        vec![0u64; lengths[0]],
+        vec![0u64; lengths[1]],
+        vec![0u64; lengths[2]],
+    ];
+    for e in elements {
+        hists[0][e.a as usize] += 1;
+        hists[1][e.b as usize] += 1;
+        hists[2][e.c as usize] += 1;
+    }
+    for (k, hist) in hists.iter().enumerate() {
+        let (c, n) = equal_mass_classes(hist, n_classes);
+        model.classes[k] = c;
+        model.n_classes[k] = n;
+    }
+    let contexts = model.contexts();
+    let mut counts = vec![0u64; contexts * a];
+    for e in elements {
+        counts[context_of(&model, e) * a + e.sym as usize] += 1;
+    }
+    Counted { model, counts }
+}
+
+#[inline]
+fn context_of(model: &Model, e: &Element) -> usize {
+    let [ca, cb, cc] = &model.classes;
+    let [na, nb, nc] = model.n_classes;
+    let g = model.groups[e.channel as usize] as usize;
+    ((g * na as usize + ca[e.a as usize] as usize) * nb as usize + cb[e.b as usize] as usize)
+        * nc as usize
+        + cc[e.c as usize] as usize
+}
+
+/// Clusters the contexts of `c` into at most `k` tables and quantizes them.
+fn finish(c: &Counted, k: usize, alpha: f64) -> Model {
+    let a = c.model.alphabet();
+    let assign = cluster(&c.counts, a, k, 8);
+    let tables = assign.iter().max().map_or(1, |&m| m + 1);
+    let mut sums = vec![0u64; tables * a];
+    for (ctx, &t) in assign.iter().enumerate() {
+        for s in 0..a {
+            sums[t * a + s] += c.counts[ctx * a + s];
+        }
+    }
+    let mut model = c.model.clone();
+    model.context_map = assign.iter().map(|&t| t as u8).collect();
+    model.freqs = sums
+        .chunks(a)
+        .flat_map(|row| table_from_counts(row, model.precision, alpha))
+        .collect();
+    model
+}
+
+/// Code length in bits of `elements` under `model`.
+fn cost(model: &Model, elements: &[Element]) -> f64 {
+    let a = model.alphabet();
+    let p = model.precision as f64;
+    let logs: Vec<f64> = model.freqs.iter().map(|&f| p - (f as f64).log2()).collect();
+    elements
+        .iter()
+        .map(|e| logs[model.context_map[context_of(model, e)] as usize * a + e.sym as usize])
+        .sum()
+}
+
+/// Training and held-out samples for the selection: every fourth sample is held out, and both
+/// sets are cut to the element budget.
+fn split(cal: &Calibration, budget: usize) -> (Vec<usize>, Vec<usize>) {
+    let samples = cal.samples.len();
+    let (mut train, mut held) = (Vec::new(), Vec::new());
+    let (mut in_train, mut in_held) = (0usize, 0usize);
+    for k in 0..samples {
+        let n = cal.samples[k].codes.len();
+        if samples >= 2 && k % 4 == 3 {
+            if in_held < budget / 4 || held.is_empty() {
+                held.push(k);
+                in_held += n;
+            }
+        } else if in_train < budget || train.is_empty() {
+            train.push(k);
+            in_train += n;
+        }
+    }
+    if held.is_empty() {
+        held = train.clone();
+    }
+    (train, held)
+}
+
+/// Fits a model to the calibration codes (see the module documentation).
+pub fn fit(cal: &Calibration, opts: &FitOptions) -> Result<(Model, FitReport)> {
+    let bits = opts.bits;
+    if !(1..=MAX_BITS).contains(&bits) {
+        return Err(CodecError::InvalidArgument(format!(
+            "a context model takes codes of 1..={MAX_BITS} bits, got {bits}"
+        )));
+    }
+    let samples = cal.samples.len();
+    let Some(first) = cal.samples.first() else {
+        return Err(CodecError::InvalidArgument(
+            "fitting needs at least one calibration sample".into(),
+        ));
+    };
+    let shape = first.shape;
+    let top = (1u16 << bits) - 1;
+    for s in &cal.samples {
+        if s.shape.len() != shape.len() || s.codes.len() != s.shape.iter().product::<usize>() {
+            return Err(CodecError::InvalidArgument(
+                "calibration samples differ in their number of axes or size".into(),
+            ));
+        }
+        if s.codes.iter().any(|&c| c as u16 > top) {
+            return Err(CodecError::InvalidArgument(format!(
+                "a calibration code exceeds {bits} bits"
+            )));
+        }
+    }
+    let fixed = |a: usize| cal.samples.iter().all(|s| s.shape[a] == shape[a]);
+    let mut opts = opts.clone();
+    for a in 0..shape.len() {
+        if !fixed(a) && !opts.variable_axes.contains(&a) {
+            opts.variable_axes.push(a);
+        }
+    }
+    let (train, held) = split(cal, opts.selection_elements);
+    let group_len = |g: u8| {
+        if g == NO_AXIS {
+            1
+        } else {
+            shape[g as usize]
+        }
+    };
+    let mut tried = Vec::new();
+    let score =
+        |model: &Model, held_el: &[Element]| cost(model, held_el) / held_el.len().max(1) as f64;
+    let configs: [(usize, usize); 3] = [(1, 6), (4, 8), (16, 12)];
+    let ks: &[usize] = if bits <= 4 { &[16, 64, 256] } else { &[16, 64] };
+    // 1. The geometry, with a middling model of each predictor.
+    let mut best_geo = None;
+    for geo in geometries(shape, &opts) {
+        for predictor in [Predictor::None, Predictor::Med] {
+            let sk = skeleton(bits, predictor, geo, group_len(geo.g));
+            let tr = extract(cal, &train, &sk);
+            let he = extract(cal, &held, &sk);
+            let c = count(&tr, bits, predictor, geo, group_len(geo.g), 4, 8);
+            let m = finish(&c, 64, 0.1);
+            let v = score(&m, &he);
+            if best_geo.is_none_or(|(bv, _)| v < bv) {
+                best_geo = Some((v, geo));
+            }
+        }
+    }
+    let geo = best_geo.map(|(_, g)| g).unwrap_or(Geometry {
+        x: NO_AXIS,
+        y: NO_AXIS,
+        g: NO_AXIS,
+    });
+    // 2. Predictor, groups, classes, tables and smoothing for that geometry.
+    let mut best: Option<(f64, Candidate)> = None;
+    for predictor in [Predictor::None, Predictor::Med] {
+        let sk = skeleton(bits, predictor, geo, group_len(geo.g));
+        let tr = extract(cal, &train, &sk);
+        let he = extract(cal, &held, &sk);
+        for &(ng, ncl) in &configs {
+            if ng > 1 && geo.g == NO_AXIS {
+                continue;
+            }
+            let c = count(&tr, bits, predictor, geo, group_len(geo.g), ng, ncl);
+            for &k in ks {
+                for alpha in [0.05, 0.5] {
+                    let m = finish(&c, k, alpha);
+                    let cand = Candidate {
+                        axis_x: geo.x,
+                        axis_y: geo.y,
+                        axis_g: geo.g,
+                        predictor,
+                        groups: m.n_groups as usize,
+                        classes: ncl,
+                        tables: m.tables(),
+                        alpha,
+                        bits_per_element: score(&m, &he),
+                    };
+                    tried.push(cand.clone());
+                    let key = cand.bits_per_element;
+                    if best.as_ref().is_none_or(|(bv, _)| key < *bv) {
+                        best = Some((key, cand));
+                    }
+                }
+            }
+        }
+    }
+    let (best_v, _) = best.clone().expect("at least one candidate");
+    // Fewest tables within 0.3% of the best.
+    let chosen = tried
+        .iter()
+        .filter(|c| c.bits_per_element <= best_v * 1.003 + 1e-9)
+        .min_by(|x, y| {
+            (x.tables, x.groups)
+                .cmp(&(y.tables, y.groups))
+                .then(x.bits_per_element.total_cmp(&y.bits_per_element))
+        })
+        .cloned()
+        .expect("the best is within its own margin");
+    // 3. Refit the chosen configuration on every sample.
+    let all: Vec<usize> = (0..samples).collect();
+    let geo = Geometry {
+        x: chosen.axis_x,
+        y: chosen.axis_y,
+        g: chosen.axis_g,
+    };
+    let sk = skeleton(bits, chosen.predictor, geo, group_len(geo.g));
+    let every = extract(cal, &all, &sk);
+    let c = count(
+        &every,
+        bits,
+        chosen.predictor,
+        geo,
+        group_len(geo.g),
+        chosen.groups.max(1),
+        chosen.classes,
+    );
+    let model = finish(&c, chosen.tables.max(1), chosen.alpha);
+    debug_assert!(model.tables() <= MAX_TABLES && model.precision <= MAX_PRECISION);
+    debug_assert!(model.n_classes.iter().all(|&n| n as usize <= MAX_CLASSES));
+    debug_assert!((model.n_groups as usize) <= MAX_GROUPS);
+    model.validate(shape.len(), (geo.g != NO_AXIS).then(|| group_len(geo.g)))?;
+    Ok((model, FitReport { tried, chosen }))
+}

@@ -1,0 +1,424 @@
+"""Fitted codecs: round trips within the quantizer's bound, serialization, the blob's checks."""
+
+import pickle
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import splitans
+from splitans import CorruptDataError
+
+
+def relu_maps(n, shape, seed=0, sparsity=0.5):
+    """ReLU-like maps with spatial structure: smoothed noise, then clipped at zero."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, *shape)).astype(np.float32)
+    if len(shape) >= 2:
+        x = (x + np.roll(x, 1, -1) + np.roll(x, 1, -2)) / 3
+    return np.maximum(x - np.quantile(x, sparsity), 0).astype(np.float32)
+
+
+def levels(bits):
+    return (1 << bits) - 1
+
+
+def independent_params(lo, hi, bits):
+    """Scale and zero point from the documented rule (FORMAT.md 6.7.2), in numpy float32,
+    without the encoder's help: the range widened to include 0, split into 2^bits - 1 steps."""
+    lo, hi = np.float32(min(lo, 0.0)), np.float32(max(hi, 0.0))
+    s = (hi - lo) / np.float32(levels(bits))
+    z = int(np.clip(np.round(-lo / s), 0, levels(bits))) if s > 0 else 0
+    return float(s), z
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3, 4, 5, 8])
+def test_fixed_range_round_trip_within_half_a_step(bits):
+    cal = relu_maps(12, (6, 10, 12), seed=bits)
+    codec = splitans.Codec.fit(cal, bits=bits)
+    s, z = independent_params(float(cal.min()), float(cal.max()), bits)
+    d = codec.describe()
+    assert d["quantizer"] == "fixed" and d["zero_point"] == [z]
+    assert d["scale"][0] == pytest.approx(s, rel=1e-5)
+    for x in relu_maps(3, (6, 10, 12), seed=100 + bits):
+        y = codec.decompress(codec.compress(x))
+        assert y.dtype == np.float32 and y.shape == x.shape
+        inside = np.clip(x, min(cal.min(), 0), max(cal.max(), 0))
+        assert np.abs(y - inside).max() <= s / 2 * (1 + 1e-5) + 1e-7
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    bits=st.integers(1, 8),
+    shape=st.lists(st.integers(1, 9), min_size=1, max_size=4).map(tuple),
+    axis=st.one_of(st.none(), st.integers(0, 3)),
+    clip=st.sampled_from(["calibration", None, "pair", "percentile"]),
+    n_cal=st.integers(1, 6),
+    seed=st.integers(0, 2**16),
+    dtype=st.sampled_from(["float32", "float16", "float64"]),
+)
+def test_round_trip_property(bits, shape, axis, clip, n_cal, seed, dtype):
+    if axis is not None and axis >= len(shape):
+        axis = None
+    rng = np.random.default_rng(seed)
+    cal = (rng.normal(size=(n_cal, *shape)) * rng.uniform(0.1, 10)).astype(dtype)
+    x = (rng.normal(size=shape) * 2).astype(dtype)
+    spec = {"calibration": "calibration", None: None, "pair": (-1.5, 2.5), "percentile": splitans.Percentile(1, 99)}[clip]
+    codec = splitans.Codec.fit(cal, bits=bits, axis=axis, clip=spec)
+    blob = codec.compress(x)
+    y = codec.decompress(blob)
+    assert y.shape == x.shape and y.dtype == np.dtype(dtype)
+    # The same codec after a serialization round trip decodes the same values.
+    again = splitans.Codec.from_bytes(codec.to_bytes())
+    assert again.id == codec.id and again.to_bytes() == codec.to_bytes()
+    assert np.array_equal(again.decompress(blob), y, equal_nan=True)
+    # Error bound: within half a step of the value clamped to its channel's range.
+    info = codec.inspect(blob)
+    scale = np.asarray(info["scale"], np.float64)
+    zp = np.asarray(info["zero_point"], np.float64)
+    x32 = x.astype(np.float32).astype(np.float64)
+    if axis is None:
+        s_el, z_el = scale[0], zp[0]
+    else:
+        bshape = [1] * len(shape)
+        bshape[axis] = shape[axis]
+        s_el = np.broadcast_to(scale.reshape(bshape), shape)
+        z_el = np.broadcast_to(zp.reshape(bshape), shape)
+    lo, hi = -z_el * s_el, (levels(bits) - z_el) * s_el
+    inside = np.clip(x32, lo, hi)
+    tol = s_el / 2 * (1 + 1e-5) + np.abs(inside) * 2e-7
+    if dtype == "float16":
+        tol = tol + np.abs(inside) * 1e-3 + 1e-4
+    assert (np.abs(y.astype(np.float64) - inside) <= tol).all()
+    if clip is None:
+        # Per-sample parameters come from the sample itself (the documented rule).
+        if axis is None:
+            s, z = independent_params(float(x32.min()), float(x32.max()), bits)
+            assert scale[0] == pytest.approx(s, rel=1e-5, abs=1e-30) and zp[0] == z
+
+
+def test_serialization_is_versioned_checksummed_and_named():
+    codec = splitans.Codec.fit(relu_maps(8, (4, 8, 8)), bits=4)
+    data = codec.to_bytes()
+    assert data[:4] == b"SPNC" and data[4] == 1
+    assert len(codec.id) == 64 and codec.id == __import__("hashlib").sha256(data).hexdigest()
+    assert pickle.loads(pickle.dumps(codec)) == codec
+    # Every truncation and every single-bit flip is refused.
+    for k in range(len(data)):
+        with pytest.raises(CorruptDataError):
+            splitans.Codec.from_bytes(data[:k])
+    rng = np.random.default_rng(1)
+    for pos in rng.choice(len(data), size=min(len(data), 120), replace=False):
+        b = bytearray(data)
+        b[pos] ^= 1 << int(rng.integers(8))
+        with pytest.raises(CorruptDataError):
+            splitans.Codec.from_bytes(bytes(b))
+    # A newer version is refused as such.
+    b = bytearray(data)
+    b[4] = 2
+    b[8:12] = zlib.crc32(bytes(b[:8] + b[12:])).to_bytes(4, "little")
+    with pytest.raises(splitans.UnsupportedVersionError):
+        splitans.Codec.from_bytes(bytes(b))
+
+
+def test_blob_of_another_codec_is_refused():
+    cal = relu_maps(8, (4, 8, 8))
+    a = splitans.Codec.fit(cal, bits=4)
+    b = splitans.Codec.fit(cal * 2, bits=4)
+    assert a.id != b.id
+    blob = a.compress(cal[0])
+    with pytest.raises(CorruptDataError, match="another codec"):
+        b.decompress(blob)
+    with pytest.raises(CorruptDataError, match="fitted-codec blob"):
+        a.decompress(splitans.compress(cal[0], bits=4))
+    with pytest.raises(CorruptDataError, match="self-contained"):
+        a.decompress(splitans.compress(cal[0], bits=4))
+    with pytest.raises(CorruptDataError, match="empty"):
+        a.decompress(b"")
+
+
+@pytest.mark.parametrize("clip", ["calibration", None])
+def test_every_truncation_and_bit_flip_of_small_blobs(clip):
+    cal = relu_maps(10, (3, 7, 7), seed=4)
+    codec = splitans.Codec.fit(cal, bits=3, clip=clip)
+    for x in (relu_maps(1, (3, 7, 7), seed=9)[0], np.zeros((3, 7, 7), np.float32)):
+        blob = codec.compress(x)
+        codec.decompress(blob)
+        for k in range(len(blob)):
+            with pytest.raises(CorruptDataError):
+                codec.decompress(blob[:k])
+        for pos in range(len(blob)):
+            for bit in range(8):
+                b = bytearray(blob)
+                b[pos] ^= 1 << bit
+                with pytest.raises(CorruptDataError):
+                    codec.decompress(bytes(b))
+
+
+def test_blob_kinds_and_fixed_overhead():
+    cal = relu_maps(16, (16,), seed=2)
+    codec = splitans.Codec.fit(cal, bits=4)
+    x = cal[3]
+    blob = codec.compress(x)
+    info = codec.inspect(blob)
+    # A 16-element sample: the 7-byte header, then at most the packed codes (8 bytes).
+    assert info["header_bytes"] == 7 and len(blob) <= 7 + 8
+    assert len(blob) - info["body_bytes"] <= 12
+    zero = codec.compress(np.zeros(16, np.float32))
+    assert codec.inspect(zero)["kind"] == "constant" and len(zero) == 8
+    assert not codec.decompress(zero).any()
+
+
+def test_fixed_overhead_of_a_small_coded_map():
+    cal = relu_maps(40, (32, 7, 7), seed=5)
+    codec = splitans.Codec.fit(cal, bits=4)
+    blob = codec.compress(relu_maps(1, (32, 7, 7), seed=6)[0])
+    info = codec.inspect(blob)
+    assert info["kind"] == "coded"
+    # 7 bytes of header and one lane's 4-byte state: 11 bytes besides the coded words.
+    assert info["header_bytes"] == 7
+
+
+def test_variable_axis_and_per_channel():
+    rng = np.random.default_rng(3)
+    sentences = [rng.normal(size=(n, 24)).astype(np.float32) for n in (5, 9, 12, 7, 16, 3)]
+    codec = splitans.Codec.fit(sentences, bits=6, axis=1)
+    assert codec.shape == (None, 24)
+    for s in (sentences[0], rng.normal(size=(21, 24)).astype(np.float32)):
+        y = codec.decompress(codec.compress(s))
+        assert y.shape == s.shape
+    with pytest.raises(ValueError, match="shape"):
+        codec.compress(rng.normal(size=(4, 25)).astype(np.float32))
+    with pytest.raises(ValueError, match="fixed-length"):
+        splitans.Codec.fit(sentences, bits=6, axis=0)
+
+
+def test_torch_in_and_out():
+    torch = pytest.importorskip("torch")
+    cal = torch.from_numpy(relu_maps(6, (4, 5, 5))).to(torch.bfloat16)
+    codec = splitans.Codec.fit(cal, bits=8)
+    assert codec.dtype == "bfloat16"
+    y = codec.decompress(codec.compress(cal[0]), output="torch")
+    assert y.dtype == torch.bfloat16 and tuple(y.shape) == (4, 5, 5)
+
+
+def test_bad_arguments_are_specific():
+    cal = relu_maps(4, (4, 4))
+    with pytest.raises(ValueError, match="bits"):
+        splitans.Codec.fit(cal, bits=9)
+    with pytest.raises(ValueError, match="at least one"):
+        splitans.Codec.fit([], bits=4)
+    with pytest.raises(TypeError):
+        splitans.Codec.fit(np.zeros((3, 4), np.int32), bits=4)
+    with pytest.raises(ValueError, match="clip"):
+        splitans.Codec.fit(cal, bits=4, clip="nonsense")
+    codec = splitans.Codec.fit(cal, bits=4)
+    with pytest.raises(ValueError, match="NaN"):
+        codec.compress(np.full((4, 4), np.nan, np.float32))
+    with pytest.raises(ValueError, match="output"):
+        codec.decompress(codec.compress(cal[0]), output="cupy")
+    with pytest.raises(splitans.OutputTooLargeError):
+        codec.decompress(codec.compress(cal[0]), max_output_bytes=10)
+
+
+# ------------------------------------------------------------------------------------------------
+# An independent decoder written from docs/FORMAT.md section 9 alone, checked against the library.
+
+
+def _varint(b, pos):
+    v, k = 0, 0
+    while True:
+        byte = b[pos]
+        pos += 1
+        v |= (byte & 0x7F) << (7 * k)
+        k += 1
+        if not byte & 0x80:
+            return v, pos
+
+
+def _parse_codec(b):
+    assert b[:4] == b"SPNC" and b[4] == 1
+    pos = 16
+    dtype, bits, ndim = b[16], b[17], b[18]
+    pos = 19
+    shape = []
+    for _ in range(ndim):
+        d, pos = _varint(b, pos)
+        shape.append(None if d == 0 else d - 1)
+    qkind, qaxis = b[pos], b[pos + 1]
+    pos += 2
+    params = None
+    if qkind == 1:
+        p, pos = _varint(b, pos)
+        params = []
+        for _ in range(p):
+            s = np.frombuffer(b[pos : pos + 4], "<f4")[0]
+            z, pos = _varint(b, pos + 4)
+            params.append((s, z))
+    m = {}
+    m["bits"], m["pred"], m["ax"], m["ay"], m["ag"], m["p"], m["ng"] = b[pos : pos + 7]
+    pos += 7
+    g, pos = _varint(b, pos)
+    m["groups"] = list(b[pos : pos + g])
+    pos += g
+    A = 1 << bits
+    lens = [A, A, A] if m["pred"] == 0 else [3 * (A - 1) + 1, A, A // 2 + 1]
+    m["n"], m["classes"] = [], []
+    for k in range(3):
+        m["n"].append(b[pos])
+        m["classes"].append(list(b[pos + 1 : pos + 1 + lens[k]]))
+        pos += 1 + lens[k]
+    ctx = m["ng"] * m["n"][0] * m["n"][1] * m["n"][2]
+    m["cmap"] = list(b[pos : pos + ctx])
+    pos += ctx
+    T = int.from_bytes(b[pos : pos + 2], "little")
+    pos += 2
+    m["freqs"] = []
+    for _ in range(T):
+        row = []
+        for _ in range(A):
+            f, pos = _varint(b, pos)
+            row.append(f)
+        m["freqs"].append(row)
+    assert pos == len(b)
+    return dict(bits=bits, shape=shape, qaxis=qaxis, params=params, model=m)
+
+
+def _lanes_for(m):
+    if m >= 65536:
+        return 32
+    want = min(max(m // 4096, 1), 32)
+    return 1 << (want.bit_length() - 1)
+
+
+def _reference_decode(codec_bytes, blob):
+    """Codes of a fitted blob, by FORMAT.md 9.4-9.5, one element at a time."""
+    c = _parse_codec(codec_bytes)
+    bits, A = c["bits"], 1 << c["bits"]
+    pos = 7
+    shape = []
+    for d in c["shape"]:
+        if d is None:
+            d, pos = _varint(blob, pos)
+        shape.append(d)
+    d = len(shape)
+    stride = lambda a: int(np.prod(shape[a + 1 :], dtype=np.int64))
+    N = int(np.prod(shape, dtype=np.int64))
+    qaxis = None if c["qaxis"] == 255 else c["qaxis"]
+    C = 1 if qaxis is None else shape[qaxis]
+    if c["params"] is None:
+        params = []
+        for _ in range(C):
+            s = np.frombuffer(blob[pos : pos + 4], "<f4")[0]
+            z, pos = _varint(blob, pos + 4)
+            params.append((s, z))
+    else:
+        params = c["params"]
+    chan = lambda i: 0 if qaxis is None else (i // stride(qaxis)) % shape[qaxis]
+    kind = blob[0] & 0x0F
+    body = blob[pos:]
+    if kind == 2:
+        return np.full(N, body[0], np.uint8), shape, params
+    if kind == 1:
+        bitsarr = np.unpackbits(np.frombuffer(body, np.uint8), bitorder="little")
+        q = [int(sum(int(bitsarr[i * bits + k]) << k for k in range(bits))) for i in range(N)]
+        return np.array(q, np.uint8), shape, params
+    m = c["model"]
+    axis = lambda a: (0, 1) if a == 255 or shape[a] == 0 else (stride(a), shape[a])
+    sx, dx = axis(m["ax"])
+    sy, dy = axis(m["ay"])
+    grp = lambda i: m["groups"][0] if m["ag"] == 255 else m["groups"][(i // stride(m["ag"])) % shape[m["ag"]]]
+    cum = [[sum(r[:s]) for s in range(A)] for r in m["freqs"]]
+    q = [0] * N
+    chunks = [(k, min(65536, N - k)) for k in range(0, N, 65536)]
+    bpos = 0
+    counts = None
+    if len(chunks) > 1:
+        counts = [int.from_bytes(body[4 * k : 4 * k + 4], "little") for k in range(len(chunks))]
+        bpos = 4 * len(chunks)
+    for k, (start, mm) in enumerate(chunks):
+        L = _lanes_for(mm)
+        g = -(-mm // L)
+        x = [int.from_bytes(body[bpos + 4 * l : bpos + 4 * l + 4], "little") for l in range(L)]
+        bpos += 4 * L
+        nw = counts[k] if counts else (len(body) - bpos) // 2
+        words = [int.from_bytes(body[bpos + 2 * w : bpos + 2 * w + 2], "little") for w in range(nw)]
+        bpos += 2 * nw
+        wi = 0
+        prev = [0] * L
+        for s in range(g):
+            for l in range(L):
+                j = l * g + s
+                if j >= mm:
+                    continue
+                i = start + j
+                F = params[chan(i)][1]
+                cx = (i // sx) % dx if sx else 0
+                cy = (i // sy) % dy if sy else 0
+                has_l = sx > 0 and cx > 0 and s >= sx
+                has_u = sy > 0 and cy > 0 and s >= sy
+                lv = q[i - sx] if has_l else F
+                uv = q[i - sy] if has_u else F
+                ulv = q[i - sy - sx] if has_l and has_u and s >= sx + sy else F
+                if m["pred"] == 0:
+                    a, b_, c_, pred = lv, uv, ulv, 0
+                else:
+                    urv = q[i - sy + sx] if has_u and sx > 0 and cx + 1 < dx and s + sx >= sy else uv
+                    lo, hi = min(lv, uv), max(lv, uv)
+                    pred = lo if ulv >= hi else hi if ulv <= lo else lv + uv - ulv
+                    a, b_, c_ = abs(lv - ulv) + abs(uv - ulv) + abs(urv - uv), pred, prev[l]
+                ctx = ((grp(i) * m["n"][0] + m["classes"][0][a]) * m["n"][1] + m["classes"][1][b_]) * m["n"][2] + m["classes"][2][c_]
+                t = m["cmap"][ctx]
+                slot = x[l] & ((1 << m["p"]) - 1)
+                sym = max(s_ for s_ in range(A) if cum[t][s_] <= slot)
+                x[l] = m["freqs"][t][sym] * (x[l] >> m["p"]) + slot - cum[t][sym]
+                if x[l] < 1 << 16:
+                    x[l] = (x[l] << 16) | words[wi]
+                    wi += 1
+                prev[l] = min(sym, A - sym)
+                q[i] = sym if m["pred"] == 0 else (sym + pred) % A
+        assert wi == nw and all(v == 1 << 16 for v in x)
+    return np.array(q, np.uint8), shape, params
+
+
+def _format_section_9():
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "FORMAT.md").read_text()
+    sec = text[text.index("### 9.6 Worked example") :]
+    block = re.search(r"```text\n(.*?)```", sec, re.S).group(1)
+    codec_bytes = bytes.fromhex(block.replace("\n", " "))
+    blob_hex = re.search(r"Its blob is 13 bytes, `([0-9a-f ]+)`", sec.replace("\n", " ")).group(1)
+    return codec_bytes, bytes.fromhex(blob_hex)
+
+
+def test_format_worked_example():
+    codec_bytes, blob = _format_section_9()
+    codec = splitans.Codec.from_bytes(codec_bytes)
+    assert len(codec_bytes) == 146 and codec.id.startswith("6a8a2e06")
+    codes = np.array(
+        [[2, 1, 0, 2], [0, 3, 1, 0], [2, 0, 0, 1], [0, 3, 1, 0], [2, 0, 0, 1], [0, 2, 1, 0], [2, 0, 3, 1], [0, 2, 0, 0]],
+        np.float32,
+    ).reshape(2, 4, 4)
+    x = codes * np.float32(0.828125)
+    assert codec.compress(x) == blob
+    assert np.array_equal(codec.decompress(blob), x)
+    q, shape, _ = _reference_decode(codec_bytes, blob)
+    assert shape == [2, 4, 4] and np.array_equal(q.reshape(2, 4, 4), codes.astype(np.uint8))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_independent_decoder_matches(seed):
+    rng = np.random.default_rng(seed)
+    shape = [(3, 9, 11), (5, 40, 40), (2, 6), (30,), (4, 7, 5, 6), (2, 3, 160, 150)][seed]
+    bits = [1, 2, 3, 4, 6, 8][seed]
+    cal = relu_maps(6, shape, seed=seed)
+    codec = splitans.Codec.fit(cal, bits=bits, axis=0 if seed % 2 else None, clip=None if seed % 3 == 0 else "calibration")
+    for x in (relu_maps(1, shape, seed=seed + 50)[0], cal[0]):
+        blob = codec.compress(x)
+        q, _, params = _reference_decode(codec.to_bytes(), blob)
+        lib, _ = codec._c.decode_codes(blob, 1 << 40)
+        assert np.array_equal(q, lib)
