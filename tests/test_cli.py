@@ -34,6 +34,30 @@ def assert_one_line_error(out, code: int, *fragments: str) -> str:
     return text.strip()
 
 
+def call(capsys, *args, cwd=None):
+    """``cli.main`` in this process (no interpreter start-up): (exit status, stderr). For the many
+    refusals; the real process is tested by ``run`` wherever it matters."""
+    old = os.getcwd()
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        try:
+            code = cli.main([str(a) for a in args])
+        except SystemExit as e:  # argparse
+            code = e.code
+    finally:
+        os.chdir(old)
+    return code, capsys.readouterr().err
+
+
+def assert_refused(capsys, code, *args, fragments=(), cwd=None):
+    got, text = call(capsys, *args, cwd=cwd)
+    assert got == code, (got, text)
+    assert "Traceback" not in text and text.count("\n") == 1, text
+    for fragment in fragments:
+        assert fragment in text, text
+
+
 @pytest.fixture
 def feature(tmp_path):
     x = np.maximum(np.random.default_rng(0).normal(size=(2, 16, 12, 12)), 0).astype(np.float32)
@@ -100,7 +124,7 @@ def test_refuses_to_overwrite_without_force(tmp_path, feature):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".splitans-")] == [], "no temporary files left"
 
 
-def test_bad_files_give_one_line_errors_and_exit_codes(tmp_path, feature, ints):
+def test_bad_files_give_one_line_errors_and_exit_codes(tmp_path, feature, ints, capsys):
     good = splitans.compress(feature, bits=8)
     (tmp_path / "bad.spl").write_bytes(good[:100])
     out = run("decompress", tmp_path / "bad.spl", "-o", tmp_path / "out.npy")
@@ -111,52 +135,48 @@ def test_bad_files_give_one_line_errors_and_exit_codes(tmp_path, feature, ints):
     flipped = bytearray(good)
     flipped[len(good) // 2] ^= 0x10
     (tmp_path / "flipped.spl").write_bytes(bytes(flipped))
-    assert_one_line_error(run("decompress", tmp_path / "flipped.spl", "-c"), cli.EXIT_DATA, "not a valid splitans file")
-    assert_one_line_error(run("inspect", tmp_path / "flipped.spl"), cli.EXIT_DATA, "not a valid splitans file")
+    assert_refused(capsys, cli.EXIT_DATA, "decompress", tmp_path / "flipped.spl", "-c", fragments=("not a valid splitans file",))
+    assert_refused(capsys, cli.EXIT_DATA, "inspect", tmp_path / "flipped.spl", fragments=("not a valid splitans file",))
 
     newer = bytearray(good)
     newer[4] = 200  # the format version
     (tmp_path / "newer.spl").write_bytes(bytes(newer))
-    assert_one_line_error(run("decompress", tmp_path / "newer.spl", "-c"), cli.EXIT_DATA, "version 200", "upgrade")
+    assert_refused(capsys, cli.EXIT_DATA, "decompress", tmp_path / "newer.spl", "-c", fragments=("version 200", "upgrade",))
 
-    assert_one_line_error(run("decompress", tmp_path / "f.npy", "-c"), cli.EXIT_DATA, "a .npy file, not a splitans file")
+    assert_refused(capsys, cli.EXIT_DATA, "decompress", tmp_path / "f.npy", "-c", fragments=("a .npy file, not a splitans file",))
     (tmp_path / "text.npy").write_text("hello")
-    assert_one_line_error(run("compress", tmp_path / "text.npy", "-c", "--bits", "8"), cli.EXIT_DATA, "not a .npy file")
+    assert_refused(capsys, cli.EXIT_DATA, "compress", tmp_path / "text.npy", "-c", "--bits", "8", fragments=("not a .npy file",))
     (tmp_path / "cut.npy").write_bytes((tmp_path / "f.npy").read_bytes()[:200])
-    assert_one_line_error(run("compress", tmp_path / "cut.npy", "-c", "--bits", "8"), cli.EXIT_DATA, "unreadable .npy")
+    assert_refused(capsys, cli.EXIT_DATA, "compress", tmp_path / "cut.npy", "-c", "--bits", "8", fragments=("unreadable .npy",))
     np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    assert_one_line_error(run("compress", tmp_path / "objects.npy", "-c"), cli.EXIT_DATA, "unreadable .npy")
+    assert_refused(capsys, cli.EXIT_DATA, "compress", tmp_path / "objects.npy", "-c", fragments=("unreadable .npy",))
     np.save(tmp_path / "c.npy", np.zeros(4, np.complex64))
-    assert_one_line_error(run("compress", tmp_path / "c.npy", "-c"), cli.EXIT_DATA, "complex64")
+    assert_refused(capsys, cli.EXIT_DATA, "compress", tmp_path / "c.npy", "-c", fragments=("complex64",))
     nan = feature.copy()
     nan[0, 0, 0, 0] = np.nan
     np.save(tmp_path / "nan.npy", nan)
-    assert_one_line_error(run("compress", tmp_path / "nan.npy", "-c", "--bits", "8"), cli.EXIT_DATA, "cannot compress")
+    assert_refused(capsys, cli.EXIT_DATA, "compress", tmp_path / "nan.npy", "-c", "--bits", "8", fragments=("cannot compress",))
     assert run("compress", tmp_path / "nan.npy", "-c", "--bits", "8", "--nonfinite", "clamp").returncode == 0
     limited = run("decompress", "-", "--max-output-bytes", "100", input=good)
     assert_one_line_error(limited, cli.EXIT_DATA, "--max-output-bytes")
 
     assert_one_line_error(run("decompress", tmp_path / "missing.spl"), cli.EXIT_IO, "missing.spl: No such file")
-    assert_one_line_error(run("compress", tmp_path, "-c"), cli.EXIT_IO, "is a directory")
-    assert_one_line_error(run("compress", tmp_path / "f.npy", "-o", tmp_path / "nodir" / "x.spl", "--bits", "8"),
-                          cli.EXIT_IO, "No such file")
+    assert_refused(capsys, cli.EXIT_IO, "compress", tmp_path, "-c", fragments=("is a directory",))
+    assert_refused(capsys, cli.EXIT_IO, "compress", tmp_path / "f.npy", "-o", tmp_path / "nodir" / "x.spl", "--bits", "8", fragments=("No such file",))
 
 
-def test_usage_errors(tmp_path, feature, ints):
+def test_usage_errors(tmp_path, feature, ints, capsys):
     assert_one_line_error(run("compress", tmp_path / "f.npy", "-c"), cli.EXIT_USAGE, "pass --bits")
-    assert_one_line_error(run("compress", tmp_path / "q.npy", "-c", "--bits", "8"), cli.EXIT_USAGE, "losslessly")
-    assert_one_line_error(run("compress", tmp_path / "q.npy", "-c", "--mode", "csr"), cli.EXIT_USAGE, "--mode")
+    assert_refused(capsys, cli.EXIT_USAGE, "compress", tmp_path / "q.npy", "-c", "--bits", "8", fragments=("losslessly",))
+    assert_refused(capsys, cli.EXIT_USAGE, "compress", tmp_path / "q.npy", "-c", "--mode", "csr", fragments=("--mode",))
     assert_one_line_error(run("compress", tmp_path / "f.npy", "-c", "--bits", "17"), cli.EXIT_USAGE, "invalid choice")
-    assert_one_line_error(run("compress", tmp_path / "f.npy", "-c", "--bits", "8", "--axis", "4"), cli.EXIT_USAGE,
-                          "out of range")
-    assert_one_line_error(run("compress", tmp_path / "f.npy", "-c", "--bits", "8", "--clip", "3,1"), cli.EXIT_USAGE,
-                          "LO < HI")
-    assert_one_line_error(run("compress", tmp_path / "f.npy", "-c", "-o", "x", "--bits", "8"), cli.EXIT_USAGE, "-o and -c")
-    assert_one_line_error(run("compress", tmp_path / "f.npy", "--bits", "8", "--threads", "0"), cli.EXIT_USAGE,
-                          "positive integer")
-    assert_one_line_error(run("decompress", "noext"), cli.EXIT_USAGE, "does not end in .spl")
-    assert_one_line_error(run("compress", tmp_path / "f.npy", "--nosuch"), cli.EXIT_USAGE, "unrecognized arguments")
-    assert_one_line_error(run("plan", tmp_path / "q.npy", "--bits", "4"), cli.EXIT_USAGE, "nothing to plan")
+    assert_refused(capsys, cli.EXIT_USAGE, "compress", tmp_path / "f.npy", "-c", "--bits", "8", "--axis", "4", fragments=("out of range",))
+    assert_refused(capsys, cli.EXIT_USAGE, "compress", tmp_path / "f.npy", "-c", "--bits", "8", "--clip", "3,1", fragments=("LO < HI",))
+    assert_refused(capsys, cli.EXIT_USAGE, "compress", tmp_path / "f.npy", "-c", "-o", "x", "--bits", "8", fragments=("-o and -c",))
+    assert_refused(capsys, cli.EXIT_USAGE, "compress", tmp_path / "f.npy", "--bits", "8", "--threads", "0", fragments=("positive integer",))
+    assert_refused(capsys, cli.EXIT_USAGE, "decompress", "noext", fragments=("does not end in .spl",))
+    assert_refused(capsys, cli.EXIT_USAGE, "compress", tmp_path / "f.npy", "--nosuch", fragments=("unrecognized arguments",))
+    assert_refused(capsys, cli.EXIT_USAGE, "plan", tmp_path / "q.npy", "--bits", "4", fragments=("nothing to plan",))
     assert run().returncode == cli.EXIT_USAGE
 
 
@@ -257,7 +277,7 @@ def test_every_option_has_help_and_the_codec_commands_list_exit_codes():
             if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
                 continue
             assert action.help and action.help != argparse.SUPPRESS, f"{name} {action.option_strings or action.dest}"
-    for name in ("compress", "decompress", "inspect", "plan", "bench"):
+    for name in ("compress", "decompress", "inspect", "plan", "bench", "fit"):
         text = commands[name].format_help()
         for code in (cli.EXIT_USAGE, cli.EXIT_IO, cli.EXIT_DATA, cli.EXIT_MISSING):
             assert f"\n  {code}  " in text, name
@@ -298,12 +318,13 @@ def test_demo_split_points_are_those_the_model_can_finish_from():
     assert tuple(usable) == cli.DEMO_SPLITS
 
 
-def test_demo_runs_with_the_context_coder():
+def test_demo_runs_with_the_context_coder(capsys):
     pytest.importorskip("efficientnet_lite_pytorch")
     pytest.importorskip("sklearn")
-    out = run("demo", "--split", "block11.expand", "--bits", "4", "--mode", "best")
-    assert out.returncode == 0, err(out)
-    assert "top-1" in out.stdout.decode() and "differs" not in out.stdout.decode()
+    # In this process: test_demo.py already runs the demo as a new process.
+    assert cli.main(["demo", "--split", "block11.expand", "--bits", "4", "--mode", "best"]) == 0
+    text = capsys.readouterr().out
+    assert "context" in text and "top-1" in text and "differs" not in text, text
 
 
 def test_unexpected_errors_and_missing_packages_are_one_line(tmp_path, feature, monkeypatch, capsys):
@@ -329,3 +350,60 @@ def test_python_dash_m_and_the_console_script_share_main():
     assert entry.main is cli.main
     out = run("--version")
     assert out.returncode == 0 and out.stdout.decode().strip() == f"splitans {splitans.__version__}"
+
+
+@pytest.fixture
+def calibration(tmp_path):
+    maps = np.maximum(np.random.default_rng(7).normal(size=(40, 8, 16, 16)), 0).astype(np.float32)
+    np.save(tmp_path / "cal.npy", maps[:32])
+    np.save(tmp_path / "one.npy", maps[35])
+    np.save(tmp_path / "other.npy", maps[:32] * 3)
+    return maps
+
+
+def test_fit_then_compress_and_decompress_with_the_codec(tmp_path, calibration):
+    out = run("fit", "cal.npy", "--bits", "4", "--axis", "0", cwd=tmp_path)
+    assert out.returncode == 0, err(out)
+    assert "cal.npy -> cal.codec" in err(out) and "bits/element on held-out samples" in err(out)
+    codec = splitans.Codec.from_bytes((tmp_path / "cal.codec").read_bytes())
+    assert codec == splitans.Codec.fit(calibration[:32], bits=4, axis=0), "the CLI fits what Codec.fit fits"
+    assert f"id {codec.id}" in run("inspect", tmp_path / "cal.codec").stdout.decode()
+
+    out = run("compress", "one.npy", "--codec", "cal.codec", cwd=tmp_path)
+    assert out.returncode == 0, err(out)
+    blob = (tmp_path / "one.spl").read_bytes()
+    assert blob == codec.compress(calibration[35]) and len(blob) < 0.1 * calibration[35].nbytes
+    out = run("decompress", "one.spl", "--codec", "cal.codec", "-o", "back.npy", cwd=tmp_path)
+    assert out.returncode == 0, err(out)
+    np.testing.assert_array_equal(np.load(tmp_path / "back.npy"), codec.decompress(blob))
+    text = run("inspect", "one.spl", "--codec", "cal.codec", cwd=tmp_path).stdout.decode()
+    assert codec.id in text and "float32 (8, 16, 16)" in text
+    info = json.loads(run("inspect", "one.spl", "--codec", "cal.codec", "--json", cwd=tmp_path).stdout)
+    assert info["codec"] == codec.id and info["bytes"] == len(blob)
+
+    # Through pipes as well.
+    piped = run("compress", "-", "--codec", tmp_path / "cal.codec", input=(tmp_path / "one.npy").read_bytes())
+    assert piped.returncode == 0 and piped.stdout == blob
+    back = run("decompress", "-", "--codec", tmp_path / "cal.codec", input=blob)
+    assert back.returncode == 0 and back.stdout == (tmp_path / "back.npy").read_bytes()
+
+
+def test_the_wrong_or_missing_codec_is_refused(tmp_path, calibration, capsys):
+    assert run("fit", "cal.npy", "--bits", "4", "-q", cwd=tmp_path).returncode == 0
+    assert run("fit", "other.npy", "--bits", "4", "-o", "other.codec", "-q", cwd=tmp_path).returncode == 0
+    assert run("compress", "one.npy", "--codec", "cal.codec", "-q", cwd=tmp_path).returncode == 0
+    assert_one_line_error(run("decompress", "one.spl", "-c", cwd=tmp_path), cli.EXIT_USAGE, "pass --codec")
+    assert_refused(capsys, cli.EXIT_USAGE, "inspect", "one.spl", fragments=("pass --codec",), cwd=tmp_path)
+    assert_one_line_error(run("decompress", "one.spl", "--codec", "other.codec", "-c", cwd=tmp_path), cli.EXIT_DATA, "another codec")
+    assert_refused(capsys, cli.EXIT_DATA, "decompress", "cal.codec", "-c", fragments=("a fitted codec",), cwd=tmp_path)
+    assert_refused(capsys, cli.EXIT_DATA, "compress", "one.npy", "--codec", "one.npy", "-c", fragments=("not a fitted codec",), cwd=tmp_path)
+    assert_refused(capsys, cli.EXIT_USAGE, "compress", "one.npy", "--codec", "cal.codec", "--bits", "4", "-c", fragments=("the codec fixes",), cwd=tmp_path)
+    assert_refused(capsys, cli.EXIT_DATA, "compress", "cal.npy", "--codec", "cal.codec", "-c", fragments=("shape",), cwd=tmp_path)
+    damaged = bytearray((tmp_path / "cal.codec").read_bytes())
+    damaged[-3] ^= 1
+    (tmp_path / "damaged.codec").write_bytes(bytes(damaged))
+    assert_refused(capsys, cli.EXIT_DATA, "compress", "one.npy", "--codec", "damaged.codec", "-c", fragments=("damaged.codec",), cwd=tmp_path)
+    np.save(tmp_path / "ints.npy", np.arange(64, dtype=np.int16).reshape(4, 16))
+    assert_refused(capsys, cli.EXIT_DATA, "fit", "ints.npy", "--bits", "4", "-c", fragments=("float samples",), cwd=tmp_path)
+    assert_refused(capsys, cli.EXIT_USAGE, "fit", "cal.npy", "--bits", "9", "-c", fragments=("invalid choice",), cwd=tmp_path)
+    assert_refused(capsys, cli.EXIT_USAGE, "fit", "cal.npy", "--bits", "4", "--axis", "3", "-c", fragments=("out of range",), cwd=tmp_path)

@@ -1,7 +1,8 @@
 """The ``splitans`` command line (also ``python -m splitans``).
 
 Two groups of commands. The codec on ``.npy`` files — ``compress``, ``decompress``, ``inspect``,
-``plan`` and ``bench`` — behaves like ``zstd`` and ``gzip``: ``-o`` names the output and ``-c``
+``plan``, ``bench``, and ``fit`` with ``--codec`` for fitted codecs — behaves like ``zstd`` and
+``gzip``: ``-o`` names the output and ``-c``
 writes to stdout, ``-`` reads stdin or writes stdout, an existing file is replaced only with
 ``-f``, binary data is not written to a terminal, errors are one line on stderr with no
 traceback, and the exit status says what went wrong (``EXIT_*`` below, listed in ``--help``).
@@ -10,10 +11,10 @@ These need nothing beyond numpy; ``bench`` measures zstd, lz4 and blosc2 when th
 The evaluation commands — ``demo``, ``eval``, ``train-fmnist``, ``report`` — run the harness in
 ``splitans.eval`` and need its extras; they are imported only when one of them runs.
 
-A fitted codec (``splitans fit SAMPLES.npy -o CODEC``, then ``compress/decompress --codec
-CODEC``) belongs beside ``compress`` here once ``splitans.Codec`` exists: a subcommand that
-writes ``Codec.to_bytes()`` through ``_write_output``, and a ``--codec`` option that reads it
-with ``_read_input``.
+A fitted codec (``splitans.Codec``) is agreed once and then makes blobs of a few bytes plus the
+codes: ``splitans fit SAMPLES.npy -o CODEC`` writes one, ``compress``, ``decompress`` and
+``inspect`` take it with ``--codec CODEC``, and ``inspect CODEC`` describes it. As with zstd
+dictionaries, a blob names its codec (by id) and the wrong codec is refused.
 """
 
 from __future__ import annotations
@@ -67,6 +68,12 @@ DEMO_SPLITS = (
 
 NPY_MAGIC = b"\x93NUMPY"
 SPLITANS_MAGIC = b"SPNS"
+CODEC_MAGIC = b"SPNC"  # a fitted codec's serialization (FORMAT.md 9.2)
+
+
+def _is_fitted_blob(data: bytes) -> bool:
+    """A fitted codec's blob: its tag byte is 0xE0 | kind (FORMAT.md 9.5)."""
+    return len(data) >= 7 and data[0] >> 4 == 0xE and data[0] & 0xF <= 2
 
 
 class CliError(Exception):
@@ -182,11 +189,30 @@ def _decoding(name: str) -> Iterator[None]:
         raise CliError(EXIT_DATA, f"{name}: not a valid splitans file: {e}") from None
 
 
-def _load_blob(path: str) -> bytes:
+def _load_blob(path: str, codec: Any = None) -> bytes:
     data = _read_input(path)
+    name = _display(path)
     if data.startswith(NPY_MAGIC):
-        raise CliError(EXIT_DATA, f"{_display(path)}: a .npy file, not a splitans file (use compress)")
+        raise CliError(EXIT_DATA, f"{name}: a .npy file, not a splitans file (use compress)")
+    if data.startswith(CODEC_MAGIC):
+        raise CliError(EXIT_DATA, f"{name}: a fitted codec, not a compressed file (pass it as --codec, "
+                                  "or inspect it alone)")
+    if codec is None and _is_fitted_blob(data) and not data.startswith(SPLITANS_MAGIC):
+        raise CliError(EXIT_USAGE, f"{name}: made by a fitted codec (id {data[1:3].hex()}...): pass --codec CODEC")
     return data
+
+
+def _load_codec(path: Optional[str]) -> Any:
+    """The ``--codec`` file as a ``splitans.Codec``, or None."""
+    if path is None:
+        return None
+    if path == "-":
+        raise CliError(EXIT_USAGE, "--codec takes a file, not stdin")
+    data = _read_input(path)
+    if not data.startswith(CODEC_MAGIC):
+        raise CliError(EXIT_DATA, f"{path}: not a fitted codec (splitans fit writes one)")
+    with _decoding(path):
+        return splitans.Codec.from_bytes(data)
 
 
 def _say(args: argparse.Namespace, line: str) -> None:
@@ -291,8 +317,14 @@ def _quant_kwargs(args: argparse.Namespace, x: np.ndarray, name: str) -> Dict[st
 def cmd_compress(args: argparse.Namespace) -> int:
     out = _output_path(args, ".npy", ".spl")
     name = _display(args.input)
+    codec = _load_codec(args.codec)
     x = _load_npy(_read_input(args.input), name)
-    if _kind(x, name) == "int":
+    if codec is not None:
+        given = [f"--{k}" for k in ("bits", "axis", "clip", "mode") if getattr(args, k) is not None]
+        if given:
+            raise CliError(EXIT_USAGE, f"{', '.join(given)}: the codec fixes these (splitans inspect {args.codec})")
+        work = lambda: codec.compress(x, nonfinite=args.nonfinite)  # noqa: E731
+    elif _kind(x, name) == "int":
         given = [f"--{k}" for k in ("bits", "axis", "clip", "mode") if getattr(args, k) is not None]
         if given:
             raise CliError(EXIT_USAGE, f"{name}: holds {x.dtype}, which is compressed losslessly; "
@@ -318,9 +350,13 @@ def cmd_compress(args: argparse.Namespace) -> int:
 def cmd_decompress(args: argparse.Namespace) -> int:
     out = _output_path(args, ".spl", ".npy")
     name = _display(args.input)
-    blob = _load_blob(args.input)
+    codec = _load_codec(args.codec)
+    blob = _load_blob(args.input, codec)
     with _decoding(name):
-        y = splitans.decompress(blob, max_output_bytes=args.max_output_bytes, threads=_threads(args.threads))
+        if codec is not None:
+            y = codec.decompress(blob, max_output_bytes=args.max_output_bytes)
+        else:
+            y = splitans.decompress(blob, max_output_bytes=args.max_output_bytes, threads=_threads(args.threads))
     _write_output(out, _npy_bytes(y), args.force)
     if out != "-":
         _say(args, f"{name} -> {out}: {y.dtype} {tuple(y.shape)}, {len(blob):,} -> {y.nbytes:,} bytes")
@@ -374,15 +410,103 @@ def inspect_table(info: Dict[str, Any], size: int, name: str) -> str:
     return "\n".join(lines)
 
 
+def _table(rows: List[tuple]) -> str:
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def codec_table(d: Dict[str, Any], size: int, name: str) -> str:
+    """A fitted codec's description (``Codec.describe``) as ``splitans inspect CODEC`` prints it."""
+    shape = "(" + ", ".join("*" if n is None else str(n) for n in d["shape"]) + ")"
+    where = "per tensor" if d.get("axis") is None else f"per channel along axis {d['axis']}"
+    if d.get("scale") is not None:
+        quant = (f"{d['bits']} bits {where}, fixed: scale {_fmt_range(d['scale'])}, "
+                 f"zero point {_fmt_range(d['zero_point'])}")
+    else:
+        quant = f"{d['bits']} bits {where}, each sample's own range (sent in its blob)"
+    model = ", ".join(f"{k} {v}" for k, v in d.get("model", {}).items())
+    return _table([("file", f"{name}, {size:,} bytes"), ("codec", f"id {d['id']}"),
+                   ("samples", f"{d['dtype']} {shape}"
+                               + (" (*: a length each blob states)" if None in d["shape"] else "")),
+                   ("quantization", quant), ("model", model)])
+
+
+def fitted_blob_table(info: Dict[str, Any], size: int, name: str, codec: Any) -> str:
+    """A fitted codec's blob (``Codec.inspect``) as ``splitans inspect --codec`` prints it."""
+    elements = int(np.prod(info["shape"]))
+    itemsize = 2 if codec.dtype == "bfloat16" else np.dtype(codec.dtype).itemsize
+    bound = info.get("order0_bound_bytes")
+    return _table([
+        ("file", f"{name}, {size:,} bytes ({info['header_bytes']} header, {info['body_bytes']:,} body)"),
+        ("codec", f"id {info['codec']}"),
+        ("array", f"{codec.dtype} {tuple(info['shape'])}, {elements:,} elements, {elements * itemsize:,} bytes"),
+        ("ratio", f"{elements * itemsize / max(size, 1):.2f}x, {8 * size / max(elements, 1):.3f} bits/element"),
+        ("body", f"{info['kind']}, {info['distinct_codes']} distinct codes"
+                 + (f"; order-0 bound of the codes {bound:,.0f} bytes" if bound else "")),
+    ])
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     name = _display(args.input)
-    blob = _load_blob(args.input)
+    data = _read_input(args.input)
+    if data.startswith(CODEC_MAGIC) and args.codec is None:
+        with _decoding(name):
+            description = splitans.Codec.from_bytes(data).describe()
+        if args.json:
+            print(json.dumps({"file": name, "file_bytes": len(data), **description}, indent=2))
+        else:
+            print(codec_table(description, len(data), name))
+        return EXIT_OK
+    codec = _load_codec(args.codec)
+    if data.startswith(NPY_MAGIC):
+        raise CliError(EXIT_DATA, f"{name}: a .npy file, not a splitans file (use compress)")
+    if codec is None and _is_fitted_blob(data):
+        raise CliError(EXIT_USAGE, f"{name}: made by a fitted codec (id {data[1:3].hex()}...): pass --codec CODEC")
     with _decoding(name):
-        info = splitans.inspect(blob, max_output_bytes=args.max_output_bytes)
+        if codec is not None:
+            info = codec.inspect(data, max_output_bytes=args.max_output_bytes)
+        else:
+            info = splitans.inspect(data, max_output_bytes=args.max_output_bytes)
     if args.json:
-        print(json.dumps({"file": name, "file_bytes": len(blob), **info}, indent=2))
+        print(json.dumps({"file": name, "file_bytes": len(data), **info}, indent=2))
+    elif codec is not None:
+        print(fitted_blob_table(info, len(data), name, codec))
     else:
-        print(inspect_table(info, len(blob), name))
+        print(inspect_table(info, len(data), name))
+    return EXIT_OK
+
+
+def _fit_clip(text: str) -> Any:
+    if text == "calibration":
+        return "calibration"
+    if text == "sample":
+        return None
+    return _clip(text)
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    out = _output_path(args, ".npy", ".codec")
+    name = _display(args.input)
+    x = _load_npy(_read_input(args.input), name)
+    if _kind(x, name) != "float":
+        raise CliError(EXIT_DATA, f"{name}: holds {x.dtype}; a codec is fitted to float samples")
+    if x.ndim < 2 or x.shape[0] < 1:
+        raise CliError(EXIT_DATA, f"{name}: shape {x.shape}: the first axis indexes the samples, so it needs "
+                                  "at least two dimensions and one sample")
+    if args.axis is not None and not -(x.ndim - 1) <= args.axis < x.ndim - 1:
+        raise CliError(EXIT_USAGE, f"--axis {args.axis} is out of range for samples of shape {x.shape[1:]}")
+    try:
+        codec = splitans.Codec.fit(x, bits=args.bits, axis=args.axis, clip=_fit_clip(args.clip),
+                                   nonfinite=args.nonfinite)
+    except (ValueError, TypeError) as e:
+        raise CliError(EXIT_DATA, f"{name}: cannot fit: {e}") from None
+    data = codec.to_bytes()
+    _write_output(out, data, args.force)
+    chosen = (codec.report or {}).get("chosen") or {}
+    held_out = f"; {chosen['bits_per_element']:.3f} bits/element on held-out samples" if "bits_per_element" in chosen else ""
+    _say(args, f"{name} -> {'<stdout>' if out == '-' else out}: codec {codec.id[:12]}, {codec.dtype} "
+               f"{tuple(codec.shape)}, {codec.bits} bits, {len(data):,} bytes, fitted to {x.shape[0]:,} "
+               f"samples{held_out}")
     return EXIT_OK
 
 
@@ -729,15 +853,21 @@ def run_report(args: argparse.Namespace) -> int:
 FAMILIES = ("resnet", "vgg", "mobilenetv2", "densenet", "swin", "efficientnet")
 
 
-def _io_options(p: argparse.ArgumentParser, what: str, default_name: str) -> None:
+def _io_options(p: argparse.ArgumentParser, what: str, default_name: str, threads: bool = True) -> None:
     p.add_argument("-o", "--output", metavar="OUT", default=None,
                    help=f"write {what} to OUT ('-': stdout); default: {default_name}, or stdout when reading stdin")
     p.add_argument("-c", "--stdout", action="store_true", help="write to stdout")
     p.add_argument("-f", "--force", action="store_true",
                    help="overwrite an existing output file, and write binary data to a terminal")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
-    p.add_argument("--threads", "-T", type=_positive, default=None, metavar="N",
-                   help="cores to use (default: all; the bytes never depend on it)")
+    if threads:
+        p.add_argument("--threads", "-T", type=_positive, default=None, metavar="N",
+                       help="cores to use (default: all; the bytes never depend on it)")
+
+
+def _codec_option(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--codec", metavar="CODEC", default=None,
+                   help=f"{what} with a fitted codec (a file splitans fit wrote); a blob only its codec decodes")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -760,6 +890,7 @@ def build_parser() -> argparse.ArgumentParser:
     _io_options(p, "the container", "IN.spl")
     _add_quant_options(p, bits_help="quantization bit width, required for float arrays, refused for integers",
                        modes=MODES)
+    _codec_option(p, "compress one sample")
 
     p = command("decompress", "decompress a splitans container into a .npy file",
                 "Decode a splitans container into a .npy file: integers exactly, float features\n"
@@ -768,15 +899,18 @@ def build_parser() -> argparse.ArgumentParser:
     _io_options(p, "the .npy file", "IN.npy")
     p.add_argument("--max-output-bytes", type=_nonnegative, default=splitans.DEFAULT_MAX_OUTPUT_BYTES, metavar="N",
                    help="refuse (exit 4) before allocating when the array would exceed N bytes (default: 4 GiB)")
+    _codec_option(p, "decode a blob made")
 
     p = command("inspect", "describe a container: array, quantization, layout, streams",
                 "Describe a splitans container without writing its array: format version, dtype and\n"
                 "shape, quantization, layout, and per stream its coding and its order-0 entropy bound.\n"
                 "The streams are decoded, so this also verifies the file.", cmd_inspect)
-    p.add_argument("input", metavar="IN.spl", help="the container to describe ('-': stdin)")
+    p.add_argument("input", metavar="IN.spl",
+                   help="the container to describe ('-': stdin), or a fitted codec file to describe it")
     p.add_argument("--json", action="store_true", help="print the description as JSON (splitans.inspect's fields)")
     p.add_argument("--max-output-bytes", type=_nonnegative, default=splitans.DEFAULT_MAX_OUTPUT_BYTES, metavar="N",
                    help="refuse (exit 4) a container whose array would exceed N bytes (default: 4 GiB)")
+    _codec_option(p, "describe a blob made")
 
     p = command("plan", "predict the size of each layout for a float .npy file, without coding",
                 "What compress --bits B would do with a float array, predicted without coding: the\n"
@@ -808,6 +942,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=_positive, default=3, metavar="R",
                    help="best of up to R runs per codec, fewer once a codec has spent a second (default 3)")
     p.add_argument("--json", action="store_true", help="print the measurements as JSON")
+
+    p = command("fit", "fit a codec to calibration samples, for tiny blobs (compress --codec)",
+                "Fit a codec (splitans.Codec) to calibration samples: the quantizer and a context model\n"
+                "agreed once, so that each blob carries a 7-byte header and the coded sample. Give the\n"
+                "codec file to compress, decompress and inspect with --codec; a blob of another codec is\n"
+                "refused, as zstd refuses a frame made with another dictionary.", cmd_fit)
+    p.add_argument("input", metavar="SAMPLES.npy",
+                   help="a float array whose first axis indexes the calibration samples ('-': stdin)")
+    _io_options(p, "the codec", "SAMPLES.codec", threads=False)
+    p.add_argument("--bits", "-b", type=int, required=True, choices=range(1, 9), metavar="{1..8}",
+                   help="code width (required)")
+    p.add_argument("--axis", type=int, default=None, metavar="AXIS",
+                   help="quantize per channel along AXIS of a sample (0 for C x H x W samples); default: per tensor")
+    p.add_argument("--clip", default="calibration", metavar="RANGE",
+                   help="calibration (default: the samples' min/max, fixed), sample (each sample's own "
+                        "min/max, sent in its blob), LO,HI, or LO%%,HI%% (percentiles of the samples)")
+    p.add_argument("--nonfinite", default="error", choices=("error", "clamp"),
+                   help="NaN and infinity in the samples: error (default) or clamp")
 
     p = command("demo", "split EfficientNet-Lite0, compress its activation, finish the model on it",
                 "The main job: EfficientNet-Lite0 (ImageNet weights) on two photographs, cut at a split\n"
