@@ -196,6 +196,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     r.add_argument("--skip-efficientnet", action="store_true")
     r.add_argument("--augment", type=int, default=4, help="EfficientNet-Lite0: flipped/shifted copies per image")
     r.set_defaults(run=run_report)
+    from .runtime import cli as runtime_cli  # argparse only: no grpc, torch or Ray until a command runs
+
+    runtime_cli.add_serve(sub)
+    runtime_cli.add_edge(sub)
     args = parser.parse_args(argv)
     return args.run(args)
 
