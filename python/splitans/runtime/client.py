@@ -111,6 +111,7 @@ class EdgeClient:
                     msg = pb2.CodecBytes(codec_id=self.codec.id, data=self.codec.to_bytes())
                     self._retrying(lambda: self.stub.PutCodec(msg, timeout=self.timeout))
                     self.uploads += 1
+                    info = self._retrying(lambda: self.stub.Info(pb2.InfoRequest(), timeout=self.timeout))
             self.info = info
             return info
 

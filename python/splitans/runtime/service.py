@@ -143,7 +143,9 @@ class TailService:
             return "tail", t
         a = encodings.decode(encoding, payload, shape, activation_shape=self.activation_shape,
                              codecs=self._codecs, codec_id=codec_id)
-        return "tail", torch.from_numpy(np.array(a, copy=False)).to(self.device)
+        if not a.flags.writeable:  # a view of the request's bytes (float32 sent raw)
+            a = a.copy()
+        return "tail", torch.from_numpy(a).to(self.device)
 
     def run(self, kind: str, x) -> np.ndarray:
         import torch
