@@ -55,10 +55,18 @@ def run_serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
-    print(f"stopping: {args.grace:g} s for requests in flight", flush=True)
+    _say(f"stopping: {args.grace:g} s for requests in flight")
     server.stop(args.grace)
-    print("stopped", flush=True)
+    _say("stopped")
     return 0
+
+
+def _say(line: str) -> None:
+    """Print, unless whoever started us has gone (a closed pipe must not stop the shutdown)."""
+    try:
+        print(line, flush=True)
+    except (BrokenPipeError, OSError):
+        pass
 
 
 def add_edge(sub) -> None:
