@@ -200,7 +200,8 @@ class EdgeClient:
         """Results for a sequence of inputs over one streaming call, in completion order
         (``result.index`` is the input's position). Heads and encodes run while earlier
         requests travel; a stream that breaks with UNAVAILABLE is reopened and every
-        unanswered request is sent again."""
+        unanswered request is sent again, and a request answered UNAVAILABLE on its own is
+        sent again as a unary call."""
         self.connect()
         source = iter(enumerate(inputs))
         lock = threading.Lock()
@@ -236,6 +237,12 @@ class EdgeClient:
                     if entry is None:
                         continue
                     req, index, head_ms, encode_ms, sent = entry
+                    if r.error_code == grpc.StatusCode.UNAVAILABLE.value[0]:
+                        # This request alone failed (a Ray replica died under it): send it again
+                        # on its own, with the unary call's retries.
+                        self.retried += 1
+                        yield self.send(req, index, head_ms, encode_ms)
+                        continue
                     yield self._result(r, index, head_ms, encode_ms, (time.perf_counter() - sent) * 1e3, len(req.payload))
                 if state.get("failure") is not None:
                     raise state["failure"]

@@ -18,7 +18,7 @@ values), forwards that take several tensors, and cuts where more than one tensor
 
 from __future__ import annotations
 
-from typing import Any, List, NamedTuple, Optional, Tuple, Union
+from typing import Any, List, NamedTuple, Tuple, Union
 
 __all__ = ["Split", "split", "split_points"]
 

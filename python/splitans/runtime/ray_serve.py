@@ -163,7 +163,7 @@ class RayBackend:
         import ray.exceptions
         from ray.serve.exceptions import BackPressureError
 
-        from .server import response
+        from .service import response
 
         data = request.SerializeToString()
         codec_bytes = b""

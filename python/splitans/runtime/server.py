@@ -15,38 +15,26 @@ import queue
 import threading
 import time
 from concurrent import futures
-from typing import Any, List, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import grpc
-import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from .._fitted import Codec
 from . import encodings
 from .encodings import RequestError
 from .proto import SERVICE_NAME, pb2, pb2_grpc
-from .service import Batcher, Item, TailService, load_model, replica_name, top_k
+from .service import Batcher, Item, TailService, load_model, replica_name, response
 
 __all__ = ["LocalBackend", "Server", "Servicer", "serve"]
 
 DEFAULT_MAX_MESSAGE_BYTES = 32 << 20
-DEFAULT_TOP_K = 5
 _ENCODINGS = [pb2.SPLITANS, pb2.CODEC, pb2.FLOAT32, pb2.FLOAT16, pb2.ZSTD_FLOAT16, pb2.IMAGE]
 
 
 def _deadline(context) -> Optional[float]:
     left = context.time_remaining()
     return None if left is None or left > 1e8 else time.perf_counter() + left
-
-
-def response(request, out: np.ndarray, timing: dict) -> "pb2.InferResponse":
-    k = request.top_k or DEFAULT_TOP_K
-    idx, val = top_k(out, k)
-    r = pb2.InferResponse(request_id=request.request_id, top_k_index=idx.ravel().tolist(),
-                          top_k_value=val.ravel().tolist(), output_shape=list(out.shape), timing=pb2.Timing(**timing))
-    if request.return_logits:
-        r.logits.extend(out.ravel().tolist())
-    return r
 
 
 class LocalBackend:

@@ -286,5 +286,20 @@ def top_k(out: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
     return idx, np.take_along_axis(flat, idx, axis=1)
 
 
+DEFAULT_TOP_K = 5
+
+
+def response(request, out: np.ndarray, timing: dict) -> "InferResponse":
+    from .proto import pb2
+
+    k = request.top_k or DEFAULT_TOP_K
+    idx, val = top_k(out, k)
+    r = pb2.InferResponse(request_id=request.request_id, top_k_index=idx.ravel().tolist(),
+                          top_k_value=val.ravel().tolist(), output_shape=list(out.shape), timing=pb2.Timing(**timing))
+    if request.return_logits:
+        r.logits.extend(out.ravel().tolist())
+    return r
+
+
 def replica_name() -> str:
     return f"{os.uname().nodename}:{os.getpid()}"
