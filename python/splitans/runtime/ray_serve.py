@@ -121,6 +121,8 @@ class RayBackend:
             num_replicas=replicas, max_ongoing_requests=2 * max_batch, max_queued_requests=queue_size,
             health_check_period_s=1.0, health_check_timeout_s=10.0, graceful_shutdown_timeout_s=10.0)
         self._codecs: Dict[str, Codec] = {c.id: c for c in codecs}
+        self._pinned = set(self._codecs)
+        self.max_codecs = 16
         self.default_codec_id = codecs[0].id if codecs else ""
         self.allow_codec_upload = allow_codec_upload
         app = dep.bind(model, point, [c.to_bytes() for c in codecs], device, allow_codec_upload, max_batch, max_delay_s)
@@ -156,6 +158,9 @@ class RayBackend:
                                f"activation is {tuple(self._describe['activation_shape'])}")
         with self._lock:
             known = codec.id in self._codecs
+            uploaded = [k for k in self._codecs if k != self.default_codec_id and k not in self._pinned]
+            while not known and uploaded and len(uploaded) >= self.max_codecs:  # as TailService: bounded
+                del self._codecs[uploaded.pop(0)]
             self._codecs[codec.id] = codec
         return codec.id, known
 
