@@ -30,6 +30,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -170,7 +171,7 @@ def run_case(factory, point, args, rows, link_rates):
     with torch.no_grad():
         reference = model(x).argmax(1).numpy()
     codec = splitans.Codec.fit(acts, bits=args.bits)
-    codec_path = os.path.join(args.out, f"codec_{factory}_{point}.bin")
+    codec_path = os.path.join(tempfile.mkdtemp(prefix="bench_split_"), "codec.bin")  # for `serve --codec`
     with open(codec_path, "wb") as f:
         f.write(codec.to_bytes())
     act_shape = tuple(acts.shape[1:])
@@ -192,14 +193,17 @@ def run_case(factory, point, args, rows, link_rates):
             shape(rate)
             measured = socket_rate(rate)
             n = {1: args.reps_slow, 10: args.reps_10}.get(rate, len(x))
-            for s, c in clients.items():
-                for i in range(min(n, len(x))):
+            # Strategies take turns on each input, so that a busy spell of the (shared) machine
+            # slows all of them alike instead of whichever ran then.
+            for i in range(min(n, len(x))):
+                for s, c in clients.items():
                     r = c.infer(images[i] if s in ("jpeg", "png") else x[i : i + 1], i)
                     t = r.timing
                     rows.append(dict(model=factory, split=point, link_mbit=rate, socket_mbit=round(measured, 2),
                                      strategy=s, input=i, bytes=r.payload_bytes, total_ms=t["total_ms"],
                                      **{f"{k}_ms": t[f"{k}_ms"] for k in STAGES},
                                      top1_agrees=int(r.top_k_index[0, 0] == reference[i])))
+            for s in clients:
                 med = statistics.median(rw["total_ms"] for rw in rows if rw["model"] == factory and rw["split"] == point
                                         and rw["link_mbit"] == rate and rw["strategy"] == s)
                 print(f"  {rate:>5} Mbit/s (socket {measured:7.2f}): {LABELS[s]:<22} median {med:9.1f} ms", flush=True)
@@ -276,7 +280,7 @@ def main(argv=None) -> int:
     p.add_argument("--bits", type=int, default=8)
     p.add_argument("--calibration", type=int, default=200, help="calibration inputs for the fitted codec (at most)")
     p.add_argument("--reps-slow", type=int, default=3, help="requests per strategy at 1 Mbit/s")
-    p.add_argument("--reps-10", type=int, default=8, help="requests per strategy at 10 Mbit/s (else every test input)")
+    p.add_argument("--reps-10", type=int, default=20, help="requests per strategy at 10 Mbit/s (else every test input)")
     p.add_argument("--out", default=os.path.join(HERE, "split"))
     args = p.parse_args(argv)
     enter_namespace([os.path.abspath(__file__)] + (sys.argv[1:] if argv is None else list(argv)))

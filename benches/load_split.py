@@ -126,10 +126,11 @@ def main() -> int:
     p.add_argument("--ray", action="store_true")
     p.add_argument("--replicas", type=int, default=2)
     p.add_argument("--kill-at", type=float, default=None, help="with --ray: SIGKILL a replica this many seconds in")
+    p.add_argument("--max-delay-ms", type=float, default=2.0, help="the server's batching window")
     args = p.parse_args()
     env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python") + os.pathsep + os.environ.get("PYTHONPATH", ""))
     cmd = [sys.executable, "-m", "splitans", "serve", "--model", "splitans.eval.serving:fmnist_resnet", "--split", POINT,
-           "--host", "127.0.0.1", "--port", str(args.port)] + (["--ray", "--replicas", str(args.replicas)] if args.ray else [])
+           "--host", "127.0.0.1", "--port", str(args.port), "--max-delay-ms", str(args.max_delay_ms)] + (["--ray", "--replicas", str(args.replicas)] if args.ray else [])
     server = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     while True:
         line = server.stdout.readline()
@@ -164,24 +165,25 @@ def run(args, server) -> int:
         pr.start()
     for _ in procs:  # every client has loaded its model and agreed on the codec: start together
         ready.get(timeout=600)
+    victim = None
+    if args.kill_at is not None:  # find the replicas now, so that the kill comes on time
+        from splitans.eval import serving
+        from splitans.runtime import EdgeClient, split
+
+        m = serving.fmnist_resnet()
+        probe = EdgeClient(target, split(m, POINT, m.example_input).head, strategy="float16")
+        seen = {probe.infer(m.example_input[:1]).replica for _ in range(30)}
+        victim = sorted(seen)[0]
+        print(f"replicas: {', '.join(sorted(seen))}", flush=True)
     rss0 = rss_kb(server.pid)
     t0 = time.time()
     go.set()
     killed = None
-    if args.kill_at is not None:
-        from splitans.runtime import EdgeClient
-
-        time.sleep(max(0.0, args.kill_at - (time.time() - t0)))
-        from splitans.eval import serving
-        from splitans.runtime import split
-
-        m = serving.fmnist_resnet()
-        probe = EdgeClient(target, split(m, POINT, m.example_input).head, strategy="float16")
-        seen = {probe.infer(m.example_input[:1]).replica for _ in range(20)}
-        victim = sorted(seen)[0]
+    if victim is not None:
+        time.sleep(args.kill_at)
         os.kill(int(victim.rsplit(":", 1)[1]), signal.SIGKILL)
         killed = (time.time(), victim)
-        print(f"t={killed[0] - t0:.1f} s: SIGKILL replica {victim} (replicas seen: {', '.join(sorted(seen))})", flush=True)
+        print(f"t={killed[0] - t0:.1f} s: SIGKILL replica {victim}", flush=True)
     try:
         results = [out.get(timeout=args.seconds + 300) for _ in procs]
     finally:
@@ -211,8 +213,12 @@ def run(args, server) -> int:
             if len(sel):
                 print(f"  {what}: {len(sel)} requests, p50 {np.percentile(sel, 50):.1f} ms, "
                       f"p99 {np.percentile(sel, 99):.1f} ms, max {sel.max():.1f} ms")
+        before = {r[3] for r in rec if r[0] < kt}
         after = {r[3] for r in rec if r[0] > kt + 2}
         print(f"  replicas answering after the kill: {', '.join(sorted(after))}")
+        for new in sorted({r[3] for r in rec if r[0] > kt} - before):
+            first = min(r[0] for r in rec if r[3] == new)
+            print(f"  replacement replica {new} (started by Ray Serve) answered first {first - kt:.1f} s after the kill")
     return 0 if lost == 0 and wrong == 0 else 1
 
 
