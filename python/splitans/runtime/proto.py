@@ -63,7 +63,11 @@ def _load(folder: str, name: str, alias: str):
 def _generate():
     folder = _cache_dir()
     if not os.path.exists(os.path.join(folder, "splitans_runtime_pb2_grpc.py")):
-        _compile(folder)
+        try:
+            _compile(folder)
+        except OSError:  # no writable cache (read-only home): compile for this process only
+            folder = os.path.join(tempfile.mkdtemp(prefix="splitans-proto-"), "out")
+            _compile(folder)
     # The generated stub module imports the message module by its bare name.
     messages = _load(folder, "splitans_runtime_pb2", "splitans_runtime_pb2")
     stubs = _load(folder, "splitans_runtime_pb2_grpc", "splitans_runtime_pb2_grpc")
