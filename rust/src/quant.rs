@@ -63,12 +63,32 @@ impl Affine {
         }
         // ... but both ends of the grid must stay finite, or they dequantize to infinity.
         let mut zero_point = (-lo / scale).round_ties_even().clamp(0.0, levels);
+        let ends_finite = |s: f32, z: f32| ((levels - z) * s).is_finite() && (z * s).is_finite();
         for _ in 0..4 {
-            if ((levels - zero_point) * scale).is_finite() && (zero_point * scale).is_finite() {
+            if ends_finite(scale, zero_point) {
                 break;
             }
             scale = scale.next_down();
             zero_point = (-lo / scale).round_ties_even().clamp(0.0, levels);
+        }
+        if !ends_finite(scale, zero_point) {
+            // An end of the range lies within half a step of f32::MAX, where a few ulps cannot
+            // help: keep the step and move the zero point inward until both ends are finite
+            // (the end given up is then short of the range by less than a step), or, for a range
+            // so wide that no zero point can (both ends near f32::MAX), take the widest step
+            // with which one can.
+            let mut m = (f32::MAX / scale).floor().min(levels);
+            while m > 0.0 && !(m * scale).is_finite() {
+                m -= 1.0;
+            }
+            while m < levels && ((m + 1.0) * scale).is_finite() {
+                m += 1.0;
+            }
+            if 2.0 * m < levels {
+                m = (1u32 << (bits - 1)) as f32;
+                scale = f32::MAX / m;
+            }
+            zero_point = (-lo / scale).round_ties_even().clamp(levels - m, m);
         }
         Affine {
             scale,
@@ -326,6 +346,57 @@ mod tests {
                     (v - b).abs() <= a.scale * 0.5 * (1.0 + 1e-5) + 1e-6,
                     "bits {bits}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn grids_over_the_whole_float32_range_keep_finite_ends() {
+        let max = f32::MAX;
+        for (lo, hi) in [
+            (-max, max),
+            (-2.7e38, 2.82e38),
+            (-max, 1.0),
+            (-1.0, max),
+            (-max, 3e38),
+            (-3e38, max),
+            (-1e38, max),
+            (0.0, max),
+            (-max, 0.0),
+        ] {
+            for bits in 1..=16u8 {
+                let levels = ((1u32 << bits) - 1) as f32;
+                let a = Affine::from_range(lo, hi, bits);
+                let z = a.zero_point as f32;
+                assert!(a.scale > 0.0 && a.scale.is_finite(), "{lo} {hi} {bits}");
+                assert!((z * a.scale).is_finite(), "{lo} {hi} {bits}: {a:?}");
+                assert!(
+                    ((levels - z) * a.scale).is_finite(),
+                    "{lo} {hi} {bits}: {a:?}"
+                );
+                // Every input decodes within a step (half a step away from the ends).
+                for v in [lo, hi, lo / 2.0, hi / 2.0, 0.0] {
+                    let mut q = [0u16];
+                    quantize(
+                        &[v],
+                        &[a],
+                        Channels::TENSOR,
+                        bits,
+                        NonFinite::Error,
+                        true,
+                        &mut q,
+                    )
+                    .unwrap();
+                    let mut back = [0f32];
+                    dequantize(&q, &[a], Channels::TENSOR, &mut back);
+                    let err = (f64::from(v) - f64::from(back[0])).abs();
+                    assert!(back[0].is_finite(), "{v} at {bits} bits");
+                    assert!(
+                        err <= f64::from(a.scale) * 1.0001,
+                        "{v} at {bits} bits: {}",
+                        back[0]
+                    );
+                }
             }
         }
     }
