@@ -615,8 +615,11 @@ pub fn read_meta(section: &[u8], h: &Header) -> Result<FeatureMeta> {
     }
     let rows = match mode {
         Mode::Dense | Mode::Context if rows == 0 => 0,
+        // At most one row per element: the row counts are a stream of `rows` symbols that the
+        // output cap does not see, so an empty tensor has no valid CSR form.
         Mode::Csr
             if rows > 0
+                && rows <= h.count as u64
                 && h.count % rows as usize == 0
                 && h.count / rows as usize <= sparse::MAX_COLS =>
         {
