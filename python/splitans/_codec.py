@@ -193,17 +193,40 @@ def _is_float(x: Any) -> bool:
 
 
 def _to_output(flat: np.ndarray, shape: Any, dtype: str, output: str):
+    """The decoded flat array as numpy or torch, in the container's dtype. The codec has already
+    converted a feature's values (float16 and bfloat16 come as their bits, saturating)."""
+    if dtype == "float16":
+        flat = flat.view(np.float16)
     if output == "torch":
         import torch
 
-        t = torch.from_numpy(flat).reshape(tuple(shape))
-        return t.to(getattr(torch, dtype)) if dtype in ("float16", "bfloat16", "float64") else t
-    if output != "numpy":
-        raise ValueError(f"output must be 'numpy' or 'torch', got {output!r}")
-    a = flat.reshape(shape)
-    if dtype in ("float16", "float64"):
-        a = a.astype(dtype)
-    return a
+        if dtype == "bfloat16":
+            return torch.from_numpy(flat.view(np.int16)).view(torch.bfloat16).reshape(tuple(shape))
+        return torch.from_numpy(flat).reshape(tuple(shape))
+    return flat.reshape(shape)
+
+
+def _expected(expect_shape: Any, expect_dtype: Any):
+    shape = None
+    if expect_shape is not None:
+        try:
+            shape = [int(d) for d in expect_shape]
+        except TypeError:
+            raise TypeError(f"expect_shape must be a sequence of integers, got {expect_shape!r}") from None
+        if any(d < 0 or d >= 1 << 64 for d in shape):
+            raise ValueError(f"expect_shape must hold dimensions from 0 to 2**64-1, got {expect_shape!r}")
+    dtype = None
+    if expect_dtype is not None:
+        if isinstance(expect_dtype, str) and expect_dtype == "bfloat16":
+            dtype = "bfloat16"
+        elif type(expect_dtype).__module__.startswith("torch"):
+            dtype = str(expect_dtype).replace("torch.", "")
+        else:
+            try:
+                dtype = np.dtype(expect_dtype).name
+            except TypeError:
+                raise TypeError(f"expect_dtype must be a dtype or dtype name, got {expect_dtype!r}") from None
+    return shape, dtype
 
 
 def decompress(
@@ -212,21 +235,32 @@ def decompress(
     max_output_bytes: Optional[int] = DEFAULT_MAX_OUTPUT_BYTES,
     threads: Optional[int] = None,
     output: str = "numpy",
+    expect_shape: Any = None,
+    expect_dtype: Any = None,
 ):
     """Decode what ``compress`` or ``rans_encode`` produced into a new array.
 
     Integer data comes back exactly, with its dtype and shape. A float feature comes back
     dequantized, ``(q - zero_point) * scale``, in the dtype it had (bfloat16, which numpy lacks,
-    as float32 in numpy). ``output="torch"`` returns a torch tensor instead, in the original
+    as float32 in numpy); float16 and bfloat16 saturate at their largest finite value instead of
+    overflowing to infinity. ``output="torch"`` returns a torch tensor instead, in the original
     dtype (bfloat16 included).
 
     Raises ``CorruptDataError`` (a ``ValueError``) for anything that is not a valid container,
     ``UnsupportedVersionError`` for a newer format, and ``OutputTooLargeError`` before
-    allocating when the result would exceed ``max_output_bytes`` (``None``: no limit).
+    allocating when the result would exceed ``max_output_bytes`` (``None``: no limit; the cap
+    also counts the working buffer of streams coded in chunks above 2**21 symbols).
+    ``MemoryError`` if the allocator refuses the output (only with a cap above what the machine
+    holds). ``expect_shape=`` / ``expect_dtype=`` refuse (``ValueError``), before allocating,
+    a container holding anything else: a server that knows what it receives bounds each
+    blob's output that way.
     """
     if output not in ("numpy", "torch"):
         raise ValueError(f"output must be 'numpy' or 'torch', got {output!r}")
-    _, flat, shape, dtype = _core.decode(_as_bytes(data), _max_output(max_output_bytes), _threads(threads))
+    shape, dtype = _expected(expect_shape, expect_dtype)
+    _, flat, shape, dtype = _core.decode(
+        _as_bytes(data), _max_output(max_output_bytes), _threads(threads), shape, dtype, output == "torch"
+    )
     return _to_output(flat, shape, dtype, output)
 
 

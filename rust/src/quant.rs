@@ -316,6 +316,48 @@ pub fn dequantize<C: Code>(q: &[C], params: &[Affine], ch: Channels, out: &mut [
     }
 }
 
+/// The largest finite float16, 65504.
+pub const F16_MAX: f32 = 65504.0;
+/// The largest finite bfloat16 (`0x7F7F`), 3.3895314e38.
+pub const BF16_MAX: f32 = f32::from_bits(0x7f7f_0000);
+
+/// The float16 bit pattern of `x` clamped to `±65504`, rounded to nearest even (subnormals
+/// included): numpy's `astype(float16)` wherever that is finite, and the largest finite value
+/// where the cast would overflow to infinity. A decoded element is never further from a float16
+/// input than before the clamp, since the input itself lies within ±65504.
+#[inline(always)]
+pub fn f16_bits(x: f32) -> u16 {
+    if x.is_nan() {
+        return 0x7e00;
+    }
+    let b = x.clamp(-F16_MAX, F16_MAX).to_bits();
+    let sign = ((b >> 16) & 0x8000) as u16;
+    let a = b & 0x7fff_ffff;
+    let magnitude = if a < 113 << 23 {
+        // Below 2^-14, a subnormal (or zero): adding 0.5 leaves the multiple of 2^-24 nearest to
+        // `a` (ties to even) in the low mantissa bits of the sum.
+        const HALF: u32 = 126 << 23;
+        (f32::from_bits(a) + f32::from_bits(HALF)).to_bits() - HALF
+    } else {
+        // Rebias the exponent (127 -> 15) and round the mantissa from 23 to 10 bits, ties to
+        // even; a carry moves into the exponent as it should.
+        let odd = (a >> 13) & 1;
+        (a - (112 << 23) + 0xfff + odd) >> 13
+    };
+    sign | magnitude as u16
+}
+
+/// The bfloat16 bit pattern of `x` clamped to `±BF16_MAX`, rounded to nearest even (torch's
+/// conversion wherever that is finite).
+#[inline(always)]
+pub fn bf16_bits(x: f32) -> u16 {
+    if x.is_nan() {
+        return 0x7fc0;
+    }
+    let b = x.clamp(-BF16_MAX, BF16_MAX).to_bits();
+    ((b + 0x7fff + ((b >> 16) & 1)) >> 16) as u16
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -441,6 +483,30 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn half_conversions_round_to_nearest_even_and_saturate() {
+        assert_eq!(f16_bits(0.0), 0);
+        assert_eq!(f16_bits(-0.0), 0x8000);
+        assert_eq!(f16_bits(1.0), 0x3c00);
+        assert_eq!(f16_bits(-2.0), 0xc000);
+        assert_eq!(f16_bits(65504.0), 0x7bff);
+        assert_eq!(f16_bits(65519.0), 0x7bff);
+        assert_eq!(f16_bits(65520.0), 0x7bff); // numpy: inf
+        assert_eq!(f16_bits(-1e30), 0xfbff);
+        assert_eq!(f16_bits(f32::INFINITY), 0x7bff);
+        assert_eq!(f16_bits(2f32.powi(-24)), 1); // the smallest subnormal
+        assert_eq!(f16_bits(2f32.powi(-25)), 0); // a tie: to even, zero
+        assert_eq!(f16_bits(3.0 * 2f32.powi(-25)), 2); // a tie between 1 and 2: to even
+        assert_eq!(f16_bits(2f32.powi(-14)), 0x0400); // the smallest normal
+        assert_eq!(f16_bits(1.0 + 2f32.powi(-11)), 0x3c00); // a tie: to even
+        assert_eq!(f16_bits(1.0 + 3.0 * 2f32.powi(-11)), 0x3c02);
+        assert_eq!(bf16_bits(1.0), 0x3f80);
+        assert_eq!(bf16_bits(f32::MAX), 0x7f7f); // torch: inf
+        assert_eq!(bf16_bits(-f32::MAX), 0xff7f);
+        assert_eq!(bf16_bits(f32::from_bits(0x3f80_8000)), 0x3f80); // a tie: to even
+        assert_eq!(bf16_bits(f32::from_bits(0x3f81_8000)), 0x3f82);
     }
 
     #[test]
