@@ -344,3 +344,95 @@ def test_gpu_layout_checks_expectations_like_the_cpu_path():
         _core.gpu_layout(blob, 1 << 32, [6], None)
     with pytest.raises(ValueError, match="not the expected"):
         _core.gpu_layout(constant_array(1 << 40), 1 << 32, None, "int8")
+
+
+# ------------------------------------------------------------------------------------------------
+# Arguments: a specific ValueError or TypeError that says what to do (issue 13 item 5)
+
+
+def test_out_of_range_integers_are_value_errors():
+    x = np.ones((4, 4), np.float32)
+    blob = splitans.compress(x, bits=4)
+    with pytest.raises(ValueError, match="reshape must be a positive row count"):
+        splitans.compress(x, bits=4, reshape=2**64)
+    with pytest.raises(ValueError, match="max_output_bytes must be"):
+        splitans.decompress(blob, max_output_bytes=2**64)
+    with pytest.raises(ValueError, match="max_output_bytes must be"):
+        splitans.decompress(blob, max_output_bytes=-1)
+    with pytest.raises(ValueError, match="threads must be"):
+        splitans.decompress(blob, threads=2**64)
+    with pytest.raises(ValueError, match="threads must be"):
+        splitans.compress(x, bits=4, threads=0)
+    with pytest.raises(ValueError, match=r"zero_point 1099511627776 is out of range for 4 bits: it must be in 0\.\.15"):
+        splitans.compress(x, bits=4, scale=0.1, zero_point=2**40)
+    with pytest.raises(ValueError, match="zero_point -1 is out of range"):
+        splitans.compress(x, bits=4, scale=0.1, zero_point=-1)
+    with pytest.raises(ValueError, match="overflows"):
+        splitans.max_compressed_size(2**62, "uint64")
+    with pytest.raises(ValueError, match="overflows"):
+        splitans.max_compressed_size(2**63, "uint16")
+    with pytest.raises(ValueError, match="overflows"):
+        splitans.max_compressed_size(2**64, "uint8")
+    assert splitans.max_compressed_size(2**40, "uint64") > 4 * 2**41
+
+
+def test_bools_are_not_integers():
+    x = np.ones((4, 4), np.float32)
+    blob = splitans.compress(x, bits=4)
+    for call in (
+        lambda: splitans.decompress(blob, max_output_bytes=True),
+        lambda: splitans.inspect(blob, max_output_bytes=False),
+        lambda: splitans.rans_encode(np.zeros(9, np.uint8), precision_bits=True),
+        lambda: splitans.rans_encode(np.zeros(9, np.uint8), chunk_symbols=True),
+        lambda: splitans.decompress(blob, threads=True),
+        lambda: splitans.compress(x, bits=True),
+        lambda: splitans.max_compressed_size(True),
+        lambda: splitans.compress(x, bits=4, scale=0.1, zero_point=True),
+    ):
+        with pytest.raises((TypeError, ValueError), match="bool|True|False") as e:
+            call()
+        assert not isinstance(e.value, splitans.CorruptDataError)
+    with pytest.raises(TypeError, match="max_output_bytes must be a non-negative integer"):
+        splitans.decompress(blob, max_output_bytes=True)
+    with pytest.raises(TypeError, match="precision_bits must be an integer"):
+        splitans.rans_encode(np.zeros(9, np.uint8), precision_bits=True)
+
+
+def test_integer_arrays_refuse_the_lossy_options():
+    q = np.arange(12, dtype=np.int32)
+    for kw in (dict(mode="nonsense"), dict(mode="dense"), dict(reshape=3), dict(reshape="search"),
+               dict(nonfinite="clamp"), dict(bits=4), dict(axis=0)):
+        with pytest.raises(ValueError, match="integer arrays .* are compressed losslessly") as e:
+            splitans.compress(q, **kw)
+        assert next(iter(kw)) in str(e.value)
+    assert splitans.decompress(splitans.compress(q, mode="auto", reshape="model", nonfinite="error")).tolist() == q.tolist()
+
+
+@pytest.mark.parametrize("value", [np.zeros(3, bool), np.zeros(3, complex), np.array([object()])])
+def test_unsupported_dtypes_are_named_even_with_bits(value):
+    with pytest.raises(TypeError, match=f"got {value.dtype}"):
+        splitans.compress(value, bits=4)
+
+
+def test_float64_beyond_float32_is_named():
+    x = np.array([0.0, 1.0, 1e39, 2.0])
+    with pytest.raises(ValueError, match=r"1e\+39 at flat index 2, beyond the float32 range") as e:
+        splitans.compress(x, bits=8)
+    assert "NaN" not in str(e.value)
+    with pytest.raises(ValueError, match="beyond the float32 range"):
+        splitans.compress(-x, bits=8, clip=(-1, 1))
+    # nonfinite="clamp" treats it as the infinity it becomes in float32: clamped to the range end
+    # and counted, not silently.
+    blob = splitans.compress(x, bits=8, nonfinite="clamp")
+    assert splitans.inspect(blob)["clamped"] == 1
+    np.testing.assert_allclose(splitans.decompress(blob), [0, 1, 2, 2], atol=2 / 255)
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        splitans.compress(np.array([0.0, np.inf]), bits=8)
+
+
+def test_empty_input_is_named():
+    for data in (b"", bytearray(), memoryview(b"")):
+        with pytest.raises(splitans.CorruptDataError, match="empty input"):
+            splitans.decompress(data)
+    with pytest.raises(splitans.CorruptDataError, match="bad magic"):
+        splitans.decompress(b"SPN")
