@@ -342,7 +342,8 @@ pub fn parse<'a>(r: &mut Reader<'a>, max_symbols: u64) -> Result<StreamView<'a>>
             "stream declares {n64} symbols, more than the {max_symbols} expected"
         ));
     }
-    let n = usize::try_from(n64).map_err(|_| corrupt!("stream symbol count {n64} too large"))?;
+    // Below `max_symbols`, which the callers take from an array's element count: a usize.
+    let n = usize::try_from(n64).unwrap_or(usize::MAX);
     let alphabet = 1u32 << (8 * symbol_bytes);
     let (mode, body) = match mode {
         0 => {
@@ -359,9 +360,7 @@ pub fn parse<'a>(r: &mut Reader<'a>, max_symbols: u64) -> Result<StreamView<'a>>
             (Mode::Constant, Body::Constant(s))
         }
         2 => {
-            let len = n
-                .checked_mul(symbol_bytes)
-                .ok_or_else(|| corrupt!("raw stream size overflows"))?;
+            let len = n.saturating_mul(symbol_bytes);
             (Mode::Raw, Body::Raw(r.take(len, "raw stream")?))
         }
         3 => {
@@ -385,12 +384,7 @@ pub fn parse<'a>(r: &mut Reader<'a>, max_symbols: u64) -> Result<StreamView<'a>>
             let table = FreqTable::read(r, precision_bits, alphabet)?;
             let n_chunks = n.div_ceil(1 << chunk_log2);
             // The directory is read before allocating for it: a lying count fails here.
-            let dir = r.take(
-                n_chunks
-                    .checked_mul(4)
-                    .ok_or_else(|| corrupt!("chunk count overflows"))?,
-                "chunk directory",
-            )?;
+            let dir = r.take(n_chunks.saturating_mul(4), "chunk directory")?;
             let mut chunks = Vec::with_capacity(n_chunks);
             for d in dir.chunks_exact(4) {
                 let words = u32::from_le_bytes([d[0], d[1], d[2], d[3]]) as usize;
@@ -420,16 +414,17 @@ pub fn parse<'a>(r: &mut Reader<'a>, max_symbols: u64) -> Result<StreamView<'a>>
 }
 
 /// Decodes a parsed stream into `out` (`out.len() == view.n`, `S::BYTES == view.symbol_bytes`).
+/// Panics when `out` or `S` do not fit the view (a caller's error: the container parsers check
+/// widths and counts before they call this).
 pub fn decode_into<S: Symbol>(view: &StreamView<'_>, out: &mut [S], threads: usize) -> Result<()> {
-    if S::BYTES != view.symbol_bytes || out.len() != view.n {
-        return Err(corrupt!(
-            "stream holds {} symbols of {} bytes, expected {} of {}",
-            view.n,
-            view.symbol_bytes,
-            out.len(),
-            S::BYTES
-        ));
-    }
+    assert!(
+        S::BYTES == view.symbol_bytes && out.len() == view.n,
+        "decode_into: a stream of {} {}-byte symbols into {} of {} bytes",
+        view.n,
+        view.symbol_bytes,
+        out.len(),
+        S::BYTES
+    );
     match &view.body {
         Body::Empty => Ok(()),
         Body::Constant(s) => {
@@ -516,14 +511,13 @@ pub struct Blocks<'v, 'a, S: Symbol> {
 }
 
 impl<'v, 'a, S: Symbol + Pod> Blocks<'v, 'a, S> {
+    /// Panics when `S` is not the stream's symbol width (a caller's error).
     pub fn new(view: &'v StreamView<'a>, threads: usize) -> Result<Self> {
-        if S::BYTES != view.symbol_bytes {
-            return Err(corrupt!(
-                "stream has {}-byte symbols, expected {}",
-                view.symbol_bytes,
-                S::BYTES
-            ));
-        }
+        assert_eq!(
+            S::BYTES,
+            view.symbol_bytes,
+            "Blocks of the wrong symbol width"
+        );
         let mut buf = zeroed::<S>(block_len(view))?;
         let decoder = match &view.body {
             Body::Rans { table, .. } => Some(Decoder::new(table)),
@@ -655,7 +649,12 @@ pub fn for_each_block<S: Symbol + Pod>(
 /// The histogram of a stream's symbols (`1 << (8 * S::BYTES)` counts), decoded block by block.
 pub fn histogram<S: Symbol + Pod>(view: &StreamView<'_>, threads: usize) -> Result<Vec<u64>> {
     let mut counts = vec![0u64; 1 << (8 * S::BYTES)];
-    if let (Body::Constant(s), true) = (&view.body, S::BYTES == view.symbol_bytes) {
+    assert_eq!(
+        S::BYTES,
+        view.symbol_bytes,
+        "histogram of the wrong symbol width"
+    );
+    if let Body::Constant(s) = &view.body {
         // Nothing to decode: a constant stream of 2^40 symbols is counted at once.
         counts[usize::from(*s)] = view.n as u64;
         return Ok(counts);
