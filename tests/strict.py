@@ -12,16 +12,16 @@ import pytest
 STRICT = os.environ.get("SPLITANS_REQUIRE_DATA") == "1"
 
 
-def need(condition, why: str) -> None:
+def need(condition, why: str, module_level: bool = False) -> None:
     if not condition:
         if STRICT:
-            pytest.fail(why + " (SPLITANS_REQUIRE_DATA=1: CI installs every test dependency)")
-        pytest.skip(why)
+            pytest.fail(why + " (SPLITANS_REQUIRE_DATA=1: CI installs every test dependency)", pytrace=False)
+        pytest.skip(why, allow_module_level=module_level)
 
 
-def need_module(name: str, install: str = ""):
+def need_module(name: str, install: str = "", module_level: bool = False):
     """The module, imported; or skip (fail in CI) saying how to install it."""
     try:
         return importlib.import_module(name)
     except ImportError as e:
-        need(False, f"{name} is not installed ({install or 'pip install ' + name}): {e}")
+        need(False, f"{name} is not installed ({install or 'pip install ' + name}): {e}", module_level)

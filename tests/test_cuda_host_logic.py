@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 import splitans
 from splitans import gpu
 from splitans.gpu import loader, pipelines
+from strict import need, need_module
 from splitans.gpu import rans as gpu_rans
 
 from cuda_host import host_ops
@@ -30,7 +31,7 @@ from cuda_host import host_ops
 @pytest.fixture(scope="module")
 def ops(tmp_path_factory):
     if host_ops.compiler() is None:
-        pytest.skip("g++ not found: the host build of the CUDA kernels needs a C++17 compiler")
+        need(False, "g++ not found: the host build of the CUDA kernels needs a C++17 compiler (apt-get install g++)")
     return host_ops.HostOps(host_ops.build(tmp_path_factory.mktemp("cuda_host")))
 
 
@@ -364,7 +365,7 @@ def test_float16_and_float64_inputs(ops, dtype):
 
 
 def test_torch_bfloat16_input(ops):
-    torch = pytest.importorskip("torch")
+    torch = need_module("torch")
     t = torch.from_numpy(feature("relu")).to(torch.bfloat16)
     cpu = splitans.compress(t, bits=8)
     assert gpu.compress_gpu(t, bits=8, _ops_=ops) == cpu

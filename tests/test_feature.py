@@ -8,6 +8,7 @@ from hypothesis.extra import numpy as hnp
 
 import reference
 import splitans
+from strict import need_module
 
 
 def relu_feature(shape, density, seed=0, dtype=np.float32):
@@ -211,7 +212,7 @@ def test_non_contiguous_and_float16_float64():
 
 
 def test_torch_round_trips():
-    torch = pytest.importorskip("torch")
+    torch = need_module("torch")
     t = torch.relu(torch.randn(1, 16, 12, 12, generator=torch.Generator().manual_seed(0)))
     for dtype in (torch.float32, torch.float16, torch.bfloat16):
         src = t.to(dtype)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import splitans
+from strict import need_module
 
 
 def with_crc(blob) -> bytes:
@@ -226,7 +227,7 @@ def test_float16_output_is_numpys_conversion_saturated():
 
 
 def test_bfloat16_torch_output_is_torchs_conversion_saturated():
-    torch = pytest.importorskip("torch")
+    torch = need_module("torch")
     rng = np.random.default_rng(3)
     bits = rng.integers(0, 0x7F800000, 200_000, dtype=np.uint32)
     ties = (rng.integers(0, 0x7F80, 5000, dtype=np.uint32) << 16) | 0x8000
