@@ -648,3 +648,23 @@ def test_cupy_ops_corrupt_input(cupy_ops):
         same_outcome(
             outcome(lambda: splitans.decompress(data)), outcome(lambda: gpu.decompress_gpu(data, _ops_=cupy_ops))
         )
+
+
+def test_cupy_ops_half_outputs_saturate_like_the_cpu(cupy_ops):
+    # Grid points past 65504 (a float16 input at the range end, 2 to 11 bits) and the whole
+    # float32 range: the GPU path gives the CPU path's values, finite, bit for bit.
+    x16 = np.array([-65504, -1000.5, 0, 3, 65504], np.float16)
+    big = np.array([-3.4028235e38, -1e38, 0, 2.5e38, 3.4028235e38], np.float32)
+    for x in (x16, big):
+        for bits in (2, 5, 7, 9, 10, 11, 16):
+            cpu = splitans.compress(x, bits=bits)
+            assert gpu.compress_gpu(x, bits=bits, _ops_=cupy_ops) == cpu
+            a = splitans.decompress(cpu)
+            b = gpu.decompress_gpu(cpu, _ops_=cupy_ops)
+            assert np.isfinite(a).all() and a.dtype == b.dtype
+            assert np.array_equal(a.view(np.uint8), b.view(np.uint8)), (bits, a, b)
+    # Expectations are checked by the GPU path too, before the device sees the container.
+    with pytest.raises(ValueError, match="not the expected"):
+        gpu.decompress_gpu(splitans.compress(x16, bits=4), expect_shape=(6,), _ops_=cupy_ops)
+    with pytest.raises(ValueError, match="holds float16, not the expected float32"):
+        gpu.decompress_gpu(splitans.compress(x16, bits=4), expect_dtype="float32", _ops_=cupy_ops)
