@@ -44,6 +44,7 @@ def encode_feature(
     precision_bits: Optional[int],
     chunk_log2: Optional[int],
     threads: int,
+    version: int = 3,
 ) -> Tuple[bytes, Dict[str, Any]]: ...
 def plan_feature(
     x: np.ndarray,

@@ -178,10 +178,12 @@ def compress_feature(
     precision_bits: Optional[int],
     chunk_log2: Optional[int],
     threads: int,
+    version: int = 3,
 ) -> Tuple[bytes, Dict[str, Any]]:
     a, dtype, bits, axis, ranges, s, z = _prepare(x, bits, axis, scale, zero_point, clip, nonfinite)
     return _core.encode_feature(
-        a, dtype, bits, axis, ranges, s, z, mode, _check_reshape(reshape), nonfinite, precision_bits, chunk_log2, threads
+        a, dtype, bits, axis, ranges, s, z, mode, _check_reshape(reshape), nonfinite, precision_bits, chunk_log2, threads,
+        version,
     )
 
 

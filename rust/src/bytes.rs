@@ -72,6 +72,35 @@ impl<'a> Reader<'a> {
     }
 }
 
+impl Reader<'_> {
+    /// Unsigned LEB128 of up to 64 bits (FORMAT.md 10.1): at most 10 bytes, minimally encoded.
+    pub fn varint64(&mut self, what: &str) -> Result<u64> {
+        let mut value: u64 = 0;
+        for i in 0..10 {
+            let byte = self.u8(what)?;
+            if i == 9 && byte > 1 {
+                return Err(corrupt!("varint overflow in {what}"));
+            }
+            value |= u64::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                if i > 0 && byte == 0 {
+                    return Err(corrupt!("non-canonical varint in {what}"));
+                }
+                return Ok(value);
+            }
+        }
+        Err(corrupt!("varint longer than 10 bytes in {what}"))
+    }
+}
+
+pub fn put_varint64(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
 pub fn put_u16(out: &mut Vec<u8>, v: u16) {
     out.extend_from_slice(&v.to_le_bytes());
 }

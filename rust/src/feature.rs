@@ -14,9 +14,10 @@
 //! ```
 
 use crate::buffer::{self, Pod};
-use crate::bytes::{put_u32, put_u64, Reader};
+use crate::bytes::{put_u32, put_u64, put_varint, put_varint64, Reader};
 use crate::container::{self, ElemType, FloatType, Header, Kind, StreamInfo};
 use crate::context::{self, Geometry};
+use crate::pctx;
 use crate::error::{corrupt, CodecError, Result};
 use crate::quant::{self, Affine, Channels, Code, NonFinite};
 use crate::rans::Symbol;
@@ -31,6 +32,9 @@ pub enum Mode {
     Csr = 1,
     /// Codes of at most 8 bits, coded with adaptive neighbour contexts (`context`).
     Context = 2,
+    /// Codes of at most 8 bits, coded by the parallel context coder with a model fitted to this
+    /// tensor and stored in the container (`pctx`; compact containers only).
+    Pctx = 3,
 }
 
 impl Mode {
@@ -39,6 +43,7 @@ impl Mode {
             Mode::Dense => "dense",
             Mode::Csr => "csr",
             Mode::Context => "context",
+            Mode::Pctx => "pcontext",
         }
     }
 }
@@ -51,7 +56,9 @@ pub enum ModeChoice {
     /// path reproduces.
     Auto,
     Context,
-    /// The smallest of auto's choice and the context coder (codes of at most 8 bits).
+    Pctx,
+    /// The smallest of auto's choice and the context coders (codes of at most 8 bits): in a
+    /// compact container the shortest container, by its exact size.
     Best,
 }
 
@@ -86,6 +93,8 @@ pub struct FeatureOptions {
     pub reshape: Reshape,
     pub non_finite: NonFinite,
     pub coder: EncodeOptions,
+    /// The container version to write: `container::COMPACT_VERSION` (3) or 1 (section 6).
+    pub version: u8,
 }
 
 /// One candidate row count with the predicted bytes of its row-count and column-index streams.
@@ -269,6 +278,27 @@ fn validate(x_len: usize, shape: &[usize], opts: &FeatureOptions) -> Result<()> 
             opts.bits
         )));
     }
+    if opts.version != 1 && opts.version != container::COMPACT_VERSION {
+        return Err(CodecError::InvalidArgument(format!(
+            "version must be 1 or {}, got {}",
+            container::COMPACT_VERSION,
+            opts.version
+        )));
+    }
+    if opts.mode == ModeChoice::Pctx {
+        if opts.bits > pctx::MAX_BITS {
+            return Err(CodecError::InvalidArgument(format!(
+                "mode='pcontext' takes at most {} bits, got {}",
+                pctx::MAX_BITS,
+                opts.bits
+            )));
+        }
+        if opts.version == 1 {
+            return Err(CodecError::InvalidArgument(
+                "mode='pcontext' needs the compact container: leave version at its default (3)".into(),
+            ));
+        }
+    }
     opts.coder.validate()
 }
 
@@ -329,23 +359,23 @@ fn prepare<C: Code + Symbol>(
             ..Stages::default()
         },
     };
-    if matches!(opts.mode, ModeChoice::Dense | ModeChoice::Context) || total == 0 {
+    if matches!(
+        opts.mode,
+        ModeChoice::Dense | ModeChoice::Context | ModeChoice::Pctx
+    ) || total == 0
+    {
         plan.seconds.sparse = clock.lap();
+        plan.mode = match opts.mode {
+            ModeChoice::Context => Mode::Context,
+            // An empty tensor has nothing to fit a model to: written dense (an empty stream).
+            ModeChoice::Pctx if total > 0 => Mode::Pctx,
+            _ => Mode::Dense,
+        };
         plan.reason = if total == 0 {
             "empty tensor".into()
         } else {
-            format!(
-                "mode={}",
-                if opts.mode == ModeChoice::Context {
-                    "context"
-                } else {
-                    "dense"
-                }
-            )
+            format!("mode={}", plan.mode.name())
         };
-        if opts.mode == ModeChoice::Context {
-            plan.mode = Mode::Context;
-        }
         return Ok((q, plan));
     }
     let zps: Vec<i32> = plan.params.iter().map(|a| a.zero_point).collect();
@@ -406,6 +436,7 @@ fn prepare<C: Code + Symbol>(
         }
         ModeChoice::Auto | ModeChoice::Best => Mode::Dense,
         ModeChoice::Context => Mode::Context,
+        ModeChoice::Pctx => Mode::Pctx,
     };
     plan.reason = match opts.mode {
         ModeChoice::Auto | ModeChoice::Best => format!(
@@ -444,106 +475,209 @@ fn compress_typed<C: Code + Symbol>(
 ) -> Result<(Vec<u8>, Plan)> {
     let (q, mut plan) = prepare::<C>(x, opts, false)?;
     let mut clock = Clock::start();
-    // The context body, when the mode asks for it or `best` may take it.
-    let mut context_body = None;
-    if opts.bits <= context::MAX_BITS
-        && matches!(opts.mode, ModeChoice::Context | ModeChoice::Best)
-        && !q.is_empty()
-    {
-        let codes: Vec<u8> = q.iter().map(|c| c.to_i32() as u8).collect();
-        let zps: Vec<i32> = plan.params.iter().map(|a| a.zero_point).collect();
-        let body = context::encode(&codes, &zps, channels(opts), Geometry::of(shape), opts.bits);
-        let auto_bytes = if plan.mode == Mode::Csr {
-            plan.csr_bytes
-        } else {
-            plan.dense_bytes
-        };
-        if opts.mode == ModeChoice::Context || ((8 + body.len()) as f64) < auto_bytes {
-            if opts.mode == ModeChoice::Best {
+    let compact = opts.version == container::COMPACT_VERSION;
+    let context_ok = opts.bits <= context::MAX_BITS && !q.is_empty();
+    let codes = || -> Vec<u8> { q.iter().map(|c| c.to_i32() as u8).collect() };
+    let zps: Vec<i32> = plan.params.iter().map(|a| a.zero_point).collect();
+    let context_body = || context::encode(&codes(), &zps, channels(opts), Geometry::of(shape), opts.bits);
+    let write_mode = |mode: Mode, plan: &mut Plan, body: Option<Payload>| {
+        write(&q, shape, float_type, opts, plan, mode, body)
+    };
+    let blob = match (opts.mode, compact) {
+        (ModeChoice::Context, _) if q.is_empty() => {
+            // An empty tensor: nothing to code, an empty body.
+            let body = context::encode(&[], &[0], Channels::TENSOR, Geometry::of(shape), opts.bits);
+            write_mode(Mode::Context, &mut plan, Some(Payload::Context(body)))?
+        }
+        (ModeChoice::Context, _) => {
+            let body = context_body();
+            plan.seconds.entropy += clock.lap();
+            write_mode(Mode::Context, &mut plan, Some(Payload::Context(body)))?
+        }
+        (ModeChoice::Pctx, _) if plan.mode == Mode::Pctx => {
+            let payload = pctx_payload(&codes(), shape, &plan, opts)?;
+            plan.seconds.entropy += clock.lap();
+            write_mode(Mode::Pctx, &mut plan, Some(payload))?
+        }
+        (ModeChoice::Best, true) if context_ok => {
+            // Every candidate written, the shortest kept (ties: the earlier, faster one).
+            let auto_mode = plan.mode;
+            let mut best = write_mode(auto_mode, &mut plan, None)?;
+            let mut chosen = auto_mode;
+            let mut sizes = vec![(auto_mode, best.len())];
+            for mode in [Mode::Context, Mode::Pctx] {
+                let payload = if mode == Mode::Context {
+                    Payload::Context(context_body())
+                } else {
+                    pctx_payload(&codes(), shape, &plan, opts)?
+                };
+                let blob = write_mode(mode, &mut plan, Some(payload))?;
+                sizes.push((mode, blob.len()));
+                if blob.len() < best.len() {
+                    best = blob;
+                    chosen = mode;
+                }
+            }
+            plan.seconds.entropy += clock.lap();
+            plan.mode = chosen;
+            plan.reason = format!(
+                "best: {}",
+                sizes
+                    .iter()
+                    .map(|(m, n)| format!("{} {n} bytes", m.name()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            best
+        }
+        (ModeChoice::Best, false) if context_ok => {
+            // Version 1: the context record against auto's estimate (FORMAT.md 6.11).
+            let body = context_body();
+            let auto_bytes = if plan.mode == Mode::Csr {
+                plan.csr_bytes
+            } else {
+                plan.dense_bytes
+            };
+            plan.seconds.entropy += clock.lap();
+            if ((8 + body.len()) as f64) < auto_bytes {
                 plan.reason = format!(
                     "best: context {} bytes vs {} ~{auto_bytes:.0} bytes",
                     8 + body.len(),
                     plan.mode.name()
                 );
+                write_mode(Mode::Context, &mut plan, Some(Payload::Context(body)))?
+            } else {
+                plan.reason = format!(
+                    "best: {} ~{auto_bytes:.0} bytes vs context {} bytes",
+                    plan.mode.name(),
+                    8 + body.len()
+                );
+                let mode = plan.mode;
+                write_mode(mode, &mut plan, None)?
             }
-            plan.mode = Mode::Context;
-            context_body = Some(body);
-        } else {
-            plan.reason = format!(
-                "best: {} ~{auto_bytes:.0} bytes vs context {} bytes",
-                plan.mode.name(),
-                8 + body.len()
-            );
         }
-        plan.seconds.entropy += clock.lap();
-    }
-    if plan.mode == Mode::Context && context_body.is_none() {
-        // An empty tensor: nothing to code.
-        context_body = Some(context::encode(
-            &[],
-            &[0],
-            Channels::TENSOR,
-            Geometry::of(shape),
-            opts.bits,
-        ));
-    }
-    let streams = if plan.mode == Mode::Csr { 3 } else { 1 };
-    let mut out = Vec::new();
-    container::write_header(
-        &mut out,
-        Kind::Feature,
-        ElemType::Float(float_type),
-        shape,
-        streams,
-        if plan.mode == Mode::Context {
-            container::VERSION
-        } else {
-            container::BASE_VERSION
-        },
-    );
-    let mut section = vec![
-        opts.bits,
-        plan.mode as u8,
-        opts.axis.map_or(NO_AXIS, |(a, _)| a),
-        0,
-    ];
-    put_u64(&mut section, plan.clamped);
-    put_u64(
-        &mut section,
-        if plan.mode == Mode::Csr {
-            plan.rows as u64
-        } else {
-            0
-        },
-    );
-    put_u32(&mut section, plan.params.len() as u32);
-    for a in &plan.params {
-        section.extend_from_slice(&a.scale.to_le_bytes());
-        section.extend_from_slice(&a.zero_point.to_le_bytes());
-    }
-    put_u64(&mut out, section.len() as u64);
-    out.extend_from_slice(&section);
-    plan.seconds.container = clock.lap();
-    match plan.mode {
-        Mode::Dense => container::append_stream(&mut out, &q, &opts.coder)?,
-        Mode::Context => {
-            let body = context_body.take().unwrap_or_default();
-            put_u64(&mut out, body.len() as u64);
-            out.extend_from_slice(&body);
+        _ => {
+            let mode = plan.mode;
+            write_mode(mode, &mut plan, None)?
         }
-        Mode::Csr => {
-            let zps: Vec<i32> = plan.params.iter().map(|a| a.zero_point).collect();
-            let (counts, cols, values) = sparse::build(&q, &zps, channels(opts), plan.rows);
-            plan.seconds.sparse += clock.lap();
-            container::append_stream(&mut out, &counts, &opts.coder)?;
-            container::append_stream(&mut out, &cols, &opts.coder)?;
-            container::append_stream(&mut out, &values, &opts.coder)?;
-        }
-    }
-    plan.seconds.entropy += clock.lap();
-    let blob = container::finish(out);
+    };
     plan.seconds.container += clock.lap();
     Ok((blob, plan))
+}
+
+/// The body of a context-coded container, made before the container is written.
+enum Payload {
+    Context(Vec<u8>),
+    Pctx(Box<pctx::Model>, Vec<u8>),
+}
+
+/// A model fitted to the tensor's own codes and the body it codes them to (mode 3).
+fn pctx_payload(codes: &[u8], shape: &[usize], plan: &Plan, opts: &FeatureOptions) -> Result<Payload> {
+    let ch = channels(opts);
+    let fills: Vec<u8> = plan.params.iter().map(|a| a.zero_point as u8).collect();
+    let sample = crate::fit::Sample {
+        codes,
+        shape,
+        fills: &fills,
+        fill_ch: ch,
+    };
+    let model = crate::fit::fit_one(&sample, opts.bits, opts.axis.map(|(a, _)| a as usize))?;
+    let tables = pctx::Tables::new(&model);
+    let body = pctx::encode(&model, &tables, shape, codes, &fills, ch);
+    Ok(Payload::Pctx(Box::new(model), body))
+}
+
+/// Writes the container of codes `q` in `mode` (dense and CSR coded here, the context bodies
+/// given), version 1 or 3 as the options say.
+fn write<C: Code + Symbol>(
+    q: &[C],
+    shape: &[usize],
+    float_type: FloatType,
+    opts: &FeatureOptions,
+    plan: &mut Plan,
+    mode: Mode,
+    payload: Option<Payload>,
+) -> Result<Vec<u8>> {
+    let mut clock = Clock::start();
+    let compact = opts.version == container::COMPACT_VERSION;
+    let axis = opts.axis.map_or(NO_AXIS, |(a, _)| a);
+    let mut out = Vec::new();
+    if compact {
+        container::write_compact_header(&mut out, float_type, opts.bits, mode as u8, shape);
+        out.push(axis);
+        for a in &plan.params {
+            out.extend_from_slice(&a.scale.to_le_bytes());
+            put_varint(&mut out, a.zero_point as u32);
+        }
+        put_varint64(&mut out, plan.clamped);
+    } else {
+        let streams = if mode == Mode::Csr { 3 } else { 1 };
+        let version = if mode == Mode::Context {
+            container::VERSION_CONTEXT
+        } else {
+            container::BASE_VERSION
+        };
+        container::write_header(&mut out, Kind::Feature, ElemType::Float(float_type), shape, streams, version);
+        let mut section = vec![opts.bits, mode as u8, axis, 0];
+        put_u64(&mut section, plan.clamped);
+        put_u64(&mut section, if mode == Mode::Csr { plan.rows as u64 } else { 0 });
+        put_u32(&mut section, plan.params.len() as u32);
+        for a in &plan.params {
+            section.extend_from_slice(&a.scale.to_le_bytes());
+            section.extend_from_slice(&a.zero_point.to_le_bytes());
+        }
+        put_u64(&mut out, section.len() as u64);
+        out.extend_from_slice(&section);
+    }
+    plan.seconds.container += clock.lap();
+    match (mode, payload) {
+        (Mode::Dense, _) => {
+            if compact {
+                stream::encode_compact(q, &opts.coder, &mut out)?;
+            } else {
+                container::append_stream(&mut out, q, &opts.coder)?;
+            }
+        }
+        (Mode::Csr, _) => {
+            let zps: Vec<i32> = plan.params.iter().map(|a| a.zero_point).collect();
+            let (counts, cols, values) = sparse::build(q, &zps, channels(opts), plan.rows);
+            plan.seconds.sparse += clock.lap();
+            if compact {
+                put_varint64(&mut out, plan.rows as u64);
+                put_varint64(&mut out, values.len() as u64);
+                for s in [&counts, &cols] {
+                    let mut rec = Vec::new();
+                    stream::encode_compact(s, &opts.coder, &mut rec)?;
+                    put_varint64(&mut out, rec.len() as u64);
+                    out.extend_from_slice(&rec);
+                }
+                stream::encode_compact(&values, &opts.coder, &mut out)?;
+            } else {
+                container::append_stream(&mut out, &counts, &opts.coder)?;
+                container::append_stream(&mut out, &cols, &opts.coder)?;
+                container::append_stream(&mut out, &values, &opts.coder)?;
+            }
+        }
+        (Mode::Context, Some(Payload::Context(body))) => {
+            if !compact {
+                put_u64(&mut out, body.len() as u64);
+            }
+            out.extend_from_slice(&body);
+        }
+        (Mode::Pctx, Some(Payload::Pctx(model, body))) => {
+            model.write(&mut out);
+            out.extend_from_slice(&body);
+        }
+        (m, _) => unreachable!("{} is written with its payload", m.name()),
+    }
+    plan.seconds.entropy += clock.lap();
+    let blob = if compact {
+        container::finish_compact(out)
+    } else {
+        container::finish(out)
+    };
+    plan.seconds.container += clock.lap();
+    Ok(blob)
 }
 
 /// The feature section of a container, validated against its header.
@@ -699,6 +833,9 @@ enum Body<'a> {
     Csr(Box<CsrViews<'a>>),
     /// The context body (FORMAT.md 6.11), read by `context::decode`.
     Context(&'a [u8]),
+    /// The model stored in the container (checked against the shape), its tables, and the body
+    /// (FORMAT.md 9.4) `pctx::decode` reads.
+    Pctx(Box<(pctx::Model, pctx::Tables)>, &'a [u8]),
 }
 
 impl Parsed<'_> {
@@ -706,7 +843,7 @@ impl Parsed<'_> {
         match &self.body {
             Body::Dense(v) => vec![v],
             Body::Csr(c) => vec![&c.counts, &c.cols, &c.values],
-            Body::Context(_) => Vec::new(),
+            Body::Context(_) | Body::Pctx(..) => Vec::new(),
         }
     }
 }
@@ -741,10 +878,17 @@ fn parse_nonzeros<'a>(
 /// will hold against `max_output_bytes` (the header's check, 2.6 step 13, is the caller's):
 /// the output plus `stream::oversized_block_bytes` of every stream.
 pub fn parse<'a>(blob: &'a [u8], h: &Header, max_output_bytes: u64) -> Result<Parsed<'a>> {
+    if h.version == container::COMPACT_VERSION {
+        let parsed = parse_compact(blob, h)?;
+        let views = parsed.views();
+        container::check_working_size(h, views.iter().copied(), max_output_bytes)?;
+        return Ok(parsed);
+    }
     let records = container::records(blob, h, 1 + h.streams)?;
     let meta = read_meta(records[0], h)?;
     let width = if meta.bits <= 8 { 1 } else { 2 };
     let body = match meta.mode {
+        Mode::Pctx => unreachable!("read_meta refuses mode 3 in a version-1 container"),
         Mode::Context => Body::Context(records[1]),
         Mode::Dense => Body::Dense(container::parse_stream(records[1], 0, h.count, width)?),
         Mode::Csr => {
@@ -769,6 +913,150 @@ pub fn parse<'a>(blob: &'a [u8], h: &Header, max_output_bytes: u64) -> Result<Pa
     let views = parsed.views();
     container::check_working_size(h, views.iter().copied(), max_output_bytes)?;
     Ok(parsed)
+}
+
+/// The feature fields and payload of a compact container (FORMAT.md 10.1, 10.4 steps 7-12),
+/// after the header `read_header` read.
+fn parse_compact<'a>(blob: &'a [u8], h: &Header) -> Result<Parsed<'a>> {
+    let float_type = match h.elem {
+        ElemType::Float(f) => f,
+        ElemType::Int(_) => return Err(corrupt!("not a feature container")),
+    };
+    let bits = (blob[6] & 0x0F) + 1;
+    let mode = match blob[6] >> 4 {
+        0 => Mode::Dense,
+        1 => Mode::Csr,
+        2 => Mode::Context,
+        _ => Mode::Pctx,
+    };
+    if matches!(mode, Mode::Context | Mode::Pctx) && bits > context::MAX_BITS {
+        return Err(corrupt!("{} mode with {bits}-bit codes", mode.name()));
+    }
+    let mut r = Reader::new(blob);
+    r.take(h.header_len, "header")?;
+    let axis = r.u8("axis")?;
+    let (axis, channels) = if axis == NO_AXIS {
+        (None, Channels::TENSOR)
+    } else {
+        let a = axis as usize;
+        if a >= h.shape.len() || h.shape[a] == 0 {
+            return Err(corrupt!("axis {a} of a tensor of shape {:?}", h.shape));
+        }
+        (
+            Some(axis),
+            Channels {
+                channels: h.shape[a],
+                inner: h.shape[a + 1..].iter().product::<usize>().max(1),
+            },
+        )
+    };
+    // Each parameter takes at least 5 bytes: a count beyond that is truncated input.
+    if channels.channels > r.remaining() / 5 {
+        return Err(corrupt!(
+            "{} quantization parameters in {} bytes (truncated)",
+            channels.channels,
+            r.remaining()
+        ));
+    }
+    let mut params = Vec::with_capacity(channels.channels);
+    for _ in 0..channels.channels {
+        let scale = f32::from_le_bytes(r.u32("scale")?.to_le_bytes());
+        let zero_point = r.varint("zero point")?;
+        if !(scale.is_finite() && scale >= 0.0) || zero_point > levels(bits) as u32 {
+            return Err(corrupt!("invalid scale {scale} or zero point {zero_point}"));
+        }
+        params.push(Affine {
+            scale,
+            zero_point: zero_point as i32,
+        });
+    }
+    let clamped = r.varint64("clamped count")?;
+    let width = if bits <= 8 { 1 } else { 2 };
+    let mut rows = 0usize;
+    let body = match mode {
+        Mode::Dense => {
+            let view = stream::parse_compact(&mut r, width, h.count)?;
+            if r.remaining() != 0 {
+                return Err(corrupt!("{} bytes after the codes", r.remaining()));
+            }
+            Body::Dense(view)
+        }
+        Mode::Csr => {
+            let n_rows = r.varint64("rows")?;
+            if n_rows == 0
+                || n_rows > h.count as u64
+                || h.count % n_rows as usize != 0
+                || h.count / n_rows as usize > sparse::MAX_COLS
+            {
+                return Err(corrupt!(
+                    "{n_rows} rows invalid for {} elements in csr mode",
+                    h.count
+                ));
+            }
+            rows = n_rows as usize;
+            let nnz = r.varint64("nonzero count")?;
+            if nnz > h.count as u64 {
+                return Err(corrupt!("{nnz} nonzeros in {} elements", h.count));
+            }
+            let nnz = nnz as usize;
+            let mut record = |what: &str| -> Result<&'a [u8]> {
+                let len = r.varint64(what)?;
+                let len = usize::try_from(len).map_err(|_| corrupt!("{what} of {len} bytes"))?;
+                r.take(len, what)
+            };
+            let counts_rec = record("row-count stream length")?;
+            let cols_rec = record("column stream length")?;
+            let whole = |rec: &'a [u8], i: usize, w: usize, n: usize| -> Result<stream::StreamView<'a>> {
+                let mut sr = Reader::new(rec);
+                let view = stream::parse_compact(&mut sr, w, n)?;
+                if sr.remaining() != 0 {
+                    return Err(corrupt!("stream {i} ends after {} of its {} bytes", sr.position(), rec.len()));
+                }
+                Ok(view)
+            };
+            let counts = whole(counts_rec, 0, 2, rows)?;
+            let cols = whole(cols_rec, 1, 2, nnz)?;
+            let values = stream::parse_compact(&mut r, width, nnz)?;
+            if r.remaining() != 0 {
+                return Err(corrupt!("{} bytes after the values", r.remaining()));
+            }
+            Body::Csr(Box::new(CsrViews {
+                counts,
+                cols,
+                values,
+            }))
+        }
+        Mode::Context => {
+            let n = r.remaining();
+            Body::Context(r.take(n, "context body")?)
+        }
+        Mode::Pctx => {
+            let model = pctx::Model::read(&mut r)?;
+            let group_len = (model.axis_g != pctx::NO_AXIS)
+                .then(|| h.shape.get(model.axis_g as usize).copied().unwrap_or(0));
+            model.validate(h.shape.len(), group_len)?;
+            if model.bits != bits {
+                return Err(corrupt!("a {}-bit model for {bits}-bit codes", model.bits));
+            }
+            let tables = pctx::Tables::new(&model);
+            let n = r.remaining();
+            Body::Pctx(Box::new((model, tables)), r.take(n, "context body")?)
+        }
+    };
+    Ok(Parsed {
+        meta: FeatureMeta {
+            float_type,
+            bits,
+            mode,
+            axis,
+            channels,
+            clamped,
+            rows,
+            params,
+            section_bytes: 0,
+        },
+        body,
+    })
 }
 
 /// What a CSR walk hands out: every row-count block, and every nonzero with its flat index.
@@ -894,6 +1182,12 @@ fn decode_codes<C: Code + Symbol + Pod>(
                 p.meta.bits,
                 codes,
             )?;
+            stages.entropy += clock.lap();
+        }
+        Body::Pctx(model, body) => {
+            let fills: Vec<u8> = p.meta.params.iter().map(|a| a.zero_point as u8).collect();
+            let codes = C::as_u8s_mut(codes).expect("context codes are bytes");
+            pctx::decode(&model.0, &model.1, &h.shape, body, &fills, p.meta.channels, codes)?;
             stages.entropy += clock.lap();
         }
         Body::Csr(_) => {
@@ -1101,6 +1395,26 @@ pub fn inspect(
                 precision_bits: context::PROB_BITS as u8,
                 lanes: 1,
                 chunk_symbols: q.len(),
+                compressed_bytes: body.len(),
+                entropy_bound_bytes: bound,
+            }]
+        }
+        Body::Pctx(model, body) => {
+            let fills: Vec<u8> = p.meta.params.iter().map(|a| a.zero_point as u8).collect();
+            let mut q = buffer::zeroed::<u8>(h.count)?;
+            pctx::decode(&model.0, &model.1, &h.shape, body, &fills, p.meta.channels, &mut q)?;
+            let (distinct_symbols, alphabet_size, bound) =
+                container::symbol_stats(&u8::histogram(&q));
+            let chunks = pctx::chunks(h.count);
+            vec![StreamInfo {
+                mode: "pcontext",
+                symbols: q.len(),
+                symbol_bytes: 1,
+                distinct_symbols,
+                alphabet_size,
+                precision_bits: model.0.precision,
+                lanes: chunks.first().map_or(0, |c| c.2),
+                chunk_symbols: chunks.first().map_or(0, |c| c.1),
                 compressed_bytes: body.len(),
                 entropy_bound_bytes: bound,
             }]

@@ -389,32 +389,4 @@ def decompress_gpu(
             flat = ops.to_device(np.ascontiguousarray(host, dtype=np.float32).ravel())
         else:
             flat = _decode_feature(ops, data, blob, lay)
-<<<<<<< HEAD
         return feature_output(ops, flat, tuple(lay["shape"]), lay["dtype"], output)
-=======
-        return _feature_output(ops, flat, tuple(lay["shape"]), lay["dtype"], output)
-
-
-#: The largest finite float16 and bfloat16: a conversion saturates there instead of reaching
-#: infinity, as the CPU path does (quant::f16_bits, quant::bf16_bits in the Rust core).
-HALF_MAX = {"float16": 65504.0, "bfloat16": float(np.uint32(0x7F7F0000).view(np.float32))}
-
-
-def _feature_output(ops, flat, shape: Tuple[int, ...], dtype: str, output: str):
-    if output == "torch":
-        import torch
-
-        t = _torch(flat).reshape(shape)
-        if dtype in HALF_MAX:
-            return t.clamp(-HALF_MAX[dtype], HALF_MAX[dtype]).to(getattr(torch, dtype))
-        return t
-    if dtype == "float16":
-        flat = flat.clip(-HALF_MAX[dtype], HALF_MAX[dtype]).astype(ops.xp.float16)
-    return flat.reshape(shape)
-
-
-def _torch(a):
-    import torch
-
-    return torch.from_dlpack(a)
->>>>>>> harden

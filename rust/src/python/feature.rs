@@ -69,9 +69,10 @@ fn options(
         "auto" => ModeChoice::Auto,
         "context" => ModeChoice::Context,
         "best" => ModeChoice::Best,
+        "pcontext" => ModeChoice::Pctx,
         m => {
             return Err(PyValueError::new_err(format!(
-                "mode must be 'auto', 'dense', 'csr', 'context' or 'best', got {m:?}"
+                "mode must be 'auto', 'dense', 'csr', 'context', 'pcontext' or 'best', got {m:?}"
             )))
         }
     };
@@ -105,6 +106,7 @@ fn options(
         reshape,
         non_finite,
         coder,
+        version: crate::container::COMPACT_VERSION,
     })
 }
 
@@ -191,7 +193,7 @@ fn plan_dict<'py>(py: Python<'py>, p: &Plan) -> PyResult<Bound<'py, PyDict>> {
 
 /// Quantizes and codes a float32 feature tensor; returns the container and the plan.
 #[pyfunction]
-#[pyo3(signature = (x, dtype, bits, axis, clip, scale, zero_point, mode, reshape, nonfinite, precision_bits, chunk_log2, threads))]
+#[pyo3(signature = (x, dtype, bits, axis, clip, scale, zero_point, mode, reshape, nonfinite, precision_bits, chunk_log2, threads, version=3))]
 #[allow(clippy::too_many_arguments)]
 fn encode_feature<'py>(
     x: PyReadonlyArrayDyn<'py, f32>,
@@ -207,6 +209,7 @@ fn encode_feature<'py>(
     precision_bits: Option<u8>,
     chunk_log2: Option<u8>,
     threads: usize,
+    version: u8,
 ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyDict>)> {
     let py = x.py();
     let float_type = FloatType::from_name(dtype)
@@ -217,9 +220,10 @@ fn encode_feature<'py>(
         chunk_log2,
         threads,
     };
-    let opts = options(
+    let mut opts = options(
         &shape, bits, axis, clip, scale, zero_point, mode, reshape, nonfinite, coder,
     )?;
+    opts.version = version;
     let data = x
         .as_slice()
         .map_err(|_| PyValueError::new_err("array must be C-contiguous"))?;
