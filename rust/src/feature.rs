@@ -819,6 +819,12 @@ pub enum Decoded {
 pub struct Parsed<'a> {
     pub meta: FeatureMeta,
     body: Body<'a>,
+    /// A compact container's payload parts as (offset, length) in the blob: the stream of a
+    /// dense one, the three streams of a CSR one, the body of a context one (empty for
+    /// versions 1-2, whose records `container::records` gives).
+    pub parts: Vec<(usize, usize)>,
+    /// The nonzero count a compact CSR container states (0 otherwise).
+    pub nnz: usize,
 }
 
 /// The three streams of a CSR container.
@@ -909,7 +915,12 @@ pub fn parse<'a>(blob: &'a [u8], h: &Header, max_output_bytes: u64) -> Result<Pa
             }))
         }
     };
-    let parsed = Parsed { meta, body };
+    let parsed = Parsed {
+        meta,
+        body,
+        parts: Vec::new(),
+        nnz: 0,
+    };
     let views = parsed.views();
     container::check_working_size(h, views.iter().copied(), max_output_bytes)?;
     Ok(parsed)
@@ -973,8 +984,11 @@ fn parse_compact<'a>(blob: &'a [u8], h: &Header) -> Result<Parsed<'a>> {
     let clamped = r.varint64("clamped count")?;
     let width = if bits <= 8 { 1 } else { 2 };
     let mut rows = 0usize;
+    let mut nnz_stated = 0usize;
+    let mut parts = Vec::new();
     let body = match mode {
         Mode::Dense => {
+            parts.push((r.position(), r.remaining()));
             let view = stream::parse_compact(&mut r, width, h.count)?;
             if r.remaining() != 0 {
                 return Err(corrupt!("{} bytes after the codes", r.remaining()));
@@ -999,13 +1013,16 @@ fn parse_compact<'a>(blob: &'a [u8], h: &Header) -> Result<Parsed<'a>> {
                 return Err(corrupt!("{nnz} nonzeros in {} elements", h.count));
             }
             let nnz = nnz as usize;
+            nnz_stated = nnz;
             let mut record = |what: &str| -> Result<&'a [u8]> {
                 let len = r.varint64(what)?;
                 let len = usize::try_from(len).map_err(|_| corrupt!("{what} of {len} bytes"))?;
+                parts.push((r.position(), len));
                 r.take(len, what)
             };
             let counts_rec = record("row-count stream length")?;
             let cols_rec = record("column stream length")?;
+            parts.push((r.position(), r.remaining()));
             let whole = |rec: &'a [u8], i: usize, w: usize, n: usize| -> Result<stream::StreamView<'a>> {
                 let mut sr = Reader::new(rec);
                 let view = stream::parse_compact(&mut sr, w, n)?;
@@ -1028,6 +1045,7 @@ fn parse_compact<'a>(blob: &'a [u8], h: &Header) -> Result<Parsed<'a>> {
         }
         Mode::Context => {
             let n = r.remaining();
+            parts.push((r.position(), n));
             Body::Context(r.take(n, "context body")?)
         }
         Mode::Pctx => {
@@ -1040,10 +1058,13 @@ fn parse_compact<'a>(blob: &'a [u8], h: &Header) -> Result<Parsed<'a>> {
             }
             let tables = pctx::Tables::new(&model);
             let n = r.remaining();
+            parts.push((r.position(), n));
             Body::Pctx(Box::new((model, tables)), r.take(n, "context body")?)
         }
     };
     Ok(Parsed {
+        parts,
+        nnz: nnz_stated,
         meta: FeatureMeta {
             float_type,
             bits,
