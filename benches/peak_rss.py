@@ -142,7 +142,9 @@ def bombs(cap: int):
     out.append(("float32 feature, dense 12-bit", dense_bomb("float32", cap // 4, bits=12)))
     out.append(("float32 feature, CSR 12-bit, one column", csr_bomb("float32", cap // 4)))
     out.append(("float64 feature, CSR 8-bit, one column", csr_bomb("float64", cap // 8, bits=8)))
-    out.append(("float32 feature, context 8-bit", context_bomb(cap // 4 // 4096 * 4096)))
+    # The context encoder holds about 10 bytes an element while it writes the bomb: at most 2^28.
+    n = min(cap // 4, 1 << 28) // 4096 * 4096
+    out.append((f"float32 feature, context 8-bit{'' if n == cap // 4 else ', 2^28 elements'}", context_bomb(n)))
     # Half the cap's elements, so that the chunks held beside the output fit the cap too.
     out.append(("float32 feature, CSR 12-bit, 2^24-symbol rANS chunks", csr_big_chunks_bomb("float32", cap // 8)))
     out.append(("same, all the cap's elements", csr_big_chunks_bomb("float32", cap // 4)))

@@ -348,7 +348,9 @@ def inspect(data: Any, *, max_output_bytes: Optional[int] = DEFAULT_MAX_OUTPUT_B
     precision bits, lanes, chunk size, compressed bytes, and the order-0 entropy bound
     (n·H/8 bytes) of its symbols. A feature also reports bits, mode (dense, csr or context), rows and
     cols of the CSR reshape, axis, scale and zero_point, and the clamped count and fraction.
-    The streams are decoded (and so verified) to measure their entropy.
+    The streams are decoded, block by block, to measure their entropy: ``inspect`` checks
+    everything ``decompress`` checks, in the same order, and raises the same error for the
+    same data (``max_output_bytes`` included), without holding the decoded array.
     """
     return _core.inspect(_as_bytes(data), _max_output(max_output_bytes))
 
