@@ -76,11 +76,8 @@ impl Reader<'_> {
     /// Unsigned LEB128 of up to 64 bits (FORMAT.md 10.1): at most 10 bytes, minimally encoded.
     pub fn varint64(&mut self, what: &str) -> Result<u64> {
         let mut value: u64 = 0;
-        for i in 0..10 {
+        for i in 0..9 {
             let byte = self.u8(what)?;
-            if i == 9 && byte > 1 {
-                return Err(corrupt!("varint overflow in {what}"));
-            }
             value |= u64::from(byte & 0x7f) << (7 * i);
             if byte & 0x80 == 0 {
                 if i > 0 && byte == 0 {
@@ -89,7 +86,12 @@ impl Reader<'_> {
                 return Ok(value);
             }
         }
-        Err(corrupt!("varint longer than 10 bytes in {what}"))
+        // The tenth byte holds bit 63 only, and ends the varint.
+        match self.u8(what)? {
+            0 => Err(corrupt!("non-canonical varint in {what}")),
+            1 => Ok(value | 1 << 63),
+            _ => Err(corrupt!("varint overflow in {what}")),
+        }
     }
 }
 

@@ -574,8 +574,23 @@ fn read_compact_header(blob: &[u8]) -> Result<Header> {
 
 /// Starts a compact container (FORMAT.md 10.1) up to the end of the shape; `finish_compact`
 /// writes its CRC.
-pub(crate) fn write_compact_header(out: &mut Vec<u8>, float: FloatType, bits: u8, mode: u8, shape: &[usize]) {
-    out.extend_from_slice(&[COMPACT_TAG, 0, 0, 0, 0, float as u8, (bits - 1) | mode << 4, shape.len() as u8]);
+pub(crate) fn write_compact_header(
+    out: &mut Vec<u8>,
+    float: FloatType,
+    bits: u8,
+    mode: u8,
+    shape: &[usize],
+) {
+    out.extend_from_slice(&[
+        COMPACT_TAG,
+        0,
+        0,
+        0,
+        0,
+        float as u8,
+        (bits - 1) | mode << 4,
+        shape.len() as u8,
+    ]);
     for &d in shape {
         crate::bytes::put_varint64(out, d as u64);
     }

@@ -17,8 +17,8 @@ use crate::buffer::{self, Pod};
 use crate::bytes::{put_u32, put_u64, put_varint, put_varint64, Reader};
 use crate::container::{self, ElemType, FloatType, Header, Kind, StreamInfo};
 use crate::context::{self, Geometry};
-use crate::pctx;
 use crate::error::{corrupt, CodecError, Result};
+use crate::pctx;
 use crate::quant::{self, Affine, Channels, Code, NonFinite};
 use crate::rans::Symbol;
 use crate::sparse;
@@ -295,7 +295,8 @@ fn validate(x_len: usize, shape: &[usize], opts: &FeatureOptions) -> Result<()> 
         }
         if opts.version == 1 {
             return Err(CodecError::InvalidArgument(
-                "mode='pcontext' needs the compact container: leave version at its default (3)".into(),
+                "mode='pcontext' needs the compact container: leave version at its default (3)"
+                    .into(),
             ));
         }
     }
@@ -479,7 +480,15 @@ fn compress_typed<C: Code + Symbol>(
     let context_ok = opts.bits <= context::MAX_BITS && !q.is_empty();
     let codes = || -> Vec<u8> { q.iter().map(|c| c.to_i32() as u8).collect() };
     let zps: Vec<i32> = plan.params.iter().map(|a| a.zero_point).collect();
-    let context_body = || context::encode(&codes(), &zps, channels(opts), Geometry::of(shape), opts.bits);
+    let context_body = || {
+        context::encode(
+            &codes(),
+            &zps,
+            channels(opts),
+            Geometry::of(shape),
+            opts.bits,
+        )
+    };
     let write_mode = |mode: Mode, plan: &mut Plan, body: Option<Payload>| {
         write(&q, shape, float_type, opts, plan, mode, body)
     };
@@ -572,7 +581,12 @@ enum Payload {
 }
 
 /// A model fitted to the tensor's own codes and the body it codes them to (mode 3).
-fn pctx_payload(codes: &[u8], shape: &[usize], plan: &Plan, opts: &FeatureOptions) -> Result<Payload> {
+fn pctx_payload(
+    codes: &[u8],
+    shape: &[usize],
+    plan: &Plan,
+    opts: &FeatureOptions,
+) -> Result<Payload> {
     let ch = channels(opts);
     let fills: Vec<u8> = plan.params.iter().map(|a| a.zero_point as u8).collect();
     let sample = crate::fit::Sample {
@@ -617,10 +631,24 @@ fn write<C: Code + Symbol>(
         } else {
             container::BASE_VERSION
         };
-        container::write_header(&mut out, Kind::Feature, ElemType::Float(float_type), shape, streams, version);
+        container::write_header(
+            &mut out,
+            Kind::Feature,
+            ElemType::Float(float_type),
+            shape,
+            streams,
+            version,
+        );
         let mut section = vec![opts.bits, mode as u8, axis, 0];
         put_u64(&mut section, plan.clamped);
-        put_u64(&mut section, if mode == Mode::Csr { plan.rows as u64 } else { 0 });
+        put_u64(
+            &mut section,
+            if mode == Mode::Csr {
+                plan.rows as u64
+            } else {
+                0
+            },
+        );
         put_u32(&mut section, plan.params.len() as u32);
         for a in &plan.params {
             section.extend_from_slice(&a.scale.to_le_bytes());
@@ -1023,14 +1051,19 @@ fn parse_compact<'a>(blob: &'a [u8], h: &Header) -> Result<Parsed<'a>> {
             let counts_rec = record("row-count stream length")?;
             let cols_rec = record("column stream length")?;
             parts.push((r.position(), r.remaining()));
-            let whole = |rec: &'a [u8], i: usize, w: usize, n: usize| -> Result<stream::StreamView<'a>> {
-                let mut sr = Reader::new(rec);
-                let view = stream::parse_compact(&mut sr, w, n)?;
-                if sr.remaining() != 0 {
-                    return Err(corrupt!("stream {i} ends after {} of its {} bytes", sr.position(), rec.len()));
-                }
-                Ok(view)
-            };
+            let whole =
+                |rec: &'a [u8], i: usize, w: usize, n: usize| -> Result<stream::StreamView<'a>> {
+                    let mut sr = Reader::new(rec);
+                    let view = stream::parse_compact(&mut sr, w, n)?;
+                    if sr.remaining() != 0 {
+                        return Err(corrupt!(
+                            "stream {i} ends after {} of its {} bytes",
+                            sr.position(),
+                            rec.len()
+                        ));
+                    }
+                    Ok(view)
+                };
             let counts = whole(counts_rec, 0, 2, rows)?;
             let cols = whole(cols_rec, 1, 2, nnz)?;
             let values = stream::parse_compact(&mut r, width, nnz)?;
@@ -1208,7 +1241,15 @@ fn decode_codes<C: Code + Symbol + Pod>(
         Body::Pctx(model, body) => {
             let fills: Vec<u8> = p.meta.params.iter().map(|a| a.zero_point as u8).collect();
             let codes = C::as_u8s_mut(codes).expect("context codes are bytes");
-            pctx::decode(&model.0, &model.1, &h.shape, body, &fills, p.meta.channels, codes)?;
+            pctx::decode(
+                &model.0,
+                &model.1,
+                &h.shape,
+                body,
+                &fills,
+                p.meta.channels,
+                codes,
+            )?;
             stages.entropy += clock.lap();
         }
         Body::Csr(_) => {
@@ -1423,7 +1464,15 @@ pub fn inspect(
         Body::Pctx(model, body) => {
             let fills: Vec<u8> = p.meta.params.iter().map(|a| a.zero_point as u8).collect();
             let mut q = buffer::zeroed::<u8>(h.count)?;
-            pctx::decode(&model.0, &model.1, &h.shape, body, &fills, p.meta.channels, &mut q)?;
+            pctx::decode(
+                &model.0,
+                &model.1,
+                &h.shape,
+                body,
+                &fills,
+                p.meta.channels,
+                &mut q,
+            )?;
             let (distinct_symbols, alphabet_size, bound) =
                 container::symbol_stats(&u8::histogram(&q));
             let chunks = pctx::chunks(h.count);

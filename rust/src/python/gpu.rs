@@ -284,7 +284,13 @@ fn gpu_layout<'py>(
             .map(|(i, rec)| container::parse_stream(rec, i, h.count, width))
             .collect::<Result<Vec<_>>>()?;
         for (rec, view) in records.iter().zip(&views) {
-            streams.append(stream_layout(py, data, offset_in(data, rec), view, STREAM_HEADER_BYTES)?)?;
+            streams.append(stream_layout(
+                py,
+                data,
+                offset_in(data, rec),
+                view,
+                STREAM_HEADER_BYTES,
+            )?)?;
         }
     } else if h.version == container::COMPACT_VERSION {
         let parsed = feature::parse(data, &h, max_output_bytes)?;
@@ -298,7 +304,10 @@ fn gpu_layout<'py>(
         f.set_item("clamped", meta.clamped)?;
         f.set_item("rows", meta.rows)?;
         f.set_item("nnz", parsed.nnz)?;
-        f.set_item("scale", meta.params.iter().map(|a| a.scale).collect::<Vec<_>>())?;
+        f.set_item(
+            "scale",
+            meta.params.iter().map(|a| a.scale).collect::<Vec<_>>(),
+        )?;
         f.set_item(
             "zero_point",
             meta.params.iter().map(|a| a.zero_point).collect::<Vec<_>>(),
@@ -350,7 +359,13 @@ fn gpu_layout<'py>(
         if !csr && meta.mode != feature::Mode::Context {
             let width = if meta.bits <= 8 { 1 } else { 2 };
             let view = container::parse_stream(records[1], 0, h.count, width)?;
-            streams.append(stream_layout(py, data, offset_in(data, records[1]), &view, STREAM_HEADER_BYTES)?)?;
+            streams.append(stream_layout(
+                py,
+                data,
+                offset_in(data, records[1]),
+                &view,
+                STREAM_HEADER_BYTES,
+            )?)?;
         }
     }
     d.set_item("streams", streams)?;
@@ -393,7 +408,13 @@ fn gpu_stream_layout<'py>(
     } else {
         container::parse_stream(record, index, n, symbol_bytes)?
     };
-    stream_layout(py, data, offset, &view, if compact { 1 } else { STREAM_HEADER_BYTES })
+    stream_layout(
+        py,
+        data,
+        offset,
+        &view,
+        if compact { 1 } else { STREAM_HEADER_BYTES },
+    )
 }
 
 /// The auto rule of `feature::auto_takes_csr`, from the two estimates.

@@ -795,6 +795,7 @@ fn feature(g: &mut Gen, mode: ModeChoice, max_bits: u8) -> Option<Vec<u8>> {
         reshape,
         non_finite: NonFinite::Error,
         coder: coder(g),
+        version: 1,
     };
     let ft = g.pick(&[
         FloatType::F16,
