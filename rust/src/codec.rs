@@ -485,7 +485,7 @@ impl Codec {
         if blob.is_empty() {
             return Err(corrupt!("empty input"));
         }
-        if blob.len() >= 4 && blob[..4] == crate::container::MAGIC {
+        if (blob.len() >= 4 && blob[..4] == crate::container::MAGIC) || blob[0] & 0xF0 == 0xF0 {
             return Err(corrupt!(
                 "this is a self-contained splitans container, not a fitted-codec blob: decode it with splitans.decompress()"
             ));

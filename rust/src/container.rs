@@ -528,7 +528,10 @@ fn read_compact_header(blob: &[u8]) -> Result<Header> {
     }
     let crc = u32::from_le_bytes([blob[1], blob[2], blob[3], blob[4]]);
     if compact_checksum(blob) != crc {
-        return Err(corrupt!("checksum mismatch"));
+        // No length field: a cut container fails here too.
+        return Err(corrupt!(
+            "checksum mismatch: the container is damaged or truncated"
+        ));
     }
     let code = blob[5];
     let float = FloatType::from_code(code)

@@ -1010,6 +1010,8 @@ fn parse_compact<'a>(blob: &'a [u8], h: &Header) -> Result<Parsed<'a>> {
         });
     }
     let clamped = r.varint64("clamped count")?;
+    // Axis, parameters and clamped count: what section 6.2 holds in version 1.
+    let section_bytes = r.position() - h.header_len;
     let width = if bits <= 8 { 1 } else { 2 };
     let mut rows = 0usize;
     let mut nnz_stated = 0usize;
@@ -1107,7 +1109,7 @@ fn parse_compact<'a>(blob: &'a [u8], h: &Header) -> Result<Parsed<'a>> {
             clamped,
             rows,
             params,
-            section_bytes: 0,
+            section_bytes,
         },
         body,
     })
