@@ -311,6 +311,38 @@ def bench(quick: bool) -> List[Dict[str, Any]]:
             us=median_cpu_us(lambda: splitans.compress(cp.asnumpy(x_dev), bits=8), 1, f_runs),
         ),
     ]
+    rows += bench_fitted(cp, x, warm, f_runs)
+    return rows
+
+
+def bench_fitted(cp, x, warm: int, runs: int) -> List[Dict[str, Any]]:
+    """Fitted codecs (pctx.cu): byte-exactness both ways and timings, on the 1x256x56x56 map and
+    a 1x32x7x7 crop of it, against the CPU codec."""
+    import numpy as np
+
+    import splitans
+
+    rows: List[Dict[str, Any]] = []
+    rng = np.random.default_rng(7)
+    for shape, bits in (((256, 56, 56), 4), ((256, 56, 56), 8), ((32, 7, 7), 4)):
+        sample = np.ascontiguousarray(x[0][: shape[0], : shape[1], : shape[2]])
+        cal = [np.roll(sample, (int(rng.integers(-4, 5)), int(rng.integers(-4, 5))), axis=(1, 2)) for _ in range(6)]
+        codec = splitans.Codec.fit(cal, bits=bits)
+        blob = codec.compress(sample)
+        dev = cp.asarray(sample)
+        exact = codec.compress_gpu(dev) == blob
+        y = codec.decompress(blob)
+        dec_exact = bool(np.array_equal(codec.decompress_gpu(blob).get().view(np.uint32), y.view(np.uint32)))
+        desc = f"fitted codec 1x{'x'.join(map(str, shape))} f32, {bits} bits ({len(blob)} B)"
+        rows += [
+            dict(case=desc, what="GPU codec.compress_gpu", us=median_us(cp, lambda: codec.compress_gpu(dev), warm, runs),
+                 bit_exact=exact),
+            dict(case=desc, what="GPU codec.decompress_gpu",
+                 us=median_us(cp, lambda: codec.decompress_gpu(blob), warm, runs), bit_exact=dec_exact),
+            dict(case=desc, what="CPU codec.compress", us=median_cpu_us(lambda: codec.compress(sample), 1, runs)),
+            dict(case=desc, what="CPU codec.decompress", us=median_cpu_us(lambda: codec.decompress(blob), 1, runs)),
+        ]
+        log(f"  {desc}: exact {exact and dec_exact}")
     return rows
 
 

@@ -18,7 +18,8 @@ import subprocess
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parent
-TARGETS = ["container_header", "stream_decode", "freq_table", "csr_section", "decompress", "mutated_blob", "round_trip"]
+TARGETS = ["container_header", "stream_decode", "freq_table", "csr_section", "decompress", "mutated_blob", "round_trip",
+           "structured", "inspect_agrees", "fitted_blob"]
 
 
 def run(target: str, seconds: int) -> dict:

@@ -8,6 +8,7 @@ import pytest
 
 import splitans
 from splitans import _calibrate as cal
+from strict import need_module
 
 
 def test_tango_score_reduces_to_mcnemar_and_uses_the_restricted_mle():
@@ -46,7 +47,7 @@ def test_paired_test_keeps_its_level_at_the_margin(pb, pc):
 
 
 def test_binomial_and_clopper_pearson_match_scipy():
-    stats = pytest.importorskip("scipy.stats")
+    stats = need_module("scipy.stats", "pip install scipy")
     for k, n, rate in ((0, 300, 0.01), (3, 300, 0.01), (20, 1000, 0.03)):
         assert cal.binomial_test(k, n, rate) == pytest.approx(stats.binom.cdf(k, n, rate), rel=1e-9)
         lo, hi = cal.clopper_pearson(k, n, 0.9)
@@ -107,7 +108,7 @@ def test_calibrate_end_to_end_on_a_numpy_tail():
 
 
 def test_calibrate_agreement_torch_gradients_and_index_tails():
-    torch = pytest.importorskip("torch")
+    torch = need_module("torch", "pip install '.[eval]'")
     acts, w, _ = _toy(n=600, seed=2)
     wt = torch.from_numpy(w).float()
     seen = []

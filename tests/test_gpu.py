@@ -52,8 +52,18 @@ def h(n):
 
 
 def fix_crc(blob: bytearray) -> bytes:
-    struct.pack_into("<I", blob, 8, zlib.crc32(bytes(blob[12:]), zlib.crc32(bytes(blob[:8]))))
+    """The CRC recomputed: FORMAT.md 2.2, or 10.1 for a compact container (no length field)."""
+    if blob[0] == 0xF3:
+        struct.pack_into("<I", blob, 1, zlib.crc32(bytes(blob[5:]), zlib.crc32(bytes(blob[:1]))))
+    else:
+        struct.pack_into("<I", blob, 8, zlib.crc32(bytes(blob[12:]), zlib.crc32(bytes(blob[:8]))))
     return bytes(blob)
+
+
+def behind_checksum(blob) -> int:
+    """The first byte a flip may touch and still reach the parsers (after the CRC and, in
+    version 1, total_len)."""
+    return 5 if blob[0] == 0xF3 else 20
 
 
 def outcome(fn):
@@ -277,7 +287,7 @@ def test_corrupt_input_rejected_like_cpu(cp, blob):
     seen = set()
     for _ in range(120):
         b = bytearray(blob)
-        b[int(rng.integers(40, len(b)))] ^= int(rng.integers(1, 256))
+        b[int(rng.integers(behind_checksum(blob) + 20, len(b)))] ^= int(rng.integers(1, 256))
         data = fix_crc(b)
         c = outcome(lambda: splitans.decompress(data))
         g = outcome(lambda: gpu.decompress_gpu(data))
@@ -286,3 +296,45 @@ def test_corrupt_input_rejected_like_cpu(cp, blob):
             assert same(np.asarray(c[1]), g[1])
         seen.add(c[0])
     assert "corrupt" in seen
+
+
+def _relu_maps(n, shape, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, *shape)).astype(np.float32)
+    x = (x + np.roll(x, 1, -1) + np.roll(x, 1, -2)) / 3
+    return np.maximum(x - np.quantile(x, 0.5), 0).astype(np.float32)
+
+
+@needs_gpu
+@pytest.mark.parametrize(
+    "shape,bits,axis,clip",
+    [((32, 7, 7), 4, None, "calibration"), ((3, 4, 120, 150), 4, 1, "calibration"), ((8, 16, 16), 8, None, None),
+     ((16, 56, 56), 2, 0, "calibration")],
+)
+def test_fitted_codec_matches_cpu(cp, shape, bits, axis, clip):
+    codec = splitans.Codec.fit(_relu_maps(8, shape, 1), bits=bits, axis=axis, clip=clip)
+    for x in _relu_maps(2, shape, 2):
+        cpu = codec.compress(x)
+        assert codec.compress_gpu(cp.asarray(x)) == cpu
+        y = codec.decompress_gpu(cpu)
+        assert isinstance(y, cp.ndarray) and same(y.get(), codec.decompress(cpu))
+
+
+@needs_gpu
+def test_fitted_codec_torch_and_corrupt(cp):
+    torch = pytest.importorskip("torch")
+    codec = splitans.Codec.fit(_relu_maps(8, (16, 28, 28), 3), bits=4)
+    x = _relu_maps(1, (16, 28, 28), 4)[0]
+    blob = codec.compress(x)
+    assert codec.compress_gpu(torch.from_numpy(x).cuda()) == blob
+    y = codec.decompress_gpu(blob, output="torch")
+    assert y.is_cuda and torch.equal(y.cpu(), torch.from_numpy(codec.decompress(blob)))
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        b = bytearray(blob)
+        b[int(rng.integers(7, len(b)))] ^= int(rng.integers(1, 256))
+        ident = bytes.fromhex(codec.id)
+        b[3:7] = zlib.crc32(ident + bytes(b[:3]) + bytes(b[7:])).to_bytes(4, "little")
+        data = bytes(b)
+        c, g = outcome(lambda: codec.decompress(data)), outcome(lambda: codec.decompress_gpu(data))
+        assert c[0] == g[0] and (c[0] != "ok" or same(c[1], g[1]))

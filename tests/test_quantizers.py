@@ -351,3 +351,20 @@ def test_format_quantizer_vectors(which):
     # The raw body: the codes, two bits each from the low bits up.
     packed = np.packbits(((codes.reshape(-1)[:, None] >> np.arange(2)) & 1).reshape(-1).astype(np.uint8), bitorder="little")
     assert blob[7:] == packed.tobytes() and blob[0] == 0xE1
+
+
+def test_the_gpu_path_refuses_quantizers_it_does_not_code():
+    # Kinds 2 and 3 are coded on the CPU only: the device path must say so before it touches
+    # a device (ops=None is never reached), and never code them as a min/max grid.
+    from splitans.gpu import pctx
+
+    rng = np.random.default_rng(0)
+    x = np.maximum(rng.normal(size=(40, 4, 5, 5)), 0).astype(np.float32)
+    for kw, name in ((dict(dead_zone=0.3, clip=(0.0, 2.0)), "dead-zone"), (dict(levels="lloyd"), "levels")):
+        codec = splitans.Codec.fit(x, bits=3, **kw)
+        blob = codec.compress(x[0])
+        with pytest.raises(NotImplementedError, match=f"this codec's is '{name}'"):
+            pctx.compress(None, codec, x[0])
+        with pytest.raises(NotImplementedError, match=f"this codec's is '{name}'"):
+            pctx.decompress(None, codec, blob)
+    assert pctx._core_of(splitans.Codec.fit(x, bits=3)) is not None

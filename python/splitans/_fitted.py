@@ -100,6 +100,24 @@ def _quantizer_spec(items, bits, axis, clip, nonfinite, dead_zone, levels, rate_
     rows = _quantizers.channel_rows(items, axis) if levels != "uniform" else None
     return _quantizers.quantizer_spec(ranges, bits_of, rows=rows, dead_zone=dead_zone, levels=levels,
                                       rate_weight=rate_weight)
+#: The largest finite float16 and bfloat16: the decoded float32 values saturate there, as the
+#: self-contained path does, instead of becoming infinite.
+_HALF_MAX = {"float16": 65504.0, "bfloat16": float(np.uint32(0x7F7F0000).view(np.float32))}
+
+
+def _float_output(flat: np.ndarray, shape, dtype: str, output: str):
+    """Decoded float32 values as numpy (bfloat16 as float32) or torch, in the codec's dtype;
+    a conversion to a half type saturates."""
+    if dtype in _HALF_MAX and (output == "torch" or dtype == "float16"):
+        flat = np.clip(flat, -_HALF_MAX[dtype], _HALF_MAX[dtype])
+    if output == "torch":
+        import torch
+
+        t = torch.from_numpy(flat).reshape(tuple(shape))
+        return t.to(getattr(torch, dtype)) if dtype != "float32" else t
+    if dtype in ("float16", "float64"):
+        flat = flat.astype(dtype)
+    return flat.reshape(shape)
 
 
 class Codec:
@@ -262,9 +280,34 @@ class Codec:
         if output not in ("numpy", "torch"):
             raise ValueError(f"output must be 'numpy' or 'torch', got {output!r}")
         flat, shape = self._c.decompress(_as_bytes(data), _max_output(max_output_bytes))
-        from ._codec import _to_output
+        return _float_output(flat, shape, self._c.dtype, output)
 
-        return _to_output(flat, shape, self._c.dtype, output)
+    def compress_gpu(self, x: Any, *, nonfinite: str = "error", device: Any = None, _ops_=None) -> bytes:
+        """``compress`` on a CUDA device (a CuPy array or a CUDA torch tensor), through CuPy:
+        the same blob, byte for byte; only the histogram, the word counts and the coded bytes
+        cross to the host."""
+        from .gpu import pctx, pipelines
+
+        ops = _ops_ or pipelines.ops_for(device)
+        with ops.context():
+            return pctx.compress(ops, self._c, x, nonfinite=nonfinite)
+
+    def decompress_gpu(
+        self,
+        data: Any,
+        *,
+        output: str = "cupy",
+        max_output_bytes: Optional[int] = DEFAULT_MAX_OUTPUT_BYTES,
+        device: Any = None,
+        _ops_=None,
+    ):
+        """``decompress`` on a CUDA device: a CuPy array (``output="torch"``: a CUDA torch
+        tensor) in the codec's dtype. The blob is checked by the CPU parser first."""
+        from .gpu import pctx, pipelines
+
+        ops = _ops_ or pipelines.ops_for(device)
+        with ops.context():
+            return pctx.decompress(ops, self._c, data, output=output, max_output_bytes=max_output_bytes)
 
     def round_trip(self, x: Any, *, nonfinite: str = "error") -> np.ndarray:
         """What samples decode to, without coding them: ``decompress(compress(s))`` for each

@@ -383,9 +383,19 @@ impl Codec {
             id: Sha256::digest(data).into(),
         };
         codec.check()?;
-        if codec.serialize() != data {
-            return Err(corrupt!("codec serialization is not canonical"));
+        // A codec is written with the oldest version that has what it uses (FORMAT.md 9.2).
+        if version != codec.version() {
+            return Err(corrupt!(
+                "codec serialization is not canonical: labelled version {version}, needs version {}",
+                codec.version()
+            ));
         }
+        // The readers take minimal varints and exact lengths only, so what was read writes back
+        // to the same bytes: one codec has one serialization, and one id.
+        debug_assert!(
+            codec.serialize() == data,
+            "codec serialization is not canonical"
+        );
         codec.tables_ = std::sync::Arc::new(Tables::new(&codec.model));
         Ok(codec)
     }
@@ -448,8 +458,40 @@ impl Codec {
 
     /// The blob of codes `q` (already quantized with `params`).
     pub fn encode_codes(&self, q: &[u8], shape: &[usize], params: &[Affine]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(q.len() / 4 + 32);
-        out.extend_from_slice(&[BLOB_TAG, self.id[0], self.id[1], 0, 0, 0, 0]);
+        if q.is_empty() {
+            return self.assemble(BlobKind::Raw, shape, params, &[]);
+        }
+        if q.iter().all(|&c| c == q[0]) {
+            return self.assemble(BlobKind::Constant, shape, params, &q[..1]);
+        }
+        let ch = channels_of(shape, self.quantizer.axis());
+        let fills: Vec<u8> = params.iter().map(|a| a.zero_point as u8).collect();
+        let body = pctx::encode(&self.model, &self.tables_, shape, q, &fills, ch);
+        if body.len() < self.raw_len(q.len()) {
+            self.assemble(BlobKind::Coded, shape, params, &body)
+        } else {
+            let mut packed = Vec::with_capacity(self.raw_len(q.len()));
+            pack(q, self.bits, &mut packed);
+            self.assemble(BlobKind::Raw, shape, params, &packed)
+        }
+    }
+
+    /// Bytes of `n` codes packed (a raw body).
+    pub fn raw_len(&self, n: usize) -> usize {
+        (n * self.bits as usize).div_ceil(8)
+    }
+
+    /// A blob around a body (FORMAT.md 9.5): the header, the variable lengths, per-sample
+    /// parameters, the body, and the CRC.
+    pub fn assemble(
+        &self,
+        kind: BlobKind,
+        shape: &[usize],
+        params: &[Affine],
+        body: &[u8],
+    ) -> Vec<u8> {
+        let mut out = Vec::with_capacity(body.len() + 32);
+        out.extend_from_slice(&[BLOB_TAG | kind as u8, self.id[0], self.id[1], 0, 0, 0, 0]);
         for a in self.variable_axes() {
             put_varint(&mut out, shape[a] as u32);
         }
@@ -459,28 +501,20 @@ impl Codec {
                 put_varint(&mut out, a.zero_point as u32);
             }
         }
-        let kind = if q.is_empty() {
-            BlobKind::Raw
-        } else if q.iter().all(|&c| c == q[0]) {
-            out.push(q[0]);
-            BlobKind::Constant
-        } else {
-            let ch = channels_of(shape, self.quantizer.axis());
-            let fills: Vec<u8> = params.iter().map(|a| a.zero_point as u8).collect();
-            let body = pctx::encode(&self.model, &self.tables_, shape, q, &fills, ch);
-            let raw = (q.len() * self.bits as usize).div_ceil(8);
-            if body.len() < raw {
-                out.extend_from_slice(&body);
-                BlobKind::Coded
-            } else {
-                pack(q, self.bits, &mut out);
-                BlobKind::Raw
-            }
-        };
-        out[0] = BLOB_TAG | kind as u8;
+        out.extend_from_slice(body);
         let crc = blob_crc(&self.id, &out);
         out[3..7].copy_from_slice(&crc.to_le_bytes());
         out
+    }
+
+    /// The tables the GPU kernels read.
+    pub fn tables(&self) -> &Tables {
+        &self.tables_
+    }
+
+    /// The quantization channels of a sample shape.
+    pub fn channels(&self, shape: &[usize]) -> Channels {
+        channels_of(shape, self.quantizer.axis())
     }
 
     /// Parses and checks a blob's header, variable dimensions and parameters: everything but
@@ -489,7 +523,7 @@ impl Codec {
         if blob.is_empty() {
             return Err(corrupt!("empty input"));
         }
-        if blob.len() >= 4 && blob[..4] == crate::container::MAGIC {
+        if (blob.len() >= 4 && blob[..4] == crate::container::MAGIC) || blob[0] & 0xF0 == 0xF0 {
             return Err(corrupt!(
                 "this is a self-contained splitans container, not a fitted-codec blob: decode it with splitans.decompress()"
             ));
@@ -608,6 +642,10 @@ impl Codec {
                     &mut q,
                 )?;
             }
+        }
+        if let Quantizer::Levels { books, index, .. } = &self.quantizer {
+            let ch = channels_of(&info.shape, self.quantizer.axis());
+            levels::check_codes(&q, books, index, ch)?;
         }
         Ok((info, q))
     }

@@ -13,10 +13,12 @@
 //!   per parameter: f32 scale, i32 zero_point
 //! ```
 
-use crate::bytes::{put_u32, put_u64, Reader};
+use crate::buffer::{self, Pod};
+use crate::bytes::{put_u32, put_u64, put_varint, put_varint64, Reader};
 use crate::container::{self, ElemType, FloatType, Header, Kind, StreamInfo};
 use crate::context::{self, Geometry};
 use crate::error::{corrupt, CodecError, Result};
+use crate::pctx;
 use crate::quant::{self, Affine, Channels, Code, NonFinite};
 use crate::rans::Symbol;
 use crate::sparse;
@@ -30,6 +32,9 @@ pub enum Mode {
     Csr = 1,
     /// Codes of at most 8 bits, coded with adaptive neighbour contexts (`context`).
     Context = 2,
+    /// Codes of at most 8 bits, coded by the parallel context coder with a model fitted to this
+    /// tensor and stored in the container (`pctx`; compact containers only).
+    Pctx = 3,
 }
 
 impl Mode {
@@ -38,6 +43,7 @@ impl Mode {
             Mode::Dense => "dense",
             Mode::Csr => "csr",
             Mode::Context => "context",
+            Mode::Pctx => "pcontext",
         }
     }
 }
@@ -50,7 +56,9 @@ pub enum ModeChoice {
     /// path reproduces.
     Auto,
     Context,
-    /// The smallest of auto's choice and the context coder (codes of at most 8 bits).
+    Pctx,
+    /// The smallest of auto's choice and the context coders (codes of at most 8 bits): in a
+    /// compact container the shortest container, by its exact size.
     Best,
 }
 
@@ -85,6 +93,8 @@ pub struct FeatureOptions {
     pub reshape: Reshape,
     pub non_finite: NonFinite,
     pub coder: EncodeOptions,
+    /// The container version to write: `container::COMPACT_VERSION` (3) or 1 (section 6).
+    pub version: u8,
 }
 
 /// One candidate row count with the predicted bytes of its row-count and column-index streams.
@@ -268,6 +278,28 @@ fn validate(x_len: usize, shape: &[usize], opts: &FeatureOptions) -> Result<()> 
             opts.bits
         )));
     }
+    if opts.version != 1 && opts.version != container::COMPACT_VERSION {
+        return Err(CodecError::InvalidArgument(format!(
+            "version must be 1 or {}, got {}",
+            container::COMPACT_VERSION,
+            opts.version
+        )));
+    }
+    if opts.mode == ModeChoice::Pctx {
+        if opts.bits > pctx::MAX_BITS {
+            return Err(CodecError::InvalidArgument(format!(
+                "mode='pcontext' takes at most {} bits, got {}",
+                pctx::MAX_BITS,
+                opts.bits
+            )));
+        }
+        if opts.version == 1 {
+            return Err(CodecError::InvalidArgument(
+                "mode='pcontext' needs the compact container: leave version at its default (3)"
+                    .into(),
+            ));
+        }
+    }
     opts.coder.validate()
 }
 
@@ -328,23 +360,23 @@ fn prepare<C: Code + Symbol>(
             ..Stages::default()
         },
     };
-    if matches!(opts.mode, ModeChoice::Dense | ModeChoice::Context) || total == 0 {
+    if matches!(
+        opts.mode,
+        ModeChoice::Dense | ModeChoice::Context | ModeChoice::Pctx
+    ) || total == 0
+    {
         plan.seconds.sparse = clock.lap();
+        plan.mode = match opts.mode {
+            ModeChoice::Context => Mode::Context,
+            // An empty tensor has nothing to fit a model to: written dense (an empty stream).
+            ModeChoice::Pctx if total > 0 => Mode::Pctx,
+            _ => Mode::Dense,
+        };
         plan.reason = if total == 0 {
             "empty tensor".into()
         } else {
-            format!(
-                "mode={}",
-                if opts.mode == ModeChoice::Context {
-                    "context"
-                } else {
-                    "dense"
-                }
-            )
+            format!("mode={}", plan.mode.name())
         };
-        if opts.mode == ModeChoice::Context {
-            plan.mode = Mode::Context;
-        }
         return Ok((q, plan));
     }
     let zps: Vec<i32> = plan.params.iter().map(|a| a.zero_point).collect();
@@ -405,6 +437,7 @@ fn prepare<C: Code + Symbol>(
         }
         ModeChoice::Auto | ModeChoice::Best => Mode::Dense,
         ModeChoice::Context => Mode::Context,
+        ModeChoice::Pctx => Mode::Pctx,
     };
     plan.reason = match opts.mode {
         ModeChoice::Auto | ModeChoice::Best => format!(
@@ -443,106 +476,236 @@ fn compress_typed<C: Code + Symbol>(
 ) -> Result<(Vec<u8>, Plan)> {
     let (q, mut plan) = prepare::<C>(x, opts, false)?;
     let mut clock = Clock::start();
-    // The context body, when the mode asks for it or `best` may take it.
-    let mut context_body = None;
-    if opts.bits <= context::MAX_BITS
-        && matches!(opts.mode, ModeChoice::Context | ModeChoice::Best)
-        && !q.is_empty()
-    {
-        let codes: Vec<u8> = q.iter().map(|c| c.to_i32() as u8).collect();
-        let zps: Vec<i32> = plan.params.iter().map(|a| a.zero_point).collect();
-        let body = context::encode(&codes, &zps, channels(opts), Geometry::of(shape), opts.bits);
-        let auto_bytes = if plan.mode == Mode::Csr {
-            plan.csr_bytes
-        } else {
-            plan.dense_bytes
-        };
-        if opts.mode == ModeChoice::Context || ((8 + body.len()) as f64) < auto_bytes {
-            if opts.mode == ModeChoice::Best {
+    let compact = opts.version == container::COMPACT_VERSION;
+    let context_ok = opts.bits <= context::MAX_BITS && !q.is_empty();
+    let codes = || -> Vec<u8> { q.iter().map(|c| c.to_i32() as u8).collect() };
+    let zps: Vec<i32> = plan.params.iter().map(|a| a.zero_point).collect();
+    let context_body = || {
+        context::encode(
+            &codes(),
+            &zps,
+            channels(opts),
+            Geometry::of(shape),
+            opts.bits,
+        )
+    };
+    let write_mode = |mode: Mode, plan: &mut Plan, body: Option<Payload>| {
+        write(&q, shape, float_type, opts, plan, mode, body)
+    };
+    let blob = match (opts.mode, compact) {
+        (ModeChoice::Context, _) if q.is_empty() => {
+            // An empty tensor: nothing to code, an empty body.
+            let body = context::encode(&[], &[0], Channels::TENSOR, Geometry::of(shape), opts.bits);
+            write_mode(Mode::Context, &mut plan, Some(Payload::Context(body)))?
+        }
+        (ModeChoice::Context, _) => {
+            let body = context_body();
+            plan.seconds.entropy += clock.lap();
+            write_mode(Mode::Context, &mut plan, Some(Payload::Context(body)))?
+        }
+        (ModeChoice::Pctx, _) if plan.mode == Mode::Pctx => {
+            let payload = pctx_payload(&codes(), shape, &plan, opts)?;
+            plan.seconds.entropy += clock.lap();
+            write_mode(Mode::Pctx, &mut plan, Some(payload))?
+        }
+        (ModeChoice::Best, true) if context_ok => {
+            // Every candidate written, the shortest kept (ties: the earlier, faster one).
+            let auto_mode = plan.mode;
+            let mut best = write_mode(auto_mode, &mut plan, None)?;
+            let mut chosen = auto_mode;
+            let mut sizes = vec![(auto_mode, best.len())];
+            for mode in [Mode::Context, Mode::Pctx] {
+                let payload = if mode == Mode::Context {
+                    Payload::Context(context_body())
+                } else {
+                    pctx_payload(&codes(), shape, &plan, opts)?
+                };
+                let blob = write_mode(mode, &mut plan, Some(payload))?;
+                sizes.push((mode, blob.len()));
+                if blob.len() < best.len() {
+                    best = blob;
+                    chosen = mode;
+                }
+            }
+            plan.seconds.entropy += clock.lap();
+            plan.mode = chosen;
+            plan.reason = format!(
+                "best: {}",
+                sizes
+                    .iter()
+                    .map(|(m, n)| format!("{} {n} bytes", m.name()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            best
+        }
+        (ModeChoice::Best, false) if context_ok => {
+            // Version 1: the context record against auto's estimate (FORMAT.md 6.11).
+            let body = context_body();
+            let auto_bytes = if plan.mode == Mode::Csr {
+                plan.csr_bytes
+            } else {
+                plan.dense_bytes
+            };
+            plan.seconds.entropy += clock.lap();
+            if ((8 + body.len()) as f64) < auto_bytes {
                 plan.reason = format!(
                     "best: context {} bytes vs {} ~{auto_bytes:.0} bytes",
                     8 + body.len(),
                     plan.mode.name()
                 );
+                write_mode(Mode::Context, &mut plan, Some(Payload::Context(body)))?
+            } else {
+                plan.reason = format!(
+                    "best: {} ~{auto_bytes:.0} bytes vs context {} bytes",
+                    plan.mode.name(),
+                    8 + body.len()
+                );
+                let mode = plan.mode;
+                write_mode(mode, &mut plan, None)?
             }
-            plan.mode = Mode::Context;
-            context_body = Some(body);
-        } else {
-            plan.reason = format!(
-                "best: {} ~{auto_bytes:.0} bytes vs context {} bytes",
-                plan.mode.name(),
-                8 + body.len()
-            );
         }
-        plan.seconds.entropy += clock.lap();
-    }
-    if plan.mode == Mode::Context && context_body.is_none() {
-        // An empty tensor: nothing to code.
-        context_body = Some(context::encode(
-            &[],
-            &[0],
-            Channels::TENSOR,
-            Geometry::of(shape),
-            opts.bits,
-        ));
-    }
-    let streams = if plan.mode == Mode::Csr { 3 } else { 1 };
-    let mut out = Vec::new();
-    container::write_header(
-        &mut out,
-        Kind::Feature,
-        ElemType::Float(float_type),
-        shape,
-        streams,
-        if plan.mode == Mode::Context {
-            container::VERSION
-        } else {
-            container::BASE_VERSION
-        },
-    );
-    let mut section = vec![
-        opts.bits,
-        plan.mode as u8,
-        opts.axis.map_or(NO_AXIS, |(a, _)| a),
-        0,
-    ];
-    put_u64(&mut section, plan.clamped);
-    put_u64(
-        &mut section,
-        if plan.mode == Mode::Csr {
-            plan.rows as u64
-        } else {
-            0
-        },
-    );
-    put_u32(&mut section, plan.params.len() as u32);
-    for a in &plan.params {
-        section.extend_from_slice(&a.scale.to_le_bytes());
-        section.extend_from_slice(&a.zero_point.to_le_bytes());
-    }
-    put_u64(&mut out, section.len() as u64);
-    out.extend_from_slice(&section);
-    plan.seconds.container = clock.lap();
-    match plan.mode {
-        Mode::Dense => container::append_stream(&mut out, &q, &opts.coder)?,
-        Mode::Context => {
-            let body = context_body.take().unwrap_or_default();
-            put_u64(&mut out, body.len() as u64);
-            out.extend_from_slice(&body);
+        _ => {
+            let mode = plan.mode;
+            write_mode(mode, &mut plan, None)?
         }
-        Mode::Csr => {
-            let zps: Vec<i32> = plan.params.iter().map(|a| a.zero_point).collect();
-            let (counts, cols, values) = sparse::build(&q, &zps, channels(opts), plan.rows);
-            plan.seconds.sparse += clock.lap();
-            container::append_stream(&mut out, &counts, &opts.coder)?;
-            container::append_stream(&mut out, &cols, &opts.coder)?;
-            container::append_stream(&mut out, &values, &opts.coder)?;
-        }
-    }
-    plan.seconds.entropy += clock.lap();
-    let blob = container::finish(out);
+    };
     plan.seconds.container += clock.lap();
     Ok((blob, plan))
+}
+
+/// The body of a context-coded container, made before the container is written.
+enum Payload {
+    Context(Vec<u8>),
+    Pctx(Box<pctx::Model>, Vec<u8>),
+}
+
+/// A model fitted to the tensor's own codes and the body it codes them to (mode 3).
+fn pctx_payload(
+    codes: &[u8],
+    shape: &[usize],
+    plan: &Plan,
+    opts: &FeatureOptions,
+) -> Result<Payload> {
+    let ch = channels(opts);
+    let fills: Vec<u8> = plan.params.iter().map(|a| a.zero_point as u8).collect();
+    let sample = crate::fit::Sample {
+        codes,
+        shape,
+        fills: &fills,
+        fill_ch: ch,
+    };
+    let model = crate::fit::fit_one(&sample, opts.bits, opts.axis.map(|(a, _)| a as usize))?;
+    let tables = pctx::Tables::new(&model);
+    let body = pctx::encode(&model, &tables, shape, codes, &fills, ch);
+    Ok(Payload::Pctx(Box::new(model), body))
+}
+
+/// Writes the container of codes `q` in `mode` (dense and CSR coded here, the context bodies
+/// given), version 1 or 3 as the options say.
+fn write<C: Code + Symbol>(
+    q: &[C],
+    shape: &[usize],
+    float_type: FloatType,
+    opts: &FeatureOptions,
+    plan: &mut Plan,
+    mode: Mode,
+    payload: Option<Payload>,
+) -> Result<Vec<u8>> {
+    let mut clock = Clock::start();
+    let compact = opts.version == container::COMPACT_VERSION;
+    let axis = opts.axis.map_or(NO_AXIS, |(a, _)| a);
+    let mut out = Vec::new();
+    if compact {
+        container::write_compact_header(&mut out, float_type, opts.bits, mode as u8, shape);
+        out.push(axis);
+        for a in &plan.params {
+            out.extend_from_slice(&a.scale.to_le_bytes());
+            put_varint(&mut out, a.zero_point as u32);
+        }
+        put_varint64(&mut out, plan.clamped);
+    } else {
+        let streams = if mode == Mode::Csr { 3 } else { 1 };
+        let version = if mode == Mode::Context {
+            container::VERSION_CONTEXT
+        } else {
+            container::BASE_VERSION
+        };
+        container::write_header(
+            &mut out,
+            Kind::Feature,
+            ElemType::Float(float_type),
+            shape,
+            streams,
+            version,
+        );
+        let mut section = vec![opts.bits, mode as u8, axis, 0];
+        put_u64(&mut section, plan.clamped);
+        put_u64(
+            &mut section,
+            if mode == Mode::Csr {
+                plan.rows as u64
+            } else {
+                0
+            },
+        );
+        put_u32(&mut section, plan.params.len() as u32);
+        for a in &plan.params {
+            section.extend_from_slice(&a.scale.to_le_bytes());
+            section.extend_from_slice(&a.zero_point.to_le_bytes());
+        }
+        put_u64(&mut out, section.len() as u64);
+        out.extend_from_slice(&section);
+    }
+    plan.seconds.container += clock.lap();
+    match (mode, payload) {
+        (Mode::Dense, _) => {
+            if compact {
+                stream::encode_compact(q, &opts.coder, &mut out)?;
+            } else {
+                container::append_stream(&mut out, q, &opts.coder)?;
+            }
+        }
+        (Mode::Csr, _) => {
+            let zps: Vec<i32> = plan.params.iter().map(|a| a.zero_point).collect();
+            let (counts, cols, values) = sparse::build(q, &zps, channels(opts), plan.rows);
+            plan.seconds.sparse += clock.lap();
+            if compact {
+                put_varint64(&mut out, plan.rows as u64);
+                put_varint64(&mut out, values.len() as u64);
+                for s in [&counts, &cols] {
+                    let mut rec = Vec::new();
+                    stream::encode_compact(s, &opts.coder, &mut rec)?;
+                    put_varint64(&mut out, rec.len() as u64);
+                    out.extend_from_slice(&rec);
+                }
+                stream::encode_compact(&values, &opts.coder, &mut out)?;
+            } else {
+                container::append_stream(&mut out, &counts, &opts.coder)?;
+                container::append_stream(&mut out, &cols, &opts.coder)?;
+                container::append_stream(&mut out, &values, &opts.coder)?;
+            }
+        }
+        (Mode::Context, Some(Payload::Context(body))) => {
+            if !compact {
+                put_u64(&mut out, body.len() as u64);
+            }
+            out.extend_from_slice(&body);
+        }
+        (Mode::Pctx, Some(Payload::Pctx(model, body))) => {
+            model.write(&mut out);
+            out.extend_from_slice(&body);
+        }
+        (m, _) => unreachable!("{} is written with its payload", m.name()),
+    }
+    plan.seconds.entropy += clock.lap();
+    let blob = if compact {
+        container::finish_compact(out)
+    } else {
+        container::finish(out)
+    };
+    plan.seconds.container += clock.lap();
+    Ok(blob)
 }
 
 /// The feature section of a container, validated against its header.
@@ -615,8 +778,11 @@ pub fn read_meta(section: &[u8], h: &Header) -> Result<FeatureMeta> {
     }
     let rows = match mode {
         Mode::Dense | Mode::Context if rows == 0 => 0,
+        // At most one row per element: the row counts are a stream of `rows` symbols that the
+        // output cap does not see, so an empty tensor has no valid CSR form.
         Mode::Csr
             if rows > 0
+                && rows <= h.count as u64
                 && h.count % rows as usize == 0
                 && h.count / rows as usize <= sparse::MAX_COLS =>
         {
@@ -643,189 +809,726 @@ pub fn read_meta(section: &[u8], h: &Header) -> Result<FeatureMeta> {
     })
 }
 
-fn decode_stream<S: Symbol>(view: &stream::StreamView<'_>, threads: usize) -> Result<Vec<S>> {
-    let mut out = vec![S::default(); view.n];
-    stream::decode_into(view, &mut out, threads)?;
-    Ok(out)
+/// The element type a feature decodes to. The codec dequantizes in float32 (FORMAT.md 6.4);
+/// the other outputs are converted from that value as the buffer is filled, so no float32
+/// array is ever held beside them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    F32,
+    /// Exact widening.
+    F64,
+    /// IEEE binary16 bit patterns, saturating: `quant::f16_bits`.
+    F16Bits,
+    /// bfloat16 bit patterns, saturating: `quant::bf16_bits`.
+    BF16Bits,
 }
 
-fn check_levels<C: Code>(q: &[C], bits: u8) -> Result<()> {
-    if bits < 16 && q.iter().any(|c| c.to_i32() > levels(bits)) {
-        return Err(corrupt!("a code exceeds the {bits}-bit range"));
+impl Output {
+    /// Bytes per element of the output.
+    pub fn itemsize(self) -> usize {
+        match self {
+            Output::F32 => 4,
+            Output::F64 => 8,
+            Output::F16Bits | Output::BF16Bits => 2,
+        }
+    }
+}
+
+/// A decoded feature, in the element type that was asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decoded {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    F16Bits(Vec<u16>),
+    BF16Bits(Vec<u16>),
+}
+
+/// A feature container's payload, parsed and checked up to decoding (FORMAT.md 6.6 steps 1–3).
+pub struct Parsed<'a> {
+    pub meta: FeatureMeta,
+    body: Body<'a>,
+    /// A compact container's payload parts as (offset, length) in the blob: the stream of a
+    /// dense one, the three streams of a CSR one, the body of a context one (empty for
+    /// versions 1-2, whose records `container::records` gives).
+    pub parts: Vec<(usize, usize)>,
+    /// The nonzero count a compact CSR container states (0 otherwise).
+    pub nnz: usize,
+}
+
+/// The three streams of a CSR container.
+struct CsrViews<'a> {
+    counts: stream::StreamView<'a>,
+    cols: stream::StreamView<'a>,
+    values: stream::StreamView<'a>,
+}
+
+enum Body<'a> {
+    Dense(stream::StreamView<'a>),
+    Csr(Box<CsrViews<'a>>),
+    /// The context body (FORMAT.md 6.11), read by `context::decode`.
+    Context(&'a [u8]),
+    /// The model stored in the container (checked against the shape), its tables, and the body
+    /// (FORMAT.md 9.4) `pctx::decode` reads.
+    Pctx(Box<(pctx::Model, pctx::Tables)>, &'a [u8]),
+}
+
+impl Parsed<'_> {
+    fn views(&self) -> Vec<&stream::StreamView<'_>> {
+        match &self.body {
+            Body::Dense(v) => vec![v],
+            Body::Csr(c) => vec![&c.counts, &c.cols, &c.values],
+            Body::Context(_) | Body::Pctx(..) => Vec::new(),
+        }
+    }
+}
+
+/// Parses a CSR column-index or value stream: at most `max_n` symbols of `width` bytes filling
+/// its record (its exact count, the sum of the row counts, is checked while decoding).
+fn parse_nonzeros<'a>(
+    record: &'a [u8],
+    i: usize,
+    max_n: usize,
+    width: usize,
+) -> Result<stream::StreamView<'a>> {
+    let mut sr = Reader::new(record);
+    let view = stream::parse(&mut sr, max_n as u64)?;
+    if sr.remaining() != 0 {
+        return Err(corrupt!(
+            "stream {i} ends after {} of its {} bytes",
+            sr.position(),
+            record.len()
+        ));
+    }
+    if view.symbol_bytes != width {
+        return Err(corrupt!(
+            "stream {i} has {}-byte symbols, expected {width}",
+            view.symbol_bytes
+        ));
+    }
+    Ok(view)
+}
+
+/// Reads the records and the feature section, parses the streams, and checks what decoding
+/// will hold against `max_output_bytes` (the header's check, 2.6 step 13, is the caller's):
+/// the output plus `stream::oversized_block_bytes` of every stream.
+pub fn parse<'a>(blob: &'a [u8], h: &Header, max_output_bytes: u64) -> Result<Parsed<'a>> {
+    if h.version == container::COMPACT_VERSION {
+        let parsed = parse_compact(blob, h)?;
+        let views = parsed.views();
+        container::check_working_size(h, views.iter().copied(), max_output_bytes)?;
+        return Ok(parsed);
+    }
+    let records = container::records(blob, h, 1 + h.streams)?;
+    let meta = read_meta(records[0], h)?;
+    let width = if meta.bits <= 8 { 1 } else { 2 };
+    let body = match meta.mode {
+        Mode::Pctx => unreachable!("read_meta refuses mode 3 in a version-1 container"),
+        Mode::Context => Body::Context(records[1]),
+        Mode::Dense => Body::Dense(container::parse_stream(records[1], 0, h.count, width)?),
+        Mode::Csr => {
+            let counts = container::parse_stream(records[1], 0, meta.rows, 2)?;
+            let cols = parse_nonzeros(records[2], 1, h.count, 2)?;
+            let values = parse_nonzeros(records[3], 2, h.count, width)?;
+            if cols.n != values.n {
+                return Err(corrupt!(
+                    "{} column indices but {} values",
+                    cols.n,
+                    values.n
+                ));
+            }
+            Body::Csr(Box::new(CsrViews {
+                counts,
+                cols,
+                values,
+            }))
+        }
+    };
+    let parsed = Parsed {
+        meta,
+        body,
+        parts: Vec::new(),
+        nnz: 0,
+    };
+    let views = parsed.views();
+    container::check_working_size(h, views.iter().copied(), max_output_bytes)?;
+    Ok(parsed)
+}
+
+/// The feature fields and payload of a compact container (FORMAT.md 10.1, 10.4 steps 7-12),
+/// after the header `read_header` read.
+fn parse_compact<'a>(blob: &'a [u8], h: &Header) -> Result<Parsed<'a>> {
+    let float_type = match h.elem {
+        ElemType::Float(f) => f,
+        ElemType::Int(_) => return Err(corrupt!("not a feature container")),
+    };
+    let bits = (blob[6] & 0x0F) + 1;
+    let mode = match blob[6] >> 4 {
+        0 => Mode::Dense,
+        1 => Mode::Csr,
+        2 => Mode::Context,
+        _ => Mode::Pctx,
+    };
+    if matches!(mode, Mode::Context | Mode::Pctx) && bits > context::MAX_BITS {
+        return Err(corrupt!("{} mode with {bits}-bit codes", mode.name()));
+    }
+    let mut r = Reader::new(blob);
+    r.take(h.header_len, "header")?;
+    let axis = r.u8("axis")?;
+    let (axis, channels) = if axis == NO_AXIS {
+        (None, Channels::TENSOR)
+    } else {
+        let a = axis as usize;
+        if a >= h.shape.len() || h.shape[a] == 0 {
+            return Err(corrupt!("axis {a} of a tensor of shape {:?}", h.shape));
+        }
+        (
+            Some(axis),
+            Channels {
+                channels: h.shape[a],
+                inner: h.shape[a + 1..].iter().product::<usize>().max(1),
+            },
+        )
+    };
+    // Each parameter takes at least 5 bytes: a count beyond that is truncated input.
+    if channels.channels > r.remaining() / 5 {
+        return Err(corrupt!(
+            "{} quantization parameters in {} bytes (truncated)",
+            channels.channels,
+            r.remaining()
+        ));
+    }
+    let mut params = Vec::with_capacity(channels.channels);
+    for _ in 0..channels.channels {
+        let scale = f32::from_le_bytes(r.u32("scale")?.to_le_bytes());
+        let zero_point = r.varint("zero point")?;
+        if !(scale.is_finite() && scale >= 0.0) || zero_point > levels(bits) as u32 {
+            return Err(corrupt!("invalid scale {scale} or zero point {zero_point}"));
+        }
+        params.push(Affine {
+            scale,
+            zero_point: zero_point as i32,
+        });
+    }
+    let clamped = r.varint64("clamped count")?;
+    // Axis, parameters and clamped count: what section 6.2 holds in version 1.
+    let section_bytes = r.position() - h.header_len;
+    let width = if bits <= 8 { 1 } else { 2 };
+    let mut rows = 0usize;
+    let mut nnz_stated = 0usize;
+    let mut parts = Vec::new();
+    let body = match mode {
+        Mode::Dense => {
+            parts.push((r.position(), r.remaining()));
+            let view = stream::parse_compact(&mut r, width, h.count)?;
+            if r.remaining() != 0 {
+                return Err(corrupt!("{} bytes after the codes", r.remaining()));
+            }
+            Body::Dense(view)
+        }
+        Mode::Csr => {
+            let n_rows = r.varint64("rows")?;
+            if n_rows == 0
+                || n_rows > h.count as u64
+                || h.count % n_rows as usize != 0
+                || h.count / n_rows as usize > sparse::MAX_COLS
+            {
+                return Err(corrupt!(
+                    "{n_rows} rows invalid for {} elements in csr mode",
+                    h.count
+                ));
+            }
+            rows = n_rows as usize;
+            let nnz = r.varint64("nonzero count")?;
+            if nnz > h.count as u64 {
+                return Err(corrupt!("{nnz} nonzeros in {} elements", h.count));
+            }
+            let nnz = nnz as usize;
+            nnz_stated = nnz;
+            let mut record = |what: &str| -> Result<&'a [u8]> {
+                let len = r.varint64(what)?;
+                let len = usize::try_from(len).map_err(|_| corrupt!("{what} of {len} bytes"))?;
+                parts.push((r.position(), len));
+                r.take(len, what)
+            };
+            let counts_rec = record("row-count stream length")?;
+            let cols_rec = record("column stream length")?;
+            parts.push((r.position(), r.remaining()));
+            let whole =
+                |rec: &'a [u8], i: usize, w: usize, n: usize| -> Result<stream::StreamView<'a>> {
+                    let mut sr = Reader::new(rec);
+                    let view = stream::parse_compact(&mut sr, w, n)?;
+                    if sr.remaining() != 0 {
+                        return Err(corrupt!(
+                            "stream {i} ends after {} of its {} bytes",
+                            sr.position(),
+                            rec.len()
+                        ));
+                    }
+                    Ok(view)
+                };
+            let counts = whole(counts_rec, 0, 2, rows)?;
+            let cols = whole(cols_rec, 1, 2, nnz)?;
+            let values = stream::parse_compact(&mut r, width, nnz)?;
+            if r.remaining() != 0 {
+                return Err(corrupt!("{} bytes after the values", r.remaining()));
+            }
+            Body::Csr(Box::new(CsrViews {
+                counts,
+                cols,
+                values,
+            }))
+        }
+        Mode::Context => {
+            let n = r.remaining();
+            parts.push((r.position(), n));
+            Body::Context(r.take(n, "context body")?)
+        }
+        Mode::Pctx => {
+            let model = pctx::Model::read(&mut r)?;
+            let group_len = (model.axis_g != pctx::NO_AXIS)
+                .then(|| h.shape.get(model.axis_g as usize).copied().unwrap_or(0));
+            model.validate(h.shape.len(), group_len)?;
+            if model.bits != bits {
+                return Err(corrupt!("a {}-bit model for {bits}-bit codes", model.bits));
+            }
+            let tables = pctx::Tables::new(&model);
+            let n = r.remaining();
+            parts.push((r.position(), n));
+            Body::Pctx(Box::new((model, tables)), r.take(n, "context body")?)
+        }
+    };
+    Ok(Parsed {
+        parts,
+        nnz: nnz_stated,
+        meta: FeatureMeta {
+            float_type,
+            bits,
+            mode,
+            axis,
+            channels,
+            clamped,
+            rows,
+            params,
+            section_bytes,
+        },
+        body,
+    })
+}
+
+/// What a CSR walk hands out: every row-count block, and every nonzero with its flat index.
+trait CsrVisitor<C> {
+    fn row_counts(&mut self, counts: &[u16]);
+    fn nonzero(&mut self, index: usize, col: u16, value: C);
+}
+
+/// Decodes the three CSR streams together, block by block, and checks them (FORMAT.md 6.6
+/// steps 3–5): the row counts add up to the number of column indices and values, columns
+/// increase strictly within a row and stay below `M`, values stay within `bits`.
+fn walk_csr<C: Code + Symbol + Pod>(
+    p: &Parsed<'_>,
+    h: &Header,
+    threads: usize,
+    visit: &mut impl CsrVisitor<C>,
+) -> Result<()> {
+    let Body::Csr(csr) = &p.body else {
+        unreachable!("walk_csr takes a CSR container");
+    };
+    let m = h.count / p.meta.rows;
+    let top = if p.meta.bits < 16 {
+        levels(p.meta.bits)
+    } else {
+        i32::MAX
+    };
+    let nnz = csr.cols.n;
+    let mut row_blocks = stream::Blocks::<u16>::new(&csr.counts, threads)?;
+    let mut col_reader = stream::SymbolReader::new(&csr.cols, threads)?;
+    let mut value_reader = stream::SymbolReader::<C>::new(&csr.values, threads)?;
+    let mut row = 0usize;
+    let mut taken = 0usize;
+    while let Some(block) = row_blocks.next_block()? {
+        visit.row_counts(block);
+        for &count in block {
+            let base = row * m;
+            let mut next = 0usize;
+            if count as usize > nnz - taken {
+                return Err(corrupt!(
+                    "row counts add up to more than the {nnz} column indices and values"
+                ));
+            }
+            taken += count as usize;
+            for _ in 0..count {
+                let c = col_reader.read()?;
+                let v = value_reader.read()?;
+                let col = c as usize;
+                if col < next || col >= m {
+                    return Err(corrupt!("column {col} out of order or range in row {row}"));
+                }
+                if v.to_i32() > top {
+                    return Err(corrupt!("a code exceeds the {}-bit range", p.meta.bits));
+                }
+                visit.nonzero(base + col, c, v);
+                next = col + 1;
+            }
+            row += 1;
+        }
+    }
+    if taken != nnz {
+        return Err(corrupt!(
+            "row counts add up to {taken} nonzeros, the column indices and values hold {nnz}"
+        ));
     }
     Ok(())
 }
 
-/// A feature container's streams, parsed (FORMAT.md 6.6 step 3): the dense codes, or the CSR
-/// row counts, column indices and values. CSR row counts are decoded here, since their sum is
-/// the length of the other two streams.
-struct Streams<'a> {
-    views: Vec<stream::StreamView<'a>>,
-    row_counts: Vec<u16>,
-}
+/// Writes decoded nonzeros into the codes, which hold every element's zero point.
+struct Scatter<'c, C>(&'c mut [C]);
 
-fn parse_streams<'a>(
-    records: &[&'a [u8]],
-    h: &Header,
-    meta: &FeatureMeta,
-    threads: usize,
-) -> Result<Streams<'a>> {
-    let width = if meta.bits <= 8 { 1 } else { 2 };
-    match meta.mode {
-        // Not a section-3 stream: `decode_context` reads the body.
-        Mode::Context => Ok(Streams {
-            views: Vec::new(),
-            row_counts: Vec::new(),
-        }),
-        Mode::Dense => Ok(Streams {
-            views: vec![container::parse_stream(records[1], 0, h.count, width)?],
-            row_counts: Vec::new(),
-        }),
-        Mode::Csr => {
-            let counts_view = container::parse_stream(records[1], 0, meta.rows, 2)?;
-            let row_counts: Vec<u16> = decode_stream(&counts_view, threads)?;
-            let nnz: usize = row_counts.iter().map(|&c| c as usize).sum();
-            if nnz > h.count {
-                return Err(corrupt!("{nnz} nonzeros in {} elements", h.count));
-            }
-            let cols = container::parse_stream(records[2], 1, nnz, 2)?;
-            let values = container::parse_stream(records[3], 2, nnz, width)?;
-            Ok(Streams {
-                views: vec![counts_view, cols, values],
-                row_counts,
-            })
-        }
+impl<C: Copy> CsrVisitor<C> for Scatter<'_, C> {
+    fn row_counts(&mut self, _: &[u16]) {}
+    #[inline(always)]
+    fn nonzero(&mut self, index: usize, _: u16, value: C) {
+        self.0[index] = value;
     }
 }
 
-fn decode_codes<C: Code + Symbol>(
-    records: &[&[u8]],
+/// Histograms of the three CSR streams.
+struct CsrHistograms {
+    counts: Vec<u64>,
+    cols: Vec<u64>,
+    values: Vec<u64>,
+}
+
+impl<C: Symbol> CsrVisitor<C> for CsrHistograms {
+    fn row_counts(&mut self, counts: &[u16]) {
+        for (h, n) in self.counts.iter_mut().zip(u16::histogram(counts)) {
+            *h += n;
+        }
+    }
+    #[inline(always)]
+    fn nonzero(&mut self, _: usize, col: u16, value: C) {
+        self.cols[col as usize] += 1;
+        self.values[value.index()] += 1;
+    }
+}
+
+/// Decodes the codes of every element into `codes` (`h.count` long): dense, CSR (scattered over
+/// the channels' zero points) or context. Dense codes are not checked against `bits` here (the
+/// dequantization does it, after every chunk decoded).
+fn decode_codes<C: Code + Symbol + Pod>(
+    p: &Parsed<'_>,
     h: &Header,
+    threads: usize,
+    codes: &mut [C],
+    stages: &mut Stages,
+) -> Result<()> {
+    let mut clock = Clock::start();
+    match &p.body {
+        Body::Dense(view) => {
+            stream::decode_into(view, codes, threads)?;
+            stages.entropy += clock.lap();
+        }
+        Body::Context(body) => {
+            let zps: Vec<i32> = p.meta.params.iter().map(|a| a.zero_point).collect();
+            let codes = C::as_u8s_mut(codes).expect("context codes are bytes");
+            context::decode(
+                body,
+                &zps,
+                p.meta.channels,
+                Geometry::of(&h.shape),
+                p.meta.bits,
+                codes,
+            )?;
+            stages.entropy += clock.lap();
+        }
+        Body::Pctx(model, body) => {
+            let fills: Vec<u8> = p.meta.params.iter().map(|a| a.zero_point as u8).collect();
+            let codes = C::as_u8s_mut(codes).expect("context codes are bytes");
+            pctx::decode(
+                &model.0,
+                &model.1,
+                &h.shape,
+                body,
+                &fills,
+                p.meta.channels,
+                codes,
+            )?;
+            stages.entropy += clock.lap();
+        }
+        Body::Csr(_) => {
+            for_each_channel_run(codes.len(), p.meta.channels, 0, codes.len(), |a, b, c| {
+                codes[a..b].fill(C::from_i32(p.meta.params[c].zero_point))
+            });
+            walk_csr(p, h, threads, &mut Scatter(codes))?;
+            // The streams are decoded block by block as the scatter consumes them.
+            stages.sparse += clock.lap();
+        }
+    }
+    Ok(())
+}
+
+/// Calls `f(start, end, channel)` for the runs of `[from, to)` that lie in one channel.
+#[inline]
+fn for_each_channel_run(
+    n: usize,
+    ch: Channels,
+    from: usize,
+    to: usize,
+    mut f: impl FnMut(usize, usize, usize),
+) {
+    debug_assert!(to <= n);
+    if ch.channels == 1 {
+        if from < to {
+            f(from, to, 0);
+        }
+        return;
+    }
+    let inner = ch.inner.max(1);
+    let mut a = from;
+    while a < to {
+        let b = ((a / inner + 1) * inner).min(to);
+        f(a, b, (a / inner) % ch.channels);
+        a = b;
+    }
+}
+
+/// Elements dequantized per pass of `dequantize_in_place`.
+const DEQUANT_BLOCK: usize = 1 << 14;
+
+/// Dequantizes the codes held in the tail of `out`'s bytes (`buffer::tail_mut`) into `out`, in
+/// place, front to back: a block of codes is copied out before its elements are written, and an
+/// element's bytes end at or before the code of any later element. With `check`, a code above
+/// `bits` is Corrupt.
+fn dequantize_in_place<O: Pod, C: Code + Pod>(
+    out: &mut [O],
     meta: &FeatureMeta,
+    check: bool,
+    conv: impl Fn(f32) -> O,
+) -> Result<()> {
+    let n = out.len();
+    let top = levels(meta.bits);
+    let check = check && meta.bits < 16;
+    let mut codes = [C::default(); DEQUANT_BLOCK];
+    let mut start = 0;
+    while start < n {
+        let end = (start + DEQUANT_BLOCK).min(n);
+        let block = &mut codes[..end - start];
+        block.copy_from_slice(&buffer::tail_mut::<O, C>(out)[start..end]);
+        if check && block.iter().fold(0, |m, c| m.max(c.to_i32())) > top {
+            return Err(corrupt!("a code exceeds the {}-bit range", meta.bits));
+        }
+        for_each_channel_run(n, meta.channels, start, end, |a, b, c| {
+            let Affine { scale, zero_point } = meta.params[c];
+            for (o, &q) in out[a..b].iter_mut().zip(&block[a - start..b - start]) {
+                *o = conv((q.to_i32() - zero_point) as f32 * scale);
+            }
+        });
+        start = end;
+    }
+    Ok(())
+}
+
+fn decode_as<O: Pod, C: Code + Symbol + Pod>(
+    p: &Parsed<'_>,
+    h: &Header,
     threads: usize,
     stages: &mut Stages,
-) -> Result<Vec<C>> {
+    conv: impl Fn(f32) -> O,
+) -> Result<Vec<O>> {
+    let mut out = buffer::zeroed::<O>(h.count)?;
+    decode_codes::<C>(p, h, threads, buffer::tail_mut::<O, C>(&mut out), stages)?;
     let mut clock = Clock::start();
-    if meta.mode == Mode::Context {
-        let q = decode_context(records[1], h, meta)?;
-        stages.entropy += clock.lap();
-        return Ok(q.into_iter().map(|v| C::from_i32(v as i32)).collect());
-    }
-    let streams = parse_streams(records, h, meta, threads)?;
-    match meta.mode {
-        Mode::Context => unreachable!("handled above"),
-        Mode::Dense => {
-            let q: Vec<C> = decode_stream(&streams.views[0], threads)?;
-            check_levels(&q, meta.bits)?;
-            stages.entropy += clock.lap();
-            Ok(q)
-        }
-        Mode::Csr => {
-            let cols: Vec<u16> = decode_stream(&streams.views[1], threads)?;
-            let values: Vec<C> = decode_stream(&streams.views[2], threads)?;
-            check_levels(&values, meta.bits)?;
-            stages.entropy += clock.lap();
-            let mut q = vec![C::default(); h.count];
-            for (block, run) in q.chunks_mut(meta.channels.inner.max(1)).enumerate() {
-                let z = C::from_i32(meta.params[block % meta.channels.channels].zero_point);
-                run.fill(z);
-            }
-            sparse::scatter(&streams.row_counts, &cols, &values, &mut q)?;
-            stages.sparse += clock.lap();
-            Ok(q)
-        }
-    }
+    dequantize_in_place::<O, C>(&mut out, &p.meta, matches!(p.body, Body::Dense(_)), conv)?;
+    stages.quantize += clock.lap();
+    Ok(out)
 }
 
-/// The codes of a mode-2 record (FORMAT.md 6.11).
-fn decode_context(body: &[u8], h: &Header, meta: &FeatureMeta) -> Result<Vec<u8>> {
-    let zps: Vec<i32> = meta.params.iter().map(|a| a.zero_point).collect();
-    let mut q = vec![0u8; h.count];
-    context::decode(
-        body,
-        &zps,
-        meta.channels,
-        Geometry::of(&h.shape),
-        meta.bits,
-        &mut q,
-    )?;
-    Ok(q)
+fn decode_output<C: Code + Symbol + Pod>(
+    p: &Parsed<'_>,
+    h: &Header,
+    threads: usize,
+    output: Output,
+    stages: &mut Stages,
+) -> Result<Decoded> {
+    Ok(match output {
+        Output::F32 => Decoded::F32(decode_as::<f32, C>(p, h, threads, stages, |x| x)?),
+        Output::F64 => Decoded::F64(decode_as::<f64, C>(p, h, threads, stages, f64::from)?),
+        Output::F16Bits => {
+            Decoded::F16Bits(decode_as::<u16, C>(p, h, threads, stages, quant::f16_bits)?)
+        }
+        Output::BF16Bits => Decoded::BF16Bits(decode_as::<u16, C>(
+            p,
+            h,
+            threads,
+            stages,
+            quant::bf16_bits,
+        )?),
+    })
+}
+
+/// Decodes a feature container whose header is validated (and checked against the cap) into
+/// `output`, adding the seconds of each stage to `stages`. It holds the output and a few small
+/// buffers (2 MiB per CSR stream): the codes are decoded into the output's own bytes and
+/// dequantized in place, and the CSR streams are decoded block by block as they are scattered.
+pub fn decompress_to(
+    blob: &[u8],
+    h: &Header,
+    max_output_bytes: u64,
+    threads: usize,
+    output: Output,
+    stages: &mut Stages,
+) -> Result<(FeatureMeta, Decoded)> {
+    let mut clock = Clock::start();
+    let p = parse(blob, h, max_output_bytes)?;
+    stages.container += clock.lap();
+    let out = if p.meta.bits <= 8 {
+        decode_output::<u8>(&p, h, threads, output, stages)?
+    } else {
+        decode_output::<u16>(&p, h, threads, output, stages)?
+    };
+    Ok((p.meta, out))
 }
 
 /// Decodes a feature container whose header is validated: the dequantized float32 values.
-pub fn decompress(blob: &[u8], h: &Header, threads: usize) -> Result<(FeatureMeta, Vec<f32>)> {
-    decompress_staged(blob, h, threads, &mut Stages::default())
-}
-
-/// `decompress`, adding the seconds of each stage to `stages`.
-pub fn decompress_staged(
+pub fn decompress(
     blob: &[u8],
     h: &Header,
+    max_output_bytes: u64,
     threads: usize,
-    stages: &mut Stages,
 ) -> Result<(FeatureMeta, Vec<f32>)> {
-    let mut clock = Clock::start();
-    let records = container::records(blob, h, 1 + h.streams)?;
-    let meta = read_meta(records[0], h)?;
-    stages.container += clock.lap();
-    let mut out = vec![0f32; h.count];
-    if meta.bits <= 8 {
-        let q: Vec<u8> = decode_codes(&records, h, &meta, threads, stages)?;
-        clock.lap();
-        quant::dequantize(&q, &meta.params, meta.channels, &mut out);
-    } else {
-        let q: Vec<u16> = decode_codes(&records, h, &meta, threads, stages)?;
-        clock.lap();
-        quant::dequantize(&q, &meta.params, meta.channels, &mut out);
-    }
-    stages.quantize += clock.lap();
-    Ok((meta, out))
+    let (meta, out) = decompress_to(
+        blob,
+        h,
+        max_output_bytes,
+        threads,
+        Output::F32,
+        &mut Stages::default(),
+    )?;
+    let Decoded::F32(values) = out else {
+        unreachable!("asked for float32");
+    };
+    Ok((meta, values))
 }
 
-/// The quantized codes of a feature container (what the GPU path and the tests compare).
-pub fn decode_codes_u16(
+fn stream_info_of(v: &stream::StreamView<'_>, counts: &[u64], mode: &'static str) -> StreamInfo {
+    let (distinct_symbols, alphabet_size, entropy_bound_bytes) = container::symbol_stats(counts);
+    StreamInfo {
+        mode,
+        symbols: v.n,
+        symbol_bytes: v.symbol_bytes,
+        distinct_symbols,
+        alphabet_size,
+        precision_bits: v.table().map_or(0, |t| t.precision_bits),
+        lanes: v.lanes(),
+        chunk_symbols: v.chunk_symbols(),
+        compressed_bytes: v.encoded_len,
+        entropy_bound_bytes,
+    }
+}
+
+/// The feature section and the per-stream statistics of a feature container. Checks exactly
+/// what `decompress` checks, in the same order (so both accept the same containers and fail
+/// with the same error), without holding the output: the streams are decoded block by block
+/// into histograms (a context body into one byte per element).
+pub fn inspect(
     blob: &[u8],
     h: &Header,
+    max_output_bytes: u64,
     threads: usize,
-) -> Result<(FeatureMeta, Vec<u16>)> {
-    let records = container::records(blob, h, 1 + h.streams)?;
-    let meta = read_meta(records[0], h)?;
-    let q = if meta.bits <= 8 {
-        decode_codes::<u8>(&records, h, &meta, threads, &mut Stages::default())?
-            .into_iter()
-            .map(u16::from)
-            .collect()
-    } else {
-        decode_codes::<u16>(&records, h, &meta, threads, &mut Stages::default())?
+) -> Result<(FeatureMeta, Vec<StreamInfo>)> {
+    let p = parse(blob, h, max_output_bytes)?;
+    let infos = match &p.body {
+        Body::Context(body) => {
+            let zps: Vec<i32> = p.meta.params.iter().map(|a| a.zero_point).collect();
+            let mut q = buffer::zeroed::<u8>(h.count)?;
+            context::decode(
+                body,
+                &zps,
+                p.meta.channels,
+                Geometry::of(&h.shape),
+                p.meta.bits,
+                &mut q,
+            )?;
+            let (distinct_symbols, alphabet_size, bound) =
+                container::symbol_stats(&u8::histogram(&q));
+            vec![StreamInfo {
+                mode: "context",
+                symbols: q.len(),
+                symbol_bytes: 1,
+                distinct_symbols,
+                alphabet_size,
+                precision_bits: context::PROB_BITS as u8,
+                lanes: 1,
+                chunk_symbols: q.len(),
+                compressed_bytes: body.len(),
+                entropy_bound_bytes: bound,
+            }]
+        }
+        Body::Pctx(model, body) => {
+            let fills: Vec<u8> = p.meta.params.iter().map(|a| a.zero_point as u8).collect();
+            let mut q = buffer::zeroed::<u8>(h.count)?;
+            pctx::decode(
+                &model.0,
+                &model.1,
+                &h.shape,
+                body,
+                &fills,
+                p.meta.channels,
+                &mut q,
+            )?;
+            let (distinct_symbols, alphabet_size, bound) =
+                container::symbol_stats(&u8::histogram(&q));
+            let chunks = pctx::chunks(h.count);
+            vec![StreamInfo {
+                mode: "pcontext",
+                symbols: q.len(),
+                symbol_bytes: 1,
+                distinct_symbols,
+                alphabet_size,
+                precision_bits: model.0.precision,
+                lanes: chunks.first().map_or(0, |c| c.2),
+                chunk_symbols: chunks.first().map_or(0, |c| c.1),
+                compressed_bytes: body.len(),
+                entropy_bound_bytes: bound,
+            }]
+        }
+        Body::Dense(view) => {
+            let counts = if p.meta.bits <= 8 {
+                stream::histogram::<u8>(view, threads)?
+            } else {
+                stream::histogram::<u16>(view, threads)?
+            };
+            // Checked after every chunk decoded, as `decompress` does.
+            if p.meta.bits < 16
+                && counts[levels(p.meta.bits) as usize + 1..]
+                    .iter()
+                    .any(|&c| c > 0)
+            {
+                return Err(corrupt!("a code exceeds the {}-bit range", p.meta.bits));
+            }
+            vec![stream_info_of(view, &counts, view.mode.name())]
+        }
+        Body::Csr(csr) => {
+            let CsrViews {
+                counts,
+                cols,
+                values,
+            } = csr.as_ref();
+            let mut hist = CsrHistograms {
+                counts: vec![0; 1 << 16],
+                cols: vec![0; 1 << 16],
+                values: vec![0; 1 << (8 * values.symbol_bytes)],
+            };
+            if p.meta.bits <= 8 {
+                walk_csr::<u8>(&p, h, threads, &mut hist)?;
+            } else {
+                walk_csr::<u16>(&p, h, threads, &mut hist)?;
+            }
+            vec![
+                stream_info_of(counts, &hist.counts, counts.mode.name()),
+                stream_info_of(cols, &hist.cols, cols.mode.name()),
+                stream_info_of(values, &hist.values, values.mode.name()),
+            ]
+        }
     };
-    Ok((meta, q))
-}
-
-/// The feature section and the per-stream statistics of a feature container.
-pub fn inspect(blob: &[u8], h: &Header) -> Result<(FeatureMeta, Vec<StreamInfo>)> {
-    let records = container::records(blob, h, 1 + h.streams)?;
-    let meta = read_meta(records[0], h)?;
-    if meta.mode == Mode::Context {
-        let q = decode_context(records[1], h, &meta)?;
-        let (distinct_symbols, alphabet_size, bound) = container::symbol_stats(&u8::histogram(&q));
-        let info = StreamInfo {
-            mode: "context",
-            symbols: q.len(),
-            symbol_bytes: 1,
-            distinct_symbols,
-            alphabet_size,
-            precision_bits: context::PROB_BITS as u8,
-            lanes: 1,
-            chunk_symbols: q.len(),
-            compressed_bytes: records[1].len(),
-            entropy_bound_bytes: bound,
-        };
-        return Ok((meta, vec![info]));
-    }
-    let infos = parse_streams(&records, h, &meta, 0)?
-        .views
-        .iter()
-        .map(container::stream_info)
-        .collect::<Result<Vec<_>>>()?;
-    Ok((meta, infos))
+    Ok((p.meta, infos))
 }

@@ -50,8 +50,7 @@ impl Codebook {
             let (a, t, b) = (self.levels[i], self.thresholds[i], self.levels[i + 1]);
             if a >= b || t < a || t > b {
                 return Err(corrupt!(
-                    "codebook levels must increase with each threshold between its neighbours \
-                     (level {a}, threshold {t}, level {b})"
+                    "codebook levels must increase with each threshold between its neighbours (level {a}, threshold {t}, level {b})"
                 ));
             }
         }
@@ -175,6 +174,20 @@ pub fn dequantize_levels<C: Code>(
         Some(code) => Err(corrupt!("code {code} past the last level of its codebook")),
         None => Ok(()),
     }
+}
+
+/// Checks that every code of `q` names a level of its channel's codebook, as `decode_codes`
+/// (and so `inspect`) must, like `dequantize_levels`.
+pub fn check_codes(q: &[u8], books: &[Codebook], index: &[u32], ch: Channels) -> Result<()> {
+    let inner = ch.inner.max(1);
+    let channels = ch.channels.max(1);
+    for (i, &code) in q.iter().enumerate() {
+        let c = (i / inner) % channels;
+        if code as usize >= books[index[c] as usize].levels.len() {
+            return Err(corrupt!("code {code} past the last level of its codebook"));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

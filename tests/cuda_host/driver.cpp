@@ -10,6 +10,7 @@
 #include <cstddef>
 
 #include "feature_common.cuh"
+#include "pctx_common.cuh"
 #include "rans_common.cuh"
 
 using namespace spn;
@@ -240,6 +241,43 @@ void spn_csr_scatter(const u16* counts, const u64* row_start, u64 rows, u64 cols
                 static_cast<u16*>(out)[r * cols + col] = static_cast<const u16*>(values)[start + j];
             }
         }
+    }
+}
+
+// pctx.cu: one HostWarp per chunk, in chunk order.
+void spn_pctx_encode(const u8* q, u64 n, const u64* geo, const u32* ctx_g, const u32* ctx_a,
+                     const u32* ctx_b, const u32* ctx_c, const u8* context_map, const u16* cums,
+                     const u8* fill, u32* states, u16* scratch, u32* n_words) {
+    const PctxModel M = pctx_model(geo, ctx_g, ctx_a, ctx_b, ctx_c, context_map, cums, fill);
+    const HostWarp w;
+    for (u64 k = 0; k < pctx_chunks(n); ++k) {
+        const u32 m = pctx_chunk_size(n, k);
+        const u64 start = k << PCTX_CHUNK_LOG2;
+        pctx_encode_chunk(w, M, q, start, m, pctx_lanes(m), scratch + start, states + 32 * k,
+                          n_words + k);
+    }
+}
+
+void spn_pctx_pack(const u32* states, const u16* scratch, const u32* n_words, const u64* offsets,
+                   u64 n, u8* out) {
+    const HostWarp w;
+    for (u64 k = 0; k < pctx_chunks(n); ++k) {
+        const u32 m = pctx_chunk_size(n, k);
+        const u16* words = scratch + (k << PCTX_CHUNK_LOG2) + (m - n_words[k]);
+        pack_chunk(w, states + 32 * k, pctx_lanes(m), words, n_words[k], out + offsets[k]);
+    }
+}
+
+void spn_pctx_decode(const u8* blob, const u64* state_off, const u64* word_off,
+                     const u32* n_words, u64 n, const u64* geo, const u32* ctx_g,
+                     const u32* ctx_a, const u32* ctx_b, const u32* ctx_c, const u8* context_map,
+                     const u16* cums, const u8* fill, u8* q, u32* status) {
+    const PctxModel M = pctx_model(geo, ctx_g, ctx_a, ctx_b, ctx_c, context_map, cums, fill);
+    const HostWarp w;
+    for (u64 k = 0; k < pctx_chunks(n); ++k) {
+        const u32 m = pctx_chunk_size(n, k);
+        status[k] = pctx_decode_chunk(w, M, blob + state_off[k], blob + word_off[k], n_words[k],
+                                      k << PCTX_CHUNK_LOG2, m, pctx_lanes(m), q);
     }
 }
 

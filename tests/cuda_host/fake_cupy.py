@@ -45,7 +45,10 @@ _LAUNCH_BOUNDS = re.compile(r'extern "C" __global__ void\s+__launch_bounds__\(([
 _CONSTANT = re.compile(r"constexpr u32 (\w+) = (\d+)u?;")
 # Kernels that index their work as blockIdx.x * (warps per block) + warp: the block must be
 # exactly their launch bound.
-_EXACT_BLOCK = {"rans_encode_u8", "rans_encode_u16", "rans_pack", "rans_decode_u8", "rans_decode_u16"}
+_EXACT_BLOCK = {
+    "rans_encode_u8", "rans_encode_u16", "rans_pack", "rans_decode_u8", "rans_decode_u16",
+    "pctx_encode", "pctx_pack", "pctx_decode",
+}
 
 
 def launch_bounds(code: str) -> Dict[str, int]:
@@ -281,7 +284,42 @@ def _scatter(k, grid, block, smem, a):
     )
 
 
+def _pctx_chunks(n) -> int:
+    return -(-int(n) // (1 << 16))
+
+
+def _pctx_tables(a):
+    geo, ctx_g, ctx_a, ctx_b, ctx_c, cmap, cums, fill = a
+    assert geo.size == 11 and geo.dtype == np.uint64
+    return [_p(v) for v in (geo, ctx_g, ctx_a, ctx_b, ctx_c, cmap, cums, fill)]
+
+
+def _pctx_encode(k, grid, block, smem, a):
+    q, n, *tables, states, scratch, n_words = a
+    _covers(k.name, _pctx_chunks(n), _warps(grid, block), "warps")
+    assert states.size == 32 * _pctx_chunks(n) and scratch.size >= int(n) and n_words.size == _pctx_chunks(n)
+    k.lib.spn_pctx_encode(_p(q), int(n), *_pctx_tables(tables), _p(states), _p(scratch), _p(n_words))
+
+
+def _pctx_pack(k, grid, block, smem, a):
+    states, scratch, n_words, offsets, n, out = a
+    _covers(k.name, _pctx_chunks(n), _warps(grid, block), "warps")
+    k.lib.spn_pctx_pack(_p(states), _p(scratch), _p(n_words), _p(offsets), int(n), _p(out))
+
+
+def _pctx_decode(k, grid, block, smem, a):
+    blob, so, wo, wc, n, *tables, q, status = a
+    _covers(k.name, _pctx_chunks(n), _warps(grid, block), "warps")
+    assert wc.size == _pctx_chunks(n) and q.size == int(n)
+    k.lib.spn_pctx_decode(
+        _p(blob), _p(so), _p(wo), _p(wc), int(n), *_pctx_tables(tables), _p(q), _p(status)
+    )
+
+
 _RUN = {
+    "pctx_encode": _pctx_encode,
+    "pctx_pack": _pctx_pack,
+    "pctx_decode": _pctx_decode,
     "histogram_u8": _hist,
     "histogram_u16": _hist,
     "rans_enc_table": _enc_table,

@@ -59,6 +59,9 @@ _SIGNATURES = {
     "spn_csr_row_counts": [_P, _U64, _U64, _P],
     "spn_csr_fill_zero_points": [_P, _U32, _U64, _U32, _U64, _P],
     "spn_csr_scatter": [_P, _P, _U64, _U64, _P, _P, _U32, _P, _P],
+    "spn_pctx_encode": [_P, _U64, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P],
+    "spn_pctx_pack": [_P, _P, _P, _P, _U64, _P],
+    "spn_pctx_decode": [_P, _P, _P, _P, _U64, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P],
     "spn_sizeof_encsym": [],
     "spn_enc_tile": [],
     "spn_dec_ring": [],
@@ -180,6 +183,44 @@ class HostOps:
             _ptr(status),
         )
         return out, status
+
+    # pctx.cu
+    _PCTX_TABLES = ("ctx_g", "ctx_a", "ctx_b", "ctx_c", "context_map", "cums")
+
+    def pctx_tables(self, codec) -> Dict[str, np.ndarray]:
+        host = codec.gpu_tables()
+        return {k: np.ascontiguousarray(host[k]) for k in self._PCTX_TABLES}
+
+    def _pctx_ptrs(self, geo, tables, fill):
+        geo = np.ascontiguousarray(geo, dtype=np.uint64)
+        fill = np.ascontiguousarray(fill, dtype=np.uint8)
+        self._keep = (geo, fill)
+        return [_ptr(geo), *(_ptr(tables[k]) for k in self._PCTX_TABLES), _ptr(fill)]
+
+    def pctx_encode(self, q, n: int, geo, tables, fill):
+        chunks = -(-n // (1 << 16))
+        states = np.zeros(32 * chunks, dtype=np.uint32)
+        scratch = np.zeros(n, dtype=np.uint16)
+        n_words = np.zeros(chunks, dtype=np.uint32)
+        self.lib.spn_pctx_encode(
+            _ptr(q), n, *self._pctx_ptrs(geo, tables, fill), _ptr(states), _ptr(scratch), _ptr(n_words)
+        )
+        return states, scratch, n_words
+
+    def pctx_pack(self, states, scratch, n_words, offsets, n: int, total: int):
+        out = np.zeros(total, dtype=np.uint8)
+        offsets = np.ascontiguousarray(offsets, dtype=np.uint64)
+        self.lib.spn_pctx_pack(_ptr(states), _ptr(scratch), _ptr(n_words), _ptr(offsets), n, _ptr(out))
+        return out
+
+    def pctx_decode(self, blob, lay: Dict[str, Any], n: int, geo, tables, fill):
+        so, wo, wc = (np.ascontiguousarray(lay[k]) for k in ("state_offsets", "word_offsets", "word_counts"))
+        q = np.zeros(n, dtype=np.uint8)
+        status = np.zeros(len(wc), dtype=np.uint32)
+        self.lib.spn_pctx_decode(
+            _ptr(blob), _ptr(so), _ptr(wo), _ptr(wc), n, *self._pctx_ptrs(geo, tables, fill), _ptr(q), _ptr(status)
+        )
+        return q, status
 
     # quantize.cu
     def to_f32(self, x):

@@ -31,6 +31,7 @@ KERNELS = {
     ),
     "rans_encode.cu": ("rans_enc_table", "rans_encode_u8", "rans_encode_u16", "rans_pack"),
     "rans_decode.cu": ("rans_dec_table", "rans_decode_u8", "rans_decode_u16"),
+    "pctx.cu": ("pctx_encode", "pctx_pack", "pctx_decode"),
     "sparse.cu": (
         "csr_flags_u8",
         "csr_flags_u16",
@@ -45,7 +46,7 @@ KERNELS = {
     ),
 }
 KERNEL_FILES = tuple(KERNELS)
-HEADER_FILES = ("rans_common.cuh", "feature_common.cuh")
+HEADER_FILES = ("rans_common.cuh", "feature_common.cuh", "pctx_common.cuh")
 #: NVRTC options. CuPy appends the device's -arch and -ftz=true; the float arithmetic that
 #: decides a code is inline PTX, which -ftz cannot change (feature_common.cuh).
 COMPILE_OPTIONS = ("-std=c++17", "--fmad=false")

@@ -9,52 +9,38 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .. import _core, _feature
-from .._codec import DEFAULT_MAX_OUTPUT_BYTES, _as_bytes, _chunk_log2, _max_output, _precision
+from .._codec import DEFAULT_MAX_OUTPUT_BYTES, _as_bytes, _chunk_log2, _expected, _max_output, _precision
 from .._core import CorruptDataError
-from .container import FLOAT_CODES, INT_CODES, KIND_ARRAY, KIND_FEATURE, KIND_SYMBOLS, MAX_COLS, NO_AXIS, Part, finish
+from .arrays import as_torch, empty_like_input, feature_output, to_device
+from .container import (
+    FLOAT_CODES,
+    INT_CODES,
+    KIND_ARRAY,
+    KIND_FEATURE,
+    KIND_SYMBOLS,
+    MAX_COLS,
+    NO_AXIS,
+    Part,
+    compact_stream,
+    finish,
+    finish_compact,
+    parts_len,
+    varint,
+)
 from .histogram import HistogramOps
 from .loader import OpsBase
+from .pctx import PctxOps
 from .quantize import QuantizeOps, first_nonfinite, resolve
 from .rans import RansOps, decode_stream, encode_stream
 from .sparse import SparseOps, search_rows
 
 
-class CupyOps(HistogramOps, QuantizeOps, RansOps, SparseOps, OpsBase):
+class CupyOps(HistogramOps, QuantizeOps, RansOps, SparseOps, PctxOps, OpsBase):
     """The kernels on the current CUDA device, through CuPy."""
 
 
 def ops_for(device: Any = None) -> CupyOps:
     return CupyOps(device)
-
-
-# --------------------------------------------------------------------------------------------
-# Inputs
-
-
-def is_torch(x: Any) -> bool:
-    return type(x).__module__.startswith("torch")
-
-
-def _to_device(ops, x: Any) -> Tuple[Any, str]:
-    """A C-contiguous device array of `x` (CuPy array, CUDA torch tensor, or host array) and
-    its dtype name (a torch bfloat16 tensor comes as float32 named "bfloat16")."""
-    xp = ops.xp
-    if is_torch(x):
-        name = str(x.dtype).replace("torch.", "")
-        t = x.detach()
-        if name == "bfloat16":
-            t = t.float()  # exact; CuPy has no bfloat16
-        t = t.contiguous()
-        if xp is np:
-            return t.cpu().numpy(), name
-        if not t.is_cuda:
-            raise ValueError("the GPU path takes CUDA tensors; for a CPU tensor use splitans.compress")
-        return xp.from_dlpack(t), name
-    a = xp.asarray(x)
-    if not a.dtype.isnative:
-        a = a.astype(a.dtype.newbyteorder("="))
-    # Not ascontiguousarray: it makes a 0-d array 1-d.
-    return (a if a.flags.c_contiguous else a.copy(order="C")), a.dtype.name
 
 
 # --------------------------------------------------------------------------------------------
@@ -114,6 +100,7 @@ def _compress_feature(
     nonfinite,
     precision_bits,
     chunk_log2,
+    version: int = 3,
 ) -> bytes:
     xp = ops.xp
     bits = _feature._check_bits(bits)
@@ -185,6 +172,22 @@ def _compress_feature(
         csr_bytes = est(row_hist, 2) + est(col_hist, 2) + est(values_hist, width)
         if mode == "csr" or _core.gpu_auto_takes_csr(dense_bytes, csr_bytes):
             csr = (rows, counts, row_hist, col_idx, col_hist, values, values_hist)
+    if version == 3:
+        # The compact container (FORMAT.md 10): the same streams, framed in varints.
+        fields = bytes([NO_AXIS if axis is None else axis])
+        fields += b"".join(struct.pack("<f", float(sc)) + varint(int(zp)) for sc, zp in zip(s, z))
+        fields += varint(int(clamped))
+        if csr is None:
+            payload = compact_stream(encode_stream(ops, q, width, dense_hist, precision_bits, chunk_log2))
+            return finish_compact(ops, FLOAT_CODES[name], bits, 0, shape, [fields, *payload])
+        rows, counts, row_hist, col_idx, col_hist, values, values_hist = csr
+        fields += varint(rows) + varint(int(values.size))
+        payload: List[Part] = []
+        for syms, w, hist in ((counts, 2, row_hist), (col_idx, 2, col_hist)):
+            stream = compact_stream(encode_stream(ops, syms, w, hist, precision_bits, chunk_log2))
+            payload += [varint(parts_len(stream)), *stream]
+        payload += compact_stream(encode_stream(ops, values, width, values_hist, precision_bits, chunk_log2))
+        return finish_compact(ops, FLOAT_CODES[name], bits, 1, shape, [fields, *payload])
     section = struct.pack(
         "<BBBBQQI",
         bits,
@@ -221,12 +224,17 @@ def _decode_feature(ops, data: bytes, blob, lay: Dict[str, Any]):
     else:
         recs = lay["records"]
         rows = f["rows"]
-        counts = decode_stream(ops, blob, _core.gpu_stream_layout(data, *recs[1], 0, rows, 2), 2)
+        compact = bool(lay.get("compact"))
+        counts = decode_stream(ops, blob, _core.gpu_stream_layout(data, *recs[1], 0, rows, 2, compact), 2)
         nnz = ops.scalar(counts.sum(dtype=xp.uint64))
+        if compact and nnz != f["nnz"]:
+            raise CorruptDataError(
+                f"corrupt data: row counts add up to {nnz} nonzeros, the column indices and values hold {f['nnz']}"
+            )
         if nnz > n:
             raise CorruptDataError(f"corrupt data: {nnz} nonzeros in {n} elements")
-        col_idx = decode_stream(ops, blob, _core.gpu_stream_layout(data, *recs[2], 1, nnz, 2), 2)
-        values = decode_stream(ops, blob, _core.gpu_stream_layout(data, *recs[3], 2, nnz, width), width)
+        col_idx = decode_stream(ops, blob, _core.gpu_stream_layout(data, *recs[2], 1, nnz, 2, compact), 2)
+        values = decode_stream(ops, blob, _core.gpu_stream_layout(data, *recs[3], 2, nnz, width, compact), width)
         q = ops.csr_fill(n, channels, inner, zps, width)
         ends = xp.cumsum(counts, dtype=xp.uint64)
         row_start = xp.concatenate([xp.zeros(1, dtype=xp.uint64), ends[:-1]])
@@ -255,7 +263,7 @@ def rans_encode_gpu(
     the host."""
     ops = _ops_ or ops_for(device)
     with ops.context():
-        a, name = _to_device(ops, symbols)
+        a, name = to_device(ops, symbols)
         if name not in ("uint8", "uint16"):
             raise TypeError(f"rans_encode() takes uint8 or uint16 symbols, got {name}")
         if a.ndim != 1:
@@ -294,6 +302,7 @@ def compress_gpu(
     nonfinite: str = "error",
     precision_bits: Optional[int] = None,
     chunk_symbols: Optional[int] = None,
+    version: Optional[int] = None,
     device: Any = None,
     _ops_=None,
 ) -> bytes:
@@ -316,13 +325,14 @@ def compress_gpu(
             nonfinite=nonfinite,
             precision_bits=precision_bits,
             chunk_symbols=chunk_symbols,
+            version=version,
         )
 
 
 def _compress(
-    ops, x, *, bits, axis, scale, zero_point, clip, mode, reshape, nonfinite, precision_bits, chunk_symbols
+    ops, x, *, bits, axis, scale, zero_point, clip, mode, reshape, nonfinite, precision_bits, chunk_symbols, version
 ) -> bytes:
-    a, name = _to_device(ops, x)
+    a, name = to_device(ops, x)
     if name not in FLOAT_CODES:
         lossy = dict(bits=bits, axis=axis, scale=scale, zero_point=zero_point, clip=clip)
         given = [k for k, v in lossy.items() if v is not None]
@@ -334,22 +344,28 @@ def _compress(
             )
         if a.ndim > 32:
             raise ValueError(f"compress() supports up to 32 dimensions, got {a.ndim}")
+        if version is not None and not (version == 1 and not isinstance(version, bool)):
+            raise ValueError("version applies to float arrays; integer arrays are written as version 1")
         return _encode_symbols(
             ops, a, KIND_ARRAY, a.shape, name, _precision(precision_bits), _chunk_log2(chunk_symbols)
         )
     if bits is None:
         raise TypeError("compress() of a float array needs bits= (1..16), the quantization bit width, e.g. bits=8")
-    if mode in ("context", "best"):
+    if version is None:
+        version = 3
+    if isinstance(version, bool) or version not in (1, 3):
+        raise ValueError(f"version must be None (the newest, 3) or 1, got {version!r}")
+    if mode in ("context", "pcontext", "best"):
         raise ValueError(
-            f"mode={mode!r} runs on the CPU only (splitans.compress): the context coder is serial; "
-            "the GPU path codes 'auto', 'dense' and 'csr'"
+            f"mode={mode!r} runs on the CPU only (splitans.compress): its model is fitted or adapted "
+            "on the host; the GPU path codes 'auto', 'dense' and 'csr'"
         )
     shape = tuple(int(d) for d in a.shape)
     if 0 in shape:
         # Nothing to move or code: the CPU path writes the (header-only) container.
         from .._codec import compress
 
-        empty = _empty_like_input(x, shape, name)
+        empty = empty_like_input(x, shape, name)
         return compress(
             empty,
             bits=bits,
@@ -362,6 +378,7 @@ def _compress(
             nonfinite=nonfinite,
             precision_bits=precision_bits,
             chunk_symbols=chunk_symbols,
+            version=version,
         )
     return _compress_feature(
         ops,
@@ -378,15 +395,8 @@ def _compress(
         nonfinite=nonfinite,
         precision_bits=_precision(precision_bits),
         chunk_log2=_chunk_log2(chunk_symbols),
+        version=version,
     )
-
-
-def _empty_like_input(x: Any, shape: Tuple[int, ...], name: str):
-    if is_torch(x):
-        import torch
-
-        return torch.empty(shape, dtype=getattr(torch, name))
-    return np.empty(shape, dtype=name)
 
 
 def decompress_gpu(
@@ -395,23 +405,28 @@ def decompress_gpu(
     max_output_bytes: Optional[int] = DEFAULT_MAX_OUTPUT_BYTES,
     output: str = "cupy",
     device: Any = None,
+    expect_shape: Any = None,
+    expect_dtype: Any = None,
     _ops_=None,
 ):
     """``splitans.decompress`` on the GPU: any container to an array on the device, with its
     shape (a CuPy array; ``output="torch"``: a CUDA torch tensor). A feature comes back in the
     dtype it had: float16 and float64 as such, bfloat16 as float32 (CuPy has no bfloat16; as
-    bfloat16 with ``output="torch"``). Raises the CPU path's errors (``CorruptDataError``, ...)."""
+    bfloat16 with ``output="torch"``). Raises the CPU path's errors (``CorruptDataError``, ...),
+    ``expect_shape=`` and ``expect_dtype=`` included."""
     if output not in ("cupy", "torch"):
         raise ValueError(f"output must be 'cupy' or 'torch', got {output!r}")
+    want_shape, want_dtype = _expected(expect_shape, expect_dtype)
     ops = _ops_ or ops_for(device)
     data = _as_bytes(data)
-    lay = _core.gpu_layout(data, _max_output(max_output_bytes))
+    # The expectations are checked on the validated header, before anything is allocated.
+    lay = _core.gpu_layout(data, _max_output(max_output_bytes), want_shape, want_dtype)
     with ops.context():
         blob = ops.to_device(np.frombuffer(data, np.uint8))
         if lay["kind"] != "feature":
             out = _decode_ints(ops, blob, lay)
-            return _torch(out) if output == "torch" else out
-        if lay["feature"]["mode"] == "context":
+            return as_torch(out) if output == "torch" else out
+        if lay["feature"]["mode"] in ("context", "pcontext"):
             # The context coder is serial (one adaptive state): no GPU kernel; decoded on the
             # CPU, then copied to the device.
             from .._codec import decompress
@@ -420,21 +435,4 @@ def decompress_gpu(
             flat = ops.to_device(np.ascontiguousarray(host, dtype=np.float32).ravel())
         else:
             flat = _decode_feature(ops, data, blob, lay)
-        return _feature_output(ops, flat, tuple(lay["shape"]), lay["dtype"], output)
-
-
-def _feature_output(ops, flat, shape: Tuple[int, ...], dtype: str, output: str):
-    if output == "torch":
-        import torch
-
-        t = _torch(flat).reshape(shape)
-        return t.to(getattr(torch, dtype)) if dtype in ("float16", "bfloat16") else t
-    if dtype == "float16":
-        flat = flat.astype(ops.xp.float16)
-    return flat.reshape(shape)
-
-
-def _torch(a):
-    import torch
-
-    return torch.from_dlpack(a)
+        return feature_output(ops, flat, tuple(lay["shape"]), lay["dtype"], output)

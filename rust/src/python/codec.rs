@@ -23,6 +23,9 @@ fn non_finite(v: &str) -> PyResult<NonFinite> {
     }
 }
 
+/// The kernels' layout words and the quantization channels (channels, inner).
+type Geometry<'py> = (Bound<'py, PyArray1<u64>>, (usize, usize));
+
 /// A fitted codec (the Python wrapper is `splitans.Codec`).
 #[pyclass(module = "splitans._core", name = "Codec", frozen)]
 pub struct PyCodec {
@@ -263,6 +266,119 @@ impl PyCodec {
         let codec = Arc::clone(&self.inner);
         let (info, q) = py.detach(|| codec.decode_codes(data, max_output_bytes))?;
         Ok((PyArray1::from_vec(py, q), info.shape))
+    }
+
+    /// Raises ValueError unless `shape` is a sample shape of this codec.
+    fn check_shape(&self, shape: Vec<usize>) -> PyResult<()> {
+        Ok(self.inner.check_shape(&shape)?)
+    }
+
+    /// The model's tables as the GPU kernels read them (pctx_common.cuh).
+    fn gpu_tables<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let t = self.inner.tables().device();
+        let d = PyDict::new(py);
+        d.set_item("ctx_g", PyArray1::from_vec(py, t.ctx_g))?;
+        d.set_item("ctx_a", PyArray1::from_vec(py, t.ctx_a))?;
+        d.set_item("ctx_b", PyArray1::from_vec(py, t.ctx_b))?;
+        d.set_item("ctx_c", PyArray1::from_vec(py, t.ctx_c))?;
+        d.set_item("context_map", PyArray1::from_vec(py, t.context_map))?;
+        d.set_item("cums", PyArray1::from_vec(py, t.cums))?;
+        Ok(d)
+    }
+
+    /// The kernels' layout words of a sample shape, and its quantization channels
+    /// (channels, inner).
+    fn gpu_geometry<'py>(&self, py: Python<'py>, shape: Vec<usize>) -> PyResult<Geometry<'py>> {
+        self.inner.check_shape(&shape)?;
+        let ch = self.inner.channels(&shape);
+        let geo = crate::pctx::device_geometry(&self.inner.model, &shape, ch);
+        Ok((
+            PyArray1::from_vec(py, geo.to_vec()),
+            (ch.channels, ch.inner),
+        ))
+    }
+
+    /// A blob's header, checked (CRC included), and for a coded body the byte offsets in the
+    /// blob of each chunk's states and words, with its word count.
+    #[pyo3(signature = (data, max_output_bytes))]
+    fn gpu_parse<'py>(
+        &self,
+        py: Python<'py>,
+        data: &[u8],
+        max_output_bytes: u64,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let info = self.inner.describe(data, max_output_bytes)?;
+        let d = PyDict::new(py);
+        d.set_item("kind", info.kind.name())?;
+        d.set_item("shape", info.shape.clone())?;
+        d.set_item(
+            "scale",
+            info.params.iter().map(|a| a.scale).collect::<Vec<_>>(),
+        )?;
+        d.set_item(
+            "zero_point",
+            info.params.iter().map(|a| a.zero_point).collect::<Vec<_>>(),
+        )?;
+        d.set_item("header_bytes", info.header_bytes)?;
+        let n: usize = info.shape.iter().product();
+        let body = &data[info.header_bytes..];
+        if info.kind == crate::codec::BlobKind::Coded {
+            if n == 0 {
+                return Err(crate::error::CodecError::Corrupt(
+                    "a coded body for an empty sample".into(),
+                )
+                .into());
+            }
+            let spans = crate::pctx::parse_body(body, n)?;
+            let h = info.header_bytes as u64;
+            d.set_item(
+                "state_offsets",
+                PyArray1::from_vec(py, spans.iter().map(|c| h + c.states_at as u64).collect()),
+            )?;
+            d.set_item(
+                "word_offsets",
+                PyArray1::from_vec(py, spans.iter().map(|c| h + c.words_at as u64).collect()),
+            )?;
+            d.set_item(
+                "word_counts",
+                PyArray1::from_vec(py, spans.iter().map(|c| c.words as u32).collect()),
+            )?;
+        }
+        Ok(d)
+    }
+
+    /// A blob around a body made elsewhere (the GPU path): header, lengths, parameters, CRC.
+    #[pyo3(signature = (kind, shape, scale, zero_point, body))]
+    fn gpu_assemble<'py>(
+        &self,
+        py: Python<'py>,
+        kind: &str,
+        shape: Vec<usize>,
+        scale: Vec<f32>,
+        zero_point: Vec<i32>,
+        body: &[u8],
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let kind = match kind {
+            "coded" => crate::codec::BlobKind::Coded,
+            "raw" => crate::codec::BlobKind::Raw,
+            "constant" => crate::codec::BlobKind::Constant,
+            k => return Err(PyValueError::new_err(format!("unknown blob kind {k:?}"))),
+        };
+        self.inner.check_shape(&shape)?;
+        let params: Vec<crate::quant::Affine> = scale
+            .into_iter()
+            .zip(zero_point)
+            .map(|(scale, zero_point)| crate::quant::Affine { scale, zero_point })
+            .collect();
+        Ok(PyBytes::new(
+            py,
+            &self.inner.assemble(kind, &shape, &params, body),
+        ))
+    }
+
+    /// Bytes of `n` codes packed `bits` bits each (a raw body).
+    fn raw_len(&self, n: usize) -> usize {
+        self.inner.raw_len(n)
     }
 
     fn __reduce__<'py>(

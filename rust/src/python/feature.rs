@@ -5,8 +5,10 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
-use crate::container::{FloatType, Header};
-use crate::feature::{self, FeatureMeta, FeatureOptions, ModeChoice, Plan, Range, Reshape, Stages};
+use crate::container::{ElemType, FloatType, Header};
+use crate::feature::{
+    self, Decoded, FeatureMeta, FeatureOptions, ModeChoice, Output, Plan, Range, Reshape, Stages,
+};
 use crate::quant::{Affine, Channels, NonFinite};
 use crate::stream::EncodeOptions;
 
@@ -67,9 +69,10 @@ fn options(
         "auto" => ModeChoice::Auto,
         "context" => ModeChoice::Context,
         "best" => ModeChoice::Best,
+        "pcontext" => ModeChoice::Pctx,
         m => {
             return Err(PyValueError::new_err(format!(
-                "mode must be 'auto', 'dense', 'csr', 'context' or 'best', got {m:?}"
+                "mode must be 'auto', 'dense', 'csr', 'context', 'pcontext' or 'best', got {m:?}"
             )))
         }
     };
@@ -103,6 +106,7 @@ fn options(
         reshape,
         non_finite,
         coder,
+        version: crate::container::COMPACT_VERSION,
     })
 }
 
@@ -115,20 +119,30 @@ fn stages_dict<'py>(py: Python<'py>, s: &Stages) -> PyResult<Bound<'py, PyDict>>
     Ok(d)
 }
 
-/// Decompresses a feature container and returns the seconds of each stage (for benchmarks).
+/// Decompresses a feature container and returns the seconds of each stage (for benchmarks),
+/// under the same output cap as `decode`.
 #[pyfunction]
-#[pyo3(signature = (data, threads))]
+#[pyo3(signature = (data, threads, max_output_bytes=crate::python::DEFAULT_MAX_OUTPUT_BYTES))]
 fn decode_feature_stages<'py>(
     py: Python<'py>,
     data: &[u8],
     threads: usize,
+    max_output_bytes: u64,
 ) -> PyResult<Bound<'py, PyDict>> {
     let stages = py.detach(|| -> crate::Result<Stages> {
         let mut stages = Stages::default();
         let t = std::time::Instant::now();
         let h = crate::container::read_header(data)?;
+        crate::container::check_output_size(&h, max_output_bytes)?;
         stages.container += t.elapsed().as_secs_f64();
-        feature::decompress_staged(data, &h, threads, &mut stages)?;
+        feature::decompress_to(
+            data,
+            &h,
+            max_output_bytes,
+            threads,
+            feature::Output::F32,
+            &mut stages,
+        )?;
         Ok(stages)
     })?;
     stages_dict(py, &stages)
@@ -179,7 +193,7 @@ fn plan_dict<'py>(py: Python<'py>, p: &Plan) -> PyResult<Bound<'py, PyDict>> {
 
 /// Quantizes and codes a float32 feature tensor; returns the container and the plan.
 #[pyfunction]
-#[pyo3(signature = (x, dtype, bits, axis, clip, scale, zero_point, mode, reshape, nonfinite, precision_bits, chunk_log2, threads))]
+#[pyo3(signature = (x, dtype, bits, axis, clip, scale, zero_point, mode, reshape, nonfinite, precision_bits, chunk_log2, threads, version=3))]
 #[allow(clippy::too_many_arguments)]
 fn encode_feature<'py>(
     x: PyReadonlyArrayDyn<'py, f32>,
@@ -195,6 +209,7 @@ fn encode_feature<'py>(
     precision_bits: Option<u8>,
     chunk_log2: Option<u8>,
     threads: usize,
+    version: u8,
 ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyDict>)> {
     let py = x.py();
     let float_type = FloatType::from_name(dtype)
@@ -205,9 +220,10 @@ fn encode_feature<'py>(
         chunk_log2,
         threads,
     };
-    let opts = options(
+    let mut opts = options(
         &shape, bits, axis, clip, scale, zero_point, mode, reshape, nonfinite, coder,
     )?;
+    opts.version = version;
     let data = x
         .as_slice()
         .map_err(|_| PyValueError::new_err("array must be C-contiguous"))?;
@@ -252,18 +268,40 @@ fn plan_feature<'py>(
     plan_dict(py, &plan)
 }
 
-/// Decodes a feature container: (float32 flat array, original dtype name).
+/// Decodes a feature container: (flat array, original dtype name). The array is float64 for a
+/// float64 feature, float16 bits (uint16) for a float16 one, bfloat16 bits for a bfloat16 one
+/// with `bf16_bits`, else float32: each element converted as it is dequantized, so no float32
+/// copy is held beside it.
 pub fn decode<'py>(
     py: Python<'py>,
     data: &[u8],
     header: &Header,
+    max_output_bytes: u64,
     threads: usize,
+    bf16_bits: bool,
 ) -> PyResult<(Bound<'py, PyAny>, &'static str)> {
-    let (meta, values) = py.detach(|| feature::decompress(data, header, threads))?;
-    Ok((
-        PyArray1::from_vec(py, values).into_any(),
-        meta.float_type.name(),
-    ))
+    let output = match header.elem {
+        ElemType::Float(FloatType::F64) => Output::F64,
+        ElemType::Float(FloatType::F16) => Output::F16Bits,
+        ElemType::Float(FloatType::BF16) if bf16_bits => Output::BF16Bits,
+        _ => Output::F32,
+    };
+    let (meta, values) = py.detach(|| {
+        feature::decompress_to(
+            data,
+            header,
+            max_output_bytes,
+            threads,
+            output,
+            &mut Stages::default(),
+        )
+    })?;
+    let array = match values {
+        Decoded::F32(v) => PyArray1::from_vec(py, v).into_any(),
+        Decoded::F64(v) => PyArray1::from_vec(py, v).into_any(),
+        Decoded::F16Bits(v) | Decoded::BF16Bits(v) => PyArray1::from_vec(py, v).into_any(),
+    };
+    Ok((array, meta.float_type.name()))
 }
 
 /// Adds the feature section's fields to an `inspect` dictionary.

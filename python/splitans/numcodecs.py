@@ -1,0 +1,88 @@
+"""splitans as a numcodecs codec, for zarr and anything else that takes numcodecs codecs.
+
+Each chunk becomes one splitans container, so a chunk decodes with ``splitans.decompress`` alone.
+Integer chunks are coded losslessly. Float chunks are quantized to ``bits`` bits (lossy, every
+element within scale/2 of the chunk's own range), and only when ``bits`` is given: without it a
+float chunk is refused, never silently rounded. Decoding restores the chunk's dtype and shape.
+
+The codec is registered under the id ``"splitans"`` through the ``numcodecs.codecs`` entry point,
+so ``numcodecs.get_codec({"id": "splitans", "bits": 8})`` and zarr v2 metadata find it once
+splitans is installed; importing this module registers it too. ``import splitans`` never imports
+numcodecs. For zarr v3 arrays use ``splitans.zarr3.Splitans`` as the serializer.
+
+>>> import numpy as np
+>>> from splitans.numcodecs import Splitans
+>>> codec = Splitans(bits=8)
+>>> x = np.linspace(0, 6, 4096, dtype=np.float32).reshape(64, 64)
+>>> y = codec.decode(codec.encode(x))
+>>> y.dtype, y.shape, bool(np.abs(y - x).max() <= 6 / 255 / 2 + 1e-6)
+(dtype('float32'), (64, 64), True)
+>>> q = np.arange(100, dtype=np.int32)
+>>> bool((Splitans(bits=4).decode(Splitans(bits=4).encode(q)) == q).all())  # integers: exact
+True
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+from numcodecs.abc import Codec
+from numcodecs.compat import ensure_bytes, ensure_ndarray, ndarray_copy
+from numcodecs.registry import register_codec
+
+import splitans
+
+__all__ = ["Splitans"]
+
+MODES = ("auto", "dense", "csr", "context", "best")
+
+
+class Splitans(Codec):
+    """numcodecs codec: integer chunks lossless, float chunks quantized to ``bits`` (1..16).
+
+    ``mode`` (``auto``, ``dense``, ``csr``, ``context``, ``best``) and ``axis`` (per-channel
+    quantization along that axis of the chunk) apply to float chunks, as in
+    ``splitans.compress``; integer chunks ignore all three parameters.
+    """
+
+    codec_id = "splitans"
+
+    def __init__(self, bits: Optional[int] = None, mode: str = "auto", axis: Optional[int] = None):
+        if bits is not None and (isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 1 <= bits <= 16):
+            raise ValueError(f"bits must be an integer in 1..16 or None (integer chunks only), got {bits!r}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if axis is not None and (isinstance(axis, bool) or not isinstance(axis, (int, np.integer))):
+            raise ValueError(f"axis must be an integer or None, got {axis!r}")
+        self.bits = None if bits is None else int(bits)
+        self.mode = mode
+        self.axis = None if axis is None else int(axis)
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Splitans":
+        config = dict(config)
+        if config.pop("id", cls.codec_id) != cls.codec_id:
+            raise ValueError(f"not a splitans codec config: {config!r}")
+        return cls(**config)
+
+    def encode(self, buf: Any) -> bytes:
+        a = ensure_ndarray(buf)
+        kind = a.dtype.kind
+        if kind in "iu":
+            return splitans.compress(a)
+        if kind == "f":
+            if self.bits is None:
+                raise ValueError(
+                    f"Splitans(bits=None) codes integer chunks losslessly; this chunk is {a.dtype}, which "
+                    "splitans quantizes: give bits (1..16), e.g. Splitans(bits=8)"
+                )
+            return splitans.compress(a, bits=self.bits, mode=self.mode, axis=self.axis)
+        raise TypeError(f"Splitans codes integer and float16/32/64 chunks, not {a.dtype}")
+
+    def decode(self, buf: Any, out: Any = None) -> Any:
+        a = splitans.decompress(ensure_bytes(buf))
+        return ndarray_copy(a, out) if out is not None else a
+
+
+register_codec(Splitans)
