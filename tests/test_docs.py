@@ -6,11 +6,12 @@ import re
 
 import splitans
 import splitans._codec
+import splitans._calibrate
 import splitans._fitted
 
 
 def test_docstrings():
-    for module in (splitans, splitans._codec, splitans._fitted):
+    for module in (splitans, splitans._codec, splitans._fitted, splitans._calibrate):
         result = doctest.testmod(module, raise_on_error=False)
         assert result.failed == 0 and result.attempted > 0, module.__name__
 
@@ -43,7 +44,7 @@ def test_stub_matches_native_module():
     for name in (
         "encode", "decode", "inspect", "max_compressed_size", "encode_feature", "plan_feature", "decode_feature_stages",
         "gpu_plan_stream", "gpu_estimated_len", "gpu_affine_from_range", "gpu_model_rows", "gpu_candidate_rows",
-        "gpu_search_cost", "gpu_layout", "gpu_stream_layout", "codec_fit",
+        "gpu_search_cost", "gpu_layout", "gpu_stream_layout", "codec_fit", "codec_fit_quantizer",
     ):
         params = list(inspect.signature(getattr(native, name)).parameters)
         m = re.search(rf"def {name}\((.*?)\)\s*->", stub, re.S)

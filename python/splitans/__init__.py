@@ -18,6 +18,7 @@ from ._codec import (
 )
 from ._feature import Percentile, plan
 from ._fitted import Codec
+from ._calibrate import CalibrationReport, calibrate
 from ._core import (
     FORMAT_VERSION,
     CorruptDataError,
@@ -27,6 +28,7 @@ from ._core import (
 )
 
 __all__ = [
+    "CalibrationReport",
     "Codec",
     "DEFAULT_MAX_OUTPUT_BYTES",
     "FORMAT_VERSION",
@@ -35,6 +37,7 @@ __all__ = [
     "Percentile",
     "UnsupportedVersionError",
     "__version__",
+    "calibrate",
     "compress",
     "compress_gpu",
     "decompress",

@@ -96,6 +96,7 @@ class Codec:
     def decompress(self, data: bytes, max_output_bytes: int) -> Tuple[np.ndarray, List[int]]: ...
     def inspect(self, data: bytes, max_output_bytes: int) -> Dict[str, Any]: ...
     def decode_codes(self, data: bytes, max_output_bytes: int) -> Tuple[np.ndarray, List[int]]: ...
+    def round_trip(self, batch: np.ndarray, nonfinite: str) -> np.ndarray: ...
 
 def codec_fit(
     samples: List[np.ndarray],
@@ -104,5 +105,18 @@ def codec_fit(
     axis: Optional[int],
     clip: Optional[List[Tuple[float, float]]],
     per_sample: bool,
+    nonfinite: str,
+) -> Tuple[Codec, Dict[str, Any]]: ...
+
+def codec_fit_quantizer(
+    samples: List[np.ndarray],
+    dtype: str,
+    bits: int,
+    kind: str,
+    axis: Optional[int],
+    params: Optional[List[Tuple[float, int]]],
+    dead_zone: Optional[List[float]],
+    codebooks: Optional[List[Tuple[List[float], List[float]]]],
+    codebook_index: Optional[List[int]],
     nonfinite: str,
 ) -> Tuple[Codec, Dict[str, Any]]: ...

@@ -6,7 +6,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import _core, _feature
+from . import _core, _feature, _quantizers
 from ._codec import DEFAULT_MAX_OUTPUT_BYTES, _as_bytes, _max_output
 
 __all__ = ["Codec"]
@@ -36,6 +36,9 @@ def _samples(samples: Any) -> Tuple[List[np.ndarray], str]:
     return items, names.pop()
 
 
+CLIP_METHODS = ("calibration", "minmax", "mse", "aciq")
+
+
 def _clip_pairs(items: List[np.ndarray], clip: ClipSpec, axis: Optional[int], nonfinite: str):
     """(ranges or None, per_sample) for the Rust fit."""
     if clip is None:
@@ -43,7 +46,10 @@ def _clip_pairs(items: List[np.ndarray], clip: ClipSpec, axis: Optional[int], no
     if isinstance(clip, str):
         if clip in ("calibration", "minmax"):
             return None, False
-        raise ValueError(f"clip must be 'calibration', None, (low, high), per-channel pairs or Percentile, got {clip!r}")
+        raise ValueError(
+            "clip must be 'calibration', 'mse', 'aciq', None, (low, high), per-channel pairs or Percentile, "
+            f"got {clip!r}"
+        )
     if isinstance(clip, _feature.Percentile):
         # One row per channel holding that channel's values of every sample.
         rows = np.concatenate([_feature._channel_view(a, axis) for a in items], axis=1)
@@ -58,6 +64,42 @@ def _clip_pairs(items: List[np.ndarray], clip: ClipSpec, axis: Optional[int], no
     raise ValueError(f"clip must be (low, high) or a list of per-channel (low, high); got {clip!r}")
 
 
+def _ranges(items: List[np.ndarray], clip: ClipSpec, axis: Optional[int], nonfinite: str,
+            bits_of: Sequence[int]) -> List[Tuple[float, float]]:
+    """One (low, high) per channel (one per tensor without an axis)."""
+    channels = 1 if axis is None else items[0].shape[axis]
+    if isinstance(clip, str) and clip in ("mse", "aciq"):
+        rows = _quantizers.channel_rows(items, axis)
+        signed = any(float(r.min()) < 0 for r in rows if r.size)
+        fn = _quantizers.mse_range if clip == "mse" else _quantizers.aciq_range
+        return [fn(r, max(1, b), signed) for r, b in zip(rows, bits_of)]
+    if isinstance(clip, str):
+        rows = _quantizers.channel_rows(items, axis, limit=1 << 62)
+        return [(float(r.min()), float(r.max())) if r.size else (0.0, 0.0) for r in rows]
+    ranges, _ = _clip_pairs(items, clip, axis, nonfinite)
+    if len(ranges) == 1 and channels > 1:
+        ranges = ranges * channels
+    if len(ranges) != channels:
+        raise ValueError(f"clip has {len(ranges)} ranges, expected 1 or {channels}")
+    return ranges
+
+
+def _quantizer_spec(items, bits, axis, clip, nonfinite, dead_zone, levels, rate_weight, channel_bits) -> Dict[str, Any]:
+    """The parameters of an extended quantizer (dead zone, trained levels, per-channel bits,
+    searched clip ranges) for ``_core.codec_fit_quantizer``."""
+    channels = 1 if axis is None else items[0].shape[axis]
+    if channel_bits is None:
+        bits_of = [bits] * channels
+    else:
+        if axis is None:
+            raise ValueError("channel_bits needs a channel axis")
+        bits_of = [int(b) for b in np.asarray(channel_bits).reshape(-1)]
+        if len(bits_of) != channels or not all(0 <= b <= bits for b in bits_of):
+            raise ValueError(f"channel_bits must hold {channels} integers from 0 to bits={bits}")
+    ranges = _ranges(items, clip, axis, nonfinite, bits_of)
+    rows = _quantizers.channel_rows(items, axis) if levels != "uniform" else None
+    return _quantizers.quantizer_spec(ranges, bits_of, rows=rows, dead_zone=dead_zone, levels=levels,
+                                      rate_weight=rate_weight)
 #: The largest finite float16 and bfloat16: the decoded float32 values saturate there, as the
 #: self-contained path does, instead of becoming infinite.
 _HALF_MAX = {"float16": 65504.0, "bfloat16": float(np.uint32(0x7F7F0000).view(np.float32))}
@@ -98,7 +140,7 @@ class Codec:
     True
     """
 
-    __slots__ = ("_c", "report")
+    __slots__ = ("_c", "report", "calibration")
 
     def __init__(self, _c: Any, report: Optional[Dict[str, Any]] = None):
         if not isinstance(_c, _core.Codec):
@@ -107,6 +149,9 @@ class Codec:
         #: What fitting tried and chose (held-out bits per element of each candidate), or None
         #: for a codec read with `from_bytes`.
         self.report = report
+        #: For a codec from ``splitans.calibrate``: its predicted accuracy drop, the interval,
+        #: the expected size and every candidate tried (``splitans.CalibrationReport``).
+        self.calibration = None
 
     @classmethod
     def fit(
@@ -117,6 +162,10 @@ class Codec:
         axis: Optional[int] = None,
         clip: ClipSpec = "calibration",
         nonfinite: str = "error",
+        dead_zone: Optional[float] = None,
+        levels: str = "uniform",
+        rate_weight: float = 0.1,
+        channel_bits: Optional[Sequence[int]] = None,
     ) -> "Codec":
         """Fit a codec to calibration samples.
 
@@ -127,10 +176,21 @@ class Codec:
         ``bits`` (1..8): the code width. ``axis``: per-channel quantization along this axis of
         a sample (None: per tensor). ``clip``: where the quantization range comes from —
         ``"calibration"`` (default: the calibration samples' min/max, fixed, no bytes per
-        blob), ``splitans.Percentile(low, high)`` of the calibration samples, explicit
+        blob), ``"mse"`` (per channel with an axis: the range whose grid has the least squared
+        error on the calibration values), ``"aciq"`` (from the values' Laplace scale, as ACIQ
+        does), ``splitans.Percentile(low, high)`` of the calibration samples, explicit
         ``(low, high)`` or per-channel pairs, or ``None`` for each sample's own min/max (its
-        scale and zero point then travel in its blob). Values outside a fixed range are
-        clamped to it.
+        scale and zero point then travel in its blob; along a variable axis, one scale per
+        token). Values outside a fixed range are clamped to it.
+
+        Quantizer options (each stored in the codec, none costs a byte per blob):
+        ``dead_zone=d`` sends every value with ``|x| <= d * scale`` to the code of zero (more
+        exact zeros; error up to ``max(scale / 2, d * scale)``). ``levels="lloyd"`` or
+        ``"ecsq"`` trains non-uniform levels on the calibration values (Lloyd–Max, or
+        entropy-constrained with ``rate_weight``; error up to the widest half-cell, see
+        ``describe()["codebooks"]``). ``channel_bits`` gives each channel of ``axis`` its own
+        bit width (0 to ``bits``; 0 sends the channel as zeros), e.g. from
+        ``splitans.calibrate``'s sensitivity allocation.
 
         The model — which axes are "left" and "up", the predictor, channel groups, property
         classes and up to 256 tables — is chosen by the code length of held-out calibration
@@ -143,8 +203,31 @@ class Codec:
             axis = _feature._axis(axis, ndim)
         if nonfinite not in ("error", "clamp"):
             raise ValueError(f"nonfinite must be 'error' or 'clamp', got {nonfinite!r}")
-        ranges, per_sample = _clip_pairs(items, clip, axis, nonfinite)
-        c, report = _core.codec_fit(items, name, bits, axis, ranges, per_sample, nonfinite)
+        if levels not in ("uniform", "lloyd", "ecsq"):
+            raise ValueError(f"levels must be 'uniform', 'lloyd' or 'ecsq', got {levels!r}")
+        if dead_zone is not None and not (np.isfinite(dead_zone) and dead_zone >= 0):
+            raise ValueError(f"dead_zone must be a number >= 0 (in steps of the grid), got {dead_zone!r}")
+        extended = (dead_zone is not None or levels != "uniform" or channel_bits is not None
+                    or (isinstance(clip, str) and clip in ("mse", "aciq")))
+        if not extended:
+            ranges, per_sample = _clip_pairs(items, clip, axis, nonfinite)
+            c, report = _core.codec_fit(items, name, bits, axis, ranges, per_sample, nonfinite)
+            return cls(c, report)
+        if clip is None:
+            raise ValueError("dead_zone, levels, channel_bits and clip='mse'/'aciq' need fixed parameters, not clip=None")
+        if dead_zone is not None and levels != "uniform":
+            raise ValueError("a dead zone goes with uniform levels ('ecsq' levels grow the zero cell themselves)")
+        spec = _quantizer_spec(items, bits, axis, clip, nonfinite, dead_zone, levels, rate_weight, channel_bits)
+        return cls._from_spec(items, name, bits, axis, spec, nonfinite)
+
+    @classmethod
+    def _from_spec(cls, items: List[np.ndarray], dtype: str, bits: int, axis: Optional[int], spec: Dict[str, Any],
+                   nonfinite: str = "error") -> "Codec":
+        """A codec with the quantizer ``spec`` (``_quantizers.quantizer_spec``; kind
+        "per-sample" needs no parameters), its context model fitted to ``items``."""
+        c, report = _core.codec_fit_quantizer(items, dtype, bits, spec["kind"], axis, spec.get("params"),
+                                              spec.get("dead_zone"), spec.get("codebooks"),
+                                              spec.get("codebook_index"), nonfinite)
         return cls(c, report)
 
     @classmethod
@@ -225,6 +308,15 @@ class Codec:
         ops = _ops_ or pipelines.ops_for(device)
         with ops.context():
             return pctx.decompress(ops, self._c, data, output=output, max_output_bytes=max_output_bytes)
+
+    def round_trip(self, x: Any, *, nonfinite: str = "error") -> np.ndarray:
+        """What samples decode to, without coding them: ``decompress(compress(s))`` for each
+        sample ``s`` of ``x`` (samples along the first axis; float32). Quantization only, so
+        it is fast: a calibration search runs the model on it."""
+        a, _ = _feature.to_float32(x)
+        if a.ndim == 0:
+            raise ValueError("round_trip takes a batch: samples along the first axis")
+        return self._c.round_trip(a, nonfinite).reshape(a.shape)
 
     def inspect(self, data: Any, *, max_output_bytes: Optional[int] = DEFAULT_MAX_OUTPUT_BYTES) -> Dict[str, Any]:
         """A blob's kind (coded, raw, constant), shape, parameters, header and body bytes and

@@ -759,24 +759,57 @@ def demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _meta(t0: float, final: bool) -> dict:
+    import datetime
+    import platform
+
+    return {
+        "command": "splitans " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith(("splitans", "__main__.py"))
+        else "splitans report --out docs",
+        "duration": f"{(time.time() - t0) / 60:.0f} min" + ("" if final else " so far (incomplete run)"),
+        "machine": f"{os.cpu_count()} CPU cores, {platform.machine()}, Python {platform.python_version()}",
+        "date": datetime.date.today().isoformat(),
+    }
+
+
+def _options(text: Optional[str]):
+    from ._calibrate import OPTIONS
+
+    if text is None:
+        return OPTIONS
+    return tuple(o for o in text.split(",") if o)
+
+
 def run_eval(args: argparse.Namespace) -> int:
     from .eval import evaluate
 
-    if args.model != "efficientnet-lite0":
+    t0 = time.time()
+    if args.model != "efficientnet-lite0" or args.budget is not None:
         from .eval import fmnist, report
 
-        points = args.points.split(",") if args.points else list(fmnist.POINTS[args.model])
-        rows = report.evaluate_fmnist(
-            [args.model], budget_pp=args.budget, fixed_bits=[int(b) for b in args.bits.split(",")],
-            limit=args.limit, calibration_limit=args.calibration_limit, points={args.model: points},
-        )
-        paths = report.write_report(args.out, rows, [], [], {"command": "splitans " + " ".join(sys.argv[1:])},
-                                    budget_pp=args.budget)
+        none = ([], [])
+        bits = tuple(int(b) for b in args.bits.split(",")) if args.bits else report.BITS
+        if args.model == "efficientnet-lite0":
+            points = args.points.split(",") if args.points else ["block3.expand", "block11.expand"]
+            lite0 = report.evaluate_lite0(points, budget_pp=args.budget, confidence=args.confidence,
+                                          options=_options(args.options), photos=args.limit)
+            paths = report.write_report(args.out, none, none, lite0, _meta(t0, True),
+                                        budgets={"lite0": args.budget}, confidence=args.confidence)
+        else:
+            budget = 0.2 if args.budget is None else args.budget
+            points = args.points.split(",") if args.points else list(fmnist.POINTS[args.model])
+            fm = report.evaluate_fmnist(
+                [args.model], budget_pp=budget, confidence=args.confidence, limit=args.limit,
+                calibration_limit=args.calibration_limit, points={args.model: points}, bits=bits,
+                options=_options(args.options), frontier=args.frontier,
+            )
+            paths = report.write_report(args.out, fm, none, none, _meta(t0, True), budgets={"fmnist": budget},
+                                        confidence=args.confidence)
         print("wrote " + ", ".join(paths.values()))
         return EXIT_OK
     rows = evaluate.evaluate(
         points=(args.points or "block3.expand,block5.expand,block11.expand,block3.out,block8.out").split(","),
-        bits_list=[int(b) for b in args.bits.split(",")],
+        bits_list=[int(b) for b in (args.bits or "2,4,6,8").split(",")],
         configs=args.configs.split(",") if args.configs else tuple(evaluate.CONFIGS),
         augment=args.augment,
         limit=args.limit,
@@ -802,46 +835,49 @@ def train_fmnist(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    import datetime
-    import platform
-
     from .eval import report
 
     t0 = time.time()
-    argv = " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("splitans") else "report --out " + args.out
-    fm_rows: list = []
-    nlp_rows: list = []
-    eff_rows: list = []
+    none: tuple = ([], [])
+    fm, nlp, lite0 = none, none, none
+    budgets = {"fmnist": args.budget, "nlp": args.nlp_budget, "lite0": args.lite0_budget}
+    options = _options(args.options)
 
     def write(final: bool) -> None:
         # After every section, so that a failure later keeps what was measured.
-        meta = {
-            "command": f"splitans {argv}",
-            "duration": f"{(time.time() - t0) / 60:.0f} min" + ("" if final else " so far (incomplete run)"),
-            "machine": f"{os.cpu_count()} CPU cores, {platform.machine()}, Python {platform.python_version()}",
-            "date": datetime.date.today().isoformat(),
-        }
-        paths = report.write_report(args.out, fm_rows, nlp_rows, eff_rows, meta, budget_pp=args.budget)
+        paths = report.write_report(args.out, fm, nlp, lite0, _meta(t0, final), budgets=budgets,
+                                    confidence=args.confidence)
         if final:
             print(f"wrote {paths['md']} and the CSV and PNG files in {os.path.join(args.out, 'results')}")
 
+    def section(name: str, run):
+        # Each finished section is kept as JSON beside the CSVs; --resume reuses it.
+        path = os.path.join(args.out, "results", f"{name}.json")
+        if args.resume and os.path.exists(path):
+            with open(path) as f:
+                rows, fronts = json.load(f)
+            print(f"{name}: reusing {path}")
+            return rows, fronts
+        out = run()
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(out, f, default=lambda v: v.item() if hasattr(v, "item") else str(v))
+        return out
+
     families = [f for f in args.families.split(",") if f]
     if families:
-        fm_rows = report.evaluate_fmnist(
-            families, budget_pp=args.budget, limit=args.limit, calibration_limit=args.calibration_limit
-        )
+        fm = section("fmnist", lambda: report.evaluate_fmnist(
+            families, budget_pp=args.budget, confidence=args.confidence, limit=args.limit,
+            calibration_limit=args.calibration_limit, options=options, frontier=args.frontier))
         write(False)
     if not args.skip_nlp:
-        nlp_rows = report.evaluate_nlp(
-            train=args.nlp_train, test=args.nlp_test, calibration=args.nlp_calibration, budget_pp=args.budget
-        )
+        nlp = section("minilm", lambda: report.evaluate_nlp(
+            train=args.nlp_train, test=args.nlp_test, calibration=args.nlp_calibration, budget_pp=args.nlp_budget,
+            confidence=args.confidence, options=options, frontier=args.frontier))
         write(False)
     if not args.skip_efficientnet:
-        from .eval import evaluate
-
-        eff_rows = evaluate.evaluate(
-            points=["block3.expand", "block11.expand", "block3.out"], bits_list=[2, 4, 6, 8], augment=args.augment
-        )
+        lite0 = section("efficientnet_lite0", lambda: report.evaluate_lite0(
+            budget_pp=args.lite0_budget, confidence=args.confidence, options=options, frontier=args.frontier))
     write(True)
     return EXIT_OK
 
@@ -982,14 +1018,23 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", default="efficientnet-lite0", choices=("efficientnet-lite0",) + FAMILIES,
                    help="EfficientNet-Lite0 (ImageNet) or a Fashion-MNIST family (splitans train-fmnist)")
     e.add_argument("--points", default=None, help="comma-separated split points (default: the model's set)")
-    e.add_argument("--bits", default="2,4,6,8", help="comma-separated bit widths (min/max per image)")
-    e.add_argument("--budget", type=float, default=0.2,
-                   help="Fashion-MNIST models: also search bits/clipping on the calibration split for this "
-                        "accuracy budget (percentage points) and report the chosen setting")
+    e.add_argument("--bits", default=None,
+                   help="comma-separated bit widths: the grid (EfficientNet-Lite0, default 2,4,6,8) or those that "
+                        "calibrate searches (with --budget; default 1,2,3,4,5,6,8)")
+    e.add_argument("--budget", type=float, default=None,
+                   help="accuracy budget in percentage points for splitans.calibrate, which picks a fitted codec on the "
+                        "calibration split (Fashion-MNIST models: default 0.2; EfficientNet-Lite0: changed top-1 "
+                        "predictions, and without --budget the fixed grid of --bits is run instead)")
+    e.add_argument("--confidence", type=float, default=0.9, help="confidence that the chosen codec meets the budget")
+    e.add_argument("--options", default=None,
+                   help="quantizer options calibrate may use (comma-separated from clip,dead_zone,levels,allocation,"
+                        "per_token; default all; empty for the base grid only)")
+    e.add_argument("--frontier", type=int, default=6, help="searched settings measured on test for the plot (0: none)")
     e.add_argument("--calibration-limit", type=int, default=None, help="use only the first N calibration images")
     e.add_argument("--configs", default=None, help="comma-separated, from: paper csr+model, auto, auto per-channel")
     e.add_argument("--augment", type=int, default=2, help="flipped/shifted copies per image for agreement")
-    e.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    e.add_argument("--limit", type=int, default=None,
+                   help="use only the first N images (EfficientNet-Lite0 with --budget: the first N photographs)")
     e.add_argument("--out", default="results", help="folder for results.csv, results.md, agreement_vs_bits.png")
 
     t = command("train-fmnist", "train the Fashion-MNIST models the evaluation uses (seeded)",
@@ -1007,17 +1052,25 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default="docs", help="folder for results.md (CSV and PNG files go to OUT/results/)")
     r.add_argument("--families", default=",".join(FAMILIES),
                    help="comma-separated Fashion-MNIST families to evaluate (default: all six; empty: none)")
-    r.add_argument("--budget", type=float, default=0.2, help="accuracy budget in percentage points")
+    r.add_argument("--budget", type=float, default=0.2, help="Fashion-MNIST accuracy budget in percentage points")
+    r.add_argument("--nlp-budget", type=float, default=0.5, help="MiniLM-L6 accuracy budget in percentage points")
+    r.add_argument("--lite0-budget", type=float, default=1.0,
+                   help="EfficientNet-Lite0 budget: changed top-1 predictions in percent")
+    r.add_argument("--confidence", type=float, default=0.9, help="confidence that each chosen codec meets its budget")
+    r.add_argument("--options", default=None, help="quantizer options calibrate may use (default all)")
+    r.add_argument("--frontier", type=int, default=6,
+                   help="searched settings measured on test per point, for the plots")
     r.add_argument("--limit", type=int, default=None, help="only the first N Fashion-MNIST test images")
     r.add_argument("--calibration-limit", type=int, default=None, help="only the first N calibration images")
     r.add_argument("--skip-nlp", action="store_true", help="leave out the MiniLM-L6 / Rotten Tomatoes section")
     r.add_argument("--nlp-train", type=int, default=3000,
                    help="Rotten Tomatoes sentences to train the classifier head on (default 3000)")
     r.add_argument("--nlp-test", type=int, default=2000, help="Rotten Tomatoes test sentences (default 2000)")
-    r.add_argument("--nlp-calibration", type=int, default=1000,
-                   help="Rotten Tomatoes sentences to calibrate bits and clipping on (default 1000)")
+    r.add_argument("--nlp-calibration", type=int, default=3000,
+                   help="Rotten Tomatoes sentences to calibrate the codec on (default 3000)")
     r.add_argument("--skip-efficientnet", action="store_true", help="leave out the EfficientNet-Lite0 section")
-    r.add_argument("--augment", type=int, default=4, help="EfficientNet-Lite0: flipped/shifted copies per image")
+    r.add_argument("--resume", action="store_true",
+                   help="reuse the sections an earlier run finished (OUT/results/<section>.json)")
     from .runtime import cli as runtime_cli  # argparse only: no grpc, torch or Ray until a command runs
 
     runtime_cli.add_serve(sub)

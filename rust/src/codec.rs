@@ -15,12 +15,15 @@ use crate::bytes::{put_varint, Reader};
 use crate::container::FloatType;
 use crate::error::{corrupt, CodecError, Result};
 use crate::fit::{self, Calibration, FitOptions, FitReport, Sample};
+use crate::levels::{self, Codebook};
 use crate::pctx::{self, Model, Tables, NO_AXIS};
 use crate::quant::{self, Affine, Channels, NonFinite};
 
 pub const MAGIC: [u8; 4] = *b"SPNC";
-/// The newest codec serialization this library reads and writes.
-pub const VERSION: u8 = 1;
+/// The newest codec serialization this library reads and writes. A codec is written with the
+/// oldest version that has everything it uses (`Quantizer::version`), so codecs of version 1
+/// keep their bytes, and so their ids.
+pub const VERSION: u8 = 2;
 /// High nibble of the first byte of every fitted blob.
 pub const BLOB_TAG: u8 = 0xE0;
 /// Tag, two bytes of the codec id, CRC-32.
@@ -49,23 +52,80 @@ impl BlobKind {
     }
 }
 
-/// Where the quantization parameters come from.
+/// How values become codes and codes values (FORMAT.md 9.2: the quantizer kind).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Quantizer {
-    /// Fixed at fitting (from the calibration samples' range or a given clip): no bytes per
-    /// blob.
+    /// Kind 1. An affine grid fixed at fitting (from the calibration samples' range or a given
+    /// clip, per tensor or per channel): no bytes per blob.
     Fixed {
         axis: Option<u8>,
         params: Vec<Affine>,
     },
-    /// Each sample's own min/max: its parameters travel in its blob (5+ bytes a channel).
+    /// Kind 0. Each sample's own min/max: its parameters travel in its blob (5+ bytes a
+    /// channel). Along a variable axis (version 2) that is one scale per token.
     PerSample { axis: Option<u8> },
+    /// Kind 2 (version 2). A fixed affine grid whose values with `|x| <= dead_zone[c]` get the
+    /// zero point: more exact zeros, error up to `max(scale / 2, dead_zone)`.
+    DeadZone {
+        axis: Option<u8>,
+        params: Vec<Affine>,
+        dead_zone: Vec<f32>,
+    },
+    /// Kind 3 (version 2). Trained non-uniform levels: channel `c` uses `books[index[c]]`.
+    Levels {
+        axis: Option<u8>,
+        books: Vec<Codebook>,
+        index: Vec<u32>,
+    },
 }
 
 impl Quantizer {
     pub fn axis(&self) -> Option<u8> {
         match self {
-            Quantizer::Fixed { axis, .. } | Quantizer::PerSample { axis } => *axis,
+            Quantizer::Fixed { axis, .. }
+            | Quantizer::PerSample { axis }
+            | Quantizer::DeadZone { axis, .. }
+            | Quantizer::Levels { axis, .. } => *axis,
+        }
+    }
+
+    /// The kind byte of the serialization.
+    pub fn kind(&self) -> u8 {
+        match self {
+            Quantizer::PerSample { .. } => 0,
+            Quantizer::Fixed { .. } => 1,
+            Quantizer::DeadZone { .. } => 2,
+            Quantizer::Levels { .. } => 3,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Quantizer::PerSample { .. } => "per-sample",
+            Quantizer::Fixed { .. } => "fixed",
+            Quantizer::DeadZone { .. } => "dead-zone",
+            Quantizer::Levels { .. } => "levels",
+        }
+    }
+
+    /// The parameters every blob uses, when they are fixed (None: per sample). Their zero
+    /// points are the codes of zero that the context model reads for missing neighbours; a
+    /// codebook's entry has scale 0 and the code of zero.
+    pub fn fixed_params(&self) -> Option<Vec<Affine>> {
+        match self {
+            Quantizer::PerSample { .. } => None,
+            Quantizer::Fixed { params, .. } | Quantizer::DeadZone { params, .. } => {
+                Some(params.clone())
+            }
+            Quantizer::Levels { books, index, .. } => Some(
+                index
+                    .iter()
+                    .map(|&b| Affine {
+                        scale: 0.0,
+                        zero_point: books[b as usize].zero_code() as i32,
+                    })
+                    .collect(),
+            ),
         }
     }
 }
@@ -225,45 +285,35 @@ impl Codec {
         };
         let group_len = fixed_axis(self.model.axis_g, "group")?;
         self.model.validate(ndim, group_len)?;
-        let axis = self.quantizer.axis();
-        let channels = match axis {
-            None => 1,
-            Some(a) => fixed_axis(a, "quantization")?.unwrap_or(1),
-        };
-        if let Quantizer::Fixed { params, .. } = &self.quantizer {
-            if params.len() != channels.max(1) || params.iter().any(|a| !check_affine(a, self.bits))
-            {
-                return Err(corrupt!(
-                    "{} quantization parameters for {channels} channels, or one invalid",
-                    params.len()
-                ));
-            }
-        }
+        check_quantizer(&self.quantizer, self.bits, &self.shape)?;
         // The model's missing-neighbour fill is the code of zero of each quantization
         // channel, so the sample must have fixed-size channels too (checked above).
         Ok(())
     }
 
+    /// The serialization version this codec needs: 1 unless its quantizer is of kind 2 or 3,
+    /// or per sample along a variable axis.
+    pub fn version(&self) -> u8 {
+        match &self.quantizer {
+            Quantizer::Fixed { .. } => 1,
+            Quantizer::PerSample { axis } => match axis {
+                Some(a) if self.shape.get(*a as usize) == Some(&None) => 2,
+                _ => 1,
+            },
+            Quantizer::DeadZone { .. } | Quantizer::Levels { .. } => 2,
+        }
+    }
+
     fn serialize(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);
         out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&[VERSION, 0, 0, 0]);
+        out.extend_from_slice(&[self.version(), 0, 0, 0]);
         out.extend_from_slice(&[0; 8]); // CRC and total length, filled last
         out.extend_from_slice(&[self.float_type as u8, self.bits, self.shape.len() as u8]);
         for d in &self.shape {
             put_varint(&mut out, d.map_or(0, |d| d as u32 + 1));
         }
-        match &self.quantizer {
-            Quantizer::PerSample { axis } => out.extend_from_slice(&[0, axis.unwrap_or(NO_AXIS)]),
-            Quantizer::Fixed { axis, params } => {
-                out.extend_from_slice(&[1, axis.unwrap_or(NO_AXIS)]);
-                put_varint(&mut out, params.len() as u32);
-                for a in params {
-                    out.extend_from_slice(&a.scale.to_le_bytes());
-                    put_varint(&mut out, a.zero_point as u32);
-                }
-            }
-        }
+        write_quantizer(&self.quantizer, &mut out);
         self.model.write(&mut out);
         let total = out.len() as u32;
         out[12..16].copy_from_slice(&total.to_le_bytes());
@@ -317,26 +367,7 @@ impl Codec {
             let d = r.varint("sample shape")?;
             shape.push(if d == 0 { None } else { Some(d as usize - 1) });
         }
-        let kind = r.u8("quantizer kind")?;
-        let axis = r.u8("quantizer axis")?;
-        let axis = (axis != NO_AXIS).then_some(axis);
-        let quantizer = match kind {
-            0 => Quantizer::PerSample { axis },
-            1 => {
-                let p = r.varint("parameter count")? as usize;
-                if p > r.remaining() / 5 {
-                    return Err(corrupt!("{p} quantization parameters (truncated)"));
-                }
-                let mut params = Vec::with_capacity(p);
-                for _ in 0..p {
-                    let scale = f32::from_le_bytes(r.u32("scale")?.to_le_bytes());
-                    let zero_point = r.varint("zero point")? as i32;
-                    params.push(Affine { scale, zero_point });
-                }
-                Quantizer::Fixed { axis, params }
-            }
-            k => return Err(corrupt!("unknown quantizer kind {k}")),
-        };
+        let quantizer = read_quantizer(&mut r, version, bits)?;
         let model = Model::read(&mut r)?;
         if r.remaining() != 0 {
             return Err(corrupt!("{} bytes after the model", r.remaining()));
@@ -352,6 +383,13 @@ impl Codec {
             id: Sha256::digest(data).into(),
         };
         codec.check()?;
+        // A codec is written with the oldest version that has what it uses (FORMAT.md 9.2).
+        if version != codec.version() {
+            return Err(corrupt!(
+                "codec serialization is not canonical: labelled version {version}, needs version {}",
+                codec.version()
+            ));
+        }
         // The readers take minimal varints and exact lengths only, so what was read writes back
         // to the same bytes: one codec has one serialization, and one id.
         debug_assert!(
@@ -542,10 +580,10 @@ impl Codec {
                 limit: max_output_bytes,
             });
         }
-        let params = match &self.quantizer {
-            Quantizer::Fixed { params, .. } => params.clone(),
-            Quantizer::PerSample { axis } => {
-                let ch = channels_of(&shape, *axis);
+        let params = match (self.quantizer.fixed_params(), &self.quantizer) {
+            (Some(params), _) => params,
+            (None, q) => {
+                let ch = channels_of(&shape, q.axis());
                 let mut params = Vec::with_capacity(ch.channels);
                 for _ in 0..ch.channels {
                     let scale = f32::from_le_bytes(r.u32("scale")?.to_le_bytes());
@@ -605,16 +643,54 @@ impl Codec {
                 )?;
             }
         }
+        if let Quantizer::Levels { books, index, .. } = &self.quantizer {
+            let ch = channels_of(&info.shape, self.quantizer.axis());
+            levels::check_codes(&q, books, index, ch)?;
+        }
         Ok((info, q))
     }
 
     /// Decompresses a blob to float32 values (C order) with its shape.
     pub fn decompress(&self, blob: &[u8], max_output_bytes: u64) -> Result<(Vec<usize>, Vec<f32>)> {
         let (info, q) = self.decode_codes(blob, max_output_bytes)?;
-        let ch = channels_of(&info.shape, self.quantizer.axis());
         let mut out = vec![0f32; q.len()];
-        quant::dequantize(&q, &info.params, ch, &mut out);
+        self.dequantize(&q, &info.shape, &info.params, &mut out)?;
         Ok((info.shape, out))
+    }
+
+    /// Values of codes `q` of a sample of `shape`, quantized with `params` (`quantize`'s, or a
+    /// blob's). A code past its codebook's last level is Corrupt.
+    pub fn dequantize(
+        &self,
+        q: &[u8],
+        shape: &[usize],
+        params: &[Affine],
+        out: &mut [f32],
+    ) -> Result<()> {
+        let ch = channels_of(shape, self.quantizer.axis());
+        match &self.quantizer {
+            Quantizer::Levels { books, index, .. } => {
+                levels::dequantize_levels(q, books, index, ch, out)
+            }
+            _ => {
+                quant::dequantize(q, params, ch, out);
+                Ok(())
+            }
+        }
+    }
+
+    /// What a sample decodes to, without coding it: `decompress(compress(x))` (a calibration
+    /// search runs the model on this).
+    pub fn round_trip(
+        &self,
+        x: &[f32],
+        shape: &[usize],
+        non_finite: NonFinite,
+    ) -> Result<Vec<f32>> {
+        let (q, params) = self.quantize(x, shape, non_finite)?;
+        let mut out = vec![0f32; q.len()];
+        self.dequantize(&q, shape, &params, &mut out)?;
+        Ok(out)
     }
 
     /// Fits a codec to calibration samples (float32, C order each, all of `ndim` axes).
@@ -626,51 +702,8 @@ impl Codec {
         clip: &Clip,
         non_finite: NonFinite,
     ) -> Result<(Codec, FitReport)> {
-        let Some(&(_, first)) = samples.first() else {
-            return Err(CodecError::InvalidArgument(
-                "Codec.fit needs at least one calibration sample".into(),
-            ));
-        };
-        if !(1..=pctx::MAX_BITS).contains(&bits) {
-            return Err(CodecError::InvalidArgument(format!(
-                "a fitted codec takes bits 1..={}, got {bits}",
-                pctx::MAX_BITS
-            )));
-        }
-        let ndim = first.len();
-        if ndim > MAX_NDIM {
-            return Err(CodecError::InvalidArgument(format!(
-                "samples of more than {MAX_NDIM} dimensions are not supported"
-            )));
-        }
-        for &(x, shape) in samples {
-            if shape.len() != ndim {
-                return Err(CodecError::InvalidArgument(format!(
-                    "calibration samples have {} and {} dimensions",
-                    ndim,
-                    shape.len()
-                )));
-            }
-            if x.len() != shape.iter().product::<usize>() {
-                return Err(CodecError::InvalidArgument(
-                    "a calibration sample's data does not match its shape".into(),
-                ));
-            }
-        }
-        let shape: Vec<Option<usize>> = (0..ndim)
-            .map(|a| {
-                let d = first[a];
-                samples.iter().all(|(_, s)| s[a] == d).then_some(d)
-            })
-            .collect();
-        if let Some(a) = axis {
-            if a as usize >= ndim || shape[a as usize].is_none() {
-                return Err(CodecError::InvalidArgument(format!(
-                    "axis {a} must be a fixed-length axis of the {ndim}-d samples"
-                )));
-            }
-        }
-        let ch0 = channels_of(first, axis);
+        let shape = sample_shape(samples, bits, axis, matches!(clip, Clip::PerSample))?;
+        let ch0 = channels_of(samples[0].1, axis);
         let quantizer = match clip {
             Clip::PerSample => Quantizer::PerSample { axis },
             Clip::Ranges(ranges) => {
@@ -715,6 +748,37 @@ impl Codec {
                 Quantizer::Fixed { axis, params }
             }
         };
+        Self::fit_model(samples, float_type, bits, shape, quantizer, non_finite)
+    }
+
+    /// Fits a codec with a given quantizer (any kind; fixed parameters already chosen, e.g. by
+    /// a calibration search): only the context model is trained here.
+    pub fn fit_quantizer(
+        samples: &[(&[f32], &[usize])],
+        float_type: FloatType,
+        bits: u8,
+        quantizer: Quantizer,
+        non_finite: NonFinite,
+    ) -> Result<(Codec, FitReport)> {
+        let per_sample = matches!(quantizer, Quantizer::PerSample { .. });
+        let shape = sample_shape(samples, bits, quantizer.axis(), per_sample)?;
+        Self::fit_model(samples, float_type, bits, shape, quantizer, non_finite)
+    }
+
+    fn fit_model(
+        samples: &[(&[f32], &[usize])],
+        float_type: FloatType,
+        bits: u8,
+        shape: Vec<Option<usize>>,
+        quantizer: Quantizer,
+        non_finite: NonFinite,
+    ) -> Result<(Codec, FitReport)> {
+        let axis = quantizer.axis();
+        // Check the quantizer against the shape before using it on samples.
+        check_quantizer(&quantizer, bits, &shape).map_err(|e| match e {
+            CodecError::Corrupt(m) => CodecError::InvalidArgument(m),
+            e => e,
+        })?;
         // Quantize every sample as the codec will.
         let mut coded = Vec::with_capacity(samples.len());
         for &(x, s) in samples {
@@ -736,10 +800,242 @@ impl Codec {
         };
         let mut opts = FitOptions::new(bits);
         opts.channel_axis = axis.map(|a| a as usize);
+        opts.variable_axes = (0..shape.len()).filter(|&a| shape[a].is_none()).collect();
         let (model, report) = fit::fit(&cal, &opts)?;
         let codec = Codec::new(float_type, bits, shape, quantizer, model)?;
         Ok((codec, report))
     }
+}
+
+/// The checks of a quantizer that need the codec's bits and sample shape (FORMAT.md 9.2).
+fn check_quantizer(quantizer: &Quantizer, bits: u8, shape: &[Option<usize>]) -> Result<()> {
+    let ndim = shape.len();
+    let fixed_axis = |a: u8, what: &str| -> Result<Option<usize>> {
+        match shape.get(a as usize) {
+            Some(Some(d)) => Ok(Some(*d)),
+            Some(None) => Err(corrupt!("the {what} axis {a} has no fixed length")),
+            None => Err(corrupt!("{what} axis {a} of a {ndim}-d sample")),
+        }
+    };
+    let axis = quantizer.axis();
+    let channels = match (axis, &quantizer) {
+        (None, _) => 1,
+        // Per-sample parameters may run along a variable axis (one per token).
+        (Some(a), Quantizer::PerSample { .. }) if (a as usize) < ndim => 1,
+        (Some(a), _) => fixed_axis(a, "quantization")?.unwrap_or(1),
+    };
+    let check_params = |params: &[Affine]| -> Result<()> {
+        if params.len() != channels.max(1) || params.iter().any(|a| !check_affine(a, bits)) {
+            return Err(corrupt!(
+                "{} quantization parameters for {channels} channels, or one invalid",
+                params.len()
+            ));
+        }
+        Ok(())
+    };
+    match &quantizer {
+        Quantizer::PerSample { .. } => {}
+        Quantizer::Fixed { params, .. } => check_params(params)?,
+        Quantizer::DeadZone {
+            params, dead_zone, ..
+        } => {
+            check_params(params)?;
+            if dead_zone.len() != params.len()
+                || dead_zone.iter().any(|t| !(t.is_finite() && *t >= 0.0))
+            {
+                return Err(corrupt!(
+                    "dead zones must be finite, >= 0 and one per channel"
+                ));
+            }
+        }
+        Quantizer::Levels { books, index, .. } => {
+            if books.is_empty() || index.len() != channels.max(1) {
+                return Err(corrupt!(
+                    "{} codebooks and {} codebook indices for {channels} channels",
+                    books.len(),
+                    index.len()
+                ));
+            }
+            for b in books {
+                b.validate(bits)?;
+            }
+            if let Some(&i) = index.iter().find(|&&i| i as usize >= books.len()) {
+                return Err(corrupt!("codebook index {i} of {} codebooks", books.len()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The codec's sample shape from calibration samples (an axis whose length differs between
+/// them is variable), after checking them and the options.
+fn sample_shape(
+    samples: &[(&[f32], &[usize])],
+    bits: u8,
+    axis: Option<u8>,
+    per_sample: bool,
+) -> Result<Vec<Option<usize>>> {
+    let Some(&(_, first)) = samples.first() else {
+        return Err(CodecError::InvalidArgument(
+            "Codec.fit needs at least one calibration sample".into(),
+        ));
+    };
+    if !(1..=pctx::MAX_BITS).contains(&bits) {
+        return Err(CodecError::InvalidArgument(format!(
+            "a fitted codec takes bits 1..={}, got {bits}",
+            pctx::MAX_BITS
+        )));
+    }
+    let ndim = first.len();
+    if ndim > MAX_NDIM {
+        return Err(CodecError::InvalidArgument(format!(
+            "samples of more than {MAX_NDIM} dimensions are not supported"
+        )));
+    }
+    for &(x, shape) in samples {
+        if shape.len() != ndim {
+            return Err(CodecError::InvalidArgument(format!(
+                "calibration samples have {} and {} dimensions",
+                ndim,
+                shape.len()
+            )));
+        }
+        if x.len() != shape.iter().product::<usize>() {
+            return Err(CodecError::InvalidArgument(
+                "a calibration sample's data does not match its shape".into(),
+            ));
+        }
+    }
+    let shape: Vec<Option<usize>> = (0..ndim)
+        .map(|a| {
+            let d = first[a];
+            samples.iter().all(|(_, s)| s[a] == d).then_some(d)
+        })
+        .collect();
+    if let Some(a) = axis {
+        // Per-sample parameters may follow a variable axis (one scale per token); fixed ones
+        // need a fixed channel count.
+        if a as usize >= ndim || (shape[a as usize].is_none() && !per_sample) {
+            return Err(CodecError::InvalidArgument(format!(
+                "axis {a} must be a fixed-length axis of the {ndim}-d samples"
+            )));
+        }
+    }
+    Ok(shape)
+}
+
+fn write_quantizer(quantizer: &Quantizer, out: &mut Vec<u8>) {
+    out.extend_from_slice(&[quantizer.kind(), quantizer.axis().unwrap_or(NO_AXIS)]);
+    let put_f32 = |out: &mut Vec<u8>, v: f32| out.extend_from_slice(&v.to_le_bytes());
+    match quantizer {
+        Quantizer::PerSample { .. } => {}
+        Quantizer::Fixed { params, .. } => {
+            put_varint(out, params.len() as u32);
+            for a in params {
+                put_f32(out, a.scale);
+                put_varint(out, a.zero_point as u32);
+            }
+        }
+        Quantizer::DeadZone {
+            params, dead_zone, ..
+        } => {
+            put_varint(out, params.len() as u32);
+            for (a, &t) in params.iter().zip(dead_zone) {
+                put_f32(out, a.scale);
+                put_varint(out, a.zero_point as u32);
+                put_f32(out, t);
+            }
+        }
+        Quantizer::Levels { books, index, .. } => {
+            put_varint(out, books.len() as u32);
+            for b in books {
+                put_varint(out, b.levels.len() as u32);
+                for &v in b.levels.iter().chain(&b.thresholds) {
+                    put_f32(out, v);
+                }
+            }
+            put_varint(out, index.len() as u32);
+            for &i in index {
+                put_varint(out, i);
+            }
+        }
+    }
+}
+
+/// Reads the quantizer fields of a serialization of `version` (9.2); the checks that need the
+/// shape come later (`Codec::check`).
+fn read_quantizer(r: &mut Reader<'_>, version: u8, bits: u8) -> Result<Quantizer> {
+    let kind = r.u8("quantizer kind")?;
+    let axis = r.u8("quantizer axis")?;
+    let axis = (axis != NO_AXIS).then_some(axis);
+    let f32_at = |r: &mut Reader<'_>, what: &str| -> Result<f32> {
+        Ok(f32::from_le_bytes(r.u32(what)?.to_le_bytes()))
+    };
+    if kind > 1 && version < 2 {
+        return Err(corrupt!(
+            "quantizer kind {kind} in a version-{version} codec"
+        ));
+    }
+    Ok(match kind {
+        0 => Quantizer::PerSample { axis },
+        1 | 2 => {
+            let p = r.varint("parameter count")? as usize;
+            let per = if kind == 1 { 5 } else { 9 };
+            if p > r.remaining() / per {
+                return Err(corrupt!("{p} quantization parameters (truncated)"));
+            }
+            let mut params = Vec::with_capacity(p);
+            let mut dead_zone = Vec::with_capacity(if kind == 2 { p } else { 0 });
+            for _ in 0..p {
+                let scale = f32_at(r, "scale")?;
+                let zero_point = r.varint("zero point")? as i32;
+                params.push(Affine { scale, zero_point });
+                if kind == 2 {
+                    dead_zone.push(f32_at(r, "dead zone")?);
+                }
+            }
+            if kind == 1 {
+                Quantizer::Fixed { axis, params }
+            } else {
+                Quantizer::DeadZone {
+                    axis,
+                    params,
+                    dead_zone,
+                }
+            }
+        }
+        3 => {
+            let t = r.varint("codebook count")? as usize;
+            if t > r.remaining() / 5 {
+                return Err(corrupt!("{t} codebooks (truncated)"));
+            }
+            let mut books = Vec::with_capacity(t);
+            for _ in 0..t {
+                let k = r.varint("level count")? as usize;
+                if k == 0 || k > 1usize << bits.min(8) || 8 * k - 4 > r.remaining() {
+                    return Err(corrupt!(
+                        "a codebook of {k} levels for {bits}-bit codes (or truncated)"
+                    ));
+                }
+                let levels = (0..k)
+                    .map(|_| f32_at(r, "level"))
+                    .collect::<Result<Vec<_>>>()?;
+                let thresholds = (1..k)
+                    .map(|_| f32_at(r, "threshold"))
+                    .collect::<Result<Vec<_>>>()?;
+                books.push(Codebook { levels, thresholds });
+            }
+            let p = r.varint("codebook index count")? as usize;
+            if p > r.remaining() {
+                return Err(corrupt!("{p} codebook indices (truncated)"));
+            }
+            let index = (0..p)
+                .map(|_| r.varint("codebook index"))
+                .collect::<Result<Vec<_>>>()?;
+            Quantizer::Levels { axis, books, index }
+        }
+        k => return Err(corrupt!("unknown quantizer kind {k}")),
+    })
 }
 
 /// Quantizes one sample with a quantizer: its codes, and the parameters used.
@@ -758,6 +1054,20 @@ fn quantize_sample(
         )));
     }
     let ch = channels_of(shape, quantizer.axis());
+    let mut q = vec![0u8; n];
+    match quantizer {
+        Quantizer::DeadZone {
+            params, dead_zone, ..
+        } => {
+            levels::quantize_dead_zone(x, params, dead_zone, ch, bits, non_finite, &mut q)?;
+            return Ok((q, params.clone()));
+        }
+        Quantizer::Levels { books, index, .. } => {
+            levels::quantize_levels(x, books, index, ch, non_finite, &mut q)?;
+            return Ok((q, quantizer.fixed_params().unwrap_or_default()));
+        }
+        _ => {}
+    }
     let (params, finite) = match quantizer {
         Quantizer::Fixed { params, .. } => (params.clone(), quant::all_finite(x)),
         Quantizer::PerSample { .. } => {
@@ -770,8 +1080,8 @@ fn quantize_sample(
                 finite,
             )
         }
+        Quantizer::DeadZone { .. } | Quantizer::Levels { .. } => unreachable!("handled above"),
     };
-    let mut q = vec![0u8; n];
     quant::quantize(x, &params, ch, bits, non_finite, finite, &mut q)?;
     Ok((q, params))
 }

@@ -13,6 +13,7 @@ pub mod error;
 pub mod feature;
 pub mod fit;
 pub mod freq;
+pub mod levels;
 pub mod pctx;
 pub mod quant;
 pub mod rans;

@@ -28,6 +28,14 @@ const API_GUARDS: &[(&str, &str)] = &[
         "context mode with {bits}-bit codes",
         "context::decode takes any width; read_meta refuses context mode above 8 bits",
     ),
+    (
+        "a codebook of {k} levels for {bits}-bit codes",
+        "levels::Codebook::validate takes any codebook; the codec reader refuses K > 2^bits first",
+    ),
+    (
+        "a codebook of {k} levels with {} thresholds",
+        "levels::Codebook::validate takes any codebook; the codec reader reads K - 1 thresholds",
+    ),
 ];
 
 /// Labels of reads that cannot run short: the magic is checked before it is read; the header's
@@ -453,6 +461,103 @@ fn fitted_and_compact(record: &mut dyn FnMut(Result<(), CodecError>)) {
         assert!(codec.decode_codes(&blob, CAP).is_ok());
         codecs.push((codec, blob, codes, shape, params));
     }
+    // Version-2 codecs: a dead zone per channel, and trained levels (two codebooks of 4 levels
+    // for 2-bit codes, FORMAT.md 9.2).
+    {
+        use splitans::levels::Codebook;
+        for (shape, bits, levels) in [(vec![4usize, 6, 6], 3u8, false), (vec![3, 5, 7], 2, true)] {
+            let n: usize = shape.iter().product();
+            let ch = channels(&shape, 0);
+            let top = if levels { 3u32 } else { 1 << bits };
+            let codes: Vec<u8> = (0..n)
+                .map(|i| {
+                    if rng.gen_bool(0.4) {
+                        1
+                    } else {
+                        ((i * 5 + rng.gen_range(0..2)) as u32 % top) as u8
+                    }
+                })
+                .collect();
+            let fills = vec![1u8; ch.channels];
+            let model = fit_one(
+                &Sample {
+                    codes: &codes,
+                    shape: &shape,
+                    fills: &fills,
+                    fill_ch: ch,
+                },
+                bits,
+                Some(0),
+            )
+            .unwrap();
+            let params: Vec<Affine> = (0..ch.channels)
+                .map(|c| Affine {
+                    scale: 0.5 + c as f32,
+                    zero_point: 1,
+                })
+                .collect();
+            let quantizer = if levels {
+                Quantizer::Levels {
+                    axis: Some(0),
+                    books: vec![
+                        // Three levels for 2-bit codes: a code 3 is past its last level.
+                        Codebook {
+                            levels: vec![-1.0, 0.0, 0.5],
+                            thresholds: vec![-0.25, 0.25],
+                        },
+                        Codebook {
+                            levels: vec![-3.0, 0.0, 1.0, 4.0],
+                            thresholds: vec![-1.5, 0.5, 2.5],
+                        },
+                    ],
+                    index: vec![0, 1, 0],
+                }
+            } else {
+                Quantizer::DeadZone {
+                    axis: Some(0),
+                    params: params.clone(),
+                    dead_zone: vec![0.25, 0.5, 0.0, 1.0],
+                }
+            };
+            let spec: Vec<Option<usize>> = shape.iter().map(|&d| Some(d)).collect();
+            let codec = Codec::new(FloatType::F32, bits, spec, quantizer, model).unwrap();
+            assert_eq!(codec.to_bytes()[4], 2);
+            if levels {
+                // Two codebook indices for three channels: the index count, then indices 0, 1, 0,
+                // follow the last threshold (2.5).
+                let b = codec.to_bytes();
+                let at = b
+                    .windows(8)
+                    .position(|w| w == [0, 0, 0x20, 0x40, 3, 0, 1, 0])
+                    .expect("the codebook indices")
+                    + 4;
+                let mut d = b[..at].to_vec();
+                d.extend_from_slice(&[2, 0, 1]);
+                d.extend_from_slice(&b[at + 4..]);
+                fix_codec(&mut d);
+                record(Codec::from_bytes(&d).map(|_| ()));
+                // A level that is not a number (the first, -1.0).
+                let mut d = b.to_vec();
+                let at = 16
+                    + d[16..]
+                        .windows(4)
+                        .position(|w| w == (-1.0f32).to_le_bytes())
+                        .expect("level -1");
+                d[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+                fix_codec(&mut d);
+                record(Codec::from_bytes(&d).map(|_| ()));
+                // A raw blob of code 3 everywhere: past the last level of the three-level book.
+                let n: usize = shape.iter().product();
+                let mut body = vec![0xFFu8; n * 2 / 8];
+                body.push((1u8 << (n * 2 % 8)) - 1);
+                let raw = codec.assemble(splitans::codec::BlobKind::Raw, &shape, &params, &body);
+                record(codec.decode_codes(&raw, CAP).map(|_| ()));
+            }
+            let blob = codec.encode_codes(&codes, &shape, &params);
+            assert!(codec.decode_codes(&blob, CAP).is_ok());
+            codecs.push((codec, blob, codes, shape, params));
+        }
+    }
     // A sample too large to count: a variable first axis before two of 2^31.
     let small_shape = &codecs[1].3;
     let shape3 = [1usize, small_shape[1], small_shape[2]];
@@ -480,11 +585,14 @@ fn fitted_and_compact(record: &mut dyn FnMut(Result<(), CodecError>)) {
     fix_blob(&mut d, huge.id());
     record(huge.decode_codes(&d, CAP).map(|_| ()));
     let bytes_of = |c: &Codec| c.to_bytes().to_vec();
-    // The quantizer axis on the variable axis (the shape's varints are one byte each here).
-    let mut d = bytes_of(&codecs[2].0);
-    d[16 + 3 + 2 + 1] = 0;
-    fix_codec(&mut d);
-    record(Codec::from_bytes(&d).map(|_| ()));
+    // The quantizer axis on the variable axis (the shape's varints are one byte each here):
+    // per sample (version 1 has no per-token parameters), and fixed (never along it).
+    for k in [2, 3] {
+        let mut d = bytes_of(&codecs[k].0);
+        d[16 + 3 + 2 + 1] = 0;
+        fix_codec(&mut d);
+        record(Codec::from_bytes(&d).map(|_| ()));
+    }
     for (codec, blob, codes, shape, params) in &codecs {
         let cb = bytes_of(codec);
         for len in 0..cb.len() {

@@ -118,14 +118,15 @@ class EfficientNetSplit:
                 x = m._blocks[self.block](x, drop_connect_rate=None)
         return x
 
-    def tail(self, a, block_input=None) -> Tuple:
+    def tail(self, a, block_input=None, grad: bool = False) -> Tuple:
         """Logits from the activation ``a``. A split inside a block with a skip connection also
         needs the block's input, which a real deployment would send too; Lite0's expanding
-        blocks at the split points offered here have none when their stride or width changes."""
+        blocks at the split points offered here have none when their stride or width changes.
+        ``grad=True`` keeps the autograd graph (for gradients with respect to ``a``)."""
         m = self.model
         import torch
 
-        with torch.no_grad():
+        with torch.set_grad_enabled(grad):
             x = a
             start = self.block + 1
             if self.inside:

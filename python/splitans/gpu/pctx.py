@@ -114,8 +114,17 @@ class PctxOps:
 
 
 def _core_of(codec):
-    """The native codec of a ``splitans.Codec`` (or a native one)."""
-    return getattr(codec, "_c", codec)
+    """The native codec of a ``splitans.Codec`` (or a native one), if the device path codes
+    its quantizer: the affine grids of kinds 0 and 1 (FORMAT.md 9.2). The dead zone and trained
+    levels of kinds 2 and 3 are coded on the CPU only."""
+    c = getattr(codec, "_c", codec)
+    kind = c.describe()["quantizer"]
+    if kind not in ("per-sample", "fixed"):
+        raise NotImplementedError(
+            f"the GPU path codes fitted codecs with a per-sample or fixed quantizer; this codec's is "
+            f"{kind!r} (FORMAT.md 9.2): use codec.compress / codec.decompress on the CPU"
+        )
+    return c
 
 
 def _params(ops, c, x32, shape, bits: int):

@@ -10,7 +10,8 @@ use pyo3::types::{PyBytes, PyDict, PyList};
 use crate::codec::{Clip, Codec, Quantizer};
 use crate::container::FloatType;
 use crate::fit::{Candidate, FitReport};
-use crate::quant::NonFinite;
+use crate::levels::Codebook;
+use crate::quant::{Affine, NonFinite};
 
 fn non_finite(v: &str) -> PyResult<NonFinite> {
     match v {
@@ -101,20 +102,42 @@ impl PyCodec {
         d.set_item("bits", c.bits)?;
         d.set_item("shape", c.shape.clone())?;
         d.set_item("serialized_bytes", c.to_bytes().len())?;
+        d.set_item("quantizer", c.quantizer.name())?;
+        d.set_item("axis", c.quantizer.axis())?;
+        d.set_item("version", c.version())?;
         match &c.quantizer {
-            Quantizer::Fixed { axis, params } => {
-                d.set_item("quantizer", "fixed")?;
-                d.set_item("axis", *axis)?;
+            Quantizer::Fixed { params, .. } | Quantizer::DeadZone { params, .. } => {
                 d.set_item("scale", params.iter().map(|a| a.scale).collect::<Vec<_>>())?;
                 d.set_item(
                     "zero_point",
                     params.iter().map(|a| a.zero_point).collect::<Vec<_>>(),
                 )?;
             }
-            Quantizer::PerSample { axis } => {
-                d.set_item("quantizer", "per-sample")?;
-                d.set_item("axis", *axis)?;
+            _ => {}
+        }
+        match &c.quantizer {
+            Quantizer::DeadZone { dead_zone, .. } => d.set_item("dead_zone", dead_zone.clone())?,
+            Quantizer::Levels { books, index, .. } => {
+                let list = PyList::empty(py);
+                for b in books {
+                    let bd = PyDict::new(py);
+                    bd.set_item("levels", b.levels.clone())?;
+                    bd.set_item("thresholds", b.thresholds.clone())?;
+                    bd.set_item("zero_code", b.zero_code())?;
+                    bd.set_item("max_error", b.max_error())?;
+                    list.append(bd)?;
+                }
+                d.set_item("codebooks", list)?;
+                d.set_item("codebook_index", index.clone())?;
+                d.set_item(
+                    "zero_point",
+                    index
+                        .iter()
+                        .map(|&i| books[i as usize].zero_code())
+                        .collect::<Vec<_>>(),
+                )?;
             }
+            _ => {}
         }
         let m = &c.model;
         let axis = |a: u8| (a != crate::pctx::NO_AXIS).then_some(a);
@@ -151,6 +174,40 @@ impl PyCodec {
         let codec = Arc::clone(&self.inner);
         let blob = py.detach(|| codec.compress(data, &shape, nf))?;
         Ok(PyBytes::new(py, &blob))
+    }
+
+    /// What each sample of a batch (float32, C-contiguous, samples along the first axis)
+    /// decodes to, without coding it: `decompress(compress(x))`, quantization only.
+    #[pyo3(signature = (batch, nonfinite))]
+    fn round_trip<'py>(
+        &self,
+        batch: PyReadonlyArrayDyn<'py, f32>,
+        nonfinite: &str,
+    ) -> PyResult<Bound<'py, PyArray1<f32>>> {
+        let py = batch.py();
+        let nf = non_finite(nonfinite)?;
+        let shape = batch.shape().to_vec();
+        if shape.is_empty() {
+            return Err(PyValueError::new_err("a batch needs a leading sample axis"));
+        }
+        let data = batch
+            .as_slice()
+            .map_err(|_| PyValueError::new_err("array must be C-contiguous"))?;
+        let codec = Arc::clone(&self.inner);
+        let sample = shape[1..].to_vec();
+        let n: usize = sample.iter().product();
+        let out = py.detach(|| -> crate::Result<Vec<f32>> {
+            let mut out = Vec::with_capacity(data.len());
+            if n > 0 {
+                for x in data.chunks(n) {
+                    out.extend(codec.round_trip(x, &sample, nf)?);
+                }
+            } else {
+                codec.check_shape(&sample)?;
+            }
+            Ok(out)
+        })?;
+        Ok(PyArray1::from_vec(py, out))
     }
 
     /// A blob to (flat float32 values, shape).
@@ -377,8 +434,81 @@ fn codec_fit<'py>(
     ))
 }
 
+/// Fits a codec's context model with a given quantizer: `kind` "fixed" (`params`),
+/// "dead-zone" (`params` and `dead_zone`), "levels" (`codebooks` of (levels, thresholds) and a
+/// `codebook_index` per channel) or "per-sample".
+#[pyfunction]
+#[pyo3(signature = (samples, dtype, bits, kind, axis, params, dead_zone, codebooks, codebook_index, nonfinite))]
+#[allow(clippy::too_many_arguments)]
+fn codec_fit_quantizer<'py>(
+    py: Python<'py>,
+    samples: Vec<PyReadonlyArrayDyn<'py, f32>>,
+    dtype: &str,
+    bits: u8,
+    kind: &str,
+    axis: Option<u8>,
+    params: Option<Vec<(f32, i32)>>,
+    dead_zone: Option<Vec<f32>>,
+    codebooks: Option<Vec<(Vec<f32>, Vec<f32>)>>,
+    codebook_index: Option<Vec<u32>>,
+    nonfinite: &str,
+) -> PyResult<(PyCodec, Bound<'py, PyDict>)> {
+    let float_type = FloatType::from_name(dtype)
+        .ok_or_else(|| PyValueError::new_err(format!("unsupported float dtype {dtype}")))?;
+    let nf = non_finite(nonfinite)?;
+    let need = |what: &str| PyValueError::new_err(format!("a {kind} quantizer needs {what}"));
+    let affine = |p: Vec<(f32, i32)>| -> Vec<Affine> {
+        p.into_iter()
+            .map(|(scale, zero_point)| Affine { scale, zero_point })
+            .collect()
+    };
+    let quantizer = match kind {
+        "per-sample" => Quantizer::PerSample { axis },
+        "fixed" => Quantizer::Fixed {
+            axis,
+            params: affine(params.ok_or_else(|| need("params"))?),
+        },
+        "dead-zone" => Quantizer::DeadZone {
+            axis,
+            params: affine(params.ok_or_else(|| need("params"))?),
+            dead_zone: dead_zone.ok_or_else(|| need("dead_zone"))?,
+        },
+        "levels" => Quantizer::Levels {
+            axis,
+            books: codebooks
+                .ok_or_else(|| need("codebooks"))?
+                .into_iter()
+                .map(|(levels, thresholds)| Codebook { levels, thresholds })
+                .collect(),
+            index: codebook_index.ok_or_else(|| need("codebook_index"))?,
+        },
+        k => {
+            return Err(PyValueError::new_err(format!(
+                "unknown quantizer kind {k:?}: one of 'fixed', 'dead-zone', 'levels', 'per-sample'"
+            )))
+        }
+    };
+    let shapes: Vec<Vec<usize>> = samples.iter().map(|s| s.shape().to_vec()).collect();
+    let mut views = Vec::with_capacity(samples.len());
+    for (s, shape) in samples.iter().zip(&shapes) {
+        let data = s
+            .as_slice()
+            .map_err(|_| PyValueError::new_err("samples must be C-contiguous"))?;
+        views.push((data, shape.as_slice()));
+    }
+    let (codec, report) =
+        py.detach(|| Codec::fit_quantizer(&views, float_type, bits, quantizer, nf))?;
+    Ok((
+        PyCodec {
+            inner: Arc::new(codec),
+        },
+        report_dict(py, &report)?,
+    ))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyCodec>()?;
     m.add_function(wrap_pyfunction!(codec_fit, m)?)?;
+    m.add_function(wrap_pyfunction!(codec_fit_quantizer, m)?)?;
     Ok(())
 }

@@ -1,0 +1,229 @@
+"""Fitting the quantizer of a fitted codec: clip ranges, dead zones, trained levels and
+per-channel bits, from calibration values. None of this is part of the format: a decoder needs
+only the parameters it is given (FORMAT.md 9.2).
+
+Every function takes the calibration values of one channel (or of the whole tensor) as a 1-d
+float array, or the values of every channel as the rows of a 2-d array.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import _core
+
+__all__ = [
+    "ACIQ_LAPLACE",
+    "aciq_range",
+    "affine",
+    "allocate_bits",
+    "codebook",
+    "mse_range",
+    "quantizer_spec",
+    "uniform_codebook",
+]
+
+#: ACIQ's clipping value for Laplace(0, b) data, in units of b, per bit width (Banner, Nahshan
+#: and Soudry, "Post training 4-bit quantization of convolutional networks", 2019, table 1);
+#: 1 bit from the same optimization.
+ACIQ_LAPLACE = {1: 1.86, 2: 2.83, 3: 3.89, 4: 5.03, 5: 6.2, 6: 7.41, 7: 8.64, 8: 9.89}
+
+#: Values used to fit one channel (a strided subsample beyond this).
+MAX_VALUES = 1 << 18
+
+
+def _subsample(v: np.ndarray, limit: int = MAX_VALUES) -> np.ndarray:
+    v = np.asarray(v, np.float32).reshape(-1)
+    v = v[np.isfinite(v)]
+    if v.size > limit:
+        v = v[:: -(-v.size // limit)]
+    return v
+
+
+def affine(lo: float, hi: float, bits: int) -> Tuple[float, int]:
+    """Scale and zero point of the grid over ``[lo, hi]`` (widened to include 0) with ``bits``
+    bits, by the library's rule (FORMAT.md 6.7.2); 0 bits: every value to the code 0, scale 0."""
+    if bits == 0:
+        return 0.0, 0
+    return _core.gpu_affine_from_range(float(lo), float(hi), int(bits))
+
+
+def _grid_error(v: np.ndarray, lo: float, hi: float, bits: int) -> float:
+    scale, zp = affine(lo, hi, bits)
+    if scale == 0:
+        return float(np.mean(v.astype(np.float64) ** 2))
+    q = np.clip(np.rint(v / np.float32(scale)) + zp, 0, (1 << bits) - 1)
+    return float(np.mean((v - (q - zp) * scale) ** 2))
+
+
+def mse_range(values: np.ndarray, bits: int, signed: Optional[bool] = None) -> Tuple[float, float]:
+    """The clip range whose uniform ``bits``-bit grid has the least mean squared error on the
+    values: a search over quantiles of each tail (the low end stays at the minimum for data that
+    is never negative)."""
+    v = _subsample(values)
+    if v.size == 0:
+        return 0.0, 0.0
+    if signed is None:
+        signed = bool(v.min() < 0)
+    tails = np.array([0, 1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.02, 0.05, 0.1, 0.2])
+    his = np.quantile(v, 1 - tails)
+    los = np.quantile(v, tails) if signed else np.array([min(0.0, float(v.min()))])
+    fit = v[:: max(1, v.size // 50_000)]
+    best = (np.inf, float(los[0]), float(his[0]))
+    for lo in los:
+        for hi in his:
+            if hi < lo:
+                continue
+            e = _grid_error(fit, float(lo), float(hi), bits)
+            if e < best[0]:
+                best = (e, float(lo), float(hi))
+    return best[1], best[2]
+
+
+def aciq_range(values: np.ndarray, bits: int, signed: Optional[bool] = None) -> Tuple[float, float]:
+    """ACIQ-style clip range: the values' Laplace scale ``b`` (mean absolute deviation from the
+    median) times ACIQ's optimal multiple for ``bits``, around the median, within the values'
+    range. Data that is never negative (a ReLU's output) is clipped at the top only, with ``b``
+    the mean of its positive values (the scale of its exponential tail)."""
+    v = _subsample(values)
+    if v.size == 0:
+        return 0.0, 0.0
+    if signed is None:
+        signed = bool(v.min() < 0)
+    alpha = ACIQ_LAPLACE[min(max(int(bits), 1), 8)]
+    if not signed:
+        pos = v[v > 0]
+        b = float(pos.mean()) if pos.size else 0.0
+        return min(0.0, float(v.min())), min(float(v.max()), alpha * b)
+    mid = float(np.median(v))
+    b = float(np.mean(np.abs(v - mid)))
+    return max(float(v.min()), mid - alpha * b), min(float(v.max()), mid + alpha * b)
+
+
+def _to_f32_book(levels: np.ndarray, thresholds: np.ndarray) -> Tuple[List[float], List[float]]:
+    """Levels strictly increasing and thresholds between their neighbours, in float32 (what the
+    format stores)."""
+    lv = np.asarray(levels, np.float32)
+    keep = np.concatenate([[True], np.diff(lv) > 0])
+    if not keep.all():
+        # Merged levels: drop the duplicates and the thresholds before them.
+        idx = np.flatnonzero(keep)
+        th = np.asarray(thresholds, np.float64)
+        thresholds = th[idx[1:] - 1]
+        lv = lv[idx]
+    th = np.clip(np.asarray(thresholds, np.float32), lv[:-1], lv[1:])
+    return lv.tolist(), th.tolist()
+
+
+def uniform_codebook(lo: float, hi: float, bits: int) -> Tuple[List[float], List[float]]:
+    """The affine grid of ``bits`` bits over ``[lo, hi]`` as a codebook: levels on the grid,
+    thresholds half-way (what kind 1 does, up to rounding ties)."""
+    scale, zp = affine(lo, hi, bits)
+    if scale == 0:
+        return [0.0], []
+    levels = (np.arange((1 << bits)) - zp).astype(np.float32) * np.float32(scale)
+    return _to_f32_book(levels, (levels[:-1] + levels[1:]) / 2)
+
+
+def codebook(
+    values: np.ndarray,
+    bits: int,
+    lo: float,
+    hi: float,
+    method: str = "lloyd",
+    rate_weight: float = 0.1,
+    iterations: int = 25,
+) -> Tuple[List[float], List[float]]:
+    """Trained levels and thresholds for the values, from the uniform grid over ``[lo, hi]``.
+
+    ``"lloyd"``: Lloyd–Max (each level the mean of its cell, each threshold half-way between
+    levels) minimizes the squared error for ``2^bits`` levels. ``"ecsq"``: entropy-constrained
+    (Chou, Lookabaugh and Gray, 1989): a value goes to the level of least
+    ``(x - level)^2 + lambda * code length``, with ``lambda = rate_weight * step^2``; more
+    probable cells grow (a dead zone appears around a frequent zero), rare ones shrink or
+    vanish. In both, the level of the cell that holds 0 stays exactly 0, so exact zeros (a ReLU's
+    output) stay exact."""
+    if method not in ("lloyd", "ecsq"):
+        raise ValueError(f"levels must be 'uniform', 'lloyd' or 'ecsq', got {method!r}")
+    v = _subsample(values).astype(np.float64)
+    levels, thresholds = (np.asarray(a, np.float64) for a in uniform_codebook(lo, hi, bits))
+    if v.size == 0 or levels.size == 1:
+        return _to_f32_book(levels, thresholds)
+    step = float(np.median(np.diff(levels)))
+    lam = rate_weight * step * step
+    for _ in range(iterations):
+        q = np.searchsorted(thresholds, v, side="right")
+        n = np.bincount(q, minlength=levels.size).astype(np.float64)
+        s = np.bincount(q, weights=v, minlength=levels.size)
+        new = levels.copy()
+        filled = n > 0
+        new[filled] = s[filled] / n[filled]
+        z = int(np.searchsorted(thresholds, 0.0, side="right"))
+        new[z] = 0.0 if levels[0] <= 0.0 <= levels[-1] else new[z]
+        # Keep the order (an empty cell keeps its level; a centroid never crosses a neighbour).
+        new = np.maximum.accumulate(new)
+        levels = new
+        mids = (levels[:-1] + levels[1:]) / 2
+        if method == "ecsq":
+            p = (n + 0.5) / (n.sum() + 0.5 * n.size)
+            bits_k = -np.log2(p)
+            gap = np.maximum(np.diff(levels), 1e-12)
+            mids = mids + lam * (bits_k[1:] - bits_k[:-1]) / (2 * gap)
+        thresholds = np.clip(mids, levels[:-1], levels[1:])
+    return _to_f32_book(levels, thresholds)
+
+
+def allocate_bits(weights: np.ndarray, mean_bits: float, max_bits: int, min_bits: int = 0) -> np.ndarray:
+    """Per-channel bits by the classic rule ``b_c = mean + log2(w_c / geometric mean) / 2``
+    (Huang and Schultheiss): a channel whose error costs ``w_c`` times more (sensitivity times
+    variance) gets half a bit more per doubling. Rounded, clipped to ``[min_bits, max_bits]``,
+    then shifted so the mean stays as close to ``mean_bits`` as the clipping allows."""
+    w = np.maximum(np.asarray(weights, np.float64), 1e-30)
+    lw = 0.5 * np.log2(w)
+    base = lw - lw.mean()
+    shift = 0.0
+    for _ in range(30):
+        b = np.clip(np.rint(mean_bits + shift + base), min_bits, max_bits)
+        err = mean_bits - b.mean()
+        if abs(err) < 0.5 / len(b):
+            break
+        shift += err
+    return b.astype(np.int64)
+
+
+def channel_rows(items: Sequence[np.ndarray], axis: Optional[int], limit: int = MAX_VALUES) -> List[np.ndarray]:
+    """The values of each channel over every sample (one array per channel), subsampled."""
+    if axis is None:
+        return [_subsample(np.concatenate([np.asarray(a, np.float32).reshape(-1) for a in items]), limit)]
+    C = items[0].shape[axis]
+    parts = [np.moveaxis(np.asarray(a, np.float32), axis, 0).reshape(C, -1) for a in items]
+    rows = np.concatenate(parts, axis=1)
+    return [_subsample(r, limit) for r in rows]
+
+
+def quantizer_spec(
+    ranges: Sequence[Tuple[float, float]],
+    bits_of: Sequence[int],
+    *,
+    rows: Optional[Sequence[np.ndarray]] = None,
+    dead_zone: Optional[float] = None,
+    levels: str = "uniform",
+    rate_weight: float = 0.1,
+) -> dict:
+    """A fixed quantizer from one clip range and bit width per channel: the affine grid (kind
+    "fixed"), with a dead zone of ``dead_zone`` steps ("dead-zone"), or levels trained on the
+    channel values ``rows`` ("levels")."""
+    if levels != "uniform":
+        if rows is None:
+            raise ValueError("trained levels need the calibration values")
+        books = []
+        for (lo, hi), b, r in zip(ranges, bits_of, rows):
+            books.append(([0.0], []) if b == 0 else codebook(r, b, lo, hi, levels, rate_weight))
+        return dict(kind="levels", codebooks=books, codebook_index=list(range(len(books))))
+    params = [affine(lo, hi, b) for (lo, hi), b in zip(ranges, bits_of)]
+    if dead_zone is None:
+        return dict(kind="fixed", params=params)
+    return dict(kind="dead-zone", params=params,
+                dead_zone=[float(np.float32(dead_zone) * np.float32(s)) for s, _ in params])
