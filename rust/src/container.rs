@@ -281,9 +281,23 @@ pub(crate) fn append_stream<S: Symbol>(
     symbols: &[S],
     opts: &EncodeOptions,
 ) -> Result<()> {
+    append_record(out, |out| stream::encode(symbols, opts, out))
+}
+
+/// `append_stream` with the stream's plan (`StreamPlan::new` of the symbols' histogram).
+pub(crate) fn append_planned_stream<S: Symbol>(
+    out: &mut Vec<u8>,
+    symbols: &[S],
+    plan: &stream::StreamPlan,
+    opts: &EncodeOptions,
+) -> Result<()> {
+    append_record(out, |out| stream::encode_planned(symbols, plan, opts, out))
+}
+
+fn append_record(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>) -> Result<()>) -> Result<()> {
     let len_at = out.len();
     put_u64(out, 0);
-    stream::encode(symbols, opts, out)?;
+    write(out)?;
     let len = (out.len() - len_at - 8) as u64;
     out[len_at..len_at + 8].copy_from_slice(&len.to_le_bytes());
     Ok(())

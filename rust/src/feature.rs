@@ -20,7 +20,7 @@ use crate::error::{corrupt, CodecError, Result};
 use crate::quant::{self, Affine, Channels, Code, NonFinite};
 use crate::rans::Symbol;
 use crate::sparse;
-use crate::stream::{self, EncodeOptions};
+use crate::stream::{self, EncodeOptions, StreamPlan};
 
 const NO_AXIS: u8 = 255;
 
@@ -91,8 +91,9 @@ pub struct FeatureOptions {
 #[derive(Debug, Clone, Copy)]
 pub struct Candidate {
     pub rows: usize,
-    /// By the approximate model.
-    pub model_bytes: f64,
+    /// By the approximate model; `None` where compressing ruled the candidate out without
+    /// costing it (`plan` costs every one).
+    pub model_bytes: Option<f64>,
     /// By exact empirical entropies, when searched.
     pub search_bytes: Option<f64>,
 }
@@ -281,17 +282,25 @@ pub fn auto_takes_csr(dense_bytes: f64, csr_bytes: f64) -> bool {
 pub fn plan(x: &[f32], shape: &[usize], opts: &FeatureOptions, search_all: bool) -> Result<Plan> {
     validate(x.len(), shape, opts)?;
     if opts.bits <= 8 {
-        Ok(prepare::<u8>(x, opts, search_all)?.1)
+        Ok(prepare::<u8>(x, opts, search_all)?.plan)
     } else {
-        Ok(prepare::<u16>(x, opts, search_all)?.1)
+        Ok(prepare::<u16>(x, opts, search_all)?.plan)
     }
+}
+
+/// The codes, the plan, and the plans of the streams the chosen layout writes (made for the
+/// estimates; the encoder reuses them).
+struct Prepared<C> {
+    q: Vec<C>,
+    plan: Plan,
+    streams: Vec<StreamPlan>,
 }
 
 fn prepare<C: Code + Symbol>(
     x: &[f32],
     opts: &FeatureOptions,
     search_all: bool,
-) -> Result<(Vec<C>, Plan)> {
+) -> Result<Prepared<C>> {
     let ch = channels(opts);
     let mut clock = Clock::start();
     let r = resolve_params(x, opts)?;
@@ -306,17 +315,16 @@ fn prepare<C: Code + Symbol>(
     let quantize_seconds = clock.lap();
     let total = x.len();
     // Final decisions use the encoder's own per-stream estimate (plus the 8-byte length prefix).
-    let estimate = |counts: &[u64], width: usize| {
-        (8 + stream::estimated_len(counts, width, &opts.coder)) as f64
-    };
+    let stream_plan = |counts: &[u64], width: usize| StreamPlan::new(counts, width, &opts.coder);
+    let bytes = |p: &StreamPlan| (8 + p.estimated_len()) as f64;
     let dense_hist = C::histogram(&q);
-    let dense_bytes = estimate(&dense_hist, C::BYTES);
+    let dense = stream_plan(&dense_hist, C::BYTES);
     let mut plan = Plan {
         params,
         clamped,
         total,
         nonzeros: 0,
-        dense_bytes,
+        dense_bytes: bytes(&dense),
         values_bytes: 0.0,
         candidates: Vec::new(),
         rows: 0,
@@ -345,13 +353,19 @@ fn prepare<C: Code + Symbol>(
         if opts.mode == ModeChoice::Context {
             plan.mode = Mode::Context;
         }
-        return Ok((q, plan));
+        return Ok(Prepared {
+            q,
+            plan,
+            streams: vec![dense],
+        });
     }
     let zps: Vec<i32> = plan.params.iter().map(|a| a.zero_point).collect();
     // The nonzero values' histogram: the dense one without the zero point, per tensor.
     let values_hist = if ch.channels == 1 {
         let mut h = dense_hist;
-        h[zps[0] as usize] = 0;
+        if let Some(c) = h.get_mut(zps[0] as usize) {
+            *c = 0;
+        }
         h
     } else {
         let mut h = vec![0u64; 1 << (8 * C::BYTES)];
@@ -359,7 +373,8 @@ fn prepare<C: Code + Symbol>(
         h
     };
     plan.nonzeros = values_hist.iter().sum::<u64>() as usize;
-    plan.values_bytes = estimate(&values_hist, C::BYTES);
+    let values = stream_plan(&values_hist, C::BYTES);
+    plan.values_bytes = bytes(&values);
     let search = search_all || opts.reshape == Reshape::Search;
     // Searching every candidate walks the nonzero positions once per candidate.
     let positions = if search {
@@ -368,24 +383,39 @@ fn prepare<C: Code + Symbol>(
         Vec::new()
     };
     let nonzeros = plan.nonzeros;
-    plan.candidates = sparse::candidate_rows(total)
-        .into_iter()
-        .map(|rows| Candidate {
+    let rows = sparse::candidate_rows(total);
+    // Compressing costs only what the choice needs; `plan` reports every candidate.
+    let model_bytes: Vec<Option<f64>> = if search_all {
+        rows.iter()
+            .map(|&r| Some(sparse::model_cost(total, nonzeros, r)))
+            .collect()
+    } else if opts.reshape == Reshape::Model {
+        sparse::model_argmin(total, nonzeros, &rows).1
+    } else {
+        vec![None; rows.len()]
+    };
+    plan.candidates = rows
+        .iter()
+        .zip(model_bytes)
+        .map(|(&rows, model_bytes)| Candidate {
             rows,
-            model_bytes: sparse::model_cost(total, nonzeros, rows),
+            model_bytes,
             search_bytes: search.then(|| sparse::search_cost(&positions, total, rows)),
         })
         .collect();
-    let argmin = |key: fn(&Candidate) -> f64| {
+    let argmin = |key: fn(&Candidate) -> Option<f64>| {
         plan.candidates
             .iter()
-            .min_by(|a, b| key(a).total_cmp(&key(b)))
+            .min_by(|a, b| {
+                let inf = f64::INFINITY;
+                key(a).unwrap_or(inf).total_cmp(&key(b).unwrap_or(inf))
+            })
             .map_or(total, |c| c.rows)
     };
     plan.rows = match opts.reshape {
         Reshape::Rows(n) => n,
         Reshape::Model => argmin(|c| c.model_bytes),
-        Reshape::Search => argmin(|c| c.search_bytes.unwrap_or(f64::INFINITY)),
+        Reshape::Search => argmin(|c| c.search_bytes),
     };
     let (row_hist, col_hist) = if total == plan.rows {
         // One column: the row counts are the nonzero flags, known from the count alone.
@@ -396,7 +426,8 @@ fn prepare<C: Code + Symbol>(
     } else {
         sparse::code_histograms(&q, &zps, ch, plan.rows)
     };
-    plan.csr_bytes = estimate(&row_hist, 2) + estimate(&col_hist, 2) + plan.values_bytes;
+    let (row_plan, col_plan) = (stream_plan(&row_hist, 2), stream_plan(&col_hist, 2));
+    plan.csr_bytes = bytes(&row_plan) + bytes(&col_plan) + plan.values_bytes;
     plan.mode = match opts.mode {
         ModeChoice::Csr => Mode::Csr,
         ModeChoice::Dense => Mode::Dense,
@@ -417,7 +448,12 @@ fn prepare<C: Code + Symbol>(
         _ => format!("mode={}", plan.mode.name()),
     };
     plan.seconds.sparse = clock.lap();
-    Ok((q, plan))
+    let streams = if plan.mode == Mode::Csr {
+        vec![row_plan, col_plan, values]
+    } else {
+        vec![dense]
+    };
+    Ok(Prepared { q, plan, streams })
 }
 
 /// Compresses a float32 feature tensor (C order) that had dtype `float_type`.
@@ -441,7 +477,11 @@ fn compress_typed<C: Code + Symbol>(
     float_type: FloatType,
     opts: &FeatureOptions,
 ) -> Result<(Vec<u8>, Plan)> {
-    let (q, mut plan) = prepare::<C>(x, opts, false)?;
+    let Prepared {
+        q,
+        mut plan,
+        streams: plans,
+    } = prepare::<C>(x, opts, false)?;
     let mut clock = Clock::start();
     // The context body, when the mode asks for it or `best` may take it.
     let mut context_body = None;
@@ -524,7 +564,7 @@ fn compress_typed<C: Code + Symbol>(
     out.extend_from_slice(&section);
     plan.seconds.container = clock.lap();
     match plan.mode {
-        Mode::Dense => container::append_stream(&mut out, &q, &opts.coder)?,
+        Mode::Dense => container::append_planned_stream(&mut out, &q, &plans[0], &opts.coder)?,
         Mode::Context => {
             let body = context_body.take().unwrap_or_default();
             put_u64(&mut out, body.len() as u64);
@@ -534,9 +574,10 @@ fn compress_typed<C: Code + Symbol>(
             let zps: Vec<i32> = plan.params.iter().map(|a| a.zero_point).collect();
             let (counts, cols, values) = sparse::build(&q, &zps, channels(opts), plan.rows);
             plan.seconds.sparse += clock.lap();
-            container::append_stream(&mut out, &counts, &opts.coder)?;
-            container::append_stream(&mut out, &cols, &opts.coder)?;
-            container::append_stream(&mut out, &values, &opts.coder)?;
+            // Planned from these arrays' exact histograms for the estimate.
+            container::append_planned_stream(&mut out, &counts, &plans[0], &opts.coder)?;
+            container::append_planned_stream(&mut out, &cols, &plans[1], &opts.coder)?;
+            container::append_planned_stream(&mut out, &values, &plans[2], &opts.coder)?;
         }
     }
     plan.seconds.entropy += clock.lap();

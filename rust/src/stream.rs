@@ -199,51 +199,111 @@ fn write_raw<S: Symbol>(symbols: &[S], out: &mut Vec<u8>) {
     }
 }
 
+/// What `encode` decides from a histogram before coding anything: the form of the stream and,
+/// for rANS, its table and layout. Planning a stream once serves both the size estimate that
+/// chooses a feature's layout and the encoder (`encode_planned`).
+#[derive(Debug, Clone)]
+pub struct StreamPlan {
+    n: usize,
+    symbol_bytes: usize,
+    present: usize,
+    /// The table and layout, when two or more symbols are present and `precision_bits` allows.
+    rans: Option<(FreqTable, RansPlan)>,
+}
+
+impl StreamPlan {
+    /// Plans `n = Σ counts` symbols of `symbol_bytes` bytes with histogram `counts` (indexed by
+    /// symbol; any length that covers the symbols present).
+    pub fn new(counts: &[u64], symbol_bytes: usize, opts: &EncodeOptions) -> StreamPlan {
+        let n = counts.iter().sum::<u64>() as usize;
+        let present = counts.iter().filter(|&&c| c > 0).count();
+        let rans = if present >= 2 {
+            build_table(counts, opts.precision_bits).map(|t| {
+                let plan = rans_plan(counts, &t, n, opts);
+                (t, plan)
+            })
+        } else {
+            None
+        };
+        StreamPlan {
+            n,
+            symbol_bytes,
+            present,
+            rans,
+        }
+    }
+
+    /// The length of the stream `encode` writes: exact for the empty, constant and raw forms,
+    /// the encoder's own estimate for rANS.
+    pub fn estimated_len(&self) -> usize {
+        let raw = STREAM_HEADER_BYTES + self.n * self.symbol_bytes;
+        match (self.n, self.present, &self.rans) {
+            (0, _, _) => STREAM_HEADER_BYTES,
+            (_, 1, _) => STREAM_HEADER_BYTES + 2,
+            (_, _, Some((_, plan))) => plan.estimate.min(raw),
+            (_, _, None) => raw,
+        }
+    }
+}
+
 /// Predicts the length of the stream `encode` writes for symbols with histogram `counts`:
 /// exact for the empty, constant and raw forms, the encoder's own estimate for rANS.
 pub fn estimated_len(counts: &[u64], symbol_bytes: usize, opts: &EncodeOptions) -> usize {
-    let n = counts.iter().sum::<u64>() as usize;
-    let present = counts.iter().filter(|&&c| c > 0).count();
-    let raw = STREAM_HEADER_BYTES + n * symbol_bytes;
-    match (n, present) {
-        (0, _) => STREAM_HEADER_BYTES,
-        (_, 1) => STREAM_HEADER_BYTES + 2,
-        _ => build_table(counts, opts.precision_bits)
-            .map_or(raw, |t| rans_plan(counts, &t, n, opts).estimate.min(raw)),
-    }
+    StreamPlan::new(counts, symbol_bytes, opts).estimated_len()
 }
 
 /// Encodes `symbols` as one stream appended to `out`. Never longer than `max_encoded_len`.
 pub fn encode<S: Symbol>(symbols: &[S], opts: &EncodeOptions, out: &mut Vec<u8>) -> Result<()> {
     opts.validate()?;
+    if symbols.is_empty() {
+        write_header(out, Mode::Empty, S::BYTES, 0);
+        return Ok(());
+    }
+    let plan = StreamPlan::new(&S::histogram(symbols), S::BYTES, opts);
+    encode_planned(symbols, &plan, opts, out)
+}
+
+/// `encode` with the plan of these symbols (`StreamPlan::new` of their histogram with `opts`).
+pub fn encode_planned<S: Symbol>(
+    symbols: &[S],
+    plan: &StreamPlan,
+    opts: &EncodeOptions,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    opts.validate()?;
     let n = symbols.len();
+    assert!(
+        n == plan.n && S::BYTES == plan.symbol_bytes,
+        "a plan of {} {}-byte symbols for {n} of {}",
+        plan.n,
+        plan.symbol_bytes,
+        S::BYTES
+    );
     if n == 0 {
         write_header(out, Mode::Empty, S::BYTES, 0);
         return Ok(());
     }
-    let counts = S::histogram(symbols);
-    let present = counts.iter().filter(|&&c| c > 0).count();
-    if present == 1 {
+    if plan.present == 1 {
         write_header(out, Mode::Constant, S::BYTES, n);
         put_u16(out, symbols[0].index() as u16);
         return Ok(());
     }
-    let table = build_table(&counts, opts.precision_bits).ok_or_else(|| {
-        CodecError::InvalidArgument(format!(
-            "precision_bits={} cannot give each of {present} distinct symbols a nonzero frequency",
-            opts.precision_bits.unwrap_or(MAX_PRECISION_BITS)
-        ))
-    })?;
-    let plan = rans_plan(&counts, &table, n, opts);
-    let (chunk_log2, lanes, n_chunks) = (plan.chunk_log2, plan.lanes, plan.chunks);
+    let Some((table, rans)) = &plan.rans else {
+        return Err(CodecError::InvalidArgument(format!(
+            "precision_bits={} cannot give each of {} distinct symbols a nonzero frequency",
+            opts.precision_bits.unwrap_or(MAX_PRECISION_BITS),
+            plan.present
+        )));
+    };
+    let (chunk_log2, lanes, n_chunks) = (rans.chunk_log2, rans.lanes, rans.chunks);
     let chunk = 1usize << chunk_log2;
     let raw_len = STREAM_HEADER_BYTES + n * S::BYTES;
     // Skip the coding work when even the estimate cannot beat the raw stream.
-    if plan.estimate >= raw_len {
+    if rans.estimate >= raw_len {
         write_raw(symbols, out);
         return Ok(());
     }
-    let encoder = Encoder::new(&table, 1 << (8 * S::BYTES));
+    let encoder = Encoder::new(table, 1 << (8 * S::BYTES));
     let pieces: Vec<&[S]> = symbols.chunks(chunk).collect();
     let parts = par_map(pieces, opts.threads, |(_, piece)| {
         encoder.encode_chunk(piece, lanes)

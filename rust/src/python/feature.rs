@@ -154,7 +154,7 @@ fn plan_dict<'py>(py: Python<'py>, p: &Plan) -> PyResult<Bound<'py, PyDict>> {
         let c = PyDict::new(py);
         c.set_item("rows", cand.rows)?;
         c.set_item("cols", p.total / cand.rows)?;
-        c.set_item("model_bytes", cand.model_bytes + p.values_bytes)?;
+        c.set_item("model_bytes", cand.model_bytes.map(|m| m + p.values_bytes))?;
         c.set_item(
             "search_bytes",
             cand.search_bytes.map(|s| s + p.values_bytes),
