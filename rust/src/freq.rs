@@ -249,9 +249,9 @@ pub fn histogram_u8(symbols: &[u8]) -> Vec<u64> {
     for block in symbols.chunks(1 << 30) {
         let mut words = block.chunks_exact(8);
         for w in &mut words {
-            let v = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+            // Byte loads straight into the counters' addresses: two instructions a symbol.
             for (j, hj) in h.iter_mut().enumerate() {
-                hj[(v >> (8 * j)) as u8 as usize] += 1;
+                hj[w[j] as usize] += 1;
             }
         }
         for &s in words.remainder() {
