@@ -10,7 +10,7 @@
 //! `benches/bench_fast.py`'s), `compress-small4`, `compress-small8`, `decompress-small4`,
 //! `decompress-small8` (1x32x7x7), `encode-geo08` / `decode-geo08` / `encode-geo35` /
 //! `decode-geo35` (4 MiB of geometric 8-bit symbols, p = 0.08 and 0.35, `encode_symbols` /
-//! `decompress`). The maps are synthetic (seeded): clipped normal values with the zero fraction
+//! `decompress`), `kernel-geo08` / `kernel-geo35` (their stream decoded into a reused buffer). The maps are synthetic (seeded): clipped normal values with the zero fraction
 //! of the real block3.expand activations. Prints the best wall-clock time per iteration.
 
 use std::time::Instant;
@@ -124,17 +124,29 @@ fn main() {
         }
     } else {
         let p = match work {
-            "encode-geo08" | "decode-geo08" => 0.08,
-            "encode-geo35" | "decode-geo35" => 0.35,
+            "encode-geo08" | "decode-geo08" | "kernel-geo08" => 0.08,
+            "encode-geo35" | "decode-geo35" | "kernel-geo35" => 0.35,
             w => panic!("unknown workload {w}"),
         };
-        let data = geometric(4 << 20, p, 11);
+        let mib: usize = std::env::var("PROFILE_MIB")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(4);
+        let data = geometric(mib << 20, p, 11);
         let o = EncodeOptions {
             threads: 1,
             ..Default::default()
         };
         let blob = encode_symbols(&data, &o).unwrap();
-        if work.starts_with("encode") {
+        if work.starts_with("kernel") {
+            // The stream's chunks alone, into a buffer reused across iterations.
+            let h = container::read_header(&blob).unwrap();
+            let views = container::streams(&blob, &h).unwrap();
+            let mut out = vec![0u8; data.len()];
+            run(iters, || {
+                let _ = std::hint::black_box(splitans::stream::decode_into(&views[0], &mut out, 1));
+            })
+        } else if work.starts_with("encode") {
             run(iters, || {
                 std::hint::black_box(encode_symbols(&data, &o).unwrap());
             })

@@ -327,13 +327,25 @@ pub fn encode_planned<S: Symbol>(
         for &s in states {
             put_u32(out, s);
         }
-        let start = out.len();
-        out.resize(start + 2 * words.len(), 0);
-        for (dst, w) in out[start..].chunks_exact_mut(2).zip(words) {
-            dst.copy_from_slice(&w.to_le_bytes());
-        }
+        put_words(out, words);
     }
     Ok(())
+}
+
+/// Appends 16-bit words little-endian.
+fn put_words(out: &mut Vec<u8>, words: &[u16]) {
+    #[cfg(target_endian = "little")]
+    {
+        // SAFETY: the words' memory is `2 * len` initialized bytes, in little-endian order on
+        // this target; u8 has no alignment requirement.
+        let bytes =
+            unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), 2 * words.len()) };
+        out.extend_from_slice(bytes);
+    }
+    #[cfg(not(target_endian = "little"))]
+    for w in words {
+        out.extend_from_slice(&w.to_le_bytes());
+    }
 }
 
 /// A parsed stream, borrowing its payload from the input.
@@ -519,13 +531,32 @@ pub fn decode_into<S: Symbol>(view: &StreamView<'_>, out: &mut [S], threads: usi
                         .collect()
                 })
                 .collect();
-            let pieces: Vec<&mut [S]> = out.chunks_mut(chunk).collect();
-            let results = par_map(pieces, threads, |(i, piece)| {
-                decoder
-                    .decode_chunk(&states[i], chunks[i].1, piece)
-                    .map_err(|e| corrupt!("chunk {i}: {}", message(&e)))
+            // Chunks go in pairs, which the vector decoder interleaves.
+            let mut pieces = out.chunks_mut(chunk);
+            let mut pairs = Vec::with_capacity(chunks.len().div_ceil(2));
+            while let Some(a) = pieces.next() {
+                pairs.push((a, pieces.next()));
+            }
+            let tag =
+                |i: usize, r: Result<()>| r.map_err(|e| corrupt!("chunk {i}: {}", message(&e)));
+            let results = par_map(pairs, threads, |(k, (a, b))| {
+                let i = 2 * k;
+                match b {
+                    Some(b) => {
+                        let (ra, rb) = decoder.decode_chunk_pair(
+                            (&states[i], chunks[i].1, a),
+                            (&states[i + 1], chunks[i + 1].1, b),
+                        );
+                        [tag(i, ra), tag(i + 1, rb)]
+                    }
+                    None => [
+                        tag(i, decoder.decode_chunk(&states[i], chunks[i].1, a)),
+                        Ok(()),
+                    ],
+                }
             });
-            results.into_iter().collect()
+            // The first failing chunk in order, as when each chunk was decoded on its own.
+            results.into_iter().flatten().collect()
         }
     }
 }
