@@ -47,6 +47,7 @@ __all__ = [
     "rans_decode_gpu",
     "rans_encode",
     "rans_encode_gpu",
+    "split",
 ]
 
 #: Names served by the GPU subpackage, imported on first use: ``import splitans`` never loads the
@@ -55,6 +56,10 @@ _GPU_NAMES = ("compress_gpu", "decompress_gpu", "rans_decode_gpu", "rans_encode_
 
 
 def __getattr__(name: str):
+    if name == "split":  # needs torch: `splitans.runtime.cut`, imported on first use
+        import importlib
+
+        return importlib.import_module(".runtime.cut", __name__).split
     if name == "gpu" or name in _GPU_NAMES:
         import importlib
 

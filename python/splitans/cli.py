@@ -1018,6 +1018,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Rotten Tomatoes sentences to calibrate bits and clipping on (default 1000)")
     r.add_argument("--skip-efficientnet", action="store_true", help="leave out the EfficientNet-Lite0 section")
     r.add_argument("--augment", type=int, default=4, help="EfficientNet-Lite0: flipped/shifted copies per image")
+    from .runtime import cli as runtime_cli  # argparse only: no grpc, torch or Ray until a command runs
+
+    runtime_cli.add_serve(sub)
+    runtime_cli.add_edge(sub)
     return parser
 
 

@@ -359,7 +359,15 @@ pub struct Tables {
     ctx_c: Vec<u32>,
     context_map: Vec<u8>,
     predictor: Predictor,
+    /// The symbol of every slot of every table (for the vector decoder, when it fits in
+    /// `MAX_SLOT_TABLE` bytes), and the context map, each followed by 3 bytes of padding so that
+    /// a 4-byte gather at any entry stays inside.
+    slots: Vec<u8>,
+    padded_map: Vec<u8>,
 }
+
+/// The largest slot table built for the vector decoder (tables x 2^precision bytes).
+const MAX_SLOT_TABLE: usize = 4 << 20;
 
 impl Tables {
     /// Tables of no model (a placeholder until one is built).
@@ -378,6 +386,8 @@ impl Tables {
             ctx_c: Vec::new(),
             context_map: Vec::new(),
             predictor: Predictor::None,
+            slots: Vec::new(),
+            padded_map: Vec::new(),
         }
     }
 
@@ -425,6 +435,18 @@ impl Tables {
                     .map(|w| w[0] as u32 | ((w[1] - w[0]) as u32) << 16)
             })
             .collect();
+        let mut slots = Vec::new();
+        if model.tables() << p <= MAX_SLOT_TABLE {
+            slots.reserve((model.tables() << p) + 3);
+            for row in model.freqs.chunks(a) {
+                for (s, &f) in row.iter().enumerate() {
+                    slots.extend(std::iter::repeat_n(s as u8, f as usize));
+                }
+            }
+            slots.extend_from_slice(&[0; 3]);
+        }
+        let mut padded_map = model.context_map.clone();
+        padded_map.extend_from_slice(&[0; 3]);
         let [na, nb, nc] = model.n_classes.map(|n| n as u32);
         Tables {
             bits: model.bits,
@@ -434,6 +456,8 @@ impl Tables {
             intervals,
             buckets,
             search16,
+            slots,
+            padded_map,
             ctx_g: model
                 .groups
                 .iter()
@@ -791,46 +815,57 @@ pub fn encode(
         // (cum, freq) of every element of the chunk, in element order.
         decisions.clear();
         decisions.resize(m, (0, 0));
+        let raster = w.sx == 1 && w.sy == w.dx && w.dx >= 2;
         for l in 0..lanes {
             let b = l * seg;
             if b >= m {
                 break;
             }
-            let mut c = Cursor::at(start + b, &w);
-            for (s, d) in decisions[b..(b + seg).min(m)].iter_mut().enumerate() {
-                let st = Step::at(s, &w);
-                let (ctx, pred) = if tables.predictor == Predictor::Med {
-                    context_at::<true>(tables, &w, st, q, &c, fill[c.cf])
-                } else {
-                    context_at::<false>(tables, &w, st, q, &c, fill[c.cf])
-                };
-                let t = tables.context_map[ctx] as usize;
-                let code = q[c.i] as i32;
-                let sym = match tables.predictor {
-                    Predictor::None => code,
-                    Predictor::Med => (code - pred) & mask,
-                } as usize;
-                *d = tables.interval(t, sym);
-                c.prev = fold(sym as u32, model.bits);
-                c.advance(&w);
+            let run = &mut decisions[b..(b + seg).min(m)];
+            match (raster, tables.predictor == Predictor::Med) {
+                (true, false) => encode_raster::<false>(tables, &w, q, fill, start + b, run),
+                (true, true) => encode_raster::<true>(tables, &w, q, fill, start + b, run),
+                (false, med) => {
+                    let mut c = Cursor::at(start + b, &w);
+                    for (s, d) in run.iter_mut().enumerate() {
+                        let st = Step::at(s, &w);
+                        let (ctx, pred) = if med {
+                            context_at::<true>(tables, &w, st, q, &c, fill[c.cf])
+                        } else {
+                            context_at::<false>(tables, &w, st, q, &c, fill[c.cf])
+                        };
+                        let t = tables.context_map[ctx] as usize;
+                        let code = q[c.i] as i32;
+                        let sym = if med { (code - pred) & mask } else { code } as usize;
+                        *d = tables.interval(t, sym);
+                        c.prev = fold(sym as u32, model.bits);
+                        c.advance(&w);
+                    }
+                }
             }
         }
         let mut x = [RANS_L; 32];
+        // Each element emits at most one word; written without a branch, kept when emitted.
         words.clear();
-        words.reserve(m / 2);
+        words.resize(m + 1, 0);
+        let mut n_words = 0usize;
         for s in (0..seg).rev() {
             // Lanes that have an element at step s: a prefix (later lanes may be shorter).
             let active = (m - s).div_ceil(seg).min(lanes);
             for l in (0..active).rev() {
                 let (cum, freq) = decisions[l * seg + s];
-                let mut v = x[l];
-                if v >= freq << (32 - p) {
-                    words.push(v as u16);
-                    v >>= 16;
-                }
-                x[l] = ((v / freq) << p) + (v % freq) + cum;
+                let v = x[l];
+                let emit = v >= freq << (32 - p);
+                words[n_words] = v as u16;
+                n_words += emit as usize;
+                let v = if emit { v >> 16 } else { v };
+                // v / freq exactly: v < 2^32 and freq < 2^16, so the binary64 quotient is never
+                // within rounding of the next integer.
+                let quot = (v as f64 / freq as f64) as u32;
+                x[l] = (quot << p) + (v - quot * freq) + cum;
             }
         }
+        words.truncate(n_words);
         for &v in &x[..lanes] {
             out.extend_from_slice(&v.to_le_bytes());
         }
@@ -901,6 +936,80 @@ pub fn parse_body(body: &[u8], n: usize) -> Result<Vec<ChunkSpan>> {
     Ok(spans)
 }
 
+/// The encoder's pass over one lane segment in the raster layout (see `decode_raster`): the
+/// (cum, freq) of every element, with the left and upper-left codes carried.
+fn encode_raster<const MED: bool>(
+    tb: &Tables,
+    w: &Walk,
+    q: &[u8],
+    fill: &[u8],
+    first: usize,
+    out: &mut [(u32, u32)],
+) {
+    let c = Cursor::at(first, w);
+    let (mut cx, mut cy, mut cg, mut rg, mut cf, mut rf) = (c.cx, c.cy, c.cg, c.rg, c.cf, c.rf);
+    let dx = w.dx;
+    let code_mask = (1i32 << tb.bits) - 1;
+    let (mut prev, mut left, mut above_prev) = (0u32, 0i32, 0i32);
+    for (s, d) in out.iter_mut().enumerate() {
+        let i = first + s;
+        let f = fill[cf] as i32;
+        let has_l = s >= 1 && cx > 0;
+        let has_u = s >= dx && cy > 0;
+        let has_ul = has_l && has_u && s > dx;
+        let above = q[if has_u { i - dx } else { i }] as i32;
+        let l = select(has_l, left, f);
+        let u = select(has_u, above, f);
+        let ul = select(has_ul, above_prev, f);
+        let g = tb.ctx_g[cg];
+        let code = q[i] as i32;
+        let (ctx, sym) = if MED {
+            let has_ur = has_u && cx + 1 < dx;
+            let ur = select(has_ur, q[if has_ur { i + 1 - dx } else { i }] as i32, u);
+            let act = (l - ul).abs() + (u - ul).abs() + (ur - u).abs();
+            let pred = med(l, u, ul);
+            (
+                g + tb.ctx_a[act as usize] + tb.ctx_b[pred as usize] + tb.ctx_c[prev as usize],
+                (code - pred) & code_mask,
+            )
+        } else {
+            (
+                g + tb.ctx_a[l as usize] + tb.ctx_b[u as usize] + tb.ctx_c[ul as usize],
+                code,
+            )
+        };
+        let t = tb.context_map[ctx as usize] as usize;
+        *d = tb.interval(t, sym as usize);
+        prev = fold(sym as u32, tb.bits);
+        left = code;
+        above_prev = above;
+        cx += 1;
+        if cx == dx {
+            cx = 0;
+            cy += 1;
+            if cy == w.dy {
+                cy = 0;
+            }
+        }
+        rg += 1;
+        if rg == w.g_inner {
+            rg = 0;
+            cg += 1;
+            if cg == w.g_channels {
+                cg = 0;
+            }
+        }
+        rf += 1;
+        if rf == w.f_inner {
+            rf = 0;
+            cf += 1;
+            if cf == w.f_channels {
+                cf = 0;
+            }
+        }
+    }
+}
+
 /// Decodes a body that `encode` wrote into `q` (its length is the sample's element count).
 /// Every malformed body is Corrupt.
 pub fn decode(
@@ -921,7 +1030,34 @@ pub fn decode(
         )));
     }
     let w = Walk::new(&lay, fill_ch);
-    for (k, c) in parse_body(body, q.len())?.iter().enumerate() {
+    let spans = parse_body(body, q.len())?;
+    // Chunks of 8 lanes or more decode 8 lanes a vector, whose byte gathers read 4 bytes at an
+    // element: such samples decode into a buffer with 3 bytes to spare.
+    if spans.iter().any(|c| c.lanes >= 8) {
+        let mut padded = Vec::new();
+        padded
+            .try_reserve_exact(q.len() + 3)
+            .map_err(|_| CodecError::OutputTooLarge {
+                needed: q.len() as u64 + 3,
+                limit: q.len() as u64,
+            })?;
+        padded.resize(q.len() + 3, 0);
+        decode_spans(tables, &w, &spans, body, fill, &mut padded)?;
+        q.copy_from_slice(&padded[..q.len()]);
+        return Ok(());
+    }
+    decode_spans(tables, &w, &spans, body, fill, q)
+}
+
+fn decode_spans(
+    tables: &Tables,
+    w: &Walk,
+    spans: &[ChunkSpan],
+    body: &[u8],
+    fill: &[u8],
+    q: &mut [u8],
+) -> Result<()> {
+    for (k, c) in spans.iter().enumerate() {
         let mut x = [0u32; 32];
         for (l, v) in x.iter_mut().enumerate().take(c.lanes) {
             let at = c.states_at + 4 * l;
@@ -932,7 +1068,7 @@ pub fn decode(
         }
         let words = &body[c.words_at..c.words_at + 2 * c.words];
         decode_chunk(
-            tables, &w, c.start, c.elements, c.lanes, &mut x, words, fill, q,
+            tables, w, c.start, c.elements, c.lanes, &mut x, words, fill, q,
         )
         .map_err(|e| match e {
             CodecError::Corrupt(msg) => corrupt!("chunk {k}: {msg}"),
@@ -1121,13 +1257,14 @@ fn decode_raster<const MED: bool>(
     let slot_mask = (1u32 << p) - 1;
     let code_mask = (1i32 << tb.bits) - 1;
     let n_words = words.len() / 2;
-    let mut wbuf: Vec<u32> = Vec::with_capacity(n_words + 1);
+    // The words, then zeros that every read past the end lands on (8: a vector's worth).
+    let mut wbuf: Vec<u16> = Vec::with_capacity(n_words + 8);
     wbuf.extend(
         words
             .chunks_exact(2)
-            .map(|b| u16::from_le_bytes([b[0], b[1]]) as u32),
+            .map(|b| u16::from_le_bytes([b[0], b[1]])),
     );
-    wbuf.push(0);
+    wbuf.extend_from_slice(&[0; 8]);
     let mut pos = 0usize;
     let mut ln = [RasterLane::default(); 32];
     for (l, r) in ln.iter_mut().enumerate().take(lanes) {
@@ -1147,7 +1284,31 @@ fn decode_raster<const MED: bool>(
         };
     }
     let small = tb.bits <= 4;
-    for s in 0..seg {
+    let mut s_first = 0;
+    #[cfg(target_arch = "x86_64")]
+    {
+        // Every lane has an element at steps below `full`: those go 8 lanes at a time.
+        let full = m - (lanes - 1) * seg;
+        if lanes % 8 == 0
+            && !tb.slots.is_empty()
+            && q.len() >= start + m + 3
+            && start + m < i32::MAX as usize
+            && std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("popcnt")
+        {
+            let fill32: Vec<u32> = fill.iter().map(|&f| f as u32).collect();
+            // SAFETY: AVX2 and POPCNT are present; the slot table is built and padded, `q`
+            // has 3 bytes past the sample (checked), `wbuf` 8 words past the body, `fill32` one
+            // entry per channel (the counters stay below `f_channels`), indices fit an i32.
+            pos = unsafe {
+                avx2::steps::<MED>(
+                    tb, w, lanes, 0, full, &mut ln, &wbuf, n_words, pos, &fill32, q,
+                )
+            };
+            s_first = full;
+        }
+    }
+    for s in s_first..seg {
         let st = Step::at(s, w);
         let active = (m - s).div_ceil(seg).min(lanes);
         for r in ln[..active].iter_mut() {
@@ -1187,7 +1348,7 @@ fn decode_raster<const MED: bool>(
             };
             let v = freq * (r.x >> p) + slot - cum;
             let need = v < RANS_L;
-            let word = wbuf[pos.min(n_words)];
+            let word = wbuf[pos.min(n_words)] as u32;
             r.x = if need { (v << 16) | word } else { v };
             pos += need as usize;
             let code = if MED {
@@ -1239,6 +1400,279 @@ fn decode_raster<const MED: bool>(
         return Err(corrupt!("does not end in the encoder's initial state"));
     }
     Ok(())
+}
+
+/// The vector raster decoder: 8 lanes a vector, every lane of the chunk active.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{RasterLane, Tables, Walk};
+    use std::arch::x86_64::*;
+
+    /// Per 8-lane mask of the lanes that take a word: each lane's rank among them, one byte a
+    /// lane (which of the next eight words it takes).
+    static EXPAND: [u64; 256] = {
+        let mut t = [0u64; 256];
+        let mut m = 0;
+        while m < 256 {
+            let mut k = 0u64;
+            let mut l = 0;
+            while l < 8 {
+                if m >> l & 1 == 1 {
+                    t[m] |= k << (8 * l);
+                    k += 1;
+                }
+                l += 1;
+            }
+            m += 1;
+        }
+        t
+    };
+
+    /// The state of 8 lanes, one array per field (RasterLane transposed).
+    #[derive(Clone, Copy, Default)]
+    struct Group {
+        x: [u32; 8],
+        i: [u32; 8],
+        cx: [u32; 8],
+        cy: [u32; 8],
+        cg: [u32; 8],
+        rg: [u32; 8],
+        cf: [u32; 8],
+        rf: [u32; 8],
+        prev: [u32; 8],
+        left: [u32; 8],
+        above: [u32; 8],
+    }
+
+    #[inline(always)]
+    unsafe fn ld(a: &[u32; 8]) -> __m256i {
+        _mm256_loadu_si256(a.as_ptr().cast())
+    }
+
+    #[inline(always)]
+    unsafe fn st(a: &mut [u32; 8], v: __m256i) {
+        _mm256_storeu_si256(a.as_mut_ptr().cast(), v)
+    }
+
+    /// Bytes at `base + idx` (each gather reads 4 bytes: 3 bytes of padding must follow).
+    #[inline(always)]
+    unsafe fn bytes(base: *const u8, idx: __m256i) -> __m256i {
+        _mm256_and_si256(
+            _mm256_i32gather_epi32::<1>(base.cast(), idx),
+            _mm256_set1_epi32(0xff),
+        )
+    }
+
+    #[inline(always)]
+    unsafe fn words32(base: *const u32, idx: __m256i) -> __m256i {
+        _mm256_i32gather_epi32::<4>(base.cast(), idx)
+    }
+
+    /// Advances counters (c, r) with period `period` and length `len` by one element.
+    #[inline(always)]
+    unsafe fn tick(c: __m256i, r: __m256i, period: __m256i, len: __m256i) -> (__m256i, __m256i) {
+        let r = _mm256_add_epi32(r, _mm256_set1_epi32(1));
+        let wrap = _mm256_cmpeq_epi32(r, period);
+        let r = _mm256_andnot_si256(wrap, r);
+        let c = _mm256_sub_epi32(c, wrap);
+        let c = _mm256_andnot_si256(_mm256_cmpeq_epi32(c, len), c);
+        (c, r)
+    }
+
+    /// Steps `s_begin..s_end` of a chunk whose `lanes` (a multiple of 8) lanes all have an
+    /// element at each of those steps: the scalar raster decoder's arithmetic, 8 lanes at a time.
+    /// Returns the word position.
+    ///
+    /// # Safety
+    /// AVX2 and POPCNT must be available; `tb.slots` must be built; `q` must hold every element
+    /// index of the sample plus 3 bytes; `words` must hold `n_words` words plus 8; `fill` one
+    /// entry per quantization channel; every index below 2^31.
+    #[target_feature(enable = "avx2,popcnt")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn steps<const MED: bool>(
+        tb: &Tables,
+        w: &Walk,
+        lanes: usize,
+        s_begin: usize,
+        s_end: usize,
+        ln: &mut [RasterLane; 32],
+        words: &[u16],
+        n_words: usize,
+        mut pos: usize,
+        fill: &[u32],
+        q: &mut [u8],
+    ) -> usize {
+        let groups = lanes / 8;
+        let mut g = [Group::default(); 4];
+        for (k, grp) in g.iter_mut().enumerate().take(groups) {
+            for j in 0..8 {
+                let r = &ln[8 * k + j];
+                grp.x[j] = r.x;
+                grp.i[j] = r.i as u32;
+                grp.cx[j] = r.cx as u32;
+                grp.cy[j] = r.cy as u32;
+                grp.cg[j] = r.cg as u32;
+                grp.rg[j] = r.rg as u32;
+                grp.cf[j] = r.cf as u32;
+                grp.rf[j] = r.rf as u32;
+                grp.prev[j] = r.prev;
+                grp.left[j] = r.left as u32;
+                grp.above[j] = r.above as u32;
+            }
+        }
+        let p = tb.precision as i32;
+        let shift_p = _mm_cvtsi32_si128(p);
+        let shift_bits = _mm_cvtsi32_si128(tb.bits as i32);
+        let slot_mask = _mm256_set1_epi32((1 << p) - 1);
+        let code_mask = _mm256_set1_epi32((1 << tb.bits) - 1);
+        let alphabet = _mm256_set1_epi32(1 << tb.bits);
+        let zero = _mm256_setzero_si256();
+        let dx = _mm256_set1_epi32(w.dx as i32);
+        let dx1 = _mm256_set1_epi32(w.dx as i32 - 1);
+        let dy = _mm256_set1_epi32(w.dy as i32);
+        let g_inner = _mm256_set1_epi32(w.g_inner as i32);
+        let g_channels = _mm256_set1_epi32(w.g_channels as i32);
+        let f_inner = _mm256_set1_epi32(w.f_inner as i32);
+        let f_channels = _mm256_set1_epi32(w.f_channels as i32);
+        let qp = q.as_mut_ptr();
+        let ctx_g = tb.ctx_g.as_ptr();
+        let ctx_a = tb.ctx_a.as_ptr();
+        let ctx_b = tb.ctx_b.as_ptr();
+        let ctx_c = tb.ctx_c.as_ptr();
+        let map = tb.padded_map.as_ptr();
+        let slots = tb.slots.as_ptr();
+        let intervals = tb.intervals.as_ptr();
+        let fillp = fill.as_ptr();
+        let mut codes = [0u32; 8];
+        let mut index = [0u32; 8];
+        for s in s_begin..s_end {
+            let flag = |c: bool| _mm256_set1_epi32(-(c as i32));
+            let step_l = flag(s >= 1);
+            let step_u = flag(s >= w.dx);
+            let step_ul = flag(s > w.dx);
+            for grp in g.iter_mut().take(groups) {
+                let x = ld(&grp.x);
+                let i = ld(&grp.i);
+                let cx = ld(&grp.cx);
+                let cy = ld(&grp.cy);
+                let has_l = _mm256_and_si256(_mm256_cmpgt_epi32(cx, zero), step_l);
+                let has_u = _mm256_and_si256(_mm256_cmpgt_epi32(cy, zero), step_u);
+                let has_ul = _mm256_and_si256(_mm256_and_si256(has_l, has_u), step_ul);
+                let f = words32(fillp, ld(&grp.cf));
+                // i - dx where there is a row above, else i itself (a valid, unused index).
+                let above = bytes(qp, _mm256_sub_epi32(i, _mm256_and_si256(dx, has_u)));
+                let l = _mm256_blendv_epi8(f, ld(&grp.left), has_l);
+                let u = _mm256_blendv_epi8(f, above, has_u);
+                let ul = _mm256_blendv_epi8(f, ld(&grp.above), has_ul);
+                let gctx = words32(ctx_g, ld(&grp.cg));
+                let (ctx, pred) = if MED {
+                    let has_ur = _mm256_and_si256(has_u, _mm256_cmpgt_epi32(dx1, cx));
+                    let ur_raw = bytes(qp, _mm256_sub_epi32(i, _mm256_and_si256(dx1, has_ur)));
+                    let ur = _mm256_blendv_epi8(u, ur_raw, has_ur);
+                    let act = _mm256_add_epi32(
+                        _mm256_add_epi32(
+                            _mm256_abs_epi32(_mm256_sub_epi32(l, ul)),
+                            _mm256_abs_epi32(_mm256_sub_epi32(u, ul)),
+                        ),
+                        _mm256_abs_epi32(_mm256_sub_epi32(ur, u)),
+                    );
+                    let lo = _mm256_min_epi32(l, u);
+                    let hi = _mm256_max_epi32(l, u);
+                    let grad = _mm256_sub_epi32(_mm256_add_epi32(l, u), ul);
+                    // ul >= hi: lo; ul <= lo: hi; else l + u - ul.
+                    let ge_hi = _mm256_cmpeq_epi32(_mm256_max_epi32(ul, hi), ul);
+                    let le_lo = _mm256_cmpeq_epi32(_mm256_min_epi32(ul, lo), ul);
+                    let pred = _mm256_blendv_epi8(_mm256_blendv_epi8(grad, hi, le_lo), lo, ge_hi);
+                    let ctx = _mm256_add_epi32(
+                        _mm256_add_epi32(gctx, words32(ctx_a, act)),
+                        _mm256_add_epi32(words32(ctx_b, pred), words32(ctx_c, ld(&grp.prev))),
+                    );
+                    (ctx, pred)
+                } else {
+                    let ctx = _mm256_add_epi32(
+                        _mm256_add_epi32(gctx, words32(ctx_a, l)),
+                        _mm256_add_epi32(words32(ctx_b, u), words32(ctx_c, ul)),
+                    );
+                    (ctx, zero)
+                };
+                let t = bytes(map, ctx);
+                let slot = _mm256_and_si256(x, slot_mask);
+                let sym = bytes(slots, _mm256_or_si256(_mm256_sll_epi32(t, shift_p), slot));
+                let e = words32(
+                    intervals,
+                    _mm256_or_si256(_mm256_sll_epi32(t, shift_bits), sym),
+                );
+                let cum = _mm256_and_si256(e, _mm256_set1_epi32(0xffff));
+                let freq = _mm256_srli_epi32::<16>(e);
+                let xn = _mm256_add_epi32(
+                    _mm256_mullo_epi32(freq, _mm256_srl_epi32(x, shift_p)),
+                    _mm256_sub_epi32(slot, cum),
+                );
+                let need = _mm256_cmpeq_epi32(_mm256_srli_epi32::<16>(xn), zero);
+                let m = _mm256_movemask_ps(_mm256_castsi256_ps(need)) as usize & 0xff;
+                let at = pos.min(n_words);
+                let wv = _mm256_cvtepu16_epi32(_mm_loadu_si128(words.as_ptr().add(at).cast()));
+                let ranks = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(EXPAND[m] as i64));
+                let wv = _mm256_permutevar8x32_epi32(wv, ranks);
+                st(
+                    &mut grp.x,
+                    _mm256_blendv_epi8(xn, _mm256_or_si256(_mm256_slli_epi32::<16>(xn), wv), need),
+                );
+                pos += (m as u32).count_ones() as usize;
+                let code = if MED {
+                    _mm256_and_si256(_mm256_add_epi32(sym, pred), code_mask)
+                } else {
+                    sym
+                };
+                st(&mut codes, code);
+                st(&mut index, i);
+                for j in 0..8 {
+                    *qp.add(index[j] as usize) = codes[j] as u8;
+                }
+                st(
+                    &mut grp.prev,
+                    _mm256_min_epu32(sym, _mm256_sub_epi32(alphabet, sym)),
+                );
+                st(&mut grp.left, code);
+                st(&mut grp.above, above);
+                st(&mut grp.i, _mm256_add_epi32(i, _mm256_set1_epi32(1)));
+                let (cx, wrap_x) = {
+                    let c = _mm256_add_epi32(cx, _mm256_set1_epi32(1));
+                    let wrap = _mm256_cmpeq_epi32(c, dx);
+                    (_mm256_andnot_si256(wrap, c), wrap)
+                };
+                st(&mut grp.cx, cx);
+                let cy = _mm256_sub_epi32(cy, wrap_x);
+                st(
+                    &mut grp.cy,
+                    _mm256_andnot_si256(_mm256_cmpeq_epi32(cy, dy), cy),
+                );
+                let (cg, rg) = tick(ld(&grp.cg), ld(&grp.rg), g_inner, g_channels);
+                st(&mut grp.cg, cg);
+                st(&mut grp.rg, rg);
+                let (cf, rf) = tick(ld(&grp.cf), ld(&grp.rf), f_inner, f_channels);
+                st(&mut grp.cf, cf);
+                st(&mut grp.rf, rf);
+            }
+        }
+        for (k, grp) in g.iter().enumerate().take(groups) {
+            for j in 0..8 {
+                let r = &mut ln[8 * k + j];
+                r.x = grp.x[j];
+                r.i = grp.i[j] as usize;
+                r.cx = grp.cx[j] as usize;
+                r.cy = grp.cy[j] as usize;
+                r.cg = grp.cg[j] as usize;
+                r.rg = grp.rg[j] as usize;
+                r.cf = grp.cf[j] as usize;
+                r.rf = grp.rf[j] as usize;
+                r.prev = grp.prev[j];
+                r.left = grp.left[j] as i32;
+                r.above = grp.above[j] as i32;
+            }
+        }
+        pos
+    }
 }
 
 /// The reference encoder, element by element as FORMAT.md 9.4 says (tests compare the fast

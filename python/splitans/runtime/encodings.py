@@ -1,0 +1,161 @@
+"""How an activation (or the input image) travels: one function to encode on the edge, one to
+decode on the server, for every strategy the client and the benchmark offer.
+
+Strategies: ``"codec"`` (a fitted ``splitans.Codec``: tiny blobs, the codec agreed once by id),
+``"auto"`` / ``"best"`` (self-contained ``splitans.compress`` containers), ``"float32"``,
+``"float16"``, ``"zstd-float16"`` (zstd level 1 of float16), and ``"jpeg"`` / ``"png"`` (the input
+image itself; the server runs the whole model). Decoding checks every size against what the
+server expects before allocating, so a hostile payload costs at most one activation.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .._codec import compress, decompress
+from .._fitted import Codec
+
+__all__ = ["ACTIVATION_STRATEGIES", "IMAGE_STRATEGIES", "STRATEGIES", "RequestError", "decode", "encode",
+           "encode_image"]
+
+ACTIVATION_STRATEGIES = ("codec", "auto", "best", "float32", "float16", "zstd-float16")
+IMAGE_STRATEGIES = ("jpeg", "png")
+STRATEGIES = ACTIVATION_STRATEGIES + IMAGE_STRATEGIES
+
+# Encoding enum values of the .proto (kept numeric so this module needs no grpc).
+SPLITANS, CODEC, FLOAT32, FLOAT16, ZSTD_FLOAT16, IMAGE = 1, 2, 3, 4, 5, 6
+ENCODING_OF = {"codec": CODEC, "auto": SPLITANS, "best": SPLITANS, "float32": FLOAT32, "float16": FLOAT16,
+               "zstd-float16": ZSTD_FLOAT16, "jpeg": IMAGE, "png": IMAGE}
+
+
+class RequestError(Exception):
+    """A request the server refuses: `code` is the gRPC status code's name."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _numpy(x: Any) -> np.ndarray:
+    if type(x).__module__.startswith("torch"):
+        x = x.detach().cpu().float().numpy()
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def encode(strategy: str, activation: Any, *, codec: Optional[Codec] = None, bits: int = 8,
+           axis: Optional[int] = None) -> Tuple[int, bytes, Tuple[int, ...]]:
+    """(encoding, payload, shape) for one activation with its batch axis (batch 1 for ``codec``)."""
+    if strategy == "codec":
+        if codec is None:
+            raise ValueError("strategy 'codec' needs a fitted codec")
+        if activation.shape[0] != 1:
+            raise ValueError("a fitted codec codes one sample per blob: send a batch of 1")
+        return CODEC, codec.compress(activation[0]), tuple(activation.shape)
+    if strategy in ("auto", "best"):
+        return SPLITANS, compress(activation, bits=bits, axis=axis, mode=strategy, threads=1), tuple(activation.shape)
+    a = _numpy(activation)
+    if strategy == "float32":
+        return FLOAT32, a.astype("<f4").tobytes(), a.shape
+    if strategy == "float16":
+        return FLOAT16, a.astype("<f2").tobytes(), a.shape
+    if strategy == "zstd-float16":
+        import zstandard
+
+        return ZSTD_FLOAT16, zstandard.ZstdCompressor(level=1).compress(a.astype("<f2").tobytes()), a.shape
+    raise ValueError(f"unknown activation strategy {strategy!r}; one of {', '.join(ACTIVATION_STRATEGIES)}")
+
+
+def encode_image(strategy: str, image: np.ndarray, quality: int = 90) -> Tuple[int, bytes, Tuple[int, ...]]:
+    """An H x W (x C) uint8 image as JPEG (quality 90) or PNG."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    image = np.asarray(image, dtype=np.uint8)
+    img = Image.fromarray(image[:, :, 0] if image.ndim == 3 and image.shape[2] == 1 else image)
+    if strategy == "jpeg":
+        img.save(buf, format="JPEG", quality=quality)
+    elif strategy == "png":
+        img.save(buf, format="PNG")
+    else:
+        raise ValueError(f"unknown image strategy {strategy!r}; one of {', '.join(IMAGE_STRATEGIES)}")
+    return IMAGE, buf.getvalue(), tuple(np.asarray(image).shape)
+
+
+def _check_shape(shape: Sequence[int], expected: Sequence[int], what: str) -> Tuple[int, ...]:
+    shape = tuple(int(d) for d in shape)
+    if len(shape) != len(expected) + 1 or shape[1:] != tuple(expected) or not 1 <= shape[0] <= 1024:
+        raise RequestError("INVALID_ARGUMENT", f"{what} shape {shape} does not match this server's "
+                           f"(N, {', '.join(map(str, expected))}) with 1 <= N <= 1024")
+    return shape
+
+
+def decode(encoding: int, payload: bytes, shape: Sequence[int], *, activation_shape: Sequence[int],
+           codecs: Dict[str, Codec], codec_id: str = "", max_batch: int = 1024) -> np.ndarray:
+    """The activation as float32 with its batch axis; raises `RequestError` for anything wrong."""
+    from .._core import CorruptDataError, OutputTooLargeError
+
+    limit = max_batch * int(np.prod(activation_shape)) * 8
+    try:
+        if encoding == CODEC:
+            codec = codecs.get(codec_id)
+            if codec is None:
+                raise RequestError("FAILED_PRECONDITION", f"unknown codec id {codec_id!r}: this server holds "
+                                   f"{', '.join(sorted(codecs)) or 'no codec'}; upload it with PutCodec")
+            a = codec.decompress(payload, max_output_bytes=limit)[None]
+        elif encoding == SPLITANS:
+            a = decompress(payload, max_output_bytes=limit, threads=1)
+            if a.dtype.kind != "f":
+                raise RequestError("INVALID_ARGUMENT", f"a splitans container of {a.dtype} integers, not a float feature")
+        elif encoding in (FLOAT32, FLOAT16, ZSTD_FLOAT16):
+            shape = _check_shape(shape, activation_shape, "activation")
+            itemsize = 4 if encoding == FLOAT32 else 2
+            expected = int(np.prod(shape)) * itemsize
+            if encoding == ZSTD_FLOAT16:
+                import zstandard
+
+                try:
+                    payload = zstandard.ZstdDecompressor().decompress(payload, max_output_size=expected)
+                except zstandard.ZstdError as e:
+                    raise RequestError("INVALID_ARGUMENT", f"zstd: {e}") from None
+            if len(payload) != expected:
+                raise RequestError("INVALID_ARGUMENT", f"payload holds {len(payload)} bytes; shape {shape} needs {expected}")
+            a = np.frombuffer(payload, dtype="<f4" if itemsize == 4 else "<f2").reshape(shape)
+        else:
+            raise RequestError("INVALID_ARGUMENT", f"encoding {encoding} is not an activation encoding")
+    except (CorruptDataError, OutputTooLargeError) as e:
+        raise RequestError("INVALID_ARGUMENT", f"{type(e).__name__}: {e}") from None
+    a = np.asarray(a, dtype=np.float32)
+    _check_shape(a.shape, activation_shape, "activation")
+    return a
+
+
+def decode_image(payload: bytes, input_shape: Sequence[int], transform=None) -> np.ndarray:
+    """An encoded image to the model's input (1, C, H, W) float32: ``transform`` (the model's
+    own preprocessing of an H x W x C uint8 array) or ``x / 255``."""
+    import io
+
+    from PIL import Image
+
+    c, h, w = (int(d) for d in input_shape)
+    try:
+        img = Image.open(io.BytesIO(payload))
+        if img.size != (w, h):  # checked before decoding the pixels
+            raise RequestError("INVALID_ARGUMENT", f"image is {img.size[0]}x{img.size[1]}; this model takes {w}x{h}")
+        arr = np.asarray(img.convert("L" if c == 1 else "RGB"))
+    except RequestError:
+        raise
+    except Exception as e:  # PIL raises many kinds for damaged files
+        raise RequestError("INVALID_ARGUMENT", f"cannot decode the image: {type(e).__name__}: {e}") from None
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if transform is not None:
+        x = transform(arr)
+        x = x.numpy() if hasattr(x, "numpy") else np.asarray(x)
+    else:
+        x = arr.transpose(2, 0, 1)[None].astype(np.float32) / 255
+    return np.asarray(x, dtype=np.float32).reshape(1, c, h, w)
