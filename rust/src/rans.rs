@@ -505,6 +505,20 @@ impl Decoder {
         pos: &mut usize,
         out: &mut [S],
     ) -> Result<()> {
+        if x.len() == 1 && words.len() >= 2 {
+            return self.decode_one_lane(&mut x[0], words, pos, out);
+        }
+        self.decode_checked_lanes(x, words, pos, out)
+    }
+
+    /// `decode_checked` for any number of lanes.
+    fn decode_checked_lanes<S: Symbol>(
+        &self,
+        x: &mut [u32],
+        words: &[u8],
+        pos: &mut usize,
+        out: &mut [S],
+    ) -> Result<()> {
         let n_words = words.len() / 2;
         for step in out.chunks_mut(x.len()) {
             for (xl, o) in x.iter_mut().zip(step) {
@@ -518,6 +532,44 @@ impl Decoder {
                     *pos += 1;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// `decode_checked` with one lane (every stream below 8192 symbols): the renormalization
+    /// branch-free, since whether a symbol needs a word is unpredictable, and the check for
+    /// running out of words after the loop: past the last word the loop rereads it, and the
+    /// first symbol that found none makes the chunk fail as it would have at once (what was
+    /// decoded after it is discarded with the error). `words` holds at least one word.
+    fn decode_one_lane<S: Symbol>(
+        &self,
+        x: &mut u32,
+        words: &[u8],
+        pos: &mut usize,
+        out: &mut [S],
+    ) -> Result<()> {
+        let last = words.len() / 2 - 1;
+        let (p, mask) = (self.precision_bits, (1u32 << self.precision_bits) - 1);
+        // Exactly 2^p slots each (`new`): every masked slot is inside.
+        let (fb, syms) = (&self.fb[..=mask as usize], &self.syms[..=mask as usize]);
+        let (mut xl, mut ps) = (*x, *pos);
+        for o in out.iter_mut() {
+            let slot = (xl & mask) as usize;
+            let e = fb[slot];
+            *o = S::from_index(u32::from(syms[slot]));
+            xl = (e >> 16).wrapping_mul(xl >> p).wrapping_add(e & 0xffff);
+            let i = 2 * ps.min(last);
+            let word = u32::from(u16::from_le_bytes([words[i], words[i + 1]]));
+            // All ones when the state needs a word (x < 2^16), from the sign of x - 2^16: both
+            // candidates are computed beside the mask, and a mask rather than a select, which
+            // compilers like to turn into a branch (unpredictable here).
+            let m = ((i64::from(xl) - i64::from(RANS_L)) >> 63) as u32;
+            xl = (((xl << 16) | word) & m) | (xl & !m);
+            ps += (m & 1) as usize;
+        }
+        (*x, *pos) = (xl, ps);
+        if ps > last + 1 {
+            return Err(corrupt!("rANS chunk ran out of words"));
         }
         Ok(())
     }
@@ -1339,6 +1391,43 @@ mod tests {
     #[test]
     fn pairs_decode_as_single_chunks_u16() {
         check_pairs::<u16>(&mut ChaCha8Rng::seed_from_u64(8), 1 << 16);
+    }
+
+    /// The one-lane loop against the general one, on valid and arbitrary chunks.
+    #[test]
+    fn one_lane_decodes_as_the_general_loop() {
+        let mut rng = ChaCha8Rng::seed_from_u64(12);
+        for p in 1..=16u8 {
+            for _ in 0..20 {
+                let t = random_table(&mut rng, p, 256);
+                let enc = Encoder::new(&t, 256);
+                let d = Decoder::new(&t);
+                let n = rng.gen_range(0..3000);
+                let (st, bytes) = if rng.gen_bool(0.5) {
+                    let data: Vec<u8> = random_symbols(&mut rng, &t, n, false);
+                    let (st, w) = enc.encode_chunk(&data, 1);
+                    let mut b: Vec<u8> = w.iter().flat_map(|w| w.to_le_bytes()).collect();
+                    if rng.gen_bool(0.3) {
+                        b.truncate(rng.gen_range(0..=b.len()));
+                    }
+                    (st[0], b)
+                } else {
+                    let len = rng.gen_range(0..=n);
+                    (
+                        rng.gen_range(RANS_L..=u32::MAX),
+                        (0..len).map(|_| rng.gen()).collect(),
+                    )
+                };
+                let (mut x1, mut p1, mut o1) = ([st], 0, vec![0u8; n]);
+                let r1 = d.decode_checked(&mut x1, &bytes, &mut p1, &mut o1);
+                let (mut x2, mut p2, mut o2) = ([st], 0, vec![0u8; n]);
+                let r2 = d.decode_checked_lanes(&mut x2, &bytes, &mut p2, &mut o2);
+                assert_eq!(r1, r2, "p={p} n={n}");
+                if r1.is_ok() {
+                    assert_eq!((x1, p1, &o1), (x2, p2, &o2));
+                }
+            }
+        }
     }
 
     #[test]
