@@ -154,6 +154,7 @@ impl FreqTable {
 }
 
 /// Length in bits of the order-k Exp-Golomb code of `n`.
+#[cfg(test)]
 fn exp_golomb_bits(n: u32, k: u32) -> u32 {
     let len = 32 - (n + (1 << k)).leading_zeros();
     2 * len - k - 1
@@ -470,50 +471,38 @@ impl Present {
 /// The Exp-Golomb parameter `k` that `FreqTable::write` picks for `freqs` (the shortest code
 /// stream, ties to the smaller `k`) and the bytes of that stream.
 ///
-/// A value `v` of bit length `b` has a code of `2·len - k - 1` bits with `len` = the bit length
-/// of `v + 2^k`, which is `k + 1` when `v < 2^k` and `b` or `b + 1` (a carry) otherwise. Those
-/// bounds, summed from the histogram of bit lengths, rule out most `k` before any code is
-/// measured: only a `k` whose lower bound is within the least upper bound can be the best.
+/// The code of `v` takes `2·len - k - 1` bits, `len` = the bit length of `v + 2^k`. With `b`
+/// the bit length of `v` and `c` that of `2^b - v - 1`: `len = k + 1` when `b <= k`, else
+/// `b + 1` when `c <= k` (the addition carries into bit `b`) and `b` otherwise. So every `k`'s
+/// total follows from the histograms of `b` and `c`: one pass over the frequencies.
 fn code_bytes(freqs: &[u32]) -> (u32, usize) {
-    let exact = |k: u32| {
-        freqs
-            .iter()
-            .map(|&f| exp_golomb_bits(f - 1, k))
-            .sum::<u32>()
-    };
-    let candidates: u32 = if freqs.len() <= 16 {
-        0xffff
-    } else {
-        let mut by_len = [0u32; 18];
-        for &f in freqs {
-            by_len[(32 - (f - 1).leading_zeros()) as usize] += 1;
+    let bit_len = |v: u32| 32 - v.leading_zeros();
+    let (mut nb, mut nc) = ([0u64; 18], [0u64; 18]);
+    for &f in freqs {
+        let v = f - 1;
+        let b = bit_len(v);
+        nb[b as usize] += 1;
+        nc[if b == 0 { 0 } else { bit_len((1 << b) - v - 1) } as usize] += 1;
+    }
+    let (mut best, mut best_k) = (u64::MAX, 0);
+    // Values of at most k bits, values whose c is at most k (those included), and over the
+    // longer values the count and the sum of 2b - 1.
+    let (mut short, mut carried) = (0u64, 0u64);
+    let mut long_n: u64 = nb.iter().sum();
+    let mut long_w: u64 = (0..18)
+        .map(|b| (2 * b as u64).saturating_sub(1) * nb[b])
+        .sum();
+    for k in 0..16u64 {
+        short += nb[k as usize];
+        carried += nc[k as usize];
+        long_n -= nb[k as usize];
+        long_w -= (2 * k).saturating_sub(1) * nb[k as usize];
+        let bits = (k + 1) * short + (long_w - k * long_n) + 2 * (carried - short);
+        if bits < best {
+            (best, best_k) = (bits, k as u32);
         }
-        let lens: Vec<(u32, u64)> = (0..18u32)
-            .filter(|&b| by_len[b as usize] > 0)
-            .map(|b| (b, u64::from(by_len[b as usize])))
-            .collect();
-        let bound = |k: u32, carry: u32| -> u64 {
-            lens.iter()
-                .map(|&(b, n)| {
-                    n * u64::from(if b <= k {
-                        k + 1
-                    } else {
-                        2 * (b + carry) - k - 1
-                    })
-                })
-                .sum()
-        };
-        let least_upper = (0..16).map(|k| bound(k, 1)).min().unwrap_or(0);
-        (0..16)
-            .filter(|&k| bound(k, 0) <= least_upper)
-            .fold(0, |m, k| m | 1 << k)
-    };
-    let (bits, k) = (0..16u32)
-        .filter(|&k| candidates >> k & 1 == 1)
-        .map(|k| (exact(k), k))
-        .min()
-        .unwrap_or((0, 0));
-    (k, bits.div_ceil(8) as usize)
+    }
+    (best_k, best.div_ceil(8) as usize)
 }
 
 /// `log2(v)` in 16.16 fixed point, for `v >= 1`, by repeated squaring: integer-only and exact

@@ -132,8 +132,17 @@ fn div_magic(freq: u32) -> u32 {
 
 impl Encoder {
     pub fn new(t: &FreqTable, alphabet: usize) -> Self {
+        Self::for_lanes(t, alphabet, MAX_LANES)
+    }
+
+    /// The encoder for chunks of `lanes` lanes: the vector kernel's table (one entry for each
+    /// of the `alphabet` symbols) is built only for 32 lanes, the only chunks it codes, and
+    /// the other table only as far as the largest symbol of `t` (absent symbols code as in
+    /// `new`).
+    pub fn for_lanes(t: &FreqTable, alphabet: usize, lanes: usize) -> Self {
         let p = u32::from(t.precision_bits);
-        let mut table = vec![EncSymbol::default(); alphabet];
+        let top = t.symbols.iter().max().map_or(0, |&s| s as usize + 1);
+        let mut table = vec![EncSymbol::default(); top.min(alphabet)];
         for ((&s, &f), c) in t.symbols.iter().zip(&t.freqs).zip(t.cum_freqs()) {
             table[s as usize] = EncSymbol {
                 rcp: if f >= 2 {
@@ -149,6 +158,7 @@ impl Encoder {
         }
         let kernel = Kernel::detect();
         let valid = kernel != Kernel::Portable
+            && lanes == MAX_LANES
             && (1..=16).contains(&p)
             && t.freqs.iter().zip(t.cum_freqs()).all(|(&f, c)| {
                 // Each frequency and cumulative frequency below 2^p (so below 2^16).
@@ -172,12 +182,41 @@ impl Encoder {
         }
     }
 
+    /// The constants of `sym`; a symbol beyond the table is absent (all zeros).
+    #[inline(always)]
+    fn entry(&self, sym: usize) -> EncSymbol {
+        self.table.get(sym).copied().unwrap_or_default()
+    }
+
+    /// Encodes one chunk with one lane (every stream under 8192 symbols): the words go into a
+    /// buffer with room for one per symbol, written unconditionally and kept when needed, as
+    /// in `put`; returns the final state and the words in the order the decoder reads them.
+    fn encode_one_lane<S: Symbol>(&self, symbols: &[S]) -> (u32, Vec<u16>) {
+        let mut words = vec![0u16; symbols.len() + 1];
+        let (mut x, mut k) = (RANS_L, 0usize);
+        for s in symbols.iter().rev() {
+            let e = self.entry(s.index());
+            let need = x >= e.x_max;
+            // At most one word per symbol: k <= symbols done < words.len().
+            words[k] = x as u16;
+            k += usize::from(need);
+            let xr = if need { x >> 16 } else { x };
+            let q = ((u128::from(e.rcp) * u128::from(xr)) >> 64) as u32 | (xr & e.one_mask);
+            x = xr
+                .wrapping_add(e.cum_freq)
+                .wrapping_add(q.wrapping_mul(e.cmpl_freq));
+        }
+        words.truncate(k);
+        words.reverse();
+        (x, words)
+    }
+
     /// Encodes `sym` into state `x`; the word a renormalization emits goes to `buf[*k]` (written
     /// unconditionally, kept only when needed: branch-free, since whether a lane renormalizes is
     /// unpredictable). One step of at most 32 lanes goes through `buf`, so `*k < 32` here.
     #[inline(always)]
     fn put(&self, x: &mut u32, sym: usize, buf: &mut [u16; MAX_LANES], k: &mut usize) {
-        let e = &self.table[sym];
+        let e = &self.entry(sym);
         let need = *x >= e.x_max;
         buf[*k & (MAX_LANES - 1)] = *x as u16;
         *k += usize::from(need);
@@ -207,6 +246,20 @@ impl Encoder {
     }
 
     fn encode_chunk_with<S: Symbol>(
+        &self,
+        kernel: Kernel,
+        symbols: &[S],
+        lanes: usize,
+    ) -> (Vec<u32>, Vec<u16>) {
+        if lanes == 1 {
+            let (x, words) = self.encode_one_lane(symbols);
+            return (vec![x], words);
+        }
+        self.encode_steps(kernel, symbols, lanes)
+    }
+
+    /// `encode_chunk` for any number of lanes.
+    fn encode_steps<S: Symbol>(
         &self,
         kernel: Kernel,
         symbols: &[S],
@@ -1223,6 +1276,23 @@ mod tests {
                             assert!(out.iter().zip(&data).all(|(a, b)| a.index() == b.index()));
                         }
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn one_lane_encodes_as_the_general_loop() {
+        let mut rng = ChaCha8Rng::seed_from_u64(13);
+        for p in 1..=16u8 {
+            for _ in 0..10 {
+                let t = random_table(&mut rng, p, 256);
+                for enc in [Encoder::new(&t, 256), Encoder::for_lanes(&t, 256, 1)] {
+                    let n = rng.gen_range(0..3000);
+                    let data: Vec<u8> = random_symbols(&mut rng, &t, n, true);
+                    let got = enc.encode_chunk_with(Kernel::Portable, &data, 1);
+                    let want = enc.encode_steps(Kernel::Portable, &data, 1);
+                    assert_eq!(got, want, "p={p} n={n}");
                 }
             }
         }

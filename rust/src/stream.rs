@@ -303,7 +303,7 @@ pub fn encode_planned<S: Symbol>(
         write_raw(symbols, out);
         return Ok(());
     }
-    let encoder = Encoder::new(table, 1 << (8 * S::BYTES));
+    let encoder = Encoder::for_lanes(table, 1 << (8 * S::BYTES), lanes);
     let pieces: Vec<&[S]> = symbols.chunks(chunk).collect();
     let parts = par_map(pieces, opts.threads, |(_, piece)| {
         encoder.encode_chunk(piece, lanes)
