@@ -356,6 +356,15 @@ fn initial_states(states: &[u32]) -> Result<[u32; MAX_LANES]> {
     Ok(x)
 }
 
+/// A chunk being decoded a piece at a time (`Decoder::start`): its lanes' states and the next
+/// word to read.
+pub struct Cursor<'w> {
+    x: [u32; MAX_LANES],
+    lanes: usize,
+    words: &'w [u8],
+    pos: usize,
+}
+
 pub struct Decoder {
     precision_bits: u32,
     /// `freq << 16 | bias` per slot (`bias = slot - cum_freq`), exactly `2^precision_bits` long.
@@ -442,12 +451,13 @@ impl Decoder {
         words: &[u8],
         out: &mut [S],
     ) -> Result<()> {
-        let mut x = initial_states(states)?;
-        self.finish_chunk(kernel, &mut x, states.len(), words, 0, out, 0)
+        let mut c = self.start(states, words)?;
+        self.piece_with(kernel, &mut c, out, 0)?;
+        self.end(&c)
     }
 
     /// Decodes two chunks (each as `decode_chunk` would) with their steps interleaved where a
-    /// vector kernel runs both: every lane of a chunk waits on its own table gather and word,
+    /// vector kernel runs both: every lane of a chunk waits on its own table lookups and word,
     /// so a second chunk's independent lanes fill that latency. Returns each chunk's result.
     pub fn decode_chunk_pair<S: Symbol>(
         &self,
@@ -463,50 +473,105 @@ impl Decoder {
         (sa, wa, oa): (&[u32], &[u8], &mut [S]),
         (sb, wb, ob): (&[u32], &[u8], &mut [S]),
     ) -> (Result<()>, Result<()>) {
-        let (xa, xb) = (initial_states(sa), initial_states(sb));
-        let (Ok(mut xa), Ok(mut xb)) = (xa.clone(), xb.clone()) else {
+        match (self.start(sa, wa), self.start(sb, wb)) {
+            (Ok(mut ca), Ok(mut cb)) => {
+                let (ra, rb) = self.piece_pair_with(kernel, (&mut ca, oa), (&mut cb, ob));
+                (
+                    ra.and_then(|_| self.end(&ca)),
+                    rb.and_then(|_| self.end(&cb)),
+                )
+            }
             // One chunk's states are invalid: it fails; the other decodes alone.
-            let ra = xa.and_then(|mut x| self.finish_chunk(kernel, &mut x, sa.len(), wa, 0, oa, 0));
-            let rb = xb.and_then(|mut x| self.finish_chunk(kernel, &mut x, sb.len(), wb, 0, ob, 0));
-            return (ra, rb);
-        };
-        let (mut pa, mut pb) = (0, 0);
-        let (mut da, mut db) = (0, 0);
-        #[cfg(target_arch = "x86_64")]
-        if kernel == Kernel::Avx2 && sa.len() == MAX_LANES && sb.len() == MAX_LANES {
-            (da, db) = self.decode_fast_pair(&mut xa, wa, &mut pa, oa, &mut xb, wb, &mut pb, ob);
+            (ra, rb) => (
+                ra.and_then(|mut c| {
+                    self.piece_with(kernel, &mut c, oa, 0)?;
+                    self.end(&c)
+                }),
+                rb.and_then(|mut c| {
+                    self.piece_with(kernel, &mut c, ob, 0)?;
+                    self.end(&c)
+                }),
+            ),
         }
-        (
-            self.finish_chunk(kernel, &mut xa, sa.len(), wa, pa, oa, da),
-            self.finish_chunk(kernel, &mut xb, sb.len(), wb, pb, ob, db),
-        )
     }
 
-    /// Decodes the rest of a chunk whose first `done` symbols (whole 32-lane steps) are decoded,
-    /// from states `x` and word `pos`, and checks its end.
-    #[allow(clippy::too_many_arguments)]
-    fn finish_chunk<S: Symbol>(
+    /// Starts decoding a chunk a piece at a time: checks its states. Then `decode_piece` (or
+    /// `decode_piece_pair`) over its symbols in order, then `end`.
+    pub fn start<'w>(&self, states: &[u32], words: &'w [u8]) -> Result<Cursor<'w>> {
+        Ok(Cursor {
+            x: initial_states(states)?,
+            lanes: states.len(),
+            words,
+            pos: 0,
+        })
+    }
+
+    /// Decodes the chunk's next `out.len()` symbols, a multiple of its lanes unless they are
+    /// its last. After an error the cursor is spent (the chunk failed).
+    pub fn decode_piece<S: Symbol>(&self, c: &mut Cursor<'_>, out: &mut [S]) -> Result<()> {
+        self.piece_with(self.kernel, c, out, 0)
+    }
+
+    /// `decode_piece` of two chunks, interleaved as `decode_chunk_pair` does.
+    pub fn decode_piece_pair<S: Symbol>(
         &self,
-        kernel: Kernel,
-        x: &mut [u32; MAX_LANES],
-        lanes: usize,
-        words: &[u8],
-        mut pos: usize,
-        out: &mut [S],
-        mut done: usize,
-    ) -> Result<()> {
-        if lanes == MAX_LANES {
-            done += self.decode_fast(kernel, x, words, &mut pos, &mut out[done..]);
+        a: (&mut Cursor<'_>, &mut [S]),
+        b: (&mut Cursor<'_>, &mut [S]),
+    ) -> (Result<()>, Result<()>) {
+        self.piece_pair_with(self.kernel, a, b)
+    }
+
+    /// Checks that a chunk decoded to its last symbol ended exactly where the encoder began:
+    /// all words read, all states back at `RANS_L`.
+    pub fn end(&self, c: &Cursor<'_>) -> Result<()> {
+        let n_words = c.words.len() / 2;
+        if c.pos != n_words {
+            return Err(corrupt!("rANS chunk has {} unread words", n_words - c.pos));
         }
-        self.decode_checked(&mut x[..lanes], words, &mut pos, &mut out[done..])?;
-        let n_words = words.len() / 2;
-        if pos != n_words {
-            return Err(corrupt!("rANS chunk has {} unread words", n_words - pos));
-        }
-        if x[..lanes].iter().any(|&s| s != RANS_L) {
+        if c.x[..c.lanes].iter().any(|&s| s != RANS_L) {
             return Err(corrupt!("rANS chunk does not end in the initial state"));
         }
         Ok(())
+    }
+
+    fn piece_pair_with<S: Symbol>(
+        &self,
+        kernel: Kernel,
+        (ca, oa): (&mut Cursor<'_>, &mut [S]),
+        (cb, ob): (&mut Cursor<'_>, &mut [S]),
+    ) -> (Result<()>, Result<()>) {
+        let (mut da, mut db) = (0, 0);
+        #[cfg(target_arch = "x86_64")]
+        if kernel == Kernel::Avx2 && ca.lanes == MAX_LANES && cb.lanes == MAX_LANES {
+            (da, db) = self.decode_fast_pair(
+                &mut ca.x,
+                ca.words,
+                &mut ca.pos,
+                oa,
+                &mut cb.x,
+                cb.words,
+                &mut cb.pos,
+                ob,
+            );
+        }
+        (
+            self.piece_with(kernel, ca, oa, da),
+            self.piece_with(kernel, cb, ob, db),
+        )
+    }
+
+    /// Decodes the rest of a piece whose first `done` symbols (whole 32-lane steps) are done.
+    fn piece_with<S: Symbol>(
+        &self,
+        kernel: Kernel,
+        c: &mut Cursor<'_>,
+        out: &mut [S],
+        mut done: usize,
+    ) -> Result<()> {
+        if c.lanes == MAX_LANES {
+            done += self.decode_fast(kernel, &mut c.x, c.words, &mut c.pos, &mut out[done..]);
+        }
+        self.decode_checked(&mut c.x[..c.lanes], c.words, &mut c.pos, &mut out[done..])
     }
 
     /// Two chunks' full 32-lane steps, interleaved, while both have steps and 32 words left;
@@ -1447,6 +1512,64 @@ mod tests {
                                     .all(|(a, b)| a.index() == b.index()));
                             }
                         }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A chunk decoded in pieces (alone or paired) gives what it gives whole.
+    #[test]
+    fn pieces_decode_as_whole_chunks() {
+        let mut rng = ChaCha8Rng::seed_from_u64(14);
+        for p in [4u8, 8, 11, 12, 15] {
+            let t = random_table(&mut rng, p, 256);
+            let enc = Encoder::new(&t, 256);
+            let d = Decoder::new(&t);
+            for _ in 0..20 {
+                let n = rng.gen_range(0..20_000);
+                let lanes = if rng.gen_bool(0.7) {
+                    32
+                } else {
+                    1 << rng.gen_range(0..5)
+                };
+                let data: Vec<u8> = random_symbols(&mut rng, &t, n, false);
+                let (st, w) = enc.encode_chunk(&data, lanes);
+                let mut bytes: Vec<u8> = w.iter().flat_map(|w| w.to_le_bytes()).collect();
+                if rng.gen_bool(0.3) && !bytes.is_empty() {
+                    let i = rng.gen_range(0..bytes.len());
+                    bytes[i] ^= 1 << rng.gen_range(0..8);
+                }
+                let mut whole = vec![0u8; n];
+                let want = d.decode_chunk(&st, &bytes, &mut whole);
+                let piece = 32 * rng.gen_range(1..200);
+                for k in kernels() {
+                    let mut got = vec![0u8; n];
+                    let r = (|| {
+                        let mut c = d.start(&st, &bytes)?;
+                        for o in got.chunks_mut(piece) {
+                            d.piece_with(k, &mut c, o, 0)?;
+                        }
+                        d.end(&c)
+                    })();
+                    assert_eq!(r, want, "{k:?} p={p} n={n} piece={piece}");
+                    if r.is_ok() {
+                        assert_eq!(got, whole);
+                    }
+                    // Paired with itself, piece by piece.
+                    let (mut ga, mut gb) = (vec![0u8; n], vec![0u8; n]);
+                    let (mut ca, mut cb) =
+                        (d.start(&st, &bytes).unwrap(), d.start(&st, &bytes).unwrap());
+                    let (mut ra, mut rb) = (Ok(()), Ok(()));
+                    for (oa, ob) in ga.chunks_mut(piece).zip(gb.chunks_mut(piece)) {
+                        let (x, y) = d.piece_pair_with(k, (&mut ca, oa), (&mut cb, ob));
+                        (ra, rb) = (ra.and(x), rb.and(y));
+                    }
+                    let ra = ra.and_then(|_| d.end(&ca));
+                    let rb = rb.and_then(|_| d.end(&cb));
+                    assert_eq!((ra.clone(), rb), (want.clone(), want.clone()));
+                    if ra.is_ok() {
+                        assert!(ga == whole && gb == whole);
                     }
                 }
             }

@@ -577,6 +577,150 @@ pub fn decode_into<S: Symbol>(view: &StreamView<'_>, out: &mut [S], threads: usi
     }
 }
 
+/// Symbols `decode_convert` decodes at a time into a buffer on the stack, before handing them
+/// on: small enough to stay in L1 beside the tables, a multiple of every lane count.
+pub const PIECE_SYMBOLS: usize = 4096;
+
+/// Decodes `view` and hands its symbols, a piece at a time, to `convert(symbols, out_piece,
+/// first)`, which fills `out_piece` (as long as `symbols`) from them; `first` is the index of
+/// the piece's first symbol in the stream. Nothing as large as the stream is held: the codes of
+/// a feature go straight into its float output. Fails as `decode_into` fails (the first failing
+/// chunk in order), whatever `convert` was handed before.
+pub fn decode_convert<S: Symbol, O: Send>(
+    view: &StreamView<'_>,
+    out: &mut [O],
+    threads: usize,
+    convert: impl Fn(&[S], &mut [O], usize) + Sync,
+) -> Result<()> {
+    assert!(
+        S::BYTES == view.symbol_bytes && out.len() == view.n,
+        "decode_convert: a stream of {} {}-byte symbols into {} of {} bytes",
+        view.n,
+        view.symbol_bytes,
+        out.len(),
+        S::BYTES
+    );
+    let mut buf = [S::default(); PIECE_SYMBOLS];
+    match &view.body {
+        Body::Empty => {}
+        Body::Constant(c) => {
+            buf.fill(S::from_index(u32::from(*c)));
+            for (k, o) in out.chunks_mut(PIECE_SYMBOLS).enumerate() {
+                convert(&buf[..o.len()], o, k * PIECE_SYMBOLS);
+            }
+        }
+        Body::Raw(bytes) => {
+            for (k, o) in out.chunks_mut(PIECE_SYMBOLS).enumerate() {
+                let first = k * PIECE_SYMBOLS;
+                let raw = &bytes[first * S::BYTES..(first + o.len()) * S::BYTES];
+                for (b, r) in buf.iter_mut().zip(raw.chunks_exact(S::BYTES)) {
+                    let v = if S::BYTES == 1 {
+                        u16::from(r[0])
+                    } else {
+                        u16::from_le_bytes([r[0], r[1]])
+                    };
+                    *b = S::from_index(u32::from(v));
+                }
+                convert(&buf[..o.len()], o, first);
+            }
+        }
+        Body::Rans {
+            table,
+            chunk_log2,
+            chunks,
+            ..
+        } => {
+            let decoder = Decoder::new(table);
+            let chunk = 1usize << chunk_log2;
+            let states = |i: usize| -> Vec<u32> {
+                chunks[i]
+                    .0
+                    .chunks_exact(4)
+                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect()
+            };
+            let mut pieces = out.chunks_mut(chunk);
+            let mut pairs = Vec::with_capacity(chunks.len().div_ceil(2));
+            while let Some(a) = pieces.next() {
+                pairs.push((a, pieces.next()));
+            }
+            let tag =
+                |i: usize, r: Result<()>| r.map_err(|e| corrupt!("chunk {i}: {}", message(&e)));
+            let one = |i: usize, o: &mut [O]| -> Result<()> {
+                let mut buf = [S::default(); PIECE_SYMBOLS];
+                let mut c = decoder.start(&states(i), chunks[i].1)?;
+                for (k, piece) in o.chunks_mut(PIECE_SYMBOLS).enumerate() {
+                    let b = &mut buf[..piece.len()];
+                    decoder.decode_piece(&mut c, b)?;
+                    convert(b, piece, i * chunk + k * PIECE_SYMBOLS);
+                }
+                decoder.end(&c)
+            };
+            let results = par_map(pairs, threads_for(view.n, threads), |(k, (a, b))| {
+                let i = 2 * k;
+                let Some(b) = b else {
+                    return [tag(i, one(i, a)), Ok(())];
+                };
+                let (sa, sb) = (states(i), states(i + 1));
+                let (mut ca, mut cb) = match (
+                    decoder.start(&sa, chunks[i].1),
+                    decoder.start(&sb, chunks[i + 1].1),
+                ) {
+                    (Ok(ca), Ok(cb)) => (ca, cb),
+                    // A chunk whose states are invalid fails at once; the other alone.
+                    _ => return [tag(i, one(i, a)), tag(i + 1, one(i + 1, b))],
+                };
+                let (mut ba, mut bb) =
+                    ([S::default(); PIECE_SYMBOLS], [S::default(); PIECE_SYMBOLS]);
+                let (mut ra, mut rb) = (Ok(()), Ok(()));
+                let mut pa = a.chunks_mut(PIECE_SYMBOLS);
+                let mut pb = b.chunks_mut(PIECE_SYMBOLS);
+                let mut k = 0;
+                loop {
+                    let (oa, ob) = (pa.next(), pb.next());
+                    let first = k * PIECE_SYMBOLS;
+                    match (oa, ob) {
+                        (Some(oa), Some(ob)) if ra.is_ok() && rb.is_ok() => {
+                            let (xa, xb) = (&mut ba[..oa.len()], &mut bb[..ob.len()]);
+                            let (r1, r2) = decoder.decode_piece_pair((&mut ca, xa), (&mut cb, xb));
+                            if r1.is_ok() {
+                                convert(xa, oa, i * chunk + first);
+                            }
+                            if r2.is_ok() {
+                                convert(xb, ob, (i + 1) * chunk + first);
+                            }
+                            (ra, rb) = (r1, r2);
+                        }
+                        (None, None) => break,
+                        (oa, ob) => {
+                            // One chunk is done, shorter or failed: the other goes on alone.
+                            for (o, c, r, x, base) in [
+                                (oa, &mut ca, &mut ra, &mut ba, i * chunk),
+                                (ob, &mut cb, &mut rb, &mut bb, (i + 1) * chunk),
+                            ] {
+                                if let (Some(o), true) = (o, r.is_ok()) {
+                                    let xs = &mut x[..o.len()];
+                                    *r = decoder.decode_piece(c, xs);
+                                    if r.is_ok() {
+                                        convert(xs, o, base + first);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    k += 1;
+                }
+                [
+                    tag(i, ra.and_then(|_| decoder.end(&ca))),
+                    tag(i + 1, rb.and_then(|_| decoder.end(&cb))),
+                ]
+            });
+            results.into_iter().flatten().collect::<Result<()>>()?;
+        }
+    }
+    Ok(())
+}
+
 fn message(e: &CodecError) -> String {
     match e {
         CodecError::Corrupt(m) => m.clone(),
@@ -603,5 +747,53 @@ mod lane_tests {
         assert_eq!(lanes_for(65_535), 8);
         assert_eq!(lanes_for(4095), 1);
         assert_eq!(lanes_for(0), 1);
+    }
+}
+
+#[cfg(test)]
+mod convert_tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// `decode_convert` with the identity gives `decode_into`'s symbols and result, for every
+    /// stream form, chunk size and thread count, on valid streams and altered ones.
+    #[test]
+    fn decode_convert_matches_decode_into() {
+        let mut rng = ChaCha8Rng::seed_from_u64(15);
+        for round in 0..120 {
+            let n = [0usize, 1, 5000, 70_000, 300_000][round % 5];
+            let data: Vec<u8> = match round % 3 {
+                0 => (0..n).map(|_| (rng.gen::<f64>().powi(4) * 40.0) as u8).collect(),
+                1 => vec![7; n],
+                _ => (0..n).map(|_| rng.gen()).collect(),
+            };
+            let opts = EncodeOptions {
+                chunk_log2: [None, Some(8), Some(12)][round % 3],
+                ..Default::default()
+            };
+            let mut blob = Vec::new();
+            encode(&data, &opts, &mut blob).unwrap();
+            if round % 4 == 3 && blob.len() > 40 {
+                let i = rng.gen_range(20..blob.len());
+                blob[i] ^= 1 << rng.gen_range(0..8);
+            }
+            let Ok(view) = parse(&mut Reader::new(&blob), n as u64) else {
+                continue;
+            };
+            for threads in [1, 2] {
+                let mut want = vec![0u8; view.n];
+                let rw = decode_into(&view, &mut want, threads);
+                let mut got = vec![0u8; view.n];
+                let rg = decode_convert(&view, &mut got, threads, |s: &[u8], o: &mut [u8], first| {
+                    assert!(first % PIECE_SYMBOLS == 0 || first % 256 == 0);
+                    o.copy_from_slice(s);
+                });
+                assert_eq!(rg, rw, "round {round} threads {threads}");
+                if rw.is_ok() {
+                    assert_eq!(got, want, "round {round}");
+                }
+            }
+        }
     }
 }
