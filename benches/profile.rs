@@ -119,7 +119,7 @@ fn main() {
         } else {
             run(iters, || {
                 let h = container::read_header(&blob).unwrap();
-                std::hint::black_box(feature::decompress(&blob, &h, 1).unwrap());
+                std::hint::black_box(feature::decompress(&blob, &h, u64::MAX, 1).unwrap());
             })
         }
     } else {

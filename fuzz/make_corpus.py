@@ -30,6 +30,9 @@ def blobs():
     yield "feature_csr_m1", splitans.compress(x, bits=2, mode="csr", reshape=x.size)
     yield "feature_channel", splitans.compress(x, bits=12, axis=1, mode="csr", reshape=48)
     yield "feature_clip", splitans.compress(x.astype(np.float16), bits=3, clip=(0.0, 1.0))
+    yield "feature_context", splitans.compress(x, bits=6, mode="context", axis=1)
+    yield "feature_context_empty", splitans.compress(np.zeros((0, 3), np.float32), bits=4, mode="context")
+    yield "feature_scalar", splitans.compress(np.float64(2.5), bits=16)
 
 
 def records(blob):
@@ -53,9 +56,12 @@ def main():
     for name, blob in blobs():
         for target in ("container_header", "decompress"):
             write(target, blob)
+        write("inspect_agrees", b"\x01" + blob)
         kind = blob[20]
         recs = records(blob)
         streams = recs[1:] if kind == 3 else recs
+        if kind == 3 and recs[0][1] == 2:
+            streams = []  # context mode: record 1 is a context body, not a stream
         for s in streams:
             width = s[1]
             write("stream_decode", bytes([0 if width == 1 else 1]) + s)
@@ -63,6 +69,10 @@ def main():
                 precision = s[10]
                 alphabet_flag = 0 if width == 1 else 32
                 write("freq_table", bytes([precision | alphabet_flag]) + s[14:])
+    # structured: its bytes are choices, not a container; any bytes make a case.
+    rng = np.random.default_rng(2)
+    for n in (16, 64, 256, 1024, 1024, 4096):
+        write("structured", rng.integers(0, 256, n, dtype=np.uint8).tobytes())
     print(f"corpus in {ROOT}: " + ", ".join(f"{d.name} {len(list(d.iterdir()))}" for d in sorted(ROOT.iterdir())))
 
 

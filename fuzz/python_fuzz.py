@@ -1,7 +1,8 @@
 """Fuzzes the Python layer with atheris: decompress, inspect and rans_decode on mutated valid
 blobs of every kind (numpy and torch outputs). Any exception other than the documented ones
 (CorruptDataError, UnsupportedVersionError, OutputTooLargeError, and ValueError from
-rans_decode on a non-symbols container) is a finding.
+rans_decode on a non-symbols container) is a finding, as is an output of another shape than the
+header declares, or inspect accepting or refusing differently from decompress.
 
     python fuzz/python_fuzz.py -max_total_time=600 fuzz/work/python fuzz/corpus/decompress
 """
@@ -32,16 +33,19 @@ def one_input(data: bytes) -> None:
     h = zlib.adler32(data)
     output = "torch" if h & 2 else "numpy"
     blob = refresh(bytearray(data)) if h & 1 else data
+    failed = None
     try:
         out = splitans.decompress(blob, max_output_bytes=LIMIT, output=output)
-        assert out.shape is not None
-    except ALLOWED:
-        pass
+        assert tuple(out.shape) == tuple(int.from_bytes(blob[24 + 8 * i : 32 + 8 * i], "little") for i in range(blob[22]))
+    except ALLOWED as e:
+        failed = (type(e), str(e))
     try:
         info = splitans.inspect(blob, max_output_bytes=LIMIT)
-        assert info["format_version"] == 1
-    except ALLOWED:
-        pass
+        assert info["format_version"] in (1, 2)
+        assert failed is None, f"inspect accepts what decompress refuses: {failed}"
+    except ALLOWED as e:
+        # inspect refuses exactly what decompress refuses, with the same error.
+        assert failed == (type(e), str(e)), (failed, e)
     try:
         s = splitans.rans_decode(blob, max_output_bytes=LIMIT)
         assert s.ndim == 1 and s.dtype in (np.uint8, np.uint16)

@@ -18,7 +18,8 @@ import subprocess
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parent
-TARGETS = ["container_header", "stream_decode", "freq_table", "csr_section", "decompress", "mutated_blob", "round_trip", "fitted_blob"]
+TARGETS = ["container_header", "stream_decode", "freq_table", "csr_section", "decompress", "mutated_blob", "round_trip",
+           "fitted_blob", "structured", "inspect_agrees"]
 
 
 def run(target: str, seconds: int) -> dict:

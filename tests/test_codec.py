@@ -163,8 +163,10 @@ def test_version_comes_from_cargo():
     import pathlib
     import re
 
+    from strict import need
+
     cargo = pathlib.Path(__file__).resolve().parents[1] / "Cargo.toml"
-    if cargo.exists():
-        version = re.search(r'^version = "([^"]+)"', cargo.read_text(), re.M).group(1)
-        assert splitans.__version__ == version
+    need(cargo.exists(), "the version comparison needs the repository's Cargo.toml")
+    version = re.search(r'^version = "([^"]+)"', cargo.read_text(), re.M).group(1)
+    assert splitans.__version__ == version
     assert re.fullmatch(r"\d+\.\d+\.\d+.*", splitans.__version__)

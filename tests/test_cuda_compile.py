@@ -24,6 +24,7 @@ from typing import List, Tuple
 import pytest
 
 from splitans import gpu
+from strict import need
 
 CUDA_DIR = pathlib.Path(__file__).resolve().parents[1] / "python" / "splitans" / "cuda"
 ARCHS = ("compute_80", "compute_90")
@@ -115,7 +116,7 @@ def _text(b: bytes) -> str:
 def nvrtc() -> Nvrtc:
     n = Nvrtc()
     if n.backend is None:
-        pytest.skip("NVRTC cannot be loaded (pip install nvidia-cuda-nvrtc, or a CUDA toolkit): " + "; ".join(n.why))
+        need(False, "NVRTC cannot be loaded (pip install nvidia-cuda-nvrtc, or a CUDA toolkit): " + "; ".join(n.why))
     return n
 
 

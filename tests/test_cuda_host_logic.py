@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 import splitans
 from splitans import gpu
 from splitans.gpu import loader, pipelines
+from strict import need, need_module
 from splitans.gpu import rans as gpu_rans
 
 from cuda_host import host_ops
@@ -30,7 +31,7 @@ from cuda_host import host_ops
 @pytest.fixture(scope="module")
 def ops(tmp_path_factory):
     if host_ops.compiler() is None:
-        pytest.skip("g++ not found: the host build of the CUDA kernels needs a C++17 compiler")
+        need(False, "g++ not found: the host build of the CUDA kernels needs a C++17 compiler (apt-get install g++)")
     return host_ops.HostOps(host_ops.build(tmp_path_factory.mktemp("cuda_host")))
 
 
@@ -364,7 +365,7 @@ def test_float16_and_float64_inputs(ops, dtype):
 
 
 def test_torch_bfloat16_input(ops):
-    torch = pytest.importorskip("torch")
+    torch = need_module("torch")
     t = torch.from_numpy(feature("relu")).to(torch.bfloat16)
     cpu = splitans.compress(t, bits=8)
     assert gpu.compress_gpu(t, bits=8, _ops_=ops) == cpu
@@ -647,6 +648,26 @@ def test_cupy_ops_corrupt_input(cupy_ops):
         same_outcome(
             outcome(lambda: splitans.decompress(data)), outcome(lambda: gpu.decompress_gpu(data, _ops_=cupy_ops))
         )
+
+
+def test_cupy_ops_half_outputs_saturate_like_the_cpu(cupy_ops):
+    # Grid points past 65504 (a float16 input at the range end, 2 to 11 bits) and the whole
+    # float32 range: the GPU path gives the CPU path's values, finite, bit for bit.
+    x16 = np.array([-65504, -1000.5, 0, 3, 65504], np.float16)
+    big = np.array([-3.4028235e38, -1e38, 0, 2.5e38, 3.4028235e38], np.float32)
+    for x in (x16, big):
+        for bits in (2, 5, 7, 9, 10, 11, 16):
+            cpu = splitans.compress(x, bits=bits)
+            assert gpu.compress_gpu(x, bits=bits, _ops_=cupy_ops) == cpu
+            a = splitans.decompress(cpu)
+            b = gpu.decompress_gpu(cpu, _ops_=cupy_ops)
+            assert np.isfinite(a).all() and a.dtype == b.dtype
+            assert np.array_equal(a.view(np.uint8), b.view(np.uint8)), (bits, a, b)
+    # Expectations are checked by the GPU path too, before the device sees the container.
+    with pytest.raises(ValueError, match="not the expected"):
+        gpu.decompress_gpu(splitans.compress(x16, bits=4), expect_shape=(6,), _ops_=cupy_ops)
+    with pytest.raises(ValueError, match="holds float16, not the expected float32"):
+        gpu.decompress_gpu(splitans.compress(x16, bits=4), expect_dtype="float32", _ops_=cupy_ops)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -3,12 +3,12 @@
 import subprocess
 import sys
 
-import pytest
+from strict import need_module
 
 
 def test_demo_runs_and_keeps_the_predictions():
-    pytest.importorskip("efficientnet_lite_pytorch")
-    pytest.importorskip("sklearn")
+    need_module("efficientnet_lite_pytorch", "pip install '.[demo]'")
+    need_module("sklearn", "pip install scikit-learn")
     out = subprocess.run(
         [sys.executable, "-m", "splitans", "demo", "--bits", "4"], capture_output=True, text=True, timeout=300
     )

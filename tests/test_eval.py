@@ -4,10 +4,12 @@ import csv
 
 import pytest
 
+from strict import need_module
+
 
 def test_eval_subset_writes_reports(tmp_path):
-    pytest.importorskip("efficientnet_lite_pytorch")
-    pytest.importorskip("sklearn")
+    need_module("efficientnet_lite_pytorch", "pip install '.[eval]'")
+    need_module("sklearn", "pip install scikit-learn")
     from splitans.eval import evaluate
 
     rows = evaluate.evaluate(points=["block3.expand"], bits_list=[8, 2], augment=1, limit=2)

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from strict import need_module
+
 PKG = pathlib.Path(__file__).resolve().parents[1] / "python" / "splitans"
 
 
@@ -88,7 +90,7 @@ def test_import_loads_no_torch_no_gpu_no_eval():
 
 
 def test_eval_imports_with_its_extra():
-    pytest.importorskip("torch")
+    need_module("torch")
     code = "import splitans.eval.report, splitans.eval.evaluate, splitans.eval.train, splitans.eval.fmnist, splitans.eval.models"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

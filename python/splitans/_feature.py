@@ -39,7 +39,8 @@ def to_float32(x: Any) -> Tuple[np.ndarray, str]:
     name = a.dtype.name
     if name not in FLOAT_DTYPES:
         raise TypeError(f"expected a float array, got {a.dtype}")
-    a = a.astype(np.float32, copy=False)
+    with np.errstate(over="ignore"):  # float64 beyond float32 becomes ±inf: handled in _prepare
+        a = a.astype(np.float32, copy=False)
     return (a if a.flags.c_contiguous else a.copy(order="C")), name
 
 
@@ -75,16 +76,21 @@ def _clip_ranges(a: np.ndarray, clip: ClipArg, axis: Optional[int], nonfinite: s
     raise ValueError(f"clip must be (low, high), a list of per-channel (low, high), or Percentile(low, high); got {clip!r}")
 
 
-def _params(scale: Any, zero_point: Any) -> Tuple[Optional[list], Optional[list]]:
+def _params(scale: Any, zero_point: Any, bits: int) -> Tuple[Optional[list], Optional[list]]:
     if scale is None and zero_point is None:
         return None, None
     if scale is None or zero_point is None:
         raise ValueError("scale= and zero_point= go together")
-    s = np.atleast_1d(np.asarray(scale, dtype=np.float32)).ravel().tolist()
+    with np.errstate(over="ignore"):  # a scale beyond float32 becomes inf, refused by the codec
+        s = np.atleast_1d(np.asarray(scale, dtype=np.float32)).ravel().tolist()
     z = np.atleast_1d(np.asarray(zero_point)).ravel()
-    if not np.issubdtype(z.dtype, np.integer):
-        raise TypeError("zero_point must be integer")
-    return s, z.astype(np.int64).tolist()
+    if z.dtype == object or not np.issubdtype(z.dtype, np.integer) or z.dtype == np.bool_:
+        raise TypeError(f"zero_point must be an integer or integers, got {zero_point!r}")
+    levels = (1 << bits) - 1
+    bad = [int(v) for v in z.tolist() if not 0 <= int(v) <= levels]
+    if bad:
+        raise ValueError(f"zero_point {bad[0]} is out of range for {bits} bits: it must be in 0..{levels}")
+    return s, [int(v) for v in z.tolist()]
 
 
 def _axis(axis: Optional[int], ndim: int) -> Optional[int]:
@@ -102,13 +108,30 @@ def _check_bits(bits: Any) -> int:
 
 
 def _check_reshape(reshape: Any) -> Any:
-    if isinstance(reshape, (int, np.integer)) and not isinstance(reshape, bool):
-        if reshape < 1:
-            raise ValueError(f"reshape must be a positive row count, 'model' or 'search', got {reshape}")
+    if isinstance(reshape, (int, np.integer)) and not isinstance(reshape, (bool, np.bool_)):
+        if not 1 <= reshape < 1 << 63:
+            raise ValueError(
+                f"reshape must be a positive row count that divides the element count, 'model' or 'search', got {reshape}"
+            )
         return int(reshape)
     if reshape in ("model", "search"):
         return reshape
     raise ValueError(f"reshape must be a positive row count, 'model' or 'search', got {reshape!r}")
+
+
+def _beyond_float32(x: Any, a: np.ndarray) -> Optional[int]:
+    """Flat index of the first finite value of float64 input `x` that float32 `a` holds as an
+    infinity (its magnitude is beyond the float32 range), if any."""
+    if type(x).__module__.startswith("torch"):
+        if x.dtype.is_floating_point and x.element_size() == 8:
+            x = x.detach().numpy()
+        else:
+            return None
+    x = np.asarray(x)
+    if x.dtype != np.float64 or np.isfinite(a).all():
+        return None
+    over = np.flatnonzero(np.isinf(a).ravel() & np.isfinite(x).ravel())
+    return int(over[0]) if over.size else None
 
 
 def _prepare(x, bits, axis, scale, zero_point, clip, nonfinite):
@@ -117,6 +140,14 @@ def _prepare(x, bits, axis, scale, zero_point, clip, nonfinite):
     axis = _axis(axis, a.ndim)
     if nonfinite not in ("error", "clamp"):
         raise ValueError(f"nonfinite must be 'error' or 'clamp', got {nonfinite!r}")
+    if nonfinite == "error" and dtype == "float64":
+        i = _beyond_float32(x, a)
+        if i is not None:
+            v = np.asarray(x.detach().numpy() if type(x).__module__.startswith("torch") else x).ravel()[i]
+            raise ValueError(
+                f"input holds {float(v)!r} at flat index {i}, beyond the float32 range (about ±3.4e38) in which the codec "
+                "quantizes: scale or clip it first, or pass nonfinite='clamp' to clamp it to the range end like an infinity"
+            )
     if clip is not None and scale is not None:
         raise ValueError("pass clip= or scale=/zero_point=, not both")
     if nonfinite == "error" and clip is not None and not np.isfinite(a).all():
@@ -124,7 +155,7 @@ def _prepare(x, bits, axis, scale, zero_point, clip, nonfinite):
         bad = int(np.flatnonzero(~np.isfinite(a.ravel()))[0])
         raise ValueError(f"input holds NaN or infinity (first at flat index {bad}); pass nonfinite='clamp'")
     ranges = _clip_ranges(a, clip, axis, nonfinite)
-    s, z = _params(scale, zero_point)
+    s, z = _params(scale, zero_point, bits)
     if a.size == 0:
         # An empty tensor has no channels to parameterize: it is written per tensor.
         axis = None

@@ -17,6 +17,7 @@
 //! then per stream: u64 byte length, stream bytes
 //! ```
 
+use crate::buffer::{self, Pod};
 use crate::bytes::{put_u16, put_u64, Reader};
 use crate::error::{corrupt, CodecError, Result};
 use crate::rans::Symbol;
@@ -192,7 +193,7 @@ impl ElemType {
 }
 
 /// An integer element type that the container stores.
-pub trait Element: Copy + Default + Send + Sync + 'static {
+pub trait Element: Pod + Default {
     const DTYPE: DType;
     fn to_bits(self) -> u64;
     fn from_bits(v: u64) -> Self;
@@ -235,10 +236,14 @@ element!(u64, DType::U64);
 element!(i64, DType::I64);
 
 /// The size bound `compress` guarantees for an array of `n` elements of `dtype` with `ndim`
-/// dimensions: each plane falls back to a raw stream when coding would not pay.
-pub fn max_compressed_size(n: usize, dtype: DType, ndim: usize) -> usize {
+/// dimensions: each plane falls back to a raw stream when coding would not pay. `None` when the
+/// bound does not fit a `usize` (no such array fits in memory either).
+pub fn max_compressed_size(n: usize, dtype: DType, ndim: usize) -> Option<usize> {
     let symbol_bytes = dtype.itemsize().min(2);
-    FIXED_HEADER_BYTES + 8 * ndim + dtype.planes() * (8 + stream::max_encoded_len(n, symbol_bytes))
+    stream::max_encoded_len(n, symbol_bytes)?
+        .checked_add(8)?
+        .checked_mul(dtype.planes())?
+        .checked_add(ndim.checked_mul(8)?.checked_add(FIXED_HEADER_BYTES)?)
 }
 
 fn checksum(blob: &[u8]) -> u32 {
@@ -388,6 +393,9 @@ pub struct Header {
 /// Checks magic, version, length and checksum, then parses the header. Nothing of the payload
 /// is trusted before the checksum matches.
 pub fn read_header(blob: &[u8]) -> Result<Header> {
+    if blob.is_empty() {
+        return Err(corrupt!("empty input: a container is at least 24 bytes"));
+    }
     if blob.len() < 4 || blob[..4] != MAGIC {
         return Err(corrupt!("not a splitans container (bad magic bytes)"));
     }
@@ -511,8 +519,8 @@ pub fn records<'a>(blob: &'a [u8], h: &Header, count: usize) -> Result<Vec<&'a [
     let mut out = Vec::with_capacity(count);
     for _ in 0..count {
         let len = r.u64("record length")?;
-        let len = usize::try_from(len).map_err(|_| corrupt!("record length {len} too large"))?;
-        out.push(r.take(len, "record")?);
+        // A length past the address space is as truncated as any other past the end.
+        out.push(r.take(usize::try_from(len).unwrap_or(usize::MAX), "record")?);
     }
     if r.remaining() != 0 {
         return Err(corrupt!("{} bytes after the last stream", r.remaining()));
@@ -556,8 +564,17 @@ pub fn streams<'a>(blob: &'a [u8], h: &Header) -> Result<Vec<StreamView<'a>>> {
         .collect()
 }
 
-/// Decodes a container into elements of type `T`, which must be the container's dtype.
-pub fn decompress_as<T: Element>(blob: &[u8], h: &Header, threads: usize) -> Result<Vec<T>> {
+/// Decodes a container into elements of type `T`, which must be the container's dtype. The
+/// header is validated and checked against `max_output_bytes` by the caller
+/// (`check_output_size`); this parses every stream, checks the working buffers too
+/// (`check_working_size`), and decodes into one output buffer: 8- and 16-bit dtypes directly,
+/// wider ones plane by plane, a block at a time.
+pub fn decompress_as<T: Element>(
+    blob: &[u8],
+    h: &Header,
+    max_output_bytes: u64,
+    threads: usize,
+) -> Result<Vec<T>> {
     let dtype = h.int_dtype()?;
     if T::DTYPE != dtype {
         return Err(CodecError::InvalidArgument(format!(
@@ -567,30 +584,55 @@ pub fn decompress_as<T: Element>(blob: &[u8], h: &Header, threads: usize) -> Res
         )));
     }
     let views = streams(blob, h)?;
-    if dtype.itemsize() == 1 {
-        let mut bytes = vec![0u8; h.count];
-        stream::decode_into(&views[0], &mut bytes, threads)?;
-        return Ok(bytes
-            .into_iter()
-            .map(|b| T::from_bits(u64::from(b)))
-            .collect());
-    }
-    let mut out = vec![T::default(); h.count];
-    let mut plane = vec![0u16; h.count];
-    for (k, view) in views.iter().enumerate() {
-        stream::decode_into(view, &mut plane, threads)?;
-        let shift = 16 * k;
-        if k == 0 {
-            for (o, &p) in out.iter_mut().zip(&plane) {
-                *o = T::from_bits(u64::from(p));
-            }
-        } else {
-            for (o, &p) in out.iter_mut().zip(&plane) {
-                *o = T::from_bits(o.to_bits() | (u64::from(p) << shift));
+    check_working_size(h, views.iter(), max_output_bytes)?;
+    let mut out = buffer::zeroed::<T>(h.count)?;
+    match dtype.itemsize() {
+        1 => stream::decode_into(&views[0], buffer::bytes_mut(&mut out), threads)?,
+        2 => {
+            let symbols = buffer::cast_mut::<u16>(buffer::bytes_mut(&mut out))
+                .expect("16-bit elements are u16 symbols");
+            stream::decode_into(&views[0], symbols, threads)?
+        }
+        _ => {
+            for (k, view) in views.iter().enumerate() {
+                let shift = 16 * k;
+                stream::for_each_block::<u16>(view, threads, |first, plane| {
+                    for (o, &p) in out[first..first + plane.len()].iter_mut().zip(plane) {
+                        *o = T::from_bits(o.to_bits() | (u64::from(p) << shift));
+                    }
+                    Ok(())
+                })?;
             }
         }
     }
     Ok(out)
+}
+
+/// What decoding holds beyond the output must fit the cap too: the output plus the bytes of
+/// streams whose chunks are too large to decode in blocks (`stream::oversized_block_bytes`:
+/// only chunks of more than 2^21 symbols). Checked after the streams are parsed, before the
+/// output is allocated; `decompress` and `inspect` apply it alike.
+pub fn check_working_size<'v, 'a: 'v>(
+    h: &Header,
+    views: impl Iterator<Item = &'v StreamView<'a>>,
+    max_output_bytes: u64,
+) -> Result<()> {
+    let extra = views.fold(0u64, |a, v| {
+        a.saturating_add(stream::oversized_block_bytes(v))
+    });
+    if extra == 0 {
+        return Ok(());
+    }
+    let needed = (h.count as u64)
+        .saturating_mul(h.elem.decoded_itemsize() as u64)
+        .saturating_add(extra);
+    if needed > max_output_bytes {
+        return Err(CodecError::OutputTooLarge {
+            needed,
+            limit: max_output_bytes,
+        });
+    }
+    Ok(())
 }
 
 /// Checks the decoded size against `max_output_bytes` before anything is allocated for it.
@@ -640,16 +682,13 @@ pub fn symbol_stats(counts: &[u64]) -> (usize, usize, f64) {
     )
 }
 
-/// Describes one parsed stream; decodes it to measure the entropy of its symbols.
-pub fn stream_info(v: &StreamView<'_>) -> Result<StreamInfo> {
+/// Describes one parsed stream; decodes it block by block to measure the entropy of its
+/// symbols.
+pub fn stream_info(v: &StreamView<'_>, threads: usize) -> Result<StreamInfo> {
     let counts = if v.symbol_bytes == 1 {
-        let mut s = vec![0u8; v.n];
-        stream::decode_into(v, &mut s, 0)?;
-        u8::histogram(&s)
+        stream::histogram::<u8>(v, threads)?
     } else {
-        let mut s = vec![0u16; v.n];
-        stream::decode_into(v, &mut s, 0)?;
-        u16::histogram(&s)
+        stream::histogram::<u16>(v, threads)?
     };
     let (distinct_symbols, alphabet_size, entropy_bound_bytes) = symbol_stats(&counts);
     Ok(StreamInfo {
@@ -666,13 +705,24 @@ pub fn stream_info(v: &StreamView<'_>) -> Result<StreamInfo> {
     })
 }
 
+/// Describes every stream of an integer container whose header is validated and checked
+/// against the cap. Checks what `decompress_as` checks, in the same order, without holding the
+/// array (the streams are decoded block by block into histograms).
+pub fn inspect_streams(
+    blob: &[u8],
+    h: &Header,
+    max_output_bytes: u64,
+    threads: usize,
+) -> Result<Vec<StreamInfo>> {
+    let views = streams(blob, h)?;
+    check_working_size(h, views.iter(), max_output_bytes)?;
+    views.iter().map(|v| stream_info(v, threads)).collect()
+}
+
 /// Describes every stream of a valid integer container; decodes them to measure their entropy.
 pub fn inspect(blob: &[u8], max_output_bytes: u64) -> Result<(Header, Vec<StreamInfo>)> {
     let h = read_header(blob)?;
     check_output_size(&h, max_output_bytes)?;
-    let infos = streams(blob, &h)?
-        .iter()
-        .map(stream_info)
-        .collect::<Result<Vec<_>>>()?;
+    let infos = inspect_streams(blob, &h, max_output_bytes, 0)?;
     Ok((h, infos))
 }

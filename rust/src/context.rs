@@ -313,9 +313,9 @@ pub fn decode(
             }
             u = base + offset;
         }
-        if u as i32 > l {
-            return Err(corrupt!("a code exceeds the {bits}-bit range"));
-        }
+        // Every token covers codes <= l (FORMAT.md 6.11 Tokens; `buckets_cover_every_code_once`),
+        // so a decoded value needs no range check.
+        debug_assert!(u as i32 <= l);
         // `out` holds folded values while decoding (the contexts read them), codes at the end.
         out[i] = u as u8;
     }
@@ -334,6 +334,23 @@ pub fn decode(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_token_decodes_past_the_code_range() {
+        // Why `decode` needs no range check: the largest value of every token is <= l.
+        for bits in 1..=MAX_BITS {
+            let l = (1u32 << bits) - 1;
+            for t in 0..tokens_for(bits) {
+                let top = if bits <= DIRECT_BITS {
+                    t as u32
+                } else {
+                    let (base, extra) = bucket_start(t);
+                    base + (1 << extra) - 1
+                };
+                assert!(top <= l, "bits {bits} token {t}: {top}");
+            }
+        }
+    }
 
     #[test]
     fn buckets_cover_every_code_once() {

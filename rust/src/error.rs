@@ -12,6 +12,9 @@ pub enum CodecError {
     OutputTooLarge { needed: u64, limit: u64 },
     /// The caller asked for something the codec cannot do (bad option, bad dtype, too large).
     InvalidArgument(String),
+    /// The allocator refused a buffer of this many bytes (the caller lifted or raised the output
+    /// cap beyond what the machine can hold). Never an abort.
+    OutOfMemory { bytes: u64 },
 }
 
 pub type Result<T> = std::result::Result<T, CodecError>;
@@ -29,6 +32,11 @@ impl fmt::Display for CodecError {
                 "decoded output would be {needed} bytes, over max_output_bytes={limit}"
             ),
             CodecError::InvalidArgument(msg) => write!(f, "{msg}"),
+            CodecError::OutOfMemory { bytes } => write!(
+                f,
+                "could not allocate {bytes} bytes for the decoded data; pass a max_output_bytes \
+                 this machine can hold (or expect_shape=) to refuse such input before allocating"
+            ),
         }
     }
 }

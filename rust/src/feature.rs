@@ -13,6 +13,7 @@
 //!   per parameter: f32 scale, i32 zero_point
 //! ```
 
+use crate::buffer::{self, Pod};
 use crate::bytes::{put_u32, put_u64, Reader};
 use crate::container::{self, ElemType, FloatType, Header, Kind, StreamInfo};
 use crate::context::{self, Geometry};
@@ -656,8 +657,11 @@ pub fn read_meta(section: &[u8], h: &Header) -> Result<FeatureMeta> {
     }
     let rows = match mode {
         Mode::Dense | Mode::Context if rows == 0 => 0,
+        // At most one row per element: the row counts are a stream of `rows` symbols that the
+        // output cap does not see, so an empty tensor has no valid CSR form.
         Mode::Csr
             if rows > 0
+                && rows <= h.count as u64
                 && h.count % rows as usize == 0
                 && h.count / rows as usize <= sparse::MAX_COLS =>
         {
@@ -684,189 +688,502 @@ pub fn read_meta(section: &[u8], h: &Header) -> Result<FeatureMeta> {
     })
 }
 
-fn decode_stream<S: Symbol>(view: &stream::StreamView<'_>, threads: usize) -> Result<Vec<S>> {
-    let mut out = vec![S::default(); view.n];
-    stream::decode_into(view, &mut out, threads)?;
-    Ok(out)
+/// The element type a feature decodes to. The codec dequantizes in float32 (FORMAT.md 6.4);
+/// the other outputs are converted from that value as the buffer is filled, so no float32
+/// array is ever held beside them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    F32,
+    /// Exact widening.
+    F64,
+    /// IEEE binary16 bit patterns, saturating: `quant::f16_bits`.
+    F16Bits,
+    /// bfloat16 bit patterns, saturating: `quant::bf16_bits`.
+    BF16Bits,
 }
 
-fn check_levels<C: Code>(q: &[C], bits: u8) -> Result<()> {
-    if bits < 16 && q.iter().any(|c| c.to_i32() > levels(bits)) {
-        return Err(corrupt!("a code exceeds the {bits}-bit range"));
+impl Output {
+    /// Bytes per element of the output.
+    pub fn itemsize(self) -> usize {
+        match self {
+            Output::F32 => 4,
+            Output::F64 => 8,
+            Output::F16Bits | Output::BF16Bits => 2,
+        }
+    }
+}
+
+/// A decoded feature, in the element type that was asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decoded {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    F16Bits(Vec<u16>),
+    BF16Bits(Vec<u16>),
+}
+
+/// A feature container's payload, parsed and checked up to decoding (FORMAT.md 6.6 steps 1–3).
+pub struct Parsed<'a> {
+    pub meta: FeatureMeta,
+    body: Body<'a>,
+}
+
+/// The three streams of a CSR container.
+struct CsrViews<'a> {
+    counts: stream::StreamView<'a>,
+    cols: stream::StreamView<'a>,
+    values: stream::StreamView<'a>,
+}
+
+enum Body<'a> {
+    Dense(stream::StreamView<'a>),
+    Csr(Box<CsrViews<'a>>),
+    /// The context body (FORMAT.md 6.11), read by `context::decode`.
+    Context(&'a [u8]),
+}
+
+impl Parsed<'_> {
+    fn views(&self) -> Vec<&stream::StreamView<'_>> {
+        match &self.body {
+            Body::Dense(v) => vec![v],
+            Body::Csr(c) => vec![&c.counts, &c.cols, &c.values],
+            Body::Context(_) => Vec::new(),
+        }
+    }
+}
+
+/// Parses a CSR column-index or value stream: at most `max_n` symbols of `width` bytes filling
+/// its record (its exact count, the sum of the row counts, is checked while decoding).
+fn parse_nonzeros<'a>(
+    record: &'a [u8],
+    i: usize,
+    max_n: usize,
+    width: usize,
+) -> Result<stream::StreamView<'a>> {
+    let mut sr = Reader::new(record);
+    let view = stream::parse(&mut sr, max_n as u64)?;
+    if sr.remaining() != 0 {
+        return Err(corrupt!(
+            "stream {i} ends after {} of its {} bytes",
+            sr.position(),
+            record.len()
+        ));
+    }
+    if view.symbol_bytes != width {
+        return Err(corrupt!(
+            "stream {i} has {}-byte symbols, expected {width}",
+            view.symbol_bytes
+        ));
+    }
+    Ok(view)
+}
+
+/// Reads the records and the feature section, parses the streams, and checks what decoding
+/// will hold against `max_output_bytes` (the header's check, 2.6 step 13, is the caller's):
+/// the output plus `stream::oversized_block_bytes` of every stream.
+pub fn parse<'a>(blob: &'a [u8], h: &Header, max_output_bytes: u64) -> Result<Parsed<'a>> {
+    let records = container::records(blob, h, 1 + h.streams)?;
+    let meta = read_meta(records[0], h)?;
+    let width = if meta.bits <= 8 { 1 } else { 2 };
+    let body = match meta.mode {
+        Mode::Context => Body::Context(records[1]),
+        Mode::Dense => Body::Dense(container::parse_stream(records[1], 0, h.count, width)?),
+        Mode::Csr => {
+            let counts = container::parse_stream(records[1], 0, meta.rows, 2)?;
+            let cols = parse_nonzeros(records[2], 1, h.count, 2)?;
+            let values = parse_nonzeros(records[3], 2, h.count, width)?;
+            if cols.n != values.n {
+                return Err(corrupt!(
+                    "{} column indices but {} values",
+                    cols.n,
+                    values.n
+                ));
+            }
+            Body::Csr(Box::new(CsrViews {
+                counts,
+                cols,
+                values,
+            }))
+        }
+    };
+    let parsed = Parsed { meta, body };
+    let views = parsed.views();
+    container::check_working_size(h, views.iter().copied(), max_output_bytes)?;
+    Ok(parsed)
+}
+
+/// What a CSR walk hands out: every row-count block, and every nonzero with its flat index.
+trait CsrVisitor<C> {
+    fn row_counts(&mut self, counts: &[u16]);
+    fn nonzero(&mut self, index: usize, col: u16, value: C);
+}
+
+/// Decodes the three CSR streams together, block by block, and checks them (FORMAT.md 6.6
+/// steps 3–5): the row counts add up to the number of column indices and values, columns
+/// increase strictly within a row and stay below `M`, values stay within `bits`.
+fn walk_csr<C: Code + Symbol + Pod>(
+    p: &Parsed<'_>,
+    h: &Header,
+    threads: usize,
+    visit: &mut impl CsrVisitor<C>,
+) -> Result<()> {
+    let Body::Csr(csr) = &p.body else {
+        unreachable!("walk_csr takes a CSR container");
+    };
+    let m = h.count / p.meta.rows;
+    let top = if p.meta.bits < 16 {
+        levels(p.meta.bits)
+    } else {
+        i32::MAX
+    };
+    let nnz = csr.cols.n;
+    let mut row_blocks = stream::Blocks::<u16>::new(&csr.counts, threads)?;
+    let mut col_reader = stream::SymbolReader::new(&csr.cols, threads)?;
+    let mut value_reader = stream::SymbolReader::<C>::new(&csr.values, threads)?;
+    let mut row = 0usize;
+    let mut taken = 0usize;
+    while let Some(block) = row_blocks.next_block()? {
+        visit.row_counts(block);
+        for &count in block {
+            let base = row * m;
+            let mut next = 0usize;
+            if count as usize > nnz - taken {
+                return Err(corrupt!(
+                    "row counts add up to more than the {nnz} column indices and values"
+                ));
+            }
+            taken += count as usize;
+            for _ in 0..count {
+                let c = col_reader.read()?;
+                let v = value_reader.read()?;
+                let col = c as usize;
+                if col < next || col >= m {
+                    return Err(corrupt!("column {col} out of order or range in row {row}"));
+                }
+                if v.to_i32() > top {
+                    return Err(corrupt!("a code exceeds the {}-bit range", p.meta.bits));
+                }
+                visit.nonzero(base + col, c, v);
+                next = col + 1;
+            }
+            row += 1;
+        }
+    }
+    if taken != nnz {
+        return Err(corrupt!(
+            "row counts add up to {taken} nonzeros, the column indices and values hold {nnz}"
+        ));
     }
     Ok(())
 }
 
-/// A feature container's streams, parsed (FORMAT.md 6.6 step 3): the dense codes, or the CSR
-/// row counts, column indices and values. CSR row counts are decoded here, since their sum is
-/// the length of the other two streams.
-struct Streams<'a> {
-    views: Vec<stream::StreamView<'a>>,
-    row_counts: Vec<u16>,
-}
+/// Writes decoded nonzeros into the codes, which hold every element's zero point.
+struct Scatter<'c, C>(&'c mut [C]);
 
-fn parse_streams<'a>(
-    records: &[&'a [u8]],
-    h: &Header,
-    meta: &FeatureMeta,
-    threads: usize,
-) -> Result<Streams<'a>> {
-    let width = if meta.bits <= 8 { 1 } else { 2 };
-    match meta.mode {
-        // Not a section-3 stream: `decode_context` reads the body.
-        Mode::Context => Ok(Streams {
-            views: Vec::new(),
-            row_counts: Vec::new(),
-        }),
-        Mode::Dense => Ok(Streams {
-            views: vec![container::parse_stream(records[1], 0, h.count, width)?],
-            row_counts: Vec::new(),
-        }),
-        Mode::Csr => {
-            let counts_view = container::parse_stream(records[1], 0, meta.rows, 2)?;
-            let row_counts: Vec<u16> = decode_stream(&counts_view, threads)?;
-            let nnz: usize = row_counts.iter().map(|&c| c as usize).sum();
-            if nnz > h.count {
-                return Err(corrupt!("{nnz} nonzeros in {} elements", h.count));
-            }
-            let cols = container::parse_stream(records[2], 1, nnz, 2)?;
-            let values = container::parse_stream(records[3], 2, nnz, width)?;
-            Ok(Streams {
-                views: vec![counts_view, cols, values],
-                row_counts,
-            })
-        }
+impl<C: Copy> CsrVisitor<C> for Scatter<'_, C> {
+    fn row_counts(&mut self, _: &[u16]) {}
+    #[inline(always)]
+    fn nonzero(&mut self, index: usize, _: u16, value: C) {
+        self.0[index] = value;
     }
 }
 
-fn decode_codes<C: Code + Symbol>(
-    records: &[&[u8]],
+/// Histograms of the three CSR streams.
+struct CsrHistograms {
+    counts: Vec<u64>,
+    cols: Vec<u64>,
+    values: Vec<u64>,
+}
+
+impl<C: Symbol> CsrVisitor<C> for CsrHistograms {
+    fn row_counts(&mut self, counts: &[u16]) {
+        for (h, n) in self.counts.iter_mut().zip(u16::histogram(counts)) {
+            *h += n;
+        }
+    }
+    #[inline(always)]
+    fn nonzero(&mut self, _: usize, col: u16, value: C) {
+        self.cols[col as usize] += 1;
+        self.values[value.index()] += 1;
+    }
+}
+
+/// Decodes the codes of every element into `codes` (`h.count` long): dense, CSR (scattered over
+/// the channels' zero points) or context. Dense codes are not checked against `bits` here (the
+/// dequantization does it, after every chunk decoded).
+fn decode_codes<C: Code + Symbol + Pod>(
+    p: &Parsed<'_>,
     h: &Header,
+    threads: usize,
+    codes: &mut [C],
+    stages: &mut Stages,
+) -> Result<()> {
+    let mut clock = Clock::start();
+    match &p.body {
+        Body::Dense(view) => {
+            stream::decode_into(view, codes, threads)?;
+            stages.entropy += clock.lap();
+        }
+        Body::Context(body) => {
+            let zps: Vec<i32> = p.meta.params.iter().map(|a| a.zero_point).collect();
+            let codes = C::as_u8s_mut(codes).expect("context codes are bytes");
+            context::decode(
+                body,
+                &zps,
+                p.meta.channels,
+                Geometry::of(&h.shape),
+                p.meta.bits,
+                codes,
+            )?;
+            stages.entropy += clock.lap();
+        }
+        Body::Csr(_) => {
+            for_each_channel_run(codes.len(), p.meta.channels, 0, codes.len(), |a, b, c| {
+                codes[a..b].fill(C::from_i32(p.meta.params[c].zero_point))
+            });
+            walk_csr(p, h, threads, &mut Scatter(codes))?;
+            // The streams are decoded block by block as the scatter consumes them.
+            stages.sparse += clock.lap();
+        }
+    }
+    Ok(())
+}
+
+/// Calls `f(start, end, channel)` for the runs of `[from, to)` that lie in one channel.
+#[inline]
+fn for_each_channel_run(
+    n: usize,
+    ch: Channels,
+    from: usize,
+    to: usize,
+    mut f: impl FnMut(usize, usize, usize),
+) {
+    debug_assert!(to <= n);
+    if ch.channels == 1 {
+        if from < to {
+            f(from, to, 0);
+        }
+        return;
+    }
+    let inner = ch.inner.max(1);
+    let mut a = from;
+    while a < to {
+        let b = ((a / inner + 1) * inner).min(to);
+        f(a, b, (a / inner) % ch.channels);
+        a = b;
+    }
+}
+
+/// Elements dequantized per pass of `dequantize_in_place`.
+const DEQUANT_BLOCK: usize = 1 << 14;
+
+/// Dequantizes the codes held in the tail of `out`'s bytes (`buffer::tail_mut`) into `out`, in
+/// place, front to back: a block of codes is copied out before its elements are written, and an
+/// element's bytes end at or before the code of any later element. With `check`, a code above
+/// `bits` is Corrupt.
+fn dequantize_in_place<O: Pod, C: Code + Pod>(
+    out: &mut [O],
     meta: &FeatureMeta,
+    check: bool,
+    conv: impl Fn(f32) -> O,
+) -> Result<()> {
+    let n = out.len();
+    let top = levels(meta.bits);
+    let check = check && meta.bits < 16;
+    let mut codes = [C::default(); DEQUANT_BLOCK];
+    let mut start = 0;
+    while start < n {
+        let end = (start + DEQUANT_BLOCK).min(n);
+        let block = &mut codes[..end - start];
+        block.copy_from_slice(&buffer::tail_mut::<O, C>(out)[start..end]);
+        if check && block.iter().fold(0, |m, c| m.max(c.to_i32())) > top {
+            return Err(corrupt!("a code exceeds the {}-bit range", meta.bits));
+        }
+        for_each_channel_run(n, meta.channels, start, end, |a, b, c| {
+            let Affine { scale, zero_point } = meta.params[c];
+            for (o, &q) in out[a..b].iter_mut().zip(&block[a - start..b - start]) {
+                *o = conv((q.to_i32() - zero_point) as f32 * scale);
+            }
+        });
+        start = end;
+    }
+    Ok(())
+}
+
+fn decode_as<O: Pod, C: Code + Symbol + Pod>(
+    p: &Parsed<'_>,
+    h: &Header,
     threads: usize,
     stages: &mut Stages,
-) -> Result<Vec<C>> {
+    conv: impl Fn(f32) -> O,
+) -> Result<Vec<O>> {
+    let mut out = buffer::zeroed::<O>(h.count)?;
+    decode_codes::<C>(p, h, threads, buffer::tail_mut::<O, C>(&mut out), stages)?;
     let mut clock = Clock::start();
-    if meta.mode == Mode::Context {
-        let q = decode_context(records[1], h, meta)?;
-        stages.entropy += clock.lap();
-        return Ok(q.into_iter().map(|v| C::from_i32(v as i32)).collect());
-    }
-    let streams = parse_streams(records, h, meta, threads)?;
-    match meta.mode {
-        Mode::Context => unreachable!("handled above"),
-        Mode::Dense => {
-            let q: Vec<C> = decode_stream(&streams.views[0], threads)?;
-            check_levels(&q, meta.bits)?;
-            stages.entropy += clock.lap();
-            Ok(q)
-        }
-        Mode::Csr => {
-            let cols: Vec<u16> = decode_stream(&streams.views[1], threads)?;
-            let values: Vec<C> = decode_stream(&streams.views[2], threads)?;
-            check_levels(&values, meta.bits)?;
-            stages.entropy += clock.lap();
-            let mut q = vec![C::default(); h.count];
-            for (block, run) in q.chunks_mut(meta.channels.inner.max(1)).enumerate() {
-                let z = C::from_i32(meta.params[block % meta.channels.channels].zero_point);
-                run.fill(z);
-            }
-            sparse::scatter(&streams.row_counts, &cols, &values, &mut q)?;
-            stages.sparse += clock.lap();
-            Ok(q)
-        }
-    }
+    dequantize_in_place::<O, C>(&mut out, &p.meta, matches!(p.body, Body::Dense(_)), conv)?;
+    stages.quantize += clock.lap();
+    Ok(out)
 }
 
-/// The codes of a mode-2 record (FORMAT.md 6.11).
-fn decode_context(body: &[u8], h: &Header, meta: &FeatureMeta) -> Result<Vec<u8>> {
-    let zps: Vec<i32> = meta.params.iter().map(|a| a.zero_point).collect();
-    let mut q = vec![0u8; h.count];
-    context::decode(
-        body,
-        &zps,
-        meta.channels,
-        Geometry::of(&h.shape),
-        meta.bits,
-        &mut q,
-    )?;
-    Ok(q)
+fn decode_output<C: Code + Symbol + Pod>(
+    p: &Parsed<'_>,
+    h: &Header,
+    threads: usize,
+    output: Output,
+    stages: &mut Stages,
+) -> Result<Decoded> {
+    Ok(match output {
+        Output::F32 => Decoded::F32(decode_as::<f32, C>(p, h, threads, stages, |x| x)?),
+        Output::F64 => Decoded::F64(decode_as::<f64, C>(p, h, threads, stages, f64::from)?),
+        Output::F16Bits => {
+            Decoded::F16Bits(decode_as::<u16, C>(p, h, threads, stages, quant::f16_bits)?)
+        }
+        Output::BF16Bits => Decoded::BF16Bits(decode_as::<u16, C>(
+            p,
+            h,
+            threads,
+            stages,
+            quant::bf16_bits,
+        )?),
+    })
+}
+
+/// Decodes a feature container whose header is validated (and checked against the cap) into
+/// `output`, adding the seconds of each stage to `stages`. It holds the output and a few small
+/// buffers (2 MiB per CSR stream): the codes are decoded into the output's own bytes and
+/// dequantized in place, and the CSR streams are decoded block by block as they are scattered.
+pub fn decompress_to(
+    blob: &[u8],
+    h: &Header,
+    max_output_bytes: u64,
+    threads: usize,
+    output: Output,
+    stages: &mut Stages,
+) -> Result<(FeatureMeta, Decoded)> {
+    let mut clock = Clock::start();
+    let p = parse(blob, h, max_output_bytes)?;
+    stages.container += clock.lap();
+    let out = if p.meta.bits <= 8 {
+        decode_output::<u8>(&p, h, threads, output, stages)?
+    } else {
+        decode_output::<u16>(&p, h, threads, output, stages)?
+    };
+    Ok((p.meta, out))
 }
 
 /// Decodes a feature container whose header is validated: the dequantized float32 values.
-pub fn decompress(blob: &[u8], h: &Header, threads: usize) -> Result<(FeatureMeta, Vec<f32>)> {
-    decompress_staged(blob, h, threads, &mut Stages::default())
-}
-
-/// `decompress`, adding the seconds of each stage to `stages`.
-pub fn decompress_staged(
+pub fn decompress(
     blob: &[u8],
     h: &Header,
+    max_output_bytes: u64,
     threads: usize,
-    stages: &mut Stages,
 ) -> Result<(FeatureMeta, Vec<f32>)> {
-    let mut clock = Clock::start();
-    let records = container::records(blob, h, 1 + h.streams)?;
-    let meta = read_meta(records[0], h)?;
-    stages.container += clock.lap();
-    let mut out = vec![0f32; h.count];
-    if meta.bits <= 8 {
-        let q: Vec<u8> = decode_codes(&records, h, &meta, threads, stages)?;
-        clock.lap();
-        quant::dequantize(&q, &meta.params, meta.channels, &mut out);
-    } else {
-        let q: Vec<u16> = decode_codes(&records, h, &meta, threads, stages)?;
-        clock.lap();
-        quant::dequantize(&q, &meta.params, meta.channels, &mut out);
-    }
-    stages.quantize += clock.lap();
-    Ok((meta, out))
+    let (meta, out) = decompress_to(
+        blob,
+        h,
+        max_output_bytes,
+        threads,
+        Output::F32,
+        &mut Stages::default(),
+    )?;
+    let Decoded::F32(values) = out else {
+        unreachable!("asked for float32");
+    };
+    Ok((meta, values))
 }
 
-/// The quantized codes of a feature container (what the GPU path and the tests compare).
-pub fn decode_codes_u16(
+fn stream_info_of(v: &stream::StreamView<'_>, counts: &[u64], mode: &'static str) -> StreamInfo {
+    let (distinct_symbols, alphabet_size, entropy_bound_bytes) = container::symbol_stats(counts);
+    StreamInfo {
+        mode,
+        symbols: v.n,
+        symbol_bytes: v.symbol_bytes,
+        distinct_symbols,
+        alphabet_size,
+        precision_bits: v.table().map_or(0, |t| t.precision_bits),
+        lanes: v.lanes(),
+        chunk_symbols: v.chunk_symbols(),
+        compressed_bytes: v.encoded_len,
+        entropy_bound_bytes,
+    }
+}
+
+/// The feature section and the per-stream statistics of a feature container. Checks exactly
+/// what `decompress` checks, in the same order (so both accept the same containers and fail
+/// with the same error), without holding the output: the streams are decoded block by block
+/// into histograms (a context body into one byte per element).
+pub fn inspect(
     blob: &[u8],
     h: &Header,
+    max_output_bytes: u64,
     threads: usize,
-) -> Result<(FeatureMeta, Vec<u16>)> {
-    let records = container::records(blob, h, 1 + h.streams)?;
-    let meta = read_meta(records[0], h)?;
-    let q = if meta.bits <= 8 {
-        decode_codes::<u8>(&records, h, &meta, threads, &mut Stages::default())?
-            .into_iter()
-            .map(u16::from)
-            .collect()
-    } else {
-        decode_codes::<u16>(&records, h, &meta, threads, &mut Stages::default())?
+) -> Result<(FeatureMeta, Vec<StreamInfo>)> {
+    let p = parse(blob, h, max_output_bytes)?;
+    let infos = match &p.body {
+        Body::Context(body) => {
+            let zps: Vec<i32> = p.meta.params.iter().map(|a| a.zero_point).collect();
+            let mut q = buffer::zeroed::<u8>(h.count)?;
+            context::decode(
+                body,
+                &zps,
+                p.meta.channels,
+                Geometry::of(&h.shape),
+                p.meta.bits,
+                &mut q,
+            )?;
+            let (distinct_symbols, alphabet_size, bound) =
+                container::symbol_stats(&u8::histogram(&q));
+            vec![StreamInfo {
+                mode: "context",
+                symbols: q.len(),
+                symbol_bytes: 1,
+                distinct_symbols,
+                alphabet_size,
+                precision_bits: context::PROB_BITS as u8,
+                lanes: 1,
+                chunk_symbols: q.len(),
+                compressed_bytes: body.len(),
+                entropy_bound_bytes: bound,
+            }]
+        }
+        Body::Dense(view) => {
+            let counts = if p.meta.bits <= 8 {
+                stream::histogram::<u8>(view, threads)?
+            } else {
+                stream::histogram::<u16>(view, threads)?
+            };
+            // Checked after every chunk decoded, as `decompress` does.
+            if p.meta.bits < 16
+                && counts[levels(p.meta.bits) as usize + 1..]
+                    .iter()
+                    .any(|&c| c > 0)
+            {
+                return Err(corrupt!("a code exceeds the {}-bit range", p.meta.bits));
+            }
+            vec![stream_info_of(view, &counts, view.mode.name())]
+        }
+        Body::Csr(csr) => {
+            let CsrViews {
+                counts,
+                cols,
+                values,
+            } = csr.as_ref();
+            let mut hist = CsrHistograms {
+                counts: vec![0; 1 << 16],
+                cols: vec![0; 1 << 16],
+                values: vec![0; 1 << (8 * values.symbol_bytes)],
+            };
+            if p.meta.bits <= 8 {
+                walk_csr::<u8>(&p, h, threads, &mut hist)?;
+            } else {
+                walk_csr::<u16>(&p, h, threads, &mut hist)?;
+            }
+            vec![
+                stream_info_of(counts, &hist.counts, counts.mode.name()),
+                stream_info_of(cols, &hist.cols, cols.mode.name()),
+                stream_info_of(values, &hist.values, values.mode.name()),
+            ]
+        }
     };
-    Ok((meta, q))
-}
-
-/// The feature section and the per-stream statistics of a feature container.
-pub fn inspect(blob: &[u8], h: &Header) -> Result<(FeatureMeta, Vec<StreamInfo>)> {
-    let records = container::records(blob, h, 1 + h.streams)?;
-    let meta = read_meta(records[0], h)?;
-    if meta.mode == Mode::Context {
-        let q = decode_context(records[1], h, &meta)?;
-        let (distinct_symbols, alphabet_size, bound) = container::symbol_stats(&u8::histogram(&q));
-        let info = StreamInfo {
-            mode: "context",
-            symbols: q.len(),
-            symbol_bytes: 1,
-            distinct_symbols,
-            alphabet_size,
-            precision_bits: context::PROB_BITS as u8,
-            lanes: 1,
-            chunk_symbols: q.len(),
-            compressed_bytes: records[1].len(),
-            entropy_bound_bytes: bound,
-        };
-        return Ok((meta, vec![info]));
-    }
-    let infos = parse_streams(&records, h, &meta, 0)?
-        .views
-        .iter()
-        .map(container::stream_info)
-        .collect::<Result<Vec<_>>>()?;
-    Ok((meta, infos))
+    Ok((p.meta, infos))
 }

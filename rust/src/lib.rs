@@ -4,6 +4,7 @@
 //! frequency tables, [`stream`] frames one coded stream and [`container`] the versioned,
 //! checksummed blob. The Python bindings (feature `python`) are a thin layer in `python/`.
 
+pub mod buffer;
 pub mod bytes;
 pub mod codec;
 pub mod container;
@@ -33,6 +34,6 @@ pub fn decompress<T: Element>(
 ) -> Result<(Header, Vec<T>)> {
     let h = container::read_header(blob)?;
     container::check_output_size(&h, max_output_bytes)?;
-    let data = container::decompress_as(blob, &h, threads)?;
+    let data = container::decompress_as(blob, &h, max_output_bytes, threads)?;
     Ok((h, data))
 }

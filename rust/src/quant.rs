@@ -73,12 +73,32 @@ impl Affine {
         }
         // ... but both ends of the grid must stay finite, or they dequantize to infinity.
         let mut zero_point = (-lo / scale).round_ties_even().clamp(0.0, levels);
+        let ends_finite = |s: f32, z: f32| ((levels - z) * s).is_finite() && (z * s).is_finite();
         for _ in 0..4 {
-            if ((levels - zero_point) * scale).is_finite() && (zero_point * scale).is_finite() {
+            if ends_finite(scale, zero_point) {
                 break;
             }
             scale = scale.next_down();
             zero_point = (-lo / scale).round_ties_even().clamp(0.0, levels);
+        }
+        if !ends_finite(scale, zero_point) {
+            // An end of the range lies within half a step of f32::MAX, where a few ulps cannot
+            // help: keep the step and move the zero point inward until both ends are finite
+            // (the end given up is then short of the range by less than a step), or, for a range
+            // so wide that no zero point can (both ends near f32::MAX), take the widest step
+            // with which one can.
+            let mut m = (f32::MAX / scale).floor().min(levels);
+            while m > 0.0 && !(m * scale).is_finite() {
+                m -= 1.0;
+            }
+            while m < levels && ((m + 1.0) * scale).is_finite() {
+                m += 1.0;
+            }
+            if 2.0 * m < levels {
+                m = (1u32 << (bits - 1)) as f32;
+                scale = f32::MAX / m;
+            }
+            zero_point = (-lo / scale).round_ties_even().clamp(levels - m, m);
         }
         Affine {
             scale,
@@ -197,18 +217,18 @@ pub trait Code: Copy + Default + Send + Sync + 'static {
     fn to_i32(self) -> i32;
     /// The codes as `u8`s when `Self` is `u8` (for the vector passes).
     #[doc(hidden)]
-    fn as_u8s_mut(_codes: &mut [Self]) -> Option<&mut [u8]> {
+    fn codes_u8_mut(_codes: &mut [Self]) -> Option<&mut [u8]> {
         None
     }
     /// The codes as `u16`s when `Self` is `u16`.
     #[doc(hidden)]
-    fn as_u16s_mut(_codes: &mut [Self]) -> Option<&mut [u16]> {
+    fn codes_u16_mut(_codes: &mut [Self]) -> Option<&mut [u16]> {
         None
     }
 }
 
 impl Code for u8 {
-    fn as_u8s_mut(codes: &mut [u8]) -> Option<&mut [u8]> {
+    fn codes_u8_mut(codes: &mut [u8]) -> Option<&mut [u8]> {
         Some(codes)
     }
     #[inline(always)]
@@ -222,7 +242,7 @@ impl Code for u8 {
 }
 
 impl Code for u16 {
-    fn as_u16s_mut(codes: &mut [u16]) -> Option<&mut [u16]> {
+    fn codes_u16_mut(codes: &mut [u16]) -> Option<&mut [u16]> {
         Some(codes)
     }
     #[inline(always)]
@@ -330,7 +350,7 @@ fn quantize_vector<C: Code>(x: &[f32], out: &mut [C], a: Affine, bits: u8, nan: 
         let (s, z) = (a.scale, a.zero_point);
         // SAFETY: AVX2 is available; codes of at most `bits` bits fit the output type.
         unsafe {
-            if let Some(o) = C::as_u8s_mut(out).filter(|_| bits <= 8) {
+            if let Some(o) = C::codes_u8_mut(out).filter(|_| bits <= 8) {
                 if nan {
                     avx2::quantize::<u8, true>(x, o, s, z, levels);
                 } else {
@@ -338,7 +358,7 @@ fn quantize_vector<C: Code>(x: &[f32], out: &mut [C], a: Affine, bits: u8, nan: 
                 }
                 return true;
             }
-            if let Some(o) = C::as_u16s_mut(out) {
+            if let Some(o) = C::codes_u16_mut(out) {
                 if nan {
                     avx2::quantize::<u16, true>(x, o, s, z, levels);
                 } else {
@@ -366,6 +386,48 @@ pub fn dequantize<C: Code>(q: &[C], params: &[Affine], ch: Channels, out: &mut [
             run_fn(run, o, params[block % ch.channels]);
         }
     }
+}
+
+/// The largest finite float16, 65504.
+pub const F16_MAX: f32 = 65504.0;
+/// The largest finite bfloat16 (`0x7F7F`), 3.3895314e38.
+pub const BF16_MAX: f32 = f32::from_bits(0x7f7f_0000);
+
+/// The float16 bit pattern of `x` clamped to `±65504`, rounded to nearest even (subnormals
+/// included): numpy's `astype(float16)` wherever that is finite, and the largest finite value
+/// where the cast would overflow to infinity. A decoded element is never further from a float16
+/// input than before the clamp, since the input itself lies within ±65504.
+#[inline(always)]
+pub fn f16_bits(x: f32) -> u16 {
+    if x.is_nan() {
+        return 0x7e00;
+    }
+    let b = x.clamp(-F16_MAX, F16_MAX).to_bits();
+    let sign = ((b >> 16) & 0x8000) as u16;
+    let a = b & 0x7fff_ffff;
+    let magnitude = if a < 113 << 23 {
+        // Below 2^-14, a subnormal (or zero): adding 0.5 leaves the multiple of 2^-24 nearest to
+        // `a` (ties to even) in the low mantissa bits of the sum.
+        const HALF: u32 = 126 << 23;
+        (f32::from_bits(a) + f32::from_bits(HALF)).to_bits() - HALF
+    } else {
+        // Rebias the exponent (127 -> 15) and round the mantissa from 23 to 10 bits, ties to
+        // even; a carry moves into the exponent as it should.
+        let odd = (a >> 13) & 1;
+        (a - (112 << 23) + 0xfff + odd) >> 13
+    };
+    sign | magnitude as u16
+}
+
+/// The bfloat16 bit pattern of `x` clamped to `±BF16_MAX`, rounded to nearest even (torch's
+/// conversion wherever that is finite).
+#[inline(always)]
+pub fn bf16_bits(x: f32) -> u16 {
+    if x.is_nan() {
+        return 0x7fc0;
+    }
+    let b = x.clamp(-BF16_MAX, BF16_MAX).to_bits();
+    ((b + 0x7fff + ((b >> 16) & 1)) >> 16) as u16
 }
 
 #[cfg(test)]
@@ -398,6 +460,57 @@ mod tests {
                     (v - b).abs() <= a.scale * 0.5 * (1.0 + 1e-5) + 1e-6,
                     "bits {bits}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn grids_over_the_whole_float32_range_keep_finite_ends() {
+        let max = f32::MAX;
+        for (lo, hi) in [
+            (-max, max),
+            (-2.7e38, 2.82e38),
+            (-max, 1.0),
+            (-1.0, max),
+            (-max, 3e38),
+            (-3e38, max),
+            (-1e38, max),
+            (0.0, max),
+            (-max, 0.0),
+        ] {
+            for bits in 1..=16u8 {
+                let levels = ((1u32 << bits) - 1) as f32;
+                let a = Affine::from_range(lo, hi, bits);
+                let z = a.zero_point as f32;
+                assert!(a.scale > 0.0 && a.scale.is_finite(), "{lo} {hi} {bits}");
+                assert!((z * a.scale).is_finite(), "{lo} {hi} {bits}: {a:?}");
+                assert!(
+                    ((levels - z) * a.scale).is_finite(),
+                    "{lo} {hi} {bits}: {a:?}"
+                );
+                // Every input decodes within a step (half a step away from the ends).
+                for v in [lo, hi, lo / 2.0, hi / 2.0, 0.0] {
+                    let mut q = [0u16];
+                    quantize(
+                        &[v],
+                        &[a],
+                        Channels::TENSOR,
+                        bits,
+                        NonFinite::Error,
+                        true,
+                        &mut q,
+                    )
+                    .unwrap();
+                    let mut back = [0f32];
+                    dequantize(&q, &[a], Channels::TENSOR, &mut back);
+                    let err = (f64::from(v) - f64::from(back[0])).abs();
+                    assert!(back[0].is_finite(), "{v} at {bits} bits");
+                    assert!(
+                        err <= f64::from(a.scale) * 1.0001,
+                        "{v} at {bits} bits: {}",
+                        back[0]
+                    );
+                }
             }
         }
     }
@@ -442,6 +555,30 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn half_conversions_round_to_nearest_even_and_saturate() {
+        assert_eq!(f16_bits(0.0), 0);
+        assert_eq!(f16_bits(-0.0), 0x8000);
+        assert_eq!(f16_bits(1.0), 0x3c00);
+        assert_eq!(f16_bits(-2.0), 0xc000);
+        assert_eq!(f16_bits(65504.0), 0x7bff);
+        assert_eq!(f16_bits(65519.0), 0x7bff);
+        assert_eq!(f16_bits(65520.0), 0x7bff); // numpy: inf
+        assert_eq!(f16_bits(-1e30), 0xfbff);
+        assert_eq!(f16_bits(f32::INFINITY), 0x7bff);
+        assert_eq!(f16_bits(2f32.powi(-24)), 1); // the smallest subnormal
+        assert_eq!(f16_bits(2f32.powi(-25)), 0); // a tie: to even, zero
+        assert_eq!(f16_bits(3.0 * 2f32.powi(-25)), 2); // a tie between 1 and 2: to even
+        assert_eq!(f16_bits(2f32.powi(-14)), 0x0400); // the smallest normal
+        assert_eq!(f16_bits(1.0 + 2f32.powi(-11)), 0x3c00); // a tie: to even
+        assert_eq!(f16_bits(1.0 + 3.0 * 2f32.powi(-11)), 0x3c02);
+        assert_eq!(bf16_bits(1.0), 0x3f80);
+        assert_eq!(bf16_bits(f32::MAX), 0x7f7f); // torch: inf
+        assert_eq!(bf16_bits(-f32::MAX), 0xff7f);
+        assert_eq!(bf16_bits(f32::from_bits(0x3f80_8000)), 0x3f80); // a tie: to even
+        assert_eq!(bf16_bits(f32::from_bits(0x3f81_8000)), 0x3f82);
     }
 
     #[test]

@@ -6,7 +6,6 @@
 //! about log2 M bits each). `model_cost` predicts the coded size from the density alone, the
 //! paper's approximate model; `search_cost` measures the exact empirical entropies for one N.
 
-use crate::error::{corrupt, Result};
 use crate::quant::{Channels, Code};
 
 /// Column indices and row counts are 16-bit symbols.
@@ -254,44 +253,6 @@ pub fn build<C: Code>(
     (counts, col_indices, values)
 }
 
-/// Writes the CSR arrays back into `out`, which holds each element's zero point already.
-/// Rejects counts that overrun a row, columns out of range or not increasing within a row.
-pub fn scatter<C: Code>(
-    row_counts: &[u16],
-    col_indices: &[u16],
-    values: &[C],
-    out: &mut [C],
-) -> Result<()> {
-    let rows = row_counts.len();
-    if rows == 0 || out.len() % rows != 0 {
-        return Err(corrupt!("{rows} rows do not divide {} elements", out.len()));
-    }
-    let cols = out.len() / rows;
-    let nnz: usize = row_counts.iter().map(|&c| c as usize).sum();
-    if nnz != col_indices.len() || nnz != values.len() {
-        return Err(corrupt!(
-            "row counts add up to {nnz} nonzeros, streams hold {} and {}",
-            col_indices.len(),
-            values.len()
-        ));
-    }
-    let mut k = 0usize;
-    for (r, &count) in row_counts.iter().enumerate() {
-        let base = r * cols;
-        let mut next = 0usize;
-        for _ in 0..count {
-            let c = col_indices[k] as usize;
-            if c < next || c >= cols {
-                return Err(corrupt!("column {c} out of order or range in row {r}"));
-            }
-            out[base + c] = values[k];
-            next = c + 1;
-            k += 1;
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,20 +285,22 @@ mod tests {
                 row_col_histograms(&pos, q.len(), rows),
                 code_histograms(&q, &[0], Channels::TENSOR, rows)
             );
+            // The decoder's scatter (feature::walk_csr) is tested through containers; here the
+            // arrays are put back by hand.
             let mut out = vec![0u8; q.len()];
-            scatter(&counts, &cols, &values, &mut out).unwrap();
+            let m = q.len() / rows;
+            let mut k = 0;
+            for (r, &c) in counts.iter().enumerate() {
+                for _ in 0..c {
+                    out[r * m + cols[k] as usize] = values[k];
+                    k += 1;
+                }
+            }
+            assert_eq!(k, cols.len());
             assert_eq!(out, q);
             assert!(search_cost(&pos, q.len(), rows) > 0.0);
             assert!(model_cost(q.len(), pos.len(), rows) > 0.0);
         }
-    }
-
-    #[test]
-    fn scatter_rejects_bad_columns() {
-        let mut out = vec![0u8; 8];
-        assert!(scatter(&[2, 0], &[3, 1], &[1, 1], &mut out).is_err());
-        assert!(scatter(&[1, 0], &[4], &[1], &mut out).is_err());
-        assert!(scatter(&[3, 0], &[0, 1], &[1, 1], &mut out).is_err());
     }
 
     #[test]

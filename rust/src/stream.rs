@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use rayon::prelude::*;
 
+use crate::buffer::{zeroed, Pod};
 use crate::bytes::{put_u16, put_u32, put_u64, Reader};
 use crate::error::{corrupt, CodecError, Result};
 use crate::freq::{build_table, cost_fixed, FreqTable, MAX_PRECISION_BITS};
@@ -196,9 +197,12 @@ pub fn lanes_for(n: usize) -> usize {
 }
 
 /// The largest stream `encode` can produce for `n` symbols of `symbol_bytes` bytes: a raw
-/// stream, or a constant one (two bytes of symbol) when that is longer.
-pub fn max_encoded_len(n: usize, symbol_bytes: usize) -> usize {
-    STREAM_HEADER_BYTES + (n * symbol_bytes).max(2)
+/// stream, or a constant one (two bytes of symbol) when that is longer. `None` when that does
+/// not fit a `usize` (no such stream can exist in memory).
+pub fn max_encoded_len(n: usize, symbol_bytes: usize) -> Option<usize> {
+    n.checked_mul(symbol_bytes)?
+        .max(2)
+        .checked_add(STREAM_HEADER_BYTES)
 }
 
 fn write_header(out: &mut Vec<u8>, mode: Mode, symbol_bytes: usize, n: usize) {
@@ -426,7 +430,8 @@ pub fn parse<'a>(r: &mut Reader<'a>, max_symbols: u64) -> Result<StreamView<'a>>
             "stream declares {n64} symbols, more than the {max_symbols} expected"
         ));
     }
-    let n = usize::try_from(n64).map_err(|_| corrupt!("stream symbol count {n64} too large"))?;
+    // Below `max_symbols`, which the callers take from an array's element count: a usize.
+    let n = usize::try_from(n64).unwrap_or(usize::MAX);
     let alphabet = 1u32 << (8 * symbol_bytes);
     let (mode, body) = match mode {
         0 => {
@@ -443,9 +448,7 @@ pub fn parse<'a>(r: &mut Reader<'a>, max_symbols: u64) -> Result<StreamView<'a>>
             (Mode::Constant, Body::Constant(s))
         }
         2 => {
-            let len = n
-                .checked_mul(symbol_bytes)
-                .ok_or_else(|| corrupt!("raw stream size overflows"))?;
+            let len = n.saturating_mul(symbol_bytes);
             (Mode::Raw, Body::Raw(r.take(len, "raw stream")?))
         }
         3 => {
@@ -469,12 +472,7 @@ pub fn parse<'a>(r: &mut Reader<'a>, max_symbols: u64) -> Result<StreamView<'a>>
             let table = FreqTable::read(r, precision_bits, alphabet)?;
             let n_chunks = n.div_ceil(1 << chunk_log2);
             // The directory is read before allocating for it: a lying count fails here.
-            let dir = r.take(
-                n_chunks
-                    .checked_mul(4)
-                    .ok_or_else(|| corrupt!("chunk count overflows"))?,
-                "chunk directory",
-            )?;
+            let dir = r.take(n_chunks.saturating_mul(4), "chunk directory")?;
             let mut chunks = Vec::with_capacity(n_chunks);
             for d in dir.chunks_exact(4) {
                 let words = u32::from_le_bytes([d[0], d[1], d[2], d[3]]) as usize;
@@ -504,16 +502,17 @@ pub fn parse<'a>(r: &mut Reader<'a>, max_symbols: u64) -> Result<StreamView<'a>>
 }
 
 /// Decodes a parsed stream into `out` (`out.len() == view.n`, `S::BYTES == view.symbol_bytes`).
+/// Panics when `out` or `S` do not fit the view (a caller's error: the container parsers check
+/// widths and counts before they call this).
 pub fn decode_into<S: Symbol>(view: &StreamView<'_>, out: &mut [S], threads: usize) -> Result<()> {
-    if S::BYTES != view.symbol_bytes || out.len() != view.n {
-        return Err(corrupt!(
-            "stream holds {} symbols of {} bytes, expected {} of {}",
-            view.n,
-            view.symbol_bytes,
-            out.len(),
-            S::BYTES
-        ));
-    }
+    assert!(
+        S::BYTES == view.symbol_bytes && out.len() == view.n,
+        "decode_into: a stream of {} {}-byte symbols into {} of {} bytes",
+        view.n,
+        view.symbol_bytes,
+        out.len(),
+        S::BYTES
+    );
     match &view.body {
         Body::Empty => Ok(()),
         Body::Constant(s) => {
@@ -721,6 +720,212 @@ pub fn decode_convert<S: Symbol, O: Send>(
     Ok(())
 }
 
+/// Symbols that `Blocks` decodes at a time (whole chunks; one chunk when a chunk is larger).
+/// 2^21 symbols are 2 or 4 MiB: enough chunks of the default sizes (2^16 to 2^18) to keep the
+/// threads busy, small beside any output worth a block.
+pub const BLOCK_SYMBOLS: usize = 1 << 21;
+
+/// The symbols of one block of `view`: its length is `BLOCK_SYMBOLS` rounded to whole chunks (at
+/// least one chunk), or the whole stream when that is shorter.
+fn block_len(view: &StreamView<'_>) -> usize {
+    match &view.body {
+        Body::Empty => 0,
+        Body::Rans { chunk_log2, .. } => {
+            let chunk = 1usize << chunk_log2;
+            view.n.min(chunk * (BLOCK_SYMBOLS / chunk).max(1))
+        }
+        _ => view.n.min(BLOCK_SYMBOLS),
+    }
+}
+
+/// Bytes beyond `BLOCK_SYMBOLS` symbols that decoding `view` block by block holds: nonzero only
+/// for a stream coded in chunks of more than 2^21 symbols (`chunk_symbols` above that), whose
+/// chunks must be decoded whole. Decoders count these bytes against the output cap.
+pub fn oversized_block_bytes(view: &StreamView<'_>) -> u64 {
+    let len = block_len(view);
+    if len > BLOCK_SYMBOLS {
+        (len * view.symbol_bytes) as u64
+    } else {
+        0
+    }
+}
+
+/// A stream decoded one block at a time into one reused buffer, so that reading a stream holds
+/// a block, not the stream. Blocks come in order; a corrupt chunk fails the block holding it.
+pub struct Blocks<'v, 'a, S: Symbol> {
+    view: &'v StreamView<'a>,
+    threads: usize,
+    decoder: Option<Decoder>,
+    /// The first symbol not handed out yet.
+    next: usize,
+    buf: Vec<S>,
+}
+
+impl<'v, 'a, S: Symbol + Pod> Blocks<'v, 'a, S> {
+    /// Panics when `S` is not the stream's symbol width (a caller's error).
+    pub fn new(view: &'v StreamView<'a>, threads: usize) -> Result<Self> {
+        assert_eq!(
+            S::BYTES,
+            view.symbol_bytes,
+            "Blocks of the wrong symbol width"
+        );
+        let mut buf = zeroed::<S>(block_len(view))?;
+        let decoder = match &view.body {
+            Body::Rans { table, .. } => Some(Decoder::new(table)),
+            Body::Constant(s) => {
+                buf.fill(S::from_index(u32::from(*s)));
+                None
+            }
+            _ => None,
+        };
+        Ok(Blocks {
+            view,
+            threads,
+            decoder,
+            next: 0,
+            buf,
+        })
+    }
+
+    /// Symbols not handed out yet.
+    pub fn remaining(&self) -> usize {
+        self.view.n - self.next
+    }
+
+    /// The next block of symbols, or `None` after the last.
+    pub fn next_block(&mut self) -> Result<Option<&[S]>> {
+        let start = self.next;
+        let len = self.buf.len().min(self.view.n - start);
+        if len == 0 {
+            return Ok(None);
+        }
+        match &self.view.body {
+            Body::Empty | Body::Constant(_) => {}
+            Body::Raw(bytes) => {
+                let w = S::BYTES;
+                for (o, b) in self.buf[..len]
+                    .iter_mut()
+                    .zip(bytes[start * w..(start + len) * w].chunks_exact(w))
+                {
+                    let v = if w == 1 {
+                        u16::from(b[0])
+                    } else {
+                        u16::from_le_bytes([b[0], b[1]])
+                    };
+                    *o = S::from_index(u32::from(v));
+                }
+            }
+            Body::Rans {
+                chunk_log2, chunks, ..
+            } => {
+                let decoder = self.decoder.as_ref().expect("a rANS stream has a decoder");
+                let first = start >> chunk_log2;
+                let pieces: Vec<&mut [S]> = self.buf[..len].chunks_mut(1 << chunk_log2).collect();
+                let results = par_map(pieces, self.threads, |(i, piece)| {
+                    let k = first + i;
+                    let (states, words) = chunks[k];
+                    let mut x = [0u32; MAX_LANES];
+                    for (s, b) in x.iter_mut().zip(states.chunks_exact(4)) {
+                        *s = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                    }
+                    decoder
+                        .decode_chunk(&x[..states.len() / 4], words, piece)
+                        .map_err(|e| corrupt!("chunk {k}: {}", message(&e)))
+                });
+                results.into_iter().collect::<Result<()>>()?;
+            }
+        }
+        self.next = start + len;
+        Ok(Some(&self.buf[..len]))
+    }
+}
+
+/// The symbols of a stream one at a time, decoded a block at a time. The caller reads at most
+/// the stream's symbol count.
+pub struct SymbolReader<'v, 'a, S: Symbol> {
+    blocks: Blocks<'v, 'a, S>,
+    pos: usize,
+    len: usize,
+}
+
+impl<'v, 'a, S: Symbol + Pod> SymbolReader<'v, 'a, S> {
+    pub fn new(view: &'v StreamView<'a>, threads: usize) -> Result<Self> {
+        Ok(SymbolReader {
+            blocks: Blocks::new(view, threads)?,
+            pos: 0,
+            len: 0,
+        })
+    }
+
+    /// The next symbol; decoding its block can fail. Panics past the stream's last symbol.
+    #[inline(always)]
+    pub fn read(&mut self) -> Result<S> {
+        if self.pos == self.len {
+            self.refill()?;
+        }
+        let s = self.blocks.buf[self.pos];
+        self.pos += 1;
+        Ok(s)
+    }
+
+    #[cold]
+    fn refill(&mut self) -> Result<()> {
+        let len = self
+            .blocks
+            .next_block()?
+            .expect("read past the stream's symbol count")
+            .len();
+        self.pos = 0;
+        self.len = len;
+        Ok(())
+    }
+}
+
+/// Calls `f(first, symbols)` for the blocks of `view` in order (`first`: the index of the
+/// block's first symbol).
+pub fn for_each_block<S: Symbol + Pod>(
+    view: &StreamView<'_>,
+    threads: usize,
+    mut f: impl FnMut(usize, &[S]) -> Result<()>,
+) -> Result<()> {
+    let mut blocks = Blocks::<S>::new(view, threads)?;
+    let mut first = 0;
+    while let Some(b) = blocks.next_block()? {
+        f(first, b)?;
+        first += b.len();
+    }
+    Ok(())
+}
+
+/// The histogram of a stream's symbols (`1 << (8 * S::BYTES)` counts), decoded block by block.
+pub fn histogram<S: Symbol + Pod>(view: &StreamView<'_>, threads: usize) -> Result<Vec<u64>> {
+    let mut counts = vec![0u64; 1 << (8 * S::BYTES)];
+    assert_eq!(
+        S::BYTES,
+        view.symbol_bytes,
+        "histogram of the wrong symbol width"
+    );
+    if let Body::Constant(s) = &view.body {
+        // Nothing to decode: a constant stream of 2^40 symbols is counted at once.
+        counts[usize::from(*s)] = view.n as u64;
+        return Ok(counts);
+    }
+    for_each_block::<S>(view, threads, |_, block| {
+        if block.len() < counts.len() {
+            // Fewer symbols than counters: counting beats clearing and adding a table.
+            for &s in block {
+                counts[s.index()] += 1;
+            }
+        } else {
+            for (c, n) in counts.iter_mut().zip(S::histogram(block)) {
+                *c += n;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(counts)
+}
+
 fn message(e: &CodecError) -> String {
     match e {
         CodecError::Corrupt(m) => m.clone(),
@@ -729,9 +934,13 @@ fn message(e: &CodecError) -> String {
 }
 
 /// Decodes one whole stream from `r`.
-pub fn decode<S: Symbol>(r: &mut Reader<'_>, max_symbols: u64, threads: usize) -> Result<Vec<S>> {
+pub fn decode<S: Symbol + Pod>(
+    r: &mut Reader<'_>,
+    max_symbols: u64,
+    threads: usize,
+) -> Result<Vec<S>> {
     let view = parse(r, max_symbols)?;
-    let mut out = vec![S::default(); view.n];
+    let mut out = zeroed::<S>(view.n)?;
     decode_into(&view, &mut out, threads)?;
     Ok(out)
 }
@@ -764,7 +973,9 @@ mod convert_tests {
         for round in 0..120 {
             let n = [0usize, 1, 5000, 70_000, 300_000][round % 5];
             let data: Vec<u8> = match round % 3 {
-                0 => (0..n).map(|_| (rng.gen::<f64>().powi(4) * 40.0) as u8).collect(),
+                0 => (0..n)
+                    .map(|_| (rng.gen::<f64>().powi(4) * 40.0) as u8)
+                    .collect(),
                 1 => vec![7; n],
                 _ => (0..n).map(|_| rng.gen()).collect(),
             };
@@ -785,10 +996,11 @@ mod convert_tests {
                 let mut want = vec![0u8; view.n];
                 let rw = decode_into(&view, &mut want, threads);
                 let mut got = vec![0u8; view.n];
-                let rg = decode_convert(&view, &mut got, threads, |s: &[u8], o: &mut [u8], first| {
-                    assert!(first % PIECE_SYMBOLS == 0 || first % 256 == 0);
-                    o.copy_from_slice(s);
-                });
+                let rg =
+                    decode_convert(&view, &mut got, threads, |s: &[u8], o: &mut [u8], first| {
+                        assert!(first % PIECE_SYMBOLS == 0 || first % 256 == 0);
+                        o.copy_from_slice(s);
+                    });
                 assert_eq!(rg, rw, "round {round} threads {threads}");
                 if rw.is_ok() {
                     assert_eq!(got, want, "round {round}");

@@ -22,14 +22,26 @@ fn sample_blobs() -> Vec<Vec<u8>> {
     ]
 }
 
-fn decode_any(blob: &[u8]) -> Result<(), CodecError> {
+/// Decodes an integer container of any dtype; the element count of what it decoded, which must
+/// be the count its header declares.
+fn decode_any(blob: &[u8]) -> Result<usize, CodecError> {
     let h = splitans::container::read_header(blob)?;
-    match h.int_dtype()? {
-        splitans::DType::U8 => decompress::<u8>(blob, 1 << 30, 1).map(|_| ()),
-        splitans::DType::U16 => decompress::<u16>(blob, 1 << 30, 1).map(|_| ()),
-        splitans::DType::I32 => decompress::<i32>(blob, 1 << 30, 1).map(|_| ()),
-        _ => unreachable!(),
-    }
+    let n = match h.int_dtype()? {
+        splitans::DType::U8 => decompress::<u8>(blob, 1 << 30, 1)?.1.len(),
+        splitans::DType::I8 => decompress::<i8>(blob, 1 << 30, 1)?.1.len(),
+        splitans::DType::U16 => decompress::<u16>(blob, 1 << 30, 1)?.1.len(),
+        splitans::DType::I16 => decompress::<i16>(blob, 1 << 30, 1)?.1.len(),
+        splitans::DType::U32 => decompress::<u32>(blob, 1 << 30, 1)?.1.len(),
+        splitans::DType::I32 => decompress::<i32>(blob, 1 << 30, 1)?.1.len(),
+        splitans::DType::U64 => decompress::<u64>(blob, 1 << 30, 1)?.1.len(),
+        splitans::DType::I64 => decompress::<i64>(blob, 1 << 30, 1)?.1.len(),
+    };
+    assert_eq!(
+        n, h.count,
+        "decoded {n} elements, the header declares {}",
+        h.count
+    );
+    Ok(n)
 }
 
 #[test]
@@ -92,11 +104,13 @@ fn random_bytes_are_corrupt() {
     }
 }
 
-/// Structure-level damage behind a recomputed checksum must still end in an error or the
-/// right length, never a panic: exercises the parsers past the checksum.
+/// Structure-level damage behind a recomputed checksum must still end in a documented error or
+/// the declared length (`decode_any` checks it), never a panic: exercises the parsers past the
+/// checksum. Both outcomes must occur, or the damage never got past the parsers.
 #[test]
 fn damage_behind_a_valid_checksum_never_panics() {
     let mut rng = ChaCha8Rng::seed_from_u64(13);
+    let (mut decoded, mut refused) = (0, 0);
     for blob in sample_blobs() {
         for _ in 0..2000 {
             let mut bad = blob.clone();
@@ -111,9 +125,21 @@ fn damage_behind_a_valid_checksum_never_panics() {
                 h.finalize()
             };
             bad[8..12].copy_from_slice(&crc.to_le_bytes());
-            let _ = decode_any(&bad);
+            match decode_any(&bad) {
+                Ok(_) => decoded += 1,
+                Err(
+                    CodecError::Corrupt(_)
+                    | CodecError::OutputTooLarge { .. }
+                    | CodecError::UnsupportedVersion { .. },
+                ) => refused += 1,
+                Err(e) => panic!("undocumented decoder error {e:?}"),
+            }
         }
     }
+    assert!(
+        decoded > 100 && refused > 1000,
+        "{decoded} decoded, {refused} refused"
+    );
 }
 
 /// A symbols container must hold exactly one stream, whatever its checksum says.

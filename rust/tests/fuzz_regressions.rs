@@ -27,7 +27,7 @@ fn decode_any(data: &[u8]) {
         ElemType::Int(DType::I32) => decompress::<i32>(data, LIMIT, 1).map(|_| ()),
         ElemType::Int(DType::U64) => decompress::<u64>(data, LIMIT, 1).map(|_| ()),
         ElemType::Int(DType::I64) => decompress::<i64>(data, LIMIT, 1).map(|_| ()),
-        ElemType::Float(_) => feature::decompress(data, &h, 1).map(|_| ()),
+        ElemType::Float(_) => feature::decompress(data, &h, LIMIT, 1).map(|_| ()),
     };
 }
 

@@ -42,14 +42,21 @@ def empty_like_input(x: Any, shape: Tuple[int, ...], name: str):
     return np.empty(shape, dtype=name)
 
 
+#: The largest finite float16 and bfloat16: a conversion saturates there instead of reaching
+#: infinity, as the CPU path does (quant::f16_bits, quant::bf16_bits in the Rust core).
+HALF_MAX = {"float16": 65504.0, "bfloat16": float(np.uint32(0x7F7F0000).view(np.float32))}
+
+
 def feature_output(ops, flat, shape: Tuple[int, ...], dtype: str, output: str):
     if output == "torch":
         import torch
 
         t = as_torch(flat).reshape(shape)
-        return t.to(getattr(torch, dtype)) if dtype in ("float16", "bfloat16") else t
+        if dtype in HALF_MAX:
+            return t.clamp(-HALF_MAX[dtype], HALF_MAX[dtype]).to(getattr(torch, dtype))
+        return t
     if dtype == "float16":
-        flat = flat.astype(ops.xp.float16)
+        flat = flat.clip(-HALF_MAX[dtype], HALF_MAX[dtype]).astype(ops.xp.float16)
     return flat.reshape(shape)
 
 

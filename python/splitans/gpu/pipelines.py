@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .. import _core, _feature
-from .._codec import DEFAULT_MAX_OUTPUT_BYTES, _as_bytes, _chunk_log2, _max_output, _precision
+from .._codec import DEFAULT_MAX_OUTPUT_BYTES, _as_bytes, _chunk_log2, _expected, _max_output, _precision
 from .._core import CorruptDataError
 from .arrays import as_torch, empty_like_input, feature_output, to_device
 from .container import FLOAT_CODES, INT_CODES, KIND_ARRAY, KIND_FEATURE, KIND_SYMBOLS, MAX_COLS, NO_AXIS, Part, finish
@@ -359,17 +359,22 @@ def decompress_gpu(
     max_output_bytes: Optional[int] = DEFAULT_MAX_OUTPUT_BYTES,
     output: str = "cupy",
     device: Any = None,
+    expect_shape: Any = None,
+    expect_dtype: Any = None,
     _ops_=None,
 ):
     """``splitans.decompress`` on the GPU: any container to an array on the device, with its
     shape (a CuPy array; ``output="torch"``: a CUDA torch tensor). A feature comes back in the
     dtype it had: float16 and float64 as such, bfloat16 as float32 (CuPy has no bfloat16; as
-    bfloat16 with ``output="torch"``). Raises the CPU path's errors (``CorruptDataError``, ...)."""
+    bfloat16 with ``output="torch"``). Raises the CPU path's errors (``CorruptDataError``, ...),
+    ``expect_shape=`` and ``expect_dtype=`` included."""
     if output not in ("cupy", "torch"):
         raise ValueError(f"output must be 'cupy' or 'torch', got {output!r}")
+    want_shape, want_dtype = _expected(expect_shape, expect_dtype)
     ops = _ops_ or ops_for(device)
     data = _as_bytes(data)
-    lay = _core.gpu_layout(data, _max_output(max_output_bytes))
+    # The expectations are checked on the validated header, before anything is allocated.
+    lay = _core.gpu_layout(data, _max_output(max_output_bytes), want_shape, want_dtype)
     with ops.context():
         blob = ops.to_device(np.frombuffer(data, np.uint8))
         if lay["kind"] != "feature":

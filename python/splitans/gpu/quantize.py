@@ -120,7 +120,7 @@ def resolve(ops, x, bits: int, channels: int, inner: int, clip, scale, zero_poin
             raise ValueError(f"{what} has {n} entries, expected 1 or {channels}")
 
     if scale is not None:
-        s, z = _feature._params(scale, zero_point)
+        s, z = _feature._params(scale, zero_point, bits)
         if len(s) != len(z):
             raise ValueError("scale and zero_point differ in length")
         per_channel(len(s), "scale/zero_point")

@@ -112,30 +112,70 @@ fn decode_typed<'py, T: Element + numpy::Element>(
     py: Python<'py>,
     data: &[u8],
     header: &container::Header,
+    max_output_bytes: u64,
     threads: usize,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let values = py.detach(|| container::decompress_as::<T>(data, header, threads))?;
+    let values =
+        py.detach(|| container::decompress_as::<T>(data, header, max_output_bytes, threads))?;
     Ok(PyArray1::from_vec(py, values).into_any())
 }
 
+/// Refuses a container whose shape or dtype is not the expected one: checked on the header,
+/// before anything is allocated.
+pub(crate) fn check_expected(
+    header: &container::Header,
+    expect_shape: Option<Vec<u64>>,
+    expect_dtype: Option<&str>,
+) -> PyResult<()> {
+    if let Some(shape) = expect_shape {
+        if shape.len() != header.shape.len()
+            || shape
+                .iter()
+                .zip(&header.shape)
+                .any(|(&a, &b)| a != b as u64)
+        {
+            return Err(PyValueError::new_err(format!(
+                "the container holds an array of shape {:?}, not the expected {:?}",
+                header.shape, shape
+            )));
+        }
+    }
+    if let Some(dtype) = expect_dtype {
+        if dtype != header.elem.name() {
+            return Err(PyValueError::new_err(format!(
+                "the container holds {}, not the expected {dtype}",
+                header.elem.name()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Decodes a container; returns (kind name, flat array, shape, dtype name). A feature decodes to
-/// float32 and names the dtype it had.
+/// float32, float64 or float16 bits as its dtype asks (bfloat16: float32, or its bits with
+/// `bf16_bits`), and names the dtype it had.
 #[pyfunction]
-#[pyo3(signature = (data, max_output_bytes, threads))]
+#[pyo3(signature = (data, max_output_bytes, threads, expect_shape=None, expect_dtype=None, bf16_bits=false))]
 fn decode<'py>(
     py: Python<'py>,
     data: &[u8],
     max_output_bytes: u64,
     threads: usize,
+    expect_shape: Option<Vec<u64>>,
+    expect_dtype: Option<&str>,
+    bf16_bits: bool,
 ) -> PyResult<(&'static str, Bound<'py, PyAny>, Vec<usize>, &'static str)> {
     let header = container::read_header(data)?;
+    check_expected(&header, expect_shape, expect_dtype)?;
     container::check_output_size(&header, max_output_bytes)?;
     let (array, dtype) = match header.elem {
         ElemType::Int(d) => (
-            with_element!(d, T => decode_typed::<T>(py, data, &header, threads))?,
+            with_element!(d, T => decode_typed::<T>(py, data, &header, max_output_bytes, threads))?,
             d.name(),
         ),
-        ElemType::Float(_) => super::feature::decode(py, data, &header, threads)?,
+        ElemType::Float(_) => {
+            super::feature::decode(py, data, &header, max_output_bytes, threads, bf16_bits)?
+        }
     };
     Ok((header.kind.name(), array, header.shape, dtype))
 }
@@ -160,13 +200,15 @@ fn stream_dict<'py>(
     Ok(sd)
 }
 
-/// Describes a container: header fields and, per stream, its coding statistics.
+/// Describes a container: header fields and, per stream, its coding statistics. Checks what
+/// `decode` checks (`container::inspect_streams`, `feature::inspect`).
 #[pyfunction]
-#[pyo3(signature = (data, max_output_bytes))]
+#[pyo3(signature = (data, max_output_bytes, threads=0))]
 fn inspect<'py>(
     py: Python<'py>,
     data: &[u8],
     max_output_bytes: u64,
+    threads: usize,
 ) -> PyResult<Bound<'py, PyDict>> {
     let h = container::read_header(data)?;
     container::check_output_size(&h, max_output_bytes)?;
@@ -180,12 +222,8 @@ fn inspect<'py>(
     let streams = PyList::empty(py);
     match h.elem {
         ElemType::Int(dtype) => {
-            let infos = py.detach(|| {
-                container::streams(data, &h)?
-                    .iter()
-                    .map(container::stream_info)
-                    .collect::<crate::Result<Vec<_>>>()
-            })?;
+            let infos =
+                py.detach(|| container::inspect_streams(data, &h, max_output_bytes, threads))?;
             for (k, s) in infos.iter().enumerate() {
                 let name = if dtype.planes() == 1 {
                     "symbols".to_string()
@@ -196,7 +234,8 @@ fn inspect<'py>(
             }
         }
         ElemType::Float(_) => {
-            let (meta, infos) = py.detach(|| crate::feature::inspect(data, &h))?;
+            let (meta, infos) =
+                py.detach(|| crate::feature::inspect(data, &h, max_output_bytes, threads))?;
             super::feature::describe(&d, &meta, h.count)?;
             let names: &[&str] = if infos.len() == 1 {
                 &["codes"]
@@ -215,12 +254,16 @@ fn inspect<'py>(
 /// The most bytes `compress` can return for `n` elements of `dtype` in `ndim` dimensions.
 #[pyfunction]
 #[pyo3(signature = (n, dtype, ndim))]
-fn max_compressed_size(n: usize, dtype: &str, ndim: usize) -> PyResult<usize> {
-    Ok(container::max_compressed_size(
-        n,
-        dtype_from_name(dtype)?,
-        ndim,
-    ))
+fn max_compressed_size(n: u64, dtype: &str, ndim: usize) -> PyResult<usize> {
+    let d = dtype_from_name(dtype)?;
+    usize::try_from(n)
+        .ok()
+        .and_then(|n| container::max_compressed_size(n, d, ndim))
+        .ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "no {dtype} array of {n} elements fits in memory: the size bound overflows"
+            ))
+        })
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

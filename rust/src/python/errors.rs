@@ -1,7 +1,7 @@
 //! The one place where codec errors become Python exceptions.
 
 use pyo3::create_exception;
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyMemoryError, PyValueError};
 use pyo3::prelude::*;
 
 use crate::error::CodecError;
@@ -33,6 +33,7 @@ impl From<CodecError> for PyErr {
             CodecError::UnsupportedVersion { .. } => UnsupportedVersionError::new_err(msg),
             CodecError::OutputTooLarge { .. } => OutputTooLargeError::new_err(msg),
             CodecError::InvalidArgument(_) => PyValueError::new_err(msg),
+            CodecError::OutOfMemory { .. } => PyMemoryError::new_err(msg),
         }
     }
 }

@@ -5,8 +5,10 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
-use crate::container::{FloatType, Header};
-use crate::feature::{self, FeatureMeta, FeatureOptions, ModeChoice, Plan, Range, Reshape, Stages};
+use crate::container::{ElemType, FloatType, Header};
+use crate::feature::{
+    self, Decoded, FeatureMeta, FeatureOptions, ModeChoice, Output, Plan, Range, Reshape, Stages,
+};
 use crate::quant::{Affine, Channels, NonFinite};
 use crate::stream::EncodeOptions;
 
@@ -115,20 +117,30 @@ fn stages_dict<'py>(py: Python<'py>, s: &Stages) -> PyResult<Bound<'py, PyDict>>
     Ok(d)
 }
 
-/// Decompresses a feature container and returns the seconds of each stage (for benchmarks).
+/// Decompresses a feature container and returns the seconds of each stage (for benchmarks),
+/// under the same output cap as `decode`.
 #[pyfunction]
-#[pyo3(signature = (data, threads))]
+#[pyo3(signature = (data, threads, max_output_bytes=crate::python::DEFAULT_MAX_OUTPUT_BYTES))]
 fn decode_feature_stages<'py>(
     py: Python<'py>,
     data: &[u8],
     threads: usize,
+    max_output_bytes: u64,
 ) -> PyResult<Bound<'py, PyDict>> {
     let stages = py.detach(|| -> crate::Result<Stages> {
         let mut stages = Stages::default();
         let t = std::time::Instant::now();
         let h = crate::container::read_header(data)?;
+        crate::container::check_output_size(&h, max_output_bytes)?;
         stages.container += t.elapsed().as_secs_f64();
-        feature::decompress_staged(data, &h, threads, &mut stages)?;
+        feature::decompress_to(
+            data,
+            &h,
+            max_output_bytes,
+            threads,
+            feature::Output::F32,
+            &mut stages,
+        )?;
         Ok(stages)
     })?;
     stages_dict(py, &stages)
@@ -252,18 +264,40 @@ fn plan_feature<'py>(
     plan_dict(py, &plan)
 }
 
-/// Decodes a feature container: (float32 flat array, original dtype name).
+/// Decodes a feature container: (flat array, original dtype name). The array is float64 for a
+/// float64 feature, float16 bits (uint16) for a float16 one, bfloat16 bits for a bfloat16 one
+/// with `bf16_bits`, else float32: each element converted as it is dequantized, so no float32
+/// copy is held beside it.
 pub fn decode<'py>(
     py: Python<'py>,
     data: &[u8],
     header: &Header,
+    max_output_bytes: u64,
     threads: usize,
+    bf16_bits: bool,
 ) -> PyResult<(Bound<'py, PyAny>, &'static str)> {
-    let (meta, values) = py.detach(|| feature::decompress(data, header, threads))?;
-    Ok((
-        PyArray1::from_vec(py, values).into_any(),
-        meta.float_type.name(),
-    ))
+    let output = match header.elem {
+        ElemType::Float(FloatType::F64) => Output::F64,
+        ElemType::Float(FloatType::F16) => Output::F16Bits,
+        ElemType::Float(FloatType::BF16) if bf16_bits => Output::BF16Bits,
+        _ => Output::F32,
+    };
+    let (meta, values) = py.detach(|| {
+        feature::decompress_to(
+            data,
+            header,
+            max_output_bytes,
+            threads,
+            output,
+            &mut Stages::default(),
+        )
+    })?;
+    let array = match values {
+        Decoded::F32(v) => PyArray1::from_vec(py, v).into_any(),
+        Decoded::F64(v) => PyArray1::from_vec(py, v).into_any(),
+        Decoded::F16Bits(v) | Decoded::BF16Bits(v) => PyArray1::from_vec(py, v).into_any(),
+    };
+    Ok((array, meta.float_type.name()))
 }
 
 /// Adds the feature section's fields to an `inspect` dictionary.

@@ -255,13 +255,16 @@ fn offset_in(blob: &[u8], part: &[u8]) -> usize {
 /// streams are parsed later, one by one, with `gpu_stream_layout`, since their lengths come from
 /// the decoded row counts.
 #[pyfunction]
-#[pyo3(signature = (data, max_output_bytes))]
+#[pyo3(signature = (data, max_output_bytes, expect_shape=None, expect_dtype=None))]
 fn gpu_layout<'py>(
     py: Python<'py>,
     data: &[u8],
     max_output_bytes: u64,
+    expect_shape: Option<Vec<u64>>,
+    expect_dtype: Option<&str>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let h = container::read_header(data)?;
+    super::container::check_expected(&h, expect_shape, expect_dtype)?;
     container::check_output_size(&h, max_output_bytes)?;
     let d = PyDict::new(py);
     d.set_item("kind", h.kind.name())?;

@@ -9,6 +9,9 @@ mod gpu;
 
 use pyo3::prelude::*;
 
+/// The output cap of `splitans.DEFAULT_MAX_OUTPUT_BYTES` (4 GiB), for native defaults.
+pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = 1 << 32;
+
 #[pymodule(gil_used = false)]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

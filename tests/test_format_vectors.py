@@ -1,0 +1,135 @@
+"""The CPU encoder against docs/FORMAT.md itself: every test vector (5.7, 6.10: length, CRC and
+the streams column), the worked blobs of 4.5 and 6.9 and the table of 3.4, byte for byte, all
+read from the document's text. A change of encoder policy that moves a byte fails here (the GPU
+tests only compare the GPU with this encoder). Update the document and these numbers together."""
+
+import math
+import pathlib
+import re
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+import splitans
+
+DOC = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "FORMAT.md").read_text()
+
+
+def section(title: str) -> str:
+    start = DOC.index(title)
+    end = DOC.find("\n### ", start + len(title))
+    return DOC[start : end if end > 0 else None]
+
+
+def namespace():
+    ns = {"np": np, "splitans": splitans, "compress": splitans.compress, "rans_encode": splitans.rans_encode}
+    for title in ("### 5.7 Test vectors", "### 6.10 Test vectors"):
+        for block in re.findall(r"```python\n(.*?)```", section(title), re.S):
+            exec(block, ns)
+    return ns
+
+
+def table_rows(text: str):
+    """The rows of the first Markdown table in `text`, as lists of cells (header skipped)."""
+    rows = [line for line in text.splitlines() if line.startswith("|")]
+    return [[c.strip() for c in r.strip("|").split("|")] for r in rows[2:]]
+
+
+def code(cell: str) -> str:
+    m = re.fullmatch(r"`(.*)`", cell)
+    assert m, cell
+    return m.group(1)
+
+
+def crc_ok(blob: bytes) -> bool:
+    return zlib.crc32(blob[:8] + blob[12:]) == struct.unpack_from("<I", blob, 8)[0]
+
+
+VECTORS_57 = table_rows(section("### 5.7 Test vectors").split("```\n", 2)[-1])
+VECTORS_610 = table_rows(section("### 6.10 Test vectors").split("```\n", 2)[-1])
+
+
+def test_the_document_has_its_vectors():
+    assert len(VECTORS_57) == 4 and len(VECTORS_610) == 9
+
+
+@pytest.mark.parametrize("row", VECTORS_57, ids=[r[0][:60] for r in VECTORS_57])
+def test_symbol_and_array_vectors(row):
+    call, total_len, crc, streams = row
+    blob = eval(code(call), namespace())
+    assert len(blob) == int(total_len)
+    assert crc_ok(blob) and f"{struct.unpack_from('<I', blob, 8)[0]:08x}" == code(crc)
+    want = re.findall(r"\((\w+), (\d+), (\d+), (\d+)\)", streams)
+    info = splitans.inspect(blob)["streams"]
+    got = [(s["mode"], str(s["precision_bits"]), str(s["lanes"]), str(math.ceil(s["symbols"] / s["chunk_symbols"])))
+           for s in info]
+    assert got == [tuple(w) for w in want]
+
+
+@pytest.mark.parametrize("row", VECTORS_610, ids=[r[0][:60] for r in VECTORS_610])
+def test_feature_vectors(row):
+    call, total_len, crc, mode_rows, clamped, streams = row
+    blob = eval(code(call), namespace())
+    assert len(blob) == int(total_len)
+    assert crc_ok(blob) and f"{struct.unpack_from('<I', blob, 8)[0]:08x}" == code(crc)
+    info = splitans.inspect(blob)
+    mode, _, rows = mode_rows.partition(", ")
+    assert info["mode"] == mode and info["rows"] == (int(rows) if rows else None)
+    assert info["clamped"] == int(clamped)
+    assert [s["mode"] for s in info["streams"]] == streams.split(", ")
+
+
+def offset_table(text: str) -> bytes:
+    """The bytes of an `| offset | bytes | field |` table: a cell `` `02 00 … 00` `` is a u64 (or
+    whatever fills the span to the next offset, shared by the cell's parts)."""
+    rows = [(int(r[0]), re.findall(r"`([^`]*)`", r[1])) for r in table_rows(text) if r[0].isdigit()]
+    out = bytearray()
+    for i, (offset, parts) in enumerate(rows):
+        assert offset == len(out), (offset, len(out))
+        span = rows[i + 1][0] - offset if i + 1 < len(rows) else None
+        for p in parts:
+            if "…" in p:
+                first = bytes.fromhex(p.split("…")[0])
+                width = span // len(parts)
+                out += first + bytes(width - len(first))
+            else:
+                out += bytes.fromhex(p)
+    return bytes(out)
+
+
+def test_worked_example_6_9_byte_for_byte():
+    text = section("### 6.9 Worked example")
+    ns = {"np": np, "splitans": splitans}
+    exec(re.search(r"```python\n(.*?)```", text, re.S).group(1), ns)
+    want = offset_table("| offset | bytes" + text.split("| offset | bytes")[1])
+    assert len(want) == 175 and ns["blob"] == want
+    # ... and what decompress and plan report about it.
+    x = ns["x"]
+    s = np.float32(4) / np.float32(15)
+    q = np.array([10, 2, 11, 5, 15, 0, 7])
+    y = splitans.decompress(want)
+    np.testing.assert_array_equal(y[x != 0], ((q - 4).astype(np.float32) * s))
+    assert (y[x == 0] == 0).all()
+    p = splitans.plan(x, bits=4, mode="csr", reshape=6)
+    assert (p["dense_bytes"], p["values_bytes"], p["csr_bytes"]) == (42, 25, 87)
+    # "With the defaults the same x is stored dense: dense = 8 + 34 = 42": header 48, section
+    # record 8 + 32, stream record 42.
+    auto = splitans.compress(x, bits=4)
+    assert splitans.inspect(auto)["mode"] == "dense" and len(auto) == 48 + 40 + 42
+
+
+def test_worked_example_4_5_byte_for_byte():
+    text = section("### 4.5 Worked example")
+    want = offset_table("| offset | bytes" + text.split("| offset | bytes")[1])
+    blob = splitans.rans_encode(np.array([7, 7, 3, 7] * 5, dtype=np.uint16), precision_bits=2)
+    assert len(want) == 72 and blob == want
+
+
+def test_table_example_3_4_byte_for_byte():
+    text = section("### 3.4 Frequency table")
+    table = bytes.fromhex(re.search(r"The whole table is 12 bytes:\n?`([0-9A-F ]+)`", text).group(1))
+    blob = splitans.rans_encode(np.repeat(np.uint8([0, 1, 2, 5, 6, 9]), [4, 4, 80, 12, 24, 4]), precision_bits=5)
+    # Header 32 bytes, the stream's length 8, its header 10 and parameters 4, then the table.
+    assert blob[54 : 54 + 12] == table and blob[50] == 5
