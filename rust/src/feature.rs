@@ -1010,19 +1010,98 @@ fn dequantize_in_place<O: Pod, C: Code + Pod>(
     Ok(())
 }
 
-fn decode_as<O: Pod, C: Code + Symbol + Pod>(
+fn decode_as<O: Pod + Send, C: Code + Symbol + Pod>(
     p: &Parsed<'_>,
     h: &Header,
     threads: usize,
     stages: &mut Stages,
-    conv: impl Fn(f32) -> O,
+    conv: impl Fn(f32) -> O + Sync,
 ) -> Result<Vec<O>> {
     let mut out = buffer::zeroed::<O>(h.count)?;
-    decode_codes::<C>(p, h, threads, buffer::tail_mut::<O, C>(&mut out), stages)?;
-    let mut clock = Clock::start();
-    dequantize_in_place::<O, C>(&mut out, &p.meta, matches!(p.body, Body::Dense(_)), conv)?;
-    stages.quantize += clock.lap();
+    decode_into_slice::<O, C>(p, h, threads, &mut out, stages, conv)?;
     Ok(out)
+}
+
+/// Decodes into `out` (`h.count` long). Dense codes go straight from the decoder's pieces into
+/// `out` (`dense_fused`); CSR and context codes are decoded into the tail of `out`'s bytes and
+/// dequantized in place.
+fn decode_into_slice<O: Pod + Send, C: Code + Symbol + Pod>(
+    p: &Parsed<'_>,
+    h: &Header,
+    threads: usize,
+    out: &mut [O],
+    stages: &mut Stages,
+    conv: impl Fn(f32) -> O + Sync,
+) -> Result<()> {
+    assert_eq!(
+        out.len(),
+        h.count,
+        "decode_into_slice: output of the wrong length"
+    );
+    if let Body::Dense(view) = &p.body {
+        let mut clock = Clock::start();
+        dense_fused::<O, C>(view, &p.meta, threads, out, conv)?;
+        stages.entropy += clock.lap();
+        return Ok(());
+    }
+    decode_codes::<C>(p, h, threads, buffer::tail_mut::<O, C>(out), stages)?;
+    let mut clock = Clock::start();
+    dequantize_in_place::<O, C>(out, &p.meta, false, conv)?;
+    stages.quantize += clock.lap();
+    Ok(())
+}
+
+/// The dense codes dequantized as they are decoded, a piece of 4096 at a time: no code array is
+/// written or read back. Codes above `bits` make the container corrupt (FORMAT.md 6.6 step 4),
+/// reported as `dequantize_in_place` reports them: after every chunk decoded.
+fn dense_fused<O: Pod + Send, C: Code + Symbol + Pod>(
+    view: &stream::StreamView<'_>,
+    meta: &FeatureMeta,
+    threads: usize,
+    out: &mut [O],
+    conv: impl Fn(f32) -> O + Sync,
+) -> Result<()> {
+    // A float32 output is converted by the identity (`decode_output`).
+    let f32_out = std::any::TypeId::of::<O>() == std::any::TypeId::of::<f32>();
+    let n = out.len();
+    let top = levels(meta.bits);
+    let highest = std::sync::atomic::AtomicI32::new(0);
+    stream::decode_convert::<C, O>(view, out, threads, |codes, piece, first| {
+        if meta.bits < 16 {
+            let m = codes.iter().fold(0, |m, c| m.max(c.to_i32()));
+            highest.fetch_max(m, std::sync::atomic::Ordering::Relaxed);
+        }
+        for_each_channel_run(n, meta.channels, first, first + codes.len(), |a, b, c| {
+            let Affine { scale, zero_point } = meta.params[c];
+            let (codes, piece) = (
+                &codes[a - first..b - first],
+                &mut piece[a - first..b - first],
+            );
+            // float32 output (the identity conversion): the vector loop.
+            match (f32_out, buffer::cast_mut::<f32>(buffer::bytes_mut(piece))) {
+                (true, Some(out)) => quant::dequantize_run_f32(codes, out, meta.params[c]),
+                _ => dequantize_run(codes, piece, zero_point, scale, &conv),
+            }
+        });
+    })?;
+    if meta.bits < 16 && highest.into_inner() > top {
+        return Err(corrupt!("a code exceeds the {}-bit range", meta.bits));
+    }
+    Ok(())
+}
+
+/// `out[i] = conv(f32(codes[i] - zero_point) * scale)` (FORMAT.md 6.4).
+#[inline(always)]
+fn dequantize_run<O, C: Code>(
+    codes: &[C],
+    out: &mut [O],
+    zero_point: i32,
+    scale: f32,
+    conv: &impl Fn(f32) -> O,
+) {
+    for (o, &q) in out.iter_mut().zip(codes) {
+        *o = conv((q.to_i32() - zero_point) as f32 * scale);
+    }
 }
 
 fn decode_output<C: Code + Symbol + Pod>(

@@ -217,6 +217,15 @@ pub trait Code: Copy + Default + Send + Sync + 'static {
     fn to_i32(self) -> i32;
     /// The codes as `u8`s when `Self` is `u8` (for the vector passes).
     #[doc(hidden)]
+    fn codes_u8(_codes: &[Self]) -> Option<&[u8]> {
+        None
+    }
+    /// The codes as `u16`s when `Self` is `u16`.
+    #[doc(hidden)]
+    fn codes_u16(_codes: &[Self]) -> Option<&[u16]> {
+        None
+    }
+    #[doc(hidden)]
     fn codes_u8_mut(_codes: &mut [Self]) -> Option<&mut [u8]> {
         None
     }
@@ -231,6 +240,9 @@ impl Code for u8 {
     fn codes_u8_mut(codes: &mut [u8]) -> Option<&mut [u8]> {
         Some(codes)
     }
+    fn codes_u8(codes: &[u8]) -> Option<&[u8]> {
+        Some(codes)
+    }
     #[inline(always)]
     fn from_i32(v: i32) -> Self {
         v as u8
@@ -243,6 +255,9 @@ impl Code for u8 {
 
 impl Code for u16 {
     fn codes_u16_mut(codes: &mut [u16]) -> Option<&mut [u16]> {
+        Some(codes)
+    }
+    fn codes_u16(codes: &[u16]) -> Option<&[u16]> {
         Some(codes)
     }
     #[inline(always)]
@@ -370,6 +385,26 @@ fn quantize_vector<C: Code>(x: &[f32], out: &mut [C], a: Affine, bits: u8, nan: 
     }
     let _ = (x, out, a, bits, nan);
     false
+}
+
+/// `out[i] = f32(codes[i] - zero_point) * scale` for one run of one channel (FORMAT.md 6.4),
+/// eight at a time where AVX2 runs: the same binary32 operations as `dequantize`.
+pub fn dequantize_run_f32<C: Code>(codes: &[C], out: &mut [f32], a: Affine) {
+    #[cfg(target_arch = "x86_64")]
+    if codes.len() >= 16 && has_avx2() {
+        // SAFETY: AVX2 is available.
+        unsafe {
+            if let Some(c) = C::codes_u8(codes) {
+                return avx2::dequantize_f32(c, out, a.zero_point, a.scale);
+            }
+            if let Some(c) = C::codes_u16(codes) {
+                return avx2::dequantize_f32(c, out, a.zero_point, a.scale);
+            }
+        }
+    }
+    for (o, &q) in out.iter_mut().zip(codes.iter()) {
+        *o = (q.to_i32() - a.zero_point) as f32 * a.scale;
+    }
 }
 
 /// `x' = (q - zero_point) * scale`.
