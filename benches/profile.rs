@@ -109,7 +109,17 @@ fn main() {
     };
     let best = if bits > 0 {
         let n: usize = shape.iter().product();
-        let x = relu_map(n, 0.32, 7);
+        // PROFILE_INPUT: a raw little-endian float32 file of the workload's shape (the real
+        // activations, say) instead of the synthetic map.
+        let x = match std::env::var("PROFILE_INPUT") {
+            Ok(path) => std::fs::read(path)
+                .unwrap()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect::<Vec<f32>>(),
+            Err(_) => relu_map(n, 0.32, 7),
+        };
+        assert_eq!(x.len(), n, "PROFILE_INPUT holds another shape");
         let o = opts(bits);
         let (blob, _) = feature::compress(&x, &shape, FloatType::F32, &o).unwrap();
         if work.starts_with("compress") {

@@ -164,21 +164,20 @@ def compress(
             raise TypeError(
                 "compress() of a float array needs bits= (1..16), the quantization bit width, e.g. bits=8"
             )
-        blob, _ = _feature.compress_feature(
+        return _feature.compress_bytes(
             array,
-            bits=bits,
-            axis=axis,
-            scale=scale,
-            zero_point=zero_point,
-            clip=clip,
-            mode=mode,
-            reshape=reshape,
-            nonfinite=nonfinite,
-            precision_bits=_precision(precision_bits),
-            chunk_log2=_chunk_log2(chunk_symbols),
-            threads=_threads(threads),
+            bits,
+            axis,
+            scale,
+            zero_point,
+            clip,
+            mode,
+            reshape,
+            nonfinite,
+            _precision(precision_bits),
+            _chunk_log2(chunk_symbols),
+            _threads(threads),
         )
-        return blob
     a = _as_numpy(array)
     name = a.dtype.name
     if name not in _INTEGER_DTYPES:
@@ -212,8 +211,9 @@ def _is_float(x: Any) -> bool:
 
 
 def _to_output(flat: np.ndarray, shape: Any, dtype: str, output: str):
-    """The decoded flat array as numpy or torch, in the container's dtype. The codec has already
-    converted a feature's values (float16 and bfloat16 come as their bits, saturating)."""
+    """The decoded array (flat, or already of its shape) as numpy or torch, in the container's
+    dtype. The codec has already converted a feature's values (float16 and bfloat16 come as
+    their bits, saturating)."""
     if dtype == "float16":
         flat = flat.view(np.float16)
     if output == "torch":
@@ -222,7 +222,30 @@ def _to_output(flat: np.ndarray, shape: Any, dtype: str, output: str):
         if dtype == "bfloat16":
             return torch.from_numpy(flat.view(np.int16)).view(torch.bfloat16).reshape(tuple(shape))
         return torch.from_numpy(flat).reshape(tuple(shape))
-    return flat.reshape(shape)
+    return flat if flat.shape == tuple(shape) else flat.reshape(shape)
+
+
+def _out_view(out: Any):
+    """The caller's output buffer as (the object to return, a numpy view of its memory in the
+    storage dtype the codec writes, the dtype it stands for). A numpy array or a torch CPU
+    tensor, C-contiguous and writable; float16 and bfloat16 as their bits (uint16)."""
+    if isinstance(out, np.ndarray):
+        a, name = out, out.dtype.name
+    elif type(out).__module__.startswith("torch"):
+        import torch
+
+        if out.device.type != "cpu":
+            raise ValueError("out= takes a CPU tensor: decompress_gpu decodes on the GPU")
+        name = str(out.dtype).replace("torch.", "")
+        t = out.detach()
+        a = t.view(torch.int16).numpy().view(np.uint16) if name == "bfloat16" else t.numpy()
+    else:
+        raise TypeError(f"out must be a numpy array or a torch CPU tensor, got {type(out).__name__}")
+    if not a.flags.c_contiguous or not a.flags.writeable or not a.dtype.isnative:
+        raise ValueError("out must be C-contiguous, writable and in native byte order")
+    if name == "float16":
+        a = a.view(np.uint16)
+    return out, a, name
 
 
 def _expected(expect_shape: Any, expect_dtype: Any):
@@ -256,8 +279,9 @@ def decompress(
     output: str = "numpy",
     expect_shape: Any = None,
     expect_dtype: Any = None,
+    out: Any = None,
 ):
-    """Decode what ``compress`` or ``rans_encode`` produced into a new array.
+    """Decode what ``compress`` or ``rans_encode`` produced into a new array, or into ``out``.
 
     Integer data comes back exactly, with its dtype and shape. A float feature comes back
     dequantized, ``(q - zero_point) * scale``, in the dtype it had (bfloat16, which numpy lacks,
@@ -273,10 +297,30 @@ def decompress(
     holds). ``expect_shape=`` / ``expect_dtype=`` refuse (``ValueError``), before allocating,
     a container holding anything else: a server that knows what it receives bounds each
     blob's output that way.
+
+    ``out=`` decodes into the caller's buffer instead, allocating nothing as large as it: a numpy
+    array or a torch CPU tensor, C-contiguous and writable, of the container's shape and of the
+    dtype this call would return (a bfloat16 feature: float32 in numpy, or a bfloat16 tensor).
+    Anything else raises ``ValueError`` (or ``TypeError`` for an object of another type) before
+    decoding; a container that turns out damaged leaves ``out`` partly written. Returns ``out``.
+
+    >>> import numpy as np, splitans
+    >>> x = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
+    >>> buf = np.empty_like(x)
+    >>> splitans.decompress(splitans.compress(x, bits=8), out=buf) is buf
+    True
     """
+    if out is not None:
+        obj, view, name = _out_view(out)
+        shape, dtype = _expected(expect_shape, expect_dtype)
+        _core.decode_into(_as_bytes(data), view, name, _max_output(max_output_bytes), _threads(threads), shape, dtype)
+        return obj
     if output not in ("numpy", "torch"):
         raise ValueError(f"output must be 'numpy' or 'torch', got {output!r}")
-    shape, dtype = _expected(expect_shape, expect_dtype)
+    if expect_shape is None and expect_dtype is None:
+        shape = dtype = None
+    else:
+        shape, dtype = _expected(expect_shape, expect_dtype)
     _, flat, shape, dtype = _core.decode(
         _as_bytes(data), _max_output(max_output_bytes), _threads(threads), shape, dtype, output == "torch"
     )

@@ -1150,6 +1150,91 @@ pub fn decompress_to(
     Ok((p.meta, out))
 }
 
+/// A caller's buffer to decode a feature into, `h.count` elements of the chosen output type.
+pub enum OutputSlice<'a> {
+    F32(&'a mut [f32]),
+    F64(&'a mut [f64]),
+    /// float16 bit patterns (`quant::f16_bits`).
+    F16Bits(&'a mut [u16]),
+    /// bfloat16 bit patterns (`quant::bf16_bits`).
+    BF16Bits(&'a mut [u16]),
+}
+
+impl OutputSlice<'_> {
+    fn len(&self) -> usize {
+        match self {
+            OutputSlice::F32(o) => o.len(),
+            OutputSlice::F64(o) => o.len(),
+            OutputSlice::F16Bits(o) | OutputSlice::BF16Bits(o) => o.len(),
+        }
+    }
+}
+
+/// `decompress_to` into the caller's buffer (`h.count` elements): only small buffers are
+/// allocated. The buffer is overwritten, also when decoding fails.
+pub fn decompress_into(
+    blob: &[u8],
+    h: &Header,
+    max_output_bytes: u64,
+    threads: usize,
+    out: OutputSlice<'_>,
+    stages: &mut Stages,
+) -> Result<FeatureMeta> {
+    if out.len() != h.count {
+        return Err(CodecError::InvalidArgument(format!(
+            "the container holds {} elements, the output has room for {}",
+            h.count,
+            out.len()
+        )));
+    }
+    let mut clock = Clock::start();
+    let p = parse(blob, h, max_output_bytes)?;
+    stages.container += clock.lap();
+    decompress_parsed_into(&p, h, threads, out, stages)?;
+    Ok(p.meta)
+}
+
+/// `decompress_into` of a container already parsed (`parse`): what a caller that must know the
+/// container valid before it allocates the output calls.
+pub fn decompress_parsed_into(
+    p: &Parsed<'_>,
+    h: &Header,
+    threads: usize,
+    out: OutputSlice<'_>,
+    stages: &mut Stages,
+) -> Result<()> {
+    if out.len() != h.count {
+        return Err(CodecError::InvalidArgument(format!(
+            "the container holds {} elements, the output has room for {}",
+            h.count,
+            out.len()
+        )));
+    }
+    fn run<C: Code + Symbol + Pod>(
+        p: &Parsed<'_>,
+        h: &Header,
+        threads: usize,
+        out: OutputSlice<'_>,
+        stages: &mut Stages,
+    ) -> Result<()> {
+        match out {
+            OutputSlice::F32(o) => decode_into_slice::<f32, C>(p, h, threads, o, stages, |x| x),
+            OutputSlice::F64(o) => decode_into_slice::<f64, C>(p, h, threads, o, stages, f64::from),
+            OutputSlice::F16Bits(o) => {
+                decode_into_slice::<u16, C>(p, h, threads, o, stages, quant::f16_bits)
+            }
+            OutputSlice::BF16Bits(o) => {
+                decode_into_slice::<u16, C>(p, h, threads, o, stages, quant::bf16_bits)
+            }
+        }
+    }
+    if p.meta.bits <= 8 {
+        run::<u8>(p, h, threads, out, stages)
+    } else {
+        run::<u16>(p, h, threads, out, stages)
+    }
+}
+
 /// Decodes a feature container whose header is validated: the dequantized float32 values.
 pub fn decompress(
     blob: &[u8],
