@@ -159,6 +159,38 @@ def compress(
     >>> bool(np.abs(f - g).max() <= 4 / 255 / 2 + 1e-6)
     True
     """
+    if (
+        type(array) is np.ndarray
+        and array.dtype.char == "f"
+        and axis is None
+        and clip is None
+        and scale is None
+        and zero_point is None
+        and (nonfinite == "error" or nonfinite == "clamp")
+        and array.flags.c_contiguous
+        and array.dtype.isnative
+    ):
+        # A contiguous float32 array with nothing for numpy to compute first (the common call):
+        # straight to the codec, which checks the rest.
+        if bits is None:
+            raise TypeError(
+                "compress() of a float array needs bits= (1..16), the quantization bit width, e.g. bits=8"
+            )
+        return _core.compress_feature(
+            array,
+            "float32",
+            _feature._check_bits(bits),
+            None,
+            None,
+            None,
+            None,
+            mode,
+            _feature._check_reshape(reshape),
+            nonfinite,
+            _precision(precision_bits),
+            _chunk_log2(chunk_symbols),
+            _threads(threads),
+        )
     if _is_float(array):
         if bits is None:
             raise TypeError(
@@ -225,12 +257,21 @@ def _to_output(flat: np.ndarray, shape: Any, dtype: str, output: str):
     return flat if flat.shape == tuple(shape) else flat.reshape(shape)
 
 
+#: numpy dtype names by (kind, itemsize): `dtype.name` is computed in Python (a microsecond).
+_DTYPE_NAMES = {
+    ("f", 2): "float16", ("f", 4): "float32", ("f", 8): "float64",
+    ("u", 1): "uint8", ("i", 1): "int8", ("u", 2): "uint16", ("i", 2): "int16",
+    ("u", 4): "uint32", ("i", 4): "int32", ("u", 8): "uint64", ("i", 8): "int64",
+}  # fmt: skip
+
+
 def _out_view(out: Any):
     """The caller's output buffer as (the object to return, a numpy view of its memory in the
     storage dtype the codec writes, the dtype it stands for). A numpy array or a torch CPU
     tensor, C-contiguous and writable; float16 and bfloat16 as their bits (uint16)."""
     if isinstance(out, np.ndarray):
-        a, name = out, out.dtype.name
+        dt = out.dtype
+        a, name = out, _DTYPE_NAMES.get((dt.kind, dt.itemsize)) or dt.name
     elif type(out).__module__.startswith("torch"):
         import torch
 

@@ -139,6 +139,65 @@ impl Clock {
     }
 }
 
+/// Why the encoder chose its mode, as `plan()` reports it (formatted only when asked for).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reason {
+    Empty,
+    /// The mode was asked for.
+    Mode(&'static str),
+    Auto {
+        dense: f64,
+        csr: f64,
+        rows: usize,
+        nonzeros: usize,
+        total: usize,
+    },
+    Best {
+        context: usize,
+        auto_mode: &'static str,
+        auto_bytes: f64,
+        took_context: bool,
+    },
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::Empty => write!(f, "empty tensor"),
+            Reason::Mode(m) => write!(f, "mode={m}"),
+            Reason::Auto {
+                dense,
+                csr,
+                rows,
+                nonzeros,
+                total,
+            } => write!(
+                f,
+                "auto: dense ~{dense:.0} bytes vs csr ~{csr:.0} bytes at N={rows} ({:.1}% nonzero)",
+                100.0 * *nonzeros as f64 / *total as f64
+            ),
+            Reason::Best {
+                context,
+                auto_mode,
+                auto_bytes,
+                took_context: true,
+            } => write!(
+                f,
+                "best: context {context} bytes vs {auto_mode} ~{auto_bytes:.0} bytes"
+            ),
+            Reason::Best {
+                context,
+                auto_mode,
+                auto_bytes,
+                took_context: false,
+            } => write!(
+                f,
+                "best: {auto_mode} ~{auto_bytes:.0} bytes vs context {context} bytes"
+            ),
+        }
+    }
+}
+
 /// What the encoder predicted and chose.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -154,7 +213,7 @@ pub struct Plan {
     pub rows: usize,
     pub csr_bytes: f64,
     pub mode: Mode,
-    pub reason: String,
+    pub reason: Reason,
     pub seconds: Stages,
 }
 
@@ -331,7 +390,7 @@ fn prepare<C: Code + Symbol>(
         rows: 0,
         csr_bytes: f64::INFINITY,
         mode: Mode::Dense,
-        reason: String::new(),
+        reason: Reason::Empty,
         seconds: Stages {
             quantize: quantize_seconds,
             ..Stages::default()
@@ -340,16 +399,11 @@ fn prepare<C: Code + Symbol>(
     if matches!(opts.mode, ModeChoice::Dense | ModeChoice::Context) || total == 0 {
         plan.seconds.sparse = clock.lap();
         plan.reason = if total == 0 {
-            "empty tensor".into()
+            Reason::Empty
+        } else if opts.mode == ModeChoice::Context {
+            Reason::Mode("context")
         } else {
-            format!(
-                "mode={}",
-                if opts.mode == ModeChoice::Context {
-                    "context"
-                } else {
-                    "dense"
-                }
-            )
+            Reason::Mode("dense")
         };
         if opts.mode == ModeChoice::Context {
             plan.mode = Mode::Context;
@@ -439,14 +493,14 @@ fn prepare<C: Code + Symbol>(
         ModeChoice::Context => Mode::Context,
     };
     plan.reason = match opts.mode {
-        ModeChoice::Auto | ModeChoice::Best => format!(
-            "auto: dense ~{:.0} bytes vs csr ~{:.0} bytes at N={} ({:.1}% nonzero)",
-            plan.dense_bytes,
-            plan.csr_bytes,
-            plan.rows,
-            100.0 * plan.nonzeros as f64 / total as f64
-        ),
-        _ => format!("mode={}", plan.mode.name()),
+        ModeChoice::Auto | ModeChoice::Best => Reason::Auto {
+            dense: plan.dense_bytes,
+            csr: plan.csr_bytes,
+            rows: plan.rows,
+            nonzeros: plan.nonzeros,
+            total,
+        },
+        _ => Reason::Mode(plan.mode.name()),
     };
     plan.seconds.sparse = clock.lap();
     let streams = if plan.mode == Mode::Csr {
@@ -500,20 +554,22 @@ fn compress_typed<C: Code + Symbol>(
         };
         if opts.mode == ModeChoice::Context || ((8 + body.len()) as f64) < auto_bytes {
             if opts.mode == ModeChoice::Best {
-                plan.reason = format!(
-                    "best: context {} bytes vs {} ~{auto_bytes:.0} bytes",
-                    8 + body.len(),
-                    plan.mode.name()
-                );
+                plan.reason = Reason::Best {
+                    context: 8 + body.len(),
+                    auto_mode: plan.mode.name(),
+                    auto_bytes,
+                    took_context: true,
+                };
             }
             plan.mode = Mode::Context;
             context_body = Some(body);
         } else {
-            plan.reason = format!(
-                "best: {} ~{auto_bytes:.0} bytes vs context {} bytes",
-                plan.mode.name(),
-                8 + body.len()
-            );
+            plan.reason = Reason::Best {
+                context: 8 + body.len(),
+                auto_mode: plan.mode.name(),
+                auto_bytes,
+                took_context: false,
+            };
         }
         plan.seconds.entropy += clock.lap();
     }
@@ -528,7 +584,20 @@ fn compress_typed<C: Code + Symbol>(
         ));
     }
     let streams = if plan.mode == Mode::Csr { 3 } else { 1 };
-    let mut out = Vec::new();
+    // Room for the header, the section and the streams as estimated: one allocation, usually.
+    let estimate = match plan.mode {
+        Mode::Csr => plan.csr_bytes,
+        Mode::Dense => plan.dense_bytes,
+        Mode::Context => context_body.as_ref().map_or(0.0, |b| b.len() as f64),
+    };
+    // Never more than the raw codes (a stream falls back to raw), whatever the estimate says.
+    let raw = x.len().saturating_mul(2) + 64;
+    let estimate = if estimate.is_finite() {
+        (estimate as usize).min(raw)
+    } else {
+        0
+    };
+    let mut out = Vec::with_capacity(64 + 8 * shape.len() + 8 * plan.params.len() + estimate);
     container::write_header(
         &mut out,
         Kind::Feature,

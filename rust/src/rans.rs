@@ -384,6 +384,12 @@ impl Decoder {
     /// The decoder for `t`. Panics if `t.precision_bits > 16` (`FreqTable::read` never returns
     /// such a table).
     pub fn new(t: &FreqTable) -> Self {
+        Self::for_lanes(t, MAX_LANES)
+    }
+
+    /// The decoder for chunks of `lanes` lanes: the vector kernel's packed table is built only
+    /// for 32 lanes, the only chunks it decodes.
+    pub fn for_lanes(t: &FreqTable, lanes: usize) -> Self {
         assert!(t.precision_bits <= 16, "precision_bits above 16");
         let p = u32::from(t.precision_bits);
         let m = 1usize << p;
@@ -402,6 +408,7 @@ impl Decoder {
         syms.resize(m + 1, 0);
         let kernel = Kernel::detect();
         let packed = if kernel != Kernel::Portable
+            && lanes == MAX_LANES
             && fb.iter().all(|&e| e >> 16 < 1 << 12)
             && syms.iter().all(|&s| s < 1 << 8)
         {
@@ -677,7 +684,10 @@ impl Decoder {
             *o = S::from_index(u32::from(syms[slot]));
             xl = (e >> 16).wrapping_mul(xl >> p).wrapping_add(e & 0xffff);
             let i = 2 * ps.min(last);
-            let word = u32::from(u16::from_le_bytes([words[i], words[i + 1]]));
+            // SAFETY: i + 1 <= 2 * last + 1 < words.len() (last = words.len() / 2 - 1).
+            let word = u32::from(u16::from_le_bytes(unsafe {
+                [*words.get_unchecked(i), *words.get_unchecked(i + 1)]
+            }));
             // All ones when the state needs a word (x < 2^16), from the sign of x - 2^16: both
             // candidates are computed beside the mask, and a mask rather than a select, which
             // compilers like to turn into a branch (unpredictable here).

@@ -532,11 +532,11 @@ pub fn decode_into<S: Symbol>(view: &StreamView<'_>, out: &mut [S], threads: usi
         }
         Body::Rans {
             table,
+            lanes,
             chunk_log2,
             chunks,
-            ..
         } => {
-            let decoder = Decoder::new(table);
+            let decoder = Decoder::for_lanes(table, *lanes);
             let chunk = 1usize << chunk_log2;
             let states: Vec<Vec<u32>> = chunks
                 .iter()
@@ -599,16 +599,18 @@ pub fn decode_convert<S: Symbol, O: Send>(
         out.len(),
         S::BYTES
     );
-    let mut buf = [S::default(); PIECE_SYMBOLS];
+    // Pieces no longer than the stream: a short stream clears no 4096-symbol buffer.
+    let piece = view.n.clamp(1, PIECE_SYMBOLS);
     match &view.body {
         Body::Empty => {}
         Body::Constant(c) => {
-            buf.fill(S::from_index(u32::from(*c)));
+            let buf = vec![S::from_index(u32::from(*c)); piece];
             for (k, o) in out.chunks_mut(PIECE_SYMBOLS).enumerate() {
                 convert(&buf[..o.len()], o, k * PIECE_SYMBOLS);
             }
         }
         Body::Raw(bytes) => {
+            let mut buf = vec![S::default(); piece];
             for (k, o) in out.chunks_mut(PIECE_SYMBOLS).enumerate() {
                 let first = k * PIECE_SYMBOLS;
                 let raw = &bytes[first * S::BYTES..(first + o.len()) * S::BYTES];
@@ -625,11 +627,11 @@ pub fn decode_convert<S: Symbol, O: Send>(
         }
         Body::Rans {
             table,
+            lanes,
             chunk_log2,
             chunks,
-            ..
         } => {
-            let decoder = Decoder::new(table);
+            let decoder = Decoder::for_lanes(table, *lanes);
             let chunk = 1usize << chunk_log2;
             let states = |i: usize| -> Vec<u32> {
                 chunks[i]
@@ -646,7 +648,7 @@ pub fn decode_convert<S: Symbol, O: Send>(
             let tag =
                 |i: usize, r: Result<()>| r.map_err(|e| corrupt!("chunk {i}: {}", message(&e)));
             let one = |i: usize, o: &mut [O]| -> Result<()> {
-                let mut buf = [S::default(); PIECE_SYMBOLS];
+                let mut buf = vec![S::default(); o.len().min(PIECE_SYMBOLS)];
                 let mut c = decoder.start(&states(i), chunks[i].1)?;
                 for (k, piece) in o.chunks_mut(PIECE_SYMBOLS).enumerate() {
                     let b = &mut buf[..piece.len()];
@@ -669,8 +671,7 @@ pub fn decode_convert<S: Symbol, O: Send>(
                     // A chunk whose states are invalid fails at once; the other alone.
                     _ => return [tag(i, one(i, a)), tag(i + 1, one(i + 1, b))],
                 };
-                let (mut ba, mut bb) =
-                    ([S::default(); PIECE_SYMBOLS], [S::default(); PIECE_SYMBOLS]);
+                let (mut ba, mut bb) = (vec![S::default(); piece], vec![S::default(); piece]);
                 let (mut ra, mut rb) = (Ok(()), Ok(()));
                 let mut pa = a.chunks_mut(PIECE_SYMBOLS);
                 let mut pb = b.chunks_mut(PIECE_SYMBOLS);
@@ -771,7 +772,7 @@ impl<'v, 'a, S: Symbol + Pod> Blocks<'v, 'a, S> {
         );
         let mut buf = zeroed::<S>(block_len(view))?;
         let decoder = match &view.body {
-            Body::Rans { table, .. } => Some(Decoder::new(table)),
+            Body::Rans { table, lanes, .. } => Some(Decoder::for_lanes(table, *lanes)),
             Body::Constant(s) => {
                 buf.fill(S::from_index(u32::from(*s)));
                 None

@@ -210,7 +210,10 @@ fn check_out(
             want.name()
         )));
     }
-    let shape: Vec<usize> = a.getattr("shape")?.extract()?;
+    let shape = match a.cast::<numpy::PyUntypedArray>() {
+        Ok(arr) => arr.shape().to_vec(),
+        Err(_) => a.getattr("shape")?.extract()?,
+    };
     if shape != h.shape {
         return Err(PyValueError::new_err(format!(
             "out has shape {:?}; the container holds an array of shape {:?}",

@@ -3,7 +3,7 @@
 use numpy::{PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList};
+use pyo3::types::{PyBytes, PyDict, PyList, PyStringMethods};
 
 use crate::container::FloatType;
 use crate::feature::{self, FeatureMeta, FeatureOptions, ModeChoice, Plan, Range, Reshape, Stages};
@@ -73,10 +73,9 @@ pub(crate) fn options(
             )))
         }
     };
-    let reshape = if let Ok(n) = reshape.extract::<usize>() {
-        Reshape::Rows(n)
-    } else {
-        match reshape.extract::<String>()?.as_str() {
+    // A string first: a failed integer extraction costs an exception (a microsecond).
+    let reshape = if let Ok(r) = reshape.cast::<pyo3::types::PyString>() {
+        match &*r.to_cow()? {
             "model" => Reshape::Model,
             "search" => Reshape::Search,
             r => {
@@ -85,6 +84,8 @@ pub(crate) fn options(
                 )))
             }
         }
+    } else {
+        Reshape::Rows(reshape.extract::<usize>()?)
     };
     let non_finite = match nonfinite {
         "error" => NonFinite::Error,
@@ -182,7 +183,7 @@ fn plan_dict<'py>(py: Python<'py>, p: &Plan) -> PyResult<Bound<'py, PyDict>> {
         },
     )?;
     d.set_item("mode", p.mode.name())?;
-    d.set_item("reason", &p.reason)?;
+    d.set_item("reason", p.reason.to_string())?;
     d.set_item("seconds", stages_dict(py, &p.seconds)?)?;
     Ok(d)
 }
