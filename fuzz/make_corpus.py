@@ -25,14 +25,23 @@ def blobs():
     yield "scalar", splitans.compress(np.array(-3, np.int64))
     yield "int32_planes", splitans.compress(rng.integers(-70_000, 70_000, (6, 40)).astype(np.int32))
     x = np.maximum(rng.normal(size=(2, 4, 6, 6)), 0).astype(np.float32)
-    yield "feature_dense", splitans.compress(x, bits=8, mode="dense")
-    yield "feature_csr", splitans.compress(x, bits=4, mode="csr", reshape=8)
-    yield "feature_csr_m1", splitans.compress(x, bits=2, mode="csr", reshape=x.size)
-    yield "feature_channel", splitans.compress(x, bits=12, axis=1, mode="csr", reshape=48)
-    yield "feature_clip", splitans.compress(x.astype(np.float16), bits=3, clip=(0.0, 1.0))
-    yield "feature_context", splitans.compress(x, bits=6, mode="context", axis=1)
-    yield "feature_context_empty", splitans.compress(np.zeros((0, 3), np.float32), bits=4, mode="context")
-    yield "feature_scalar", splitans.compress(np.float64(2.5), bits=16)
+    # Version 1 and 2 containers (FORMAT.md 6).
+    yield "feature_dense", splitans.compress(x, bits=8, mode="dense", version=1)
+    yield "feature_csr", splitans.compress(x, bits=4, mode="csr", reshape=8, version=1)
+    yield "feature_csr_m1", splitans.compress(x, bits=2, mode="csr", reshape=x.size, version=1)
+    yield "feature_channel", splitans.compress(x, bits=12, axis=1, mode="csr", reshape=48, version=1)
+    yield "feature_clip", splitans.compress(x.astype(np.float16), bits=3, clip=(0.0, 1.0), version=1)
+    yield "feature_context", splitans.compress(x, bits=6, mode="context", axis=1, version=1)
+    yield "feature_context_empty", splitans.compress(np.zeros((0, 3), np.float32), bits=4, mode="context", version=1)
+    yield "feature_scalar", splitans.compress(np.float64(2.5), bits=16, version=1)
+    # Compact containers (FORMAT.md 10), the default for float tensors.
+    yield "compact_dense", splitans.compress(x, bits=8, mode="dense")
+    yield "compact_csr", splitans.compress(x, bits=4, mode="csr", reshape=8)
+    yield "compact_channel", splitans.compress(x, bits=12, axis=1, mode="csr", reshape=48)
+    yield "compact_context", splitans.compress(x, bits=6, mode="context", axis=1)
+    yield "compact_pcontext", splitans.compress(x, bits=4, mode="pcontext", axis=1)
+    yield "compact_pcontext_flat", splitans.compress(x.ravel(), bits=2, mode="pcontext")
+    yield "compact_scalar", splitans.compress(np.float64(2.5), bits=16)
 
 
 def records(blob):
@@ -57,6 +66,8 @@ def main():
         for target in ("container_header", "decompress"):
             write(target, blob)
         write("inspect_agrees", b"\x01" + blob)
+        if blob[0] == 0xF3:
+            continue  # compact: no records (its streams are version 1's less 9 bytes, 10.3)
         kind = blob[20]
         recs = records(blob)
         streams = recs[1:] if kind == 3 else recs

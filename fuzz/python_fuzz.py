@@ -22,9 +22,29 @@ ALLOWED = (splitans.CorruptDataError, splitans.OutputTooLargeError)
 
 
 def refresh(blob: bytearray) -> bytes:
-    if len(blob) >= 12:
+    if blob[:1] == b"\xf3" and len(blob) >= 5:  # compact (FORMAT.md 10.1)
+        blob[1:5] = zlib.crc32(bytes(blob[:1]) + bytes(blob[5:])).to_bytes(4, "little")
+    elif len(blob) >= 12:
         blob[8:12] = zlib.crc32(bytes(blob[:8]) + bytes(blob[12:])).to_bytes(4, "little")
     return bytes(blob)
+
+
+def declared_shape(blob: bytes):
+    """The shape in the header, read here from the bytes (FORMAT.md 2.1 or 10.1)."""
+    if blob[0] != 0xF3:
+        return tuple(int.from_bytes(blob[24 + 8 * i : 32 + 8 * i], "little") for i in range(blob[22]))
+    shape, pos = [], 8
+    for _ in range(blob[7]):
+        v, shift = 0, 0
+        while True:
+            b = blob[pos]
+            pos += 1
+            v |= (b & 0x7F) << shift
+            shift += 7
+            if b < 0x80:
+                break
+        shape.append(v)
+    return tuple(shape)
 
 
 def one_input(data: bytes) -> None:
@@ -36,12 +56,12 @@ def one_input(data: bytes) -> None:
     failed = None
     try:
         out = splitans.decompress(blob, max_output_bytes=LIMIT, output=output)
-        assert tuple(out.shape) == tuple(int.from_bytes(blob[24 + 8 * i : 32 + 8 * i], "little") for i in range(blob[22]))
+        assert tuple(out.shape) == declared_shape(blob)
     except ALLOWED as e:
         failed = (type(e), str(e))
     try:
         info = splitans.inspect(blob, max_output_bytes=LIMIT)
-        assert info["format_version"] in (1, 2)
+        assert info["format_version"] in (1, 2, 3)
         assert failed is None, f"inspect accepts what decompress refuses: {failed}"
     except ALLOWED as e:
         # inspect refuses exactly what decompress refuses, with the same error.

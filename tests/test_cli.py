@@ -102,7 +102,8 @@ def test_stdin_to_stdout_pipeline(tmp_path, feature, ints):
         raw = (tmp_path / "x.npy").read_bytes()
         comp = run("compress", "-", *extra, input=raw)
         assert comp.returncode == 0 and comp.stderr == b"", err(comp)
-        assert comp.stdout[:4] == b"SPNS"
+        # A float tensor is a compact container (FORMAT.md 10), integers version 1.
+        assert comp.stdout[:4] == b"SPNS" if x is ints else comp.stdout[:1] == b"\xf3"
         dec = run("decompress", "-", input=comp.stdout)
         assert dec.returncode == 0, err(dec)
         np.save(tmp_path / "y.npy", splitans.decompress(comp.stdout))
@@ -120,7 +121,7 @@ def test_refuses_to_overwrite_without_force(tmp_path, feature):
     assert target.read_bytes() == b"keep me"
     out = run("compress", tmp_path / "f.npy", "-o", target, "--bits", "8", "-f", "-q")
     assert out.returncode == 0 and out.stderr == b"", err(out)
-    assert target.read_bytes()[:4] == b"SPNS"
+    assert splitans.inspect(target.read_bytes())["shape"] == np.load(tmp_path / "f.npy").shape
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".splitans-")] == [], "no temporary files left"
 
 
@@ -138,10 +139,14 @@ def test_bad_files_give_one_line_errors_and_exit_codes(tmp_path, feature, ints, 
     assert_refused(capsys, cli.EXIT_DATA, "decompress", tmp_path / "flipped.spl", "-c", fragments=("not a valid splitans file",))
     assert_refused(capsys, cli.EXIT_DATA, "inspect", tmp_path / "flipped.spl", fragments=("not a valid splitans file",))
 
-    newer = bytearray(good)
+    newer = bytearray(splitans.compress(feature, bits=8, version=1))
     newer[4] = 200  # the format version
     (tmp_path / "newer.spl").write_bytes(bytes(newer))
     assert_refused(capsys, cli.EXIT_DATA, "decompress", tmp_path / "newer.spl", "-c", fragments=("version 200", "upgrade",))
+    newer = bytearray(good)
+    newer[0] = 0xF9  # a compact container of version 9 (FORMAT.md 10)
+    (tmp_path / "newer.spl").write_bytes(bytes(newer))
+    assert_refused(capsys, cli.EXIT_DATA, "decompress", tmp_path / "newer.spl", "-c", fragments=("version 9", "upgrade",))
 
     assert_refused(capsys, cli.EXIT_DATA, "decompress", tmp_path / "f.npy", "-c", fragments=("a .npy file, not a splitans file",))
     (tmp_path / "text.npy").write_text("hello")
@@ -206,7 +211,7 @@ def test_inspect_table_and_json(tmp_path, feature):
     out = run("inspect", tmp_path / "f.spl")
     assert out.returncode == 0, err(out)
     text = out.stdout.decode()
-    for fragment in ("version 1, feature", "float32 (2, 16, 12, 12)", "4 bits per channel along axis 1", "csr",
+    for fragment in ("version 3, feature", "float32 (2, 16, 12, 12)", "4 bits per channel along axis 1", "csr",
                      "entropy bound", "row_counts", "col_indices"):
         assert fragment in text, text
     info = json.loads(run("inspect", "-", "--json", input=blob).stdout)

@@ -23,30 +23,62 @@ def small_blobs():
 def feature_blobs():
     rng = np.random.default_rng(30)
     x = (np.maximum(rng.normal(size=(3, 8, 9)), 0)).astype(np.float32)
-    return [
-        splitans.compress(x, bits=4, mode="dense"),
-        splitans.compress(x, bits=8, mode="csr", reshape=24),
-        splitans.compress(x, bits=12, mode="csr", reshape=216, axis=1),
-        splitans.compress(x, bits=3, mode="context"),
-        splitans.compress(x, bits=7, mode="context", axis=1),
+    blobs = []
+    for version in (None, 1):  # compact (FORMAT.md 10) and version 1/2 (6)
+        blobs += [
+            splitans.compress(x, bits=4, mode="dense", version=version),
+            splitans.compress(x, bits=8, mode="csr", reshape=24, version=version),
+            splitans.compress(x, bits=12, mode="csr", reshape=216, axis=1, version=version),
+            splitans.compress(x, bits=3, mode="context", version=version),
+            splitans.compress(x, bits=7, mode="context", axis=1, version=version),
+        ]
+    blobs += [
+        splitans.compress(x, bits=4, mode="pcontext"),
+        splitans.compress(x, bits=2, mode="pcontext", axis=0),
     ]
+    return blobs
 
 
 DTYPES = {1: "uint8", 2: "int8", 3: "uint16", 4: "int16", 5: "uint32", 6: "int32", 7: "uint64", 8: "int64",
           9: "float16", 10: "float32", 11: "float32", 12: "float64"}
 
 
+def compact(blob) -> bool:
+    return blob[0] == 0xF3
+
+
 def declared(blob: bytes):
     """The shape and dtype a container's header declares (bfloat16 decodes to float32)."""
+    if compact(blob):  # FORMAT.md 10.1: ndim at byte 7, then LEB128 dimensions
+        shape, pos = [], 8
+        for _ in range(blob[7]):
+            v, shift = 0, 0
+            while True:
+                b = blob[pos]
+                pos += 1
+                v |= (b & 0x7F) << shift
+                shift += 7
+                if b < 0x80:
+                    break
+            shape.append(v)
+        return tuple(shape), np.dtype(DTYPES[blob[5]])
     ndim = blob[22]
     return tuple(struct.unpack_from(f"<{ndim}Q", blob, 24)), np.dtype(DTYPES[blob[21]])
 
 
 def refresh_checksum(blob: bytearray) -> bytes:
-    """Recomputes the CRC so that damage reaches the parsers behind the checksum."""
+    """Recomputes the CRC so that damage reaches the parsers behind the checksum (FORMAT.md 2.2,
+    or 10.1 for a compact container)."""
+    if compact(blob):
+        blob[1:5] = struct.pack("<I", zlib.crc32(bytes(blob[:1]) + bytes(blob[5:])))
+        return bytes(blob)
     crc = zlib.crc32(bytes(blob[:8]) + bytes(blob[12:]))
     blob[8:12] = struct.pack("<I", crc)
     return bytes(blob)
+
+
+def first_behind_checksum(blob) -> int:
+    return 5 if compact(blob) else 12
 
 
 @pytest.mark.parametrize("blob", small_blobs() + feature_blobs())
@@ -133,11 +165,12 @@ def test_feature_damage_behind_a_valid_checksum():
     for blob in feature_blobs():
         for _ in range(400):
             bad = bytearray(blob)
-            for i in rng.integers(12, len(bad), size=rng.integers(1, 4)):
+            for i in rng.integers(first_behind_checksum(blob), len(bad), size=rng.integers(1, 4)):
                 bad[i] = rng.integers(0, 256)
             bad = refresh_checksum(bad)
             try:
                 out = splitans.decompress(bad)
-            except (splitans.CorruptDataError, splitans.OutputTooLargeError):
+            except (splitans.CorruptDataError, splitans.OutputTooLargeError) as e:
+                assert "checksum" not in str(e), "the damage must reach behind the checksum"
                 continue
             assert (out.shape, out.dtype) == declared(bad)

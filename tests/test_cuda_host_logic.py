@@ -184,8 +184,18 @@ def test_random_streams_match_cpu(ops, n, alphabet, skew, wide, precision_bits, 
 
 
 def fix_crc(blob: bytearray) -> bytes:
-    struct.pack_into("<I", blob, 8, zlib.crc32(bytes(blob[12:]), zlib.crc32(bytes(blob[:8]))))
+    """The CRC recomputed: FORMAT.md 2.2, or 10.1 for a compact container (no length field)."""
+    if blob[0] == 0xF3:
+        struct.pack_into("<I", blob, 1, zlib.crc32(bytes(blob[5:]), zlib.crc32(bytes(blob[:1]))))
+    else:
+        struct.pack_into("<I", blob, 8, zlib.crc32(bytes(blob[12:]), zlib.crc32(bytes(blob[:8]))))
     return bytes(blob)
+
+
+def behind_checksum(blob) -> int:
+    """The first byte a flip may touch and still reach the parsers (after the CRC and, in
+    version 1, total_len)."""
+    return 5 if blob[0] == 0xF3 else 20
 
 
 def outcome(fn):
@@ -426,6 +436,7 @@ def test_errors_match_cpu(ops):
         gpu.rans_decode_gpu(splitans.compress(r, bits=8), _ops_=ops)
 
 
+@pytest.mark.parametrize("version", [None, 1])
 @pytest.mark.parametrize(
     "name,kw",
     [
@@ -435,35 +446,45 @@ def test_errors_match_cpu(ops):
         ("d", dict(bits=12)),
     ],
 )
-def test_corrupt_features_rejected_like_cpu(ops, name, kw):
-    """Byte flips anywhere after the header with the CRC fixed up: section checks (Rust), stream
-    parsing (Rust), chunk checks and CSR columns (kernels), code range (kernel)."""
-    blob = splitans.compress(feature(name), **kw)
+def test_corrupt_features_rejected_like_cpu(ops, name, kw, version):
+    """Byte flips anywhere after the checksum with the CRC fixed up: section checks (Rust),
+    stream parsing (Rust), chunk checks and CSR columns (kernels), code range (kernel)."""
+    blob = splitans.compress(feature(name), version=version, **kw)
     rng = np.random.default_rng(len(blob))
-    outcomes = set()
     for _ in range(250):
         b = bytearray(blob)
-        i = int(rng.integers(20, len(b)))
+        i = int(rng.integers(behind_checksum(blob), len(b)))
         b[i] ^= int(rng.integers(1, 256))
         data = fix_crc(b)
+        try:
+            splitans.inspect(data)
+        except splitans.CorruptDataError as e:
+            assert "checksum" not in str(e), "the flip must reach behind the checksum"
+        except splitans.OutputTooLargeError:
+            pass
         cpu = outcome(lambda: splitans.decompress(data))
         dev = outcome(lambda: gpu.decompress_gpu(data, _ops_=ops))
         same_outcome(cpu, dev)
-        outcomes.add(cpu[0])
-    assert {"ok", "corrupt"} <= outcomes or outcomes == {"corrupt"}
 
 
 def test_csr_column_checks(ops):
     """A CSR container whose columns are valid symbols but decreasing within a row, or past the
     row, passes every structural check and must be rejected by the scatter kernel's check."""
     x = feature("worked")
-    blob = bytearray(splitans.compress(x, bits=4, mode="csr", reshape=6))
-    # FORMAT.md 6.9: the column stream is raw at offset 136: [1, 3, 2, 0, 3, 0, 1].
+    # The column stream is raw: [1, 3, 2, 0, 3, 0, 1] at offset 136 in version 1 (FORMAT.md 6.9),
+    # at offset 36 in the compact container (10.7: its length at 34, its mode byte at 35).
+    for version, at in ((1, 136), (None, 36)):
+        blob = bytearray(splitans.compress(x, bits=4, mode="csr", reshape=6, version=version))
+        assert np.frombuffer(blob[at : at + 14], "<u2").tolist() == [1, 3, 2, 0, 3, 0, 1]
+        check_columns(ops, blob, at)
+
+
+def check_columns(ops, blob, at):
     for cols in ([3, 1, 2, 0, 3, 0, 1], [1, 4, 2, 0, 3, 0, 1], [1, 1, 2, 0, 3, 0, 1]):
         b = bytearray(blob)
-        b[136:150] = np.array(cols, "<u2").tobytes()
+        b[at : at + 14] = np.array(cols, "<u2").tobytes()
         data = fix_crc(b)
-        with pytest.raises(splitans.CorruptDataError):
+        with pytest.raises(splitans.CorruptDataError, match="out of order or range"):
             splitans.decompress(data)
         with pytest.raises(splitans.CorruptDataError):
             gpu.decompress_gpu(data, _ops_=ops)
@@ -643,7 +664,7 @@ def test_cupy_ops_corrupt_input(cupy_ops):
     rng = np.random.default_rng(3)
     for _ in range(60):
         b = bytearray(blob)
-        b[int(rng.integers(60, len(b)))] ^= int(rng.integers(1, 256))
+        b[int(rng.integers(behind_checksum(blob), len(b)))] ^= int(rng.integers(1, 256))
         data = fix_crc(b)
         same_outcome(
             outcome(lambda: splitans.decompress(data)), outcome(lambda: gpu.decompress_gpu(data, _ops_=cupy_ops))

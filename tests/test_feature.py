@@ -11,6 +11,15 @@ import splitans
 from strict import need_module
 
 
+def leb128(v):
+    out = bytearray()
+    while True:
+        out.append((v & 0x7F) | (0x80 if v >= 0x80 else 0))
+        v >>= 7
+        if not v:
+            return bytes(out)
+
+
 def relu_feature(shape, density, seed=0, dtype=np.float32):
     rng = np.random.default_rng(seed)
     x = rng.gamma(2.0, 1.0, size=shape) * (rng.random(shape) < density)
@@ -37,24 +46,30 @@ def features(draw):
 @given(
     features(),
     st.integers(1, 16),
-    st.sampled_from(["dense", "csr", "auto", "context", "best"]),
+    st.sampled_from(["dense", "csr", "auto", "context", "pcontext", "best"]),
     st.sampled_from(["model", "search", "explicit"]),
     st.booleans(),
+    st.sampled_from([None, 1]),
 )
-def test_error_bound_and_exact_codes(x, bits, mode, reshape, per_channel):
-    if mode == "context" and bits > 8:
-        mode = "best"  # context takes at most 8 bits (refusal tested in test_context_mode_rules)
+def test_error_bound_and_exact_codes(x, bits, mode, reshape, per_channel, version):
+    if mode in ("context", "pcontext") and bits > 8:
+        mode = "best"  # at most 8 bits (refusal tested in test_context_mode_rules)
+    if mode == "pcontext" and version == 1:
+        mode = "best"  # compact containers only (refusal tested in test_compact_modes)
     axis = (x.ndim - 1 if x.ndim > 1 else 0) if per_channel else None
     if reshape == "explicit":
         reshape = next(n for n in range(1, x.size + 1) if x.size % n == 0 and x.size // n <= 65535)
-    blob = splitans.compress(x, bits=bits, mode=mode, reshape=reshape, axis=axis)
+    blob = splitans.compress(x, bits=bits, mode=mode, reshape=reshape, axis=axis, version=version)
     info = splitans.inspect(blob)
     y = splitans.decompress(blob)
     assert y.shape == x.shape and y.dtype == x.dtype
     assert info["bits"] == bits and info["axis"] == axis
-    if mode not in ("auto", "best"):
+    if mode not in ("auto", "best") and not (mode == "pcontext" and x.size == 0):
         assert info["mode"] == mode
-    assert info["format_version"] == (2 if info["mode"] == "context" else 1)
+    if version is None:
+        assert info["format_version"] == 3 and blob[0] == 0xF3
+    else:
+        assert info["format_version"] == (2 if info["mode"] == "context" else 1)
     assert info["clamped"] == 0
     # Parameters and values computed again from FORMAT.md 6.7 (tests/reference.py), not taken
     # from the encoder's own report: a scale that is too large fails here.
@@ -111,7 +126,15 @@ def test_csr_layout_in_inspect():
     assert names == ["row_counts", "col_indices", "values"]
     nnz = int((splitans.decompress(blob) != 0).sum())
     assert info["streams"][1]["symbols"] == info["streams"][2]["symbols"] == nnz
-    assert info["header_bytes"] + info["section_bytes"] + 8 + sum(8 + s["compressed_bytes"] for s in info["streams"]) == len(blob)
+    # Compact (FORMAT.md 10.2): header, section, varints R, nnz, L0, L1, then the streams.
+    streams = [s["compressed_bytes"] for s in info["streams"]]
+    varints = sum(len(leb128(v)) for v in (256, nnz, streams[0], streams[1]))
+    assert info["header_bytes"] + info["section_bytes"] + varints + sum(streams) == len(blob)
+    # Version 1 (6.2): header, section, then each record's 8-byte length and its stream.
+    v1 = splitans.compress(x, bits=8, mode="csr", reshape=8 * 32, version=1)
+    info = splitans.inspect(v1)
+    assert info["header_bytes"] + info["section_bytes"] + 8 + sum(8 + s["compressed_bytes"] for s in info["streams"]) == len(v1)
+    np.testing.assert_array_equal(splitans.decompress(v1), splitans.decompress(blob))
 
 
 def test_plan_reports_every_candidate_and_the_choice():
@@ -270,20 +293,22 @@ def test_context_mode_rules():
         for _ in range(6):
             r, s = rng.integers(0, 24, 2)
             blobs[c, r : r + 8, s : s + 8] = rng.uniform(0.5, 1.0)
-    dense = splitans.compress(blobs, bits=3, mode="dense")
-    context = splitans.compress(blobs, bits=3, mode="context")
+    # Version 1 and 2 (FORMAT.md 6.11): best takes context when its estimate says so.
+    dense = splitans.compress(blobs, bits=3, mode="dense", version=1)
+    context = splitans.compress(blobs, bits=3, mode="context", version=1)
     assert len(context) < 0.6 * len(dense)
-    assert splitans.compress(blobs, bits=3, mode="best") == context
+    assert splitans.compress(blobs, bits=3, mode="best", version=1) == context
     np.testing.assert_array_equal(splitans.decompress(context), splitans.decompress(dense))
     info = splitans.inspect(context)
     assert info["mode"] == "context" and info["format_version"] == 2 and context[4] == 2
     assert info["streams"][0]["mode"] == "context"
     # Uniform noise: best keeps the static coder, and its bytes (version 1).
     noise = rng.uniform(0, 1, (64, 64)).astype(np.float32)
-    assert splitans.compress(noise, bits=8, mode="best") == splitans.compress(noise, bits=8)
-    with pytest.raises(ValueError, match="at most 8 bits"):
-        splitans.compress(noise, bits=9, mode="context")
-    assert splitans.inspect(splitans.compress(noise, bits=9, mode="best"))["mode"] in ("dense", "csr")
+    assert splitans.compress(noise, bits=8, mode="best", version=1) == splitans.compress(noise, bits=8, version=1)
+    for version in (None, 1):
+        with pytest.raises(ValueError, match="at most 8 bits"):
+            splitans.compress(noise, bits=9, mode="context", version=version)
+        assert splitans.inspect(splitans.compress(noise, bits=9, mode="best", version=version))["mode"] in ("dense", "csr")
     with pytest.raises(ValueError, match="predicts"):
         splitans.plan(noise, bits=4, mode="context")
     # A context record in a version-1 container is refused.
@@ -294,6 +319,38 @@ def test_context_mode_rules():
     bad[8:12] = struct.pack("<I", zlib.crc32(bytes(bad[:8]) + bytes(bad[12:])))
     with pytest.raises(splitans.CorruptDataError, match="mode 2"):
         splitans.decompress(bytes(bad))
+
+
+def test_compact_modes():
+    """Version 3 (FORMAT.md 10): best is the shortest of auto, context and pcontext, every mode
+    gives the same codes, pcontext needs the compact container and at most 8 bits."""
+    rng = np.random.default_rng(7)
+    blobs = np.zeros((4, 32, 32), np.float32)
+    for c in range(4):
+        for _ in range(6):
+            r, s = rng.integers(0, 24, 2)
+            blobs[c, r : r + 8, s : s + 8] = rng.uniform(0.5, 1.0)
+    noise = rng.uniform(0, 1, (64, 64)).astype(np.float32)
+    relu = relu_feature((1, 16, 14, 14), 0.4, seed=8)
+    for x, bits, axis in ((blobs, 3, None), (noise, 8, None), (relu, 4, 1), (relu, 2, None)):
+        out = {m: splitans.compress(x, bits=bits, mode=m, axis=axis) for m in ("auto", "context", "pcontext", "best")}
+        assert out["best"] == min((out[m] for m in ("auto", "context", "pcontext")), key=len)
+        codes = splitans.decompress(out["auto"])
+        for m, blob in out.items():
+            assert blob[0] == 0xF3 and splitans.inspect(blob)["format_version"] == 3
+            np.testing.assert_array_equal(splitans.decompress(blob), codes)
+        # Every compact container is smaller than its version-1 twin (about 75 bytes of framing).
+        for m in ("auto", "context"):
+            assert len(out[m]) < len(splitans.compress(x, bits=bits, mode=m, axis=axis, version=1))
+        assert splitans.inspect(out["pcontext"])["mode"] == "pcontext"
+    with pytest.raises(ValueError, match="compact container"):
+        splitans.compress(noise, bits=4, mode="pcontext", version=1)
+    with pytest.raises(ValueError, match="at most 8 bits"):
+        splitans.compress(noise, bits=9, mode="pcontext")
+    with pytest.raises(ValueError, match="version"):
+        splitans.compress(noise, bits=4, version=2)
+    with pytest.raises(ValueError, match="version"):
+        splitans.compress(np.arange(5), version=3)
 
 
 def test_empty_tensor_with_a_channel_axis_and_all_nan_channel():

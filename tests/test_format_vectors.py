@@ -1,5 +1,5 @@
-"""The CPU encoder against docs/FORMAT.md itself: every test vector (5.7, 6.10: length, CRC and
-the streams column), the worked blobs of 4.5 and 6.9 and the table of 3.4, byte for byte, all
+"""The CPU encoder against docs/FORMAT.md itself: every test vector (5.7, 6.10, 10.6: length, CRC
+and the streams column), the worked blobs of 4.5, 6.9 and 10.7 and the table of 3.4, byte for byte, all
 read from the document's text. A change of encoder policy that moves a byte fails here (the GPU
 tests only compare the GPU with this encoder). Update the document and these numbers together."""
 
@@ -52,7 +52,7 @@ VECTORS_610 = table_rows(section("### 6.10 Test vectors").split("```\n", 2)[-1])
 
 
 def test_the_document_has_its_vectors():
-    assert len(VECTORS_57) == 4 and len(VECTORS_610) == 9
+    assert len(VECTORS_57) == 4 and len(VECTORS_610) == 9 and len(VECTORS_106) == 11
 
 
 @pytest.mark.parametrize("row", VECTORS_57, ids=[r[0][:60] for r in VECTORS_57])
@@ -116,8 +116,58 @@ def test_worked_example_6_9_byte_for_byte():
     assert (p["dense_bytes"], p["values_bytes"], p["csr_bytes"]) == (42, 25, 87)
     # "With the defaults the same x is stored dense: dense = 8 + 34 = 42": header 48, section
     # record 8 + 32, stream record 42.
-    auto = splitans.compress(x, bits=4)
+    auto = splitans.compress(x, bits=4, version=1)
     assert splitans.inspect(auto)["mode"] == "dense" and len(auto) == 48 + 40 + 42
+
+
+VECTORS_106 = table_rows(section("### 10.6 Test vectors"))
+
+
+def compact_crc_ok(blob: bytes) -> bool:
+    return blob[0] == 0xF3 and zlib.crc32(blob[:1] + blob[5:]) == struct.unpack_from("<I", blob, 1)[0]
+
+
+@pytest.mark.parametrize("row", VECTORS_106, ids=[r[0][:60] for r in VECTORS_106])
+def test_compact_vectors(row):
+    call, total_len, crc, mode_rows, clamped, streams, v1_len = row
+    blob = eval(code(call), namespace())
+    assert len(blob) == int(total_len)
+    assert compact_crc_ok(blob) and f"{struct.unpack_from('<I', blob, 1)[0]:08x}" == code(crc)
+    info = splitans.inspect(blob)
+    mode, _, rows = mode_rows.partition(", ")
+    assert info["format_version"] == 3 and info["mode"] == mode and info["rows"] == (int(rows) if rows else None)
+    assert info["clamped"] == int(clamped)
+    assert [s["mode"] for s in info["streams"]] == streams.split(", ")
+    v1_call = code(call)[:-1] + ", version=1)"
+    if v1_len == "—":
+        with pytest.raises(ValueError, match="compact container"):
+            eval(v1_call, namespace())
+    else:
+        v1 = eval(v1_call, namespace())
+        assert len(v1) == int(v1_len) and crc_ok(v1)
+        np.testing.assert_array_equal(splitans.decompress(v1), splitans.decompress(blob))
+
+
+def test_worked_example_10_7_byte_for_byte():
+    text = section("### 10.7 Worked example")
+    want = bytes.fromhex(re.search(r"```text\n(.*?)```", text, re.S).group(1).replace("\n", " "))
+    ns = {"np": np, "splitans": splitans}
+    exec(re.search(r"```python\n(.*?)```", section("### 6.9 Worked example"), re.S).group(1), ns)
+    x = ns["x"]
+    blob = splitans.compress(x, bits=4, mode="csr", reshape=6)
+    assert len(want) == 58 and blob == want and compact_crc_ok(blob)
+    np.testing.assert_array_equal(splitans.decompress(blob), splitans.decompress(ns["blob"]))
+    # Each row of the field table names the bytes at its offset.
+    rows = [(int(r[0]), re.findall(r"`([^`]*)`", r[1])) for r in table_rows(text) if r[0].isdigit()]
+    assert [o for o, _ in rows] == sorted(o for o, _ in rows) and rows[-1][0] < len(want)
+    for offset, parts in rows:
+        first = bytes.fromhex(parts[0])
+        assert want[offset : offset + len(first)] == first, (offset, parts)
+    # The defaults' 43 bytes: the prefix given, then the 24 codes.
+    m = re.search(r"is (\d+) bytes:\n`([0-9a-f ]+)`", text)
+    auto = splitans.compress(x, bits=4)
+    assert len(auto) == int(m.group(1)) and auto.startswith(bytes.fromhex(m.group(2)))
+    assert len(auto) == len(bytes.fromhex(m.group(2))) + 24
 
 
 def test_worked_example_4_5_byte_for_byte():

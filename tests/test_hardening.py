@@ -17,8 +17,12 @@ from strict import need_module
 
 
 def with_crc(blob) -> bytes:
-    """Sets total_len and the CRC, as a writer does (FORMAT.md 2.2)."""
+    """Sets total_len and the CRC, as a writer does (FORMAT.md 2.2); a compact container's CRC
+    only (10.1: bytes 1-4, over byte 0 and bytes 5 on; it has no length field)."""
     blob = bytearray(blob)
+    if blob[:1] == b"\xf3":
+        struct.pack_into("<I", blob, 1, zlib.crc32(bytes(blob[:1]) + bytes(blob[5:])))
+        return bytes(blob)
     struct.pack_into("<Q", blob, 12, len(blob))
     struct.pack_into("<I", blob, 8, zlib.crc32(bytes(blob[:8]) + bytes(blob[12:])))
     return bytes(blob)
@@ -270,24 +274,30 @@ def test_float32_ranges_up_to_the_largest_float_stay_finite(bits, ends):
 # inspect checks what decompress checks
 
 
-def csr_blob(bits=4):
+def csr_blob(bits=4, version=1):
     x = np.zeros((4, 8), np.float32)
     x[0, 1], x[0, 5], x[2, 3] = 1.0, 2.0, 3.0
-    return splitans.compress(x, bits=bits, mode="csr", reshape=4)
+    return splitans.compress(x, bits=bits, mode="csr", reshape=4, version=version)
 
 
-def test_inspect_and_decompress_agree_behind_the_checksum():
+@pytest.mark.parametrize("version", [1, None])
+def test_inspect_and_decompress_agree_behind_the_checksum(version):
     # Codes above 2^bits - 1 (a raw dense stream), CSR columns out of order or out of range, and
     # row counts that do not add up: CRC-valid, refused by both with the same message.
-    dense = bytearray(splitans.compress(np.arange(6, dtype=np.float32).reshape(2, 3), bits=4, mode="dense"))
+    dense = bytearray(splitans.compress(np.arange(6, dtype=np.float32).reshape(2, 3), bits=4, mode="dense",
+                                       version=version))
     assert splitans.inspect(bytes(dense))["streams"][0]["mode"] == "raw"
     dense[-1] = 16  # a 4-bit code of 16
-    blob = bytearray(csr_blob())
-    cols_at = blob.index(struct.pack("<BBQ", 2, 2, 3)) + 10  # the column-index stream (raw)
+    blob = bytearray(csr_blob(version=version))
+    # The column-index stream (raw, 3 two-byte columns): after its 10-byte header in version 1
+    # (3.1), after its mode byte in a compact container (10.3), before the values' stream (a mode
+    # byte and 3 raw codes).
+    cols_at = blob.index(struct.pack("<BBQ", 2, 2, 3)) + 10 if version == 1 else len(blob) - 4 - 6
     swapped = bytearray(blob)
     swapped[cols_at : cols_at + 4] = struct.pack("<HH", 5, 1)
     out_of_range = bytearray(blob)
     out_of_range[cols_at : cols_at + 2] = struct.pack("<H", 8)
+    assert struct.unpack_from("<3H", blob, cols_at) == (1, 5, 3)
     for bad, message in ((dense, "a code exceeds the 4-bit range"), (swapped, "out of order or range in row 0"),
                          (out_of_range, "column 8 out of order or range in row 0")):
         bad = with_crc(bad)

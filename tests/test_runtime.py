@@ -296,7 +296,10 @@ def test_client_retries_unavailable_until_the_server_is_up(fmnist):
 
 
 def test_cli_serve_and_edge():
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    # The children import the same splitans this process imported: the installed wheel under the
+    # README's test command, python/ in a development checkout (python/ alone has no _core there).
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(splitans.__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p))
     import socket
 
     with socket.socket() as s:

@@ -1,6 +1,6 @@
 """The structure-aware generator (rust/tests/blobgen) through the Python bindings.
 
-Rust writes 3,000 generated cases (valid containers of every kind and mode, mutated field by
+Rust writes 3,000 generated cases (valid containers of every kind, mode and version, mutated field by
 field behind a recomputed CRC) with what its decoder made of each (`cargo test --release --test
 structured dump_cases_for_python -- --ignored`; built already when `cargo test --release` ran
 first, as in .ci/run). Each must come out of `splitans.decompress` as an array of the declared
@@ -43,9 +43,32 @@ def cases(tmp_path_factory):
     return [(r, (out / r["file"]).read_bytes()) for r in rows]
 
 
+def varints(data: bytes, pos: int, count: int):
+    """`count` LEB128 varints from `pos` (FORMAT.md 10)."""
+    out = []
+    for _ in range(count):
+        v, shift = 0, 0
+        while True:
+            b = data[pos]
+            pos += 1
+            v |= (b & 0x7F) << shift
+            shift += 7
+            if b < 0x80:
+                break
+        out.append(v)
+    return tuple(out)
+
+
 def declared(data: bytes):
+    """Shape and dtype from the header, read here from the bytes (FORMAT.md 2.1 or 10.1)."""
+    if data[0] == 0xF3:
+        return varints(data, 8, data[7]), DTYPES[data[5]]
     ndim = data[22]
     return tuple(struct.unpack_from(f"<{ndim}Q", data, 24)), DTYPES[data[21]]
+
+
+def dtype_code(data: bytes) -> int:
+    return data[5] if data[0] == 0xF3 else data[21]
 
 
 def outcome(fn):
@@ -83,11 +106,11 @@ def test_generated_features_decode_to_torch_too(cases):
     torch = need_module("torch")
     n = 0
     for row, data in cases:
-        if row["outcome"] != "decoded" or data[20] != 3:
+        if row["outcome"] != "decoded" or (data[0] != 0xF3 and data[20] != 3):
             continue
         t = splitans.decompress(data, max_output_bytes=CAP, output="torch")
         shape, dtype = declared(data)
-        want = {9: torch.float16, 10: torch.bfloat16, 11: torch.float32, 12: torch.float64}[data[21]]
+        want = {9: torch.float16, 10: torch.bfloat16, 11: torch.float32, 12: torch.float64}[dtype_code(data)]
         assert tuple(t.shape) == shape and t.dtype == want, row
         n += 1
     assert n >= 20

@@ -16,7 +16,14 @@ enum Source {
     Symbols8(Vec<u8>),
     Symbols16(Vec<u16>),
     Int32(Vec<i32>),
-    Feature { values: Vec<u8>, bits: u8, csr: bool, rows_pick: u8, per_channel: bool },
+    Feature {
+        values: Vec<u8>,
+        bits: u8,
+        csr: bool,
+        rows_pick: u8,
+        per_channel: bool,
+        compact: bool,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -27,27 +34,53 @@ struct Input {
 }
 
 fn blob(source: &Source) -> Option<Vec<u8>> {
-    let opts = EncodeOptions { chunk_log2: Some(8), threads: 1, ..Default::default() };
+    let opts = EncodeOptions {
+        chunk_log2: Some(8),
+        threads: 1,
+        ..Default::default()
+    };
     match source {
         Source::Symbols8(s) => encode_symbols(s, &opts).ok(),
         Source::Symbols16(s) => encode_symbols(s, &opts).ok(),
         Source::Int32(v) => compress(v, &[v.len()], &opts).ok(),
-        Source::Feature { values, bits, csr, rows_pick, per_channel } => {
-            let x: Vec<f32> = values.iter().map(|&v| if v < 100 { 0.0 } else { f32::from(v) / 7.0 }).collect();
+        Source::Feature {
+            values,
+            bits,
+            csr,
+            rows_pick,
+            per_channel,
+            compact,
+        } => {
+            let x: Vec<f32> = values
+                .iter()
+                .map(|&v| if v < 100 { 0.0 } else { f32::from(v) / 7.0 })
+                .collect();
             let n = x.len();
             if n == 0 {
                 return None;
             }
             let divisors: Vec<usize> = (1..=n).filter(|d| n % d == 0 && n / d <= 65_535).collect();
             let rows = divisors[*rows_pick as usize % divisors.len()];
-            let axis = (*per_channel && n % 4 == 0).then_some((1u8, Channels { channels: 4, inner: 1 }));
-            let shape = if axis.is_some() { vec![n / 4, 4] } else { vec![n] };
+            let axis = (*per_channel && n % 4 == 0).then_some((
+                1u8,
+                Channels {
+                    channels: 4,
+                    inner: 1,
+                },
+            ));
+            let shape = if axis.is_some() {
+                vec![n / 4, 4]
+            } else {
+                vec![n]
+            };
             let fo = FeatureOptions {
                 bits: 1 + bits % 16,
                 axis,
                 range: Range::MinMax,
                 mode: if *csr {
                     ModeChoice::Csr
+                } else if *compact && rows_pick % 4 == 3 && 1 + bits % 16 <= 8 {
+                    ModeChoice::Pctx
                 } else if rows_pick % 2 == 1 && 1 + bits % 16 <= 8 {
                     ModeChoice::Context
                 } else {
@@ -56,15 +89,44 @@ fn blob(source: &Source) -> Option<Vec<u8>> {
                 reshape: Reshape::Rows(rows),
                 non_finite: NonFinite::Error,
                 coder: opts,
+                version: if *compact { 3 } else { 1 },
             };
-            feature::compress(&x, &shape, FloatType::F32, &fo).ok().map(|(b, _)| b)
+            feature::compress(&x, &shape, FloatType::F32, &fo)
+                .ok()
+                .map(|(b, _)| b)
         }
     }
 }
 
 fuzz_target!(|input: Input| {
-    let Some(mut data) = blob(&input.source) else { return };
-    assert!(common::decode_any(&data).is_some(), "a fresh blob must decode");
+    let Some(mut data) = blob(&input.source) else {
+        return;
+    };
+    assert!(
+        common::decode_any(&data).is_some(),
+        "a fresh blob must decode"
+    );
+    if data.first() == Some(&0xF3) {
+        // Compact container (FORMAT.md 10): CRC at [1, 5) over byte 0 and [5, end); no length.
+        if data.len() <= 5 {
+            return;
+        }
+        for &(at, byte) in input.edits.iter().take(8) {
+            let i = 5 + at as usize % (data.len() - 5);
+            data[i] ^= byte;
+        }
+        if let Some(t) = input.truncate.filter(|_| data.len() > 6) {
+            let keep = data.len() - (t as usize % (data.len() - 6));
+            data.truncate(keep);
+        }
+        let mut h = crc32fast::Hasher::new();
+        h.update(&data[..1]);
+        h.update(&data[5..]);
+        let crc = h.finalize();
+        data[1..5].copy_from_slice(&crc.to_le_bytes());
+        let _ = common::decode_any(&data);
+        return;
+    }
     if data.len() <= 12 {
         return;
     }

@@ -21,45 +21,68 @@ enum Data {
     Symbols8(Vec<u8>),
     Symbols16(Vec<u16>),
     Int64(Vec<i64>),
-    Floats { values: Vec<f32>, bits: u8, mode: u8, search: bool },
+    Floats {
+        values: Vec<f32>,
+        bits: u8,
+        mode: u8,
+        search: bool,
+    },
 }
 
 fuzz_target!(|input: Input| {
     let opts = EncodeOptions {
-        precision_bits: (input.precision % 20 <= 16 && input.precision % 20 >= 9).then_some(input.precision % 20),
+        precision_bits: (input.precision % 20 <= 16 && input.precision % 20 >= 9)
+            .then_some(input.precision % 20),
         chunk_log2: Some(8 + input.chunk % 17),
         threads: if input.threads { 2 } else { 1 },
     };
     match input.data {
         Data::Symbols8(s) => {
-            let Ok(b) = encode_symbols(&s, &opts) else { return };
-            assert!(b.len() <= container::max_compressed_size(s.len(), splitans::DType::U8, 1).unwrap());
+            let Ok(b) = encode_symbols(&s, &opts) else {
+                return;
+            };
+            assert!(
+                b.len() <= container::max_compressed_size(s.len(), splitans::DType::U8, 1).unwrap()
+            );
             assert_eq!(decompress::<u8>(&b, u64::MAX, 1).unwrap().1, s);
         }
         Data::Symbols16(s) => {
-            let Ok(b) = encode_symbols(&s, &opts) else { return };
+            let Ok(b) = encode_symbols(&s, &opts) else {
+                return;
+            };
             assert_eq!(decompress::<u16>(&b, u64::MAX, 2).unwrap().1, s);
         }
         Data::Int64(v) => {
             let b = compress(&v, &[v.len()], &opts).unwrap();
             assert_eq!(decompress::<i64>(&b, u64::MAX, 1).unwrap().1, v);
         }
-        Data::Floats { values, bits, mode, search } => {
+        Data::Floats {
+            values,
+            bits,
+            mode,
+            search,
+        } => {
             let x: Vec<f32> = values.into_iter().filter(|v| v.is_finite()).collect();
             let fo = FeatureOptions {
                 bits: 1 + bits % 16,
                 axis: None,
                 range: Range::MinMax,
-                mode: match (mode % 5, 1 + bits % 16 <= 8) {
+                mode: match (mode % 6, 1 + bits % 16 <= 8) {
                     (0, _) => ModeChoice::Dense,
                     (1, _) => ModeChoice::Csr,
                     (2, _) => ModeChoice::Auto,
                     (3, true) => ModeChoice::Context,
+                    (5, true) if mode / 6 % 2 == 1 => ModeChoice::Pctx,
                     _ => ModeChoice::Best,
                 },
-                reshape: if search { Reshape::Search } else { Reshape::Model },
+                reshape: if search {
+                    Reshape::Search
+                } else {
+                    Reshape::Model
+                },
                 non_finite: NonFinite::Error,
                 coder: opts,
+                version: if mode / 6 % 2 == 1 { 3 } else { 1 },
             };
             let _ = Channels::TENSOR;
             let (b, plan) = feature::compress(&x, &[x.len()], FloatType::F32, &fo).unwrap();

@@ -19,6 +19,7 @@ from ._codec import (
     _precision,
     _threads,
     _to_output,
+    _version,
 )
 
 __all__ = ["compress_many", "decompress_many"]
@@ -38,10 +39,12 @@ def compress_many(
     precision_bits: Optional[int] = None,
     chunk_symbols: Optional[int] = None,
     threads: Optional[int] = None,
+    version: Optional[int] = None,
 ) -> List[bytes]:
     """``[compress(a, ...) for a in arrays]`` in one call: the same bytes, item for item.
 
-    Every option applies to every array (``clip=Percentile(...)`` is computed per array). Float
+    Every option applies to every array (``clip=Percentile(...)`` is computed per array;
+    ``version`` as for ``compress``, float arrays only). Float
     arrays need ``bits``; integer arrays are compressed losslessly and take none of the lossy
     options (a list may hold both kinds). The interpreter is released once for the whole list;
     ``threads`` (``None``: every core) spreads the arrays over threads, one array per thread at a
@@ -54,6 +57,7 @@ def compress_many(
     """
     arrays = list(arrays)
     p, c, t = _precision(precision_bits), _chunk_log2(chunk_symbols), _threads(threads)
+    v = _version(version)
     floats = [i for i, a in enumerate(arrays) if _is_float(a)]
     ints = [i for i in range(len(arrays)) if i not in set(floats)]
     out: List[Any] = [None] * len(arrays)
@@ -63,7 +67,7 @@ def compress_many(
         items = _feature.prepare_many([arrays[i] for i in floats], bits, axis, scale, zero_point, clip, nonfinite)
         try:
             blobs = _core.encode_feature_many(
-                items, _feature._check_bits(bits), mode, _feature._check_reshape(reshape), nonfinite, p, c, t
+                items, _feature._check_bits(bits), mode, _feature._check_reshape(reshape), nonfinite, p, c, t, v
             )
         except Exception as e:  # noqa: BLE001 - re-raised with the caller's item index
             raise _renumber(e, floats) from None

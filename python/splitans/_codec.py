@@ -121,6 +121,7 @@ def compress(
     precision_bits: Optional[int] = None,
     chunk_symbols: Optional[int] = None,
     threads: Optional[int] = None,
+    version: Optional[int] = None,
 ) -> bytes:
     """Compress an array: integers losslessly, float features by quantizing to ``bits`` bits.
 
@@ -141,7 +142,13 @@ def compress(
       on the GPU too. ``"context"`` (``bits <= 8``) codes each element with an adaptive table
       chosen by its left and upper neighbours (last two axes): no table bytes, and 15-40%
       smaller on sparse ReLU maps sent one image at a time, but serial (~tens of MB/s, CPU
-      only, format version 2). ``"best"`` codes the context form too and keeps the smaller.
+      only). ``"pcontext"`` (``bits <= 8``) fits a context model (the parallel context coder
+      of ``splitans.Codec``) to this tensor and stores it in the container: it pays on large
+      tensors. ``"best"`` codes every form and keeps the shortest container.
+    - ``version``: a float tensor is written as a compact container (format version 3: about
+      25 bytes of header and framing on a small tensor, FORMAT.md 10); ``version=1`` writes the
+      older layout (version 1, or 2 in context mode) for readers that predate it. Integer
+      arrays are always version 1.
     - ``reshape``: an explicit N, ``"model"`` (predict from the density, no coding) or
       ``"search"`` (exact empirical entropies of every candidate N).
     - NaN or infinity raise ``ValueError``; ``nonfinite="clamp"`` maps NaN to 0 and infinities
@@ -169,6 +176,7 @@ def compress(
         and (nonfinite == "error" or nonfinite == "clamp")
         and array.flags.c_contiguous
         and array.dtype.isnative
+        and version is None
     ):
         # A contiguous float32 array with nothing for numpy to compute first (the common call):
         # straight to the codec, which checks the rest.
@@ -190,12 +198,17 @@ def compress(
             _precision(precision_bits),
             _chunk_log2(chunk_symbols),
             _threads(threads),
+            3,
         )
     if _is_float(array):
         if bits is None:
             raise TypeError(
                 "compress() of a float array needs bits= (1..16), the quantization bit width, e.g. bits=8"
             )
+        if version is None:
+            version = 3
+        if isinstance(version, bool) or version not in (1, 3):
+            raise ValueError(f"version must be None (the newest, 3) or 1, got {version!r}")
         return _feature.compress_bytes(
             array,
             bits,
@@ -209,6 +222,7 @@ def compress(
             _precision(precision_bits),
             _chunk_log2(chunk_symbols),
             _threads(threads),
+            _version(version),
         )
     a = _as_numpy(array)
     name = a.dtype.name
@@ -218,6 +232,8 @@ def compress(
     given = [k for k, v in lossy.items() if v is not None]
     given += [k for k, v, default in (("mode", mode, "auto"), ("reshape", reshape, "model"), ("nonfinite", nonfinite, "error"))
               if not (isinstance(v, str) and v == default)]
+    if version is not None and not (version == 1 and not isinstance(version, bool)):
+        given.append("version")
     if given:
         raise ValueError(
             f"{', '.join(given)} apply to float arrays; integer arrays (here {name}) are compressed losslessly "
@@ -227,6 +243,15 @@ def compress(
         raise ValueError(f"compress() supports up to {_core.MAX_NDIM} dimensions, got {a.ndim}")
     a = _native(a)
     return _core.encode(a, name, _KIND_ARRAY, _precision(precision_bits), _chunk_log2(chunk_symbols), _threads(threads))
+
+
+def _version(version: Any) -> int:
+    """The container version of a float tensor: None (the newest, 3) or 1."""
+    if version is None:
+        return 3
+    if isinstance(version, bool) or version not in (1, 3):
+        raise ValueError(f"version must be None (the newest, 3) or 1, got {version!r}")
+    return int(version)
 
 
 def _is_float(x: Any) -> bool:

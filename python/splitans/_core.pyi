@@ -52,6 +52,7 @@ def encode_many(
     precision_bits: Optional[int],
     chunk_log2: Optional[int],
     threads: int,
+    version: int = ...,
 ) -> List[bytes]: ...
 def encode_feature_many(
     items: List[
@@ -86,6 +87,7 @@ def compress_feature(
     precision_bits: Optional[int],
     chunk_log2: Optional[int],
     threads: int,
+    version: int = ...,
 ) -> bytes: ...
 def max_compressed_size(n: int, dtype: str, ndim: int) -> int: ...
 def encode_feature(
@@ -102,6 +104,7 @@ def encode_feature(
     precision_bits: Optional[int],
     chunk_log2: Optional[int],
     threads: int,
+    version: int = 3,
 ) -> Tuple[bytes, Dict[str, Any]]: ...
 def plan_feature(
     x: np.ndarray,
@@ -129,7 +132,9 @@ def gpu_search_cost(row_hist: np.ndarray, col_hist: np.ndarray) -> float: ...
 def gpu_layout(
     data: bytes, max_output_bytes: int, expect_shape: Optional[List[int]] = None, expect_dtype: Optional[str] = None
 ) -> Dict[str, Any]: ...
-def gpu_stream_layout(data: bytes, offset: int, length: int, index: int, n: int, symbol_bytes: int) -> Dict[str, Any]: ...
+def gpu_stream_layout(
+    data: bytes, offset: int, length: int, index: int, n: int, symbol_bytes: int, compact: bool = False
+) -> Dict[str, Any]: ...
 def gpu_auto_takes_csr(dense_bytes: float, csr_bytes: float) -> bool: ...
 
 class Codec:

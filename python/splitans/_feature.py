@@ -178,18 +178,22 @@ def compress_feature(
     precision_bits: Optional[int],
     chunk_log2: Optional[int],
     threads: int,
+    version: int = 3,
 ) -> Tuple[bytes, Dict[str, Any]]:
     a, dtype, bits, axis, ranges, s, z = _prepare(x, bits, axis, scale, zero_point, clip, nonfinite)
     return _core.encode_feature(
-        a, dtype, bits, axis, ranges, s, z, mode, _check_reshape(reshape), nonfinite, precision_bits, chunk_log2, threads
+        a, dtype, bits, axis, ranges, s, z, mode, _check_reshape(reshape), nonfinite, precision_bits, chunk_log2, threads,
+        version,
     )
 
 
-def compress_bytes(x, bits, axis, scale, zero_point, clip, mode, reshape, nonfinite, precision_bits, chunk_log2, threads) -> bytes:
+def compress_bytes(x, bits, axis, scale, zero_point, clip, mode, reshape, nonfinite, precision_bits, chunk_log2, threads,
+                   version: int = 3) -> bytes:
     """`compress_feature` without the plan: the container only."""
     a, dtype, bits, axis, ranges, s, z = _prepare(x, bits, axis, scale, zero_point, clip, nonfinite)
     return _core.compress_feature(
-        a, dtype, bits, axis, ranges, s, z, mode, _check_reshape(reshape), nonfinite, precision_bits, chunk_log2, threads
+        a, dtype, bits, axis, ranges, s, z, mode, _check_reshape(reshape), nonfinite, precision_bits, chunk_log2, threads,
+        version,
     )
 
 

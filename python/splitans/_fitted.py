@@ -58,6 +58,26 @@ def _clip_pairs(items: List[np.ndarray], clip: ClipSpec, axis: Optional[int], no
     raise ValueError(f"clip must be (low, high) or a list of per-channel (low, high); got {clip!r}")
 
 
+#: The largest finite float16 and bfloat16: the decoded float32 values saturate there, as the
+#: self-contained path does, instead of becoming infinite.
+_HALF_MAX = {"float16": 65504.0, "bfloat16": float(np.uint32(0x7F7F0000).view(np.float32))}
+
+
+def _float_output(flat: np.ndarray, shape, dtype: str, output: str):
+    """Decoded float32 values as numpy (bfloat16 as float32) or torch, in the codec's dtype;
+    a conversion to a half type saturates."""
+    if dtype in _HALF_MAX and (output == "torch" or dtype == "float16"):
+        flat = np.clip(flat, -_HALF_MAX[dtype], _HALF_MAX[dtype])
+    if output == "torch":
+        import torch
+
+        t = torch.from_numpy(flat).reshape(tuple(shape))
+        return t.to(getattr(torch, dtype)) if dtype != "float32" else t
+    if dtype in ("float16", "float64"):
+        flat = flat.astype(dtype)
+    return flat.reshape(shape)
+
+
 class Codec:
     """A codec fitted to calibration samples, shared by encoder and decoder.
 
@@ -177,9 +197,7 @@ class Codec:
         if output not in ("numpy", "torch"):
             raise ValueError(f"output must be 'numpy' or 'torch', got {output!r}")
         flat, shape = self._c.decompress(_as_bytes(data), _max_output(max_output_bytes))
-        from ._codec import _to_output
-
-        return _to_output(flat, shape, self._c.dtype, output)
+        return _float_output(flat, shape, self._c.dtype, output)
 
     def compress_gpu(self, x: Any, *, nonfinite: str = "error", device: Any = None, _ops_=None) -> bytes:
         """``compress`` on a CUDA device (a CuPy array or a CUDA torch tensor), through CuPy:

@@ -72,6 +72,37 @@ impl<'a> Reader<'a> {
     }
 }
 
+impl Reader<'_> {
+    /// Unsigned LEB128 of up to 64 bits (FORMAT.md 10.1): at most 10 bytes, minimally encoded.
+    pub fn varint64(&mut self, what: &str) -> Result<u64> {
+        let mut value: u64 = 0;
+        for i in 0..9 {
+            let byte = self.u8(what)?;
+            value |= u64::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                if i > 0 && byte == 0 {
+                    return Err(corrupt!("non-canonical varint in {what}"));
+                }
+                return Ok(value);
+            }
+        }
+        // The tenth byte holds bit 63 only, and ends the varint.
+        match self.u8(what)? {
+            0 => Err(corrupt!("non-canonical varint in {what}")),
+            1 => Ok(value | 1 << 63),
+            _ => Err(corrupt!("varint overflow in {what}")),
+        }
+    }
+}
+
+pub fn put_varint64(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
 pub fn put_u16(out: &mut Vec<u8>, v: u16) {
     out.extend_from_slice(&v.to_le_bytes());
 }

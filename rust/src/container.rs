@@ -24,11 +24,19 @@ use crate::rans::Symbol;
 use crate::stream::{self, EncodeOptions, StreamView};
 
 pub const MAGIC: [u8; 4] = *b"SPNS";
-/// The newest version this crate reads. It writes version 1 for everything a version-1 decoder
-/// can read, and 2 only for feature containers in context mode (FORMAT.md 8).
-pub const VERSION: u8 = 2;
+/// The newest version this crate reads. `compress` of a float tensor writes version 3, the
+/// compact container (FORMAT.md 10); integer arrays and `rans_encode` write version 1; with
+/// `version=1` a feature is written as version 1, or 2 in context mode (FORMAT.md 8).
+pub const VERSION: u8 = 3;
+/// The first byte of a compact container (FORMAT.md 10.1): `0xF0 | version`.
+pub const COMPACT_TAG: u8 = 0xF3;
+pub const COMPACT_VERSION: u8 = 3;
+/// Bytes of a compact container before its shape: tag, CRC-32, dtype, bits and mode, ndim.
+pub const COMPACT_FIXED_BYTES: usize = 8;
 /// The version of every container but the context-mode feature containers.
 pub const BASE_VERSION: u8 = 1;
+/// The version of a context-mode feature container written as version 1-2 (FORMAT.md 6.11).
+pub const VERSION_CONTEXT: u8 = 2;
 pub const FIXED_HEADER_BYTES: usize = 24;
 pub const MAX_NDIM: usize = 32;
 const CHECKSUM_OFFSET: usize = 8;
@@ -410,7 +418,22 @@ pub struct Header {
 /// is trusted before the checksum matches.
 pub fn read_header(blob: &[u8]) -> Result<Header> {
     if blob.is_empty() {
-        return Err(corrupt!("empty input: a container is at least 24 bytes"));
+        return Err(corrupt!("empty input: a container is at least 8 bytes"));
+    }
+    if blob[0] == COMPACT_TAG {
+        return read_compact_header(blob);
+    }
+    if blob[0] > COMPACT_TAG {
+        // 0xF4..0xFF: a compact container of a later version.
+        return Err(CodecError::UnsupportedVersion {
+            found: blob[0] & 0x0F,
+            supported: VERSION,
+        });
+    }
+    if blob[0] & 0xF0 == crate::codec::BLOB_TAG {
+        return Err(corrupt!(
+            "this is a fitted codec's blob, not a self-contained container: decode it with the splitans.Codec that made it"
+        ));
     }
     if blob.len() < 4 || blob[..4] != MAGIC {
         return Err(corrupt!("not a splitans container (bad magic bytes)"));
@@ -418,7 +441,8 @@ pub fn read_header(blob: &[u8]) -> Result<Header> {
     let mut r = Reader::new(blob);
     r.take(4, "magic")?;
     let version = r.u8("version")?;
-    if version > VERSION {
+    if version >= COMPACT_VERSION {
+        // Versions from 3 on are compact containers (tag 0xF0 | version), never "SPNS".
         return Err(CodecError::UnsupportedVersion {
             found: version,
             supported: VERSION,
@@ -513,6 +537,102 @@ pub fn read_header(blob: &[u8]) -> Result<Header> {
         streams,
         header_len,
     })
+}
+
+/// The CRC-32 of a compact container: byte 0, then bytes [5, end).
+pub(crate) fn compact_checksum(blob: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&blob[..1]);
+    h.update(&blob[5..]);
+    h.finalize()
+}
+
+/// The header of a compact container (FORMAT.md 10.1, 10.4 steps 1-6): everything up to the
+/// end of the shape, which is `header_len`. The feature fields after it are `feature::parse`'s.
+fn read_compact_header(blob: &[u8]) -> Result<Header> {
+    if blob.len() < COMPACT_FIXED_BYTES {
+        return Err(corrupt!(
+            "a compact container has at least {COMPACT_FIXED_BYTES} bytes, got {} (truncated)",
+            blob.len()
+        ));
+    }
+    let crc = u32::from_le_bytes([blob[1], blob[2], blob[3], blob[4]]);
+    if compact_checksum(blob) != crc {
+        // No length field: a cut container fails here too.
+        return Err(corrupt!(
+            "checksum mismatch: the container is damaged or truncated"
+        ));
+    }
+    let code = blob[5];
+    let float = FloatType::from_code(code)
+        .ok_or_else(|| corrupt!("dtype code {code} invalid for a feature container"))?;
+    let bits_mode = blob[6];
+    if bits_mode >> 6 != 0 {
+        return Err(corrupt!("reserved bits of the bits/mode byte are set"));
+    }
+    let mode = bits_mode >> 4;
+    let ndim = blob[7] as usize;
+    if ndim > MAX_NDIM {
+        return Err(corrupt!("{ndim} dimensions (at most {MAX_NDIM})"));
+    }
+    let elem = ElemType::Float(float);
+    let mut r = Reader::new(blob);
+    r.take(COMPACT_FIXED_BYTES, "header")?;
+    let limit = isize::MAX as u64 / elem.decoded_itemsize() as u64;
+    let mut nonzero: u64 = 1;
+    let mut shape = Vec::with_capacity(ndim);
+    for _ in 0..ndim {
+        let d = r.varint64("shape")?;
+        nonzero = nonzero
+            .checked_mul(d.max(1))
+            .filter(|&c| c <= limit)
+            .ok_or_else(|| corrupt!("shape has more elements than an array can hold"))?;
+        shape.push(d as usize);
+    }
+    let count = if shape.contains(&0) {
+        0
+    } else {
+        nonzero as usize
+    };
+    Ok(Header {
+        version: COMPACT_VERSION,
+        kind: Kind::Feature,
+        elem,
+        shape,
+        count,
+        streams: if mode == 1 { 3 } else { 1 },
+        header_len: r.position(),
+    })
+}
+
+/// Starts a compact container (FORMAT.md 10.1) up to the end of the shape; `finish_compact`
+/// writes its CRC.
+pub(crate) fn write_compact_header(
+    out: &mut Vec<u8>,
+    float: FloatType,
+    bits: u8,
+    mode: u8,
+    shape: &[usize],
+) {
+    out.extend_from_slice(&[
+        COMPACT_TAG,
+        0,
+        0,
+        0,
+        0,
+        float as u8,
+        (bits - 1) | mode << 4,
+        shape.len() as u8,
+    ]);
+    for &d in shape {
+        crate::bytes::put_varint64(out, d as u64);
+    }
+}
+
+pub(crate) fn finish_compact(mut out: Vec<u8>) -> Vec<u8> {
+    let crc = compact_checksum(&out);
+    out[1..5].copy_from_slice(&crc.to_le_bytes());
+    out
 }
 
 impl Header {

@@ -14,10 +14,11 @@
 //! ```
 
 use crate::buffer::{self, Pod};
-use crate::bytes::{put_u32, put_u64, Reader};
+use crate::bytes::{put_u32, put_u64, put_varint, put_varint64, Reader};
 use crate::container::{self, ElemType, FloatType, Header, Kind, StreamInfo};
 use crate::context::{self, Geometry};
 use crate::error::{corrupt, CodecError, Result};
+use crate::pctx;
 use crate::quant::{self, Affine, Channels, Code, NonFinite};
 use crate::rans::Symbol;
 use crate::sparse;
@@ -31,6 +32,9 @@ pub enum Mode {
     Csr = 1,
     /// Codes of at most 8 bits, coded with adaptive neighbour contexts (`context`).
     Context = 2,
+    /// Codes of at most 8 bits, coded by the parallel context coder with a model fitted to this
+    /// tensor and stored in the container (`pctx`; compact containers only).
+    Pctx = 3,
 }
 
 impl Mode {
@@ -39,6 +43,7 @@ impl Mode {
             Mode::Dense => "dense",
             Mode::Csr => "csr",
             Mode::Context => "context",
+            Mode::Pctx => "pcontext",
         }
     }
 }
@@ -51,7 +56,9 @@ pub enum ModeChoice {
     /// path reproduces.
     Auto,
     Context,
-    /// The smallest of auto's choice and the context coder (codes of at most 8 bits).
+    Pctx,
+    /// The smallest of auto's choice and the context coders (codes of at most 8 bits): in a
+    /// compact container the shortest container, by its exact size.
     Best,
 }
 
@@ -86,6 +93,8 @@ pub struct FeatureOptions {
     pub reshape: Reshape,
     pub non_finite: NonFinite,
     pub coder: EncodeOptions,
+    /// The container version to write: `container::COMPACT_VERSION` (3) or 1 (section 6).
+    pub version: u8,
 }
 
 /// One candidate row count with the predicted bytes of its row-count and column-index streams.
@@ -152,12 +161,15 @@ pub enum Reason {
         nonzeros: usize,
         total: usize,
     },
+    /// `best` in version 1: the context record against auto's estimate.
     Best {
         context: usize,
         auto_mode: &'static str,
         auto_bytes: f64,
         took_context: bool,
     },
+    /// `best` in the compact container: every candidate written, with its size.
+    BestOf(Vec<(&'static str, usize)>),
 }
 
 impl std::fmt::Display for Reason {
@@ -194,6 +206,13 @@ impl std::fmt::Display for Reason {
                 f,
                 "best: {auto_mode} ~{auto_bytes:.0} bytes vs context {context} bytes"
             ),
+            Reason::BestOf(sizes) => {
+                write!(f, "best: ")?;
+                for (i, (mode, n)) in sizes.iter().enumerate() {
+                    write!(f, "{}{mode} {n} bytes", if i > 0 { ", " } else { "" })?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -329,6 +348,28 @@ fn validate(x_len: usize, shape: &[usize], opts: &FeatureOptions) -> Result<()> 
             opts.bits
         )));
     }
+    if opts.version != 1 && opts.version != container::COMPACT_VERSION {
+        return Err(CodecError::InvalidArgument(format!(
+            "version must be 1 or {}, got {}",
+            container::COMPACT_VERSION,
+            opts.version
+        )));
+    }
+    if opts.mode == ModeChoice::Pctx {
+        if opts.bits > pctx::MAX_BITS {
+            return Err(CodecError::InvalidArgument(format!(
+                "mode='pcontext' takes at most {} bits, got {}",
+                pctx::MAX_BITS,
+                opts.bits
+            )));
+        }
+        if opts.version == 1 {
+            return Err(CodecError::InvalidArgument(
+                "mode='pcontext' needs the compact container: leave version at its default (3)"
+                    .into(),
+            ));
+        }
+    }
     opts.coder.validate()
 }
 
@@ -396,18 +437,25 @@ fn prepare<C: Code + Symbol>(
             ..Stages::default()
         },
     };
-    if matches!(opts.mode, ModeChoice::Dense | ModeChoice::Context) || total == 0 {
+    if matches!(
+        opts.mode,
+        ModeChoice::Dense | ModeChoice::Context | ModeChoice::Pctx
+    ) || total == 0
+    {
         plan.seconds.sparse = clock.lap();
+        plan.mode = match opts.mode {
+            ModeChoice::Context => Mode::Context,
+            // An empty tensor has nothing to fit a model to: written dense (an empty stream).
+            ModeChoice::Pctx if total > 0 => Mode::Pctx,
+            _ => Mode::Dense,
+        };
         plan.reason = if total == 0 {
             Reason::Empty
         } else if opts.mode == ModeChoice::Context {
             Reason::Mode("context")
         } else {
-            Reason::Mode("dense")
+            Reason::Mode(plan.mode.name())
         };
-        if opts.mode == ModeChoice::Context {
-            plan.mode = Mode::Context;
-        }
         return Ok(Prepared {
             q,
             plan,
@@ -491,6 +539,7 @@ fn prepare<C: Code + Symbol>(
         }
         ModeChoice::Auto | ModeChoice::Best => Mode::Dense,
         ModeChoice::Context => Mode::Context,
+        ModeChoice::Pctx => Mode::Pctx,
     };
     plan.reason = match opts.mode {
         ModeChoice::Auto | ModeChoice::Best => Reason::Auto {
@@ -537,123 +586,249 @@ fn compress_typed<C: Code + Symbol>(
         mut plan,
         streams: plans,
     } = prepare::<C>(x, opts, false)?;
+    // The stream plans made from prepare's histograms, for the mode it chose.
+    let planned_mode = plan.mode;
     let mut clock = Clock::start();
-    // The context body, when the mode asks for it or `best` may take it.
-    let mut context_body = None;
-    if opts.bits <= context::MAX_BITS
-        && matches!(opts.mode, ModeChoice::Context | ModeChoice::Best)
-        && !q.is_empty()
-    {
-        let codes: Vec<u8> = q.iter().map(|c| c.to_i32() as u8).collect();
-        let zps: Vec<i32> = plan.params.iter().map(|a| a.zero_point).collect();
-        let body = context::encode(&codes, &zps, channels(opts), Geometry::of(shape), opts.bits);
-        let auto_bytes = if plan.mode == Mode::Csr {
-            plan.csr_bytes
+    let compact = opts.version == container::COMPACT_VERSION;
+    let context_ok = opts.bits <= context::MAX_BITS && !q.is_empty();
+    let codes = || -> Vec<u8> { q.iter().map(|c| c.to_i32() as u8).collect() };
+    let zps: Vec<i32> = plan.params.iter().map(|a| a.zero_point).collect();
+    let context_body = || {
+        context::encode(
+            &codes(),
+            &zps,
+            channels(opts),
+            Geometry::of(shape),
+            opts.bits,
+        )
+    };
+    let write_mode = |mode: Mode, plan: &mut Plan, body: Option<Payload>| {
+        let planned = if mode == planned_mode {
+            &plans[..]
         } else {
-            plan.dense_bytes
+            &[]
         };
-        if opts.mode == ModeChoice::Context || ((8 + body.len()) as f64) < auto_bytes {
-            if opts.mode == ModeChoice::Best {
-                plan.reason = Reason::Best {
-                    context: 8 + body.len(),
-                    auto_mode: plan.mode.name(),
-                    auto_bytes,
-                    took_context: true,
+        write(&q, shape, float_type, opts, plan, mode, body, planned)
+    };
+    let blob = match (opts.mode, compact) {
+        (ModeChoice::Context, _) if q.is_empty() => {
+            // An empty tensor: nothing to code, an empty body.
+            let body = context::encode(&[], &[0], Channels::TENSOR, Geometry::of(shape), opts.bits);
+            write_mode(Mode::Context, &mut plan, Some(Payload::Context(body)))?
+        }
+        (ModeChoice::Context, _) => {
+            let body = context_body();
+            plan.seconds.entropy += clock.lap();
+            write_mode(Mode::Context, &mut plan, Some(Payload::Context(body)))?
+        }
+        (ModeChoice::Pctx, _) if plan.mode == Mode::Pctx => {
+            let payload = pctx_payload(&codes(), shape, &plan, opts)?;
+            plan.seconds.entropy += clock.lap();
+            write_mode(Mode::Pctx, &mut plan, Some(payload))?
+        }
+        (ModeChoice::Best, true) if context_ok => {
+            // Every candidate written, the shortest kept (ties: the earlier, faster one).
+            let auto_mode = plan.mode;
+            let mut best = write_mode(auto_mode, &mut plan, None)?;
+            let mut chosen = auto_mode;
+            let mut sizes = vec![(auto_mode, best.len())];
+            for mode in [Mode::Context, Mode::Pctx] {
+                let payload = if mode == Mode::Context {
+                    Payload::Context(context_body())
+                } else {
+                    pctx_payload(&codes(), shape, &plan, opts)?
                 };
+                let blob = write_mode(mode, &mut plan, Some(payload))?;
+                sizes.push((mode, blob.len()));
+                if blob.len() < best.len() {
+                    best = blob;
+                    chosen = mode;
+                }
             }
-            plan.mode = Mode::Context;
-            context_body = Some(body);
-        } else {
+            plan.seconds.entropy += clock.lap();
+            plan.mode = chosen;
+            plan.reason = Reason::BestOf(sizes.iter().map(|(m, n)| (m.name(), *n)).collect());
+            best
+        }
+        (ModeChoice::Best, false) if context_ok => {
+            // Version 1: the context record against auto's estimate (FORMAT.md 6.11).
+            let body = context_body();
+            let auto_bytes = if plan.mode == Mode::Csr {
+                plan.csr_bytes
+            } else {
+                plan.dense_bytes
+            };
+            plan.seconds.entropy += clock.lap();
+            let took_context = ((8 + body.len()) as f64) < auto_bytes;
             plan.reason = Reason::Best {
                 context: 8 + body.len(),
                 auto_mode: plan.mode.name(),
                 auto_bytes,
-                took_context: false,
+                took_context,
             };
+            if took_context {
+                write_mode(Mode::Context, &mut plan, Some(Payload::Context(body)))?
+            } else {
+                let mode = plan.mode;
+                write_mode(mode, &mut plan, None)?
+            }
         }
-        plan.seconds.entropy += clock.lap();
-    }
-    if plan.mode == Mode::Context && context_body.is_none() {
-        // An empty tensor: nothing to code.
-        context_body = Some(context::encode(
-            &[],
-            &[0],
-            Channels::TENSOR,
-            Geometry::of(shape),
-            opts.bits,
-        ));
-    }
-    let streams = if plan.mode == Mode::Csr { 3 } else { 1 };
-    // Room for the header, the section and the streams as estimated: one allocation, usually.
-    let estimate = match plan.mode {
-        Mode::Csr => plan.csr_bytes,
-        Mode::Dense => plan.dense_bytes,
-        Mode::Context => context_body.as_ref().map_or(0.0, |b| b.len() as f64),
+        _ => {
+            let mode = plan.mode;
+            write_mode(mode, &mut plan, None)?
+        }
     };
-    // Never more than the raw codes (a stream falls back to raw), whatever the estimate says.
-    let raw = x.len().saturating_mul(2) + 64;
-    let estimate = if estimate.is_finite() {
-        (estimate as usize).min(raw)
-    } else {
-        0
-    };
-    let mut out = Vec::with_capacity(64 + 8 * shape.len() + 8 * plan.params.len() + estimate);
-    container::write_header(
-        &mut out,
-        Kind::Feature,
-        ElemType::Float(float_type),
-        shape,
-        streams,
-        if plan.mode == Mode::Context {
-            container::VERSION
-        } else {
-            container::BASE_VERSION
-        },
-    );
-    let mut section = vec![
-        opts.bits,
-        plan.mode as u8,
-        opts.axis.map_or(NO_AXIS, |(a, _)| a),
-        0,
-    ];
-    put_u64(&mut section, plan.clamped);
-    put_u64(
-        &mut section,
-        if plan.mode == Mode::Csr {
-            plan.rows as u64
-        } else {
-            0
-        },
-    );
-    put_u32(&mut section, plan.params.len() as u32);
-    for a in &plan.params {
-        section.extend_from_slice(&a.scale.to_le_bytes());
-        section.extend_from_slice(&a.zero_point.to_le_bytes());
-    }
-    put_u64(&mut out, section.len() as u64);
-    out.extend_from_slice(&section);
-    plan.seconds.container = clock.lap();
-    match plan.mode {
-        Mode::Dense => container::append_planned_stream(&mut out, &q, &plans[0], &opts.coder)?,
-        Mode::Context => {
-            let body = context_body.take().unwrap_or_default();
-            put_u64(&mut out, body.len() as u64);
-            out.extend_from_slice(&body);
-        }
-        Mode::Csr => {
-            let zps: Vec<i32> = plan.params.iter().map(|a| a.zero_point).collect();
-            let (counts, cols, values) = sparse::build(&q, &zps, channels(opts), plan.rows);
-            plan.seconds.sparse += clock.lap();
-            // Planned from these arrays' exact histograms for the estimate.
-            container::append_planned_stream(&mut out, &counts, &plans[0], &opts.coder)?;
-            container::append_planned_stream(&mut out, &cols, &plans[1], &opts.coder)?;
-            container::append_planned_stream(&mut out, &values, &plans[2], &opts.coder)?;
-        }
-    }
-    plan.seconds.entropy += clock.lap();
-    let blob = container::finish(out);
     plan.seconds.container += clock.lap();
     Ok((blob, plan))
+}
+
+/// The body of a context-coded container, made before the container is written.
+enum Payload {
+    Context(Vec<u8>),
+    Pctx(Box<pctx::Model>, Vec<u8>),
+}
+
+/// A model fitted to the tensor's own codes and the body it codes them to (mode 3).
+fn pctx_payload(
+    codes: &[u8],
+    shape: &[usize],
+    plan: &Plan,
+    opts: &FeatureOptions,
+) -> Result<Payload> {
+    let ch = channels(opts);
+    let fills: Vec<u8> = plan.params.iter().map(|a| a.zero_point as u8).collect();
+    let sample = crate::fit::Sample {
+        codes,
+        shape,
+        fills: &fills,
+        fill_ch: ch,
+    };
+    let model = crate::fit::fit_one(&sample, opts.bits, opts.axis.map(|(a, _)| a as usize))?;
+    let tables = pctx::Tables::new(&model);
+    let body = pctx::encode(&model, &tables, shape, codes, &fills, ch);
+    Ok(Payload::Pctx(Box::new(model), body))
+}
+
+/// Writes the container of codes `q` in `mode` (dense and CSR coded here, the context bodies
+/// given), version 1 or 3 as the options say.
+/// Appends a stream of `symbols`, compact (FORMAT.md 10) or with its version-1 header, from
+/// `plan` (made from their histogram) when there is one.
+fn append<S: Symbol>(
+    out: &mut Vec<u8>,
+    symbols: &[S],
+    plan: Option<&StreamPlan>,
+    coder: &EncodeOptions,
+    compact: bool,
+) -> Result<()> {
+    match (plan, compact) {
+        (Some(p), true) => stream::encode_compact_planned(symbols, p, coder, out),
+        (Some(p), false) => container::append_planned_stream(out, symbols, p, coder),
+        (None, true) => stream::encode_compact(symbols, coder, out),
+        (None, false) => container::append_stream(out, symbols, coder),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write<C: Code + Symbol>(
+    q: &[C],
+    shape: &[usize],
+    float_type: FloatType,
+    opts: &FeatureOptions,
+    plan: &mut Plan,
+    mode: Mode,
+    payload: Option<Payload>,
+    planned: &[StreamPlan],
+) -> Result<Vec<u8>> {
+    let mut clock = Clock::start();
+    let compact = opts.version == container::COMPACT_VERSION;
+    let axis = opts.axis.map_or(NO_AXIS, |(a, _)| a);
+    let mut out = Vec::new();
+    if compact {
+        container::write_compact_header(&mut out, float_type, opts.bits, mode as u8, shape);
+        out.push(axis);
+        for a in &plan.params {
+            out.extend_from_slice(&a.scale.to_le_bytes());
+            put_varint(&mut out, a.zero_point as u32);
+        }
+        put_varint64(&mut out, plan.clamped);
+    } else {
+        let streams = if mode == Mode::Csr { 3 } else { 1 };
+        let version = if mode == Mode::Context {
+            container::VERSION_CONTEXT
+        } else {
+            container::BASE_VERSION
+        };
+        container::write_header(
+            &mut out,
+            Kind::Feature,
+            ElemType::Float(float_type),
+            shape,
+            streams,
+            version,
+        );
+        let mut section = vec![opts.bits, mode as u8, axis, 0];
+        put_u64(&mut section, plan.clamped);
+        put_u64(
+            &mut section,
+            if mode == Mode::Csr {
+                plan.rows as u64
+            } else {
+                0
+            },
+        );
+        put_u32(&mut section, plan.params.len() as u32);
+        for a in &plan.params {
+            section.extend_from_slice(&a.scale.to_le_bytes());
+            section.extend_from_slice(&a.zero_point.to_le_bytes());
+        }
+        put_u64(&mut out, section.len() as u64);
+        out.extend_from_slice(&section);
+    }
+    plan.seconds.container += clock.lap();
+    match (mode, payload) {
+        (Mode::Dense, _) => append(&mut out, q, planned.first(), &opts.coder, compact)?,
+        (Mode::Csr, _) => {
+            let zps: Vec<i32> = plan.params.iter().map(|a| a.zero_point).collect();
+            let (counts, cols, values) = sparse::build(q, &zps, channels(opts), plan.rows);
+            plan.seconds.sparse += clock.lap();
+            // Planned from these arrays' exact histograms for the estimate (when this is the
+            // mode prepare chose).
+            if compact {
+                put_varint64(&mut out, plan.rows as u64);
+                put_varint64(&mut out, values.len() as u64);
+                for (k, s) in [&counts, &cols].into_iter().enumerate() {
+                    let mut rec = Vec::new();
+                    append(&mut rec, s, planned.get(k), &opts.coder, true)?;
+                    put_varint64(&mut out, rec.len() as u64);
+                    out.extend_from_slice(&rec);
+                }
+                append(&mut out, &values, planned.get(2), &opts.coder, true)?;
+            } else {
+                append(&mut out, &counts, planned.first(), &opts.coder, false)?;
+                append(&mut out, &cols, planned.get(1), &opts.coder, false)?;
+                append(&mut out, &values, planned.get(2), &opts.coder, false)?;
+            }
+        }
+        (Mode::Context, Some(Payload::Context(body))) => {
+            if !compact {
+                put_u64(&mut out, body.len() as u64);
+            }
+            out.extend_from_slice(&body);
+        }
+        (Mode::Pctx, Some(Payload::Pctx(model, body))) => {
+            model.write(&mut out);
+            out.extend_from_slice(&body);
+        }
+        (m, _) => unreachable!("{} is written with its payload", m.name()),
+    }
+    plan.seconds.entropy += clock.lap();
+    let blob = if compact {
+        container::finish_compact(out)
+    } else {
+        container::finish(out)
+    };
+    plan.seconds.container += clock.lap();
+    Ok(blob)
 }
 
 /// The feature section of a container, validated against its header.
@@ -795,6 +970,12 @@ pub enum Decoded {
 pub struct Parsed<'a> {
     pub meta: FeatureMeta,
     body: Body<'a>,
+    /// A compact container's payload parts as (offset, length) in the blob: the stream of a
+    /// dense one, the three streams of a CSR one, the body of a context one (empty for
+    /// versions 1-2, whose records `container::records` gives).
+    pub parts: Vec<(usize, usize)>,
+    /// The nonzero count a compact CSR container states (0 otherwise).
+    pub nnz: usize,
 }
 
 /// The three streams of a CSR container.
@@ -809,6 +990,9 @@ enum Body<'a> {
     Csr(Box<CsrViews<'a>>),
     /// The context body (FORMAT.md 6.11), read by `context::decode`.
     Context(&'a [u8]),
+    /// The model stored in the container (checked against the shape), its tables, and the body
+    /// (FORMAT.md 9.4) `pctx::decode` reads.
+    Pctx(Box<(pctx::Model, pctx::Tables)>, &'a [u8]),
 }
 
 impl Parsed<'_> {
@@ -816,7 +1000,7 @@ impl Parsed<'_> {
         match &self.body {
             Body::Dense(v) => vec![v],
             Body::Csr(c) => vec![&c.counts, &c.cols, &c.values],
-            Body::Context(_) => Vec::new(),
+            Body::Context(_) | Body::Pctx(..) => Vec::new(),
         }
     }
 }
@@ -851,10 +1035,17 @@ fn parse_nonzeros<'a>(
 /// will hold against `max_output_bytes` (the header's check, 2.6 step 13, is the caller's):
 /// the output plus `stream::oversized_block_bytes` of every stream.
 pub fn parse<'a>(blob: &'a [u8], h: &Header, max_output_bytes: u64) -> Result<Parsed<'a>> {
+    if h.version == container::COMPACT_VERSION {
+        let parsed = parse_compact(blob, h)?;
+        let views = parsed.views();
+        container::check_working_size(h, views.iter().copied(), max_output_bytes)?;
+        return Ok(parsed);
+    }
     let records = container::records(blob, h, 1 + h.streams)?;
     let meta = read_meta(records[0], h)?;
     let width = if meta.bits <= 8 { 1 } else { 2 };
     let body = match meta.mode {
+        Mode::Pctx => unreachable!("read_meta refuses mode 3 in a version-1 container"),
         Mode::Context => Body::Context(records[1]),
         Mode::Dense => Body::Dense(container::parse_stream(records[1], 0, h.count, width)?),
         Mode::Csr => {
@@ -875,10 +1066,176 @@ pub fn parse<'a>(blob: &'a [u8], h: &Header, max_output_bytes: u64) -> Result<Pa
             }))
         }
     };
-    let parsed = Parsed { meta, body };
+    let parsed = Parsed {
+        meta,
+        body,
+        parts: Vec::new(),
+        nnz: 0,
+    };
     let views = parsed.views();
     container::check_working_size(h, views.iter().copied(), max_output_bytes)?;
     Ok(parsed)
+}
+
+/// The feature fields and payload of a compact container (FORMAT.md 10.1, 10.4 steps 7-12),
+/// after the header `read_header` read.
+fn parse_compact<'a>(blob: &'a [u8], h: &Header) -> Result<Parsed<'a>> {
+    let float_type = match h.elem {
+        ElemType::Float(f) => f,
+        ElemType::Int(_) => return Err(corrupt!("not a feature container")),
+    };
+    let bits = (blob[6] & 0x0F) + 1;
+    let mode = match blob[6] >> 4 {
+        0 => Mode::Dense,
+        1 => Mode::Csr,
+        2 => Mode::Context,
+        _ => Mode::Pctx,
+    };
+    if matches!(mode, Mode::Context | Mode::Pctx) && bits > context::MAX_BITS {
+        return Err(corrupt!("{} mode with {bits}-bit codes", mode.name()));
+    }
+    let mut r = Reader::new(blob);
+    r.take(h.header_len, "header")?;
+    let axis = r.u8("axis")?;
+    let (axis, channels) = if axis == NO_AXIS {
+        (None, Channels::TENSOR)
+    } else {
+        let a = axis as usize;
+        if a >= h.shape.len() || h.shape[a] == 0 {
+            return Err(corrupt!("axis {a} of a tensor of shape {:?}", h.shape));
+        }
+        (
+            Some(axis),
+            Channels {
+                channels: h.shape[a],
+                inner: h.shape[a + 1..].iter().product::<usize>().max(1),
+            },
+        )
+    };
+    // Each parameter takes at least 5 bytes: a count beyond that is truncated input.
+    if channels.channels > r.remaining() / 5 {
+        return Err(corrupt!(
+            "{} quantization parameters in {} bytes (truncated)",
+            channels.channels,
+            r.remaining()
+        ));
+    }
+    let mut params = Vec::with_capacity(channels.channels);
+    for _ in 0..channels.channels {
+        let scale = f32::from_le_bytes(r.u32("scale")?.to_le_bytes());
+        let zero_point = r.varint("zero point")?;
+        if !(scale.is_finite() && scale >= 0.0) || zero_point > levels(bits) as u32 {
+            return Err(corrupt!("invalid scale {scale} or zero point {zero_point}"));
+        }
+        params.push(Affine {
+            scale,
+            zero_point: zero_point as i32,
+        });
+    }
+    let clamped = r.varint64("clamped count")?;
+    // Axis, parameters and clamped count: what section 6.2 holds in version 1.
+    let section_bytes = r.position() - h.header_len;
+    let width = if bits <= 8 { 1 } else { 2 };
+    let mut rows = 0usize;
+    let mut nnz_stated = 0usize;
+    let mut parts = Vec::new();
+    let body = match mode {
+        Mode::Dense => {
+            parts.push((r.position(), r.remaining()));
+            let view = stream::parse_compact(&mut r, width, h.count)?;
+            if r.remaining() != 0 {
+                return Err(corrupt!("{} bytes after the codes", r.remaining()));
+            }
+            Body::Dense(view)
+        }
+        Mode::Csr => {
+            let n_rows = r.varint64("rows")?;
+            if n_rows == 0
+                || n_rows > h.count as u64
+                || h.count % n_rows as usize != 0
+                || h.count / n_rows as usize > sparse::MAX_COLS
+            {
+                return Err(corrupt!(
+                    "{n_rows} rows invalid for {} elements in csr mode",
+                    h.count
+                ));
+            }
+            rows = n_rows as usize;
+            let nnz = r.varint64("nonzero count")?;
+            if nnz > h.count as u64 {
+                return Err(corrupt!("{nnz} nonzeros in {} elements", h.count));
+            }
+            let nnz = nnz as usize;
+            nnz_stated = nnz;
+            let mut record = |what: &str| -> Result<&'a [u8]> {
+                let len = r.varint64(what)?;
+                let len = usize::try_from(len).map_err(|_| corrupt!("{what} of {len} bytes"))?;
+                parts.push((r.position(), len));
+                r.take(len, what)
+            };
+            let counts_rec = record("row-count stream length")?;
+            let cols_rec = record("column stream length")?;
+            parts.push((r.position(), r.remaining()));
+            let whole =
+                |rec: &'a [u8], i: usize, w: usize, n: usize| -> Result<stream::StreamView<'a>> {
+                    let mut sr = Reader::new(rec);
+                    let view = stream::parse_compact(&mut sr, w, n)?;
+                    if sr.remaining() != 0 {
+                        return Err(corrupt!(
+                            "stream {i} ends after {} of its {} bytes",
+                            sr.position(),
+                            rec.len()
+                        ));
+                    }
+                    Ok(view)
+                };
+            let counts = whole(counts_rec, 0, 2, rows)?;
+            let cols = whole(cols_rec, 1, 2, nnz)?;
+            let values = stream::parse_compact(&mut r, width, nnz)?;
+            if r.remaining() != 0 {
+                return Err(corrupt!("{} bytes after the values", r.remaining()));
+            }
+            Body::Csr(Box::new(CsrViews {
+                counts,
+                cols,
+                values,
+            }))
+        }
+        Mode::Context => {
+            let n = r.remaining();
+            parts.push((r.position(), n));
+            Body::Context(r.take(n, "context body")?)
+        }
+        Mode::Pctx => {
+            let model = pctx::Model::read(&mut r)?;
+            let group_len = (model.axis_g != pctx::NO_AXIS)
+                .then(|| h.shape.get(model.axis_g as usize).copied().unwrap_or(0));
+            model.validate(h.shape.len(), group_len)?;
+            if model.bits != bits {
+                return Err(corrupt!("a {}-bit model for {bits}-bit codes", model.bits));
+            }
+            let tables = pctx::Tables::new(&model);
+            let n = r.remaining();
+            parts.push((r.position(), n));
+            Body::Pctx(Box::new((model, tables)), r.take(n, "context body")?)
+        }
+    };
+    Ok(Parsed {
+        parts,
+        nnz: nnz_stated,
+        meta: FeatureMeta {
+            float_type,
+            bits,
+            mode,
+            axis,
+            channels,
+            clamped,
+            rows,
+            params,
+            section_bytes,
+        },
+        body,
+    })
 }
 
 /// What a CSR walk hands out: every row-count block, and every nonzero with its flat index.
@@ -1002,6 +1359,20 @@ fn decode_codes<C: Code + Symbol + Pod>(
                 p.meta.channels,
                 Geometry::of(&h.shape),
                 p.meta.bits,
+                codes,
+            )?;
+            stages.entropy += clock.lap();
+        }
+        Body::Pctx(model, body) => {
+            let fills: Vec<u8> = p.meta.params.iter().map(|a| a.zero_point as u8).collect();
+            let codes = C::as_u8s_mut(codes).expect("context codes are bytes");
+            pctx::decode(
+                &model.0,
+                &model.1,
+                &h.shape,
+                body,
+                &fills,
+                p.meta.channels,
                 codes,
             )?;
             stages.entropy += clock.lap();
@@ -1375,6 +1746,34 @@ pub fn inspect(
                 precision_bits: context::PROB_BITS as u8,
                 lanes: 1,
                 chunk_symbols: q.len(),
+                compressed_bytes: body.len(),
+                entropy_bound_bytes: bound,
+            }]
+        }
+        Body::Pctx(model, body) => {
+            let fills: Vec<u8> = p.meta.params.iter().map(|a| a.zero_point as u8).collect();
+            let mut q = buffer::zeroed::<u8>(h.count)?;
+            pctx::decode(
+                &model.0,
+                &model.1,
+                &h.shape,
+                body,
+                &fills,
+                p.meta.channels,
+                &mut q,
+            )?;
+            let (distinct_symbols, alphabet_size, bound) =
+                container::symbol_stats(&u8::histogram(&q));
+            let chunks = pctx::chunks(h.count);
+            vec![StreamInfo {
+                mode: "pcontext",
+                symbols: q.len(),
+                symbol_bytes: 1,
+                distinct_symbols,
+                alphabet_size,
+                precision_bits: model.0.precision,
+                lanes: chunks.first().map_or(0, |c| c.2),
+                chunk_symbols: chunks.first().map_or(0, |c| c.1),
                 compressed_bytes: body.len(),
                 entropy_bound_bytes: bound,
             }]

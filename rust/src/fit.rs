@@ -617,3 +617,56 @@ pub fn fit(cal: &Calibration, opts: &FitOptions) -> Result<(Model, FitReport)> {
     model.validate(shape.len(), (geo.g != NO_AXIS).then(|| group_len(geo.g)))?;
     Ok((model, FitReport { tried, chosen }))
 }
+
+/// A model for one tensor that will carry it (`mode="pcontext"` of a self-contained container):
+/// small candidates (at most 16 tables and 4 channel groups, the usual geometry: left is the
+/// last axis, up the one before, the groups along the quantization axis or the channel axis of
+/// a CHW map), scored by the tensor's own code length plus the model's serialized bytes.
+pub fn fit_one(sample: &Sample, bits: u8, channel_axis: Option<usize>) -> Result<Model> {
+    if !(1..=MAX_BITS).contains(&bits) {
+        return Err(CodecError::InvalidArgument(format!(
+            "a context model takes codes of 1..={MAX_BITS} bits, got {bits}"
+        )));
+    }
+    let shape = sample.shape;
+    let d = shape.len();
+    let groupable = |a: usize| a < d && shape[a] >= 2 && shape[a] <= 1 << 16;
+    let g = channel_axis
+        .or_else(|| (d >= 3).then(|| d - 3))
+        .filter(|&a| groupable(a));
+    let geo = Geometry {
+        x: if d >= 1 { (d - 1) as u8 } else { NO_AXIS },
+        y: if d >= 2 { (d - 2) as u8 } else { NO_AXIS },
+        g: g.map_or(NO_AXIS, |a| a as u8),
+    };
+    let group_len = g.map_or(1, |a| shape[a]);
+    let cal = Calibration {
+        samples: vec![Sample {
+            codes: sample.codes,
+            shape: sample.shape,
+            fills: sample.fills,
+            fill_ch: sample.fill_ch,
+        }],
+    };
+    let mut best: Option<(f64, Model)> = None;
+    for predictor in [Predictor::None, Predictor::Med] {
+        let sk = skeleton(bits, predictor, geo, group_len);
+        let elements = extract(&cal, &[0], &sk);
+        for (ng, ncl, k) in [(1, 3, 4), (1, 6, 8), (1, 6, 16), (4, 6, 16)] {
+            if ng > 1 && g.is_none() {
+                continue;
+            }
+            let c = count(&elements, bits, predictor, geo, group_len, ng, ncl);
+            let model = finish(&c, k, 0.5);
+            let mut bytes = Vec::new();
+            model.write(&mut bytes);
+            let score = cost(&model, &elements) + 8.0 * bytes.len() as f64;
+            if best.as_ref().is_none_or(|(b, _)| score < *b) {
+                best = Some((score, model));
+            }
+        }
+    }
+    let (_, model) = best.expect("at least one candidate");
+    model.validate(d, g.map(|a| shape[a]))?;
+    Ok(model)
+}

@@ -432,6 +432,56 @@ pub fn parse<'a>(r: &mut Reader<'a>, max_symbols: u64) -> Result<StreamView<'a>>
     }
     // Below `max_symbols`, which the callers take from an array's element count: a usize.
     let n = usize::try_from(n64).unwrap_or(usize::MAX);
+    parse_body(r, start, mode, symbol_bytes, n)
+}
+
+/// Parses a compact stream (FORMAT.md 10.3): the mode byte, then the body of a stream of `n`
+/// symbols of `symbol_bytes` bytes, both implied by the container.
+pub fn parse_compact<'a>(
+    r: &mut Reader<'a>,
+    symbol_bytes: usize,
+    n: usize,
+) -> Result<StreamView<'a>> {
+    let start = r.position();
+    let mode = r.u8("stream mode")?;
+    parse_body(r, start, mode, symbol_bytes, n)
+}
+
+/// Encodes `symbols` as a compact stream (FORMAT.md 10.3): the stream `encode` writes, with
+/// its width and count left out (the container implies them) — the same choices, 9 bytes less.
+pub fn encode_compact<S: Symbol>(
+    symbols: &[S],
+    opts: &EncodeOptions,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    let mut full = Vec::new();
+    encode(symbols, opts, &mut full)?;
+    out.push(full[0]);
+    out.extend_from_slice(&full[STREAM_HEADER_BYTES..]);
+    Ok(())
+}
+
+/// `encode_compact` with the plan of these symbols (`encode_planned`): the same bytes.
+pub fn encode_compact_planned<S: Symbol>(
+    symbols: &[S],
+    plan: &StreamPlan,
+    opts: &EncodeOptions,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    let start = out.len();
+    encode_planned(symbols, plan, opts, out)?;
+    // The compact record keeps the mode byte and drops the rest of the stream header.
+    out.drain(start + 1..start + STREAM_HEADER_BYTES);
+    Ok(())
+}
+
+fn parse_body<'a>(
+    r: &mut Reader<'a>,
+    start: usize,
+    mode: u8,
+    symbol_bytes: usize,
+    n: usize,
+) -> Result<StreamView<'a>> {
     let alphabet = 1u32 << (8 * symbol_bytes);
     let (mode, body) = match mode {
         0 => {

@@ -77,12 +77,22 @@ fn every_single_bit_flip_is_detected() {
 #[test]
 fn newer_version_is_unsupported() {
     let mut blob = sample_blobs().remove(0);
-    blob[4] = 3;
+    blob[4] = 4;
     assert!(matches!(
         decode_any(&blob),
         Err(CodecError::UnsupportedVersion {
-            found: 3,
-            supported: 2
+            found: 4,
+            supported: 3
+        })
+    ));
+    // A later compact container (first byte 0xF4..0xFF) too.
+    let mut compact = vec![0xF5u8];
+    compact.extend_from_slice(&[0; 12]);
+    assert!(matches!(
+        decode_any(&compact),
+        Err(CodecError::UnsupportedVersion {
+            found: 5,
+            supported: 3
         })
     ));
 }

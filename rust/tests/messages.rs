@@ -33,8 +33,20 @@ const API_GUARDS: &[(&str, &str)] = &[
 /// Labels of reads that cannot run short: the magic is checked before it is read; the header's
 /// bytes were read (shape) before `records` takes them; a section's parameters are counted
 /// against its length before they are read; a context body is at least 4 bytes before its
-/// state is read.
-const UNTRUNCATABLE: &[&str] = &["magic", "header", "scale", "zero point", "context state"];
+/// state is read; a context body takes what remains; a model's group entries and a chunk's
+/// words are counted against what remains before they are read; "lane state" is read only by
+/// the test-only reference decoder (pctx::decode_reference), after `parse_body`'s "lane states".
+const UNTRUNCATABLE: &[&str] = &[
+    "magic",
+    "header",
+    "scale",
+    "zero point",
+    "context state",
+    "context body",
+    "groups",
+    "words",
+    "lane state",
+];
 
 fn sources() -> Vec<String> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("rust/src");
@@ -170,6 +182,7 @@ fn hand_made() -> Vec<Vec<u8>> {
         reshape: splitans::feature::Reshape::Rows(60),
         non_finite: splitans::quant::NonFinite::Error,
         coder: EncodeOptions::default(),
+        version: 1,
     };
     let feature = |mode| {
         splitans::feature::compress(
@@ -203,6 +216,354 @@ fn hand_made() -> Vec<Vec<u8>> {
     bad[40] ^= 1;
     out.push(bad);
     out
+}
+
+/// Compact containers (FORMAT.md 10), fitted codecs (9.2) and fitted blobs (9.5): valid ones of
+/// every mode and quantizer, then every prefix and random byte edits, each with its checksum
+/// (and a codec's declared length) set to match, so the parsers behind the checksums are
+/// reached; and a few hand-made ones for the checks edits rarely reach.
+fn fitted_and_compact(record: &mut dyn FnMut(Result<(), CodecError>)) {
+    use rand::Rng;
+    use splitans::codec::{Codec, Quantizer};
+    use splitans::container::FloatType;
+    use splitans::feature::{self, FeatureOptions, ModeChoice, Range, Reshape};
+    use splitans::fit::{fit_one, Sample};
+    use splitans::quant::{Affine, Channels, NonFinite};
+
+    let mut rng = ChaCha8Rng::seed_from_u64(0xC0DEC);
+    let channels = |shape: &[usize], a: usize| Channels {
+        channels: shape[a],
+        inner: shape[a + 1..].iter().product(),
+    };
+    let fix_compact = |d: &mut Vec<u8>| {
+        if d.len() >= 5 {
+            let mut h = crc32fast::Hasher::new();
+            h.update(&d[..1]);
+            h.update(&d[5..]);
+            let crc = h.finalize();
+            d[1..5].copy_from_slice(&crc.to_le_bytes());
+        }
+    };
+    let fix_codec = |d: &mut Vec<u8>| {
+        if d.len() >= 16 {
+            let total = d.len() as u32;
+            d[12..16].copy_from_slice(&total.to_le_bytes());
+            let mut h = crc32fast::Hasher::new();
+            h.update(&d[..8]);
+            h.update(&d[12..]);
+            let crc = h.finalize();
+            d[8..12].copy_from_slice(&crc.to_le_bytes());
+        }
+    };
+    let fix_blob = |d: &mut Vec<u8>, id: &[u8; 32]| {
+        if d.len() >= 7 {
+            d[1..3].copy_from_slice(&id[..2]);
+            let mut h = crc32fast::Hasher::new();
+            h.update(id);
+            h.update(&d[..3]);
+            h.update(&d[7..]);
+            let crc = h.finalize();
+            d[3..7].copy_from_slice(&crc.to_le_bytes());
+        }
+    };
+    // Decodes and inspects a container: the two must agree on whether it is valid.
+    let both = |record: &mut dyn FnMut(Result<(), CodecError>), d: &[u8]| {
+        let (a, b) = (decode(d, CAP).map(|_| ()), inspect(d, CAP));
+        assert_eq!(a.is_ok(), b.is_ok(), "decode {a:?} but inspect {b:?}");
+        record(a);
+        record(b);
+    };
+    // Edits: 1-3 bytes XORed with random values, half of them within the first `head` bytes.
+    let edit = |rng: &mut ChaCha8Rng, d: &mut Vec<u8>, from: usize, head: usize| {
+        if d.len() <= from {
+            return;
+        }
+        for _ in 0..rng.gen_range(1..=3) {
+            let end = if rng.gen_bool(0.5) {
+                d.len().min(from + head)
+            } else {
+                d.len()
+            };
+            let i = rng.gen_range(from..end);
+            d[i] ^= rng.gen_range(1..=255u8);
+        }
+    };
+    // A tensor with structure (a smooth part, zeros, a few spikes).
+    let tensor = |rng: &mut ChaCha8Rng, n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|i| match rng.gen_range(0..4) {
+                0 => 0.0,
+                1 => (i % 7) as f32 * 0.5,
+                2 => rng.gen_range(-2.0..4.0),
+                _ => (i as f32 * 0.01).sin(),
+            })
+            .collect()
+    };
+
+    // Compact containers.
+    let shapes: [&[usize]; 5] = [&[40], &[6, 9], &[3, 5, 7], &[2, 3, 4, 5], &[1, 4, 6, 6]];
+    let mut compact = Vec::new();
+    for (k, shape) in shapes.iter().enumerate() {
+        let n: usize = shape.iter().product();
+        let x = tensor(&mut rng, n);
+        for (bits, mode) in [
+            (1, ModeChoice::Dense),
+            (4, ModeChoice::Csr),
+            (3, ModeChoice::Context),
+            (2, ModeChoice::Pctx),
+            (6, ModeChoice::Pctx),
+            (10, ModeChoice::Dense),
+            (12, ModeChoice::Csr),
+            (8, ModeChoice::Best),
+        ] {
+            let d = shape.len();
+            let axis = (k % 2 == 1 && d >= 2).then(|| (1u8, channels(shape, 1)));
+            let fo = FeatureOptions {
+                bits,
+                axis,
+                range: Range::MinMax,
+                mode,
+                reshape: Reshape::Model,
+                non_finite: NonFinite::Error,
+                coder: EncodeOptions::default(),
+                version: 3,
+            };
+            let (b, _) = feature::compress(&x, shape, FloatType::F32, &fo).unwrap();
+            assert_eq!(b[0], 0xF3);
+            compact.push(b);
+        }
+    }
+    for b in &compact {
+        record(decode(b, CAP).map(|_| ()));
+        for len in 0..b.len() {
+            record(decode(&b[..len], CAP).map(|_| ()));
+            let mut cut = b[..len].to_vec();
+            fix_compact(&mut cut);
+            both(record, &cut);
+        }
+        for _ in 0..1500 {
+            let mut d = b.clone();
+            edit(&mut rng, &mut d, 5, 24);
+            fix_compact(&mut d);
+            both(record, &d);
+        }
+        // Bytes appended to the payload.
+        let mut d = b.clone();
+        d.extend_from_slice(&[0, 0, 0]);
+        fix_compact(&mut d);
+        record(decode(&d, CAP).map(|_| ()));
+    }
+    // A shape varint of eleven bytes; 33 dimensions; reserved bits of the bits/mode byte.
+    for patch in [
+        vec![
+            0xF3, 0, 0, 0, 0, 9, 0x03, 1, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
+            0x80, 0x01,
+        ],
+        vec![0xF3, 0, 0, 0, 0, 9, 0x03, 33, 1, 1, 1],
+        vec![0xF3, 0, 0, 0, 0, 9, 0x43, 1, 1, 255, 0, 0, 0, 0, 0, 0],
+    ] {
+        let mut d = patch;
+        fix_compact(&mut d);
+        record(decode(&d, CAP).map(|_| ()));
+    }
+
+    // A pcontext container of two chunks (FORMAT.md 9.4): its body cut short, its directory
+    // edited.
+    let big_shape = [1usize, 4, 130, 130];
+    let x = tensor(&mut rng, big_shape.iter().product());
+    let fo = FeatureOptions {
+        bits: 4,
+        axis: None,
+        range: Range::MinMax,
+        mode: ModeChoice::Pctx,
+        reshape: Reshape::Model,
+        non_finite: NonFinite::Error,
+        coder: EncodeOptions::default(),
+        version: 3,
+    };
+    let (big, _) = feature::compress(&x, &big_shape, FloatType::F32, &fo).unwrap();
+    record(decode(&big, CAP).map(|_| ()));
+    for cut in (1..64).chain((64..big.len() - 40).step_by(997)) {
+        let mut d = big[..big.len() - cut].to_vec();
+        fix_compact(&mut d);
+        both(record, &d);
+    }
+    for _ in 0..60 {
+        let mut d = big.clone();
+        edit(&mut rng, &mut d, 5, 200);
+        fix_compact(&mut d);
+        both(record, &d);
+    }
+
+    // Fitted codecs and their blobs.
+    let mut codecs = Vec::new();
+    for (shape, bits, per_sample, axis, variable) in [
+        (vec![4usize, 6, 6], 4u8, true, Some(0u8), false),
+        (vec![3, 5, 7], 2, false, None, false),
+        (vec![5, 8], 3, true, None, true),
+        (vec![5, 8], 8, false, Some(1), true),
+        (vec![30], 6, false, None, false),
+        (vec![2, 3, 4, 4], 5, true, Some(1), false),
+        (vec![4, 130, 130], 4, false, None, false),
+    ] {
+        let n: usize = shape.iter().product();
+        let levels = (1u32 << bits) - 1;
+        let codes: Vec<u8> = (0..n)
+            .map(|i| {
+                if rng.gen_bool(0.4) {
+                    0
+                } else {
+                    ((i * 7 + rng.gen_range(0..3)) as u32 % (levels + 1)) as u8
+                }
+            })
+            .collect();
+        let ch = axis.map_or(Channels::TENSOR, |a| channels(&shape, a as usize));
+        let fills = vec![0u8; ch.channels];
+        let model = fit_one(
+            &Sample {
+                codes: &codes,
+                shape: &shape,
+                fills: &fills,
+                fill_ch: ch,
+            },
+            bits,
+            axis.map(usize::from),
+        )
+        .unwrap();
+        let params: Vec<Affine> = (0..ch.channels)
+            .map(|c| Affine {
+                scale: 0.25 + c as f32,
+                zero_point: (c as u32 % (levels + 1)) as i32,
+            })
+            .collect();
+        let quantizer = if per_sample {
+            Quantizer::PerSample { axis }
+        } else {
+            Quantizer::Fixed {
+                axis,
+                params: params.clone(),
+            }
+        };
+        let mut spec: Vec<Option<usize>> = shape.iter().map(|&d| Some(d)).collect();
+        if variable {
+            spec[0] = None;
+        }
+        let codec = Codec::new(FloatType::F32, bits, spec, quantizer, model).unwrap();
+        let blob = codec.encode_codes(&codes, &shape, &params);
+        assert!(codec.decode_codes(&blob, CAP).is_ok());
+        codecs.push((codec, blob, codes, shape, params));
+    }
+    // A sample too large to count: a variable first axis before two of 2^31.
+    let small_shape = &codecs[1].3;
+    let shape3 = [1usize, small_shape[1], small_shape[2]];
+    let codes3 = vec![0u8; shape3.iter().product()];
+    let model = fit_one(
+        &Sample {
+            codes: &codes3,
+            shape: &shape3,
+            fills: &[0],
+            fill_ch: Channels::TENSOR,
+        },
+        2,
+        None,
+    )
+    .unwrap();
+    let huge = Codec::new(
+        FloatType::F32,
+        2,
+        vec![None, Some(1 << 31), Some(1 << 31)],
+        Quantizer::PerSample { axis: None },
+        model,
+    )
+    .unwrap();
+    let mut d = vec![0xE0, 0, 0, 0, 0, 0, 0, 1];
+    fix_blob(&mut d, huge.id());
+    record(huge.decode_codes(&d, CAP).map(|_| ()));
+    let bytes_of = |c: &Codec| c.to_bytes().to_vec();
+    // The quantizer axis on the variable axis (the shape's varints are one byte each here).
+    let mut d = bytes_of(&codecs[2].0);
+    d[16 + 3 + 2 + 1] = 0;
+    fix_codec(&mut d);
+    record(Codec::from_bytes(&d).map(|_| ()));
+    for (codec, blob, codes, shape, params) in &codecs {
+        let cb = bytes_of(codec);
+        for len in 0..cb.len() {
+            let mut cut = cb[..len].to_vec();
+            record(Codec::from_bytes(&cut).map(|_| ()));
+            fix_codec(&mut cut);
+            record(Codec::from_bytes(&cut).map(|_| ()));
+        }
+        for _ in 0..3000 {
+            let mut d = cb.clone();
+            edit(&mut rng, &mut d, 0, 40);
+            if rng.gen_bool(0.9) {
+                fix_codec(&mut d);
+            }
+            record(Codec::from_bytes(&d).map(|_| ()));
+        }
+        let mut longer = cb.clone();
+        longer.push(0);
+        fix_codec(&mut longer);
+        record(Codec::from_bytes(&longer).map(|_| ()));
+        let mut later = cb.clone();
+        later[4] = 0;
+        record(Codec::from_bytes(&later).map(|_| ()));
+
+        let dec = |d: &[u8]| codec.decode_codes(d, CAP).map(|_| ());
+        for len in (0..blob.len()).filter(|&l| l < 300 || blob.len() - l < 64 || l % 997 == 0) {
+            record(dec(&blob[..len]));
+            let mut cut = blob[..len].to_vec();
+            fix_blob(&mut cut, codec.id());
+            record(dec(&cut));
+        }
+        for _ in 0..if blob.len() > 1000 { 60 } else { 3000 } {
+            let mut d = blob.clone();
+            edit(&mut rng, &mut d, 0, 12);
+            if rng.gen_bool(0.9) {
+                fix_blob(&mut d, codec.id());
+            }
+            record(dec(&d));
+        }
+        // Every blob kind on this body; an empty variable dimension; bytes appended.
+        for tag in 0xE0..=0xE3u8 {
+            let mut d = blob.clone();
+            d[0] = tag;
+            fix_blob(&mut d, codec.id());
+            record(dec(&d));
+            d.truncate(7);
+            d.push(0);
+            d.push(1);
+            fix_blob(&mut d, codec.id());
+            record(dec(&d));
+        }
+        let mut d = blob[..7].to_vec();
+        d.push(0);
+        d.extend_from_slice(&blob[8..]);
+        fix_blob(&mut d, codec.id());
+        record(dec(&d));
+        let mut d = blob.clone();
+        d.extend_from_slice(&[1, 2, 3, 4]);
+        fix_blob(&mut d, codec.id());
+        record(dec(&d));
+        // A raw blob whose padding bits are set.
+        let mut raw = codec.encode_codes(codes, shape, params);
+        raw[0] = 0xE1;
+        raw.truncate(codec.describe(&raw, CAP).map_or(7, |i| i.header_bytes));
+        let n: usize = shape.iter().product();
+        raw.extend(std::iter::repeat_n(0xFFu8, codec.raw_len(n)));
+        fix_blob(&mut raw, codec.id());
+        record(dec(&raw));
+        // Other inputs: another codec's blob, a container, nothing, a fitted blob as a container.
+        record(dec(&[]));
+        record(dec(&compact[0]));
+        record(dec(b"SPNS\x01\x00\x00\x00"));
+        record(decode(blob, CAP).map(|_| ()));
+        for (other, ob, ..) in &codecs {
+            if other.id() != codec.id() {
+                record(dec(ob));
+            }
+        }
+    }
 }
 
 fn blobgen_write_body(body: &Body, out: &mut Vec<u8>) {
@@ -264,6 +625,11 @@ fn every_decoder_message_is_reachable() {
     for data in hand_made() {
         record(&data);
     }
+    fitted_and_compact(&mut |r| {
+        if let Err(CodecError::Corrupt(m)) = r {
+            messages.insert(m);
+        }
+    });
     let missing: Vec<_> = templates
         .iter()
         .filter(|t| !API_GUARDS.iter().any(|(g, _)| g == t))

@@ -104,10 +104,13 @@ fn builders_cover_every_kind_mode_version_and_shape() {
             continue;
         };
         assert!(matches!(check(&data), Outcome::Decoded(_)));
-        let mode = blob.records.first().map(|r| match &r.body {
-            blobgen::Body::Section(s) => s.mode,
-            _ => 9,
-        });
+        let mode = match &blob.compact {
+            Some(c) => Some(c.bits_mode >> 4),
+            None => blob.records.first().map(|r| match &r.body {
+                blobgen::Body::Section(s) => s.mode,
+                _ => 9,
+            }),
+        };
         let shape = if blob.shape.is_empty() {
             "0-d"
         } else if blob.shape.contains(&0) {
@@ -154,6 +157,9 @@ fn builders_cover_every_kind_mode_version_and_shape() {
         "kind 3 mode Some(1) 0-d",
         "kind 3 mode Some(2) 0-d",
         "kind 3 mode Some(2) empty",
+        "kind 3 version 3",
+        "kind 3 mode Some(3)",
+        "kind 3 mode Some(3) 0-d",
     ];
     for k in want {
         assert!(seen.get(k).copied().unwrap_or(0) >= 5, "{k}: {seen:#?}");

@@ -152,6 +152,13 @@ def feature_inputs():
         ("huge_range", np.float32([-3e38, 3e38, 0, 1]), dict(bits=8)),
         ("huge_range_1bit", np.float32([-3e38, 3e38, 0, 1]), dict(bits=1)),
     ]
+    # The compact container (version 3) is the default; these also pin the version-1 layout
+    # and the per-tensor context model (pcontext), which take other write paths.
+    older = {"r8", "r3_csr128", "d12", "g8", "big_8", "big_8_csr", "big_8_axis1", "sparse_4", "sparse_8_axis1_csr",
+             "small(1, 32, 7, 7)_8", "small(1, 32, 7, 7)_4_best", "small(1, 40, 28, 28)_8_context", "empty", "constant"}
+    out += [(f"{n}_v1", x, dict(kw, version=1)) for n, x, kw in list(out) if n in older]
+    out += [(f"{n}_pcontext", x, dict(kw, mode="pcontext")) for n, x, kw in list(out)
+            if n in ("r8", "sparse_4", "small(1, 40, 28, 28)_4", "small(1, 32, 7, 7)_8")]
     return out
 
 

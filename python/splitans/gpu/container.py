@@ -32,6 +32,50 @@ def record(parts: Sequence[Part]) -> List[Part]:
     return [struct.pack("<Q", parts_len(parts)), *parts]
 
 
+def varint(v: int) -> bytes:
+    """Unsigned LEB128, least significant group first (FORMAT.md 3.4, 10)."""
+    out = bytearray()
+    while v >= 0x80:
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+def compact_stream(parts: Sequence[Part]) -> List[Part]:
+    """A stream's parts (its first part starting with the 10-byte header) as a compact stream
+    (FORMAT.md 10.3): the mode byte, then the body."""
+    head = bytes(parts[0])
+    return [head[:1] + head[10:], *parts[1:]]
+
+
+def _join(ops, parts: Sequence[Part]) -> bytearray:
+    out = bytearray(parts_len(parts))
+    view = np.frombuffer(out, dtype=np.uint8)
+    pos = 0
+    for p in parts:
+        if isinstance(p, (bytes, bytearray)):
+            out[pos : pos + len(p)] = p
+            pos += len(p)
+        else:
+            size = int(p.size)
+            if size:
+                ops.copy_to_host(p, view[pos : pos + size])
+            pos += size
+    return out
+
+
+def finish_compact(ops, dtype_code: int, bits: int, mode: int, shape: Sequence[int], parts: Sequence[Part]) -> bytes:
+    """A compact feature container (FORMAT.md 10.1): the header through the shape, then `parts`
+    (axis, parameters, clamped count, payload), then the CRC of byte 0 and bytes 5 on."""
+    head = bytes([0xF3, 0, 0, 0, 0, dtype_code, (bits - 1) | mode << 4, len(shape)])
+    head += b"".join(varint(int(d)) for d in shape)
+    out = _join(ops, [head, *parts])
+    mv = memoryview(out)
+    struct.pack_into("<I", out, 1, zlib.crc32(mv[5:], zlib.crc32(mv[:1])))
+    return bytes(out)
+
+
 def finish(
     ops, kind: int, dtype_code: int, shape: Sequence[int], n_streams: int, records: Sequence[Sequence[Part]]
 ) -> bytes:

@@ -12,7 +12,21 @@ from .. import _core, _feature
 from .._codec import DEFAULT_MAX_OUTPUT_BYTES, _as_bytes, _chunk_log2, _expected, _max_output, _precision
 from .._core import CorruptDataError
 from .arrays import as_torch, empty_like_input, feature_output, to_device
-from .container import FLOAT_CODES, INT_CODES, KIND_ARRAY, KIND_FEATURE, KIND_SYMBOLS, MAX_COLS, NO_AXIS, Part, finish
+from .container import (
+    FLOAT_CODES,
+    INT_CODES,
+    KIND_ARRAY,
+    KIND_FEATURE,
+    KIND_SYMBOLS,
+    MAX_COLS,
+    NO_AXIS,
+    Part,
+    compact_stream,
+    finish,
+    finish_compact,
+    parts_len,
+    varint,
+)
 from .histogram import HistogramOps
 from .loader import OpsBase
 from .pctx import PctxOps
@@ -86,6 +100,7 @@ def _compress_feature(
     nonfinite,
     precision_bits,
     chunk_log2,
+    version: int = 3,
 ) -> bytes:
     xp = ops.xp
     bits = _feature._check_bits(bits)
@@ -157,6 +172,22 @@ def _compress_feature(
         csr_bytes = est(row_hist, 2) + est(col_hist, 2) + est(values_hist, width)
         if mode == "csr" or _core.gpu_auto_takes_csr(dense_bytes, csr_bytes):
             csr = (rows, counts, row_hist, col_idx, col_hist, values, values_hist)
+    if version == 3:
+        # The compact container (FORMAT.md 10): the same streams, framed in varints.
+        fields = bytes([NO_AXIS if axis is None else axis])
+        fields += b"".join(struct.pack("<f", float(sc)) + varint(int(zp)) for sc, zp in zip(s, z))
+        fields += varint(int(clamped))
+        if csr is None:
+            payload = compact_stream(encode_stream(ops, q, width, dense_hist, precision_bits, chunk_log2))
+            return finish_compact(ops, FLOAT_CODES[name], bits, 0, shape, [fields, *payload])
+        rows, counts, row_hist, col_idx, col_hist, values, values_hist = csr
+        fields += varint(rows) + varint(int(values.size))
+        payload: List[Part] = []
+        for syms, w, hist in ((counts, 2, row_hist), (col_idx, 2, col_hist)):
+            stream = compact_stream(encode_stream(ops, syms, w, hist, precision_bits, chunk_log2))
+            payload += [varint(parts_len(stream)), *stream]
+        payload += compact_stream(encode_stream(ops, values, width, values_hist, precision_bits, chunk_log2))
+        return finish_compact(ops, FLOAT_CODES[name], bits, 1, shape, [fields, *payload])
     section = struct.pack(
         "<BBBBQQI",
         bits,
@@ -193,12 +224,17 @@ def _decode_feature(ops, data: bytes, blob, lay: Dict[str, Any]):
     else:
         recs = lay["records"]
         rows = f["rows"]
-        counts = decode_stream(ops, blob, _core.gpu_stream_layout(data, *recs[1], 0, rows, 2), 2)
+        compact = bool(lay.get("compact"))
+        counts = decode_stream(ops, blob, _core.gpu_stream_layout(data, *recs[1], 0, rows, 2, compact), 2)
         nnz = ops.scalar(counts.sum(dtype=xp.uint64))
+        if compact and nnz != f["nnz"]:
+            raise CorruptDataError(
+                f"corrupt data: row counts add up to {nnz} nonzeros, the column indices and values hold {f['nnz']}"
+            )
         if nnz > n:
             raise CorruptDataError(f"corrupt data: {nnz} nonzeros in {n} elements")
-        col_idx = decode_stream(ops, blob, _core.gpu_stream_layout(data, *recs[2], 1, nnz, 2), 2)
-        values = decode_stream(ops, blob, _core.gpu_stream_layout(data, *recs[3], 2, nnz, width), width)
+        col_idx = decode_stream(ops, blob, _core.gpu_stream_layout(data, *recs[2], 1, nnz, 2, compact), 2)
+        values = decode_stream(ops, blob, _core.gpu_stream_layout(data, *recs[3], 2, nnz, width, compact), width)
         q = ops.csr_fill(n, channels, inner, zps, width)
         ends = xp.cumsum(counts, dtype=xp.uint64)
         row_start = xp.concatenate([xp.zeros(1, dtype=xp.uint64), ends[:-1]])
@@ -266,6 +302,7 @@ def compress_gpu(
     nonfinite: str = "error",
     precision_bits: Optional[int] = None,
     chunk_symbols: Optional[int] = None,
+    version: Optional[int] = None,
     device: Any = None,
     _ops_=None,
 ) -> bytes:
@@ -288,11 +325,12 @@ def compress_gpu(
             nonfinite=nonfinite,
             precision_bits=precision_bits,
             chunk_symbols=chunk_symbols,
+            version=version,
         )
 
 
 def _compress(
-    ops, x, *, bits, axis, scale, zero_point, clip, mode, reshape, nonfinite, precision_bits, chunk_symbols
+    ops, x, *, bits, axis, scale, zero_point, clip, mode, reshape, nonfinite, precision_bits, chunk_symbols, version
 ) -> bytes:
     a, name = to_device(ops, x)
     if name not in FLOAT_CODES:
@@ -306,15 +344,21 @@ def _compress(
             )
         if a.ndim > 32:
             raise ValueError(f"compress() supports up to 32 dimensions, got {a.ndim}")
+        if version is not None and not (version == 1 and not isinstance(version, bool)):
+            raise ValueError("version applies to float arrays; integer arrays are written as version 1")
         return _encode_symbols(
             ops, a, KIND_ARRAY, a.shape, name, _precision(precision_bits), _chunk_log2(chunk_symbols)
         )
     if bits is None:
         raise TypeError("compress() of a float array needs bits= (1..16), the quantization bit width, e.g. bits=8")
-    if mode in ("context", "best"):
+    if version is None:
+        version = 3
+    if isinstance(version, bool) or version not in (1, 3):
+        raise ValueError(f"version must be None (the newest, 3) or 1, got {version!r}")
+    if mode in ("context", "pcontext", "best"):
         raise ValueError(
-            f"mode={mode!r} runs on the CPU only (splitans.compress): the context coder is serial; "
-            "the GPU path codes 'auto', 'dense' and 'csr'"
+            f"mode={mode!r} runs on the CPU only (splitans.compress): its model is fitted or adapted "
+            "on the host; the GPU path codes 'auto', 'dense' and 'csr'"
         )
     shape = tuple(int(d) for d in a.shape)
     if 0 in shape:
@@ -334,6 +378,7 @@ def _compress(
             nonfinite=nonfinite,
             precision_bits=precision_bits,
             chunk_symbols=chunk_symbols,
+            version=version,
         )
     return _compress_feature(
         ops,
@@ -350,6 +395,7 @@ def _compress(
         nonfinite=nonfinite,
         precision_bits=_precision(precision_bits),
         chunk_log2=_chunk_log2(chunk_symbols),
+        version=version,
     )
 
 
@@ -380,7 +426,7 @@ def decompress_gpu(
         if lay["kind"] != "feature":
             out = _decode_ints(ops, blob, lay)
             return as_torch(out) if output == "torch" else out
-        if lay["feature"]["mode"] == "context":
+        if lay["feature"]["mode"] in ("context", "pcontext"):
             # The context coder is serial (one adaptive state): no GPU kernel; decoded on the
             # CPU, then copied to the device.
             from .._codec import decompress

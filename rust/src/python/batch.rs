@@ -517,7 +517,7 @@ type FeatureArgs<'py> = (
 /// all cores), one tensor per task: each container is what `encode_feature` makes of it. The
 /// first failing tensor, in order, raises its error with its index.
 #[pyfunction]
-#[pyo3(signature = (items, bits, mode, reshape, nonfinite, precision_bits, chunk_log2, threads))]
+#[pyo3(signature = (items, bits, mode, reshape, nonfinite, precision_bits, chunk_log2, threads, version=3))]
 #[allow(clippy::too_many_arguments)]
 fn encode_feature_many<'py>(
     py: Python<'py>,
@@ -529,6 +529,7 @@ fn encode_feature_many<'py>(
     precision_bits: Option<u8>,
     chunk_log2: Option<u8>,
     threads: usize,
+    version: u8,
 ) -> PyResult<Bound<'py, PyList>> {
     let located = |i: usize, e: PyErr| -> PyErr {
         let msg = e.value(py).to_string();
@@ -560,6 +561,10 @@ fn encode_feature_many<'py>(
             nonfinite,
             coder,
         )
+        .map(|mut o| {
+            o.version = version;
+            o
+        })
         .map_err(|e| located(i, e))?;
         let data = x
             .as_slice()

@@ -67,9 +67,10 @@ pub(crate) fn options(
         "auto" => ModeChoice::Auto,
         "context" => ModeChoice::Context,
         "best" => ModeChoice::Best,
+        "pcontext" => ModeChoice::Pctx,
         m => {
             return Err(PyValueError::new_err(format!(
-                "mode must be 'auto', 'dense', 'csr', 'context' or 'best', got {m:?}"
+                "mode must be 'auto', 'dense', 'csr', 'context', 'pcontext' or 'best', got {m:?}"
             )))
         }
     };
@@ -104,6 +105,7 @@ pub(crate) fn options(
         reshape,
         non_finite,
         coder,
+        version: crate::container::COMPACT_VERSION,
     })
 }
 
@@ -190,7 +192,7 @@ fn plan_dict<'py>(py: Python<'py>, p: &Plan) -> PyResult<Bound<'py, PyDict>> {
 
 /// Quantizes and codes a float32 feature tensor; returns the container and the plan.
 #[pyfunction]
-#[pyo3(signature = (x, dtype, bits, axis, clip, scale, zero_point, mode, reshape, nonfinite, precision_bits, chunk_log2, threads))]
+#[pyo3(signature = (x, dtype, bits, axis, clip, scale, zero_point, mode, reshape, nonfinite, precision_bits, chunk_log2, threads, version=3))]
 #[allow(clippy::too_many_arguments)]
 fn encode_feature<'py>(
     x: PyReadonlyArrayDyn<'py, f32>,
@@ -206,6 +208,7 @@ fn encode_feature<'py>(
     precision_bits: Option<u8>,
     chunk_log2: Option<u8>,
     threads: usize,
+    version: u8,
 ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyDict>)> {
     let py = x.py();
     let float_type = FloatType::from_name(dtype)
@@ -216,9 +219,10 @@ fn encode_feature<'py>(
         chunk_log2,
         threads,
     };
-    let opts = options(
+    let mut opts = options(
         &shape, bits, axis, clip, scale, zero_point, mode, reshape, nonfinite, coder,
     )?;
+    opts.version = version;
     let data = x
         .as_slice()
         .map_err(|_| PyValueError::new_err("array must be C-contiguous"))?;
@@ -229,7 +233,7 @@ fn encode_feature<'py>(
 /// `encode_feature` without the plan: the container only (what `compress` returns; building the
 /// plan's dictionary costs more than coding a small map).
 #[pyfunction]
-#[pyo3(signature = (x, dtype, bits, axis, clip, scale, zero_point, mode, reshape, nonfinite, precision_bits, chunk_log2, threads))]
+#[pyo3(signature = (x, dtype, bits, axis, clip, scale, zero_point, mode, reshape, nonfinite, precision_bits, chunk_log2, threads, version=3))]
 #[allow(clippy::too_many_arguments)]
 fn compress_feature<'py>(
     x: PyReadonlyArrayDyn<'py, f32>,
@@ -245,6 +249,7 @@ fn compress_feature<'py>(
     precision_bits: Option<u8>,
     chunk_log2: Option<u8>,
     threads: usize,
+    version: u8,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let py = x.py();
     let float_type = FloatType::from_name(dtype)
@@ -255,9 +260,10 @@ fn compress_feature<'py>(
         chunk_log2,
         threads,
     };
-    let opts = options(
+    let mut opts = options(
         &shape, bits, axis, clip, scale, zero_point, mode, reshape, nonfinite, coder,
     )?;
+    opts.version = version;
     let data = x
         .as_slice()
         .map_err(|_| PyValueError::new_err("array must be C-contiguous"))?;

@@ -182,18 +182,21 @@ fn gpu_search_cost(
 /// Where a parsed stream's pieces are in the container: `offset` is the stream's first byte.
 /// Rans: per chunk the absolute offsets of its initial states and of its words, and its word
 /// count. `view` has been validated by `stream::parse`, so the walk below cannot leave it.
+/// `header` is the bytes before the stream's body: 10 (section 3.1), or 1 in a compact
+/// container (the mode byte, FORMAT.md 10.3).
 fn stream_layout<'py>(
     py: Python<'py>,
     blob: &[u8],
     offset: usize,
     view: &StreamView<'_>,
+    header: usize,
 ) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("mode", view.mode.name())?;
     d.set_item("n", view.n)?;
     d.set_item("symbol_bytes", view.symbol_bytes)?;
     d.set_item("offset", offset)?;
-    let body = offset + STREAM_HEADER_BYTES;
+    let body = offset + header;
     match view.mode {
         Mode::Empty => {}
         Mode::Constant => {
@@ -281,7 +284,50 @@ fn gpu_layout<'py>(
             .map(|(i, rec)| container::parse_stream(rec, i, h.count, width))
             .collect::<Result<Vec<_>>>()?;
         for (rec, view) in records.iter().zip(&views) {
-            streams.append(stream_layout(py, data, offset_in(data, rec), view)?)?;
+            streams.append(stream_layout(
+                py,
+                data,
+                offset_in(data, rec),
+                view,
+                STREAM_HEADER_BYTES,
+            )?)?;
+        }
+    } else if h.version == container::COMPACT_VERSION {
+        let parsed = feature::parse(data, &h, max_output_bytes)?;
+        let meta = &parsed.meta;
+        let f = PyDict::new(py);
+        f.set_item("bits", meta.bits)?;
+        f.set_item("mode", meta.mode.name())?;
+        f.set_item("axis", meta.axis)?;
+        f.set_item("channels", meta.channels.channels)?;
+        f.set_item("inner", meta.channels.inner)?;
+        f.set_item("clamped", meta.clamped)?;
+        f.set_item("rows", meta.rows)?;
+        f.set_item("nnz", parsed.nnz)?;
+        f.set_item(
+            "scale",
+            meta.params.iter().map(|a| a.scale).collect::<Vec<_>>(),
+        )?;
+        f.set_item(
+            "zero_point",
+            meta.params.iter().map(|a| a.zero_point).collect::<Vec<_>>(),
+        )?;
+        d.set_item("feature", f)?;
+        d.set_item("compact", true)?;
+        // (offset, length) of the stream parts, after a placeholder for the feature section,
+        // so that records[1..] line up with version 1's.
+        let recs = PyList::empty(py);
+        recs.append((0usize, 0usize))?;
+        for &(offset, len) in &parsed.parts {
+            recs.append((offset, len))?;
+        }
+        d.set_item("records", recs)?;
+        if meta.mode == feature::Mode::Dense {
+            let (offset, len) = parsed.parts[0];
+            let width = if meta.bits <= 8 { 1 } else { 2 };
+            let mut r = crate::bytes::Reader::new(&data[offset..offset + len]);
+            let view = crate::stream::parse_compact(&mut r, width, h.count)?;
+            streams.append(stream_layout(py, data, offset, &view, 1)?)?;
         }
     } else {
         let records = container::records(data, &h, 1 + h.streams)?;
@@ -313,7 +359,13 @@ fn gpu_layout<'py>(
         if !csr && meta.mode != feature::Mode::Context {
             let width = if meta.bits <= 8 { 1 } else { 2 };
             let view = container::parse_stream(records[1], 0, h.count, width)?;
-            streams.append(stream_layout(py, data, offset_in(data, records[1]), &view)?)?;
+            streams.append(stream_layout(
+                py,
+                data,
+                offset_in(data, records[1]),
+                &view,
+                STREAM_HEADER_BYTES,
+            )?)?;
         }
     }
     d.set_item("streams", streams)?;
@@ -324,7 +376,8 @@ fn gpu_layout<'py>(
 /// `records`), which must hold exactly `n` symbols of `symbol_bytes` bytes (FORMAT.md 6.6
 /// step 3), and returns its layout.
 #[pyfunction]
-#[pyo3(signature = (data, offset, length, index, n, symbol_bytes))]
+#[pyo3(signature = (data, offset, length, index, n, symbol_bytes, compact=false))]
+#[allow(clippy::too_many_arguments)]
 fn gpu_stream_layout<'py>(
     py: Python<'py>,
     data: &[u8],
@@ -333,13 +386,35 @@ fn gpu_stream_layout<'py>(
     index: usize,
     n: usize,
     symbol_bytes: usize,
+    compact: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
     let record = offset
         .checked_add(length)
         .and_then(|end| data.get(offset..end))
         .ok_or_else(|| PyValueError::new_err("record outside the data"))?;
-    let view = container::parse_stream(record, index, n, symbol_bytes)?;
-    stream_layout(py, data, offset, &view)
+    let view = if compact {
+        // A compact stream (FORMAT.md 10.3) holds exactly `n` symbols and fills its part.
+        let mut r = crate::bytes::Reader::new(record);
+        let view = crate::stream::parse_compact(&mut r, symbol_bytes, n)?;
+        if r.remaining() != 0 {
+            return Err(crate::error::CodecError::Corrupt(format!(
+                "stream {index} ends after {} of its {} bytes",
+                r.position(),
+                record.len()
+            ))
+            .into());
+        }
+        view
+    } else {
+        container::parse_stream(record, index, n, symbol_bytes)?
+    };
+    stream_layout(
+        py,
+        data,
+        offset,
+        &view,
+        if compact { 1 } else { STREAM_HEADER_BYTES },
+    )
 }
 
 /// The auto rule of `feature::auto_takes_csr`, from the two estimates.

@@ -4,7 +4,8 @@
 //! Byte-level damage stops at the CRC (every single-bit flip fails it), so tests that flip bits
 //! never reach the parsers behind it. This generator builds a *valid* container of every kind and
 //! mode with the library's own encoder (`BUILDERS`: integer symbols and arrays of every dtype,
-//! features dense, CSR and context, empty and 0-d tensors, both format versions), parses it into
+//! features dense, CSR, context and pcontext, empty and 0-d tensors, format versions 1, 2 and the
+//! compact 3), parses it into
 //! a model of its fields (`Blob`, written from FORMAT.md alone), changes fields of that model
 //! (`mutate`: a shape dimension, a row count, a stream's symbol count, a frequency, a chunk's word
 //! count, a record length, ...), and writes it back (`Blob::write`) with every length, total_len
@@ -140,6 +141,51 @@ pub struct Blob {
     pub records: Vec<Record>,
     /// Bytes after the last record (none in a valid container).
     pub trailing: Vec<u8>,
+    /// A compact container (FORMAT.md 10) is this model instead: the fields above then only
+    /// describe it (kind 3, its dtype, version 3, its shape) and `write` ignores them.
+    pub compact: Option<Compact>,
+}
+
+/// A compact feature container (FORMAT.md 10.1).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Compact {
+    pub tag: u8,
+    pub dtype: u8,
+    /// `bits - 1` in bits 0-3, the mode in bits 4-5, reserved bits 6-7.
+    pub bits_mode: u8,
+    /// `None`: `shape.len()`.
+    pub ndim: Option<u8>,
+    pub shape: Vec<u64>,
+    pub axis: u8,
+    /// (scale bits, zero point).
+    pub params: Vec<(u32, u32)>,
+    pub clamped: u64,
+    pub payload: CompactPayload,
+    /// Bytes after the payload (none in a valid container).
+    pub trailing: Vec<u8>,
+}
+
+/// The payload by mode (FORMAT.md 10.2); its streams are compact streams (10.3), modelled as
+/// version-1 streams whose width and count the container gives.
+#[derive(Clone, Debug, PartialEq)]
+#[allow(clippy::large_enum_variant)]
+pub enum CompactPayload {
+    Dense(Stream),
+    Csr {
+        rows: u64,
+        nnz: u64,
+        /// Byte lengths of the row-count and column streams; `None`: the real ones.
+        lens: [Option<u64>; 2],
+        counts: Stream,
+        cols: Stream,
+        values: Stream,
+    },
+    Context {
+        x0: u32,
+        words: Vec<u16>,
+    },
+    /// pcontext (a model, 9.3, and a body, 9.4), or anything edited byte-wise.
+    Bytes(Vec<u8>),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -261,12 +307,27 @@ impl<'a> Cursor<'a> {
         }
         None
     }
+    fn varint64(&mut self) -> Option<u64> {
+        let mut v = 0u64;
+        for i in 0..10 {
+            let b = self.u8()?;
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return Some(v);
+            }
+        }
+        None
+    }
     fn rest(&self) -> usize {
         self.data.len() - self.pos
     }
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u32) {
+fn put_varint(out: &mut Vec<u8>, v: u32) {
+    put_varint64(out, u64::from(v));
+}
+
+fn put_varint64(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push(v as u8 | 0x80);
         v >>= 7;
@@ -489,9 +550,184 @@ impl Body {
     }
 }
 
+impl Stream {
+    /// A compact stream (FORMAT.md 10.3) of `n` symbols of `width` bytes in exactly `bytes`.
+    fn parse_compact(bytes: &[u8], width: u8, n: u64) -> Option<Stream> {
+        let (&mode, rest) = bytes.split_first()?;
+        let mut full = vec![mode, width];
+        full.extend_from_slice(&n.to_le_bytes());
+        full.extend_from_slice(rest);
+        let mut c = Cursor {
+            data: &full,
+            pos: 0,
+        };
+        let s = Stream::parse(&mut c)?;
+        (c.rest() == 0).then_some(s)
+    }
+
+    /// The version-1 stream less its width byte and symbol count.
+    fn write_compact(&self, out: &mut Vec<u8>) {
+        let mut full = Vec::new();
+        self.write(&mut full);
+        out.push(full[0]);
+        out.extend_from_slice(&full[10..]);
+    }
+}
+
+impl Compact {
+    fn parse(data: &[u8]) -> Option<Compact> {
+        let mut c = Cursor { data, pos: 0 };
+        let tag = c.u8()?;
+        let _crc = c.u32()?;
+        let dtype = c.u8()?;
+        let bits_mode = c.u8()?;
+        let ndim = c.u8()?;
+        let shape = (0..ndim)
+            .map(|_| c.varint64())
+            .collect::<Option<Vec<_>>>()?;
+        let axis = c.u8()?;
+        let channels = if axis == 255 {
+            1
+        } else {
+            *shape.get(axis as usize)?
+        };
+        let params = (0..channels)
+            .map(|_| Some((c.u32()?, c.varint()?)))
+            .collect::<Option<Vec<_>>>()?;
+        let clamped = c.varint64()?;
+        let n: u64 = shape.iter().product();
+        let width = if bits_mode & 0x0f < 8 { 1 } else { 2 };
+        let payload = match bits_mode >> 4 {
+            0 => CompactPayload::Dense(Stream::parse_compact(c.take(c.rest())?, width, n)?),
+            1 => {
+                let rows = c.varint64()?;
+                let nnz = c.varint64()?;
+                let l0 = usize::try_from(c.varint64()?).ok()?;
+                let counts = Stream::parse_compact(c.take(l0)?, 2, rows)?;
+                let l1 = usize::try_from(c.varint64()?).ok()?;
+                let cols = Stream::parse_compact(c.take(l1)?, 2, nnz)?;
+                let values = Stream::parse_compact(c.take(c.rest())?, width, nnz)?;
+                CompactPayload::Csr {
+                    rows,
+                    nnz,
+                    lens: [None, None],
+                    counts,
+                    cols,
+                    values,
+                }
+            }
+            2 => {
+                let x0 = c.u32()?;
+                let words = (0..c.rest() / 2).map(|_| c.u16()).collect::<Option<_>>()?;
+                if c.rest() != 0 {
+                    return None;
+                }
+                CompactPayload::Context { x0, words }
+            }
+            _ => CompactPayload::Bytes(c.take(c.rest())?.to_vec()),
+        };
+        Some(Compact {
+            tag,
+            dtype,
+            bits_mode,
+            ndim: None,
+            shape,
+            axis,
+            params,
+            clamped,
+            payload,
+            trailing: Vec::new(),
+        })
+    }
+
+    fn write_payload(&self, out: &mut Vec<u8>) {
+        match &self.payload {
+            CompactPayload::Dense(s) => s.write_compact(out),
+            CompactPayload::Csr {
+                rows,
+                nnz,
+                lens,
+                counts,
+                cols,
+                values,
+            } => {
+                put_varint64(out, *rows);
+                put_varint64(out, *nnz);
+                for (s, len) in [counts, cols].into_iter().zip(lens) {
+                    let mut rec = Vec::new();
+                    s.write_compact(&mut rec);
+                    put_varint64(out, len.unwrap_or(rec.len() as u64));
+                    out.extend_from_slice(&rec);
+                }
+                values.write_compact(out);
+            }
+            CompactPayload::Context { x0, words } => {
+                out.extend_from_slice(&x0.to_le_bytes());
+                for w in words {
+                    out.extend_from_slice(&w.to_le_bytes());
+                }
+            }
+            CompactPayload::Bytes(b) => out.extend_from_slice(b),
+        }
+    }
+
+    /// The container's bytes, its CRC (FORMAT.md 10.1) recomputed.
+    fn write(&self) -> Vec<u8> {
+        let mut out = vec![self.tag, 0, 0, 0, 0, self.dtype, self.bits_mode];
+        out.push(self.ndim.unwrap_or(self.shape.len() as u8));
+        for &d in &self.shape {
+            put_varint64(&mut out, d);
+        }
+        out.push(self.axis);
+        for &(scale, zero_point) in &self.params {
+            out.extend_from_slice(&scale.to_le_bytes());
+            put_varint(&mut out, zero_point);
+        }
+        put_varint64(&mut out, self.clamped);
+        self.write_payload(&mut out);
+        out.extend_from_slice(&self.trailing);
+        let mut h = crc32fast::Hasher::new();
+        h.update(&out[..1]);
+        h.update(&out[5..]);
+        let crc = h.finalize();
+        out[1..5].copy_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    fn streams_mut(&mut self) -> Vec<&mut Stream> {
+        match &mut self.payload {
+            CompactPayload::Dense(s) => vec![s],
+            CompactPayload::Csr {
+                counts,
+                cols,
+                values,
+                ..
+            } => vec![counts, cols, values],
+            _ => Vec::new(),
+        }
+    }
+}
+
 impl Blob {
     /// The model of a container (one the encoder wrote: anything malformed is `None`).
     pub fn parse(data: &[u8]) -> Option<Blob> {
+        if data.first() == Some(&0xF3) {
+            let c = Compact::parse(data)?;
+            return Some(Blob {
+                magic: *b"SPNS",
+                version: 3,
+                flags: 0,
+                header_len: None,
+                total_len: None,
+                kind: 3,
+                dtype: c.dtype,
+                n_streams: 0,
+                shape: c.shape.clone(),
+                records: Vec::new(),
+                trailing: Vec::new(),
+                compact: Some(c),
+            });
+        }
         let mut c = Cursor { data, pos: 0 };
         let magic: [u8; 4] = c.take(4)?.try_into().ok()?;
         let version = c.u8()?;
@@ -552,12 +788,16 @@ impl Blob {
             shape,
             records,
             trailing: Vec::new(),
+            compact: None,
         })
     }
 
-    /// The container's bytes: lengths, total_len and the CRC (FORMAT.md 2.2) recomputed except
-    /// where a field was set on purpose.
+    /// The container's bytes: lengths, total_len and the CRC (FORMAT.md 2.2 or 10.1)
+    /// recomputed except where a field was set on purpose.
     pub fn write(&self) -> Vec<u8> {
+        if let Some(c) = &self.compact {
+            return c.write();
+        }
         let mut out = Vec::new();
         out.extend_from_slice(&self.magic);
         out.push(self.version);
@@ -608,6 +848,11 @@ pub const BUILDERS: &[(&str, Builder)] = &[
     ("feature csr", build_csr),
     ("feature context", build_context),
     ("feature best", build_best),
+    ("compact dense", build_compact_dense),
+    ("compact csr", build_compact_csr),
+    ("compact context", build_compact_context),
+    ("compact pcontext", build_compact_pcontext),
+    ("compact best", build_compact_best),
 ];
 
 fn coder(g: &mut Gen) -> EncodeOptions {
@@ -748,6 +993,10 @@ fn floats(g: &mut Gen, n: usize) -> Vec<f32> {
 }
 
 fn feature(g: &mut Gen, mode: ModeChoice, max_bits: u8) -> Option<Vec<u8>> {
+    feature_version(g, mode, max_bits, 1)
+}
+
+fn feature_version(g: &mut Gen, mode: ModeChoice, max_bits: u8, version: u8) -> Option<Vec<u8>> {
     let n = length(g, 20_000);
     let sh = shape(g, n);
     let n = count(&sh);
@@ -795,6 +1044,7 @@ fn feature(g: &mut Gen, mode: ModeChoice, max_bits: u8) -> Option<Vec<u8>> {
         reshape,
         non_finite: NonFinite::Error,
         coder: coder(g),
+        version,
     };
     let ft = g.pick(&[
         FloatType::F16,
@@ -820,6 +1070,27 @@ fn build_context(g: &mut Gen) -> Option<Vec<u8>> {
 fn build_best(g: &mut Gen) -> Option<Vec<u8>> {
     let mode = g.pick(&[ModeChoice::Auto, ModeChoice::Best]);
     feature(g, mode, 16)
+}
+
+fn build_compact_dense(g: &mut Gen) -> Option<Vec<u8>> {
+    feature_version(g, ModeChoice::Dense, 16, 3)
+}
+
+fn build_compact_csr(g: &mut Gen) -> Option<Vec<u8>> {
+    feature_version(g, ModeChoice::Csr, 16, 3)
+}
+
+fn build_compact_context(g: &mut Gen) -> Option<Vec<u8>> {
+    feature_version(g, ModeChoice::Context, 8, 3)
+}
+
+fn build_compact_pcontext(g: &mut Gen) -> Option<Vec<u8>> {
+    feature_version(g, ModeChoice::Pctx, 8, 3)
+}
+
+fn build_compact_best(g: &mut Gen) -> Option<Vec<u8>> {
+    let mode = g.pick(&[ModeChoice::Auto, ModeChoice::Best]);
+    feature_version(g, mode, 16, 3)
 }
 
 /// A valid container from a builder chosen by `g`, with its model; sometimes written as
@@ -892,6 +1163,24 @@ pub const FIELDS: &[&str] = &[
     "context state",
     "context word",
     "context word count",
+    "compact tag",
+    "compact dtype",
+    "compact bits",
+    "compact mode",
+    "compact reserved bits",
+    "compact ndim",
+    "compact shape dimension",
+    "compact dimensions",
+    "compact axis",
+    "compact scale",
+    "compact zero point",
+    "compact parameters",
+    "compact clamped",
+    "compact rows",
+    "compact nnz",
+    "compact stream length",
+    "compact trailing bytes",
+    "compact payload bytes",
 ];
 
 fn streams_mut(blob: &mut Blob) -> Vec<&mut Stream> {
@@ -912,11 +1201,20 @@ pub fn mutate(blob: &mut Blob, g: &mut Gen) -> &'static str {
         }
     }
     // Nothing applicable (an empty payload): a header field always is.
+    if let Some(c) = &mut blob.compact {
+        c.trailing = vec![g.byte(); g.range(1, 9) as usize];
+        return "compact trailing bytes";
+    }
     blob.version = g.pick(&[0, 1, 2, 3]);
     "version"
 }
 
 fn try_mutate(blob: &mut Blob, g: &mut Gen) -> Option<&'static str> {
+    if let Some(c) = &mut blob.compact {
+        let name = mutate_compact(c, g)?;
+        blob.shape = c.shape.clone();
+        return Some(name);
+    }
     Some(match g.below(40) {
         0 => {
             blob.version = g.interesting(u64::from(blob.version), 255) as u8;
@@ -1096,20 +1394,25 @@ fn mutate_stream(blob: &mut Blob, g: &mut Gen) -> Option<&'static str> {
         return None;
     }
     let i = g.below(streams.len() as u64) as usize;
-    let s = &mut *streams[i];
+    mutate_one_stream(&mut *streams[i], g, false)
+}
+
+/// One field of a stream; a compact stream (`compact`) has no width or count of its own.
+fn mutate_one_stream(s: &mut Stream, g: &mut Gen, compact: bool) -> Option<&'static str> {
     Some(match g.below(20) {
         0 => {
             s.mode = g.range(0, 5) as u8;
             "stream mode"
         }
-        1 => {
+        1 if !compact => {
             s.width = g.range(0, 3) as u8;
             "stream width"
         }
-        2 | 3 => {
+        2 | 3 if !compact => {
             s.n = g.interesting(s.n, u64::MAX);
             "stream symbol count"
         }
+        1..=3 => return None,
         4 => {
             let StreamBody::Constant(v) = &mut s.body else {
                 return None;
@@ -1254,6 +1557,10 @@ fn mutate_context(blob: &mut Blob, g: &mut Gen) -> Option<&'static str> {
         Body::Context { x0, words } => Some((x0, words)),
         _ => None,
     })?;
+    mutate_context_body(x0, words, g)
+}
+
+fn mutate_context_body(x0: &mut u32, words: &mut Vec<u16>, g: &mut Gen) -> Option<&'static str> {
     Some(match g.below(4) {
         0 => {
             let any = g.u32();
@@ -1274,6 +1581,162 @@ fn mutate_context(blob: &mut Blob, g: &mut Gen) -> Option<&'static str> {
             "context word count"
         }
         _ => return None,
+    })
+}
+
+fn mutate_compact(c: &mut Compact, g: &mut Gen) -> Option<&'static str> {
+    Some(match g.below(32) {
+        0 => {
+            c.tag = g.pick(&[0xF0, 0xF1, 0xF2, 0xF4, 0xFF, 0x53, 0xE0, 0x00]);
+            "compact tag"
+        }
+        1 => {
+            c.dtype = g.range(0, 13) as u8;
+            "compact dtype"
+        }
+        2 => {
+            c.bits_mode = (c.bits_mode & 0xF0) | g.below(16) as u8;
+            "compact bits"
+        }
+        3 => {
+            c.bits_mode = (c.bits_mode & 0xCF) | (g.below(4) as u8) << 4;
+            "compact mode"
+        }
+        4 => {
+            c.bits_mode |= g.pick(&[0x40, 0x80, 0xC0]);
+            "compact reserved bits"
+        }
+        5 => {
+            c.ndim = Some(g.interesting(c.shape.len() as u64, 255) as u8);
+            "compact ndim"
+        }
+        6 | 7 => {
+            if c.shape.is_empty() {
+                return None;
+            }
+            let i = g.below(c.shape.len() as u64) as usize;
+            c.shape[i] = g.interesting(c.shape[i], u64::MAX);
+            "compact shape dimension"
+        }
+        8 => {
+            if g.chance(2) && c.shape.len() < 40 {
+                let at = g.below(c.shape.len() as u64 + 1) as usize;
+                c.shape.insert(at, g.pick(&[0, 1, 2, 1 << 20]));
+            } else if !c.shape.is_empty() {
+                c.shape.remove(g.below(c.shape.len() as u64) as usize);
+            } else {
+                return None;
+            }
+            "compact dimensions"
+        }
+        9 => {
+            c.axis = g.pick(&[0, 1, 2, 3, 31, 32, 254, 255]);
+            "compact axis"
+        }
+        10 => {
+            if c.params.is_empty() {
+                return None;
+            }
+            let i = g.below(c.params.len() as u64) as usize;
+            let any = g.u32();
+            c.params[i].0 = g.pick(&[
+                0x7f80_0000,
+                0xff80_0000,
+                0x7fc0_0000,
+                0x8000_0000,
+                0xbf80_0000,
+                0x0000_0001,
+                0x7f7f_ffff,
+                any,
+            ]);
+            "compact scale"
+        }
+        11 => {
+            if c.params.is_empty() {
+                return None;
+            }
+            let i = g.below(c.params.len() as u64) as usize;
+            c.params[i].1 = g.interesting(u64::from(c.params[i].1), u64::from(u32::MAX)) as u32;
+            "compact zero point"
+        }
+        12 => {
+            if g.chance(2) || c.params.is_empty() {
+                let p = c.params.first().copied().unwrap_or((0x3f80_0000, 0));
+                c.params.push(p);
+            } else {
+                c.params.pop();
+            }
+            "compact parameters"
+        }
+        13 => {
+            c.clamped = g.interesting(c.clamped, u64::MAX);
+            "compact clamped"
+        }
+        14 => {
+            let CompactPayload::Csr { rows, .. } = &mut c.payload else {
+                return None;
+            };
+            *rows = g.interesting(*rows, u64::MAX);
+            "compact rows"
+        }
+        15 => {
+            let CompactPayload::Csr { nnz, .. } = &mut c.payload else {
+                return None;
+            };
+            *nnz = g.interesting(*nnz, u64::MAX);
+            "compact nnz"
+        }
+        16 => {
+            let real = {
+                let CompactPayload::Csr { counts, cols, .. } = &c.payload else {
+                    return None;
+                };
+                let k = g.below(2) as usize;
+                let mut rec = Vec::new();
+                [counts, cols][k].write_compact(&mut rec);
+                (k, rec.len() as u64)
+            };
+            let CompactPayload::Csr { lens, .. } = &mut c.payload else {
+                unreachable!()
+            };
+            lens[real.0] = Some(g.interesting(real.1, u64::MAX));
+            "compact stream length"
+        }
+        17 => {
+            c.trailing = vec![g.byte(); g.range(1, 9) as usize];
+            "compact trailing bytes"
+        }
+        18..=25 => {
+            let mut streams = c.streams_mut();
+            if streams.is_empty() {
+                return None;
+            }
+            let i = g.below(streams.len() as u64) as usize;
+            return mutate_one_stream(&mut *streams[i], g, true);
+        }
+        26 | 27 => {
+            let CompactPayload::Context { x0, words } = &mut c.payload else {
+                return None;
+            };
+            return mutate_context_body(x0, words, g);
+        }
+        _ => {
+            // Byte-level damage in the payload (a pcontext model and body: bytes only).
+            let mut body = Vec::new();
+            c.write_payload(&mut body);
+            if body.is_empty() {
+                return None;
+            }
+            for _ in 0..g.range(1, 3) {
+                let at = g.below(body.len() as u64) as usize;
+                body[at] = g.byte();
+            }
+            if g.chance(4) {
+                body.truncate(g.below(body.len() as u64) as usize);
+            }
+            c.payload = CompactPayload::Bytes(body);
+            "compact payload bytes"
+        }
     })
 }
 
