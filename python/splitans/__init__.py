@@ -16,6 +16,7 @@ from ._codec import (
     rans_decode,
     rans_encode,
 )
+from ._batch import compress_many, decompress_many
 from ._feature import Percentile, plan
 from ._fitted import Codec
 from ._calibrate import CalibrationReport, calibrate
@@ -40,8 +41,10 @@ __all__ = [
     "calibrate",
     "compress",
     "compress_gpu",
+    "compress_many",
     "decompress",
     "decompress_gpu",
+    "decompress_many",
     "gpu",
     "inspect",
     "max_compressed_size",

@@ -166,6 +166,40 @@ def compress(
     >>> bool(np.abs(f - g).max() <= 4 / 255 / 2 + 1e-6)
     True
     """
+    if (
+        type(array) is np.ndarray
+        and array.dtype.char == "f"
+        and axis is None
+        and clip is None
+        and scale is None
+        and zero_point is None
+        and (nonfinite == "error" or nonfinite == "clamp")
+        and array.flags.c_contiguous
+        and array.dtype.isnative
+        and version is None
+    ):
+        # A contiguous float32 array with nothing for numpy to compute first (the common call):
+        # straight to the codec, which checks the rest.
+        if bits is None:
+            raise TypeError(
+                "compress() of a float array needs bits= (1..16), the quantization bit width, e.g. bits=8"
+            )
+        return _core.compress_feature(
+            array,
+            "float32",
+            _feature._check_bits(bits),
+            None,
+            None,
+            None,
+            None,
+            mode,
+            _feature._check_reshape(reshape),
+            nonfinite,
+            _precision(precision_bits),
+            _chunk_log2(chunk_symbols),
+            _threads(threads),
+            3,
+        )
     if _is_float(array):
         if bits is None:
             raise TypeError(
@@ -175,22 +209,21 @@ def compress(
             version = 3
         if isinstance(version, bool) or version not in (1, 3):
             raise ValueError(f"version must be None (the newest, 3) or 1, got {version!r}")
-        blob, _ = _feature.compress_feature(
+        return _feature.compress_bytes(
             array,
-            version=version,
-            bits=bits,
-            axis=axis,
-            scale=scale,
-            zero_point=zero_point,
-            clip=clip,
-            mode=mode,
-            reshape=reshape,
-            nonfinite=nonfinite,
-            precision_bits=_precision(precision_bits),
-            chunk_log2=_chunk_log2(chunk_symbols),
-            threads=_threads(threads),
+            bits,
+            axis,
+            scale,
+            zero_point,
+            clip,
+            mode,
+            reshape,
+            nonfinite,
+            _precision(precision_bits),
+            _chunk_log2(chunk_symbols),
+            _threads(threads),
+            _version(version),
         )
-        return blob
     a = _as_numpy(array)
     name = a.dtype.name
     if name not in _INTEGER_DTYPES:
@@ -212,6 +245,15 @@ def compress(
     return _core.encode(a, name, _KIND_ARRAY, _precision(precision_bits), _chunk_log2(chunk_symbols), _threads(threads))
 
 
+def _version(version: Any) -> int:
+    """The container version of a float tensor: None (the newest, 3) or 1."""
+    if version is None:
+        return 3
+    if isinstance(version, bool) or version not in (1, 3):
+        raise ValueError(f"version must be None (the newest, 3) or 1, got {version!r}")
+    return int(version)
+
+
 def _is_float(x: Any) -> bool:
     if type(x).__module__.startswith("torch"):
         return bool(getattr(x, "is_floating_point", lambda: False)())
@@ -226,8 +268,9 @@ def _is_float(x: Any) -> bool:
 
 
 def _to_output(flat: np.ndarray, shape: Any, dtype: str, output: str):
-    """The decoded flat array as numpy or torch, in the container's dtype. The codec has already
-    converted a feature's values (float16 and bfloat16 come as their bits, saturating)."""
+    """The decoded array (flat, or already of its shape) as numpy or torch, in the container's
+    dtype. The codec has already converted a feature's values (float16 and bfloat16 come as
+    their bits, saturating)."""
     if dtype == "float16":
         flat = flat.view(np.float16)
     if output == "torch":
@@ -236,7 +279,39 @@ def _to_output(flat: np.ndarray, shape: Any, dtype: str, output: str):
         if dtype == "bfloat16":
             return torch.from_numpy(flat.view(np.int16)).view(torch.bfloat16).reshape(tuple(shape))
         return torch.from_numpy(flat).reshape(tuple(shape))
-    return flat.reshape(shape)
+    return flat if flat.shape == tuple(shape) else flat.reshape(shape)
+
+
+#: numpy dtype names by (kind, itemsize): `dtype.name` is computed in Python (a microsecond).
+_DTYPE_NAMES = {
+    ("f", 2): "float16", ("f", 4): "float32", ("f", 8): "float64",
+    ("u", 1): "uint8", ("i", 1): "int8", ("u", 2): "uint16", ("i", 2): "int16",
+    ("u", 4): "uint32", ("i", 4): "int32", ("u", 8): "uint64", ("i", 8): "int64",
+}  # fmt: skip
+
+
+def _out_view(out: Any):
+    """The caller's output buffer as (the object to return, a numpy view of its memory in the
+    storage dtype the codec writes, the dtype it stands for). A numpy array or a torch CPU
+    tensor, C-contiguous and writable; float16 and bfloat16 as their bits (uint16)."""
+    if isinstance(out, np.ndarray):
+        dt = out.dtype
+        a, name = out, _DTYPE_NAMES.get((dt.kind, dt.itemsize)) or dt.name
+    elif type(out).__module__.startswith("torch"):
+        import torch
+
+        if out.device.type != "cpu":
+            raise ValueError("out= takes a CPU tensor: decompress_gpu decodes on the GPU")
+        name = str(out.dtype).replace("torch.", "")
+        t = out.detach()
+        a = t.view(torch.int16).numpy().view(np.uint16) if name == "bfloat16" else t.numpy()
+    else:
+        raise TypeError(f"out must be a numpy array or a torch CPU tensor, got {type(out).__name__}")
+    if not a.flags.c_contiguous or not a.flags.writeable or not a.dtype.isnative:
+        raise ValueError("out must be C-contiguous, writable and in native byte order")
+    if name == "float16":
+        a = a.view(np.uint16)
+    return out, a, name
 
 
 def _expected(expect_shape: Any, expect_dtype: Any):
@@ -270,8 +345,9 @@ def decompress(
     output: str = "numpy",
     expect_shape: Any = None,
     expect_dtype: Any = None,
+    out: Any = None,
 ):
-    """Decode what ``compress`` or ``rans_encode`` produced into a new array.
+    """Decode what ``compress`` or ``rans_encode`` produced into a new array, or into ``out``.
 
     Integer data comes back exactly, with its dtype and shape. A float feature comes back
     dequantized, ``(q - zero_point) * scale``, in the dtype it had (bfloat16, which numpy lacks,
@@ -287,10 +363,30 @@ def decompress(
     holds). ``expect_shape=`` / ``expect_dtype=`` refuse (``ValueError``), before allocating,
     a container holding anything else: a server that knows what it receives bounds each
     blob's output that way.
+
+    ``out=`` decodes into the caller's buffer instead, allocating nothing as large as it: a numpy
+    array or a torch CPU tensor, C-contiguous and writable, of the container's shape and of the
+    dtype this call would return (a bfloat16 feature: float32 in numpy, or a bfloat16 tensor).
+    Anything else raises ``ValueError`` (or ``TypeError`` for an object of another type) before
+    decoding; a container that turns out damaged leaves ``out`` partly written. Returns ``out``.
+
+    >>> import numpy as np, splitans
+    >>> x = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
+    >>> buf = np.empty_like(x)
+    >>> splitans.decompress(splitans.compress(x, bits=8), out=buf) is buf
+    True
     """
+    if out is not None:
+        obj, view, name = _out_view(out)
+        shape, dtype = _expected(expect_shape, expect_dtype)
+        _core.decode_into(_as_bytes(data), view, name, _max_output(max_output_bytes), _threads(threads), shape, dtype)
+        return obj
     if output not in ("numpy", "torch"):
         raise ValueError(f"output must be 'numpy' or 'torch', got {output!r}")
-    shape, dtype = _expected(expect_shape, expect_dtype)
+    if expect_shape is None and expect_dtype is None:
+        shape = dtype = None
+    else:
+        shape, dtype = _expected(expect_shape, expect_dtype)
     _, flat, shape, dtype = _core.decode(
         _as_bytes(data), _max_output(max_output_bytes), _threads(threads), shape, dtype, output == "torch"
     )

@@ -29,6 +29,66 @@ def decode(
     bf16_bits: bool = False,
 ) -> Tuple[str, np.ndarray, List[int], str]: ...
 def inspect(data: bytes, max_output_bytes: int, threads: int = 0) -> Dict[str, Any]: ...
+def decode_into(
+    data: bytes,
+    out: np.ndarray,
+    out_dtype: str,
+    max_output_bytes: int,
+    threads: int,
+    expect_shape: Optional[List[int]] = None,
+    expect_dtype: Optional[str] = None,
+) -> None: ...
+def decode_many(
+    blobs: List[bytes],
+    outs: Optional[List[np.ndarray]],
+    out_dtypes: Optional[List[str]],
+    max_output_bytes: int,
+    threads: int,
+    bf16_bits: bool = False,
+) -> List[Tuple[str, np.ndarray, List[int], str]]: ...
+def encode_many(
+    arrays: List[np.ndarray],
+    dtypes: List[str],
+    precision_bits: Optional[int],
+    chunk_log2: Optional[int],
+    threads: int,
+    version: int = ...,
+) -> List[bytes]: ...
+def encode_feature_many(
+    items: List[
+        Tuple[
+            np.ndarray,
+            str,
+            Optional[int],
+            Optional[List[Tuple[float, float]]],
+            Optional[List[float]],
+            Optional[List[int]],
+        ]
+    ],
+    bits: int,
+    mode: str,
+    reshape: Union[int, str],
+    nonfinite: str,
+    precision_bits: Optional[int],
+    chunk_log2: Optional[int],
+    threads: int,
+) -> List[bytes]: ...
+def compress_feature(
+    x: np.ndarray,
+    dtype: str,
+    bits: int,
+    axis: Optional[int],
+    clip: Optional[List[Tuple[float, float]]],
+    scale: Optional[List[float]],
+    zero_point: Optional[List[int]],
+    mode: str,
+    reshape: Union[int, str],
+    nonfinite: str,
+    precision_bits: Optional[int],
+    chunk_log2: Optional[int],
+    threads: int,
+    version: int = ...,
+) -> bytes: ...
 def max_compressed_size(n: int, dtype: str, ndim: int) -> int: ...
 def encode_feature(
     x: np.ndarray,

@@ -187,6 +187,28 @@ def compress_feature(
     )
 
 
+def compress_bytes(x, bits, axis, scale, zero_point, clip, mode, reshape, nonfinite, precision_bits, chunk_log2, threads,
+                   version: int = 3) -> bytes:
+    """`compress_feature` without the plan: the container only."""
+    a, dtype, bits, axis, ranges, s, z = _prepare(x, bits, axis, scale, zero_point, clip, nonfinite)
+    return _core.compress_feature(
+        a, dtype, bits, axis, ranges, s, z, mode, _check_reshape(reshape), nonfinite, precision_bits, chunk_log2, threads,
+        version,
+    )
+
+
+def prepare_many(xs, bits, axis, scale, zero_point, clip, nonfinite):
+    """`_prepare` of every tensor of a batch: the items `_core.encode_feature_many` takes."""
+    items = []
+    for i, x in enumerate(xs):
+        try:
+            a, dtype, b, ax, ranges, s, z = _prepare(x, bits, axis, scale, zero_point, clip, nonfinite)
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"item {i}: {e}") from None
+        items.append((a, dtype, ax, ranges, s, z))
+    return items
+
+
 def plan(
     x: Any,
     bits: int = 8,

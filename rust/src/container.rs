@@ -90,6 +90,22 @@ impl DType {
         })
     }
 
+    /// The dtype of a numpy name (`name`'s inverse).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            DType::U8,
+            DType::I8,
+            DType::U16,
+            DType::I16,
+            DType::U32,
+            DType::I32,
+            DType::U64,
+            DType::I64,
+        ]
+        .into_iter()
+        .find(|d| d.name() == name)
+    }
+
     /// The numpy name of the dtype.
     pub fn name(self) -> &'static str {
         match self {
@@ -294,9 +310,23 @@ pub(crate) fn append_stream<S: Symbol>(
     symbols: &[S],
     opts: &EncodeOptions,
 ) -> Result<()> {
+    append_record(out, |out| stream::encode(symbols, opts, out))
+}
+
+/// `append_stream` with the stream's plan (`StreamPlan::new` of the symbols' histogram).
+pub(crate) fn append_planned_stream<S: Symbol>(
+    out: &mut Vec<u8>,
+    symbols: &[S],
+    plan: &stream::StreamPlan,
+    opts: &EncodeOptions,
+) -> Result<()> {
+    append_record(out, |out| stream::encode_planned(symbols, plan, opts, out))
+}
+
+fn append_record(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>) -> Result<()>) -> Result<()> {
     let len_at = out.len();
     put_u64(out, 0);
-    stream::encode(symbols, opts, out)?;
+    write(out)?;
     let len = (out.len() - len_at - 8) as u64;
     out[len_at..len_at + 8].copy_from_slice(&len.to_le_bytes());
     Ok(())
@@ -681,6 +711,51 @@ pub fn decompress_as<T: Element>(
     max_output_bytes: u64,
     threads: usize,
 ) -> Result<Vec<T>> {
+    check_dtype::<T>(h)?;
+    let views = streams(blob, h)?;
+    check_working_size(h, views.iter(), max_output_bytes)?;
+    let mut out = buffer::zeroed::<T>(h.count)?;
+    decode_views(&views, threads, &mut out)?;
+    Ok(out)
+}
+
+/// `decompress_as` into `out` (`h.count` elements): nothing as large as the output is
+/// allocated. `out` is overwritten, also when decoding fails.
+pub fn decompress_into<T: Element>(
+    blob: &[u8],
+    h: &Header,
+    max_output_bytes: u64,
+    threads: usize,
+    out: &mut [T],
+) -> Result<()> {
+    check_dtype::<T>(h)?;
+    if out.len() != h.count {
+        return Err(CodecError::InvalidArgument(format!(
+            "the container holds {} elements, the output has room for {}",
+            h.count,
+            out.len()
+        )));
+    }
+    let views = streams(blob, h)?;
+    check_working_size(h, views.iter(), max_output_bytes)?;
+    decode_views_into(&views, threads, out)
+}
+
+/// Decodes the parsed streams of an integer container (`streams`, checked against the cap)
+/// into `out`, whose element type must be the container's.
+pub fn decode_views_into<T: Element>(
+    views: &[StreamView<'_>],
+    threads: usize,
+    out: &mut [T],
+) -> Result<()> {
+    if T::DTYPE.planes() > 1 {
+        // The planes are or-ed into the elements.
+        out.fill(T::default());
+    }
+    decode_views(views, threads, out)
+}
+
+fn check_dtype<T: Element>(h: &Header) -> Result<()> {
     let dtype = h.int_dtype()?;
     if T::DTYPE != dtype {
         return Err(CodecError::InvalidArgument(format!(
@@ -689,13 +764,14 @@ pub fn decompress_as<T: Element>(
             T::DTYPE.name()
         )));
     }
-    let views = streams(blob, h)?;
-    check_working_size(h, views.iter(), max_output_bytes)?;
-    let mut out = buffer::zeroed::<T>(h.count)?;
-    match dtype.itemsize() {
-        1 => stream::decode_into(&views[0], buffer::bytes_mut(&mut out), threads)?,
+    Ok(())
+}
+
+fn decode_views<T: Element>(views: &[StreamView<'_>], threads: usize, out: &mut [T]) -> Result<()> {
+    match T::DTYPE.itemsize() {
+        1 => stream::decode_into(&views[0], buffer::bytes_mut(out), threads)?,
         2 => {
-            let symbols = buffer::cast_mut::<u16>(buffer::bytes_mut(&mut out))
+            let symbols = buffer::cast_mut::<u16>(buffer::bytes_mut(out))
                 .expect("16-bit elements are u16 symbols");
             stream::decode_into(&views[0], symbols, threads)?
         }
@@ -711,7 +787,7 @@ pub fn decompress_as<T: Element>(
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// What decoding holds beyond the output must fit the cap too: the output plus the bytes of

@@ -22,7 +22,7 @@ use crate::pctx;
 use crate::quant::{self, Affine, Channels, Code, NonFinite};
 use crate::rans::Symbol;
 use crate::sparse;
-use crate::stream::{self, EncodeOptions};
+use crate::stream::{self, EncodeOptions, StreamPlan};
 
 const NO_AXIS: u8 = 255;
 
@@ -101,8 +101,9 @@ pub struct FeatureOptions {
 #[derive(Debug, Clone, Copy)]
 pub struct Candidate {
     pub rows: usize,
-    /// By the approximate model.
-    pub model_bytes: f64,
+    /// By the approximate model; `None` where compressing ruled the candidate out without
+    /// costing it (`plan` costs every one).
+    pub model_bytes: Option<f64>,
     /// By exact empirical entropies, when searched.
     pub search_bytes: Option<f64>,
 }
@@ -147,6 +148,75 @@ impl Clock {
     }
 }
 
+/// Why the encoder chose its mode, as `plan()` reports it (formatted only when asked for).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reason {
+    Empty,
+    /// The mode was asked for.
+    Mode(&'static str),
+    Auto {
+        dense: f64,
+        csr: f64,
+        rows: usize,
+        nonzeros: usize,
+        total: usize,
+    },
+    /// `best` in version 1: the context record against auto's estimate.
+    Best {
+        context: usize,
+        auto_mode: &'static str,
+        auto_bytes: f64,
+        took_context: bool,
+    },
+    /// `best` in the compact container: every candidate written, with its size.
+    BestOf(Vec<(&'static str, usize)>),
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::Empty => write!(f, "empty tensor"),
+            Reason::Mode(m) => write!(f, "mode={m}"),
+            Reason::Auto {
+                dense,
+                csr,
+                rows,
+                nonzeros,
+                total,
+            } => write!(
+                f,
+                "auto: dense ~{dense:.0} bytes vs csr ~{csr:.0} bytes at N={rows} ({:.1}% nonzero)",
+                100.0 * *nonzeros as f64 / *total as f64
+            ),
+            Reason::Best {
+                context,
+                auto_mode,
+                auto_bytes,
+                took_context: true,
+            } => write!(
+                f,
+                "best: context {context} bytes vs {auto_mode} ~{auto_bytes:.0} bytes"
+            ),
+            Reason::Best {
+                context,
+                auto_mode,
+                auto_bytes,
+                took_context: false,
+            } => write!(
+                f,
+                "best: {auto_mode} ~{auto_bytes:.0} bytes vs context {context} bytes"
+            ),
+            Reason::BestOf(sizes) => {
+                write!(f, "best: ")?;
+                for (i, (mode, n)) in sizes.iter().enumerate() {
+                    write!(f, "{}{mode} {n} bytes", if i > 0 { ", " } else { "" })?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// What the encoder predicted and chose.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -162,7 +232,7 @@ pub struct Plan {
     pub rows: usize,
     pub csr_bytes: f64,
     pub mode: Mode,
-    pub reason: String,
+    pub reason: Reason,
     pub seconds: Stages,
 }
 
@@ -313,17 +383,25 @@ pub fn auto_takes_csr(dense_bytes: f64, csr_bytes: f64) -> bool {
 pub fn plan(x: &[f32], shape: &[usize], opts: &FeatureOptions, search_all: bool) -> Result<Plan> {
     validate(x.len(), shape, opts)?;
     if opts.bits <= 8 {
-        Ok(prepare::<u8>(x, opts, search_all)?.1)
+        Ok(prepare::<u8>(x, opts, search_all)?.plan)
     } else {
-        Ok(prepare::<u16>(x, opts, search_all)?.1)
+        Ok(prepare::<u16>(x, opts, search_all)?.plan)
     }
+}
+
+/// The codes, the plan, and the plans of the streams the chosen layout writes (made for the
+/// estimates; the encoder reuses them).
+struct Prepared<C> {
+    q: Vec<C>,
+    plan: Plan,
+    streams: Vec<StreamPlan>,
 }
 
 fn prepare<C: Code + Symbol>(
     x: &[f32],
     opts: &FeatureOptions,
     search_all: bool,
-) -> Result<(Vec<C>, Plan)> {
+) -> Result<Prepared<C>> {
     let ch = channels(opts);
     let mut clock = Clock::start();
     let r = resolve_params(x, opts)?;
@@ -338,23 +416,22 @@ fn prepare<C: Code + Symbol>(
     let quantize_seconds = clock.lap();
     let total = x.len();
     // Final decisions use the encoder's own per-stream estimate (plus the 8-byte length prefix).
-    let estimate = |counts: &[u64], width: usize| {
-        (8 + stream::estimated_len(counts, width, &opts.coder)) as f64
-    };
+    let stream_plan = |counts: &[u64], width: usize| StreamPlan::new(counts, width, &opts.coder);
+    let bytes = |p: &StreamPlan| (8 + p.estimated_len()) as f64;
     let dense_hist = C::histogram(&q);
-    let dense_bytes = estimate(&dense_hist, C::BYTES);
+    let dense = stream_plan(&dense_hist, C::BYTES);
     let mut plan = Plan {
         params,
         clamped,
         total,
         nonzeros: 0,
-        dense_bytes,
+        dense_bytes: bytes(&dense),
         values_bytes: 0.0,
         candidates: Vec::new(),
         rows: 0,
         csr_bytes: f64::INFINITY,
         mode: Mode::Dense,
-        reason: String::new(),
+        reason: Reason::Empty,
         seconds: Stages {
             quantize: quantize_seconds,
             ..Stages::default()
@@ -373,17 +450,25 @@ fn prepare<C: Code + Symbol>(
             _ => Mode::Dense,
         };
         plan.reason = if total == 0 {
-            "empty tensor".into()
+            Reason::Empty
+        } else if opts.mode == ModeChoice::Context {
+            Reason::Mode("context")
         } else {
-            format!("mode={}", plan.mode.name())
+            Reason::Mode(plan.mode.name())
         };
-        return Ok((q, plan));
+        return Ok(Prepared {
+            q,
+            plan,
+            streams: vec![dense],
+        });
     }
     let zps: Vec<i32> = plan.params.iter().map(|a| a.zero_point).collect();
     // The nonzero values' histogram: the dense one without the zero point, per tensor.
     let values_hist = if ch.channels == 1 {
         let mut h = dense_hist;
-        h[zps[0] as usize] = 0;
+        if let Some(c) = h.get_mut(zps[0] as usize) {
+            *c = 0;
+        }
         h
     } else {
         let mut h = vec![0u64; 1 << (8 * C::BYTES)];
@@ -391,7 +476,8 @@ fn prepare<C: Code + Symbol>(
         h
     };
     plan.nonzeros = values_hist.iter().sum::<u64>() as usize;
-    plan.values_bytes = estimate(&values_hist, C::BYTES);
+    let values = stream_plan(&values_hist, C::BYTES);
+    plan.values_bytes = bytes(&values);
     let search = search_all || opts.reshape == Reshape::Search;
     // Searching every candidate walks the nonzero positions once per candidate.
     let positions = if search {
@@ -400,24 +486,39 @@ fn prepare<C: Code + Symbol>(
         Vec::new()
     };
     let nonzeros = plan.nonzeros;
-    plan.candidates = sparse::candidate_rows(total)
-        .into_iter()
-        .map(|rows| Candidate {
+    let rows = sparse::candidate_rows(total);
+    // Compressing costs only what the choice needs; `plan` reports every candidate.
+    let model_bytes: Vec<Option<f64>> = if search_all {
+        rows.iter()
+            .map(|&r| Some(sparse::model_cost(total, nonzeros, r)))
+            .collect()
+    } else if opts.reshape == Reshape::Model {
+        sparse::model_argmin(total, nonzeros, &rows).1
+    } else {
+        vec![None; rows.len()]
+    };
+    plan.candidates = rows
+        .iter()
+        .zip(model_bytes)
+        .map(|(&rows, model_bytes)| Candidate {
             rows,
-            model_bytes: sparse::model_cost(total, nonzeros, rows),
+            model_bytes,
             search_bytes: search.then(|| sparse::search_cost(&positions, total, rows)),
         })
         .collect();
-    let argmin = |key: fn(&Candidate) -> f64| {
+    let argmin = |key: fn(&Candidate) -> Option<f64>| {
         plan.candidates
             .iter()
-            .min_by(|a, b| key(a).total_cmp(&key(b)))
+            .min_by(|a, b| {
+                let inf = f64::INFINITY;
+                key(a).unwrap_or(inf).total_cmp(&key(b).unwrap_or(inf))
+            })
             .map_or(total, |c| c.rows)
     };
     plan.rows = match opts.reshape {
         Reshape::Rows(n) => n,
         Reshape::Model => argmin(|c| c.model_bytes),
-        Reshape::Search => argmin(|c| c.search_bytes.unwrap_or(f64::INFINITY)),
+        Reshape::Search => argmin(|c| c.search_bytes),
     };
     let (row_hist, col_hist) = if total == plan.rows {
         // One column: the row counts are the nonzero flags, known from the count alone.
@@ -428,7 +529,8 @@ fn prepare<C: Code + Symbol>(
     } else {
         sparse::code_histograms(&q, &zps, ch, plan.rows)
     };
-    plan.csr_bytes = estimate(&row_hist, 2) + estimate(&col_hist, 2) + plan.values_bytes;
+    let (row_plan, col_plan) = (stream_plan(&row_hist, 2), stream_plan(&col_hist, 2));
+    plan.csr_bytes = bytes(&row_plan) + bytes(&col_plan) + plan.values_bytes;
     plan.mode = match opts.mode {
         ModeChoice::Csr => Mode::Csr,
         ModeChoice::Dense => Mode::Dense,
@@ -440,17 +542,22 @@ fn prepare<C: Code + Symbol>(
         ModeChoice::Pctx => Mode::Pctx,
     };
     plan.reason = match opts.mode {
-        ModeChoice::Auto | ModeChoice::Best => format!(
-            "auto: dense ~{:.0} bytes vs csr ~{:.0} bytes at N={} ({:.1}% nonzero)",
-            plan.dense_bytes,
-            plan.csr_bytes,
-            plan.rows,
-            100.0 * plan.nonzeros as f64 / total as f64
-        ),
-        _ => format!("mode={}", plan.mode.name()),
+        ModeChoice::Auto | ModeChoice::Best => Reason::Auto {
+            dense: plan.dense_bytes,
+            csr: plan.csr_bytes,
+            rows: plan.rows,
+            nonzeros: plan.nonzeros,
+            total,
+        },
+        _ => Reason::Mode(plan.mode.name()),
     };
     plan.seconds.sparse = clock.lap();
-    Ok((q, plan))
+    let streams = if plan.mode == Mode::Csr {
+        vec![row_plan, col_plan, values]
+    } else {
+        vec![dense]
+    };
+    Ok(Prepared { q, plan, streams })
 }
 
 /// Compresses a float32 feature tensor (C order) that had dtype `float_type`.
@@ -474,7 +581,13 @@ fn compress_typed<C: Code + Symbol>(
     float_type: FloatType,
     opts: &FeatureOptions,
 ) -> Result<(Vec<u8>, Plan)> {
-    let (q, mut plan) = prepare::<C>(x, opts, false)?;
+    let Prepared {
+        q,
+        mut plan,
+        streams: plans,
+    } = prepare::<C>(x, opts, false)?;
+    // The stream plans made from prepare's histograms, for the mode it chose.
+    let planned_mode = plan.mode;
     let mut clock = Clock::start();
     let compact = opts.version == container::COMPACT_VERSION;
     let context_ok = opts.bits <= context::MAX_BITS && !q.is_empty();
@@ -490,7 +603,12 @@ fn compress_typed<C: Code + Symbol>(
         )
     };
     let write_mode = |mode: Mode, plan: &mut Plan, body: Option<Payload>| {
-        write(&q, shape, float_type, opts, plan, mode, body)
+        let planned = if mode == planned_mode {
+            &plans[..]
+        } else {
+            &[]
+        };
+        write(&q, shape, float_type, opts, plan, mode, body, planned)
     };
     let blob = match (opts.mode, compact) {
         (ModeChoice::Context, _) if q.is_empty() => {
@@ -529,14 +647,7 @@ fn compress_typed<C: Code + Symbol>(
             }
             plan.seconds.entropy += clock.lap();
             plan.mode = chosen;
-            plan.reason = format!(
-                "best: {}",
-                sizes
-                    .iter()
-                    .map(|(m, n)| format!("{} {n} bytes", m.name()))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
+            plan.reason = Reason::BestOf(sizes.iter().map(|(m, n)| (m.name(), *n)).collect());
             best
         }
         (ModeChoice::Best, false) if context_ok => {
@@ -548,19 +659,16 @@ fn compress_typed<C: Code + Symbol>(
                 plan.dense_bytes
             };
             plan.seconds.entropy += clock.lap();
-            if ((8 + body.len()) as f64) < auto_bytes {
-                plan.reason = format!(
-                    "best: context {} bytes vs {} ~{auto_bytes:.0} bytes",
-                    8 + body.len(),
-                    plan.mode.name()
-                );
+            let took_context = ((8 + body.len()) as f64) < auto_bytes;
+            plan.reason = Reason::Best {
+                context: 8 + body.len(),
+                auto_mode: plan.mode.name(),
+                auto_bytes,
+                took_context,
+            };
+            if took_context {
                 write_mode(Mode::Context, &mut plan, Some(Payload::Context(body)))?
             } else {
-                plan.reason = format!(
-                    "best: {} ~{auto_bytes:.0} bytes vs context {} bytes",
-                    plan.mode.name(),
-                    8 + body.len()
-                );
                 let mode = plan.mode;
                 write_mode(mode, &mut plan, None)?
             }
@@ -603,6 +711,24 @@ fn pctx_payload(
 
 /// Writes the container of codes `q` in `mode` (dense and CSR coded here, the context bodies
 /// given), version 1 or 3 as the options say.
+/// Appends a stream of `symbols`, compact (FORMAT.md 10) or with its version-1 header, from
+/// `plan` (made from their histogram) when there is one.
+fn append<S: Symbol>(
+    out: &mut Vec<u8>,
+    symbols: &[S],
+    plan: Option<&StreamPlan>,
+    coder: &EncodeOptions,
+    compact: bool,
+) -> Result<()> {
+    match (plan, compact) {
+        (Some(p), true) => stream::encode_compact_planned(symbols, p, coder, out),
+        (Some(p), false) => container::append_planned_stream(out, symbols, p, coder),
+        (None, true) => stream::encode_compact(symbols, coder, out),
+        (None, false) => container::append_stream(out, symbols, coder),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn write<C: Code + Symbol>(
     q: &[C],
     shape: &[usize],
@@ -611,6 +737,7 @@ fn write<C: Code + Symbol>(
     plan: &mut Plan,
     mode: Mode,
     payload: Option<Payload>,
+    planned: &[StreamPlan],
 ) -> Result<Vec<u8>> {
     let mut clock = Clock::start();
     let compact = opts.version == container::COMPACT_VERSION;
@@ -659,31 +786,27 @@ fn write<C: Code + Symbol>(
     }
     plan.seconds.container += clock.lap();
     match (mode, payload) {
-        (Mode::Dense, _) => {
-            if compact {
-                stream::encode_compact(q, &opts.coder, &mut out)?;
-            } else {
-                container::append_stream(&mut out, q, &opts.coder)?;
-            }
-        }
+        (Mode::Dense, _) => append(&mut out, q, planned.first(), &opts.coder, compact)?,
         (Mode::Csr, _) => {
             let zps: Vec<i32> = plan.params.iter().map(|a| a.zero_point).collect();
             let (counts, cols, values) = sparse::build(q, &zps, channels(opts), plan.rows);
             plan.seconds.sparse += clock.lap();
+            // Planned from these arrays' exact histograms for the estimate (when this is the
+            // mode prepare chose).
             if compact {
                 put_varint64(&mut out, plan.rows as u64);
                 put_varint64(&mut out, values.len() as u64);
-                for s in [&counts, &cols] {
+                for (k, s) in [&counts, &cols].into_iter().enumerate() {
                     let mut rec = Vec::new();
-                    stream::encode_compact(s, &opts.coder, &mut rec)?;
+                    append(&mut rec, s, planned.get(k), &opts.coder, true)?;
                     put_varint64(&mut out, rec.len() as u64);
                     out.extend_from_slice(&rec);
                 }
-                stream::encode_compact(&values, &opts.coder, &mut out)?;
+                append(&mut out, &values, planned.get(2), &opts.coder, true)?;
             } else {
-                container::append_stream(&mut out, &counts, &opts.coder)?;
-                container::append_stream(&mut out, &cols, &opts.coder)?;
-                container::append_stream(&mut out, &values, &opts.coder)?;
+                append(&mut out, &counts, planned.first(), &opts.coder, false)?;
+                append(&mut out, &cols, planned.get(1), &opts.coder, false)?;
+                append(&mut out, &values, planned.get(2), &opts.coder, false)?;
             }
         }
         (Mode::Context, Some(Payload::Context(body))) => {
@@ -1327,19 +1450,98 @@ fn dequantize_in_place<O: Pod, C: Code + Pod>(
     Ok(())
 }
 
-fn decode_as<O: Pod, C: Code + Symbol + Pod>(
+fn decode_as<O: Pod + Send, C: Code + Symbol + Pod>(
     p: &Parsed<'_>,
     h: &Header,
     threads: usize,
     stages: &mut Stages,
-    conv: impl Fn(f32) -> O,
+    conv: impl Fn(f32) -> O + Sync,
 ) -> Result<Vec<O>> {
     let mut out = buffer::zeroed::<O>(h.count)?;
-    decode_codes::<C>(p, h, threads, buffer::tail_mut::<O, C>(&mut out), stages)?;
-    let mut clock = Clock::start();
-    dequantize_in_place::<O, C>(&mut out, &p.meta, matches!(p.body, Body::Dense(_)), conv)?;
-    stages.quantize += clock.lap();
+    decode_into_slice::<O, C>(p, h, threads, &mut out, stages, conv)?;
     Ok(out)
+}
+
+/// Decodes into `out` (`h.count` long). Dense codes go straight from the decoder's pieces into
+/// `out` (`dense_fused`); CSR and context codes are decoded into the tail of `out`'s bytes and
+/// dequantized in place.
+fn decode_into_slice<O: Pod + Send, C: Code + Symbol + Pod>(
+    p: &Parsed<'_>,
+    h: &Header,
+    threads: usize,
+    out: &mut [O],
+    stages: &mut Stages,
+    conv: impl Fn(f32) -> O + Sync,
+) -> Result<()> {
+    assert_eq!(
+        out.len(),
+        h.count,
+        "decode_into_slice: output of the wrong length"
+    );
+    if let Body::Dense(view) = &p.body {
+        let mut clock = Clock::start();
+        dense_fused::<O, C>(view, &p.meta, threads, out, conv)?;
+        stages.entropy += clock.lap();
+        return Ok(());
+    }
+    decode_codes::<C>(p, h, threads, buffer::tail_mut::<O, C>(out), stages)?;
+    let mut clock = Clock::start();
+    dequantize_in_place::<O, C>(out, &p.meta, false, conv)?;
+    stages.quantize += clock.lap();
+    Ok(())
+}
+
+/// The dense codes dequantized as they are decoded, a piece of 4096 at a time: no code array is
+/// written or read back. Codes above `bits` make the container corrupt (FORMAT.md 6.6 step 4),
+/// reported as `dequantize_in_place` reports them: after every chunk decoded.
+fn dense_fused<O: Pod + Send, C: Code + Symbol + Pod>(
+    view: &stream::StreamView<'_>,
+    meta: &FeatureMeta,
+    threads: usize,
+    out: &mut [O],
+    conv: impl Fn(f32) -> O + Sync,
+) -> Result<()> {
+    // A float32 output is converted by the identity (`decode_output`).
+    let f32_out = std::any::TypeId::of::<O>() == std::any::TypeId::of::<f32>();
+    let n = out.len();
+    let top = levels(meta.bits);
+    let highest = std::sync::atomic::AtomicI32::new(0);
+    stream::decode_convert::<C, O>(view, out, threads, |codes, piece, first| {
+        if meta.bits < 16 {
+            let m = codes.iter().fold(0, |m, c| m.max(c.to_i32()));
+            highest.fetch_max(m, std::sync::atomic::Ordering::Relaxed);
+        }
+        for_each_channel_run(n, meta.channels, first, first + codes.len(), |a, b, c| {
+            let Affine { scale, zero_point } = meta.params[c];
+            let (codes, piece) = (
+                &codes[a - first..b - first],
+                &mut piece[a - first..b - first],
+            );
+            // float32 output (the identity conversion): the vector loop.
+            match (f32_out, buffer::cast_mut::<f32>(buffer::bytes_mut(piece))) {
+                (true, Some(out)) => quant::dequantize_run_f32(codes, out, meta.params[c]),
+                _ => dequantize_run(codes, piece, zero_point, scale, &conv),
+            }
+        });
+    })?;
+    if meta.bits < 16 && highest.into_inner() > top {
+        return Err(corrupt!("a code exceeds the {}-bit range", meta.bits));
+    }
+    Ok(())
+}
+
+/// `out[i] = conv(f32(codes[i] - zero_point) * scale)` (FORMAT.md 6.4).
+#[inline(always)]
+fn dequantize_run<O, C: Code>(
+    codes: &[C],
+    out: &mut [O],
+    zero_point: i32,
+    scale: f32,
+    conv: &impl Fn(f32) -> O,
+) {
+    for (o, &q) in out.iter_mut().zip(codes) {
+        *o = conv((q.to_i32() - zero_point) as f32 * scale);
+    }
 }
 
 fn decode_output<C: Code + Symbol + Pod>(
@@ -1386,6 +1588,91 @@ pub fn decompress_to(
         decode_output::<u16>(&p, h, threads, output, stages)?
     };
     Ok((p.meta, out))
+}
+
+/// A caller's buffer to decode a feature into, `h.count` elements of the chosen output type.
+pub enum OutputSlice<'a> {
+    F32(&'a mut [f32]),
+    F64(&'a mut [f64]),
+    /// float16 bit patterns (`quant::f16_bits`).
+    F16Bits(&'a mut [u16]),
+    /// bfloat16 bit patterns (`quant::bf16_bits`).
+    BF16Bits(&'a mut [u16]),
+}
+
+impl OutputSlice<'_> {
+    fn len(&self) -> usize {
+        match self {
+            OutputSlice::F32(o) => o.len(),
+            OutputSlice::F64(o) => o.len(),
+            OutputSlice::F16Bits(o) | OutputSlice::BF16Bits(o) => o.len(),
+        }
+    }
+}
+
+/// `decompress_to` into the caller's buffer (`h.count` elements): only small buffers are
+/// allocated. The buffer is overwritten, also when decoding fails.
+pub fn decompress_into(
+    blob: &[u8],
+    h: &Header,
+    max_output_bytes: u64,
+    threads: usize,
+    out: OutputSlice<'_>,
+    stages: &mut Stages,
+) -> Result<FeatureMeta> {
+    if out.len() != h.count {
+        return Err(CodecError::InvalidArgument(format!(
+            "the container holds {} elements, the output has room for {}",
+            h.count,
+            out.len()
+        )));
+    }
+    let mut clock = Clock::start();
+    let p = parse(blob, h, max_output_bytes)?;
+    stages.container += clock.lap();
+    decompress_parsed_into(&p, h, threads, out, stages)?;
+    Ok(p.meta)
+}
+
+/// `decompress_into` of a container already parsed (`parse`): what a caller that must know the
+/// container valid before it allocates the output calls.
+pub fn decompress_parsed_into(
+    p: &Parsed<'_>,
+    h: &Header,
+    threads: usize,
+    out: OutputSlice<'_>,
+    stages: &mut Stages,
+) -> Result<()> {
+    if out.len() != h.count {
+        return Err(CodecError::InvalidArgument(format!(
+            "the container holds {} elements, the output has room for {}",
+            h.count,
+            out.len()
+        )));
+    }
+    fn run<C: Code + Symbol + Pod>(
+        p: &Parsed<'_>,
+        h: &Header,
+        threads: usize,
+        out: OutputSlice<'_>,
+        stages: &mut Stages,
+    ) -> Result<()> {
+        match out {
+            OutputSlice::F32(o) => decode_into_slice::<f32, C>(p, h, threads, o, stages, |x| x),
+            OutputSlice::F64(o) => decode_into_slice::<f64, C>(p, h, threads, o, stages, f64::from),
+            OutputSlice::F16Bits(o) => {
+                decode_into_slice::<u16, C>(p, h, threads, o, stages, quant::f16_bits)
+            }
+            OutputSlice::BF16Bits(o) => {
+                decode_into_slice::<u16, C>(p, h, threads, o, stages, quant::bf16_bits)
+            }
+        }
+    }
+    if p.meta.bits <= 8 {
+        run::<u8>(p, h, threads, out, stages)
+    } else {
+        run::<u16>(p, h, threads, out, stages)
+    }
 }
 
 /// Decodes a feature container whose header is validated: the dequantized float32 values.

@@ -4,6 +4,8 @@
 //! implementation (or any other) builds the identical table from the same histogram.
 //! `docs/FORMAT.md` describes the same algorithm step by step.
 
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use crate::bytes::{put_varint, Reader};
 use crate::error::{corrupt, Result};
 
@@ -60,26 +62,14 @@ impl FreqTable {
             put_varint(out, len - 1);
             next = start + len;
         }
-        let k = (0..16u32)
-            .min_by_key(|&k| {
-                (
-                    self.freqs
-                        .iter()
-                        .map(|&f| exp_golomb_bits(f - 1, k))
-                        .sum::<u32>(),
-                    k,
-                )
-            })
-            .unwrap_or(0);
+        let k = code_bytes(&self.freqs).0;
         out.push(k as u8);
         let mut bits = BitWriter::default();
         for &f in &self.freqs {
             let m = (f - 1) + (1 << k);
             let len = 32 - m.leading_zeros();
             bits.put(0, len - k - 1);
-            for i in (0..len).rev() {
-                bits.put((m >> i) & 1, 1);
-            }
+            bits.put(m, len);
         }
         bits.finish(out);
     }
@@ -164,6 +154,7 @@ impl FreqTable {
 }
 
 /// Length in bits of the order-k Exp-Golomb code of `n`.
+#[cfg(test)]
 fn exp_golomb_bits(n: u32, k: u32) -> u32 {
     let len = 32 - (n + (1 << k)).leading_zeros();
     2 * len - k - 1
@@ -180,14 +171,17 @@ struct BitWriter {
 impl BitWriter {
     /// Appends the low `count` bits of `value` (`count` <= 32), most significant first.
     fn put(&mut self, value: u32, count: u32) {
-        for i in (0..count).rev() {
-            self.acc |= u64::from((value >> i) & 1) << self.n;
-            self.n += 1;
-            if self.n == 8 {
-                self.bytes.push(self.acc as u8);
-                self.acc = 0;
-                self.n = 0;
-            }
+        if count == 0 {
+            return;
+        }
+        // Most significant first into a stream filled from the low bit: reversed.
+        let v = (value.reverse_bits() >> (32 - count)) as u64;
+        self.acc |= v << self.n;
+        self.n += count;
+        while self.n >= 8 {
+            self.bytes.push(self.acc as u8);
+            self.acc >>= 8;
+            self.n -= 8;
         }
     }
 
@@ -242,15 +236,23 @@ impl<'r, 'a> BitReader<'r, 'a> {
 /// the store-to-load dependency of runs of equal bytes (long runs of zeros are common in
 /// feature maps).
 pub fn histogram_u8(symbols: &[u8]) -> Vec<u64> {
+    if symbols.len() < 4096 {
+        // Short input: one table, cheaper to clear and to add up.
+        let mut total = vec![0u64; 256];
+        for &s in symbols {
+            total[s as usize] += 1;
+        }
+        return total;
+    }
     let mut h = [[0u32; 256]; 8];
     // u32 counters are flushed every 2^30 symbols so they cannot overflow.
     let mut total = vec![0u64; 256];
     for block in symbols.chunks(1 << 30) {
         let mut words = block.chunks_exact(8);
         for w in &mut words {
-            let v = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+            // Byte loads straight into the counters' addresses: two instructions a symbol.
             for (j, hj) in h.iter_mut().enumerate() {
-                hj[(v >> (8 * j)) as u8 as usize] += 1;
+                hj[w[j] as usize] += 1;
             }
         }
         for &s in words.remainder() {
@@ -311,67 +313,219 @@ pub fn histogram_u16(symbols: &[u16]) -> Vec<u64> {
 /// over go one each to the largest remainders (ties to the smaller symbol). Returns `None` when
 /// fewer than two symbols are present or there are more than `1 << precision_bits`.
 pub fn quantize(counts: &[u64], precision_bits: u8) -> Option<FreqTable> {
-    let total = 1u64 << precision_bits;
-    let mut present: Vec<(u64, u32)> = counts
-        .iter()
-        .enumerate()
-        .filter(|(_, &c)| c > 0)
-        .map(|(s, &c)| (c, s as u32))
-        .collect();
-    if present.len() < 2 || present.len() as u64 > total {
-        return None;
-    }
-    let mut freq_of: Vec<(u32, u32)> = Vec::with_capacity(present.len()); // (symbol, freq)
-                                                                          // Rarest first; among equal counts the order does not change the result.
-    present.sort_unstable();
-    let mut budget = u128::from(total);
-    let mut mass: u128 = present.iter().map(|&(c, _)| u128::from(c)).sum();
-    let mut first_free = 0;
-    for &(c, s) in &present {
-        if u128::from(c) * budget >= mass {
-            break;
+    let present = Present::new(counts)?;
+    let freqs = present.quantize(precision_bits)?;
+    Some(present.table(precision_bits, freqs))
+}
+
+/// The present symbols of a histogram, gathered once for every precision `build_table` tries:
+/// the symbols in increasing order with their counts, the order `quantize` walks them in, and
+/// the table bytes that do not depend on the precision.
+struct Present {
+    symbols: Vec<u32>,
+    counts: Vec<u64>,
+    /// Indices into `symbols`, by count, then symbol: the forcing order of `quantize`.
+    by_count: Vec<u32>,
+    mass: u128,
+    /// Bytes of the varints `m`, `r` and the runs, and the byte `k` (3.4).
+    fixed_len: usize,
+}
+
+fn varint_len(v: u32) -> usize {
+    1 + (31 - (v | 1).leading_zeros() as usize) / 7
+}
+
+impl Present {
+    /// `None` when fewer than two symbols are present.
+    fn new(counts: &[u64]) -> Option<Present> {
+        let mut symbols = Vec::new();
+        let mut cs = Vec::new();
+        for (s, &c) in counts.iter().enumerate() {
+            if c > 0 {
+                symbols.push(s as u32);
+                cs.push(c);
+            }
         }
-        freq_of.push((s, 1));
-        budget -= 1;
-        mass -= u128::from(c);
-        first_free += 1;
+        if symbols.len() < 2 {
+            return None;
+        }
+        // Indices follow the symbols' order, so (count, index) orders as (count, symbol).
+        let by_count: Vec<u32> = if cs.iter().all(|&c| c < 1 << 47) {
+            // One integer key per symbol sorts faster than pairs.
+            let mut keys: Vec<u64> = cs
+                .iter()
+                .enumerate()
+                .map(|(i, &c)| c << 17 | i as u64)
+                .collect();
+            keys.sort_unstable();
+            keys.iter().map(|&k| (k & 0x1ffff) as u32).collect()
+        } else {
+            let mut by_count: Vec<u32> = (0..symbols.len() as u32).collect();
+            by_count.sort_unstable_by_key(|&i| (cs[i as usize], i));
+            by_count
+        };
+        let mass = cs.iter().map(|&c| u128::from(c)).sum();
+        let mut fixed_len = varint_len(symbols.len() as u32) + 1;
+        let (mut runs, mut next, mut i) = (0u32, 0u32, 0usize);
+        while i < symbols.len() {
+            let start = symbols[i];
+            let mut len = 1;
+            while i + len < symbols.len() && symbols[i + len] == start + len as u32 {
+                len += 1;
+            }
+            fixed_len += varint_len(start - next) + varint_len(len as u32 - 1);
+            next = start + len as u32;
+            runs += 1;
+            i += len;
+        }
+        fixed_len += varint_len(runs);
+        Some(Present {
+            symbols,
+            counts: cs,
+            by_count,
+            mass,
+            fixed_len,
+        })
     }
-    let rest = &present[first_free..];
-    if !rest.is_empty() {
-        let mut shares: Vec<(u128, u32, u32)> = Vec::with_capacity(rest.len()); // (rem, sym, freq)
+
+    /// The frequencies (in symbol order) of `quantize(counts, p)`.
+    fn quantize(&self, p: u8) -> Option<Vec<u32>> {
+        let total = 1u64 << p;
+        let m = self.symbols.len();
+        if m as u64 > total {
+            return None;
+        }
+        let mut freqs = vec![0u32; m];
+        let mut budget = u128::from(total);
+        let mut mass = self.mass;
+        let mut first_free = 0;
+        for &i in &self.by_count {
+            let c = u128::from(self.counts[i as usize]);
+            if c * budget >= mass {
+                break;
+            }
+            freqs[i as usize] = 1;
+            budget -= 1;
+            mass -= c;
+            first_free += 1;
+        }
+        let rest = &self.by_count[first_free..];
+        // (remainder, index) of the symbols given their share.
+        let mut shares: Vec<(u128, u32)> = Vec::with_capacity(rest.len());
         let mut given: u128 = 0;
-        for &(c, s) in rest {
-            let scaled = u128::from(c) * budget;
-            let f = scaled / mass;
-            given += f;
-            shares.push((scaled % mass, s, f as u32));
+        if mass <= u128::from(u64::MAX >> 16) {
+            // Every `count * budget` fits 64 bits (budget <= 2^16): a 64-bit division.
+            let (b, ms) = (budget as u64, mass as u64);
+            for &i in rest {
+                let scaled = self.counts[i as usize] * b;
+                let f = scaled / ms;
+                given += u128::from(f);
+                freqs[i as usize] = f as u32;
+                shares.push((u128::from(scaled % ms), i));
+            }
+        } else {
+            for &i in rest {
+                let scaled = u128::from(self.counts[i as usize]) * budget;
+                let f = scaled / mass;
+                given += f;
+                freqs[i as usize] = f as u32;
+                shares.push((scaled % mass, i));
+            }
         }
         let left = (budget - given) as usize;
         if left > 0 {
-            // Largest remainder first, smaller symbol first among equal remainders. Keys are
-            // unique (symbols are), so any selection algorithm gives the same set.
-            let key =
-                |a: &(u128, u32, u32), b: &(u128, u32, u32)| b.0.cmp(&a.0).then(a.1.cmp(&b.1));
+            // Largest remainder first, smaller symbol (index) first among equal remainders.
+            // Keys are unique, so any selection algorithm gives the same set.
+            let key = |a: &(u128, u32), b: &(u128, u32)| b.0.cmp(&a.0).then(a.1.cmp(&b.1));
             if left < shares.len() {
                 shares.select_nth_unstable_by(left - 1, key);
             }
-            for sh in shares.iter_mut().take(left) {
-                sh.2 += 1;
+            for &(_, i) in shares.iter().take(left) {
+                freqs[i as usize] += 1;
             }
         }
-        freq_of.extend(shares.iter().map(|&(_, s, f)| (s, f)));
+        Some(freqs)
     }
-    freq_of.sort_unstable();
-    Some(FreqTable {
-        precision_bits,
-        symbols: freq_of.iter().map(|&(s, _)| s).collect(),
-        freqs: freq_of.iter().map(|&(_, f)| f).collect(),
-    })
+
+    /// `cost_fixed(counts, table)` of the table with `freqs` at precision `p`.
+    fn cost(&self, p: u8, freqs: &[u32]) -> u128 {
+        let top = u64::from(p) << 16;
+        let payload: u128 = self
+            .counts
+            .iter()
+            .zip(freqs)
+            .map(|(&c, &f)| u128::from(c) * u128::from(top - log2_fixed(f)))
+            .sum();
+        payload + (self.fixed_len + code_bytes(freqs).1) as u128 * 8 * 65536
+    }
+
+    fn table(&self, p: u8, freqs: Vec<u32>) -> FreqTable {
+        FreqTable {
+            precision_bits: p,
+            symbols: self.symbols.clone(),
+            freqs,
+        }
+    }
+}
+
+/// The Exp-Golomb parameter `k` that `FreqTable::write` picks for `freqs` (the shortest code
+/// stream, ties to the smaller `k`) and the bytes of that stream.
+///
+/// The code of `v` takes `2·len - k - 1` bits, `len` = the bit length of `v + 2^k`. With `b`
+/// the bit length of `v` and `c` that of `2^b - v - 1`: `len = k + 1` when `b <= k`, else
+/// `b + 1` when `c <= k` (the addition carries into bit `b`) and `b` otherwise. So every `k`'s
+/// total follows from the histograms of `b` and `c`: one pass over the frequencies.
+fn code_bytes(freqs: &[u32]) -> (u32, usize) {
+    let bit_len = |v: u32| 32 - v.leading_zeros();
+    let (mut nb, mut nc) = ([0u64; 18], [0u64; 18]);
+    for &f in freqs {
+        let v = f - 1;
+        let b = bit_len(v);
+        nb[b as usize] += 1;
+        nc[if b == 0 { 0 } else { bit_len((1 << b) - v - 1) } as usize] += 1;
+    }
+    let (mut best, mut best_k) = (u64::MAX, 0);
+    // Values of at most k bits, values whose c is at most k (those included), and over the
+    // longer values the count and the sum of 2b - 1.
+    let (mut short, mut carried) = (0u64, 0u64);
+    let mut long_n: u64 = nb.iter().sum();
+    let mut long_w: u64 = (0..18)
+        .map(|b| (2 * b as u64).saturating_sub(1) * nb[b])
+        .sum();
+    for k in 0..16u64 {
+        short += nb[k as usize];
+        carried += nc[k as usize];
+        long_n -= nb[k as usize];
+        long_w -= (2 * k).saturating_sub(1) * nb[k as usize];
+        let bits = (k + 1) * short + (long_w - k * long_n) + 2 * (carried - short);
+        if bits < best {
+            (best, best_k) = (bits, k as u32);
+        }
+    }
+    (best_k, best.div_ceil(8) as usize)
 }
 
 /// `log2(v)` in 16.16 fixed point, for `v >= 1`, by repeated squaring: integer-only and exact
 /// to the bit on every platform, so encoders that choose a precision with it agree.
 pub fn log2_fixed(v: u32) -> u64 {
+    if v < 1 << 16 {
+        // Values are remembered: the squarings cost ~80 instructions, and `build_table` asks
+        // for every frequency of every precision it tries. Entries hold the value + 1 (0: not
+        // known yet); racing threads store the same value.
+        static KNOWN: [AtomicU32; 1 << 16] = [const { AtomicU32::new(0) }; 1 << 16];
+        let e = &KNOWN[v as usize];
+        let known = e.load(Ordering::Relaxed);
+        if known != 0 {
+            return u64::from(known - 1);
+        }
+        let r = log2_fixed_squaring(v);
+        e.store(r as u32 + 1, Ordering::Relaxed);
+        return r;
+    }
+    log2_fixed_squaring(v)
+}
+
+fn log2_fixed_squaring(v: u32) -> u64 {
     debug_assert!(v >= 1);
     let e = 31 - v.leading_zeros();
     let mut m = u64::from(v) << (31 - e); // 1.m with 31 fraction bits, in [2^31, 2^32)
@@ -386,6 +540,27 @@ pub fn log2_fixed(v: u32) -> u64 {
     r
 }
 
+impl FreqTable {
+    /// The length of what `write` appends.
+    pub fn serialized_len(&self) -> usize {
+        let mut len = varint_len(self.symbols.len() as u32) + 1;
+        let (mut runs, mut next) = (0u32, 0u32);
+        let mut i = 0;
+        while i < self.symbols.len() {
+            let start = self.symbols[i];
+            let mut n = 1;
+            while i + n < self.symbols.len() && self.symbols[i + n] == start + n as u32 {
+                n += 1;
+            }
+            len += varint_len(start - next) + varint_len(n as u32 - 1);
+            next = start + n as u32;
+            runs += 1;
+            i += n;
+        }
+        len + varint_len(runs) + code_bytes(&self.freqs).1
+    }
+}
+
 /// Estimated size of coding `counts` with `table`, in 1/65536 bits: payload bits from the
 /// order-0 code lengths plus eight bits per serialized table byte.
 pub fn cost_fixed(counts: &[u64], table: &FreqTable) -> u128 {
@@ -394,9 +569,7 @@ pub fn cost_fixed(counts: &[u64], table: &FreqTable) -> u128 {
     for (&s, &f) in table.symbols.iter().zip(&table.freqs) {
         cost += u128::from(counts[s as usize]) * u128::from(p - log2_fixed(f));
     }
-    let mut buf = Vec::new();
-    table.write(&mut buf);
-    cost + (buf.len() as u128) * 8 * 65536
+    cost + (table.serialized_len() as u128) * 8 * 65536
 }
 
 /// Precisions up to this keep the decode table small enough for L1 (4096 slots); above it the
@@ -413,37 +586,241 @@ pub fn build_table(counts: &[u64], precision_bits: Option<u8>) -> Option<FreqTab
     if let Some(p) = precision_bits {
         return quantize(counts, p);
     }
-    let present = counts.iter().filter(|&&c| c > 0).count() as u64;
-    if present < 2 {
-        return None;
-    }
-    let min_bits = ((64 - (present - 1).leading_zeros()) as u8).max(1); // ceil(log2(present))
-    let best = quantize(counts, MAX_PRECISION_BITS)?;
-    let best_cost = cost_fixed(counts, &best);
-    let within =
-        |t: &FreqTable, denom: u128| cost_fixed(counts, t) * denom <= best_cost * (denom + 1);
+    let present = Present::new(counts)?;
+    let n = present.symbols.len() as u64;
+    let min_bits = ((64 - (n - 1).leading_zeros()) as u8).max(1); // ceil(log2(present))
+    let best = present.quantize(MAX_PRECISION_BITS)?;
+    let best_cost = present.cost(MAX_PRECISION_BITS, &best);
+    let within = |cost: u128, denom: u128| cost * denom <= best_cost * (denom + 1);
     let mut fast = None;
     for p in min_bits..MAX_PRECISION_BITS {
-        let Some(t) = quantize(counts, p) else {
+        let Some(t) = present.quantize(p) else {
             continue;
         };
-        if within(&t, PRECISION_SLACK_DENOM) {
-            return Some(if p > FAST_PRECISION_BITS {
-                fast.unwrap_or(t)
-            } else {
-                t
+        let cost = present.cost(p, &t);
+        if within(cost, PRECISION_SLACK_DENOM) {
+            return Some(match fast {
+                Some(f) if p > FAST_PRECISION_BITS => present.table(FAST_PRECISION_BITS, f),
+                _ => present.table(p, t),
             });
         }
-        if p == FAST_PRECISION_BITS && within(&t, FAST_SLACK_DENOM) {
+        if p == FAST_PRECISION_BITS && within(cost, FAST_SLACK_DENOM) {
             fast = Some(t);
         }
     }
-    Some(fast.unwrap_or(best))
+    Some(match fast {
+        Some(f) => present.table(FAST_PRECISION_BITS, f),
+        None => present.table(MAX_PRECISION_BITS, best),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The implementation before `Present` (one full scan, sort and serialization per
+    /// precision tried): the reference the faster one must match exactly.
+    mod reference {
+        use super::super::*;
+        pub fn ref_quantize(counts: &[u64], precision_bits: u8) -> Option<FreqTable> {
+            let total = 1u64 << precision_bits;
+            let mut present: Vec<(u64, u32)> = counts
+                .iter()
+                .enumerate()
+                .filter(|(_, &c)| c > 0)
+                .map(|(s, &c)| (c, s as u32))
+                .collect();
+            if present.len() < 2 || present.len() as u64 > total {
+                return None;
+            }
+            let mut freq_of: Vec<(u32, u32)> = Vec::with_capacity(present.len()); // (symbol, freq)
+                                                                                  // Rarest first; among equal counts the order does not change the result.
+            present.sort_unstable();
+            let mut budget = u128::from(total);
+            let mut mass: u128 = present.iter().map(|&(c, _)| u128::from(c)).sum();
+            let mut first_free = 0;
+            for &(c, s) in &present {
+                if u128::from(c) * budget >= mass {
+                    break;
+                }
+                freq_of.push((s, 1));
+                budget -= 1;
+                mass -= u128::from(c);
+                first_free += 1;
+            }
+            let rest = &present[first_free..];
+            if !rest.is_empty() {
+                let mut shares: Vec<(u128, u32, u32)> = Vec::with_capacity(rest.len()); // (rem, sym, freq)
+                let mut given: u128 = 0;
+                for &(c, s) in rest {
+                    let scaled = u128::from(c) * budget;
+                    let f = scaled / mass;
+                    given += f;
+                    shares.push((scaled % mass, s, f as u32));
+                }
+                let left = (budget - given) as usize;
+                if left > 0 {
+                    // Largest remainder first, smaller symbol first among equal remainders. Keys are
+                    // unique (symbols are), so any selection algorithm gives the same set.
+                    let key = |a: &(u128, u32, u32), b: &(u128, u32, u32)| {
+                        b.0.cmp(&a.0).then(a.1.cmp(&b.1))
+                    };
+                    if left < shares.len() {
+                        shares.select_nth_unstable_by(left - 1, key);
+                    }
+                    for sh in shares.iter_mut().take(left) {
+                        sh.2 += 1;
+                    }
+                }
+                freq_of.extend(shares.iter().map(|&(_, s, f)| (s, f)));
+            }
+            freq_of.sort_unstable();
+            Some(FreqTable {
+                precision_bits,
+                symbols: freq_of.iter().map(|&(s, _)| s).collect(),
+                freqs: freq_of.iter().map(|&(_, f)| f).collect(),
+            })
+        }
+
+        pub fn ref_log2_fixed(v: u32) -> u64 {
+            debug_assert!(v >= 1);
+            let e = 31 - v.leading_zeros();
+            let mut m = u64::from(v) << (31 - e); // 1.m with 31 fraction bits, in [2^31, 2^32)
+            let mut r = u64::from(e) << 16;
+            for bit in (0..16).rev() {
+                m = (m * m) >> 31;
+                if m >= 1 << 32 {
+                    m >>= 1;
+                    r |= 1 << bit;
+                }
+            }
+            r
+        }
+
+        pub fn ref_cost_fixed(counts: &[u64], table: &FreqTable) -> u128 {
+            let p = u64::from(table.precision_bits) << 16;
+            let mut cost: u128 = 0;
+            for (&s, &f) in table.symbols.iter().zip(&table.freqs) {
+                cost += u128::from(counts[s as usize]) * u128::from(p - ref_log2_fixed(f));
+            }
+            let mut buf = Vec::new();
+            table.write(&mut buf);
+            cost + (buf.len() as u128) * 8 * 65536
+        }
+
+        pub fn ref_build_table(counts: &[u64], precision_bits: Option<u8>) -> Option<FreqTable> {
+            if let Some(p) = precision_bits {
+                return ref_quantize(counts, p);
+            }
+            let present = counts.iter().filter(|&&c| c > 0).count() as u64;
+            if present < 2 {
+                return None;
+            }
+            let min_bits = ((64 - (present - 1).leading_zeros()) as u8).max(1); // ceil(log2(present))
+            let best = ref_quantize(counts, MAX_PRECISION_BITS)?;
+            let best_cost = ref_cost_fixed(counts, &best);
+            let within = |t: &FreqTable, denom: u128| {
+                ref_cost_fixed(counts, t) * denom <= best_cost * (denom + 1)
+            };
+            let mut fast = None;
+            for p in min_bits..MAX_PRECISION_BITS {
+                let Some(t) = ref_quantize(counts, p) else {
+                    continue;
+                };
+                if within(&t, PRECISION_SLACK_DENOM) {
+                    return Some(if p > FAST_PRECISION_BITS {
+                        fast.unwrap_or(t)
+                    } else {
+                        t
+                    });
+                }
+                if p == FAST_PRECISION_BITS && within(&t, FAST_SLACK_DENOM) {
+                    fast = Some(t);
+                }
+            }
+            Some(fast.unwrap_or(best))
+        }
+    }
+
+    #[test]
+    fn code_parameter_is_the_shortest() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(10);
+        for _ in 0..3000 {
+            let n = rng.gen_range(1..40);
+            let top = 1u32 << rng.gen_range(1..16);
+            let freqs: Vec<u32> = (0..n).map(|_| rng.gen_range(1..top.max(2))).collect();
+            let brute = (0..16u32)
+                .map(|k| {
+                    (
+                        freqs
+                            .iter()
+                            .map(|&f| exp_golomb_bits(f - 1, k))
+                            .sum::<u32>(),
+                        k,
+                    )
+                })
+                .min()
+                .unwrap();
+            assert_eq!(
+                code_bytes(&freqs),
+                (brute.1, brute.0.div_ceil(8) as usize),
+                "{freqs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn tables_match_the_reference() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        for round in 0..400 {
+            let alphabet = if round % 3 == 0 { 1 << 16 } else { 256 };
+            let present = rng.gen_range(1..=300usize.min(alphabet));
+            let mut counts = vec![0u64; alphabet];
+            let skew = rng.gen_range(0.0..4.0f64);
+            let huge = round % 7 == 0;
+            for _ in 0..present {
+                let s = if rng.gen_bool(0.5) {
+                    rng.gen_range(0..present)
+                } else {
+                    rng.gen_range(0..alphabet)
+                };
+                let c = if huge {
+                    rng.gen_range(1..u64::MAX >> 8)
+                } else {
+                    1 + (rng.gen::<f64>().powf(skew + 1.0) * 1e6) as u64
+                };
+                counts[s] = c;
+            }
+            assert_eq!(
+                build_table(&counts, None),
+                reference::ref_build_table(&counts, None),
+                "round {round}"
+            );
+            for p in [1u8, 4, 8, 11, 12, 16] {
+                let t = quantize(&counts, p);
+                assert_eq!(
+                    t,
+                    reference::ref_quantize(&counts, p),
+                    "round {round} p {p}"
+                );
+                if let Some(t) = t {
+                    assert_eq!(
+                        cost_fixed(&counts, &t),
+                        reference::ref_cost_fixed(&counts, &t)
+                    );
+                    let mut buf = Vec::new();
+                    t.write(&mut buf);
+                    assert_eq!(buf.len(), t.serialized_len());
+                }
+            }
+        }
+        for v in (1..1u32 << 16).chain([1 << 16, 123_456_789, u32::MAX]) {
+            assert_eq!(log2_fixed(v), reference::ref_log2_fixed(v));
+            assert_eq!(log2_fixed(v), reference::ref_log2_fixed(v));
+        }
+    }
 
     #[test]
     fn log2_fixed_matches_float() {

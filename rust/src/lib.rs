@@ -4,6 +4,7 @@
 //! frequency tables, [`stream`] frames one coded stream and [`container`] the versioned,
 //! checksummed blob. The Python bindings (feature `python`) are a thin layer in `python/`.
 
+pub mod batch;
 pub mod buffer;
 pub mod bytes;
 pub mod codec;

@@ -7,6 +7,16 @@
 
 use crate::error::{CodecError, Result};
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+
+/// Whether the AVX2 passes run (x86-64 CPUs that have it; std caches the answer).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn has_avx2() -> bool {
+    std::arch::is_x86_feature_detected!("avx2")
+}
+
 pub const MAX_BITS: u8 = 16;
 
 /// What to do with NaN and infinities.
@@ -129,6 +139,15 @@ pub fn first_non_finite(x: &[f32]) -> Option<usize> {
 /// independent accumulators, selects instead of branches. NaN never wins a comparison, so it is
 /// ignored here; infinities are seen and clear the finite flag.
 fn run_min_max(x: &[f32]) -> (f32, f32, bool) {
+    #[cfg(target_arch = "x86_64")]
+    if x.len() >= 64 && has_avx2() {
+        // SAFETY: AVX2 is available.
+        return unsafe { avx2::min_max(x) };
+    }
+    run_min_max_portable(x)
+}
+
+fn run_min_max_portable(x: &[f32]) -> (f32, f32, bool) {
     let mut lo = [f32::INFINITY; 8];
     let mut hi = [f32::NEG_INFINITY; 8];
     let mut finite = [true; 8];
@@ -196,9 +215,34 @@ pub fn min_max(x: &[f32], ch: Channels) -> (Vec<(f32, f32)>, bool) {
 pub trait Code: Copy + Default + Send + Sync + 'static {
     fn from_i32(v: i32) -> Self;
     fn to_i32(self) -> i32;
+    /// The codes as `u8`s when `Self` is `u8` (for the vector passes).
+    #[doc(hidden)]
+    fn codes_u8(_codes: &[Self]) -> Option<&[u8]> {
+        None
+    }
+    /// The codes as `u16`s when `Self` is `u16`.
+    #[doc(hidden)]
+    fn codes_u16(_codes: &[Self]) -> Option<&[u16]> {
+        None
+    }
+    #[doc(hidden)]
+    fn codes_u8_mut(_codes: &mut [Self]) -> Option<&mut [u8]> {
+        None
+    }
+    /// The codes as `u16`s when `Self` is `u16`.
+    #[doc(hidden)]
+    fn codes_u16_mut(_codes: &mut [Self]) -> Option<&mut [u16]> {
+        None
+    }
 }
 
 impl Code for u8 {
+    fn codes_u8_mut(codes: &mut [u8]) -> Option<&mut [u8]> {
+        Some(codes)
+    }
+    fn codes_u8(codes: &[u8]) -> Option<&[u8]> {
+        Some(codes)
+    }
     #[inline(always)]
     fn from_i32(v: i32) -> Self {
         v as u8
@@ -210,6 +254,12 @@ impl Code for u8 {
 }
 
 impl Code for u16 {
+    fn codes_u16_mut(codes: &mut [u16]) -> Option<&mut [u16]> {
+        Some(codes)
+    }
+    fn codes_u16(codes: &[u16]) -> Option<&[u16]> {
+        Some(codes)
+    }
     #[inline(always)]
     fn from_i32(v: i32) -> Self {
         v as u16
@@ -276,18 +326,8 @@ pub fn quantize<C: Code>(
     let quantize_run = |run: &[f32], out: &mut [C], a: Affine| {
         if a.scale == 0.0 {
             out.fill(C::from_i32(a.zero_point));
-            return;
-        }
-        let zp = a.zero_point as f32;
-        if has_nan {
-            for (o, &v) in out.iter_mut().zip(run) {
-                let c = (round_half_even(v / a.scale) + zp).clamp(0.0, levels);
-                *o = C::from_i32(if v.is_nan() { a.zero_point } else { c as i32 });
-            }
-        } else {
-            for (o, &v) in out.iter_mut().zip(run) {
-                *o = C::from_i32((round_half_even(v / a.scale) + zp).clamp(0.0, levels) as i32);
-            }
+        } else if !quantize_vector(run, out, a, bits, has_nan) {
+            quantize_portable(run, out, a, levels, has_nan);
         }
     };
     if ch.channels == 1 {
@@ -298,6 +338,73 @@ pub fn quantize<C: Code>(
         }
     }
     Ok(())
+}
+
+/// One run of one channel (scale > 0) in plain Rust: the definition the vector pass matches.
+fn quantize_portable<C: Code>(run: &[f32], out: &mut [C], a: Affine, levels: f32, nan: bool) {
+    let zp = a.zero_point as f32;
+    if nan {
+        for (o, &v) in out.iter_mut().zip(run) {
+            let c = (round_half_even(v / a.scale) + zp).clamp(0.0, levels);
+            *o = C::from_i32(if v.is_nan() { a.zero_point } else { c as i32 });
+        }
+    } else {
+        for (o, &v) in out.iter_mut().zip(run) {
+            *o = C::from_i32((round_half_even(v / a.scale) + zp).clamp(0.0, levels) as i32);
+        }
+    }
+}
+
+/// The AVX2 quantizer on one run of one channel (scale > 0), where it applies: returns false
+/// when the caller must run the portable loop (no AVX2, or a short run).
+#[inline]
+fn quantize_vector<C: Code>(x: &[f32], out: &mut [C], a: Affine, bits: u8, nan: bool) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if x.len() >= 32 && has_avx2() {
+        let levels = (1u32 << bits) - 1;
+        let (s, z) = (a.scale, a.zero_point);
+        // SAFETY: AVX2 is available; codes of at most `bits` bits fit the output type.
+        unsafe {
+            if let Some(o) = C::codes_u8_mut(out).filter(|_| bits <= 8) {
+                if nan {
+                    avx2::quantize::<u8, true>(x, o, s, z, levels);
+                } else {
+                    avx2::quantize::<u8, false>(x, o, s, z, levels);
+                }
+                return true;
+            }
+            if let Some(o) = C::codes_u16_mut(out) {
+                if nan {
+                    avx2::quantize::<u16, true>(x, o, s, z, levels);
+                } else {
+                    avx2::quantize::<u16, false>(x, o, s, z, levels);
+                }
+                return true;
+            }
+        }
+    }
+    let _ = (x, out, a, bits, nan);
+    false
+}
+
+/// `out[i] = f32(codes[i] - zero_point) * scale` for one run of one channel (FORMAT.md 6.4),
+/// eight at a time where AVX2 runs: the same binary32 operations as `dequantize`.
+pub fn dequantize_run_f32<C: Code>(codes: &[C], out: &mut [f32], a: Affine) {
+    #[cfg(target_arch = "x86_64")]
+    if codes.len() >= 16 && has_avx2() {
+        // SAFETY: AVX2 is available.
+        unsafe {
+            if let Some(c) = C::codes_u8(codes) {
+                return avx2::dequantize_f32(c, out, a.zero_point, a.scale);
+            }
+            if let Some(c) = C::codes_u16(codes) {
+                return avx2::dequantize_f32(c, out, a.zero_point, a.scale);
+            }
+        }
+    }
+    for (o, &q) in out.iter_mut().zip(codes.iter()) {
+        *o = (q.to_i32() - a.zero_point) as f32 * a.scale;
+    }
 }
 
 /// `x' = (q - zero_point) * scale`.

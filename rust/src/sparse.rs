@@ -189,6 +189,46 @@ pub fn model_cost(total: usize, nnz: usize, rows: usize) -> f64 {
         + 2.0 * STREAM_OVERHEAD_BYTES
 }
 
+/// A lower bound of `model_cost(total, nnz, rows)` as computed (not only as a real number): the
+/// same sum with the row-count bits, which are never negative, left out. Each step of the sum
+/// rounds monotonically, so dropping a term `>= 0` cannot raise the result.
+fn model_cost_lower_bound(total: usize, nnz: usize, rows: usize) -> f64 {
+    let cols = total / rows;
+    let d = nnz as f64 / total as f64;
+    let col_bits = nnz as f64 * (cols as f64).log2();
+    let spread = (cols as f64 * d * (1.0 - d)).sqrt() * 8.0 + 1.0;
+    let row_table = spread.min(cols as f64 + 1.0).min(rows as f64);
+    let col_table = (cols as f64).min(nnz as f64);
+    col_bits / 8.0 + (row_table + col_table) * TABLE_BYTES_PER_SYMBOL + 2.0 * STREAM_OVERHEAD_BYTES
+}
+
+/// The candidate (of `candidates`, ascending) with the least `model_cost`, the first of equal
+/// ones, as `min_by` over every candidate would choose it, and the costs it computed (`None`
+/// for the candidates it ruled out). The model's exact sum costs up to `cols + 1` logarithms
+/// and exponentials per candidate; the one-column candidate (the last, and usually the best)
+/// is costed first, and a candidate whose lower bound is above the best so far is skipped.
+pub fn model_argmin(total: usize, nnz: usize, candidates: &[usize]) -> (usize, Vec<Option<f64>>) {
+    let mut costs = vec![None; candidates.len()];
+    let Some(last) = candidates.len().checked_sub(1) else {
+        return (total, costs);
+    };
+    let mut best = (model_cost(total, nnz, candidates[last]), last);
+    costs[last] = Some(best.0);
+    for (i, &rows) in candidates[..last].iter().enumerate() {
+        // The bound leaves out a term that is 0 or more up to rounding (a sum of p·log p):
+        // a margin far above any such rounding keeps the skip exact.
+        if model_cost_lower_bound(total, nnz, rows) > best.0 + 1e-3 {
+            continue;
+        }
+        let c = model_cost(total, nnz, rows);
+        costs[i] = Some(c);
+        if c < best.0 || (c == best.0 && i < best.1) {
+            best = (c, i);
+        }
+    }
+    (candidates[best.1], costs)
+}
+
 /// The three CSR arrays for `rows` rows, scanning the codes.
 pub fn build<C: Code>(
     q: &[C],
@@ -260,6 +300,37 @@ mod tests {
             assert_eq!(out, q);
             assert!(search_cost(&pos, q.len(), rows) > 0.0);
             assert!(model_cost(q.len(), pos.len(), rows) > 0.0);
+        }
+    }
+
+    #[test]
+    fn pruned_model_argmin_is_the_full_argmin() {
+        for total in [
+            1usize,
+            2,
+            12,
+            1568,
+            6272,
+            4096,
+            802_816,
+            100_000,
+            65_536 * 3,
+        ] {
+            let cands = candidate_rows(total);
+            for nnz in [0, 1, 2, total / 100, total / 3, total / 2, total - 1, total] {
+                let full = cands
+                    .iter()
+                    .map(|&r| (model_cost(total, nnz, r), r))
+                    .min_by(|a, b| a.0.total_cmp(&b.0))
+                    .map_or(total, |c| c.1);
+                let (rows, costs) = model_argmin(total, nnz, &cands);
+                assert_eq!(rows, full, "total {total} nnz {nnz}");
+                for (&r, c) in cands.iter().zip(costs) {
+                    if let Some(c) = c {
+                        assert_eq!(c, model_cost(total, nnz, r));
+                    }
+                }
+            }
         }
     }
 

@@ -115,6 +115,22 @@ pub fn rans_plan(counts: &[u64], table: &FreqTable, n: usize, opts: &EncodeOptio
     }
 }
 
+/// Symbols below which a stream is coded on the calling thread whatever `threads` asks: handing
+/// chunks to the pool and waking its threads costs ten to twenty microseconds, about what a
+/// second core saves on 2^16 symbols (~30 us of coding). Streams of default-sized chunks
+/// reach it with their second chunk; it keeps small chunks (`chunk_symbols`) of short
+/// streams on one thread.
+pub const INLINE_SYMBOLS: usize = 1 << 16;
+
+/// The threads to code a stream of `n` symbols with: 1 below `INLINE_SYMBOLS`, else `threads`.
+pub fn threads_for(n: usize, threads: usize) -> usize {
+    if n < INLINE_SYMBOLS {
+        1
+    } else {
+        threads
+    }
+}
+
 /// Maps `f` over `items` with their indices on the requested number of threads, in order.
 pub fn par_map<I, T, F>(items: Vec<I>, threads: usize, f: F) -> Vec<T>
 where
@@ -203,53 +219,113 @@ fn write_raw<S: Symbol>(symbols: &[S], out: &mut Vec<u8>) {
     }
 }
 
+/// What `encode` decides from a histogram before coding anything: the form of the stream and,
+/// for rANS, its table and layout. Planning a stream once serves both the size estimate that
+/// chooses a feature's layout and the encoder (`encode_planned`).
+#[derive(Debug, Clone)]
+pub struct StreamPlan {
+    n: usize,
+    symbol_bytes: usize,
+    present: usize,
+    /// The table and layout, when two or more symbols are present and `precision_bits` allows.
+    rans: Option<(FreqTable, RansPlan)>,
+}
+
+impl StreamPlan {
+    /// Plans `n = Σ counts` symbols of `symbol_bytes` bytes with histogram `counts` (indexed by
+    /// symbol; any length that covers the symbols present).
+    pub fn new(counts: &[u64], symbol_bytes: usize, opts: &EncodeOptions) -> StreamPlan {
+        let n = counts.iter().sum::<u64>() as usize;
+        let present = counts.iter().filter(|&&c| c > 0).count();
+        let rans = if present >= 2 {
+            build_table(counts, opts.precision_bits).map(|t| {
+                let plan = rans_plan(counts, &t, n, opts);
+                (t, plan)
+            })
+        } else {
+            None
+        };
+        StreamPlan {
+            n,
+            symbol_bytes,
+            present,
+            rans,
+        }
+    }
+
+    /// The length of the stream `encode` writes: exact for the empty, constant and raw forms,
+    /// the encoder's own estimate for rANS.
+    pub fn estimated_len(&self) -> usize {
+        let raw = STREAM_HEADER_BYTES + self.n * self.symbol_bytes;
+        match (self.n, self.present, &self.rans) {
+            (0, _, _) => STREAM_HEADER_BYTES,
+            (_, 1, _) => STREAM_HEADER_BYTES + 2,
+            (_, _, Some((_, plan))) => plan.estimate.min(raw),
+            (_, _, None) => raw,
+        }
+    }
+}
+
 /// Predicts the length of the stream `encode` writes for symbols with histogram `counts`:
 /// exact for the empty, constant and raw forms, the encoder's own estimate for rANS.
 pub fn estimated_len(counts: &[u64], symbol_bytes: usize, opts: &EncodeOptions) -> usize {
-    let n = counts.iter().sum::<u64>() as usize;
-    let present = counts.iter().filter(|&&c| c > 0).count();
-    let raw = STREAM_HEADER_BYTES + n * symbol_bytes;
-    match (n, present) {
-        (0, _) => STREAM_HEADER_BYTES,
-        (_, 1) => STREAM_HEADER_BYTES + 2,
-        _ => build_table(counts, opts.precision_bits)
-            .map_or(raw, |t| rans_plan(counts, &t, n, opts).estimate.min(raw)),
-    }
+    StreamPlan::new(counts, symbol_bytes, opts).estimated_len()
 }
 
 /// Encodes `symbols` as one stream appended to `out`. Never longer than `max_encoded_len`.
 pub fn encode<S: Symbol>(symbols: &[S], opts: &EncodeOptions, out: &mut Vec<u8>) -> Result<()> {
     opts.validate()?;
+    if symbols.is_empty() {
+        write_header(out, Mode::Empty, S::BYTES, 0);
+        return Ok(());
+    }
+    let plan = StreamPlan::new(&S::histogram(symbols), S::BYTES, opts);
+    encode_planned(symbols, &plan, opts, out)
+}
+
+/// `encode` with the plan of these symbols (`StreamPlan::new` of their histogram with `opts`).
+pub fn encode_planned<S: Symbol>(
+    symbols: &[S],
+    plan: &StreamPlan,
+    opts: &EncodeOptions,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    opts.validate()?;
     let n = symbols.len();
+    assert!(
+        n == plan.n && S::BYTES == plan.symbol_bytes,
+        "a plan of {} {}-byte symbols for {n} of {}",
+        plan.n,
+        plan.symbol_bytes,
+        S::BYTES
+    );
     if n == 0 {
         write_header(out, Mode::Empty, S::BYTES, 0);
         return Ok(());
     }
-    let counts = S::histogram(symbols);
-    let present = counts.iter().filter(|&&c| c > 0).count();
-    if present == 1 {
+    if plan.present == 1 {
         write_header(out, Mode::Constant, S::BYTES, n);
         put_u16(out, symbols[0].index() as u16);
         return Ok(());
     }
-    let table = build_table(&counts, opts.precision_bits).ok_or_else(|| {
-        CodecError::InvalidArgument(format!(
-            "precision_bits={} cannot give each of {present} distinct symbols a nonzero frequency",
-            opts.precision_bits.unwrap_or(MAX_PRECISION_BITS)
-        ))
-    })?;
-    let plan = rans_plan(&counts, &table, n, opts);
-    let (chunk_log2, lanes, n_chunks) = (plan.chunk_log2, plan.lanes, plan.chunks);
+    let Some((table, rans)) = &plan.rans else {
+        return Err(CodecError::InvalidArgument(format!(
+            "precision_bits={} cannot give each of {} distinct symbols a nonzero frequency",
+            opts.precision_bits.unwrap_or(MAX_PRECISION_BITS),
+            plan.present
+        )));
+    };
+    let (chunk_log2, lanes, n_chunks) = (rans.chunk_log2, rans.lanes, rans.chunks);
     let chunk = 1usize << chunk_log2;
     let raw_len = STREAM_HEADER_BYTES + n * S::BYTES;
     // Skip the coding work when even the estimate cannot beat the raw stream.
-    if plan.estimate >= raw_len {
+    if rans.estimate >= raw_len {
         write_raw(symbols, out);
         return Ok(());
     }
-    let encoder = Encoder::new(&table, 1 << (8 * S::BYTES));
+    let encoder = Encoder::for_lanes(table, 1 << (8 * S::BYTES), lanes);
     let pieces: Vec<&[S]> = symbols.chunks(chunk).collect();
-    let parts = par_map(pieces, opts.threads, |(_, piece)| {
+    let parts = par_map(pieces, threads_for(n, opts.threads), |(_, piece)| {
         encoder.encode_chunk(piece, lanes)
     });
     let mut table_bytes = Vec::new();
@@ -271,13 +347,25 @@ pub fn encode<S: Symbol>(symbols: &[S], opts: &EncodeOptions, out: &mut Vec<u8>)
         for &s in states {
             put_u32(out, s);
         }
-        let start = out.len();
-        out.resize(start + 2 * words.len(), 0);
-        for (dst, w) in out[start..].chunks_exact_mut(2).zip(words) {
-            dst.copy_from_slice(&w.to_le_bytes());
-        }
+        put_words(out, words);
     }
     Ok(())
+}
+
+/// Appends 16-bit words little-endian.
+fn put_words(out: &mut Vec<u8>, words: &[u16]) {
+    #[cfg(target_endian = "little")]
+    {
+        // SAFETY: the words' memory is `2 * len` initialized bytes, in little-endian order on
+        // this target; u8 has no alignment requirement.
+        let bytes =
+            unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), 2 * words.len()) };
+        out.extend_from_slice(bytes);
+    }
+    #[cfg(not(target_endian = "little"))]
+    for w in words {
+        out.extend_from_slice(&w.to_le_bytes());
+    }
 }
 
 /// A parsed stream, borrowing its payload from the input.
@@ -370,6 +458,20 @@ pub fn encode_compact<S: Symbol>(
     encode(symbols, opts, &mut full)?;
     out.push(full[0]);
     out.extend_from_slice(&full[STREAM_HEADER_BYTES..]);
+    Ok(())
+}
+
+/// `encode_compact` with the plan of these symbols (`encode_planned`): the same bytes.
+pub fn encode_compact_planned<S: Symbol>(
+    symbols: &[S],
+    plan: &StreamPlan,
+    opts: &EncodeOptions,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    let start = out.len();
+    encode_planned(symbols, plan, opts, out)?;
+    // The compact record keeps the mode byte and drops the rest of the stream header.
+    out.drain(start + 1..start + STREAM_HEADER_BYTES);
     Ok(())
 }
 
@@ -480,11 +582,11 @@ pub fn decode_into<S: Symbol>(view: &StreamView<'_>, out: &mut [S], threads: usi
         }
         Body::Rans {
             table,
+            lanes,
             chunk_log2,
             chunks,
-            ..
         } => {
-            let decoder = Decoder::new(table);
+            let decoder = Decoder::for_lanes(table, *lanes);
             let chunk = 1usize << chunk_log2;
             let states: Vec<Vec<u32>> = chunks
                 .iter()
@@ -494,15 +596,179 @@ pub fn decode_into<S: Symbol>(view: &StreamView<'_>, out: &mut [S], threads: usi
                         .collect()
                 })
                 .collect();
-            let pieces: Vec<&mut [S]> = out.chunks_mut(chunk).collect();
-            let results = par_map(pieces, threads, |(i, piece)| {
-                decoder
-                    .decode_chunk(&states[i], chunks[i].1, piece)
-                    .map_err(|e| corrupt!("chunk {i}: {}", message(&e)))
+            // Chunks go in pairs, which the vector decoder interleaves.
+            let mut pieces = out.chunks_mut(chunk);
+            let mut pairs = Vec::with_capacity(chunks.len().div_ceil(2));
+            while let Some(a) = pieces.next() {
+                pairs.push((a, pieces.next()));
+            }
+            let tag =
+                |i: usize, r: Result<()>| r.map_err(|e| corrupt!("chunk {i}: {}", message(&e)));
+            let results = par_map(pairs, threads_for(view.n, threads), |(k, (a, b))| {
+                let i = 2 * k;
+                match b {
+                    Some(b) => {
+                        let (ra, rb) = decoder.decode_chunk_pair(
+                            (&states[i], chunks[i].1, a),
+                            (&states[i + 1], chunks[i + 1].1, b),
+                        );
+                        [tag(i, ra), tag(i + 1, rb)]
+                    }
+                    None => [
+                        tag(i, decoder.decode_chunk(&states[i], chunks[i].1, a)),
+                        Ok(()),
+                    ],
+                }
             });
-            results.into_iter().collect()
+            // The first failing chunk in order, as when each chunk was decoded on its own.
+            results.into_iter().flatten().collect()
         }
     }
+}
+
+/// Symbols `decode_convert` decodes at a time into a buffer on the stack, before handing them
+/// on: small enough to stay in L1 beside the tables, a multiple of every lane count.
+pub const PIECE_SYMBOLS: usize = 4096;
+
+/// Decodes `view` and hands its symbols, a piece at a time, to `convert(symbols, out_piece,
+/// first)`, which fills `out_piece` (as long as `symbols`) from them; `first` is the index of
+/// the piece's first symbol in the stream. Nothing as large as the stream is held: the codes of
+/// a feature go straight into its float output. Fails as `decode_into` fails (the first failing
+/// chunk in order), whatever `convert` was handed before.
+pub fn decode_convert<S: Symbol, O: Send>(
+    view: &StreamView<'_>,
+    out: &mut [O],
+    threads: usize,
+    convert: impl Fn(&[S], &mut [O], usize) + Sync,
+) -> Result<()> {
+    assert!(
+        S::BYTES == view.symbol_bytes && out.len() == view.n,
+        "decode_convert: a stream of {} {}-byte symbols into {} of {} bytes",
+        view.n,
+        view.symbol_bytes,
+        out.len(),
+        S::BYTES
+    );
+    // Pieces no longer than the stream: a short stream clears no 4096-symbol buffer.
+    let piece = view.n.clamp(1, PIECE_SYMBOLS);
+    match &view.body {
+        Body::Empty => {}
+        Body::Constant(c) => {
+            let buf = vec![S::from_index(u32::from(*c)); piece];
+            for (k, o) in out.chunks_mut(PIECE_SYMBOLS).enumerate() {
+                convert(&buf[..o.len()], o, k * PIECE_SYMBOLS);
+            }
+        }
+        Body::Raw(bytes) => {
+            let mut buf = vec![S::default(); piece];
+            for (k, o) in out.chunks_mut(PIECE_SYMBOLS).enumerate() {
+                let first = k * PIECE_SYMBOLS;
+                let raw = &bytes[first * S::BYTES..(first + o.len()) * S::BYTES];
+                for (b, r) in buf.iter_mut().zip(raw.chunks_exact(S::BYTES)) {
+                    let v = if S::BYTES == 1 {
+                        u16::from(r[0])
+                    } else {
+                        u16::from_le_bytes([r[0], r[1]])
+                    };
+                    *b = S::from_index(u32::from(v));
+                }
+                convert(&buf[..o.len()], o, first);
+            }
+        }
+        Body::Rans {
+            table,
+            lanes,
+            chunk_log2,
+            chunks,
+        } => {
+            let decoder = Decoder::for_lanes(table, *lanes);
+            let chunk = 1usize << chunk_log2;
+            let states = |i: usize| -> Vec<u32> {
+                chunks[i]
+                    .0
+                    .chunks_exact(4)
+                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect()
+            };
+            let mut pieces = out.chunks_mut(chunk);
+            let mut pairs = Vec::with_capacity(chunks.len().div_ceil(2));
+            while let Some(a) = pieces.next() {
+                pairs.push((a, pieces.next()));
+            }
+            let tag =
+                |i: usize, r: Result<()>| r.map_err(|e| corrupt!("chunk {i}: {}", message(&e)));
+            let one = |i: usize, o: &mut [O]| -> Result<()> {
+                let mut buf = vec![S::default(); o.len().min(PIECE_SYMBOLS)];
+                let mut c = decoder.start(&states(i), chunks[i].1)?;
+                for (k, piece) in o.chunks_mut(PIECE_SYMBOLS).enumerate() {
+                    let b = &mut buf[..piece.len()];
+                    decoder.decode_piece(&mut c, b)?;
+                    convert(b, piece, i * chunk + k * PIECE_SYMBOLS);
+                }
+                decoder.end(&c)
+            };
+            let results = par_map(pairs, threads_for(view.n, threads), |(k, (a, b))| {
+                let i = 2 * k;
+                let Some(b) = b else {
+                    return [tag(i, one(i, a)), Ok(())];
+                };
+                let (sa, sb) = (states(i), states(i + 1));
+                let (mut ca, mut cb) = match (
+                    decoder.start(&sa, chunks[i].1),
+                    decoder.start(&sb, chunks[i + 1].1),
+                ) {
+                    (Ok(ca), Ok(cb)) => (ca, cb),
+                    // A chunk whose states are invalid fails at once; the other alone.
+                    _ => return [tag(i, one(i, a)), tag(i + 1, one(i + 1, b))],
+                };
+                let (mut ba, mut bb) = (vec![S::default(); piece], vec![S::default(); piece]);
+                let (mut ra, mut rb) = (Ok(()), Ok(()));
+                let mut pa = a.chunks_mut(PIECE_SYMBOLS);
+                let mut pb = b.chunks_mut(PIECE_SYMBOLS);
+                let mut k = 0;
+                loop {
+                    let (oa, ob) = (pa.next(), pb.next());
+                    let first = k * PIECE_SYMBOLS;
+                    match (oa, ob) {
+                        (Some(oa), Some(ob)) if ra.is_ok() && rb.is_ok() => {
+                            let (xa, xb) = (&mut ba[..oa.len()], &mut bb[..ob.len()]);
+                            let (r1, r2) = decoder.decode_piece_pair((&mut ca, xa), (&mut cb, xb));
+                            if r1.is_ok() {
+                                convert(xa, oa, i * chunk + first);
+                            }
+                            if r2.is_ok() {
+                                convert(xb, ob, (i + 1) * chunk + first);
+                            }
+                            (ra, rb) = (r1, r2);
+                        }
+                        (None, None) => break,
+                        (oa, ob) => {
+                            // One chunk is done, shorter or failed: the other goes on alone.
+                            for (o, c, r, x, base) in [
+                                (oa, &mut ca, &mut ra, &mut ba, i * chunk),
+                                (ob, &mut cb, &mut rb, &mut bb, (i + 1) * chunk),
+                            ] {
+                                if let (Some(o), true) = (o, r.is_ok()) {
+                                    let xs = &mut x[..o.len()];
+                                    *r = decoder.decode_piece(c, xs);
+                                    if r.is_ok() {
+                                        convert(xs, o, base + first);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    k += 1;
+                }
+                [
+                    tag(i, ra.and_then(|_| decoder.end(&ca))),
+                    tag(i + 1, rb.and_then(|_| decoder.end(&cb))),
+                ]
+            });
+            results.into_iter().flatten().collect::<Result<()>>()?;
+        }
+    }
+    Ok(())
 }
 
 /// Symbols that `Blocks` decodes at a time (whole chunks; one chunk when a chunk is larger).
@@ -556,7 +822,7 @@ impl<'v, 'a, S: Symbol + Pod> Blocks<'v, 'a, S> {
         );
         let mut buf = zeroed::<S>(block_len(view))?;
         let decoder = match &view.body {
-            Body::Rans { table, .. } => Some(Decoder::new(table)),
+            Body::Rans { table, lanes, .. } => Some(Decoder::for_lanes(table, *lanes)),
             Body::Constant(s) => {
                 buf.fill(S::from_index(u32::from(*s)));
                 None
@@ -741,5 +1007,56 @@ mod lane_tests {
         assert_eq!(lanes_for(65_535), 8);
         assert_eq!(lanes_for(4095), 1);
         assert_eq!(lanes_for(0), 1);
+    }
+}
+
+#[cfg(test)]
+mod convert_tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// `decode_convert` with the identity gives `decode_into`'s symbols and result, for every
+    /// stream form, chunk size and thread count, on valid streams and altered ones.
+    #[test]
+    fn decode_convert_matches_decode_into() {
+        let mut rng = ChaCha8Rng::seed_from_u64(15);
+        for round in 0..120 {
+            let n = [0usize, 1, 5000, 70_000, 300_000][round % 5];
+            let data: Vec<u8> = match round % 3 {
+                0 => (0..n)
+                    .map(|_| (rng.gen::<f64>().powi(4) * 40.0) as u8)
+                    .collect(),
+                1 => vec![7; n],
+                _ => (0..n).map(|_| rng.gen()).collect(),
+            };
+            let opts = EncodeOptions {
+                chunk_log2: [None, Some(8), Some(12)][round % 3],
+                ..Default::default()
+            };
+            let mut blob = Vec::new();
+            encode(&data, &opts, &mut blob).unwrap();
+            if round % 4 == 3 && blob.len() > 40 {
+                let i = rng.gen_range(20..blob.len());
+                blob[i] ^= 1 << rng.gen_range(0..8);
+            }
+            let Ok(view) = parse(&mut Reader::new(&blob), n as u64) else {
+                continue;
+            };
+            for threads in [1, 2] {
+                let mut want = vec![0u8; view.n];
+                let rw = decode_into(&view, &mut want, threads);
+                let mut got = vec![0u8; view.n];
+                let rg =
+                    decode_convert(&view, &mut got, threads, |s: &[u8], o: &mut [u8], first| {
+                        assert!(first % PIECE_SYMBOLS == 0 || first % 256 == 0);
+                        o.copy_from_slice(s);
+                    });
+                assert_eq!(rg, rw, "round {round} threads {threads}");
+                if rw.is_ok() {
+                    assert_eq!(got, want, "round {round}");
+                }
+            }
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Bindings for `container.rs`: compress / decompress integer arrays and symbol streams.
 
-use numpy::{PyArray1, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use numpy::{PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
@@ -108,18 +108,6 @@ fn encode<'py>(
     with_element!(dtype_from_name(dtype)?, T => encode_typed::<T>(array, kind, opts))
 }
 
-fn decode_typed<'py, T: Element + numpy::Element>(
-    py: Python<'py>,
-    data: &[u8],
-    header: &container::Header,
-    max_output_bytes: u64,
-    threads: usize,
-) -> PyResult<Bound<'py, PyAny>> {
-    let values =
-        py.detach(|| container::decompress_as::<T>(data, header, max_output_bytes, threads))?;
-    Ok(PyArray1::from_vec(py, values).into_any())
-}
-
 /// Refuses a container whose shape or dtype is not the expected one: checked on the header,
 /// before anything is allocated.
 pub(crate) fn check_expected(
@@ -149,35 +137,6 @@ pub(crate) fn check_expected(
         }
     }
     Ok(())
-}
-
-/// Decodes a container; returns (kind name, flat array, shape, dtype name). A feature decodes to
-/// float32, float64 or float16 bits as its dtype asks (bfloat16: float32, or its bits with
-/// `bf16_bits`), and names the dtype it had.
-#[pyfunction]
-#[pyo3(signature = (data, max_output_bytes, threads, expect_shape=None, expect_dtype=None, bf16_bits=false))]
-fn decode<'py>(
-    py: Python<'py>,
-    data: &[u8],
-    max_output_bytes: u64,
-    threads: usize,
-    expect_shape: Option<Vec<u64>>,
-    expect_dtype: Option<&str>,
-    bf16_bits: bool,
-) -> PyResult<(&'static str, Bound<'py, PyAny>, Vec<usize>, &'static str)> {
-    let header = container::read_header(data)?;
-    check_expected(&header, expect_shape, expect_dtype)?;
-    container::check_output_size(&header, max_output_bytes)?;
-    let (array, dtype) = match header.elem {
-        ElemType::Int(d) => (
-            with_element!(d, T => decode_typed::<T>(py, data, &header, max_output_bytes, threads))?,
-            d.name(),
-        ),
-        ElemType::Float(_) => {
-            super::feature::decode(py, data, &header, max_output_bytes, threads, bf16_bits)?
-        }
-    };
-    Ok((header.kind.name(), array, header.shape, dtype))
 }
 
 fn stream_dict<'py>(
@@ -268,7 +227,6 @@ fn max_compressed_size(n: u64, dtype: &str, ndim: usize) -> PyResult<usize> {
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(encode, m)?)?;
-    m.add_function(wrap_pyfunction!(decode, m)?)?;
     m.add_function(wrap_pyfunction!(inspect, m)?)?;
     m.add_function(wrap_pyfunction!(max_compressed_size, m)?)?;
     m.add("MAX_NDIM", container::MAX_NDIM)?;

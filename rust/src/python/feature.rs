@@ -1,19 +1,17 @@
 //! Bindings for `feature.rs`: lossy compression of float feature tensors and its planning.
 
-use numpy::{PyArray1, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use numpy::{PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList};
+use pyo3::types::{PyBytes, PyDict, PyList, PyStringMethods};
 
-use crate::container::{ElemType, FloatType, Header};
-use crate::feature::{
-    self, Decoded, FeatureMeta, FeatureOptions, ModeChoice, Output, Plan, Range, Reshape, Stages,
-};
+use crate::container::FloatType;
+use crate::feature::{self, FeatureMeta, FeatureOptions, ModeChoice, Plan, Range, Reshape, Stages};
 use crate::quant::{Affine, Channels, NonFinite};
 use crate::stream::EncodeOptions;
 
 #[allow(clippy::too_many_arguments)]
-fn options(
+pub(crate) fn options(
     shape: &[usize],
     bits: u8,
     axis: Option<usize>,
@@ -76,10 +74,9 @@ fn options(
             )))
         }
     };
-    let reshape = if let Ok(n) = reshape.extract::<usize>() {
-        Reshape::Rows(n)
-    } else {
-        match reshape.extract::<String>()?.as_str() {
+    // A string first: a failed integer extraction costs an exception (a microsecond).
+    let reshape = if let Ok(r) = reshape.cast::<pyo3::types::PyString>() {
+        match &*r.to_cow()? {
             "model" => Reshape::Model,
             "search" => Reshape::Search,
             r => {
@@ -88,6 +85,8 @@ fn options(
                 )))
             }
         }
+    } else {
+        Reshape::Rows(reshape.extract::<usize>()?)
     };
     let non_finite = match nonfinite {
         "error" => NonFinite::Error,
@@ -168,7 +167,7 @@ fn plan_dict<'py>(py: Python<'py>, p: &Plan) -> PyResult<Bound<'py, PyDict>> {
         let c = PyDict::new(py);
         c.set_item("rows", cand.rows)?;
         c.set_item("cols", p.total / cand.rows)?;
-        c.set_item("model_bytes", cand.model_bytes + p.values_bytes)?;
+        c.set_item("model_bytes", cand.model_bytes.map(|m| m + p.values_bytes))?;
         c.set_item(
             "search_bytes",
             cand.search_bytes.map(|s| s + p.values_bytes),
@@ -186,7 +185,7 @@ fn plan_dict<'py>(py: Python<'py>, p: &Plan) -> PyResult<Bound<'py, PyDict>> {
         },
     )?;
     d.set_item("mode", p.mode.name())?;
-    d.set_item("reason", &p.reason)?;
+    d.set_item("reason", p.reason.to_string())?;
     d.set_item("seconds", stages_dict(py, &p.seconds)?)?;
     Ok(d)
 }
@@ -231,6 +230,47 @@ fn encode_feature<'py>(
     Ok((PyBytes::new(py, &blob), plan_dict(py, &plan)?))
 }
 
+/// `encode_feature` without the plan: the container only (what `compress` returns; building the
+/// plan's dictionary costs more than coding a small map).
+#[pyfunction]
+#[pyo3(signature = (x, dtype, bits, axis, clip, scale, zero_point, mode, reshape, nonfinite, precision_bits, chunk_log2, threads, version=3))]
+#[allow(clippy::too_many_arguments)]
+fn compress_feature<'py>(
+    x: PyReadonlyArrayDyn<'py, f32>,
+    dtype: &str,
+    bits: u8,
+    axis: Option<usize>,
+    clip: Option<Vec<(f32, f32)>>,
+    scale: Option<Vec<f32>>,
+    zero_point: Option<Vec<i32>>,
+    mode: &str,
+    reshape: &Bound<'py, PyAny>,
+    nonfinite: &str,
+    precision_bits: Option<u8>,
+    chunk_log2: Option<u8>,
+    threads: usize,
+    version: u8,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let py = x.py();
+    let float_type = FloatType::from_name(dtype)
+        .ok_or_else(|| PyValueError::new_err(format!("unsupported float dtype {dtype}")))?;
+    let shape = x.shape().to_vec();
+    let coder = EncodeOptions {
+        precision_bits,
+        chunk_log2,
+        threads,
+    };
+    let mut opts = options(
+        &shape, bits, axis, clip, scale, zero_point, mode, reshape, nonfinite, coder,
+    )?;
+    opts.version = version;
+    let data = x
+        .as_slice()
+        .map_err(|_| PyValueError::new_err("array must be C-contiguous"))?;
+    let (blob, _) = py.detach(|| feature::compress(data, &shape, float_type, &opts))?;
+    Ok(PyBytes::new(py, &blob))
+}
+
 /// Predicts the size of each mode and candidate row count without coding.
 #[pyfunction]
 #[pyo3(signature = (x, bits, axis, clip, scale, zero_point, mode, reshape, nonfinite, search_all))]
@@ -268,42 +308,6 @@ fn plan_feature<'py>(
     plan_dict(py, &plan)
 }
 
-/// Decodes a feature container: (flat array, original dtype name). The array is float64 for a
-/// float64 feature, float16 bits (uint16) for a float16 one, bfloat16 bits for a bfloat16 one
-/// with `bf16_bits`, else float32: each element converted as it is dequantized, so no float32
-/// copy is held beside it.
-pub fn decode<'py>(
-    py: Python<'py>,
-    data: &[u8],
-    header: &Header,
-    max_output_bytes: u64,
-    threads: usize,
-    bf16_bits: bool,
-) -> PyResult<(Bound<'py, PyAny>, &'static str)> {
-    let output = match header.elem {
-        ElemType::Float(FloatType::F64) => Output::F64,
-        ElemType::Float(FloatType::F16) => Output::F16Bits,
-        ElemType::Float(FloatType::BF16) if bf16_bits => Output::BF16Bits,
-        _ => Output::F32,
-    };
-    let (meta, values) = py.detach(|| {
-        feature::decompress_to(
-            data,
-            header,
-            max_output_bytes,
-            threads,
-            output,
-            &mut Stages::default(),
-        )
-    })?;
-    let array = match values {
-        Decoded::F32(v) => PyArray1::from_vec(py, v).into_any(),
-        Decoded::F64(v) => PyArray1::from_vec(py, v).into_any(),
-        Decoded::F16Bits(v) | Decoded::BF16Bits(v) => PyArray1::from_vec(py, v).into_any(),
-    };
-    Ok((array, meta.float_type.name()))
-}
-
 /// Adds the feature section's fields to an `inspect` dictionary.
 pub fn describe(d: &Bound<'_, PyDict>, meta: &FeatureMeta, count: usize) -> PyResult<()> {
     d.set_item("bits", meta.bits)?;
@@ -334,6 +338,7 @@ pub fn describe(d: &Bound<'_, PyDict>, meta: &FeatureMeta, count: usize) -> PyRe
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(encode_feature, m)?)?;
+    m.add_function(wrap_pyfunction!(compress_feature, m)?)?;
     m.add_function(wrap_pyfunction!(plan_feature, m)?)?;
     m.add_function(wrap_pyfunction!(decode_feature_stages, m)?)?;
     Ok(())

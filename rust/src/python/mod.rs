@@ -1,6 +1,7 @@
 //! Python bindings: a thin layer over the codec. Arrays come in as numpy views, the work runs
 //! with the interpreter released, results go back as owned buffers.
 
+mod batch;
 mod codec;
 mod container;
 mod errors;
@@ -16,6 +17,7 @@ pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = 1 << 32;
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     errors::register(m)?;
+    batch::register(m)?;
     codec::register(m)?;
     container::register(m)?;
     feature::register(m)?;

@@ -1,0 +1,150 @@
+"""compress_many / decompress_many: many tensors in one call, the interpreter released once and the
+items spread over threads, each coded exactly as ``compress`` / ``decompress`` code it."""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional, Sequence
+
+from . import _core, _feature
+from ._codec import (
+    _INTEGER_DTYPES,
+    DEFAULT_MAX_OUTPUT_BYTES,
+    _as_bytes,
+    _as_numpy,
+    _chunk_log2,
+    _is_float,
+    _max_output,
+    _native,
+    _out_view,
+    _precision,
+    _threads,
+    _to_output,
+    _version,
+)
+
+__all__ = ["compress_many", "decompress_many"]
+
+
+def compress_many(
+    arrays: Sequence[Any],
+    *,
+    bits: Optional[int] = None,
+    axis: Optional[int] = None,
+    scale: Any = None,
+    zero_point: Any = None,
+    clip: Any = None,
+    mode: str = "auto",
+    reshape: Any = "model",
+    nonfinite: str = "error",
+    precision_bits: Optional[int] = None,
+    chunk_symbols: Optional[int] = None,
+    threads: Optional[int] = None,
+    version: Optional[int] = None,
+) -> List[bytes]:
+    """``[compress(a, ...) for a in arrays]`` in one call: the same bytes, item for item.
+
+    Every option applies to every array (``clip=Percentile(...)`` is computed per array;
+    ``version`` as for ``compress``, float arrays only). Float
+    arrays need ``bits``; integer arrays are compressed losslessly and take none of the lossy
+    options (a list may hold both kinds). The interpreter is released once for the whole list;
+    ``threads`` (``None``: every core) spreads the arrays over threads, one array per thread at a
+    time. An invalid or failing array raises its error, its message prefixed with ``item i:``.
+
+    >>> import numpy as np, splitans
+    >>> xs = [np.full((4, 4), v, np.float32) for v in (0.5, 1.5, 2.5)]
+    >>> splitans.compress_many(xs, bits=8) == [splitans.compress(x, bits=8) for x in xs]
+    True
+    """
+    arrays = list(arrays)
+    p, c, t = _precision(precision_bits), _chunk_log2(chunk_symbols), _threads(threads)
+    v = _version(version)
+    floats = [i for i, a in enumerate(arrays) if _is_float(a)]
+    ints = [i for i in range(len(arrays)) if i not in set(floats)]
+    out: List[Any] = [None] * len(arrays)
+    if floats:
+        if bits is None:
+            raise TypeError(f"item {floats[0]}: compress_many() of float arrays needs bits= (1..16), e.g. bits=8")
+        items = _feature.prepare_many([arrays[i] for i in floats], bits, axis, scale, zero_point, clip, nonfinite)
+        try:
+            blobs = _core.encode_feature_many(
+                items, _feature._check_bits(bits), mode, _feature._check_reshape(reshape), nonfinite, p, c, t, v
+            )
+        except Exception as e:  # noqa: BLE001 - re-raised with the caller's item index
+            raise _renumber(e, floats) from None
+        for i, b in zip(floats, blobs):
+            out[i] = b
+    if ints:
+        lossy = dict(bits=bits, axis=axis, scale=scale, zero_point=zero_point, clip=clip)
+        given = [k for k, v in lossy.items() if v is not None]
+        if given and not floats:
+            raise ValueError(f"{', '.join(given)} apply to float arrays; integer arrays are compressed losslessly")
+        prepared, names = [], []
+        for i in ints:
+            a = _as_numpy(arrays[i])
+            if a.dtype.name not in _INTEGER_DTYPES:
+                raise TypeError(
+                    f"item {i}: compress_many() supports float arrays and the integer dtypes "
+                    f"{', '.join(_INTEGER_DTYPES)}; got {a.dtype}"
+                )
+            if a.ndim > _core.MAX_NDIM:
+                raise ValueError(f"item {i}: compress_many() supports up to {_core.MAX_NDIM} dimensions, got {a.ndim}")
+            prepared.append(_native(a))
+            names.append(a.dtype.name)
+        try:
+            blobs = _core.encode_many(prepared, names, p, c, t)
+        except Exception as e:  # noqa: BLE001 - re-raised with the caller's item index
+            raise _renumber(e, ints) from None
+        for i, b in zip(ints, blobs):
+            out[i] = b
+    return out
+
+
+def _renumber(e: Exception, index: List[int]) -> Exception:
+    """`e` with the ``item k:`` of a sub-list's position replaced by the caller's index."""
+    msg = str(e)
+    if msg.startswith("item "):
+        k, _, rest = msg[5:].partition(":")
+        if k.isdigit() and int(k) < len(index):
+            msg = f"item {index[int(k)]}:{rest}"
+    return type(e)(msg)
+
+
+def decompress_many(
+    blobs: Sequence[Any],
+    *,
+    out: Optional[Sequence[Any]] = None,
+    max_output_bytes: Optional[int] = DEFAULT_MAX_OUTPUT_BYTES,
+    threads: Optional[int] = None,
+    output: str = "numpy",
+) -> List[Any]:
+    """``[decompress(b, ...) for b in blobs]`` in one call: the same arrays, item for item.
+
+    The interpreter is released once; ``threads`` (``None``: every core) spreads the blobs over
+    threads. ``out``: one buffer per blob, as ``decompress(..., out=)`` takes it (shapes and
+    dtypes are checked for every blob before any is decoded); the call then allocates no output
+    and returns ``out``'s objects. ``max_output_bytes`` caps each blob. A damaged blob raises its
+    error (``CorruptDataError`` ...), its message prefixed with ``item i:``.
+
+    >>> import numpy as np, splitans
+    >>> blobs = [splitans.compress(np.arange(6, dtype=np.int16) * k) for k in range(3)]
+    >>> [a.tolist() for a in splitans.decompress_many(blobs)]
+    [[0, 0, 0, 0, 0, 0], [0, 1, 2, 3, 4, 5], [0, 2, 4, 6, 8, 10]]
+    """
+    data = [_as_bytes(b) for b in blobs]
+    cap, t = _max_output(max_output_bytes), _threads(threads)
+    if out is not None:
+        outs = list(out)
+        if len(outs) != len(data):
+            raise ValueError(f"out holds {len(outs)} buffers for {len(data)} blobs")
+        views = []
+        for i, o in enumerate(outs):
+            try:
+                views.append(_out_view(o))
+            except (TypeError, ValueError) as e:
+                raise type(e)(f"item {i}: {e}") from None
+        _core.decode_many(data, [v[1] for v in views], [v[2] for v in views], cap, t)
+        return [v[0] for v in views]
+    if output not in ("numpy", "torch"):
+        raise ValueError(f"output must be 'numpy' or 'torch', got {output!r}")
+    decoded = _core.decode_many(data, None, None, cap, t, output == "torch")
+    return [_to_output(a, shape, dtype, output) for _, a, shape, dtype in decoded]

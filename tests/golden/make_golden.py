@@ -1,0 +1,26 @@
+"""Records what this build produces for every case of `cases.py` into `outputs.json`:
+
+    python tests/golden/make_golden.py        # from the repository root, with the build to record
+
+Recorded before the fast paths of issue 15 changed the code, at the commit named in the file.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cases  # noqa: E402
+
+
+def main():
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=cases.ROOT).stdout.strip()
+    record = {"commit": commit, "cases": dict(cases.all_cases())}
+    out = Path(__file__).resolve().parent / "outputs.json"
+    out.write_text(json.dumps(record, indent=0, sort_keys=True) + "\n")
+    print(f"{len(record['cases'])} cases from {commit} -> {out}")
+
+
+if __name__ == "__main__":
+    main()
