@@ -81,6 +81,7 @@ fn opts(bits: u8) -> FeatureOptions {
             threads: 1,
             ..Default::default()
         },
+        version: splitans::container::COMPACT_VERSION,
     }
 }
 

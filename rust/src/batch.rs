@@ -27,6 +27,9 @@ pub enum OutBuf<'a> {
 
 /// A container parsed and checked up to decoding (its structure, and what decoding holds
 /// against the cap): what a caller checks before it allocates the output.
+// One per item of a batch, held while it decodes: boxing the feature variant would cost an
+// allocation per item for no saving.
+#[allow(clippy::large_enum_variant)]
 pub enum Prepared<'a> {
     Feature(feature::Parsed<'a>),
     Ints(Vec<StreamView<'a>>),
