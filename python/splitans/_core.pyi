@@ -52,7 +52,6 @@ def encode_many(
     precision_bits: Optional[int],
     chunk_log2: Optional[int],
     threads: int,
-    version: int = ...,
 ) -> List[bytes]: ...
 def encode_feature_many(
     items: List[
@@ -72,6 +71,7 @@ def encode_feature_many(
     precision_bits: Optional[int],
     chunk_log2: Optional[int],
     threads: int,
+    version: int = ...,
 ) -> List[bytes]: ...
 def compress_feature(
     x: np.ndarray,
