@@ -65,6 +65,7 @@ def test_data_splits_and_checkpoints():
 def test_fmnist_subset_rows_and_report(tmp_path):
     have_fmnist()
     need_module("zstandard")
+    need_module("matplotlib", "pip install matplotlib")  # the rate-accuracy plot
     rows, fronts = report.evaluate_fmnist(["resnet"], limit=300, calibration_limit=600, points={"resnet": ["layer2"]},
                                           bits=(2, 8), options=("dead_zone",), frontier=2, log=lambda s: None)
     assert [r["row"] for r in rows] == ["paper 8-bit", "base", "+dead zone", "all"]
