@@ -991,6 +991,15 @@ pub fn decode<S: Symbol + Pod>(
     threads: usize,
 ) -> Result<Vec<S>> {
     let view = parse(r, max_symbols)?;
+    // The stream says its own symbol width: one of another width than asked for is refused
+    // here (decode_into takes it as a caller's error and panics).
+    if view.symbol_bytes != S::BYTES {
+        return Err(corrupt!(
+            "a stream of {}-byte symbols where {}-byte symbols were expected",
+            view.symbol_bytes,
+            S::BYTES
+        ));
+    }
     let mut out = zeroed::<S>(view.n)?;
     decode_into(&view, &mut out, threads)?;
     Ok(out)

@@ -87,6 +87,29 @@ fn stream_and_table_corpora_decode_without_panicking() {
     }
 }
 
+/// Bare streams the fuzzer found (`stream_decode-*`, first byte as in the fuzz target): each must
+/// decode or give an error, never panic.
+#[test]
+fn found_streams_decode_without_panicking() {
+    let found: Vec<_> = files("regressions")
+        .into_iter()
+        .filter(|(n, _)| n.contains("stream_decode"))
+        .collect();
+    assert!(!found.is_empty());
+    for (name, data) in found {
+        let (pick, rest) = data.split_first().unwrap();
+        let r = std::panic::catch_unwind(|| {
+            let mut r = Reader::new(rest);
+            if pick & 1 == 0 {
+                stream::decode::<u8>(&mut r, 1 << 24, 1).map(|_| ())
+            } else {
+                stream::decode::<u16>(&mut r, 1 << 24, 1).map(|_| ())
+            }
+        });
+        assert!(r.is_ok(), "{name} panicked");
+    }
+}
+
 /// Tables the fuzzer found: each must read, re-serialize and read back to the same table.
 #[test]
 fn found_tables_round_trip() {

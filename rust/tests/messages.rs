@@ -29,6 +29,10 @@ const API_GUARDS: &[(&str, &str)] = &[
         "context::decode takes any width; read_meta refuses context mode above 8 bits",
     ),
     (
+        "a stream of {}-byte symbols where {}-byte symbols were expected",
+        "stream::decode takes any bare stream; the container parsers check the width first",
+    ),
+    (
         "a codebook of {k} levels for {bits}-bit codes",
         "levels::Codebook::validate takes any codebook; the codec reader refuses K > 2^bits first",
     ),
