@@ -190,6 +190,37 @@ fn plan_dict<'py>(py: Python<'py>, p: &Plan) -> PyResult<Bound<'py, PyDict>> {
     Ok(d)
 }
 
+/// Quantizes and codes a float32 feature tensor, with the interpreter released: the container
+/// and the plan (what `encode_feature` and `compress_feature` share).
+#[allow(clippy::too_many_arguments)]
+fn encode<'py>(
+    x: &PyReadonlyArrayDyn<'py, f32>,
+    dtype: &str,
+    bits: u8,
+    axis: Option<usize>,
+    clip: Option<Vec<(f32, f32)>>,
+    scale: Option<Vec<f32>>,
+    zero_point: Option<Vec<i32>>,
+    mode: &str,
+    reshape: &Bound<'py, PyAny>,
+    nonfinite: &str,
+    coder: EncodeOptions,
+    version: u8,
+) -> PyResult<(Vec<u8>, Plan)> {
+    let float_type = FloatType::from_name(dtype)
+        .ok_or_else(|| PyValueError::new_err(format!("unsupported float dtype {dtype}")))?;
+    let shape = x.shape().to_vec();
+    let mut opts = options(
+        &shape, bits, axis, clip, scale, zero_point, mode, reshape, nonfinite, coder,
+    )?;
+    opts.version = version;
+    let data = x
+        .as_slice()
+        .map_err(|_| PyValueError::new_err("array must be C-contiguous"))?;
+    Ok(x.py()
+        .detach(|| feature::compress(data, &shape, float_type, &opts))?)
+}
+
 /// Quantizes and codes a float32 feature tensor; returns the container and the plan.
 #[pyfunction]
 #[pyo3(signature = (x, dtype, bits, axis, clip, scale, zero_point, mode, reshape, nonfinite, precision_bits, chunk_log2, threads, version=3))]
@@ -210,23 +241,15 @@ fn encode_feature<'py>(
     threads: usize,
     version: u8,
 ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyDict>)> {
-    let py = x.py();
-    let float_type = FloatType::from_name(dtype)
-        .ok_or_else(|| PyValueError::new_err(format!("unsupported float dtype {dtype}")))?;
-    let shape = x.shape().to_vec();
     let coder = EncodeOptions {
         precision_bits,
         chunk_log2,
         threads,
     };
-    let mut opts = options(
-        &shape, bits, axis, clip, scale, zero_point, mode, reshape, nonfinite, coder,
+    let (blob, plan) = encode(
+        &x, dtype, bits, axis, clip, scale, zero_point, mode, reshape, nonfinite, coder, version,
     )?;
-    opts.version = version;
-    let data = x
-        .as_slice()
-        .map_err(|_| PyValueError::new_err("array must be C-contiguous"))?;
-    let (blob, plan) = py.detach(|| feature::compress(data, &shape, float_type, &opts))?;
+    let py = x.py();
     Ok((PyBytes::new(py, &blob), plan_dict(py, &plan)?))
 }
 
@@ -251,24 +274,15 @@ fn compress_feature<'py>(
     threads: usize,
     version: u8,
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let py = x.py();
-    let float_type = FloatType::from_name(dtype)
-        .ok_or_else(|| PyValueError::new_err(format!("unsupported float dtype {dtype}")))?;
-    let shape = x.shape().to_vec();
     let coder = EncodeOptions {
         precision_bits,
         chunk_log2,
         threads,
     };
-    let mut opts = options(
-        &shape, bits, axis, clip, scale, zero_point, mode, reshape, nonfinite, coder,
+    let (blob, _) = encode(
+        &x, dtype, bits, axis, clip, scale, zero_point, mode, reshape, nonfinite, coder, version,
     )?;
-    opts.version = version;
-    let data = x
-        .as_slice()
-        .map_err(|_| PyValueError::new_err("array must be C-contiguous"))?;
-    let (blob, _) = py.detach(|| feature::compress(data, &shape, float_type, &opts))?;
-    Ok(PyBytes::new(py, &blob))
+    Ok(PyBytes::new(x.py(), &blob))
 }
 
 /// Predicts the size of each mode and candidate row count without coding.
