@@ -1,5 +1,6 @@
 """The quantizer of FORMAT.md 6.7 written again from the document alone, in numpy float32, so
-that properties can check the codec against parameters it did not compute itself."""
+that properties can check the codec against parameters it did not compute itself; and the
+format's varint, which the tests' independent readers of containers and codecs share."""
 
 from typing import Optional, Tuple
 
@@ -111,3 +112,15 @@ def expected(x32: np.ndarray, bits: int, axis: Optional[int]):
 def to_float16(v: np.ndarray) -> np.ndarray:
     """FORMAT.md 6.1: float16, rounded to nearest even after clamping to ±65504."""
     return np.clip(v, -65504, 65504).astype(np.float16)
+
+
+def varint(data: bytes, pos: int) -> Tuple[int, int]:
+    """One LEB128 varint at `pos` (FORMAT.md 9 and 10): its value and the position after it."""
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, pos

@@ -26,6 +26,7 @@ from strict import need, need_module
 from splitans.gpu import rans as gpu_rans
 
 from cuda_host import host_ops
+from reference import varint
 
 
 @pytest.fixture(scope="module")
@@ -509,17 +510,6 @@ def test_initial_state_below_2_16_rejected(ops):
         gpu.rans_decode_gpu(data, _ops_=ops)
 
 
-def _varint(data: bytes, pos: int):
-    value = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return value, pos
-
-
 def _exp_golomb_decode(data: bytes, pos: int, count: int, k: int):
     bit = 0
 
@@ -561,10 +551,10 @@ def test_table_with_another_exp_golomb_k(ops):
     st = splitans._core.gpu_layout(blob, 1 << 40)["streams"][0]
     assert st["mode"] == "rans"
     table_at = st["offset"] + 10 + 4
-    count, pos = _varint(blob, table_at)
-    runs, pos = _varint(blob, pos)
+    count, pos = varint(blob, table_at)
+    runs, pos = varint(blob, pos)
     for _ in range(2 * runs):
-        _, pos = _varint(blob, pos)
+        _, pos = varint(blob, pos)
     k = blob[pos]
     freqs, end = _exp_golomb_decode(blob, pos + 1, count, k)
     assert freqs == list(st["freqs"])

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 import splitans
 from splitans import CorruptDataError
+from reference import varint
 
 
 def relu_maps(n, shape, seed=0, sparsity=0.5):
@@ -230,17 +231,6 @@ def test_bad_arguments_are_specific():
 # An independent decoder written from docs/FORMAT.md section 9 alone, checked against the library.
 
 
-def _varint(b, pos):
-    v, k = 0, 0
-    while True:
-        byte = b[pos]
-        pos += 1
-        v |= (byte & 0x7F) << (7 * k)
-        k += 1
-        if not byte & 0x80:
-            return v, pos
-
-
 def _parse_codec(b):
     assert b[:4] == b"SPNC" and b[4] == 1
     pos = 16
@@ -248,22 +238,22 @@ def _parse_codec(b):
     pos = 19
     shape = []
     for _ in range(ndim):
-        d, pos = _varint(b, pos)
+        d, pos = varint(b, pos)
         shape.append(None if d == 0 else d - 1)
     qkind, qaxis = b[pos], b[pos + 1]
     pos += 2
     params = None
     if qkind == 1:
-        p, pos = _varint(b, pos)
+        p, pos = varint(b, pos)
         params = []
         for _ in range(p):
             s = np.frombuffer(b[pos : pos + 4], "<f4")[0]
-            z, pos = _varint(b, pos + 4)
+            z, pos = varint(b, pos + 4)
             params.append((s, z))
     m = {}
     m["bits"], m["pred"], m["ax"], m["ay"], m["ag"], m["p"], m["ng"] = b[pos : pos + 7]
     pos += 7
-    g, pos = _varint(b, pos)
+    g, pos = varint(b, pos)
     m["groups"] = list(b[pos : pos + g])
     pos += g
     A = 1 << bits
@@ -282,7 +272,7 @@ def _parse_codec(b):
     for _ in range(T):
         row = []
         for _ in range(A):
-            f, pos = _varint(b, pos)
+            f, pos = varint(b, pos)
             row.append(f)
         m["freqs"].append(row)
     assert pos == len(b)
@@ -304,7 +294,7 @@ def _reference_decode(codec_bytes, blob):
     shape = []
     for d in c["shape"]:
         if d is None:
-            d, pos = _varint(blob, pos)
+            d, pos = varint(blob, pos)
         shape.append(d)
     d = len(shape)
     stride = lambda a: int(np.prod(shape[a + 1 :], dtype=np.int64))
@@ -315,7 +305,7 @@ def _reference_decode(codec_bytes, blob):
         params = []
         for _ in range(C):
             s = np.frombuffer(blob[pos : pos + 4], "<f4")[0]
-            z, pos = _varint(blob, pos + 4)
+            z, pos = varint(blob, pos + 4)
             params.append((s, z))
     else:
         params = c["params"]

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 import splitans
 from splitans import CorruptDataError, _quantizers
+from reference import varint
 from splitans._fitted import Codec
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -253,17 +254,6 @@ def test_damaged_level_codecs_and_codes_past_the_last_level():
 # ------------------------------------------------------- FORMAT.md 9.2 test vectors, independently
 
 
-def _varint(b, pos):
-    v, k = 0, 0
-    while True:
-        byte = b[pos]
-        pos += 1
-        v |= (byte & 0x7F) << (7 * k)
-        k += 1
-        if not byte & 0x80:
-            return v, pos
-
-
 def _quantizer_from_format(b):
     """The sample shape and quantizer of a codec serialization, read by FORMAT.md 9.2 alone."""
     assert b[:4] == b"SPNC" and b[4] == 2
@@ -271,33 +261,33 @@ def _quantizer_from_format(b):
     pos = 19
     shape = []
     for _ in range(ndim):
-        d, pos = _varint(b, pos)
+        d, pos = varint(b, pos)
         shape.append(d - 1)
     kind, axis = b[pos], b[pos + 1]
     pos += 2
     f32 = lambda p: float(np.frombuffer(b[p : p + 4], "<f4")[0])
     q = dict(kind=kind, axis=None if axis == 255 else axis, bits=bits)
     if kind == 2:
-        p, pos = _varint(b, pos)
+        p, pos = varint(b, pos)
         q["params"] = []
         for _ in range(p):
             s = f32(pos)
-            z, pos = _varint(b, pos + 4)
+            z, pos = varint(b, pos + 4)
             q["params"].append((s, z, f32(pos)))
             pos += 4
     elif kind == 3:
-        t, pos = _varint(b, pos)
+        t, pos = varint(b, pos)
         q["books"] = []
         for _ in range(t):
-            k, pos = _varint(b, pos)
+            k, pos = varint(b, pos)
             lv = [f32(pos + 4 * i) for i in range(k)]
             th = [f32(pos + 4 * (k + i)) for i in range(k - 1)]
             pos += 4 * (2 * k - 1)
             q["books"].append((lv, th))
-        p, pos = _varint(b, pos)
+        p, pos = varint(b, pos)
         q["index"] = []
         for _ in range(p):
-            i, pos = _varint(b, pos)
+            i, pos = varint(b, pos)
             q["index"].append(i)
     return shape, q
 

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import splitans
+import reference
 from strict import need, need_module
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -47,14 +48,7 @@ def varints(data: bytes, pos: int, count: int):
     """`count` LEB128 varints from `pos` (FORMAT.md 10)."""
     out = []
     for _ in range(count):
-        v, shift = 0, 0
-        while True:
-            b = data[pos]
-            pos += 1
-            v |= (b & 0x7F) << shift
-            shift += 7
-            if b < 0x80:
-                break
+        v, pos = reference.varint(data, pos)
         out.append(v)
     return tuple(out)
 
