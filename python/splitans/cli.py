@@ -759,14 +759,18 @@ def demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _meta(t0: float, final: bool) -> dict:
+def _meta(t0: float, final: bool, seconds: Optional[float] = None) -> dict:
+    """`seconds`: the measuring time when it is not the time since t0 (a report resumed from
+    sections measured by earlier runs)."""
     import datetime
     import platform
 
     return {
-        "command": "splitans " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith(("splitans", "__main__.py"))
-        else "splitans report --out docs",
-        "duration": f"{(time.time() - t0) / 60:.0f} min" + ("" if final else " so far (incomplete run)"),
+        # --resume only reuses sections: the command that regenerates the report is the one without it.
+        "command": "splitans " + " ".join(a for a in sys.argv[1:] if a != "--resume")
+        if sys.argv and sys.argv[0].endswith(("splitans", "__main__.py")) else "splitans report --out docs",
+        "duration": f"{(time.time() - t0 if seconds is None else seconds) / 60:.0f} min"
+        + ("" if final else " so far (incomplete run)"),
         "machine": f"{os.cpu_count()} CPU cores, {platform.machine()}, Python {platform.python_version()}",
         "date": datetime.date.today().isoformat(),
     }
@@ -845,30 +849,43 @@ def run_report(args: argparse.Namespace) -> int:
 
     def write(final: bool) -> None:
         # After every section, so that a failure later keeps what was measured.
-        paths = report.write_report(args.out, fm, nlp, lite0, _meta(t0, final), budgets=budgets,
+        paths = report.write_report(args.out, fm, nlp, lite0, _meta(t0, final, seconds[0]), budgets=budgets,
                                     confidence=args.confidence)
         if final:
             print(f"wrote {paths['md']} and the CSV and PNG files in {os.path.join(args.out, 'results')}")
 
+    seconds = [0.0]  # measuring time of every section, resumed ones included
+
     def section(name: str, run):
-        # Each finished section is kept as JSON beside the CSVs; --resume reuses it.
+        # Each finished section is kept as JSON beside the CSVs; --resume reuses it. Sections are
+        # per family, so that runs of disjoint --families (in parallel) and a last --resume run
+        # make one report.
         path = os.path.join(args.out, "results", f"{name}.json")
         if args.resume and os.path.exists(path):
             with open(path) as f:
-                rows, fronts = json.load(f)
+                kept = json.load(f)
+            if isinstance(kept, dict):
+                rows, fronts = kept["rows"], kept["fronts"]
+                seconds[0] += float(kept.get("seconds", 0.0))
+            else:  # the earlier [rows, fronts] form
+                rows, fronts = kept
             print(f"{name}: reusing {path}")
             return rows, fronts
-        out = run()
+        t = time.time()
+        rows, fronts = run()
+        seconds[0] += time.time() - t
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "w") as f:
-            json.dump(out, f, default=lambda v: v.item() if hasattr(v, "item") else str(v))
-        return out
+            json.dump({"rows": rows, "fronts": fronts, "seconds": time.time() - t}, f,
+                      default=lambda v: v.item() if hasattr(v, "item") else str(v))
+        return rows, fronts
 
     families = [f for f in args.families.split(",") if f]
-    if families:
-        fm = section("fmnist", lambda: report.evaluate_fmnist(
-            families, budget_pp=args.budget, confidence=args.confidence, limit=args.limit,
+    for family in families:
+        rows, fronts = section(f"fmnist-{family}", lambda: report.evaluate_fmnist(
+            [family], budget_pp=args.budget, confidence=args.confidence, limit=args.limit,
             calibration_limit=args.calibration_limit, options=options, frontier=args.frontier))
+        fm = (fm[0] + rows, fm[1] + fronts)
         write(False)
     if not args.skip_nlp:
         nlp = section("minilm", lambda: report.evaluate_nlp(
