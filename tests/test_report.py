@@ -7,6 +7,7 @@ Outside CI a missing data set skips; with SPLITANS_REQUIRE_DATA=1 (set by .ci/ru
 CI cannot pass without running these."""
 
 import csv
+import json
 import os
 
 import numpy as np
@@ -133,6 +134,38 @@ def test_eval_cli_searches_a_fashion_mnist_model(tmp_path, capsys):
         rows = list(csv.DictReader(f))
     assert [r["row"] for r in rows] == ["paper 8-bit", "base", "all"]
     assert rows[1]["point"] == "layer1" and float(rows[1]["bpe"]) > 0
+
+
+def test_report_cli_sections_resume_into_the_same_report(tmp_path, capsys):
+    """Disjoint runs keep one JSON section per family; --resume assembles the report from them
+    without measuring again, with the measuring time of the sections and the command without --resume."""
+    have_fmnist()
+    need_module("matplotlib", "pip install matplotlib")
+    from splitans.__main__ import main
+
+    args = ["report", "--families", "resnet", "--points", "layer3", "--bits", "2,8", "--limit", "100",
+            "--calibration-limit", "300", "--options", "", "--frontier", "0", "--skip-nlp", "--skip-efficientnet",
+            "--out", str(tmp_path)]
+    assert main(args) == 0
+    capsys.readouterr()
+    section = tmp_path / "results" / "fmnist-resnet-layer3-bits2+8.json"
+    kept = json.loads(section.read_text())
+    assert {"rows", "fronts", "seconds"} <= set(kept) and kept["seconds"] > 0
+    assert [r["row"] for r in kept["rows"]] == ["paper 8-bit", "base", "all"]
+    first = (tmp_path / "results.md").read_text()
+    assert main(args + ["--resume"]) == 0
+    assert "fmnist-resnet-layer3-bits2+8: reusing" in capsys.readouterr().out
+    again = (tmp_path / "results.md").read_text()
+    assert again == first and "--resume" not in again
+    # The earlier two-element form of a section still resumes.
+    section.write_text(json.dumps([kept["rows"], kept["fronts"]]))
+    assert main(args + ["--resume"]) == 0
+    assert "| resnet | layer3 |" in (tmp_path / "results.md").read_text()
+    # Unknown names are usage errors, before anything is measured.
+    assert main(["report", "--families", "lenet", "--out", str(tmp_path)]) == 2
+    assert "unknown family 'lenet'" in capsys.readouterr().err
+    assert main(["report", "--families", "resnet", "--points", "pool1", "--out", str(tmp_path)]) == 2
+    assert "split point 'pool1' is not a point of resnet" in capsys.readouterr().err
 
 
 def test_code_items_peers_see_each_items_own_codes():

@@ -839,7 +839,7 @@ def train_fmnist(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from .eval import report
+    from .eval import fmnist, report
 
     t0 = time.time()
     none: tuple = ([], [])
@@ -881,10 +881,26 @@ def run_report(args: argparse.Namespace) -> int:
         return rows, fronts
 
     families = [f for f in args.families.split(",") if f]
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown:
+        raise CliError(EXIT_USAGE, f"unknown family {unknown[0]!r}: choose from {', '.join(FAMILIES)}")
+    bits = tuple(int(b) for b in args.bits.split(",")) if args.bits else report.BITS
+    chosen = [p for p in (args.points or "").split(",") if p]
+    if chosen:
+        stray = [p for p in chosen if not any(p in fmnist.POINTS[f] for f in families)]
+        if stray:
+            raise CliError(EXIT_USAGE, f"split point {stray[0]!r} is not a point of " + ", ".join(families))
     for family in families:
-        rows, fronts = section(f"fmnist-{family}", lambda: report.evaluate_fmnist(
+        points = [p for p in chosen if p in fmnist.POINTS[family]] if chosen else None
+        if chosen and not points:
+            continue
+        # A subset of points or bit widths is its own section: --resume never mistakes it for the full one.
+        name = f"fmnist-{family}" + ("-" + "+".join(points) if points else "") + (
+            "-bits" + "+".join(map(str, bits)) if args.bits else "")
+        rows, fronts = section(name, lambda: report.evaluate_fmnist(
             [family], budget_pp=args.budget, confidence=args.confidence, limit=args.limit,
-            calibration_limit=args.calibration_limit, options=options, frontier=args.frontier))
+            calibration_limit=args.calibration_limit, options=options, frontier=args.frontier, bits=bits,
+            points={family: points} if points else None))
         fm = (fm[0] + rows, fm[1] + fronts)
         write(False)
     if not args.skip_nlp:
@@ -1069,6 +1085,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default="docs", help="folder for results.md (CSV and PNG files go to OUT/results/)")
     r.add_argument("--families", default=",".join(FAMILIES),
                    help="comma-separated Fashion-MNIST families to evaluate (default: all six; empty: none)")
+    r.add_argument("--points", default=None,
+                   help="comma-separated Fashion-MNIST split points (default: every point of each family)")
+    r.add_argument("--bits", default=None,
+                   help="comma-separated bit widths calibrate searches on Fashion-MNIST (default 2,3,4,5,6,8)")
     r.add_argument("--budget", type=float, default=0.2, help="Fashion-MNIST accuracy budget in percentage points")
     r.add_argument("--nlp-budget", type=float, default=0.5, help="MiniLM-L6 accuracy budget in percentage points")
     r.add_argument("--lite0-budget", type=float, default=1.0,
