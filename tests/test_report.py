@@ -166,6 +166,10 @@ def test_report_cli_sections_resume_into_the_same_report(tmp_path, capsys):
     assert "unknown family 'lenet'" in capsys.readouterr().err
     assert main(["report", "--families", "resnet", "--points", "pool1", "--out", str(tmp_path)]) == 2
     assert "split point 'pool1' is not a point of resnet" in capsys.readouterr().err
+    assert main(["report", "--families", "resnet", "--bits", "2,x", "--out", str(tmp_path)]) == 2
+    assert "--bits '2,x': comma-separated integers expected" in capsys.readouterr().err
+    assert main(["eval", "--model", "resnet", "--bits", "0,8", "--out", str(tmp_path)]) == 2
+    assert "widths run from 1 to 16" in capsys.readouterr().err
 
 
 def test_code_items_peers_see_each_items_own_codes():

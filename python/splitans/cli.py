@@ -784,6 +784,20 @@ def _options(text: Optional[str]):
     return tuple(o for o in text.split(",") if o)
 
 
+def _bit_widths(text: Optional[str], default: Sequence[int]) -> tuple:
+    """--bits of the evaluation commands: comma-separated widths 1..16."""
+    if not text:
+        return tuple(default)
+    try:
+        bits = tuple(int(b) for b in text.split(",") if b)
+    except ValueError:
+        raise CliError(EXIT_USAGE, f"--bits {text!r}: comma-separated integers expected") from None
+    bad = [b for b in bits if not 1 <= b <= 16]
+    if bad or not bits:
+        raise CliError(EXIT_USAGE, f"--bits {text!r}: widths run from 1 to 16")
+    return bits
+
+
 def run_eval(args: argparse.Namespace) -> int:
     from .eval import evaluate
 
@@ -792,7 +806,7 @@ def run_eval(args: argparse.Namespace) -> int:
         from .eval import fmnist, report
 
         none = ([], [])
-        bits = tuple(int(b) for b in args.bits.split(",")) if args.bits else report.BITS
+        bits = _bit_widths(args.bits, report.BITS)
         if args.model == "efficientnet-lite0":
             points = args.points.split(",") if args.points else ["block3.expand", "block11.expand"]
             lite0 = report.evaluate_lite0(points, budget_pp=args.budget, confidence=args.confidence,
@@ -884,7 +898,7 @@ def run_report(args: argparse.Namespace) -> int:
     unknown = [f for f in families if f not in FAMILIES]
     if unknown:
         raise CliError(EXIT_USAGE, f"unknown family {unknown[0]!r}: choose from {', '.join(FAMILIES)}")
-    bits = tuple(int(b) for b in args.bits.split(",")) if args.bits else report.BITS
+    bits = _bit_widths(args.bits, report.BITS)
     chosen = [p for p in (args.points or "").split(",") if p]
     if chosen:
         stray = [p for p in chosen if not any(p in fmnist.POINTS[f] for f in families)]
