@@ -819,7 +819,7 @@ def run_eval(args: argparse.Namespace) -> int:
             fm = report.evaluate_fmnist(
                 [args.model], budget_pp=budget, confidence=args.confidence, limit=args.limit,
                 calibration_limit=args.calibration_limit, points={args.model: points}, bits=bits,
-                options=_options(args.options), frontier=args.frontier,
+                options=_options(args.options), frontier=args.frontier, calibration_split=args.calibration_split,
             )
             paths = report.write_report(args.out, fm, none, none, _meta(t0, True), budgets={"fmnist": budget},
                                         confidence=args.confidence)
@@ -910,10 +910,12 @@ def run_report(args: argparse.Namespace) -> int:
             continue
         # A subset of points or bit widths is its own section: --resume never mistakes it for the full one.
         name = f"fmnist-{family}" + ("-" + "+".join(points) if points else "") + (
-            "-bits" + "+".join(map(str, bits)) if args.bits else "")
+            "-bits" + "+".join(map(str, bits)) if args.bits else "") + (
+            "" if args.calibration_split == "calibration" else "-" + args.calibration_split)
         rows, fronts = section(name, lambda: report.evaluate_fmnist(
             [family], budget_pp=args.budget, confidence=args.confidence, limit=args.limit,
             calibration_limit=args.calibration_limit, options=options, frontier=args.frontier, bits=bits,
+            calibration_split=args.calibration_split,
             points={family: points} if points else None))
         fm = (fm[0] + rows, fm[1] + fronts)
         write(False)
@@ -1078,6 +1080,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "per_token; default all; empty for the base grid only)")
     e.add_argument("--frontier", type=int, default=6, help="searched settings measured on test for the plot (0: none)")
     e.add_argument("--calibration-limit", type=int, default=None, help="use only the first N calibration images")
+    e.add_argument("--calibration-split", default="calibration", choices=("calibration", "train+calibration"),
+                   help="Fashion-MNIST calibration samples: the 5,000 held-out images (default), or those and "
+                        "the 55,000 training images")
     e.add_argument("--configs", default=None, help="comma-separated, from: paper csr+model, auto, auto per-channel")
     e.add_argument("--augment", type=int, default=2, help="flipped/shifted copies per image for agreement")
     e.add_argument("--limit", type=int, default=None,
@@ -1113,6 +1118,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="searched settings measured on test per point, for the plots")
     r.add_argument("--limit", type=int, default=None, help="only the first N Fashion-MNIST test images")
     r.add_argument("--calibration-limit", type=int, default=None, help="only the first N calibration images")
+    r.add_argument("--calibration-split", default="calibration", choices=("calibration", "train+calibration"),
+                   help="Fashion-MNIST calibration samples: the 5,000 held-out images (default), or those and "
+                        "the 55,000 training images")
     r.add_argument("--skip-nlp", action="store_true", help="leave out the MiniLM-L6 / Rotten Tomatoes section")
     r.add_argument("--nlp-train", type=int, default=3000,
                    help="Rotten Tomatoes sentences to train the classifier head on (default 3000)")
