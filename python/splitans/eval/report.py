@@ -867,7 +867,7 @@ def write_report(
              "are against float32 and count every byte of every blob (the codec itself, sent once, is listed apart).", "",
              f"**How each codec was chosen** — `splitans.calibrate` on the calibration split only: quantizer parameters "
              f"and a ranking of the candidates (bit widths × clipping × per tensor or per channel × quantizer options) "
-             f"on a tenth of it; then, on the rest, a paired test per candidate (Tango's score test on per-sample "
+             f"on a selection part of it (500 samples on Fashion-MNIST, a tenth to a quarter elsewhere); then, on the rest, a paired test per candidate (Tango's score test on per-sample "
              f"correctness, or an exact binomial test on changed predictions) along the bit widths of the three "
              f"configurations predicted smallest, each at level {1 - confidence:.0%}/3 (Bonferroni over the three, a "
              f"fixed sequence within each). The codec returned is the smallest confirmed within the budget: with "
@@ -914,9 +914,14 @@ def write_report(
         lines += [f"## {title}", ""]
         if name == "fmnist":
             base = {r["model"]: r["baseline_accuracy"] for r in rows}
+            cal_n = max(int(r.get("cal_n") or 0) for r in rows)
+            source = ("the other 5,000 are the calibration split" if cal_n <= 5000 else
+                      f"calibrate draws on {cal_n:,} samples: the 5,000 other images (the calibration split) and the "
+                      "55,000 training images (`--calibration-split train+calibration`; the model has fitted those, "
+                      "so check the bracket count for a bias)")
             lines += ["Six model families trained here by `splitans train-fmnist` (seeded; checkpoints in "
-                      "`benches/checkpoints/fmnist`) on 55,000 training images; the other 5,000 are the calibration "
-                      f"split, the 10,000 test images measure. Baseline test accuracy: "
+                      f"`benches/checkpoints/fmnist`) on 55,000 training images; {source}; the 10,000 test images "
+                      "measure. Baseline test accuracy: "
                       + ", ".join(f"{m} {a:.4f}" for m, a in base.items()) + ".", ""]
         elif name == "minilm":
             r0 = rows[0]
