@@ -166,10 +166,23 @@ def test_report_cli_sections_resume_into_the_same_report(tmp_path, capsys):
     assert "unknown family 'lenet'" in capsys.readouterr().err
     assert main(["report", "--families", "resnet", "--points", "pool1", "--out", str(tmp_path)]) == 2
     assert "split point 'pool1' is not a point of resnet" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="unknown calibration split 'val'"):
+        report.evaluate_fmnist(["resnet"], calibration_split="val")
     assert main(["report", "--families", "resnet", "--bits", "2,x", "--out", str(tmp_path)]) == 2
     assert "--bits '2,x': comma-separated integers expected" in capsys.readouterr().err
     assert main(["eval", "--model", "resnet", "--bits", "0,8", "--out", str(tmp_path)]) == 2
     assert "widths run from 1 to 16" in capsys.readouterr().err
+
+
+def test_training_images_extend_the_calibration_samples(tmp_path):
+    have_fmnist()
+    rows, fronts = report.evaluate_fmnist(["resnet"], limit=100, calibration_limit=5300, points={"resnet": ["layer3"]},
+                                          bits=(2, 8), options=(), frontier=0, calibration_split="train+calibration",
+                                          log=lambda s: None)
+    # The 5,000 calibration images first, then the training images: 300 of them here.
+    assert {r["cal_n"] for r in rows} == {5300}
+    paths = report.write_report(str(tmp_path), (rows, fronts), ([], []), ([], []), {"command": "test"})
+    assert "calibrate draws on 5,300 samples" in open(paths["md"]).read()
 
 
 def test_code_items_peers_see_each_items_own_codes():
