@@ -950,6 +950,12 @@ def _io_options(p: argparse.ArgumentParser, what: str, default_name: str, thread
                        help="cores to use (default: all; the bytes never depend on it)")
 
 
+def _calibration_split_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--calibration-split", default="calibration", choices=("calibration", "train+calibration"),
+                   help="Fashion-MNIST calibration samples: the 5,000 held-out images (default), or those and "
+                        "the 55,000 training images")
+
+
 def _codec_option(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--codec", metavar="CODEC", default=None,
                    help=f"{what} with a fitted codec (a file splitans fit wrote); a blob only its codec decodes")
@@ -1080,9 +1086,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "per_token; default all; empty for the base grid only)")
     e.add_argument("--frontier", type=int, default=6, help="searched settings measured on test for the plot (0: none)")
     e.add_argument("--calibration-limit", type=int, default=None, help="use only the first N calibration images")
-    e.add_argument("--calibration-split", default="calibration", choices=("calibration", "train+calibration"),
-                   help="Fashion-MNIST calibration samples: the 5,000 held-out images (default), or those and "
-                        "the 55,000 training images")
+    _calibration_split_option(e)
     e.add_argument("--configs", default=None, help="comma-separated, from: paper csr+model, auto, auto per-channel")
     e.add_argument("--augment", type=int, default=2, help="flipped/shifted copies per image for agreement")
     e.add_argument("--limit", type=int, default=None,
@@ -1107,7 +1111,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--points", default=None,
                    help="comma-separated Fashion-MNIST split points (default: every point of each family)")
     r.add_argument("--bits", default=None,
-                   help="comma-separated bit widths calibrate searches on Fashion-MNIST (default 2,3,4,5,6,8)")
+                   help="comma-separated bit widths calibrate searches on Fashion-MNIST (default 1,2,3,4,5,6,8)")
     r.add_argument("--budget", type=float, default=0.2, help="Fashion-MNIST accuracy budget in percentage points")
     r.add_argument("--nlp-budget", type=float, default=0.5, help="MiniLM-L6 accuracy budget in percentage points")
     r.add_argument("--lite0-budget", type=float, default=1.0,
@@ -1118,9 +1122,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="searched settings measured on test per point, for the plots")
     r.add_argument("--limit", type=int, default=None, help="only the first N Fashion-MNIST test images")
     r.add_argument("--calibration-limit", type=int, default=None, help="only the first N calibration images")
-    r.add_argument("--calibration-split", default="calibration", choices=("calibration", "train+calibration"),
-                   help="Fashion-MNIST calibration samples: the 5,000 held-out images (default), or those and "
-                        "the 55,000 training images")
+    _calibration_split_option(r)
     r.add_argument("--skip-nlp", action="store_true", help="leave out the MiniLM-L6 / Rotten Tomatoes section")
     r.add_argument("--nlp-train", type=int, default=3000,
                    help="Rotten Tomatoes sentences to train the classifier head on (default 3000)")

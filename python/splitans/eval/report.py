@@ -865,9 +865,10 @@ def write_report(
              "by a fitted codec (`splitans.Codec`: quantizer and context model agreed once; a blob is a 7-byte header, "
              "4 bytes per coding lane and the coded words) and the model finishes on the decompressed tensor. Ratios "
              "are against float32 and count every byte of every blob (the codec itself, sent once, is listed apart).", "",
-             f"**How each codec was chosen** — `splitans.calibrate` on the calibration split only: quantizer parameters "
-             f"and a ranking of the candidates (bit widths × clipping × per tensor or per channel × quantizer options) "
-             f"on a selection part of it (500 samples on Fashion-MNIST, a tenth to a quarter elsewhere); then, on the rest, a paired test per candidate (Tango's score test on per-sample "
+             f"**How each codec was chosen** — `splitans.calibrate` on calibration data only (never the test split): "
+             f"quantizer parameters and a ranking of the candidates (bit widths × clipping × per tensor or per channel "
+             f"× quantizer options) on a selection part of it (500 samples on Fashion-MNIST, a tenth to a quarter "
+             f"elsewhere); then, on the rest, a paired test per candidate (Tango's score test on per-sample "
              f"correctness, or an exact binomial test on changed predictions) along the bit widths of the three "
              f"configurations predicted smallest, each at level {1 - confidence:.0%}/3 (Bonferroni over the three, a "
              f"fixed sequence within each). The codec returned is the smallest confirmed within the budget: with "
