@@ -861,14 +861,14 @@ def run_report(args: argparse.Namespace) -> int:
     budgets = {"fmnist": args.budget, "nlp": args.nlp_budget, "lite0": args.lite0_budget}
     options = _options(args.options)
 
+    seconds = [0.0]  # measuring time of every section, resumed ones included
+
     def write(final: bool) -> None:
         # After every section, so that a failure later keeps what was measured.
         paths = report.write_report(args.out, fm, nlp, lite0, _meta(t0, final, seconds[0]), budgets=budgets,
                                     confidence=args.confidence)
         if final:
             print(f"wrote {paths['md']} and the CSV and PNG files in {os.path.join(args.out, 'results')}")
-
-    seconds = [0.0]  # measuring time of every section, resumed ones included
 
     def section(name: str, run):
         # Each finished section is kept as JSON beside the CSVs; --resume reuses it. Sections are
@@ -887,10 +887,11 @@ def run_report(args: argparse.Namespace) -> int:
             return rows, fronts
         t = time.time()
         rows, fronts = run()
-        seconds[0] += time.time() - t
+        took = time.time() - t
+        seconds[0] += took
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "w") as f:
-            json.dump({"rows": rows, "fronts": fronts, "seconds": time.time() - t}, f,
+            json.dump({"rows": rows, "fronts": fronts, "seconds": took}, f,
                       default=lambda v: v.item() if hasattr(v, "item") else str(v))
         return rows, fronts
 
