@@ -76,10 +76,56 @@ def decode_result(blob, **kw):
 # ---------------------------------------------------------------- encoder inputs
 
 
+# The inputs are built with integer arithmetic and single IEEE operations only (no libm call, no
+# reduction whose order a library may change, no numpy Generator method): the same arrays on
+# every numpy version and every architecture. Before, np.quantile on float32 moved by one ulp
+# between numpy 2.2.6 and 2.4.6 and 16 recorded outputs with it.
+
+_M64 = (1 << 64) - 1
+
+
+def raw(seed, n):
+    """n uint64 of splitmix64 seeded with `seed` (integer-exact: wrapping uint64 arithmetic)."""
+    with np.errstate(over="ignore"):
+        z = (np.arange(1, n + 1, dtype=np.uint64) + np.uint64((seed * 0x9E3779B97F4A7C15) & _M64)) * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def normal(seed, shape):
+    """Bell-shaped float32 (the sum of four 16-bit uniforms, centred, times 2^-15: std 1.15,
+    support +-4), exactly the same everywhere."""
+    r = raw(seed, math.prod(shape))
+    m = np.uint64(0xFFFF)
+    s = sum(((r >> np.uint64(k)) & m).astype(np.int64) for k in (0, 16, 32, 48)) - 2 * 0xFFFF
+    return (s.astype(np.float32) * np.float32(2.0**-15)).reshape(shape)
+
+
+def integers(seed, lo, hi, shape, dtype):
+    """Uniform integers in [lo, hi) (hi - lo <= 2^63), modulo-reduced: exact everywhere."""
+    r = raw(seed, math.prod(shape)) >> np.uint64(1)
+    return ((r % np.uint64(hi - lo)).astype(np.int64 if lo < 0 else np.uint64) + (np.int64(lo) if lo < 0 else np.uint64(lo))).astype(dtype).reshape(shape)
+
+
+def geometric(seed, p_num, p_den, n):
+    """Geometric counts (number of trials to the first success, >= 1) with p = p_num / p_den,
+    by inverse CDF over exact integer thresholds floor(2^48 (1 - p)^k)."""
+    t, thresholds = 1 << 48, []
+    while t:
+        thresholds.append(t)
+        t = t * (p_den - p_num) // p_den
+    u = (raw(seed, n) >> np.uint64(16)).astype(np.int64)  # uniform in [0, 2^48)
+    # X = the number of thresholds above u: P(X >= k) = (1 - p)^(k-1).
+    desc = np.array(thresholds, dtype=np.int64)
+    return np.searchsorted(-desc, -u, side="left").astype(np.int64)
+
+
 def relu_map(shape, seed, zeros=0.3, scale=1.0):
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(shape).astype(np.float32) * np.float32(scale)
-    x = np.maximum(x - np.float32(np.quantile(x, zeros) if x.size else 0), 0)
+    x = normal(seed, shape) * np.float32(scale)
+    # The threshold is an element of x (an exact order statistic, no interpolation).
+    t = np.sort(x.ravel())[int(zeros * (x.size - 1))] if x.size else np.float32(0)
+    x = np.maximum(x - t, 0)
     return np.minimum(x, np.float32(6 * scale)).astype(np.float32)
 
 
@@ -128,7 +174,7 @@ def feature_inputs():
             out.append((f"small{shape}_4_axis1", x, dict(bits=4, axis=1)))
             out.append((f"small{shape}_8_axis-1", x, dict(bits=8, axis=-1)))
         out.append((f"small{shape}_6_signed", x - np.float32(0.7), dict(bits=6)))
-    odd = np.random.default_rng(30).standard_normal((3, 7, 11, 13)).astype(np.float32)
+    odd = normal(30, (3, 7, 11, 13))
     out += [
         ("odd_8", odd, dict(bits=8)),
         ("odd_8_axis1", odd, dict(bits=8, axis=1)),
@@ -165,7 +211,6 @@ def feature_inputs():
 def integer_inputs():
     """(name, fn returning the blob)."""
     s = ((h(100000) ** 2) >> 12).astype(np.uint8)
-    rng = np.random.default_rng(40)
     out = [
         ("vec_rans", lambda: splitans.rans_encode(s)),
         ("vec_rans_chunk4096", lambda: splitans.rans_encode(s[:20000], chunk_symbols=4096)),
@@ -174,14 +219,15 @@ def integer_inputs():
         ("worked_4_5", lambda: splitans.rans_encode(np.array([7, 7, 3, 7] * 5, dtype=np.uint16), precision_bits=2)),
         ("table_example", lambda: splitans.rans_encode(np.repeat(np.uint8([0, 1, 2, 5, 6, 9]), [4, 4, 80, 12, 24, 4]), precision_bits=5)),
     ]
-    geo = {p: np.minimum(rng.geometric(p, 1 << 20) - 1, 255).astype(np.uint8) for p in (0.35, 0.08, 0.9)}
+    geo = {p: np.minimum(geometric(41 + i, num, den, 1 << 20) - 1, 255).astype(np.uint8)
+           for i, (p, num, den) in enumerate([(0.35, 7, 20), (0.08, 2, 25), (0.9, 9, 10)])}
     for p, g in geo.items():
         out.append((f"geo{p}", lambda g=g: splitans.rans_encode(g)))
         out.append((f"geo{p}_t2", lambda g=g: splitans.rans_encode(g, threads=2)))
-    flat = rng.integers(0, 256, 300_000).astype(np.uint8)
+    flat = integers(44, 0, 256, (300_000,), np.uint8)
     out += [
         ("flat_u8", lambda: splitans.rans_encode(flat)),
-        ("geo_u16", lambda: splitans.rans_encode((np.minimum(rng.geometric(0.001, 1 << 19), 65535)).astype(np.uint16))),
+        ("geo_u16", lambda: splitans.rans_encode(np.minimum(geometric(45, 1, 1000, 1 << 19), 65535).astype(np.uint16))),
         ("geo_chunk256", lambda: splitans.rans_encode(geo[0.08][:50000], chunk_symbols=256)),
         ("geo_chunk2_24", lambda: splitans.rans_encode(geo[0.08], chunk_symbols=1 << 24)),
         ("geo_p16", lambda: splitans.rans_encode(geo[0.35], precision_bits=16)),
@@ -190,15 +236,15 @@ def integer_inputs():
     for n in (0, 1, 2, 31, 32, 33, 255, 4095, 8192, 65535, 65536, 65537, 200_001):
         out.append((f"geo_n{n}", lambda n=n: splitans.rans_encode(geo[0.08][:n])))
     ints = {
-        "u8": rng.integers(0, 7, (50, 70)).astype(np.uint8),
-        "i8": rng.integers(-100, 100, (999,)).astype(np.int8),
-        "u16": rng.geometric(0.01, (300, 301)).astype(np.uint16),
-        "i16": rng.integers(-30000, 30000, (4, 5, 6)).astype(np.int16),
-        "u32": rng.geometric(0.0001, 70000).astype(np.uint32),
-        "i32": rng.integers(-(2**31), 2**31 - 1, 5000, dtype=np.int64).astype(np.int32),
-        "u64": rng.integers(0, 2**63, 3000, dtype=np.uint64),
-        "i64": rng.integers(-(2**40), 2**40, (10, 10, 10), dtype=np.int64),
-        "i16_fortran": np.asfortranarray(rng.integers(0, 9, (40, 30)).astype(np.int16)),
+        "u8": integers(46, 0, 7, (50, 70), np.uint8),
+        "i8": integers(47, -100, 100, (999,), np.int8),
+        "u16": geometric(48, 1, 100, 300 * 301).reshape(300, 301).astype(np.uint16),
+        "i16": integers(49, -30000, 30000, (4, 5, 6), np.int16),
+        "u32": geometric(50, 1, 10000, 70000).astype(np.uint32),
+        "i32": integers(51, -(2**31), 2**31 - 1, (5000,), np.int32),
+        "u64": integers(52, 0, 2**63, (3000,), np.uint64),
+        "i64": integers(53, -(2**40), 2**40, (10, 10, 10), np.int64),
+        "i16_fortran": np.asfortranarray(integers(54, 0, 9, (40, 30), np.int16)),
         "u8_0d": np.uint8(7),
         "u16_empty": np.zeros((3, 0), np.uint16),
         "u8_big": (geo[0.08].reshape(1024, 1024)),
@@ -210,6 +256,8 @@ def integer_inputs():
 
 def encoder_cases():
     for name, x, kw in feature_inputs():
+        # The input itself, so that a replay elsewhere tells a changed input from a changed output.
+        yield f"input:{name}", array_result(np.asarray(x))
         blob = attempt(lambda: splitans.compress(x, **kw))
         if isinstance(blob, dict):
             yield f"compress:{name}", blob
