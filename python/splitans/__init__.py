@@ -62,10 +62,10 @@ _GPU_NAMES = ("compress_gpu", "decompress_gpu", "rans_decode_gpu", "rans_encode_
 
 
 def __getattr__(name: str):
-    if name == "split":  # needs torch: `splitans.runtime.cut`, imported on first use
+    if name == "split":  # needs torch: `splitans.cut`, imported on first use
         import importlib
 
-        return importlib.import_module(".runtime.cut", __name__).split
+        return importlib.import_module(".cut", __name__).split
     if name == "gpu" or name in _GPU_NAMES:
         import importlib
 

@@ -14,13 +14,22 @@ would have to travel too). Two kinds of model are cut:
 Not supported: models fx cannot trace (data-dependent ``if``/loops, non-torch calls on tensor
 values), forwards that take several tensors, and cuts where more than one tensor is live
 (residual blocks cut inside their skip): the error lists the points that are valid.
+
+The head can leave torch behind: ``split(..., onnx="head.onnx")`` (or `export_onnx`) writes it
+as one ONNX file, batch axis dynamic where the model allows, checked against the torch head
+with ONNX Runtime; the edge runs it with ``onnxruntime`` alone
+(``splitans.runtime.EdgeClient(target, "head.onnx", codec)``, ``splitans edge --head``).
+
+This module needs torch; ``import splitans`` does not load it (``splitans.split`` imports it on
+first use). It was ``splitans.runtime.cut``, which still works.
 """
 
 from __future__ import annotations
 
-from typing import Any, List, NamedTuple, Tuple, Union
+import os
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple, Union
 
-__all__ = ["Split", "split", "split_points"]
+__all__ = ["Split", "export_onnx", "split", "split_points"]
 
 
 class Split(NamedTuple):
@@ -136,13 +145,14 @@ def split_points(model) -> List[str]:
 
 
 def split(model, point: Union[str, int], sample: Any = None, *, check: bool = True,
-          rtol: float = 1e-4, atol: float = 1e-5) -> Split:
+          rtol: float = 1e-4, atol: float = 1e-5, onnx: Union[str, "os.PathLike[str]", None] = None) -> Split:
     """Cut `model` after `point` into ``(head, tail)`` torch modules.
 
     `point`: a child's (qualified) name, or an index into an ``nn.Sequential`` (negative counts
     from the end); ``split_points(model)`` lists the valid names and an unknown one raises
     ``ValueError`` listing them. `sample`: an input batch; ``tail(head(sample))`` is checked
-    against ``model(sample)`` (within `rtol`/`atol`) unless ``check=False``.
+    against ``model(sample)`` (within `rtol`/`atol`) unless ``check=False``. `onnx`: a path to
+    write the head to as ONNX (`export_onnx` on `sample`), for an edge without torch.
 
     >>> import torch
     >>> from torch import nn
@@ -186,6 +196,10 @@ def split(model, point: Union[str, int], sample: Any = None, *, check: bool = Tr
     tail.train(model.training)
     if check:
         _check(model, head, tail, sample, point, rtol, atol)
+    if onnx is not None:
+        if sample is None:
+            raise TypeError("split(..., onnx=PATH) traces the head on a sample: pass sample=")
+        export_onnx(head, sample, onnx)
     return Split(head, tail)
 
 
@@ -204,3 +218,83 @@ def _check(model, head, tail, sample, point, rtol: float, atol: float) -> None:
         diff = (got - want).abs().max().item() if want.shape == got.shape else f"shape {tuple(got.shape)}"
         raise ValueError(f"head then tail at {point!r} differs from the model on the sample (max |diff| {diff}): "
                          "its forward does more than run these modules in order; cut a traceable model instead")
+
+
+def export_onnx(head, sample: Any, path: Union[str, "os.PathLike[str]"], *, dynamic_batch: bool = True,
+                check: bool = True, atol: float = 1e-4) -> Dict[str, Any]:
+    """Write the torch module `head` as one ONNX file at `path`, traced on `sample` (an input
+    batch), with input ``"input"`` and output ``"activation"``.
+
+    The batch axis is dynamic when `dynamic_batch` and the model allows it (``torch.export``
+    proves it); otherwise, or if that fails, the file takes `sample`'s batch size and the edge
+    runs it one batch of that size at a time. With `check`, ONNX Runtime runs the file on
+    `sample` and the largest difference from the torch head must be within `atol` times the
+    activation's largest magnitude (at least 1), else ``ValueError``.
+
+    Returns ``{"path", "dynamic_batch", "max_abs_diff", "activation_shape", "bytes"}``
+    (``max_abs_diff`` is None without `check`). Needs ``onnx`` and ``onnxscript``
+    (``pip install 'splitans[runtime]'``); the check needs ``onnxruntime``.
+    """
+    import warnings
+
+    import numpy as np
+    import torch
+
+    path = os.fspath(path)
+    sample = sample if isinstance(sample, torch.Tensor) else torch.as_tensor(np.asarray(sample, dtype=np.float32))
+    head = head.eval()
+    kwargs = dict(input_names=["input"], output_names=["activation"], external_data=False, dynamo=True)
+    errors = []
+    dynamic = False
+    for dynamic in ([True, False] if dynamic_batch else [False]):
+        shapes = ({0: torch.export.Dim("batch", min=1, max=1 << 16)},) if dynamic else None
+        try:
+            with warnings.catch_warnings(), _quiet_exporter():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(head, (sample,), path, dynamic_shapes=shapes, verbose=False, **kwargs)
+            break
+        except Exception as e:  # torch.export raises many kinds; the static retry says what failed
+            errors.append(f"{'dynamic' if dynamic else 'static'} batch: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+    else:
+        raise ValueError(f"cannot export the head to ONNX ({'; '.join(errors)})")
+    with torch.no_grad():
+        want = head(sample)
+    if not isinstance(want, torch.Tensor):
+        raise ValueError(f"the head's output is a {type(want).__name__}, not one tensor")
+    want = want.detach().float().cpu().numpy()
+    diff = None
+    if check:
+        from .runtime.onnx_head import OnnxHead
+
+        got = OnnxHead(path)(sample.detach().cpu().numpy())
+        if got.shape != want.shape:
+            raise ValueError(f"the ONNX head gives shape {got.shape}, the torch head {want.shape}")
+        diff = float(np.abs(got - want).max()) if want.size else 0.0
+        bound = atol * max(1.0, float(np.abs(want).max()) if want.size else 1.0)
+        if not diff <= bound:
+            raise ValueError(f"the ONNX head differs from the torch head by {diff:.3g} (> {bound:.3g}) on the sample")
+    return {"path": path, "dynamic_batch": dynamic, "max_abs_diff": diff, "activation_shape": tuple(want.shape[1:]),
+            "bytes": os.path.getsize(path)}
+
+
+class _quiet_exporter:
+    """Silences the exporter's progress lines on stdout and its logger (it prints a line per
+    stage, and a warning per torchvision operator it cannot find)."""
+
+    def __enter__(self):
+        import contextlib
+        import io
+        import logging
+
+        self._loggers = [(lg, lg.level) for lg in (logging.getLogger("torch.onnx"), logging.getLogger("torch.export"),
+                                                   logging.getLogger("onnxscript"))]
+        for lg, _ in self._loggers:
+            lg.setLevel(logging.ERROR)
+        self._out = contextlib.redirect_stdout(io.StringIO())
+        self._out.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._out.__exit__(*exc)
+        for lg, level in self._loggers:
+            lg.setLevel(level)
