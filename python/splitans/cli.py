@@ -753,8 +753,11 @@ def demo(args: argparse.Namespace) -> int:
 
     logits = split.tail(restored)
     same = (logits.argmax(1) == reference.argmax(1)).tolist()
+    from .eval.labels import imagenet
+
+    classes = imagenet()
     for name, r, c, ok in zip(names, reference.argmax(1).tolist(), logits.argmax(1).tolist(), same):
-        print(f"top-1       {name}: uncompressed class {r}, after compression class {c}"
+        print(f"top-1       {name}: uncompressed {classes[r]!r} ({r}), after compression {classes[c]!r} ({c})"
               f"{'' if ok else '  (differs)'}")
     return EXIT_OK
 
@@ -1136,13 +1139,23 @@ def build_parser() -> argparse.ArgumentParser:
     from .runtime import cli as runtime_cli  # argparse only: no grpc, torch or Ray until a command runs
 
     runtime_cli.add_serve(sub)
+    runtime_cli.add_export(sub)
     runtime_cli.add_edge(sub)
     return parser
 
 
+#: The extra that brings what each command needs.
+_EXTRA = {"demo": "demo", "bench": "bench", "serve": "runtime", "export": "runtime", "edge": "edge,onnx"}
+
+
 def _missing(e: ImportError, command: str) -> str:
-    extra = "demo" if command == "demo" else ("bench" if command == "bench" else "eval")
+    extra = _EXTRA.get(command, "eval")
     what = f" ({e.name})" if getattr(e, "name", None) else ""
+    name = getattr(e, "name", None) or ""
+    if command == "serve" and name.split(".")[0] == "ray":
+        extra = "ray"
+    elif command == "edge" and name.split(".")[0] not in ("grpc", "google", "onnxruntime"):
+        extra = "runtime"  # the torch path (--model, image inputs) is the server side's
     return f"splitans {command} needs a package that is not installed{what}: pip install 'splitans[{extra}]'"
 
 
