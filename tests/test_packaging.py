@@ -88,3 +88,13 @@ def test_quickstart_has_two_commands_and_ci_runs_the_test_command_verbatim():
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert tests in ci, ".ci/run must run the README's test command verbatim"
     assert "bash .ci/wheel" in ci
+
+
+def test_readme_lists_every_extra():
+    """Each extra of pyproject.toml has its row in the README's table of extras."""
+    extras = _toml("pyproject.toml")["project"]["optional-dependencies"]
+    readme = (ROOT / "README.md").read_text()
+    rows = {line.split("|")[1].strip().strip("`") for line in readme.splitlines() if line.startswith("| `[")}
+    assert {f"[{name}]" for name in extras} <= rows, sorted({f"[{name}]" for name in extras} - rows)
+    quickstart = readme.index("## Quickstart")
+    assert quickstart < 1000, "the Quickstart comes first, right after the introduction"
