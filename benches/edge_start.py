@@ -77,11 +77,9 @@ def first_answer(cmd, timeout: float = 300.0) -> float:
         if cmd[1:3] != ["-c", "pass"]:
             raise SystemExit(f"{' '.join(cmd)}: no answer (exit {proc.returncode}): {proc.stderr.read()}")
         took = time.perf_counter() - t
-    proc.stdout.close()
-    proc.wait(timeout)
+    _, err = proc.communicate(timeout=timeout)  # the rest of its answers
     if proc.returncode:
-        raise SystemExit(f"{' '.join(cmd)}: exit {proc.returncode}: {proc.stderr.read()}")
-    proc.stderr.close()
+        raise SystemExit(f"{' '.join(cmd)}: exit {proc.returncode}: {err}")
     return took
 
 

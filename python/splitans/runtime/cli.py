@@ -319,7 +319,7 @@ def run_edge(args: argparse.Namespace) -> int:
                                      f"{expect.shape}")
     codec = "server" if args.codec == "server" else (_read_codec(args.codec) if args.codec else None)
 
-    from .client import EdgeClient
+    from .client import EdgeClient, RemoteError
 
     loaded = None
     if args.head is not None:
@@ -356,7 +356,10 @@ def run_edge(args: argparse.Namespace) -> int:
     client = EdgeClient(args.target, None if strategy in ("jpeg", "png") else head, codec, strategy=strategy,
                         bits=args.bits, top_k=args.top_k)
     t = time.perf_counter()
-    info = client.connect()
+    try:
+        info = client.connect()
+    except RemoteError as e:
+        raise _fail("EXIT_IO", f"the server at {args.target}: {e}") from None
     print(f"server: {info.model} after {info.split!r}, activation {tuple(info.activation_shape)}; "
           f"strategy {strategy}" + (f", codec {client.codec.id[:12]} ({'uploaded' if client.uploads else 'agreed'})"
                                     if strategy == "codec" else ""), flush=True)
