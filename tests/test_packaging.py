@@ -64,7 +64,9 @@ def test_sdist_builds_and_holds_everything_a_build_needs(tmp_path):
     for needed in ("pyproject.toml", "Cargo.toml", "Cargo.lock", "README.md", "PKG-INFO", "rust/src/lib.rs",
                    "rust/src/python/mod.rs", "python/splitans/__init__.py", "python/splitans/_core.pyi",
                    "python/splitans/py.typed", "python/splitans/cli.py", "python/splitans/numcodecs.py",
-                   "python/splitans/zarr3.py", "python/splitans/cuda/rans_decode.cu", "python/splitans/eval/report.py"):
+                   "python/splitans/zarr3.py", "python/splitans/cuda/rans_decode.cu", "python/splitans/eval/report.py",
+                   "python/splitans/runtime/splitans_runtime.proto", "python/splitans/runtime/splitans_runtime_pb2.py",
+                   "python/splitans/runtime/splitans_runtime_pb2_grpc.py", "python/splitans/eval/imagenet_classes.txt"):
         assert needed in names, needed
     assert not any(n.startswith(("target/", ".venv", "python/splitans/_core.")) and not n.endswith(".pyi") for n in names)
 
@@ -98,3 +100,27 @@ def test_readme_lists_every_extra():
     assert {f"[{name}]" for name in extras} <= rows, sorted({f"[{name}]" for name in extras} - rows)
     quickstart = readme.index("## Quickstart")
     assert quickstart < 1000, "the Quickstart comes first, right after the introduction"
+
+
+def _expand(extras: dict, names) -> set:
+    """The distribution names an install of splitans[names] pulls in, through splitans[...] entries."""
+    import re
+
+    out = set()
+    for name in names:
+        for dep in extras[name]:
+            m = re.match(r"splitans\[([^\]]+)\]", dep)
+            if m:
+                out |= _expand(extras, m.group(1).split(","))
+            else:
+                out.add(re.match(r"[A-Za-z0-9_.-]+", dep).group(0).lower())
+    return out
+
+
+def test_edge_extras_are_light_and_runtime_leaves_ray_to_its_own():
+    extras = _toml("pyproject.toml")["project"]["optional-dependencies"]
+    assert _expand(extras, ["edge"]) == {"grpcio", "protobuf"}
+    assert _expand(extras, ["edge", "onnx"]) == {"grpcio", "protobuf", "onnxruntime"}
+    runtime = _expand(extras, ["runtime"])
+    assert "torch" in runtime and not runtime & {"ray", "grpcio-tools"}, runtime
+    assert "ray" in _expand(extras, ["ray"]) and runtime <= _expand(extras, ["ray"])

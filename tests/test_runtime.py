@@ -13,7 +13,6 @@ import pytest
 torch = pytest.importorskip("torch")
 grpc = pytest.importorskip("grpc")
 pytest.importorskip("grpc_health")
-pytest.importorskip("grpc_tools")
 from torch import nn  # noqa: E402
 
 import splitans  # noqa: E402
