@@ -40,7 +40,9 @@ def test_importing_splitans_pulls_in_no_optional_dependency():
         "import sys, splitans\n"
         "assert 'torch' not in sys.modules\n"
         "bad = [m for m in ('torch', 'cupy', 'numcodecs', 'zarr', 'zstandard', 'lz4', 'blosc2', 'splitans.cli',"
-        " 'splitans.eval', 'splitans.gpu') if m in sys.modules]\n"
+        " 'splitans.eval', 'splitans.gpu', 'splitans.cut', 'splitans.runtime', 'grpc', 'onnxruntime')"
+        " if m in sys.modules]\n"
+        "assert callable(splitans.split) and 'splitans.cut' in sys.modules\n"
         "assert not bad, bad\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
