@@ -117,6 +117,12 @@ def test_onnx_edge_gets_the_torch_edges_answers_from_a_real_server(fmnist, serve
     # ONNX Runtime's float32 differs from torch's in the last bits; the 8-bit codes nearly never.
     assert same_blob >= len(xs) - 2, same_blob
     assert by_onnx.class_name(int(got[0].top_k_index[0, 0])) in FASHION_MNIST
+    # Any callable head still works: here a plain function of numpy arrays.
+    session = OnnxHead(fmnist["onnx"])
+    by_function = EdgeClient(target, lambda x: session(np.asarray(x) * 1.0), codec)
+    assert [r.top_k_index[0, 0] for r in by_function.infer_many([xs[i : i + 1].numpy() for i in range(4)])] == \
+        list(fmnist["want"][:4])
+    by_function.close()
     by_onnx.close()
     by_torch.close()
 

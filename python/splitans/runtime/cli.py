@@ -15,10 +15,10 @@ STRATEGIES = ["codec", "auto", "best", "float32", "float16", "zstd-float16", "jp
 
 
 def _fail(code_name: str, message: str):
-    """A one-line error with the documented exit status (``splitans.cli.EXIT_*``)."""
-    from .. import cli
+    """A one-line error with the documented exit status (``splitans._exit.EXIT_*``)."""
+    from .. import _exit
 
-    return cli.CliError(getattr(cli, code_name), message)
+    return _exit.CliError(getattr(_exit, code_name), message)
 
 
 def _progress(command: str):
@@ -402,11 +402,3 @@ def run_edge(args: argparse.Namespace) -> int:
     return 1 if wrong or errors else 0
 
 
-def main(argv=None) -> int:  # pragma: no cover - `python -m splitans.runtime.cli`
-    from ..cli import main as cli_main
-
-    return cli_main(argv)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
