@@ -572,3 +572,62 @@ def test_numcodecs_decode_into_out_checks_the_size():
     f16 = Splitans(bits=8).encode(np.ones((8, 8), np.float16))  # decodes through float32 (6.1)
     out = np.empty((8, 8), np.float16)
     assert Splitans(bits=8).decode(f16, out=out) is out and (out == 1).all()
+
+
+# ------------------------------------------------------------------------------------------------
+# Small refusals of issue 23
+
+
+def test_decompress_many_names_the_item_of_a_type_error():
+    good = splitans.compress(np.arange(6, dtype=np.int16))
+    with pytest.raises(TypeError, match=r"^item 1: expected bytes-like"):
+        splitans.decompress_many([good, 12])
+
+
+def test_output_that_contradicts_out_is_refused():
+    torch = need_module("torch")
+    blob = splitans.compress(np.linspace(0, 1, 12, dtype=np.float32).reshape(3, 4), bits=8)
+    with pytest.raises(ValueError, match="the result is out itself"):
+        splitans.decompress(blob, out=np.empty((3, 4), np.float32), output="torch")
+    with pytest.raises(ValueError, match="the result is out itself"):
+        splitans.decompress(blob, out=torch.empty(3, 4), output="numpy")
+    with pytest.raises(ValueError, match="item 0: output='torch'"):
+        splitans.decompress_many([blob], out=[np.empty((3, 4), np.float32)], output="torch")
+    t = torch.empty(3, 4)
+    assert splitans.decompress(blob, out=t, output="torch") is t
+    a = np.empty((3, 4), np.float32)
+    assert splitans.decompress(blob, out=a) is a and splitans.decompress(blob, out=a, output="numpy") is a
+    assert splitans.decompress_many([blob], out=[a], output="numpy")[0] is a
+
+
+def test_level_codecs_describe_zero_points_as_integers():
+    x = np.maximum(np.random.default_rng(0).normal(size=(10, 4, 6)), 0).astype(np.float32)
+    for axis in (None, 0):
+        d = splitans.Codec.fit(x, bits=3, axis=axis, levels="lloyd").describe()
+        assert isinstance(d["zero_point"], list) and all(type(z) is int for z in d["zero_point"]), d["zero_point"]
+        assert d["zero_point"] == [b["zero_code"] for b in (d["codebooks"][i] for i in d["codebook_index"])]
+
+
+@pytest.mark.parametrize("options", [dict(bits=8), dict(bits=4, clip="mse"), dict(bits=4, levels="lloyd"),
+                                     dict(bits=4, levels="ecsq"), dict(bits=6, dead_zone=0.1), dict(bits=4, axis=1, clip="mse")])
+def test_fitting_near_the_float32_limits_warns_of_nothing(options):
+    import warnings
+
+    x = np.array([[-3.4e38, 3.4e38, 0.0, 1.0] * 4] * 6, np.float32).reshape(6, 4, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        codec = splitans.Codec.fit(x, **options)
+        assert np.isfinite(codec.decompress(codec.compress(x[0]))).all()
+
+
+def test_the_demo_checkpoint_is_loaded_weights_only(monkeypatch):
+    """torch.load with weights_only=True: the unpickler that runs no code from the file."""
+    torch = need_module("torch")
+    need_module("efficientnet_lite_pytorch", "pip install 'splitans[demo]'")
+    from splitans.eval import models
+
+    seen = []
+    real = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: seen.append(k.get("weights_only")) or real(*a, **k))
+    models.efficientnet_lite0()
+    assert seen == [True]
