@@ -473,6 +473,17 @@ def test_a_stream_that_sends_nothing_is_closed_and_the_client_reopens():
         srv.stop(1)
 
 
+def test_policy_sets_the_keepalive_and_idle_options():
+    opts = dict(Policy(keepalive_s=45, keepalive_timeout_s=5, connection_idle_s=120, streams_per_connection=7,
+                       min_client_ping_s=9).grpc_options())
+    assert opts["grpc.keepalive_time_ms"] == 45000 and opts["grpc.keepalive_timeout_ms"] == 5000
+    assert opts["grpc.max_connection_idle_ms"] == 120000 and opts["grpc.max_concurrent_streams"] == 7
+    assert opts["grpc.http2.min_recv_ping_interval_without_data_ms"] == 9000 and opts["grpc.http2.max_ping_strikes"] > 0
+    for bad in (dict(workers=0), dict(stream_idle_s=0), dict(codec_upload="sometimes")):
+        with pytest.raises(ValueError):
+            Policy(**bad)
+
+
 def test_the_queue_fills_fairly():
     m = _model(slow=0.15)
     service = TailService(LoadedModel(m, m.example_input, None, "runtime_models:tiny"), runtime_models.SPLIT)

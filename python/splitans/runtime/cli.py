@@ -72,9 +72,10 @@ def add_serve(sub) -> None:
     lim.add_argument("--queue", type=int, default=64,
                      help="requests waiting (each client gets its share); beyond: RESOURCE_EXHAUSTED")
     lim.add_argument("--workers", type=int, default=64, help="concurrent RPCs at most (half of them for streams)")
-    lim.add_argument("--streams-per-client", type=int, default=8, help="InferStream calls one client may hold")
-    lim.add_argument("--streams-per-connection", type=int, default=16,
-                     help="concurrent calls on one connection (HTTP/2); more wait their turn")
+    lim.add_argument("--streams-per-client", type=int, default=8,
+                     help="InferStream calls one client (a token, a certificate, or else a connection) may hold")
+    lim.add_argument("--streams-per-connection", type=int, default=100,
+                     help="concurrent calls on one connection (HTTP/2, a backstop); more wait their turn")
     lim.add_argument("--stream-idle-s", type=float, default=30.0,
                      help="a stream that sends nothing for this long (nothing in flight) is closed")
     lim.add_argument("--keepalive-s", type=float, default=60.0,

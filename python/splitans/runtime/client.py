@@ -154,7 +154,10 @@ class EdgeClient:
                    # reconnect back-off of up to 2 minutes.
                    ("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 100),
                    ("grpc.max_reconnect_backoff_ms", 1000),
-                   ("grpc.keepalive_time_ms", 60_000), ("grpc.keepalive_timeout_ms", 20_000)]
+                   ("grpc.keepalive_time_ms", 60_000), ("grpc.keepalive_timeout_ms", 20_000),
+                   # A connection of its own: gRPC would share one among a process's channels to
+                   # the same server, which then counts them as one client for its limits.
+                   ("grpc.use_local_subchannel_pool", 1)]
         if server_name:
             options.append(("grpc.ssl_target_name_override", server_name))
         if channel is not None:

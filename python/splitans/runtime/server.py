@@ -62,10 +62,13 @@ class Policy:
     - `max_message_bytes`: the largest request (gRPC refuses larger with RESOURCE_EXHAUSTED).
     - `workers`: concurrent calls the server runs (one thread each); beyond, RESOURCE_EXHAUSTED.
     - `streams_per_connection`: concurrent calls on one connection (HTTP/2's
-      SETTINGS_MAX_CONCURRENT_STREAMS); beyond, the client's further calls wait their turn.
+      SETTINGS_MAX_CONCURRENT_STREAMS), a backstop; beyond, the client's further calls wait their
+      turn. Kept high: the server counts a call until its handler returns, so a client whose
+      calls end fast (cancelled streams) can run past a low cap and get REFUSED_STREAM.
     - `streams_per_client`: InferStream calls one client holds at once; `max_streams` in all
       (default half the workers, so unary calls always have the other half); beyond either,
-      RESOURCE_EXHAUSTED (reason OVERLOADED).
+      RESOURCE_EXHAUSTED (reason OVERLOADED). An anonymous client is its connection, so this is
+      also the cap on streams per connection.
     - `stream_idle_s`: a stream with nothing in flight that sends nothing for this long is ended
       UNAVAILABLE (reason STREAM_IDLE); the client reopens it when it has more to send.
     - `keepalive_s`, `keepalive_timeout_s`: the server pings a connection with calls open after
@@ -81,7 +84,7 @@ class Policy:
 
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     workers: int = 64
-    streams_per_connection: int = 16
+    streams_per_connection: int = 100
     streams_per_client: int = 8
     max_streams: Optional[int] = None
     stream_idle_s: float = 30.0
