@@ -223,6 +223,35 @@ def test_token_files(tmp_path, monkeypatch):
         token_from_env("SPLITANS_TEST_TOKEN")
 
 
+def test_cli_serve_and_edge_over_tls_with_a_token(tmp_path):
+    ca = CA()
+    pem = ca.issue("localhost", server=True)
+    (tmp_path / "server.pem").write_bytes(pem.cert)
+    (tmp_path / "server.key").write_bytes(pem.key)
+    (tmp_path / "ca.pem").write_bytes(ca.pem)
+    token = secrets.token_urlsafe(24)
+    (tmp_path / "tokens").write_text(f"edge1 {token}\n")
+    (tmp_path / "token").write_text(f"{token}\n")
+    port = _free_port()
+    srv = _serve_process(port, "--tls-cert", str(tmp_path / "server.pem"), "--tls-key", str(tmp_path / "server.key"),
+                         "--token-file", str(tmp_path / "tokens"))
+    try:
+        parent = os.path.dirname(os.path.dirname(os.path.abspath(splitans.__file__)))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([HERE, parent, os.environ.get("PYTHONPATH", "")]))
+        edge = [sys.executable, "-m", "splitans", "edge", "--target", f"localhost:{port}", "--model",
+                "runtime_models:tiny", "--split", runtime_models.SPLIT, "--inputs", "examples", "--fit-codec", "4",
+                "--tls-ca", str(tmp_path / "ca.pem"), "--deadline", "5"]
+        out = subprocess.run(edge + ["--token-file", str(tmp_path / "token"), "--check"], env=env, cwd=ROOT,
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0 and "4 requests" in out.stdout and "0 differ" in out.stdout, out.stdout + out.stderr
+        assert "(uploaded)" in out.stdout  # a client with a token may upload
+        out = subprocess.run(edge, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 3 and "UNAUTHENTICATED" in out.stderr, out.stdout + out.stderr
+    finally:
+        srv.send_signal(signal.SIGTERM)
+        srv.communicate(timeout=30)
+
+
 # ------------------------------------------------------------------------------ codec ownership
 
 
@@ -631,7 +660,7 @@ def _serve_process(port, *extra):
                           runtime_models.SPLIT, "--port", str(port), "--grace", "5", *extra], env=env, cwd=ROOT,
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = p.stdout.readline()
-    assert "serving" in line, line + p.stdout.read()
+    assert line.startswith("serving "), line + p.stdout.read()
     return p
 
 

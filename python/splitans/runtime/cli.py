@@ -107,6 +107,7 @@ def run_serve(args: argparse.Namespace) -> int:
     for path in filter(None, (args.tls_cert, args.tls_key, args.tls_client_ca)):
         if not os.path.exists(path):
             raise _fail("EXIT_IO", f"{path}: no such file")
+    _check_pem(args.tls_cert, args.tls_key, args.tls_client_ca, server=True)
     tokens = _server_tokens(args)
     input_shape = _shape(args.input_shape, "--input-shape") if args.input_shape else None
     codecs = []
@@ -124,10 +125,13 @@ def run_serve(args: argparse.Namespace) -> int:
     tls = (args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        server = serve(args.model, args.split, codecs=codecs, device=args.device, port=args.port, host=args.host,
-                       max_batch=args.max_batch, max_delay_ms=args.max_delay_ms, queue_size=args.queue,
-                       policy=policy, tls=tls, tokens=tokens, input_shape=input_shape, ray=args.ray,
-                       replicas=args.replicas, address=args.address, progress=say)
+        try:
+            server = serve(args.model, args.split, codecs=codecs, device=args.device, port=args.port, host=args.host,
+                           max_batch=args.max_batch, max_delay_ms=args.max_delay_ms, queue_size=args.queue,
+                           policy=policy, tls=tls, tokens=tokens, input_shape=input_shape, ray=args.ray,
+                           replicas=args.replicas, address=args.address, progress=say)
+        except ValueError as e:  # the model, its factory or the split point: one line, exit 2
+            raise _fail("EXIT_USAGE", str(e).splitlines()[0]) from None
     for w in caught:
         print(f"splitans serve: warning: {w.message}", file=sys.stderr, flush=True)
     d = server.backend.describe()
@@ -146,6 +150,26 @@ def run_serve(args: argparse.Namespace) -> int:
     server.stop(args.grace)
     _say("stopped")
     return 0
+
+
+def _check_pem(cert, key, ca, server: bool) -> None:
+    """Refuses, before anything loads, a certificate that is not one, a key that is not its
+    certificate's, a CA file without a certificate (gRPC would only fail to bind, or to
+    connect, later and less clearly)."""
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server else ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        if cert:
+            ctx.load_cert_chain(cert, key)
+    except (ssl.SSLError, ValueError) as e:
+        raise _fail("EXIT_DATA", f"--tls-cert {cert} --tls-key {key}: not a PEM certificate chain and its "
+                                 f"private key ({e})") from None
+    try:
+        if ca:
+            ctx.load_verify_locations(ca)
+    except (ssl.SSLError, ValueError) as e:
+        raise _fail("EXIT_DATA", f"{ca}: not PEM certificates ({e})") from None
 
 
 def _server_tokens(args) -> dict:
@@ -432,6 +456,7 @@ def run_edge(args: argparse.Namespace) -> int:
     for path in filter(None, (args.tls_ca, args.tls_cert, args.tls_key)):
         if not os.path.exists(path):
             raise _fail("EXIT_IO", f"{path}: no such file")
+    _check_pem(args.tls_cert, args.tls_key, args.tls_ca, server=False)
     if not args.deadline > 0:
         raise _fail("EXIT_USAGE", f"--deadline {args.deadline}: a positive number of seconds")
     token = _client_token(args)
