@@ -35,7 +35,6 @@ def tiny_32x7x7():
 
 def main() -> int:
     import grpc
-    import numpy as np
     import torch
 
     import splitans
