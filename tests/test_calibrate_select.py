@@ -197,6 +197,21 @@ def test_spy_tail_ranks_on_selection_and_tests_on_test_samples(toy):
     assert decoded, "the ranking runs the tail on decoded samples"
     for i in decoded + [i for k, i in calls if k == "gradient"]:
         assert set(i.tolist()) <= sel, "ranking looked at test samples"
+    # The ranking's numbers: the divergence from the uncompressed outputs and the changed
+    # predictions, on the selection samples it ran.
+    rank = search.rank
+    assert set(rank.tolist()) <= sel
+    ref = acts[rank].reshape(len(rank), -1) @ w
+    ranked = [c for c in search.candidates if c.kl < math.inf]
+    assert ranked
+    for cand in ranked:
+        new = cand.codec.round_trip(acts[rank]).reshape(len(rank), -1) @ w
+        pa = np.exp(ref - ref.max(1, keepdims=True))
+        pa /= pa.sum(1, keepdims=True)
+        pb = np.exp(new - new.max(1, keepdims=True))
+        pb /= pb.sum(1, keepdims=True)
+        assert cand.kl == pytest.approx(float(np.mean((pa * np.log(pa / pb)).sum(1))), rel=1e-6, abs=1e-12)
+        assert cand.sel_changed == int((new.argmax(1) != ref.argmax(1)).sum())
     # Selection: each candidate tested is counted on the test part, and only there.
     calls.clear()
     codec = search.select(budget=3.0, confidence=0.9)
@@ -279,3 +294,87 @@ def test_calibration_report_is_consistent_at_real_sizes(layout, elements, dtype,
     assert r.met == (r.p_value <= (1 - confidence) / 3)
     one = a32[int(rng.integers(n))]
     assert np.array_equal(codec.decompress(codec.compress(one)), codec.round_trip(one[None])[0].astype(dtype))
+
+
+# ------------------------------------------------------------------------------ the search's parts
+
+
+def test_predict_is_the_prediction_interval_of_every_calibration_sample(toy):
+    acts, w, labels = toy
+    codec = splitans.calibrate(acts, lambda a: np.asarray(a).reshape(len(a), -1) @ w, labels, budget=12.0,
+                               bits=BITS, options=())
+    b, c, n = _independent_counts(codec, acts, w, labels, np.arange(len(acts)))
+    for n_new, level in ((1000, 0.95), (50_000, 0.8)):
+        lo, hi = cal.prediction_interval(b, c, n, n_new, level)
+        assert codec.calibration.predict(n_new, level) == (pytest.approx(100 * lo), pytest.approx(100 * hi))
+
+
+def test_paths_defaults_are_select_defaults(search):
+    got = search.paths(())
+    want = search.paths((), 0.2, 0.9, 3)
+    assert [[c.name for c in p] for p in got] == [[c.name for c in p] for p in want]
+
+
+def test_size_at_interpolates_log_log_between_bit_widths():
+    class C:
+        def __init__(self, kl, size):
+            self.kl, self.bytes = kl, size
+
+    chain = [C(0.001, 400.0), C(0.01, 200.0), C(0.1, 100.0)]
+    assert cal.Search.size_at(chain, 0.0001) == math.inf  # even the most faithful diverges more
+    assert cal.Search.size_at(chain, 1.0) == 100.0  # every one is within: the smallest
+    # Half-way in log divergence between 0.001 and 0.01: half-way in log size.
+    assert cal.Search.size_at(chain, math.sqrt(0.001 * 0.01)) == pytest.approx(math.sqrt(400.0 * 200.0))
+    assert cal.Search.size_at(chain, 0.01) == pytest.approx(200.0)
+    k = 0.001 * 10 ** 0.25
+    assert cal.Search.size_at(chain, k) == pytest.approx(math.exp(math.log(400) + 0.25 * (math.log(200) - math.log(400))))
+
+
+def test_candidates_of_each_option():
+    acts, w, labels = _toy(n=240, seed=4)
+    s = cal.Search(acts, lambda a: np.asarray(a).reshape(len(a), -1) @ w, labels, bits=(1, 2, 4),
+                   options=("dead_zone", "clip"))
+    by = {}
+    for c in s.candidates:
+        by.setdefault(c.option, set()).add((c.bits, c.axis))
+    axes = {None, 0}
+    assert by["base"] == {(b, a) for b in (1, 2, 4) for a in axes}
+    assert by["clip"] == {(b, a) for b in (1, 2, 4) for a in axes}
+    # A dead zone needs at least 2 bits (1 bit has no code between zero and the top).
+    assert by["dead_zone"] == {(b, a) for b in (2, 4) for a in axes}
+    # Three clippings of the base grid per bit width and axis, two searched ones for "clip".
+    assert sum(c.option == "base" for c in s.candidates) == 3 * 3 * 2
+    assert sum(c.option == "clip" for c in s.candidates) == 2 * 3 * 2
+
+
+def test_variable_length_samples_are_screened_by_squared_error():
+    rng = np.random.default_rng(5)
+    w = rng.normal(size=(8, 3))
+    sentences = [rng.normal(size=(int(k), 8)).astype(np.float32) for k in rng.integers(3, 12, 120)]
+    s = cal.Search(sentences, lambda batch: np.stack([x.mean(0) @ w for x in batch]), bits=(2, 4), options=())
+    for cand in s.candidates:
+        err = [float(np.sum((cand.codec.round_trip(sentences[i][None])[0] - sentences[i]) ** 2)) for i in s.rank]
+        assert cand.proxy == pytest.approx(np.mean(err), rel=1e-5)
+
+
+def test_fisher_information_accumulates_over_batches():
+    torch = pytest.importorskip("torch")
+    acts, w, labels = _toy(n=400, seed=6)
+    wt = torch.from_numpy(w).float()
+    tail = lambda a: a.reshape(len(a), -1) @ wt  # noqa: E731
+    s = cal.Search(torch.from_numpy(acts), tail, labels, bits=(2, 8), options=("allocation",), batch_size=40,
+                   selection=0.3)
+    idx = s.sel[:512]
+    assert len(idx) > 40  # several batches
+    x = torch.from_numpy(acts[idx]).requires_grad_(True)
+    loss = torch.nn.functional.cross_entropy(tail(x), torch.from_numpy(labels[idx]), reduction="sum")
+    (g,) = torch.autograd.grad(loss, x)
+    want = (g.numpy().astype(np.float64) ** 2).sum(0) / len(idx)
+    np.testing.assert_allclose(s.fisher, want, rtol=1e-4, atol=1e-12)
+    # The allocation option spans mean bit widths from 0.75 to 6, one candidate per distinct
+    # allocation: 4 channels of about equal weight here, so 1.5 and 2.5 round to 1 and 2 bits.
+    means = sorted({c.level for c in s.candidates if c.option == "allocation"})
+    assert means == [0.75, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    for m in means:
+        bits = next(c for c in s.candidates if c.level == m and c.option == "allocation").fit["channel_bits"]
+        assert abs(np.mean(bits) - m) <= 0.5 + 1e-9
