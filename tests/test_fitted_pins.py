@@ -84,10 +84,12 @@ def _cases():
                               ("med", 2, 1)),
         "per_sample_params": (batch(smooth, range(6), (8, 24, 24)), smooth(56, (8, 24, 24)) * np.float32(3),
                               {"clip": None, "axis": 0}, ("med", 2, 1)),
-        "dead_zone": (batch(sparse, range(6), (8, 24, 24)), sparse(57, (8, 24, 24)),
+    "dead_zone": (batch(sparse, range(6), (8, 24, 24)), sparse(57, (8, 24, 24)),
                       {"clip": (0.0, 1.0), "dead_zone": 0.8}, ("none", 1, 0)),
         "lloyd_levels": (batch(sparse, range(6), (8, 24, 24)), sparse(58, (8, 24, 24)), {"levels": "lloyd"},
                          ("none", 1, 0)),
+        "ecsq_levels": (batch(sparse, range(6), (8, 24, 24)), sparse(63, (8, 24, 24)),
+                        {"levels": "ecsq", "rate_weight": 0.5}, ("none", 1, 0)),
         "channel_bits": (batch(smooth, range(6), (8, 24, 24)), smooth(59, (8, 24, 24)),
                          {"axis": 0, "channel_bits": [0, 1, 2, 3, 4, 4, 3, 2]}, ("med", 2, 1)),
         "tokens": (batch(sparse, range(6), (40, 64)), sparse(60, (40, 64)), {"axis": 1}, ("none", 1, 0)),
@@ -100,6 +102,7 @@ CASES = _cases()
 
 # (codec id, blob SHA-256, blob bytes), recorded from this build; the comment says the path.
 PINS = {
+    "ecsq_levels": ("47b4e5840dc7e5f31534a9c4bab9d552cd43fe3cc7e4740e58e12634d841ff3b", "74dbba0522671107ea8d503cea74d270edce1f84d6baa57b6dad3df2e2503b46", 765),  # none 1 0 coded
     "channel_bits": ("4e755dd07dcbb4f5908ef733b51e64b922bea477ecd3462cff9e7c4fb33b8702", "40717308bda003a1b561a19a3c029c08c87d745844bdc96fcd3eaa46f2f6a553", 147),  # med 2 1 coded
     "channels_last_med": ("53bb21b610cc6848f49616f88bb74be2aa9176b43917368d3ee6a1d05baa3ace", "14f728dab7599113ccb77f4cca488d43b21ec81c4eee6d6968419565ea01b96c", 173),  # med 1 0 coded
     "channels_last_per_channel": ("f664c738479666daaca4fce351e9bad09f8997fa3c1efaf1dc9efd223cb5b51c", "678dba1f96da270e6375da55bcc766a2ff248b4d6dd869f10ea812940780d632", 229),  # med 1 0 coded

@@ -130,18 +130,18 @@ class Mutant:
     code: str = field(repr=False, default="")
 
 
-def _definition_of(source_lines: List[str], line: int) -> str:
-    """The innermost def/class enclosing ``line`` (1-based), by indentation."""
-    indent = len(source_lines[line - 1]) - len(source_lines[line - 1].lstrip())
-    for k in range(line - 1, -1, -1):
-        text = source_lines[k]
-        stripped = text.lstrip()
-        ind = len(text) - len(stripped)
-        if stripped.startswith(("def ", "class ", "async def ")) and ind < indent:
-            return re.match(r"(?:async )?(?:def|class) (\w+)", stripped).group(1)
-        if stripped and ind < indent:
-            indent = ind
-    return ""
+def _definitions(source: str) -> List[tuple]:
+    """(first line, last line, name) of every def and class, outermost first."""
+    import ast
+
+    return [(n.lineno, n.end_lineno, n.name) for n in ast.walk(ast.parse(source))
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+
+
+def _definition_of(defs: List[tuple], line: int) -> str:
+    """The innermost def or class holding ``line``."""
+    inside = [d for d in defs if d[0] <= line <= d[1]]
+    return max(inside, key=lambda d: d[0])[2] if inside else "<module>"
 
 
 def enumerate_python(area: str) -> List[tuple]:
@@ -152,7 +152,7 @@ def enumerate_python(area: str) -> List[tuple]:
     out = []
     for rel in AREAS[area].sources:
         path = ROOT / rel
-        lines = path.read_text().splitlines()
+        defs = _definitions(path.read_text())
         module = get_ast_from_path(path)
         nodes = list(ast_nodes(module))
         for name in sorted(cosmic_ray.plugins.operator_names()):
@@ -162,7 +162,7 @@ def enumerate_python(area: str) -> List[tuple]:
             op = cls()
             positions = [s for node in nodes for s, _ in op.mutation_positions(node)]
             for occ, (line, _col) in enumerate(positions):
-                if area == "cli" and _definition_of(lines, line) in CLI_SKIP:
+                if area == "cli" and _definition_of(defs, line) in CLI_SKIP:
                     continue
                 out.append((rel, name, occ, line))
     return out
@@ -183,11 +183,38 @@ def materialize(rel: str, operator: str, occurrence: int, seen: Dict[str, int]) 
     before = " / ".join(s.strip() for s in a[i1:i2])
     after = " / ".join(s.strip() for s in b[j1:j2])
     short = operator.split("/")[-1]
-    base = f"{rel} | {_definition_of(a, i1 + 1) or '<module>'} | {short} | {before} => {after}"
+    base = f"{rel} | {_definition_of(_definitions(source), i1 + 1)} | {short} | {before} => {after}"
     n = seen.get(base, 0)
     seen[base] = n + 1
     key = base if n == 0 else f"{base} #{n + 1}"
     return Mutant(key, rel, operator, occurrence, i1 + 1, before, after, code)
+
+
+def _parse_key(key: str) -> tuple:
+    """(path, operator's short name, line before, line after, duplicate number) of a key."""
+    dup = 1
+    m = re.match(r"(.*) #(\d+)$", key)
+    if m:
+        key, dup = m.group(1), int(m.group(2))
+    rel, _, short, change = key.split(" | ", 3)
+    before, after = change.split(" => ", 1)
+    return rel, short, before, after, dup
+
+
+def _locate(all_mutants: List[tuple], keys: List[str]) -> List[tuple]:
+    """The mutants (path, operator, occurrence, line) whose change is that of each key."""
+    found = []
+    for key in keys:
+        rel, short, before, after, dup = _parse_key(key)
+        seen = 0
+        for cand in (m for m in all_mutants if m[0] == rel and m[1].split("/")[-1] == short):
+            mm = materialize(cand[0], cand[1], cand[2], {})
+            if mm is not None and (mm.before, mm.after) == (before, after):
+                seen += 1
+                if seen == dup:
+                    found.append(cand)
+                    break
+    return sorted(found)
 
 
 def pytest_cmd(args: List[str]) -> List[str]:
@@ -214,12 +241,14 @@ def run_python_area(area: str, args) -> Dict[str, dict]:
     spec = AREAS[area]
     all_mutants = enumerate_python(area)
     n_total = len(all_mutants)
-    if args.full:
+    prev = load_results(area) if args.survivors_of else None
+    if prev is not None:
+        chosen = _locate(all_mutants, [k for k, v in prev["mutants"].items() if v["outcome"] == "survived"])
+    elif args.full:
         chosen = all_mutants
     else:
         rng = random.Random(f"{args.seed}:{area}")
         chosen = sorted(rng.sample(all_mutants, min(args.sample or spec.sample, n_total)))
-    prev = load_results(area) if args.survivors_of else None
     groups = [g for g in spec.tests if (ROOT / g[0]).exists()]
     old = [g for g in groups if args.baseline_ref and existing_at(args.baseline_ref, g[0])]
     # Unmutated, every group must pass; its time sets the timeout.
@@ -238,12 +267,6 @@ def run_python_area(area: str, args) -> Dict[str, dict]:
             m = materialize(rel, op, occ, seen)
             if m is None:
                 continue
-            if prev is not None:
-                p = prev["mutants"].get(m.key)
-                if p is None or p["outcome"] != "survived":
-                    if p is not None:
-                        results[m.key] = p
-                    continue
             (ROOT / rel).write_text(m.code)
             try:
                 outcome, killed_by, before_ref, secs = "survived", None, None, 0.0
@@ -268,13 +291,17 @@ def run_python_area(area: str, args) -> Dict[str, dict]:
             if (ROOT / rel).read_text() != text:
                 (ROOT / rel).write_text(text)
     if prev is not None:
-        merged = dict(prev["mutants"])
+        # Survivors are found again by their text (lines may have moved): replace them.
+        merged = {k: v for k, v in prev["mutants"].items() if v["outcome"] != "survived"}
         for key, r in results.items():
-            if r["outcome"] == "killed" and prev["mutants"].get(key, {}).get("outcome") == "survived":
-                r["killed_by_ref_tests"] = False
+            r["killed_by_ref_tests"] = False if r["outcome"] == "killed" else r["killed_by_ref_tests"]
             merged[key] = r
+        lost = len(prev["mutants"]) - len(merged)
+        if lost:
+            print(f"  {lost} earlier survivors no longer exist in the source (the code changed there)")
         results = merged
-    return dict(area=area, total=n_total, sampled=len(chosen), seed=args.seed, full=args.full,
+    return dict(area=area, total=n_total, sampled=prev["sampled"] if prev else len(chosen), seed=args.seed,
+                full=args.full,
                 baseline_ref=args.baseline_ref or (prev or {}).get("baseline_ref"), mutants=results)
 
 
