@@ -63,6 +63,7 @@ AREAS: Dict[str, Area] = {
         ["tests/test_calibrate.py"],
     ]),
     "fitted": Area([PKG + "_fitted.py", PKG + "_quantizers.py"], [
+        ["tests/test_quantizer_fitting.py"],
         ["tests/test_fitted_pins.py"],
         ["tests/test_quantizers.py"],
         ["tests/test_fitted.py"],
@@ -78,6 +79,7 @@ AREAS: Dict[str, Area] = {
         ["tests/test_numcodecs.py"],
     ]),
     "cli": Area([PKG + "cli.py"], [
+        ["tests/test_cli_messages.py"],
         ["tests/test_cli_exits.py"],
         ["tests/test_cli.py"],
     ]),
