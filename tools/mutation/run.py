@@ -84,9 +84,12 @@ AREAS: Dict[str, Area] = {
         ["tests/test_cli.py"],
     ]),
 }
-#: The Rust area: cargo-mutants over these files, against `cargo test` (every Rust test).
+#: The Rust area: cargo-mutants over these files, against the crate's unit tests and these test
+#: targets (structured.rs, the container generator, does not reach them), built with the
+#: `mutants` profile of Cargo.toml.
 RUST_FILES = ["rust/src/pctx.rs", "rust/src/fit.rs", "rust/src/codec.rs"]
-RUST_SAMPLE = 8  # per file
+RUST_TESTS = ["pctx_pins", "quantizers", "roundtrip", "corrupt", "fuzz_regressions", "messages"]
+RUST_SAMPLE = 6  # per file
 #: The evaluation commands' bodies in cli.py are exercised by tests/test_report.py (minutes per
 #: run); their mutants are left out of the cli area, which pins the codec commands and `main`.
 CLI_SKIP = ("run_eval", "train_fmnist", "run_report", "demo", "bench_rows", "_peers", "cmd_bench", "_best_seconds",
@@ -345,8 +348,10 @@ def run_rust_area(args) -> dict:
         out = OUT / "cargo-mutants"
         shutil.rmtree(out, ignore_errors=True)
         regex = "^(" + "|".join(_rust_escape(n) for n in chosen) + ")$"
+        declared = set(re.findall(r'^name = "(\w+)"', (ROOT / "Cargo.toml").read_text(), re.M))
+        tests = ["--lib"] + [a for t in RUST_TESTS if t in declared for a in ("--test", t)]
         cmd = ["cargo", "mutants", *files, "-F", regex, "-j", "1", "--timeout", "600", "--output", str(out),
-               "--no-shuffle"]
+               "--no-shuffle", "--profile", "mutants", *[f"--cargo-test-arg={a}" for a in tests]]
         print("  " + " ".join(cmd[:4]) + f" ... ({len(chosen)} mutants)", flush=True)
         subprocess.run(cmd, cwd=ROOT)
         data = json.loads((out / "mutants.out" / "outcomes.json").read_text())
