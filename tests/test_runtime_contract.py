@@ -399,3 +399,67 @@ def test_fitted_codec_blob_with_a_huge_variable_length_is_refused():
     forged[3:7] = crc.to_bytes(4, "little")
     with pytest.raises(splitans.OutputTooLargeError):
         codec.decompress(bytes(forged), max_output_bytes=1 << 20)
+
+
+# ------------------------------------------------------------------------------ results
+
+
+def test_result_timing_adds_up():
+    srv = _server()
+    try:
+        client = EdgeClient(f"localhost:{srv.port}", strategy="float32", return_logits=True)
+        acts = _activations(2)
+        r = client.infer(acts[:1])
+        t = r.timing
+        assert t["total_ms"] == t["head_ms"] + t["encode_ms"] + t["rpc_ms"]
+        server = t["queue_ms"] + t["decode_ms"] + t["tail_ms"]
+        assert t["transfer_ms"] == max(0.0, t["rpc_ms"] - server) and t["batch_size"] == 1
+        assert r.payload_bytes == acts[:1].numel() * 4 and r.replica
+        assert r.logits.shape == (1, 3) and r.top_k_index.shape == (1, 3) and r.top_k_value.shape == (1, 3)
+        np.testing.assert_allclose(r.top_k_value[0], np.sort(r.logits[0])[::-1], rtol=1e-6)
+    finally:
+        srv.stop(1)
+
+
+def test_a_request_refused_inside_a_stream_is_a_result_with_its_error():
+    srv = _server()
+    try:
+        client = EdgeClient(f"localhost:{srv.port}", strategy="float32")
+        good = _activations(2)
+        bad = torch.zeros(1, 3, 3)  # not this server's activation shape
+        results = sorted(client.stream([good[:1], bad, good[1:2]]), key=lambda r: r.index)
+        assert [r.error is None for r in results] == [True, False, True]
+        err = results[1]
+        assert err.error.code == grpc.StatusCode.INVALID_ARGUMENT and "does not match" in err.error.message
+        assert err.top_k_index.shape == (0, 0) and err.top_k_value.shape == (0, 0) and err.logits is None
+        assert err.payload_bytes == 36
+        with pytest.raises(RemoteError) as e:
+            client.infer_many([good[:1], bad])
+        assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    finally:
+        srv.stop(1)
+
+
+def test_a_stream_that_breaks_is_reopened_and_its_requests_sent_again():
+    port = _free_port()
+    srv = _server(port=port)
+    client = EdgeClient(f"localhost:{port}", strategy="float32", retries=30, backoff=0.05)
+    client.connect()
+    srv.stop(0)  # the server goes away between the agreement and the stream
+    holder = {}
+    restart = threading.Timer(0.4, lambda: holder.setdefault("srv", _server(port=port)))
+    restart.start()
+    try:
+        acts = _activations(5)
+        want = _expected(acts)
+        out = {}
+        t = threading.Thread(target=lambda: out.setdefault("r", client.infer_many([acts[i : i + 1] for i in range(5)])),
+                             daemon=True)
+        t.start()
+        t.join(60)
+        assert not t.is_alive(), "the stream was not reopened"
+        assert [r.index for r in out["r"]] == list(range(5)) and client.retried >= 1
+        assert all(r.top_k_index[0, 0] == want[i].argmax() for i, r in enumerate(out["r"]))
+    finally:
+        restart.join()
+        holder["srv"].stop(1)
