@@ -274,19 +274,22 @@ class _LyingServicer(pb2_grpc.SplitInferenceServicer):
         return pb2.CodecBytes(codec_id=self.named.id, data=self.sent.to_bytes())
 
 
-def test_client_refuses_codec_bytes_that_hash_to_another_id(codec):
+@pytest.mark.parametrize("swap", [False, True])
+def test_client_refuses_codec_bytes_that_hash_to_another_id(codec, swap):
     from concurrent import futures
 
     other = splitans.Codec.fit(_activations(32, seed=3), bits=3)
+    named, sent = (other, codec) if swap else (codec, other)
+    assert (named.id < sent.id) != (sent.id < named.id)
     server = grpc.server(futures.ThreadPoolExecutor(2))
-    pb2_grpc.add_SplitInferenceServicer_to_server(_LyingServicer(codec, other), server)
+    pb2_grpc.add_SplitInferenceServicer_to_server(_LyingServicer(named, sent), server)
     port = server.add_insecure_port("localhost:0")
     server.start()
     try:
         client = EdgeClient(f"localhost:{port}", codec="server", retries=0)
         with pytest.raises(RemoteError) as e:
             client.connect()
-        assert e.value.code == grpc.StatusCode.DATA_LOSS and codec.id in e.value.message
+        assert e.value.code == grpc.StatusCode.DATA_LOSS and named.id in e.value.message
         assert client.codec == "server"  # nothing adopted
     finally:
         server.stop(0)
