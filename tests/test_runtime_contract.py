@@ -466,3 +466,34 @@ def test_a_stream_that_breaks_is_reopened_and_its_requests_sent_again():
     finally:
         restart.join()
         holder["srv"].stop(1)
+
+
+# ------------------------------------------------------------------------------ encodings, cuts
+
+
+def test_a_single_channel_image_travels_as_png_and_jpeg():
+    from splitans.runtime import encodings
+
+    img = (np.arange(28 * 28).reshape(28, 28, 1) % 251).astype(np.uint8)
+    for strategy in ("png", "jpeg"):
+        enc, payload, shape = encodings.encode_image(strategy, img)
+        assert enc == encodings.IMAGE and shape == (28, 28, 1)
+        x = encodings.decode_image(payload, (1, 28, 28))
+        assert x.shape == (1, 1, 28, 28)
+        err = np.abs(x[0, 0] * 255 - img[:, :, 0]).max()
+        assert err == 0 if strategy == "png" else err <= 40
+
+
+def test_a_cut_that_differs_names_the_difference():
+    class Tripling(nn.Sequential):
+        def forward(self, x):
+            return super().forward(x) * 3
+
+    model = Tripling(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)).eval()
+    x = torch.randn(3, 4, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        chain = model[2](model[1](model[0](x)))
+        diff = (chain - 3 * chain).abs().max().item()
+    with pytest.raises(ValueError) as e:
+        splitans.split(model, 1, x)
+    assert f"max |diff| {diff})" in str(e.value) and "differs from the model" in str(e.value)
