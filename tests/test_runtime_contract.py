@@ -417,6 +417,8 @@ def test_result_timing_adds_up():
         assert t["total_ms"] == t["head_ms"] + t["encode_ms"] + t["rpc_ms"]
         server = t["queue_ms"] + t["decode_ms"] + t["tail_ms"]
         assert t["transfer_ms"] == max(0.0, t["rpc_ms"] - server) and t["batch_size"] == 1
+        # The server's parts are durations within the call (not clock readings).
+        assert all(0 <= t[k] <= t["rpc_ms"] for k in ("queue_ms", "decode_ms", "tail_ms")) and server <= t["rpc_ms"]
         assert r.payload_bytes == acts[:1].numel() * 4 and r.replica
         assert r.logits.shape == (1, 3) and r.top_k_index.shape == (1, 3) and r.top_k_value.shape == (1, 3)
         np.testing.assert_allclose(r.top_k_value[0], np.sort(r.logits[0])[::-1], rtol=1e-6)
@@ -497,3 +499,89 @@ def test_a_cut_that_differs_names_the_difference():
     with pytest.raises(ValueError) as e:
         splitans.split(model, 1, x)
     assert f"max |diff| {diff})" in str(e.value) and "differs from the model" in str(e.value)
+
+
+def tiny_factory():
+    """A model factory for `serve` ("test_runtime_contract:tiny_factory")."""
+    model, example = _tiny()
+    model.example_input = example
+    return model
+
+
+def test_serve_batches_concurrent_requests_within_its_delay():
+    from splitans.runtime import serve
+
+    srv = serve("test_runtime_contract:tiny_factory", "1", port=0, host="localhost", max_delay_ms=5, max_batch=8)
+    try:
+        assert srv.backend.batcher.max_delay_s == pytest.approx(0.005)
+        stub = pb2_grpc.SplitInferenceStub(grpc.insecure_channel(f"localhost:{srv.port}"))
+        acts = _activations(12)
+        want = _expected(acts)
+        got, lock = {}, threading.Lock()
+
+        def call(i):
+            r = stub.Infer(_request(acts[i : i + 1], f"c{i}"), timeout=20)
+            with lock:
+                got[i] = np.asarray(r.logits).reshape(1, 3)
+
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert sorted(got) == list(range(12))
+        for i in range(12):
+            np.testing.assert_allclose(got[i], want[i : i + 1], rtol=1e-5, atol=1e-5)
+    finally:
+        srv.stop(2)
+
+
+def test_a_lone_request_waits_at_most_the_delay_for_others():
+    """While another RPC is decoding (`incoming`), the batcher waits for it up to `max_delay_s`,
+    then runs what it has: a request that never arrives does not hold the first one."""
+    batcher = Batcher(_service(), max_batch=8, max_delay_s=0.2)
+    try:
+        batcher.incoming = 1  # an RPC that will fail to decode and never submit
+        t = time.perf_counter()
+        item = batcher.submit(Item("tail", _activations(1), None))
+        assert item.done.wait(5), "the batcher kept waiting for a request that never came"
+        waited = time.perf_counter() - t
+        assert 0.15 <= waited < 2 and item.error is None and item.batch_size == 1
+    finally:
+        batcher.incoming = 0
+        batcher.close()
+
+
+def test_client_defaults_eight_bits_and_a_short_back_off():
+    from splitans.runtime.encodings import SPLITANS
+
+    client = EdgeClient(f"localhost:{_free_port()}", strategy="auto", retries=2, timeout=2)
+    req, _, _ = client.encode(_activations(1))
+    assert req.encoding == SPLITANS and splitans.inspect(req.payload)["bits"] == 8
+    t = time.perf_counter()
+    with pytest.raises(RemoteError):
+        client.connect()
+    # Two retries at the default back-off: 0.05 s, then 0.1 s.
+    assert client.retried == 2 and time.perf_counter() - t < 1.5
+
+
+def test_edge_inputs_give_back_the_images_they_came_from(tmp_path):
+    """`splitans edge --inputs`: the tensors for the head, and for the image strategies the
+    uint8 images the tensors were made from (Fashion-MNIST's 28 x 28, a photo's 224 x 224 crop)."""
+    from PIL import Image
+
+    from splitans.eval import fmnist
+    from splitans.runtime import cli as runtime_cli
+
+    xs, imgs = runtime_cli._inputs("fmnist:3", None)
+    assert len(xs) == 3 and len(imgs) == 3
+    for x, img in zip(xs, imgs):
+        assert img.shape == (28, 28, 1) and img.dtype == np.uint8
+        back = (img[:, :, 0].astype(np.float32) / 255 - fmnist.MEAN) / fmnist.STD
+        np.testing.assert_allclose(back, x[0, 0].numpy(), atol=0.51 / 255 / fmnist.STD)
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, size=(256, 256, 3), dtype=np.uint8)
+    Image.fromarray(photo).save(tmp_path / "p.png")
+    xs, imgs = runtime_cli._inputs(str(tmp_path / "p.png"), None)
+    assert xs[0].shape == (1, 3, 224, 224) and imgs[0].shape == (224, 224, 3)
+    assert np.abs(imgs[0].astype(int) - photo[16:240, 16:240].astype(int)).max() <= 1
