@@ -73,6 +73,7 @@ AREAS: Dict[str, Area] = {
                      ("client.py", "server.py", "service.py", "encodings.py", "cut.py", "cli.py")], [
         ["tests/test_runtime_contract.py"],
         ["tests/test_runtime.py", "-k", "not efficientnet"],
+        ["tests/test_ray_serve.py"],
     ]),
     "numcodecs": Area([PKG + "numcodecs.py", PKG + "zarr3.py"], [
         ["tests/test_numcodecs_contract.py"],
