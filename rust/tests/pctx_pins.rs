@@ -265,3 +265,96 @@ fn forged_constant_blobs_with_out_of_range_codes_are_refused() {
         }
     }
 }
+
+/// A hand-made model: `bits`-bit codes, no predictor, one class per property, every channel of
+/// axis 0 its own group, one table.
+fn one_table_model(bits: u8, channels: usize) -> splitans::pctx::Model {
+    let a = 1usize << bits;
+    splitans::pctx::Model {
+        bits,
+        predictor: Predictor::None,
+        axis_x: 2,
+        axis_y: 1,
+        axis_g: 0,
+        groups: (0..channels as u8).collect(),
+        n_groups: channels as u8,
+        classes: [vec![0; a], vec![0; a], vec![0; a]],
+        n_classes: [1, 1, 1],
+        context_map: vec![0; channels],
+        precision: 12,
+        freqs: vec![(4096 / a) as u16; a],
+    }
+}
+
+#[test]
+fn a_model_of_the_most_groups_is_valid_and_one_more_is_not() {
+    use splitans::codec::Quantizer;
+    let max = splitans::pctx::MAX_GROUPS;
+    let shape = vec![Some(max), Some(4), Some(4)];
+    let q = Quantizer::PerSample { axis: None };
+    let codec = Codec::new(
+        FloatType::F32,
+        2,
+        shape.clone(),
+        q.clone(),
+        one_table_model(2, max),
+    )
+    .unwrap();
+    let again = Codec::from_bytes(codec.to_bytes()).unwrap();
+    assert_eq!(again.id(), codec.id());
+    let x: Vec<f32> = (0..max * 16).map(|i| (i % 7) as f32).collect();
+    let blob = codec.compress(&x, &[max, 4, 4], NonFinite::Error).unwrap();
+    let (_, y) = again.decompress(&blob, 1 << 20).unwrap();
+    assert_eq!(
+        y,
+        codec
+            .round_trip(&x, &[max, 4, 4], NonFinite::Error)
+            .unwrap()
+    );
+    let shape = vec![Some(max + 1), Some(4), Some(4)];
+    let mut model = one_table_model(2, max);
+    model.groups.push(max as u8);
+    model.n_groups = (max + 1) as u8;
+    model.context_map.push(0);
+    assert!(Codec::new(FloatType::F32, 2, shape, q, model).is_err());
+}
+
+#[test]
+fn a_per_sample_quantizer_axis_beyond_the_sample_is_refused() {
+    let shape = [4usize, 8, 8];
+    let data: Vec<Vec<f32>> = (0..4).map(|s| uniform(s, 256)).collect();
+    let views: Vec<(&[f32], &[usize])> = data.iter().map(|x| (x.as_slice(), &shape[..])).collect();
+    let (codec, _) = Codec::fit(
+        &views,
+        FloatType::F32,
+        3,
+        Some(0),
+        &Clip::PerSample,
+        NonFinite::Error,
+    )
+    .unwrap();
+    let good = codec.to_bytes().to_vec();
+    assert!(Codec::from_bytes(&good).is_ok());
+    // FORMAT.md 9.2: dtype, bits, ndim at 16..19, one varint per axis (one byte each here),
+    // then the quantizer's kind and axis.
+    let ndim = good[18] as usize;
+    let at = 19 + ndim + 1;
+    assert_eq!(
+        (good[at - 1], good[at]),
+        (0, 0),
+        "a per-sample quantizer along axis 0"
+    );
+    for axis in [ndim as u8, ndim as u8 + 1] {
+        let mut b = good.clone();
+        b[at] = axis;
+        let mut h = crc32fast::Hasher::new();
+        h.update(&b[..8]);
+        h.update(&b[12..]);
+        let crc = h.finalize();
+        b[8..12].copy_from_slice(&crc.to_le_bytes());
+        match Codec::from_bytes(&b) {
+            Err(CodecError::Corrupt(_)) => {}
+            other => panic!("axis {axis}: {:?}", other.map(|c| c.id_hex())),
+        }
+    }
+}
