@@ -207,17 +207,20 @@ def _parse_key(key: str) -> tuple:
     return rel, short, before, after, dup
 
 
-def _locate(all_mutants: List[tuple], keys: List[str]) -> List[tuple]:
-    """The mutants (path, operator, occurrence, line) whose change is that of each key."""
+def _locate(all_mutants: List[tuple], keys: List[str], lines: Dict[str, int]) -> List[tuple]:
+    """The mutants (path, operator, occurrence, line) whose change is that of each key (tried
+    first at the line it was on)."""
     found = []
     for key in keys:
         rel, short, before, after, dup = _parse_key(key)
         seen = 0
-        for cand in (m for m in all_mutants if m[0] == rel and m[1].split("/")[-1] == short):
+        cands = [m for m in all_mutants if m[0] == rel and m[1].split("/")[-1] == short]
+        cands.sort(key=lambda m: abs(m[3] - lines.get(key, m[3])))
+        for cand in cands:
             mm = materialize(cand[0], cand[1], cand[2], {})
             if mm is not None and (mm.before, mm.after) == (before, after):
                 seen += 1
-                if seen == dup:
+                if seen == (1 if key in lines else dup):
                     found.append(cand)
                     break
     return sorted(found)
@@ -249,7 +252,8 @@ def run_python_area(area: str, args) -> Dict[str, dict]:
     n_total = len(all_mutants)
     prev = load_results(area) if args.survivors_of else None
     if prev is not None:
-        chosen = _locate(all_mutants, [k for k, v in prev["mutants"].items() if v["outcome"] == "survived"])
+        chosen = _locate(all_mutants, [k for k, v in prev["mutants"].items() if v["outcome"] == "survived"],
+                         {k: v["line"] for k, v in prev["mutants"].items()})
     elif args.full:
         chosen = all_mutants
     else:
