@@ -311,8 +311,11 @@ def test_predict_is_the_prediction_interval_of_every_calibration_sample(toy):
 
 def test_paths_defaults_are_select_defaults(search):
     got = search.paths(())
+    kl_ref = search._kl_ref
     want = search.paths((), 0.2, 0.9, 3)
     assert [[c.name for c in p] for p in got] == [[c.name for c in p] for p in want]
+    # The chains are ranked where the test at the Bonferroni level would just confirm the budget.
+    assert kl_ref == search._kl_ref == search.reference_kl(0.2, 1 - (1 - 0.9) / 3)
 
 
 def test_size_at_interpolates_log_log_between_bit_widths():
