@@ -40,9 +40,25 @@ def test_a_reader_that_goes_away_exits_3_quietly(tmp_path, command):
     assert stderr == b"", stderr.decode()  # quietly, as cat does
 
 
+def _blocked_reading_stdin(pid: int) -> bool:
+    """Whether the process sits in read(0, ...) (Linux: /proc/PID/syscall; read is 0 on
+    x86-64, 63 on aarch64)."""
+    try:
+        with open(f"/proc/{pid}/syscall") as f:
+            fields = f.read().split()
+    except OSError:
+        return False
+    return len(fields) > 1 and fields[0] in ("0", "63") and int(fields[1], 16) == 0
+
+
 def test_an_interrupt_exits_130():
+    if not os.path.exists(f"/proc/{os.getpid()}/syscall"):
+        pytest.skip("needs /proc/PID/syscall to know when the command waits for its input")
     proc = _splitans("compress", "-", "-c", "--bits", "8", stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    time.sleep(3)  # started, and waiting for its input
+    deadline = time.monotonic() + 120
+    while not _blocked_reading_stdin(proc.pid):  # started, and waiting for its input
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     try:
         _, stderr = proc.communicate(timeout=60)
