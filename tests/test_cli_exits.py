@@ -54,7 +54,10 @@ def _blocked_reading_stdin(pid: int) -> bool:
 def test_an_interrupt_exits_130():
     if not os.path.exists(f"/proc/{os.getpid()}/syscall"):
         pytest.skip("needs /proc/PID/syscall to know when the command waits for its input")
-    proc = _splitans("compress", "-", "-c", "--bits", "8", stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    # SIGINT at its default in the child: a test run started in the background (a shell's `&`)
+    # inherits it ignored, and Python then installs no KeyboardInterrupt handler.
+    proc = _splitans("compress", "-", "-c", "--bits", "8", stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not _blocked_reading_stdin(proc.pid):  # started, and waiting for its input
         assert proc.poll() is None and time.monotonic() < deadline
