@@ -358,3 +358,32 @@ fn a_per_sample_quantizer_axis_beyond_the_sample_is_refused() {
         }
     }
 }
+
+#[test]
+fn every_fourth_sample_is_held_out_for_the_choice() {
+    // Samples 3 and 7 are held out: 0..7 are smooth ramps, 7 alone is noise, so the held-out
+    // code length of the chosen model is that of a smooth map and a noisy one together.
+    let shape = [4usize, 16, 16];
+    let mut data: Vec<Vec<f32>> = (0..7).map(|s| smooth(s, (4, 16, 16))).collect();
+    data.push(uniform(99, 4 * 16 * 16).iter().map(|v| v * 4.0).collect());
+    let fit = |data: &[Vec<f32>]| {
+        let views: Vec<(&[f32], &[usize])> =
+            data.iter().map(|x| (x.as_slice(), &shape[..])).collect();
+        Codec::fit(
+            &views,
+            FloatType::F32,
+            4,
+            None,
+            &Clip::Ranges(vec![(0.0, 4.0)]),
+            NonFinite::Error,
+        )
+        .unwrap()
+        .1
+    };
+    let with_noise = fit(&data).chosen.bits_per_element;
+    let smooth_only = fit(&data[..7]).chosen.bits_per_element;
+    assert!(
+        with_noise > smooth_only + 1.0,
+        "held-out bits/element {with_noise} with the noisy sample held out, {smooth_only} without"
+    );
+}
