@@ -10,8 +10,10 @@ The cap is meant to bound what decoding holds, not only what it returns: every r
 within cap x 1.1 + 64 MiB (the interpreter, numpy and splitans take about 30 MiB of that). Each
 bomb is a few dozen bytes to a few kilobytes: constant streams (or, for the context coder, a
 context body of zeros) declaring as many elements as fit the cap, for each kind of output the
-decoder builds (8- to 64-bit integers, float16/32/64 features, dense, CSR and context). A bomb
-that the decoder refuses before allocating (OutputTooLargeError) is reported as such.
+decoder builds (8- to 64-bit integers, float16/32/64 features, dense, CSR and context), and
+fitted-codec blobs (FORMAT.md 9.5) of float16/32/64 codecs: 12-byte constant bodies, and a coded
+body, decoded with `Codec.decompress` and described with `Codec.inspect`. A bomb that the
+decoder refuses before allocating (OutputTooLargeError) is reported as such.
 tests/test_hardening.py runs the 64 MiB cap in CI.
 """
 
@@ -151,6 +153,61 @@ def bombs(cap: int):
     return out
 
 
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def fitted_codec(dtype: str):
+    """A 4-bit codec of (rows, 4) samples whose first axis varies: each blob states its rows."""
+    import numpy as np
+
+    import splitans
+
+    rng = np.random.default_rng(0)
+    return splitans.Codec.fit([np.maximum(rng.standard_normal((k, 4)), 0).astype(dtype) for k in (3, 5, 7)], bits=4)
+
+
+def fitted_constant_bomb(codec, rows: int, code: int = 0) -> bytes:
+    """A constant fitted blob (kind 2) of `rows` x 4 elements: 7 header bytes, a varint, a code."""
+    cid = bytes.fromhex(codec.id)
+    head, body = bytes([0xE2]) + cid[:2], _varint(rows) + bytes([code])
+    return head + struct.pack("<I", zlib.crc32(cid + head + body)) + body
+
+
+def fitted_coded_bomb(codec, rows: int) -> bytes:
+    """A coded fitted blob (kind 0): zeros with one nonzero code, coded by splitans."""
+    import numpy as np
+
+    x = np.zeros((rows, 4), codec.dtype)
+    x[0, 0] = 1
+    blob = codec.compress(x)
+    assert blob[0] == 0xE0, "expected a coded body"
+    return blob
+
+
+def fitted_bombs(cap: int):
+    """(name, codec bytes, blob, "decompress" | "inspect") of fitted blobs declaring the most
+    elements the cap allows (the decoded itemsize is 4 for float16, 6.1)."""
+    out = []
+    for dtype, itemsize in (("float32", 4), ("float16", 4), ("float64", 8)):
+        codec = fitted_codec(dtype)
+        rows = cap // itemsize // 4
+        blob = fitted_constant_bomb(codec, rows)
+        out.append((f"fitted {dtype}, constant body", codec.to_bytes(), blob, "decompress"))
+        out.append((f"fitted {dtype}, constant body, inspect", codec.to_bytes(), blob, "inspect"))
+        out.append((f"fitted {dtype}, one element past the cap", codec.to_bytes(), fitted_constant_bomb(codec, rows + 1), "decompress"))
+    codec = fitted_codec("float32")
+    blob = fitted_coded_bomb(codec, min(cap // 16, 1 << 24))
+    out.append(("fitted float32, coded body", codec.to_bytes(), blob, "decompress"))
+    out.append(("fitted float32, coded body, inspect", codec.to_bytes(), blob, "inspect"))
+    return out
+
+
 # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over from the parent across
 # fork and exec, while VmHWM belongs to this process's own address space.
 CHILD = r"""
@@ -171,9 +228,34 @@ print(json.dumps({"result": result, "peak": hwm(), "baseline": before}))
 """
 
 
-def measure(blob: bytes, cap: int) -> dict:
-    """Decodes `blob` in a fresh interpreter; its peak RSS (bytes) and what it decoded."""
-    out = subprocess.run([sys.executable, "-c", CHILD, str(cap)], input=blob, capture_output=True, timeout=600)
+FITTED_CHILD = r"""
+import json, sys
+def hwm():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM:"))
+import splitans
+n = int(sys.argv[2])
+data = sys.stdin.buffer.read()
+codec, blob = splitans.Codec.from_bytes(data[:n]), data[n:]
+cap, what = int(sys.argv[1]), sys.argv[3]
+before = hwm()
+try:
+    if what == "inspect":
+        result = "inspect: " + str(codec.inspect(blob, max_output_bytes=cap)["shape"])
+    else:
+        out = codec.decompress(blob, max_output_bytes=cap)
+        result = f"{out.dtype} {out.nbytes / 2**20:.0f} MiB"
+except splitans.OutputTooLargeError:
+    result = "OutputTooLargeError"
+print(json.dumps({"result": result, "peak": hwm(), "baseline": before}))
+"""
+
+
+def measure(blob: bytes, cap: int, codec: bytes = b"", what: str = "decompress") -> dict:
+    """Decodes `blob` (a fitted blob of `codec` when given) in a fresh interpreter; its peak RSS
+    (bytes) and what it decoded."""
+    args = [FITTED_CHILD, str(cap), str(len(codec)), what] if codec else [CHILD, str(cap)]
+    out = subprocess.run([sys.executable, "-c", *args], input=codec + blob, capture_output=True, timeout=600)
     if out.returncode != 0:
         raise RuntimeError(f"the decoding process failed ({out.returncode}): {out.stderr.decode()[-2000:]}")
     return json.loads(out.stdout.decode().strip().splitlines()[-1])
@@ -201,8 +283,9 @@ def main() -> int:
     print("|---|---|---:|---|---:|---:|---:|---|")
     ok = True
     for cap in caps:
-        for name, blob in bombs(cap):
-            m = measure(blob, cap)
+        rows = [(name, blob, b"", "decompress") for name, blob in bombs(cap)] + fitted_bombs(cap)
+        for name, blob, codec, what in rows:
+            m = measure(blob, cap, codec, what)
             within = m["peak"] <= limit(cap)
             ok &= within
             print(

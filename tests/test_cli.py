@@ -2,6 +2,7 @@
 round trips through files and through stdin/stdout, refusals, one-line errors and exit codes."""
 
 import argparse
+import io
 import json
 import os
 import subprocess
@@ -153,6 +154,17 @@ def test_bad_files_give_one_line_errors_and_exit_codes(tmp_path, feature, ints, 
     assert_refused(capsys, cli.EXIT_DATA, "compress", tmp_path / "text.npy", "-c", "--bits", "8", fragments=("not a .npy file",))
     (tmp_path / "cut.npy").write_bytes((tmp_path / "f.npy").read_bytes()[:200])
     assert_refused(capsys, cli.EXIT_DATA, "compress", tmp_path / "cut.npy", "-c", "--bits", "8", fragments=("unreadable .npy",))
+    # A header declaring 4 TB in a 144-byte file: refused from the header (it was an internal
+    # error after numpy's MemoryError).
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(head, {"descr": "<f4", "fortran_order": False, "shape": (10**6, 10**6)})
+    (tmp_path / "huge.npy").write_bytes(head.getvalue() + bytes(16))
+    assert_refused(capsys, cli.EXIT_DATA, "compress", tmp_path / "huge.npy", "-c", "--bits", "8",
+                   fragments=("truncated", "(1000000, 1000000)", "4,000,000,000,000 bytes"))
+    head = io.BytesIO()
+    np.lib.format.write_array_header_2_0(head, {"descr": "<i2", "fortran_order": False, "shape": (3, 1 << 40)})
+    (tmp_path / "huge2.npy").write_bytes(head.getvalue())
+    assert_refused(capsys, cli.EXIT_DATA, "compress", tmp_path / "huge2.npy", "-c", fragments=("truncated",))
     np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     assert_refused(capsys, cli.EXIT_DATA, "compress", tmp_path / "objects.npy", "-c", fragments=("unreadable .npy",))
     np.save(tmp_path / "c.npy", np.zeros(4, np.complex64))

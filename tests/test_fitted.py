@@ -415,3 +415,59 @@ def test_independent_decoder_matches(seed):
         q, _, params = _reference_decode(codec.to_bytes(), blob)
         lib, _ = codec._c.decode_codes(blob, 1 << 40)
         assert np.array_equal(q, lib)
+
+
+def _dequantized_reference(codec, blob):
+    """FORMAT.md 9.5 from the codes: dequantized in float32 per channel, then the codec's dtype
+    (float16 saturating at 65504), computed with numpy from `decode_codes` and `describe`."""
+    codes, shape = codec._c.decode_codes(blob, 1 << 40)
+    d, info = codec.describe(), codec.inspect(blob)
+    n = codes.size
+    axis = d["axis"]
+    if axis is None:
+        channel = np.zeros(n, np.int64)
+    else:
+        inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
+        channel = (np.arange(n) // inner) % shape[axis]
+    if d["quantizer"] == "levels":
+        books = [np.asarray(b["levels"], np.float32) for b in d["codebooks"]]
+        index = np.asarray(d["codebook_index"])[channel]
+        values = np.array([books[b][q] for b, q in zip(index, codes)], np.float32)
+    else:
+        scale = np.asarray(info["scale"], np.float32)[channel]
+        zero = np.asarray(info["zero_point"], np.int32)[channel]
+        values = (codes.astype(np.int32) - zero).astype(np.float32) * scale
+    if d["dtype"] == "float16":
+        values = np.clip(values, -65504, 65504).astype(np.float16)
+    elif d["dtype"] == "float64":
+        values = values.astype(np.float64)
+    return values.reshape(shape)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "float64", "bfloat16"])
+@pytest.mark.parametrize("options", [
+    dict(bits=8), dict(bits=4, axis=0), dict(bits=5, axis=2), dict(bits=3, axis=1, levels="lloyd"),
+    dict(bits=6, dead_zone=0.05), dict(bits=7, clip=None), dict(bits=4, axis=2, clip=None),
+])
+def test_decompress_equals_the_reference_dequantization(dtype, options):
+    """The decoder that dequantizes in place, in the output's own bytes, gives exactly what the
+    codes and parameters say, for every quantizer, channel axis, dtype and blob kind."""
+    rng = np.random.default_rng(7)
+    samples = np.maximum(rng.standard_normal((12, 6, 9, 11)), 0).astype(np.float32)
+    fit_input = samples if dtype == "bfloat16" else samples.astype(dtype)
+    if dtype == "bfloat16":
+        torch = pytest.importorskip("torch")
+        fit_input = torch.from_numpy(samples).to(torch.bfloat16)
+    codec = splitans.Codec.fit(fit_input[:8], **options)
+    x = fit_input[9]
+    tests = [x, fit_input[10] * 0, fit_input[11]]  # coded, constant, coded
+    for t in tests:
+        blob = codec.compress(t)
+        y = codec.decompress(blob)
+        expected = _dequantized_reference(codec, blob)
+        assert y.dtype == expected.dtype and y.shape == expected.shape
+        np.testing.assert_array_equal(y.view(np.uint8), expected.view(np.uint8))
+    assert {codec.inspect(codec.compress(t))["kind"] for t in tests} >= {"coded", "constant"}
+    raw = np.random.default_rng(3).uniform(0, 3, size=x.shape).astype(np.float32)  # incompressible: raw
+    blob = codec.compress(raw if dtype != "bfloat16" else torch.from_numpy(raw).to(torch.bfloat16))
+    np.testing.assert_array_equal(codec.decompress(blob).view(np.uint8), _dequantized_reference(codec, blob).view(np.uint8))

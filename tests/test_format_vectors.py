@@ -183,3 +183,47 @@ def test_table_example_3_4_byte_for_byte():
     blob = splitans.rans_encode(np.repeat(np.uint8([0, 1, 2, 5, 6, 9]), [4, 4, 80, 12, 24, 4]), precision_bits=5)
     # Header 32 bytes, the stream's length 8, its header 10 and parameters 4, then the table.
     assert blob[54 : 54 + 12] == table and blob[50] == 5
+
+
+def test_fitted_vector_of_an_axis_of_length_0():
+    """FORMAT.md 9.5: the codec and the 13-byte blob of a sample whose quantizer axis (the
+    variable axis) has length 0 — one (scale, zero point) pair all the same."""
+    text = section("### 9.5 Fitted blob")
+    text = text[text.index("**Test vector: an axis of length 0.**"):]
+    codec_bytes = bytes.fromhex(re.search(r"```text\n(.*?)```", text, re.S).group(1).replace("\n", " "))
+    blob = bytes.fromhex(re.search(r"is the 13-byte blob `([0-9a-f ]+)`", text).group(1))
+    codec = splitans.Codec.from_bytes(codec_bytes)
+    assert len(codec_bytes) == 108 and codec.id.startswith("f7ea43dc")
+    assert codec.compress(np.zeros((0, 3), np.float32)) == blob and len(blob) == 13
+    y = codec.decompress(blob)
+    assert y.shape == (0, 3) and y.dtype == np.float32
+    info = codec.inspect(blob)
+    assert info["scale"] == [0.0] and info["zero_point"] == [0] and info["kind"] == "raw"
+    with pytest.raises(splitans.CorruptDataError):
+        codec.decompress(blob[:-5] + blob[-1:])  # no pair: truncated
+
+
+def _fix_compact_crc(b: bytes) -> bytes:
+    b = bytearray(b)
+    struct.pack_into("<I", b, 1, zlib.crc32(bytes(b[:1]) + bytes(b[5:])))
+    return bytes(b)
+
+
+def test_compact_first_bytes_and_the_empty_pcontext_container():
+    """FORMAT.md 10 and 10.4 step 1: 0xF0-0xF2 start no container, 0xF4 and later are newer
+    versions even in one byte; 10.2: an empty pcontext container has an empty body."""
+    for first in (0xF0, 0xF1, 0xF2):
+        with pytest.raises(splitans.CorruptDataError, match="not a splitans container"):
+            splitans.decompress(bytes([first]) + bytes(20))
+    for data in (b"\xf4", b"\xff" + bytes(20)):
+        with pytest.raises(splitans.UnsupportedVersionError):
+            splitans.decompress(data)
+    x = np.maximum(np.random.default_rng(0).normal(size=(4, 8)), 0).astype(np.float32)
+    full = bytearray(splitans.compress(x, bits=4, mode="pcontext"))
+    body = splitans.inspect(bytes(full))["streams"][0]["compressed_bytes"]
+    assert full[7:10] == b"\x02\x04\x08"  # ndim 2, shape 4 x 8
+    full[8] = 0  # 0 x 8
+    empty = _fix_compact_crc(bytes(full[: len(full) - body]))
+    assert splitans.decompress(empty).shape == (0, 8)
+    with pytest.raises(splitans.CorruptDataError, match="after the last chunk"):
+        splitans.decompress(_fix_compact_crc(bytes(full)))

@@ -447,3 +447,187 @@ def test_empty_input_is_named():
             splitans.decompress(data)
     with pytest.raises(splitans.CorruptDataError, match="bad magic"):
         splitans.decompress(b"SPN")
+
+
+# ------------------------------------------------------------------------------------------------
+# Fitted blobs (FORMAT.md 9.5): no abort on any blob, memory held to the cap (issue 23)
+
+
+def test_fitted_bombs_hold_no_more_than_the_cap():
+    """benches/peak_rss.py's fitted blobs at a 64 MiB cap: 12-byte constant bodies and a coded
+    body of float16/32/64 codecs, decoded and inspected, each within cap x 1.1 + 64 MiB and
+    holding nothing but the output on top of the interpreter; one element past the cap
+    refused before allocating."""
+    peak = _peak_rss_module()
+    cap = 64 << 20
+    for name, codec, blob, what in peak.fitted_bombs(cap):
+        m = peak.measure(blob, cap, codec, what)
+        assert m["peak"] <= peak.limit(cap), (name, m)
+        if "past the cap" in name:
+            assert m["result"] == "OutputTooLargeError", (name, m)
+        elif what == "inspect" and "constant" in name:
+            # A constant body is described from its one byte: no buffer of the declared size.
+            assert m["peak"] - m["baseline"] <= 4 << 20, (name, m)
+        else:
+            assert m["peak"] - m["baseline"] <= cap + (8 << 20), (name, m)
+
+
+def test_fitted_allocation_failure_is_an_exception_not_an_abort():
+    """The 12-byte blob of issue 23 that aborted the interpreter (SIGABRT) where the process
+    could not get 4 GiB: MemoryError now, at the default cap and with no cap."""
+    peak = _peak_rss_module()
+    codec = peak.fitted_codec("float32")
+    blobs = {"4 GiB": peak.fitted_constant_bomb(codec, (1 << 28) - 1), "8 GiB": peak.fitted_constant_bomb(codec, 1 << 29)}
+    assert len(blobs["4 GiB"]) == 12
+    got = run_child(
+        f"""
+        codec = splitans.Codec.from_bytes(bytes.fromhex({codec.to_bytes().hex()!r}))
+        blobs = {{k: bytes.fromhex(v) for k, v in {json.dumps({k: v.hex() for k, v in blobs.items()})}.items()}}
+        print(json.dumps({{
+            "default cap": outcome(lambda: codec.decompress(blobs["4 GiB"])),
+            "no cap": outcome(lambda: codec.decompress(blobs["8 GiB"], max_output_bytes=None)),
+            "torch": outcome(lambda: codec.decompress(blobs["8 GiB"], max_output_bytes=None, output="torch")),
+            "inspect": outcome(lambda: codec.inspect(blobs["8 GiB"], max_output_bytes=None)),
+        }}))
+        """,
+        address_space_gb=2.0,
+    )
+    for case in ("default cap", "no cap", "torch"):
+        what, seconds = got[case]
+        assert what.startswith("MemoryError: could not allocate"), (case, what)
+        assert "max_output_bytes" in what and "bytes" in what
+        assert seconds < 1.0, (case, seconds)
+    # The bytes it names are the output's (4 x 2^29 x 4 + the decoder's spare), not the count.
+    assert "could not allocate 858993" in got["no cap"][0], got
+    assert got["inspect"][0] == "ok", got
+
+
+def test_fitted_half_codecs_count_the_decoded_itemsize():
+    """FORMAT.md 9.5 checks N x the decoded itemsize (6.1), 4 for float16: a float16 codec's
+    blob of cap/4 elements decodes, one more element is refused before allocating."""
+    peak = _peak_rss_module()
+    codec = peak.fitted_codec("float16")
+    cap = 1 << 16
+    y = codec.decompress(peak.fitted_constant_bomb(codec, cap // 16), max_output_bytes=cap)
+    assert y.dtype == np.float16 and y.size == cap // 4
+    with pytest.raises(splitans.OutputTooLargeError):
+        codec.decompress(peak.fitted_constant_bomb(codec, cap // 16 + 1), max_output_bytes=cap)
+    with pytest.raises(splitans.OutputTooLargeError):
+        codec.inspect(peak.fitted_constant_bomb(codec, cap // 16 + 1), max_output_bytes=cap)
+
+
+# ------------------------------------------------------------------------------------------------
+# numcodecs and zarr: a chunk whose size is known in advance is checked before it is decoded
+
+
+def _hostile_chunk(n: int) -> bytes:
+    """A float32 feature container of n elements (one constant stream): 92 bytes."""
+    return _peak_rss_module().dense_bomb("float32", n)
+
+
+def test_numcodecs_and_zarr_refuse_a_hostile_chunk_before_decoding(tmp_path):
+    """A 92-byte chunk declaring 1 GiB, under a 600 MiB address-space limit: numcodecs' decode
+    into a 64 x 64 `out` and a zarr v3 array of 64 x 64 chunks refuse it from its header (before
+    the fix: 1.07 GB held and a bare numpy 'cannot reshape')."""
+    need_module("zarr", "pip install zarr")
+    chunk = _hostile_chunk(1 << 28)
+    got = run_child(
+        f"""
+        import os, zarr
+        from splitans.numcodecs import Splitans
+        from splitans.zarr3 import Splitans as S3
+        chunk = bytes.fromhex({chunk.hex()!r})
+        d = {str(tmp_path / "a.zarr")!r}
+        z = zarr.create_array(store=d, shape=(64, 64), chunks=(64, 64), dtype="float32", serializer=S3(bits=8),
+                              compressors=None, zarr_format=3)
+        z[:] = 1.0
+        (path,) = [os.path.join(r, f) for r, _, fs in os.walk(d) for f in fs if f != "zarr.json"]
+        with open(path, "wb") as f:
+            f.write(chunk)
+        print(json.dumps({{
+            "numcodecs": outcome(lambda: Splitans(bits=8).decode(chunk, out=np.empty((64, 64), np.float32))),
+            "zarr3": outcome(lambda: zarr.open_array(d, mode="r")[:]),
+        }}))
+        """,
+        address_space_gb=0.6,
+    )
+    assert got["numcodecs"][0].startswith("OutputTooLargeError: the chunk declares more than the 16384-byte"), got
+    assert got["zarr3"][0].startswith("ValueError: the chunk does not hold the array's float32 (64, 64)"), got
+    assert "[268435456]" in got["zarr3"][0]
+
+
+def test_numcodecs_decode_into_out_checks_the_size():
+    from splitans.numcodecs import Splitans
+
+    codec = Splitans(bits=8)
+    blob = codec.encode(np.ones((8, 8), np.float32))
+    with pytest.raises(ValueError, match="destination holds 512 bytes"):
+        codec.decode(blob, out=np.empty(128, np.float32))
+    with pytest.raises(ValueError, match="destination holds 128 bytes"):
+        codec.decode(blob, out=np.empty(32, np.float32))
+    with pytest.raises(splitans.OutputTooLargeError, match="the chunk declares more than the 64-byte"):
+        codec.decode(blob, out=np.empty(16, np.float32))
+    with pytest.raises(TypeError, match="object-dtype"):
+        codec.decode(blob, out=np.empty(64, object))
+    f16 = Splitans(bits=8).encode(np.ones((8, 8), np.float16))  # decodes through float32 (6.1)
+    out = np.empty((8, 8), np.float16)
+    assert Splitans(bits=8).decode(f16, out=out) is out and (out == 1).all()
+
+
+# ------------------------------------------------------------------------------------------------
+# Small refusals of issue 23
+
+
+def test_decompress_many_names_the_item_of_a_type_error():
+    good = splitans.compress(np.arange(6, dtype=np.int16))
+    with pytest.raises(TypeError, match=r"^item 1: expected bytes-like"):
+        splitans.decompress_many([good, 12])
+
+
+def test_output_that_contradicts_out_is_refused():
+    torch = need_module("torch")
+    blob = splitans.compress(np.linspace(0, 1, 12, dtype=np.float32).reshape(3, 4), bits=8)
+    with pytest.raises(ValueError, match="the result is out itself"):
+        splitans.decompress(blob, out=np.empty((3, 4), np.float32), output="torch")
+    with pytest.raises(ValueError, match="the result is out itself"):
+        splitans.decompress(blob, out=torch.empty(3, 4), output="numpy")
+    with pytest.raises(ValueError, match="item 0: output='torch'"):
+        splitans.decompress_many([blob], out=[np.empty((3, 4), np.float32)], output="torch")
+    t = torch.empty(3, 4)
+    assert splitans.decompress(blob, out=t, output="torch") is t
+    a = np.empty((3, 4), np.float32)
+    assert splitans.decompress(blob, out=a) is a and splitans.decompress(blob, out=a, output="numpy") is a
+    assert splitans.decompress_many([blob], out=[a], output="numpy")[0] is a
+
+
+def test_level_codecs_describe_zero_points_as_integers():
+    x = np.maximum(np.random.default_rng(0).normal(size=(10, 4, 6)), 0).astype(np.float32)
+    for axis in (None, 0):
+        d = splitans.Codec.fit(x, bits=3, axis=axis, levels="lloyd").describe()
+        assert isinstance(d["zero_point"], list) and all(type(z) is int for z in d["zero_point"]), d["zero_point"]
+        assert d["zero_point"] == [b["zero_code"] for b in (d["codebooks"][i] for i in d["codebook_index"])]
+
+
+@pytest.mark.parametrize("options", [dict(bits=8), dict(bits=4, clip="mse"), dict(bits=4, levels="lloyd"),
+                                     dict(bits=4, levels="ecsq"), dict(bits=6, dead_zone=0.1), dict(bits=4, axis=1, clip="mse")])
+def test_fitting_near_the_float32_limits_warns_of_nothing(options):
+    import warnings
+
+    x = np.array([[-3.4e38, 3.4e38, 0.0, 1.0] * 4] * 6, np.float32).reshape(6, 4, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        codec = splitans.Codec.fit(x, **options)
+        assert np.isfinite(codec.decompress(codec.compress(x[0]))).all()
+
+
+def test_the_demo_checkpoint_is_loaded_weights_only(monkeypatch):
+    """torch.load with weights_only=True: the unpickler that runs no code from the file."""
+    torch = need_module("torch")
+    need_module("efficientnet_lite_pytorch", "pip install 'splitans[demo]'")
+    from splitans.eval import models
+
+    seen = []
+    real = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: seen.append(k.get("weights_only")) or real(*a, **k))
+    models.efficientnet_lite0()
+    assert seen == [True]

@@ -192,3 +192,51 @@ def test_module_examples():
     for module in modules:
         result = doctest.testmod(module, raise_on_error=False)
         assert result.failed == 0 and result.attempted > 0, module.__name__
+
+
+def test_numcodecs_own_codec_checks():
+    """numcodecs' checks for codecs (numcodecs/tests/common.py) against ours: integer arrays of
+    every width and layout exactly, float arrays within the quantizer's precision, any buffer
+    in and out, config and repr, and object buffers refused with TypeError."""
+    common = pytest.importorskip("numcodecs.tests.common")
+    ints = [np.arange(1000, dtype=d) for d in INTS]
+    ints += [np.random.default_rng(1).integers(-50, 50, size=(10, 20, 30)).astype("i4"),
+             np.asfortranarray(np.arange(600, dtype="u2").reshape(20, 30)),
+             np.arange(1000, dtype="i8").reshape(10, 100)[:, ::2].copy()]
+    for codec in (Splitans(), Splitans(bits=8), Splitans(bits=4, mode="csr", axis=0)):
+        common.check_config(codec)
+        common.check_err_decode_object_buffer(codec)
+        common.check_err_encode_object_buffer(codec)
+        for arr in ints:
+            # check_encode_decode reads a decoded N-d array in the original's index order, which
+            # a Fortran-ordered chunk stored in memory order (as zarr v2 needs) does not give.
+            if arr.flags.c_contiguous:
+                common.check_encode_decode(arr, codec)
+            common.check_encode_decode_array(arr, codec)
+    # check_repr evaluates the statement where Splitans is a global of numcodecs' module.
+    common.Splitans = Splitans
+    for stmt in ("Splitans(axis=None, bits=None, mode='auto')", "Splitans(axis=0, bits=4, mode='csr')"):
+        common.check_repr(stmt)
+    floats = [np.linspace(0, 1, 1000, dtype=d) for d in FLOATS]
+    for arr in floats:
+        # 12 bits over [0, 1]: within 1/8190 of each value, so 3 decimals.
+        common.check_encode_decode(arr, Splitans(bits=12), precision=3)
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_zarr_v2_arrays_in_either_memory_order(tmp_path, order):
+    """zarr v2 reads a decoded chunk in memory order and reshapes it in the array's order: a
+    Fortran-ordered array came back transposed before chunks were stored in memory order."""
+    zarr = pytest.importorskip("zarr")
+    x = np.arange(6 * 10 * 4, dtype=np.int32).reshape(6, 10, 4)
+    f = features((6, 10, 4))
+    for data, codec in ((x, Splitans()), (f, Splitans(bits=8, axis=2))):
+        z = zarr.create_array(store=str(tmp_path / f"{order}{data.dtype}.zarr"), shape=data.shape, chunks=(3, 10, 4),
+                              dtype=data.dtype, compressors=codec, zarr_format=2, order=order)
+        z[:] = data
+        back = zarr.open_array(str(tmp_path / f"{order}{data.dtype}.zarr"), mode="r")[:]
+        if data.dtype.kind == "f":
+            # per-channel along the array's last axis: each channel within its own scale/2
+            assert np.abs(back - data).max() <= (data.max() / 255) / 2 + 1e-6
+        else:
+            np.testing.assert_array_equal(back, data)

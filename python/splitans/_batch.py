@@ -11,6 +11,7 @@ from ._codec import (
     DEFAULT_MAX_OUTPUT_BYTES,
     _as_bytes,
     _as_numpy,
+    _check_output_for_out,
     _chunk_log2,
     _is_float,
     _max_output,
@@ -115,7 +116,7 @@ def decompress_many(
     out: Optional[Sequence[Any]] = None,
     max_output_bytes: Optional[int] = DEFAULT_MAX_OUTPUT_BYTES,
     threads: Optional[int] = None,
-    output: str = "numpy",
+    output: Optional[str] = None,
 ) -> List[Any]:
     """``[decompress(b, ...) for b in blobs]`` in one call: the same arrays, item for item.
 
@@ -130,7 +131,12 @@ def decompress_many(
     >>> [a.tolist() for a in splitans.decompress_many(blobs)]
     [[0, 0, 0, 0, 0, 0], [0, 1, 2, 3, 4, 5], [0, 2, 4, 6, 8, 10]]
     """
-    data = [_as_bytes(b) for b in blobs]
+    data = []
+    for i, b in enumerate(blobs):
+        try:
+            data.append(_as_bytes(b))
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"item {i}: {e}") from None
     cap, t = _max_output(max_output_bytes), _threads(threads)
     if out is not None:
         outs = list(out)
@@ -139,11 +145,13 @@ def decompress_many(
         views = []
         for i, o in enumerate(outs):
             try:
+                _check_output_for_out(output, o)
                 views.append(_out_view(o))
             except (TypeError, ValueError) as e:
                 raise type(e)(f"item {i}: {e}") from None
         _core.decode_many(data, [v[1] for v in views], [v[2] for v in views], cap, t)
         return [v[0] for v in views]
+    output = "numpy" if output is None else output
     if output not in ("numpy", "torch"):
         raise ValueError(f"output must be 'numpy' or 'torch', got {output!r}")
     decoded = _core.decode_many(data, None, None, cap, t, output == "torch")

@@ -314,6 +314,19 @@ def _out_view(out: Any):
     return out, a, name
 
 
+def _check_output_for_out(output: Optional[str], out: Any) -> None:
+    """With ``out=``, the result is ``out`` itself: an ``output=`` naming the other kind of array
+    is a mistake, not something to ignore."""
+    if output is None:
+        return
+    if output not in ("numpy", "torch"):
+        raise ValueError(f"output must be 'numpy' or 'torch', got {output!r}")
+    is_torch = type(out).__module__.startswith("torch")
+    if out is not None and (output == "torch") != is_torch:
+        kind = "a torch tensor" if is_torch else f"a {type(out).__name__}"
+        raise ValueError(f"output={output!r} with out= {kind}: the result is out itself; drop output= or pass out= of that kind")
+
+
 def _expected(expect_shape: Any, expect_dtype: Any):
     shape = None
     if expect_shape is not None:
@@ -342,7 +355,7 @@ def decompress(
     *,
     max_output_bytes: Optional[int] = DEFAULT_MAX_OUTPUT_BYTES,
     threads: Optional[int] = None,
-    output: str = "numpy",
+    output: Optional[str] = None,
     expect_shape: Any = None,
     expect_dtype: Any = None,
     out: Any = None,
@@ -353,7 +366,7 @@ def decompress(
     dequantized, ``(q - zero_point) * scale``, in the dtype it had (bfloat16, which numpy lacks,
     as float32 in numpy); float16 and bfloat16 saturate at their largest finite value instead of
     overflowing to infinity. ``output="torch"`` returns a torch tensor instead, in the original
-    dtype (bfloat16 included).
+    dtype (bfloat16 included); ``output=None`` means numpy.
 
     Raises ``CorruptDataError`` (a ``ValueError``) for anything that is not a valid container,
     ``UnsupportedVersionError`` for a newer format, and ``OutputTooLargeError`` before
@@ -377,10 +390,12 @@ def decompress(
     True
     """
     if out is not None:
+        _check_output_for_out(output, out)
         obj, view, name = _out_view(out)
         shape, dtype = _expected(expect_shape, expect_dtype)
         _core.decode_into(_as_bytes(data), view, name, _max_output(max_output_bytes), _threads(threads), shape, dtype)
         return obj
+    output = "numpy" if output is None else output
     if output not in ("numpy", "torch"):
         raise ValueError(f"output must be 'numpy' or 'torch', got {output!r}")
     if expect_shape is None and expect_dtype is None:

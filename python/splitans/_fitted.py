@@ -106,17 +106,18 @@ _HALF_MAX = {"float16": 65504.0, "bfloat16": float(np.uint32(0x7F7F0000).view(np
 
 
 def _float_output(flat: np.ndarray, shape, dtype: str, output: str):
-    """Decoded float32 values as numpy (bfloat16 as float32) or torch, in the codec's dtype;
-    a conversion to a half type saturates."""
-    if dtype in _HALF_MAX and (output == "torch" or dtype == "float16"):
-        flat = np.clip(flat, -_HALF_MAX[dtype], _HALF_MAX[dtype])
+    """The decoder's values (float16 as its saturated bits, bfloat16 as float32, else the
+    codec's dtype) as numpy (bfloat16 as float32) or torch, in the codec's dtype; a conversion to
+    bfloat16 saturates."""
+    if dtype == "float16":
+        flat = flat.view(np.float16)
     if output == "torch":
         import torch
 
+        if dtype == "bfloat16":
+            flat = np.clip(flat, -_HALF_MAX[dtype], _HALF_MAX[dtype])
         t = torch.from_numpy(flat).reshape(tuple(shape))
-        return t.to(getattr(torch, dtype)) if dtype != "float32" else t
-    if dtype in ("float16", "float64"):
-        flat = flat.astype(dtype)
+        return t.to(torch.bfloat16) if dtype == "bfloat16" else t
     return flat.reshape(shape)
 
 

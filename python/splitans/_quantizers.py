@@ -55,7 +55,10 @@ def _grid_error(v: np.ndarray, lo: float, hi: float, bits: int) -> float:
     if scale == 0:
         return float(np.mean(v.astype(np.float64) ** 2))
     q = np.clip(np.rint(v / np.float32(scale)) + zp, 0, (1 << bits) - 1)
-    return float(np.mean((v - (q - zp) * scale) ** 2))
+    # A range near +-float32 max has errors whose squares overflow: inf, the worst error, is
+    # the right answer for it, and no warning is the caller's business.
+    with np.errstate(over="ignore"):
+        return float(np.mean((v - (q - zp) * scale) ** 2))
 
 
 def mse_range(values: np.ndarray, bits: int, signed: Optional[bool] = None) -> Tuple[float, float]:
@@ -124,7 +127,10 @@ def uniform_codebook(lo: float, hi: float, bits: int) -> Tuple[List[float], List
     if scale == 0:
         return [0.0], []
     levels = (np.arange((1 << bits)) - zp).astype(np.float32) * np.float32(scale)
-    return _to_f32_book(levels, (levels[:-1] + levels[1:]) / 2)
+    # Midpoints in float64: the same float32 thresholds where the float32 sum is finite, and no
+    # overflow for levels near +-float32 max.
+    wide = levels.astype(np.float64)
+    return _to_f32_book(levels, (wide[:-1] + wide[1:]) / 2)
 
 
 def codebook(

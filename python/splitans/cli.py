@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import io
 import json
+import math
 import os
 import sys
 import tempfile
@@ -164,10 +165,32 @@ def _load_npy(data: bytes, name: str) -> np.ndarray:
         hint = "; it is a splitans file (use decompress or inspect)" if data.startswith(SPLITANS_MAGIC) else ""
         raise CliError(EXIT_DATA, f"{name}: not a .npy file{hint}")
     try:
+        _check_npy_size(data, name)
         return np.load(io.BytesIO(data), allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise CliError(EXIT_DATA, f"{name}: unreadable .npy file: {msg}") from None
+
+
+def _check_npy_size(data: bytes, name: str) -> None:
+    """Refuses a .npy whose header declares more data than the file holds (a shape of 10^12
+    elements in a 100-byte file), before numpy allocates what it declares."""
+    f = io.BytesIO(data)
+    version = np.lib.format.read_magic(f)
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    if version not in readers:
+        return  # numpy's own reader checks what it can
+    shape, _, dtype = readers[version](f)
+    if dtype.hasobject:
+        return  # refused by allow_pickle=False
+    needed = math.prod(shape) * dtype.itemsize
+    held = len(data) - f.tell()
+    if needed > held:
+        raise CliError(
+            EXIT_DATA,
+            f"{name}: unreadable .npy file: truncated: its header declares {dtype} {tuple(shape)} "
+            f"({needed:,} bytes), the file holds {held:,}",
+        )
 
 
 def _npy_bytes(a: np.ndarray) -> bytes:

@@ -3,7 +3,8 @@
 Each chunk becomes one splitans container, so a chunk decodes with ``splitans.decompress`` alone.
 Integer chunks are coded losslessly. Float chunks are quantized to ``bits`` bits (lossy, every
 element within scale/2 of the chunk's own range), and only when ``bits`` is given: without it a
-float chunk is refused, never silently rounded. Decoding restores the chunk's dtype and shape.
+float chunk is refused, never silently rounded. Decoding restores the chunk's dtype and shape
+(a Fortran-ordered chunk: its bytes in memory order, as the C-ordered transpose).
 
 The codec is registered under the id ``"splitans"`` through the ``numcodecs.codecs`` entry point,
 so ``numcodecs.get_codec({"id": "splitans", "bits": 8})`` and zarr v2 metadata find it once
@@ -68,6 +69,13 @@ class Splitans(Codec):
 
     def encode(self, buf: Any) -> bytes:
         a = ensure_ndarray(buf)
+        axis = self.axis
+        if a.ndim > 1 and a.flags.f_contiguous and not a.flags.c_contiguous:
+            # A Fortran-ordered chunk is stored in its memory order, as numcodecs codecs store
+            # bytes: zarr v2 (order="F") and ndarray_copy read a decoded chunk in memory order.
+            # It decodes to the C-ordered transpose, the same bytes.
+            a = a.T
+            axis = None if axis is None else (a.ndim - 1 - axis if axis >= 0 else -1 - axis)
         kind = a.dtype.kind
         if kind in "iu":
             return splitans.compress(a)
@@ -77,12 +85,32 @@ class Splitans(Codec):
                     f"Splitans(bits=None) codes integer chunks losslessly; this chunk is {a.dtype}, which "
                     "splitans quantizes: give bits (1..16), e.g. Splitans(bits=8)"
                 )
-            return splitans.compress(a, bits=self.bits, mode=self.mode, axis=self.axis)
+            return splitans.compress(a, bits=self.bits, mode=self.mode, axis=axis)
         raise TypeError(f"Splitans codes integer and float16/32/64 chunks, not {a.dtype}")
 
     def decode(self, buf: Any, out: Any = None) -> Any:
-        a = splitans.decompress(ensure_bytes(buf))
-        return ndarray_copy(a, out) if out is not None else a
+        """The chunk, or the chunk copied into ``out``. With ``out``, a chunk that declares more
+        than ``out`` can hold is refused (``splitans.OutputTooLargeError``) before anything is
+        allocated, and one of another size raises ``ValueError`` naming both; an object-dtype
+        ``out`` raises ``TypeError``."""
+        data = ensure_bytes(buf)
+        if out is None:
+            return splitans.decompress(data)
+        dest = ensure_ndarray(out)
+        if dest.dtype.hasobject:
+            raise TypeError("Splitans decodes into a numeric buffer, not an object-dtype array")
+        # Twice the destination: a float16 chunk decodes through float32 (FORMAT.md 6.1).
+        try:
+            a = splitans.decompress(data, max_output_bytes=2 * dest.nbytes)
+        except splitans.OutputTooLargeError as e:
+            raise splitans.OutputTooLargeError(
+                f"the chunk declares more than the {dest.nbytes}-byte destination holds ({e})"
+            ) from None
+        if a.nbytes != dest.nbytes:
+            raise ValueError(
+                f"the chunk holds {a.dtype} {a.shape} ({a.nbytes} bytes); the destination holds {dest.nbytes} bytes"
+            )
+        return ndarray_copy(a, out)
 
 
 register_codec(Splitans)

@@ -27,6 +27,8 @@ import numpy as np
 from zarr.abc.codec import ArrayBytesCodec
 from zarr.registry import register_codec
 
+import splitans
+
 from .numcodecs import Splitans as _Numcodec
 
 if TYPE_CHECKING:
@@ -94,10 +96,15 @@ class Splitans(ArrayBytesCodec):
         return chunk_spec.prototype.buffer.from_bytes(self.numcodec.encode(a))
 
     def _decode_sync(self, chunk_bytes: "Buffer", chunk_spec: "ArraySpec") -> "NDBuffer":
-        a = self.numcodec.decode(chunk_bytes.to_bytes())
         expected = np.dtype(chunk_spec.dtype.to_native_dtype())
-        if a.dtype != expected or a.shape != tuple(chunk_spec.shape):
-            raise ValueError(f"chunk decoded to {a.dtype} {a.shape}, the array expects {expected} {tuple(chunk_spec.shape)}")
+        # The chunk's shape and dtype are known: a chunk declaring anything else is refused
+        # from its header, before anything as large as what it declares is allocated.
+        try:
+            a = splitans.decompress(chunk_bytes.to_bytes(), expect_shape=tuple(chunk_spec.shape), expect_dtype=expected)
+        except (splitans.CorruptDataError, splitans.OutputTooLargeError):
+            raise
+        except ValueError as e:
+            raise ValueError(f"the chunk does not hold the array's {expected} {tuple(chunk_spec.shape)}: {e}") from None
         return chunk_spec.prototype.nd_buffer.from_ndarray_like(a)
 
     # The coding runs with the interpreter released: chunks proceed in parallel in threads.

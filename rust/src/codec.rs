@@ -11,6 +11,7 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::buffer::{self, Pod};
 use crate::bytes::{put_varint, Reader};
 use crate::container::FloatType;
 use crate::error::{corrupt, CodecError, Result};
@@ -162,6 +163,13 @@ pub struct BlobInfo {
     pub params: Vec<Affine>,
     pub body_bytes: usize,
     pub header_bytes: usize,
+}
+
+impl BlobInfo {
+    /// The number of elements of the sample.
+    pub fn count(&self) -> usize {
+        self.shape.iter().product()
+    }
 }
 
 fn levels(bits: u8) -> i32 {
@@ -573,7 +581,8 @@ impl Codec {
             .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
             .filter(|&c| c <= isize::MAX as u64 / 8)
             .ok_or_else(|| corrupt!("sample shape {shape:?} overflows"))?;
-        let needed = count.saturating_mul(self.float_type.itemsize() as u64);
+        // The decoded itemsize (FORMAT.md 6.1): 4 for the half types, which decode through float32.
+        let needed = count.saturating_mul(self.float_type.itemsize().max(4) as u64);
         if needed > max_output_bytes {
             return Err(CodecError::OutputTooLarge {
                 needed,
@@ -609,40 +618,8 @@ impl Codec {
     /// The codes of a blob, with its shape and parameters.
     pub fn decode_codes(&self, blob: &[u8], max_output_bytes: u64) -> Result<(BlobInfo, Vec<u8>)> {
         let info = self.describe(blob, max_output_bytes)?;
-        let body = &blob[info.header_bytes..];
-        let n: usize = info.shape.iter().product();
-        let mut q = Vec::new();
-        q.try_reserve_exact(n)
-            .map_err(|_| CodecError::OutputTooLarge {
-                needed: n as u64,
-                limit: max_output_bytes,
-            })?;
-        q.resize(n, 0);
-        match info.kind {
-            BlobKind::Raw => unpack(body, self.bits, &mut q)?,
-            BlobKind::Constant => {
-                if body.len() != 1 || n == 0 || body[0] as i32 > levels(self.bits) {
-                    return Err(corrupt!("constant body of {} bytes", body.len()));
-                }
-                q.fill(body[0]);
-            }
-            BlobKind::Coded => {
-                if n == 0 {
-                    return Err(corrupt!("a coded body for an empty sample"));
-                }
-                let ch = channels_of(&info.shape, self.quantizer.axis());
-                let fills: Vec<u8> = info.params.iter().map(|a| a.zero_point as u8).collect();
-                pctx::decode(
-                    &self.model,
-                    &self.tables_,
-                    &info.shape,
-                    body,
-                    &fills,
-                    ch,
-                    &mut q,
-                )?;
-            }
-        }
+        let mut q = buffer::zeroed::<u8>(info.count())?;
+        self.decode_body(blob, &info, &mut q)?;
         if let Quantizer::Levels { books, index, .. } = &self.quantizer {
             let ch = channels_of(&info.shape, self.quantizer.axis());
             levels::check_codes(&q, books, index, ch)?;
@@ -650,12 +627,164 @@ impl Codec {
         Ok((info, q))
     }
 
+    /// How often each code occurs in a blob (its body decoded, and so verified), without a code
+    /// array where the body does not need one: a constant body declares its count, whatever it
+    /// is, in one byte, and `inspect` must not hold a byte per declared element for it.
+    pub fn code_counts(
+        &self,
+        blob: &[u8],
+        max_output_bytes: u64,
+    ) -> Result<(BlobInfo, [u64; 256])> {
+        let info = self.describe(blob, max_output_bytes)?;
+        let mut counts = [0u64; 256];
+        if info.kind == BlobKind::Constant {
+            let code = self.constant_code(blob, &info)?;
+            if let Quantizer::Levels { books, index, .. } = &self.quantizer {
+                let ch = channels_of(&info.shape, self.quantizer.axis());
+                let used = if ch.channels == 1 {
+                    &index[..1]
+                } else {
+                    &index[..ch.channels]
+                };
+                if used
+                    .iter()
+                    .any(|&b| code as usize >= books[b as usize].levels.len())
+                {
+                    return Err(corrupt!("code {code} past the last level of its codebook"));
+                }
+            }
+            counts[code as usize] = info.count() as u64;
+            return Ok((info, counts));
+        }
+        let (info, q) = self.decode_codes(blob, max_output_bytes)?;
+        counts.copy_from_slice(&crate::freq::histogram_u8(&q));
+        Ok((info, counts))
+    }
+
+    /// The one code of a constant body (kind 2), checked (FORMAT.md 9.5).
+    fn constant_code(&self, blob: &[u8], info: &BlobInfo) -> Result<u8> {
+        let body = &blob[info.header_bytes..];
+        if body.len() != 1 || info.count() == 0 || body[0] as i32 > levels(self.bits) {
+            return Err(corrupt!("constant body of {} bytes", body.len()));
+        }
+        Ok(body[0])
+    }
+
+    /// Decodes the body of a described blob into `q`, one code per element.
+    fn decode_body(&self, blob: &[u8], info: &BlobInfo, q: &mut [u8]) -> Result<()> {
+        let body = &blob[info.header_bytes..];
+        let n = q.len();
+        match info.kind {
+            BlobKind::Raw => unpack(body, self.bits, q)?,
+            BlobKind::Constant => q.fill(self.constant_code(blob, info)?),
+            BlobKind::Coded => {
+                if n == 0 {
+                    return Err(corrupt!("a coded body for an empty sample"));
+                }
+                let ch = channels_of(&info.shape, self.quantizer.axis());
+                let fills: Vec<u8> = info.params.iter().map(|a| a.zero_point as u8).collect();
+                pctx::decode(&self.model, &self.tables_, &info.shape, body, &fills, ch, q)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Decompresses a blob to float32 values (C order) with its shape.
     pub fn decompress(&self, blob: &[u8], max_output_bytes: u64) -> Result<(Vec<usize>, Vec<f32>)> {
-        let (info, q) = self.decode_codes(blob, max_output_bytes)?;
-        let mut out = vec![0f32; q.len()];
-        self.dequantize(&q, &info.shape, &info.params, &mut out)?;
+        self.decompress_as(blob, max_output_bytes, |x| x)
+    }
+
+    /// Decompresses a blob to `conv` of each float32 value (FORMAT.md 9.5: float32, then the
+    /// codec's dtype), holding nothing as large as the output besides the output: the codes are
+    /// decoded into the output's own bytes, at offset `(size_of O - 1) * n` (with the context
+    /// decoder's few spare bytes after them), and dequantized in place, front to back, as the
+    /// container decoder does. Every buffer whose size a blob declares is allocated fallibly.
+    pub fn decompress_as<O: Pod>(
+        &self,
+        blob: &[u8],
+        max_output_bytes: u64,
+        conv: impl Fn(f32) -> O,
+    ) -> Result<(Vec<usize>, Vec<O>)> {
+        let info = self.describe(blob, max_output_bytes)?;
+        let n = info.count();
+        let size = std::mem::size_of::<O>();
+        let spare = pctx::DECODE_PAD.div_ceil(size);
+        let mut out = buffer::zeroed::<O>(n + spare)?;
+        let at = (size - 1) * n;
+        {
+            let bytes = &mut buffer::bytes_mut(&mut out)[at..];
+            match info.kind {
+                BlobKind::Coded if n > 0 => {
+                    let ch = channels_of(&info.shape, self.quantizer.axis());
+                    let fills: Vec<u8> = info.params.iter().map(|a| a.zero_point as u8).collect();
+                    let body = &blob[info.header_bytes..];
+                    pctx::decode_padded(
+                        &self.model,
+                        &self.tables_,
+                        &info.shape,
+                        body,
+                        &fills,
+                        ch,
+                        &mut bytes[..n + pctx::DECODE_PAD],
+                    )?;
+                }
+                _ => self.decode_body(blob, &info, &mut bytes[..n])?,
+            }
+        }
+        self.dequantize_in_place(&mut out, at, n, &info, conv)?;
+        out.truncate(n);
         Ok((info.shape, out))
+    }
+
+    /// `dequantize` of the `n` codes held at byte `at = (size_of O - 1) * n` of `out`, into
+    /// `out[..n]`: a block of codes is copied out before its elements are written, and the bytes
+    /// of element `i` end at `size_of O * (i + 1) <= at + i + 1`, at or before the code of any
+    /// later element.
+    fn dequantize_in_place<O: Pod>(
+        &self,
+        out: &mut [O],
+        at: usize,
+        n: usize,
+        info: &BlobInfo,
+        conv: impl Fn(f32) -> O,
+    ) -> Result<()> {
+        const BLOCK: usize = 1 << 14;
+        let ch = channels_of(&info.shape, self.quantizer.axis());
+        let mut codes = [0u8; BLOCK];
+        let mut values = [0f32; BLOCK];
+        let mut start = 0;
+        while start < n {
+            let end = (start + BLOCK).min(n);
+            let (codes, values) = (&mut codes[..end - start], &mut values[..end - start]);
+            codes.copy_from_slice(&buffer::bytes_mut(out)[at + start..at + end]);
+            let mut bad = None;
+            ch.runs(start, end, |a, b, c| {
+                let (q, v) = (
+                    &codes[a - start..b - start],
+                    &mut values[a - start..b - start],
+                );
+                match &self.quantizer {
+                    Quantizer::Levels { books, index, .. } => {
+                        let levels = &books[index[c] as usize].levels;
+                        for (y, &code) in v.iter_mut().zip(q) {
+                            match levels.get(code as usize) {
+                                Some(&l) => *y = l,
+                                None => bad = Some(code),
+                            }
+                        }
+                    }
+                    _ => quant::dequantize_run_f32(q, v, info.params[c]),
+                }
+            });
+            if let Some(code) = bad {
+                return Err(corrupt!("code {code} past the last level of its codebook"));
+            }
+            for (o, &v) in out[start..end].iter_mut().zip(values.iter()) {
+                *o = conv(v);
+            }
+            start = end;
+        }
+        Ok(())
     }
 
     /// Values of codes `q` of a sample of `shape`, quantized with `params` (`quantize`'s, or a

@@ -35,7 +35,7 @@ impl fmt::Display for CodecError {
             CodecError::OutOfMemory { bytes } => write!(
                 f,
                 "could not allocate {bytes} bytes for the decoded data; pass a max_output_bytes \
-                 this machine can hold (or expect_shape=) to refuse such input before allocating"
+                 this machine can hold (or, with splitans.decompress, expect_shape=) to refuse such input before allocating"
             ),
         }
     }

@@ -1396,22 +1396,10 @@ fn for_each_channel_run(
     ch: Channels,
     from: usize,
     to: usize,
-    mut f: impl FnMut(usize, usize, usize),
+    f: impl FnMut(usize, usize, usize),
 ) {
     debug_assert!(to <= n);
-    if ch.channels == 1 {
-        if from < to {
-            f(from, to, 0);
-        }
-        return;
-    }
-    let inner = ch.inner.max(1);
-    let mut a = from;
-    while a < to {
-        let b = ((a / inner + 1) * inner).min(to);
-        f(a, b, (a / inner) % ch.channels);
-        a = b;
-    }
+    ch.runs(from, to, f);
 }
 
 /// Elements dequantized per pass of `dequantize_in_place`.

@@ -1051,13 +1051,16 @@ pub fn decode(
     fill_ch: Channels,
     q: &mut [u8],
 ) -> Result<()> {
-    decode_with(model, tables, shape, body, fill, fill_ch, q, true)
+    let n = q.len();
+    decode_into(model, tables, shape, body, fill, fill_ch, q, n, true)
 }
 
-/// `decode`, with the vector raster decoder where it runs (`vector`) or the scalar one
-/// throughout (what CPUs without AVX2 run; tests compare the two).
-#[allow(clippy::too_many_arguments)]
-fn decode_with(
+/// Bytes that `decode_padded` needs past a sample's last code.
+pub const DECODE_PAD: usize = 3;
+
+/// `decode` into `q[..n]` of a buffer with `DECODE_PAD` bytes to spare after the sample's `n`
+/// codes (their values on return are unspecified), so that no second buffer is needed.
+pub fn decode_padded(
     model: &Model,
     tables: &Tables,
     shape: &[usize],
@@ -1065,31 +1068,43 @@ fn decode_with(
     fill: &[u8],
     fill_ch: Channels,
     q: &mut [u8],
+) -> Result<()> {
+    let n = q.len().checked_sub(DECODE_PAD).ok_or_else(|| {
+        CodecError::InvalidArgument(format!("a padded output of {} bytes", q.len()))
+    })?;
+    decode_into(model, tables, shape, body, fill, fill_ch, q, n, true)
+}
+
+/// Decodes a sample of `n` elements into `q[..n]`, with the vector raster decoder where it runs
+/// (`vector`) or the scalar one throughout (what CPUs without AVX2 run; tests compare the two).
+#[allow(clippy::too_many_arguments)]
+fn decode_into(
+    model: &Model,
+    tables: &Tables,
+    shape: &[usize],
+    body: &[u8],
+    fill: &[u8],
+    fill_ch: Channels,
+    q: &mut [u8],
+    n: usize,
     vector: bool,
 ) -> Result<()> {
     let lay = Layout::new(model, shape);
-    if lay.n != q.len() {
+    if lay.n != n {
         return Err(CodecError::InvalidArgument(format!(
-            "output of {} elements for a sample of {}",
-            q.len(),
+            "output of {n} elements for a sample of {}",
             lay.n
         )));
     }
     let w = Walk::new(&lay, fill_ch);
-    let spans = parse_body(body, q.len())?;
+    let spans = parse_body(body, n)?;
     // Chunks of 8 lanes or more decode 8 lanes a vector (AVX2), whose byte gathers read 4 bytes
     // at an element: such samples decode into a buffer with 3 bytes to spare.
-    if cfg!(target_arch = "x86_64") && vector && spans.iter().any(|c| c.lanes >= 8) {
-        let mut padded = Vec::new();
-        padded
-            .try_reserve_exact(q.len() + 3)
-            .map_err(|_| CodecError::OutputTooLarge {
-                needed: q.len() as u64 + 3,
-                limit: q.len() as u64,
-            })?;
-        padded.resize(q.len() + 3, 0);
+    let gathers = cfg!(target_arch = "x86_64") && vector && spans.iter().any(|c| c.lanes >= 8);
+    if q.len() < n + DECODE_PAD && gathers {
+        let mut padded = crate::buffer::zeroed::<u8>(n + DECODE_PAD)?;
         decode_spans(tables, &w, &spans, body, fill, &mut padded, vector)?;
-        q.copy_from_slice(&padded[..q.len()]);
+        q[..n].copy_from_slice(&padded[..n]);
         return Ok(());
     }
     decode_spans(tables, &w, &spans, body, fill, q, vector)
@@ -2063,7 +2078,7 @@ mod tests {
                     assert_eq!(back, q, "bits {bits} {predictor:?} {shape:?}");
                     // The scalar decoder throughout, as CPUs without the vector one run it.
                     let mut scalar = vec![0u8; n];
-                    decode_with(
+                    decode_into(
                         &m,
                         &tables,
                         shape,
@@ -2071,6 +2086,7 @@ mod tests {
                         &[zero],
                         Channels::TENSOR,
                         &mut scalar,
+                        n,
                         false,
                     )
                     .unwrap();

@@ -130,6 +130,25 @@ impl Channels {
             (i / self.inner) % self.channels
         }
     }
+
+    /// Calls `f(start, end, channel)` for the runs of elements `[from, to)` that lie in one
+    /// channel, in order.
+    #[inline]
+    pub fn runs(&self, from: usize, to: usize, mut f: impl FnMut(usize, usize, usize)) {
+        if self.channels == 1 {
+            if from < to {
+                f(from, to, 0);
+            }
+            return;
+        }
+        let inner = self.inner.max(1);
+        let mut a = from;
+        while a < to {
+            let b = ((a / inner + 1) * inner).min(to);
+            f(a, b, (a / inner) % self.channels);
+            a = b;
+        }
+    }
 }
 
 /// Index of the first NaN or infinity, if any.

