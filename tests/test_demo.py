@@ -16,3 +16,14 @@ def test_demo_runs_and_keeps_the_predictions():
     assert "compress" in out.stdout and "bits/element" in out.stdout
     top1 = [line for line in out.stdout.splitlines() if line.startswith("top-1")]
     assert len(top1) == 2 and not any("differs" in line for line in top1), out.stdout
+    # Class names, not indices alone: each printed name is the one of its index, and the daisy
+    # photograph is called a daisy.
+    import re
+
+    from splitans.eval.labels import imagenet
+
+    names = imagenet()
+    for line in top1:
+        for name, index in re.findall(r"'([^']+)' \((\d+)\)", line):
+            assert names[int(index)] == name, line
+    assert "flower.jpg: uncompressed 'daisy' (985)" in out.stdout, out.stdout

@@ -40,7 +40,9 @@ def test_importing_splitans_pulls_in_no_optional_dependency():
         "import sys, splitans\n"
         "assert 'torch' not in sys.modules\n"
         "bad = [m for m in ('torch', 'cupy', 'numcodecs', 'zarr', 'zstandard', 'lz4', 'blosc2', 'splitans.cli',"
-        " 'splitans.eval', 'splitans.gpu') if m in sys.modules]\n"
+        " 'splitans.eval', 'splitans.gpu', 'splitans.cut', 'splitans.runtime', 'grpc', 'onnxruntime')"
+        " if m in sys.modules]\n"
+        "assert callable(splitans.split) and 'splitans.cut' in sys.modules\n"
         "assert not bad, bad\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -64,7 +66,9 @@ def test_sdist_builds_and_holds_everything_a_build_needs(tmp_path):
     for needed in ("pyproject.toml", "Cargo.toml", "Cargo.lock", "README.md", "PKG-INFO", "rust/src/lib.rs",
                    "rust/src/python/mod.rs", "python/splitans/__init__.py", "python/splitans/_core.pyi",
                    "python/splitans/py.typed", "python/splitans/cli.py", "python/splitans/numcodecs.py",
-                   "python/splitans/zarr3.py", "python/splitans/cuda/rans_decode.cu", "python/splitans/eval/report.py"):
+                   "python/splitans/zarr3.py", "python/splitans/cuda/rans_decode.cu", "python/splitans/eval/report.py",
+                   "python/splitans/runtime/splitans_runtime.proto", "python/splitans/runtime/splitans_runtime_pb2.py",
+                   "python/splitans/runtime/splitans_runtime_pb2_grpc.py", "python/splitans/eval/imagenet_classes.txt"):
         assert needed in names, needed
     assert not any(n.startswith(("target/", ".venv", "python/splitans/_core.")) and not n.endswith(".pyi") for n in names)
 
@@ -88,3 +92,37 @@ def test_quickstart_has_two_commands_and_ci_runs_the_test_command_verbatim():
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert tests in ci, ".ci/run must run the README's test command verbatim"
     assert "bash .ci/wheel" in ci
+
+
+def test_readme_lists_every_extra():
+    """Each extra of pyproject.toml has its row in the README's table of extras."""
+    extras = _toml("pyproject.toml")["project"]["optional-dependencies"]
+    readme = (ROOT / "README.md").read_text()
+    rows = {line.split("|")[1].strip().strip("`") for line in readme.splitlines() if line.startswith("| `[")}
+    assert {f"[{name}]" for name in extras} <= rows, sorted({f"[{name}]" for name in extras} - rows)
+    quickstart = readme.index("## Quickstart")
+    assert quickstart < 1000, "the Quickstart comes first, right after the introduction"
+
+
+def _expand(extras: dict, names) -> set:
+    """The distribution names an install of splitans[names] pulls in, through splitans[...] entries."""
+    import re
+
+    out = set()
+    for name in names:
+        for dep in extras[name]:
+            m = re.match(r"splitans\[([^\]]+)\]", dep)
+            if m:
+                out |= _expand(extras, m.group(1).split(","))
+            else:
+                out.add(re.match(r"[A-Za-z0-9_.-]+", dep).group(0).lower())
+    return out
+
+
+def test_edge_extras_are_light_and_runtime_leaves_ray_to_its_own():
+    extras = _toml("pyproject.toml")["project"]["optional-dependencies"]
+    assert _expand(extras, ["edge"]) == {"grpcio", "protobuf"}
+    assert _expand(extras, ["edge", "onnx"]) == {"grpcio", "protobuf", "onnxruntime"}
+    runtime = _expand(extras, ["runtime"])
+    assert "torch" in runtime and not runtime & {"ray", "grpcio-tools"}, runtime
+    assert "ray" in _expand(extras, ["ray"]) and runtime <= _expand(extras, ["ray"])

@@ -13,7 +13,6 @@ import pytest
 torch = pytest.importorskip("torch")
 grpc = pytest.importorskip("grpc")
 pytest.importorskip("grpc_health")
-pytest.importorskip("grpc_tools")
 from torch import nn  # noqa: E402
 
 import splitans  # noqa: E402
@@ -309,13 +308,22 @@ def test_cli_serve_and_edge():
                             "--port", str(port), "--host", "localhost"], env=env, cwd=ROOT,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        line = srv.stdout.readline()
-        assert f"on port {port}" in line, line + srv.stdout.read() if srv.poll() is not None else line
+        # While it starts it says what it is doing (on stderr), then that it serves (on stdout).
+        said = []
+        while not said or f"on port {port}" not in said[-1]:
+            line = srv.stdout.readline()
+            assert line, "".join(said) + srv.stdout.read()
+            said.append(line)
+        progress = [line for line in said if line.startswith("splitans serve: [")]
+        assert any("loading the model" in line for line in progress), said
+        assert any("warming up the tail" in line for line in progress), said
         out = subprocess.run([sys.executable, "-m", "splitans", "edge", "--target", f"localhost:{port}", "--model", MODEL,
                               "--split", "layer2", "--fit-codec", "8", "--bits", "4", "--inputs", "examples",
                               "--stream", "--check"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stdout + out.stderr
         assert "0 differ from local inference" in out.stdout and "(uploaded)" in out.stdout
+        # The server names the classes: the edge prints names, not only indices.
+        assert sum("'" in line for line in out.stdout.splitlines() if line.startswith("input")) == 8, out.stdout
     finally:
         srv.terminate()
         rest = srv.communicate(timeout=30)[0]

@@ -1,10 +1,29 @@
 """splitans: rANS compression of intermediate feature tensors for split computing.
 
+An edge device runs the first layers of a model, compresses the activation and sends it; a
+server decompresses it and runs the rest. A float feature is quantized (here to 4 bits) and
+coded; it comes back within half a quantization step of every element:
+
 >>> import numpy as np, splitans
->>> x = np.random.default_rng(0).integers(0, 16, size=(4, 64, 8), dtype=np.uint8)
->>> blob = splitans.compress(x)
->>> bool((splitans.decompress(blob) == x).all())
+>>> x = np.maximum(np.random.default_rng(0).normal(size=(1, 64, 28, 28)), 0).astype(np.float32)
+>>> blob = splitans.compress(x, bits=4)           # bytes: a checksummed, versioned container
+>>> len(blob) < x.nbytes // 10                    # about 2 bits per element on this sparse map
 True
+>>> y = splitans.decompress(blob)                 # float32, the same shape
+>>> bool(np.abs(y - x).max() <= splitans.inspect(blob)["scale"][0] / 2 + 1e-6)
+True
+
+Integers are coded losslessly:
+
+>>> q = np.random.default_rng(1).integers(0, 16, size=(4, 64, 8), dtype=np.uint8)
+>>> bool((splitans.decompress(splitans.compress(q)) == q).all())
+True
+
+One split point's samples share a fitted codec (`Codec.fit`: blobs of a few bytes plus the
+codes); `calibrate` picks the smallest within an accuracy budget; `split` cuts a torch model into
+head and tail (and writes the head as ONNX for an edge without torch); `splitans.runtime`
+serves the tail over gRPC and sends from the edge. The ``splitans`` command does all of it from
+a shell (``splitans --help``).
 """
 
 from ._codec import (
@@ -62,10 +81,10 @@ _GPU_NAMES = ("compress_gpu", "decompress_gpu", "rans_decode_gpu", "rans_encode_
 
 
 def __getattr__(name: str):
-    if name == "split":  # needs torch: `splitans.runtime.cut`, imported on first use
+    if name == "split":  # needs torch: `splitans.cut`, imported on first use
         import importlib
 
-        return importlib.import_module(".runtime.cut", __name__).split
+        return importlib.import_module(".cut", __name__).split
     if name == "gpu" or name in _GPU_NAMES:
         import importlib
 

@@ -34,25 +34,19 @@ import numpy as np
 
 import splitans
 
-# Exit status, documented in every codec command's --help (EXIT_HELP).
-EXIT_OK = 0
-EXIT_INTERNAL = 1  # a bug: an exception nobody anticipated
-EXIT_USAGE = 2  # a bad or conflicting option (argparse uses 2 as well)
-EXIT_IO = 3  # a file that cannot be read or written, an output that exists, binary to a terminal
-EXIT_DATA = 4  # input that is not a .npy / splitans file, is damaged, newer, too large, or not codable
-EXIT_MISSING = 5  # an optional package the command needs is not installed
-EXIT_INTERRUPTED = 130
-
-EXIT_HELP = """exit status:
-  0    success
-  1    internal error (a bug; SPLITANS_DEBUG=1 shows the traceback)
-  2    usage: a bad or conflicting option, e.g. --bits for an integer array
-  3    I/O: a file cannot be read or written, the output exists (use -f),
-       or binary output would go to a terminal
-  4    bad input: not a .npy or splitans file, damaged, a newer format,
-       larger than --max-output-bytes, or values that cannot be coded as asked
-  5    an optional package is missing (the message names what to install)
-  130  interrupted"""
+# Exit status, documented in every codec command's --help (EXIT_HELP); shared with the runtime's
+# commands (splitans.runtime.cli), so they live in a module both import.
+from ._exit import (  # noqa: E402
+    EXIT_DATA,
+    EXIT_HELP,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_IO,
+    EXIT_MISSING,
+    EXIT_OK,
+    EXIT_USAGE,
+    CliError,
+)
 
 MODES = ("auto", "dense", "csr", "context", "best")
 
@@ -75,14 +69,6 @@ CODEC_MAGIC = b"SPNC"  # a fitted codec's serialization (FORMAT.md 9.2)
 def _is_fitted_blob(data: bytes) -> bool:
     """A fitted codec's blob: its tag byte is 0xE0 | kind (FORMAT.md 9.5)."""
     return len(data) >= 7 and data[0] >> 4 == 0xE and data[0] & 0xF <= 2
-
-
-class CliError(Exception):
-    """An expected failure: its message is printed as one line and ``code`` is the exit status."""
-
-    def __init__(self, code: int, message: str):
-        super().__init__(message)
-        self.code = code
 
 
 class _Parser(argparse.ArgumentParser):
@@ -776,8 +762,11 @@ def demo(args: argparse.Namespace) -> int:
 
     logits = split.tail(restored)
     same = (logits.argmax(1) == reference.argmax(1)).tolist()
+    from .eval.labels import imagenet
+
+    classes = imagenet()
     for name, r, c, ok in zip(names, reference.argmax(1).tolist(), logits.argmax(1).tolist(), same):
-        print(f"top-1       {name}: uncompressed class {r}, after compression class {c}"
+        print(f"top-1       {name}: uncompressed {classes[r]!r} ({r}), after compression {classes[c]!r} ({c})"
               f"{'' if ok else '  (differs)'}")
     return EXIT_OK
 
@@ -1159,13 +1148,23 @@ def build_parser() -> argparse.ArgumentParser:
     from .runtime import cli as runtime_cli  # argparse only: no grpc, torch or Ray until a command runs
 
     runtime_cli.add_serve(sub)
+    runtime_cli.add_export(sub)
     runtime_cli.add_edge(sub)
     return parser
 
 
+#: The extra that brings what each command needs.
+_EXTRA = {"demo": "demo", "bench": "bench", "serve": "runtime", "export": "runtime", "edge": "edge,onnx"}
+
+
 def _missing(e: ImportError, command: str) -> str:
-    extra = "demo" if command == "demo" else ("bench" if command == "bench" else "eval")
+    extra = _EXTRA.get(command, "eval")
     what = f" ({e.name})" if getattr(e, "name", None) else ""
+    name = getattr(e, "name", None) or ""
+    if command == "serve" and name.split(".")[0] == "ray":
+        extra = "ray"
+    elif command == "edge" and name.split(".")[0] not in ("grpc", "google", "onnxruntime"):
+        extra = "runtime"  # the torch path (--model, image inputs) is the server side's
     return f"splitans {command} needs a package that is not installed{what}: pip install 'splitans[{extra}]'"
 
 

@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-__all__ = ["DATA_DIR", "FAMILIES", "POINTS", "build", "checkpoint_dir", "load", "load_data", "predict", "save"]
+__all__ = ["DATA_DIR", "FAMILIES", "POINTS", "build", "checkpoint_dir", "load", "load_data", "load_numpy", "predict", "save"]
 
 DATA_DIR = os.environ.get("SPLITANS_FMNIST_DIR", "/usr/share/datasets/fashion-mnist")
 CALIBRATION = 5000
@@ -54,11 +54,9 @@ def _read_idx(path: str) -> np.ndarray:
     return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
-def load_data(split: str):
-    """``split`` is "train" (55,000), "calibration" (the 5,000 held out) or "test" (10,000).
-    Returns (images as float32 N x 1 x 28 x 28 torch tensor, normalized; int64 labels)."""
-    import torch
-
+def load_numpy(split: str):
+    """`load_data` without torch: (float32 N x 1 x 28 x 28 numpy array, normalized; int64 labels).
+    The same values as `load_data` (the edge reads its inputs with this)."""
     prefix = "t10k" if split == "test" else "train"
     img_path = os.path.join(DATA_DIR, f"{prefix}-images-idx3-ubyte.gz")
     lbl_path = os.path.join(DATA_DIR, f"{prefix}-labels-idx1-ubyte.gz")
@@ -74,8 +72,17 @@ def load_data(split: str):
         images, labels = images[-CALIBRATION:], labels[-CALIBRATION:]
     elif split != "test":
         raise ValueError(f"split must be 'train', 'calibration' or 'test', not {split!r}")
-    x = (torch.from_numpy(images.astype(np.float32)) / 255 - MEAN) / STD
-    return x[:, None], torch.from_numpy(labels.astype(np.int64))
+    x = (images.astype(np.float32) / np.float32(255) - np.float32(MEAN)) / np.float32(STD)
+    return x[:, None], labels.astype(np.int64)
+
+
+def load_data(split: str):
+    """``split`` is "train" (55,000), "calibration" (the 5,000 held out) or "test" (10,000).
+    Returns (images as float32 N x 1 x 28 x 28 torch tensor, normalized; int64 labels)."""
+    import torch
+
+    x, labels = load_numpy(split)
+    return torch.from_numpy(x), torch.from_numpy(labels)
 
 
 def _modules():

@@ -2,7 +2,8 @@
 
 Each returns a trained model in eval mode as an ``nn.Sequential`` of named stages (nested where a
 stage has named parts, so ``"block3.expand"`` is a point), with ``example_input`` (a batch of
-real inputs) and ``input_transform`` (an H x W x C uint8 image to the model's input) set.
+real inputs), ``input_transform`` (an H x W x C uint8 image to the model's input) and
+``class_names`` (the output classes, by index) set.
 
 - ``fmnist_resnet``, ``fmnist_vgg``, ``fmnist_mobilenetv2``, ``fmnist_densenet``, ``fmnist_swin``,
   ``fmnist_efficientnet``: the Fashion-MNIST families of `splitans.eval.fmnist`, from their
@@ -73,6 +74,9 @@ def fmnist_model(family: str, examples: int = 8):
     model.example_input = x[:examples]
     model.input_transform = _fmnist_transform
     model.family = family
+    from .labels import FASHION_MNIST
+
+    model.class_names = FASHION_MNIST
     return model
 
 
@@ -159,4 +163,7 @@ def efficientnet_lite0():
     _, images = models.sample_images()
     model.example_input = images
     model.input_transform = lambda img: (torch.from_numpy(img.astype("float32")).permute(2, 0, 1)[None] / 255 - 0.498) / 0.502
+    from .labels import imagenet
+
+    model.class_names = imagenet()
     return model

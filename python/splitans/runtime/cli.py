@@ -1,16 +1,47 @@
-"""`splitans serve` and `splitans edge`: argument parsers and their commands. Imports only
-argparse at module level, so the rest of the CLI starts without grpc, torch or Ray."""
+"""`splitans serve`, `splitans export` and `splitans edge`: argument parsers and their commands.
+Imports only argparse at module level, so the rest of the CLI starts without grpc, torch or Ray,
+and `splitans edge --head head.onnx` runs without torch at all."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import time
 
-__all__ = ["add_edge", "add_serve"]
+__all__ = ["add_edge", "add_export", "add_serve"]
+
+STRATEGIES = ["codec", "auto", "best", "float32", "float16", "zstd-float16", "jpeg", "png"]
 
 
+def _fail(code_name: str, message: str):
+    """A one-line error with the documented exit status (``splitans._exit.EXIT_*``)."""
+    from .. import _exit
+
+    return _exit.CliError(getattr(_exit, code_name), message)
+
+
+def _progress(command: str):
+    """A function that says on stderr what `command` is doing, with the seconds since start (a
+    server that loads a model for a minute says so while it does)."""
+    t0 = time.perf_counter()
+
+    def say(line: str) -> None:
+        try:
+            print(f"splitans {command}: [{time.perf_counter() - t0:5.1f} s] {line}", file=sys.stderr, flush=True)
+        except (BrokenPipeError, OSError):
+            pass
+
+    return say
+
+
+# ---- serve -----------------------------------------------------------------------------------
 def add_serve(sub) -> None:
-    p = sub.add_parser("serve", help="serve the tail of a split model over gRPC (alone, or on Ray Serve replicas)")
+    p = sub.add_parser("serve", help="serve the tail of a split model over gRPC (alone, or on Ray Serve replicas)",
+                       description="Serve the tail of a split model over gRPC. Says on stderr what it does while it "
+                                   "starts (loading torch and the model takes a while); the line 'serving ... on port "
+                                   "P' on stdout says it is ready. Needs pip install 'splitans[runtime]' "
+                                   "('splitans[ray]' for --ray).")
     p.add_argument("--model", required=True, help="PKG.MODULE:FACTORY returning the model (e.g. splitans.eval.serving:fmnist_resnet)")
     p.add_argument("--split", required=True, help="split point: the last module the edge runs")
     p.add_argument("--codec", action="append", default=[], metavar="FILE",
@@ -28,6 +59,7 @@ def add_serve(sub) -> None:
     p.add_argument("--ray", action="store_true", help="run the tail on Ray Serve replicas")
     p.add_argument("--replicas", type=int, default=2, help="Ray Serve replicas (with --ray)")
     p.add_argument("--address", default=None, help="an existing Ray cluster (with --ray; default: start one here)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(run=run_serve)
 
 
@@ -35,18 +67,21 @@ def run_serve(args: argparse.Namespace) -> int:
     import signal
     import threading
 
+    say = (lambda line: None) if args.quiet else _progress("serve")
     from .._fitted import Codec
-    from .server import serve
 
     codecs = []
     for path in args.codec:
         with open(path, "rb") as f:
             codecs.append(Codec.from_bytes(f.read()))
+    say("importing grpc")
+    from .server import serve
+
     server = serve(args.model, args.split, codecs=codecs, device=args.device, port=args.port, host=args.host,
                    max_batch=args.max_batch, max_delay_ms=args.max_delay_ms, queue_size=args.queue,
                    workers=args.workers, max_message_bytes=int(args.max_message_mb * (1 << 20)),
                    allow_codec_upload=not args.no_codec_upload, ray=args.ray, replicas=args.replicas,
-                   address=args.address)
+                   address=args.address, progress=say)
     d = server.backend.describe()
     where = f"Ray Serve, {args.replicas} replicas" if args.ray else f"{args.device}"
     print(f"serving {d['model']} after {d['split']!r} on port {server.port} ({where}); activation "
@@ -69,55 +104,89 @@ def _say(line: str) -> None:
         pass
 
 
-def add_edge(sub) -> None:
-    p = sub.add_parser("edge", help="run the head of a split model here and send its activations to `splitans serve`")
-    p.add_argument("--target", default="localhost:50051", help="the server, HOST:PORT")
-    p.add_argument("--model", required=True, help="PKG.MODULE:FACTORY (the same model the server cut)")
-    p.add_argument("--split", required=True, help="split point (the server's)")
-    p.add_argument("--strategy", default=None, choices=["codec", "auto", "best", "float32", "float16", "zstd-float16",
-                                                         "jpeg", "png"],
-                   help="how to send (default: codec when --codec is given or the server has one, else auto)")
-    p.add_argument("--codec", default=None, metavar="FILE", help="a fitted codec; 'server' uses the server's")
-    p.add_argument("--fit-codec", type=int, default=0, metavar="N",
-                   help="fit a codec on N of the model's example inputs here (and give it to the server)")
-    p.add_argument("--bits", type=int, default=8, help="bits for --fit-codec and the auto/best strategies")
-    p.add_argument("--inputs", default="examples",
-                   help="'examples' (the factory's example inputs), 'fmnist:N' (Fashion-MNIST test images), "
-                        "'imagenet' (foolbox's 20 images) or image files, comma-separated")
-    p.add_argument("--stream", action="store_true", help="send all inputs over one streaming call")
-    p.add_argument("--check", action="store_true", help="compare each answer with local head+tail inference")
-    p.add_argument("--top-k", type=int, default=5, help="classes to return per input (default 5)")
-    p.set_defaults(run=run_edge)
+# ---- inputs ----------------------------------------------------------------------------------
+INPUTS_HELP = ("'examples' (the factory's example inputs; needs --model), 'fmnist:N' / 'fmnist-train:N' (the first "
+               "N Fashion-MNIST test / training images, Debian's dataset-fashion-mnist), FILE.npy (an array whose "
+               "first axis indexes the inputs, already preprocessed), 'imagenet' (foolbox's 20 images: pip install "
+               "--no-deps foolbox==3.3.4) or image files, comma-separated (these two preprocess for "
+               "EfficientNet-Lite0 with torch)")
 
 
-def _inputs(spec: str, model):
-    """(list of per-input batch-1 tensors, list of H x W x C uint8 images or None)."""
+def _installed(module: str) -> bool:
+    """Whether `module` can be imported, without importing it."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _check_inputs(spec: str, has_model: bool) -> None:
+    """Refuses, before anything is loaded, inputs that cannot be had here (exit 2, 3 or 5)."""
+    if spec == "examples":
+        if not has_model:
+            raise _fail("EXIT_USAGE", "--inputs examples are the model factory's: give --model, or other --inputs")
+        return
+    if spec.startswith(("fmnist:", "fmnist-train:")):
+        kind, _, n = spec.partition(":")
+        if not n.isdigit() or int(n) < 1:
+            raise _fail("EXIT_USAGE", f"--inputs {spec}: N must be a positive integer")
+        from ..eval.fmnist import DATA_DIR
+
+        name = "t10k-images-idx3-ubyte.gz" if kind == "fmnist" else "train-images-idx3-ubyte.gz"
+        if not os.path.exists(os.path.join(DATA_DIR, name)):
+            raise _fail("EXIT_IO", f"--inputs {spec}: Fashion-MNIST is not at {DATA_DIR} (apt-get install -y "
+                                   "dataset-fashion-mnist, or set SPLITANS_FMNIST_DIR)")
+        return
+    if spec.endswith(".npy"):
+        if not os.path.exists(spec):
+            raise _fail("EXIT_IO", f"--inputs {spec}: no such file")
+        return
+    missing = [m for m in (["foolbox"] if spec == "imagenet" else []) + ["torch", "PIL"] if not _installed(m)]
+    if spec == "imagenet" and "foolbox" in missing:
+        raise _fail("EXIT_MISSING", "--inputs imagenet reads the 20 ImageNet images foolbox ships, and foolbox is not "
+                                    "installed: pip install --no-deps foolbox==3.3.4")
+    if missing:
+        raise _fail("EXIT_MISSING", f"--inputs {spec} preprocesses images with torch and pillow, and "
+                                    f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed: "
+                                    "pip install 'splitans[runtime]', or send preprocessed inputs as FILE.npy")
+    if spec != "imagenet":
+        for path in spec.split(","):
+            if not os.path.exists(path):
+                raise _fail("EXIT_IO", f"--inputs: {path}: no such file")
+
+
+def _inputs(spec: str, model=None):
+    """(list of per-input batch-1 arrays or tensors, list of H x W x C uint8 images or None)."""
     import numpy as np
-    import torch
 
     if spec == "examples":
         x = model.example_input
         return [x[i : i + 1] for i in range(len(x))], None
-    if spec.startswith("fmnist:"):
+    if spec.startswith(("fmnist:", "fmnist-train:")):
         from ..eval import fmnist
 
-        n = int(spec.split(":", 1)[1])
-        x, _ = fmnist.load_data("test")
-        x = x[:n]
-        imgs = [np.clip(np.rint((xi[0].numpy() * fmnist.STD + fmnist.MEAN) * 255), 0, 255).astype(np.uint8)[:, :, None]
+        kind, _, n = spec.partition(":")
+        x, _ = fmnist.load_numpy("test" if kind == "fmnist" else "train")
+        x = x[: int(n)]
+        imgs = [np.clip(np.rint((xi[0] * fmnist.STD + fmnist.MEAN) * 255), 0, 255).astype(np.uint8)[:, :, None]
                 for xi in x]
-        return [x[i : i + 1] for i in range(n)], imgs
-    if spec == "imagenet":
-        from ..eval import models
+        return [x[i : i + 1] for i in range(len(x))], imgs
+    if spec.endswith(".npy"):
+        x = np.load(spec, allow_pickle=False)
+        if x.ndim < 1 or x.dtype.kind != "f":
+            raise _fail("EXIT_DATA", f"--inputs {spec}: a float array with the inputs on its first axis, not "
+                                     f"{x.dtype} {x.shape}")
+        return [x[i : i + 1] for i in range(len(x))], None
+    import torch
 
-        got = models.imagenet_images()
-        if got is None:
-            raise SystemExit("--inputs imagenet needs foolbox's images: pip install --no-deps foolbox==3.3.4")
-        x = got[2]
+    from ..eval import models
+
+    if spec == "imagenet":
+        x = models.imagenet_images()[2]
     else:
         from PIL import Image
-
-        from ..eval import models
 
         x = torch.cat([models.preprocess(np.asarray(Image.open(p).convert("RGB"))) for p in spec.split(",")])
     # The 224 x 224 crop back to uint8, for the image strategies.
@@ -125,80 +194,211 @@ def _inputs(spec: str, model):
     return [x[i : i + 1] for i in range(len(x))], imgs
 
 
-def run_edge(args: argparse.Namespace) -> int:
-    import time
+def _read_codec(path: str):
+    from .._core import CorruptDataError
+    from .._fitted import Codec
 
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return Codec.from_bytes(data)
+    except CorruptDataError as e:
+        raise _fail("EXIT_DATA", f"{path}: not a fitted codec ({e})") from None
+
+
+# ---- export ----------------------------------------------------------------------------------
+def add_export(sub) -> None:
+    p = sub.add_parser("export", help="write the head of a split model as ONNX (and fit its codec) for an edge device",
+                       description="Cut the model as `splitans serve` does, write the head as one ONNX file (batch "
+                                   "axis dynamic where the model allows) checked against the torch head with ONNX "
+                                   "Runtime, and optionally fit a codec on calibration inputs. Copy both to the "
+                                   "device, which runs `splitans edge --head HEAD.onnx --codec CODEC` with "
+                                   "pip install 'splitans[edge,onnx]'. Needs pip install 'splitans[runtime]'.")
+    p.add_argument("--model", required=True, help="PKG.MODULE:FACTORY (the model the server cuts)")
+    p.add_argument("--split", required=True, help="split point (the server's)")
+    p.add_argument("--onnx", "-o", required=True, metavar="HEAD.onnx", help="where to write the head")
+    p.add_argument("--fit-codec", type=int, default=0, metavar="N", help="fit a codec on N calibration inputs")
+    p.add_argument("--calibration", default="examples", metavar="INPUTS",
+                   help="the inputs to fit on (as edge --inputs; default: the factory's examples; use training "
+                        "images, e.g. fmnist-train:512, not the ones you test on)")
+    p.add_argument("--bits", type=int, default=8, help="bits of the fitted codec (default 8)")
+    p.add_argument("--axis", type=int, default=None, help="quantize per channel along this axis of a sample (0)")
+    p.add_argument("--codec-out", default=None, metavar="FILE", help="where to write the codec (with --fit-codec)")
+    p.set_defaults(run=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    if args.fit_codec and not args.codec_out:
+        raise _fail("EXIT_USAGE", "--fit-codec needs --codec-out FILE")
+    if args.fit_codec:
+        _check_inputs(args.calibration, True)
+    say = _progress("export")
+    say(f"loading {args.model}")
     import numpy as np
     import torch
 
     from .._fitted import Codec
-    from .client import EdgeClient
-    from .cut import split
+    from ..cut import export_onnx, split
     from .service import load_model
 
-    torch.set_num_threads(1)
     loaded = load_model(args.model)
-    head, tail = split(loaded.model, args.split, loaded.example)
-    codec = None
-    if args.codec == "server":
-        codec = "server"
-    elif args.codec:
-        with open(args.codec, "rb") as f:
-            codec = Codec.from_bytes(f.read())
-    elif args.fit_codec:
+    head, _ = split(loaded.model, args.split, loaded.example)
+    say(f"exporting the head (up to {args.split!r}) to {args.onnx}")
+    report = export_onnx(head, loaded.example, args.onnx)
+    print(f"wrote {args.onnx}: {report['bytes']:,} bytes, activation {report['activation_shape']}, batch axis "
+          f"{'dynamic' if report['dynamic_batch'] else 'fixed at ' + str(len(loaded.example))}; ONNX Runtime "
+          f"against torch on {len(loaded.example)} example inputs: max |diff| {report['max_abs_diff']:.3g}")
+    if args.fit_codec:
+        xs, _ = _inputs(args.calibration, loaded.model)
+        if len(xs) < args.fit_codec:
+            raise _fail("EXIT_USAGE", f"--fit-codec {args.fit_codec}: --calibration {args.calibration} has "
+                                      f"{len(xs)} inputs")
+        batch = np.concatenate([np.asarray(v) for v in xs[: args.fit_codec]])
         with torch.no_grad():
-            codec = Codec.fit(head(loaded.example[: args.fit_codec]), bits=args.bits)
-    inputs, images = _inputs(args.inputs, loaded.model)
+            acts = head(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))).numpy()
+        codec = Codec.fit(acts, bits=args.bits, axis=args.axis)
+        with open(args.codec_out, "wb") as f:
+            f.write(codec.to_bytes())
+        print(f"wrote {args.codec_out}: codec {codec.id[:12]}, {args.bits} bits, fitted on {args.fit_codec} inputs "
+              f"of {args.calibration}")
+    return 0
+
+
+# ---- edge ------------------------------------------------------------------------------------
+def add_edge(sub) -> None:
+    p = sub.add_parser("edge", help="run the head of a split model here and send its activations to `splitans serve`",
+                       description="Run the head here (an ONNX file through ONNX Runtime with --head: no torch; or "
+                                   "the model cut in torch with --model and --split), encode each activation, send it "
+                                   "to `splitans serve` and print the answers, one line each as they come. The edge "
+                                   "alone: pip install 'splitans[edge,onnx]'.")
+    p.add_argument("--target", default="localhost:50051", help="the server, HOST:PORT")
+    p.add_argument("--head", default=None, metavar="HEAD.onnx",
+                   help="the head as ONNX (splitans export), run by ONNX Runtime; --model and --split not needed")
+    p.add_argument("--model", default=None, help="PKG.MODULE:FACTORY (the same model the server cut; needs torch)")
+    p.add_argument("--split", default=None, help="split point (the server's; with --model)")
+    p.add_argument("--strategy", default=None, choices=STRATEGIES,
+                   help="how to send (default: codec when --codec is given or the server has one, else auto)")
+    p.add_argument("--codec", default=None, metavar="FILE", help="a fitted codec; 'server' uses the server's")
+    p.add_argument("--fit-codec", type=int, default=0, metavar="N",
+                   help="fit a codec here on N inputs (the model's examples with --model, else the first N of "
+                        "--inputs) and give it to the server")
+    p.add_argument("--bits", type=int, default=8, help="bits for --fit-codec and the auto/best strategies")
+    p.add_argument("--inputs", default="examples", help=INPUTS_HELP)
+    p.add_argument("--stream", action="store_true", help="send all inputs over one streaming call")
+    p.add_argument("--check", action="store_true", help="compare each answer with local head+tail inference (--model)")
+    p.add_argument("--expect", default=None, metavar="CLASSES.npy",
+                   help="the right top-1 class of each input (e.g. the whole model's, computed elsewhere): count "
+                        "the answers that differ")
+    p.add_argument("--top-k", type=int, default=5, help="classes to return per input (default 5)")
+    p.set_defaults(run=run_edge)
+
+
+def run_edge(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    # Everything that can be refused is refused before a model, torch or ONNX Runtime loads.
+    if args.head is None and (args.model is None or args.split is None):
+        raise _fail("EXIT_USAGE", "give the head: --head HEAD.onnx, or --model PKG.MODULE:FACTORY with --split POINT")
+    if args.head is not None and not os.path.exists(args.head):
+        raise _fail("EXIT_IO", f"--head {args.head}: no such file")
+    if args.check and args.model is None:
+        raise _fail("EXIT_USAGE", "--check runs the whole model locally: it needs --model and --split "
+                                  "(or give the right answers with --expect)")
+    if args.fit_codec and args.codec:
+        raise _fail("EXIT_USAGE", "--fit-codec and --codec both give the codec: choose one")
+    _check_inputs(args.inputs, args.model is not None)
+    if args.head is not None:
+        if not _installed("onnxruntime"):
+            raise _fail("EXIT_MISSING", "--head runs the ONNX file with onnxruntime, which is not installed: "
+                                        "pip install 'splitans[onnx]'")
+    expect = None
+    if args.expect:
+        expect = np.load(args.expect, allow_pickle=False)
+        if expect.ndim != 1 or expect.dtype.kind not in "iu":
+            raise _fail("EXIT_DATA", f"--expect {args.expect}: one integer class per input, not {expect.dtype} "
+                                     f"{expect.shape}")
+    codec = "server" if args.codec == "server" else (_read_codec(args.codec) if args.codec else None)
+
+    from .client import EdgeClient, RemoteError
+
+    loaded = None
+    if args.head is not None:
+        from .onnx_head import OnnxHead
+
+        head = OnnxHead(args.head)
+    else:
+        import torch
+
+        from ..cut import split
+        from .service import load_model
+
+        torch.set_num_threads(1)
+        loaded = load_model(args.model)
+        head, _ = split(loaded.model, args.split, loaded.example)
+    inputs, images = _inputs(args.inputs, loaded.model if loaded is not None else None)
+    if expect is not None and len(expect) != len(inputs):
+        raise _fail("EXIT_USAGE", f"--expect holds {len(expect)} classes for {len(inputs)} inputs")
+    if args.fit_codec:
+        from .._fitted import Codec
+        from .client import run_head
+
+        calib = loaded.example[: args.fit_codec] if loaded is not None else np.concatenate(
+            [np.asarray(x) for x in inputs[: args.fit_codec]])
+        a = run_head(head, calib)
+        codec = Codec.fit(a.numpy() if hasattr(a, "numpy") else a, bits=args.bits)
     strategy = args.strategy or ("codec" if codec is not None else "auto")
     if strategy in ("jpeg", "png"):
         if images is None:
-            raise SystemExit(f"--strategy {strategy} needs image inputs (fmnist:N, imagenet or files)")
+            raise _fail("EXIT_USAGE", f"--strategy {strategy} needs image inputs (fmnist:N, imagenet or files)")
         sent = images
     else:
         sent = inputs
     client = EdgeClient(args.target, None if strategy in ("jpeg", "png") else head, codec, strategy=strategy,
                         bits=args.bits, top_k=args.top_k)
     t = time.perf_counter()
-    info = client.connect()
+    try:
+        info = client.connect()
+    except RemoteError as e:
+        raise _fail("EXIT_IO", f"the server at {args.target}: {e}") from None
     print(f"server: {info.model} after {info.split!r}, activation {tuple(info.activation_shape)}; "
           f"strategy {strategy}" + (f", codec {client.codec.id[:12]} ({'uploaded' if client.uploads else 'agreed'})"
-                                    if strategy == "codec" else ""))
-    results = sorted(client.stream(sent), key=lambda r: r.index) if args.stream else \
-        [client.infer(x, i) for i, x in enumerate(sent)]
-    wall = time.perf_counter() - t
-    wrong = 0
+                                    if strategy == "codec" else ""), flush=True)
+    results = client.stream(sent) if args.stream else (client.infer(x, i) for i, x in enumerate(sent))
+    wrong = errors = answered = 0
+    sizes = []
     for r in results:
-        line = f"input {r.index:3d}: top-1 {int(r.top_k_index[0, 0])}"
+        sizes.append(r.payload_bytes)
         if r.error is not None:
-            line = f"input {r.index:3d}: {r.error}"
-            wrong += 1
-        elif args.check:
-            with torch.no_grad():
-                want = int(loaded.model(inputs[r.index]).argmax(1)[0])
-            ok = want == int(r.top_k_index[0, 0])
+            print(f"input {r.index:3d}: {r.error}", flush=True)
+            errors += 1
+            continue
+        answered += 1
+        top = int(r.top_k_index[0, 0])
+        name = client.class_name(top)
+        line = f"input {r.index:3d}: top-1 {name!r} ({top})" if name else f"input {r.index:3d}: top-1 {top}"
+        if expect is not None or args.check:
+            if expect is not None:
+                want = int(expect[r.index])
+            else:
+                import torch
+
+                with torch.no_grad():
+                    want = int(loaded.model(inputs[r.index]).argmax(1)[0])
+            ok = want == top
             wrong += not ok
-            line += f" (local whole model {want}{'' if ok else ', DIFFERS'})"
+            line += f" ({'expected' if expect is not None else 'local whole model'} {want}{'' if ok else ', DIFFERS'})"
         tm = r.timing
         if tm:
             line += (f"  {r.payload_bytes:,} B  head {tm['head_ms']:.1f} encode {tm['encode_ms']:.1f} "
                      f"transfer {tm['transfer_ms']:.1f} decode {tm['decode_ms']:.1f} tail {tm['tail_ms']:.1f} "
                      f"queue {tm['queue_ms']:.1f} ms")
-        print(line)
-    sizes = [r.payload_bytes for r in results]
-    print(f"{len(results)} requests in {wall:.2f} s; mean payload {np.mean(sizes):,.0f} B; retried {client.retried}"
-          + (f"; {wrong} differ from local inference" if args.check else ""))
+        print(line, flush=True)
+    wall = time.perf_counter() - t
+    n = len(sizes)
+    print(f"{n} requests in {wall:.2f} s; mean payload {np.mean(sizes) if sizes else 0:,.0f} B; retried {client.retried}"
+          + (f"; {wrong} differ from local inference" if args.check else "")
+          + (f"; {n} requests, {answered} answered, {wrong} wrong" if expect is not None else ""))
     client.close()
-    return 1 if wrong else 0
+    return 1 if wrong or errors else 0
 
 
-def main(argv=None) -> int:  # pragma: no cover - `python -m splitans.runtime.cli`
-    parser = argparse.ArgumentParser(prog="splitans")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_serve(sub)
-    add_edge(sub)
-    args = parser.parse_args(argv)
-    return args.run(args)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

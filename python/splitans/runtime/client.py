@@ -1,8 +1,11 @@
 """The edge side: run the head, encode the activation, send it, get the tail's result.
 
->>> client = EdgeClient("localhost:50051", head, codec=codec)   # doctest: +SKIP
->>> result = client.infer(x)                                     # doctest: +SKIP
->>> result.top_k_index[0], result.timing["transfer_ms"]          # doctest: +SKIP
+>>> client = EdgeClient("localhost:50051", "head.onnx", codec=codec)   # doctest: +SKIP
+>>> result = client.infer(x)                                            # doctest: +SKIP
+>>> result.top_k_index[0], result.timing["transfer_ms"]                 # doctest: +SKIP
+
+The head is an ONNX file (run by ONNX Runtime: this module and `OnnxHead` import no torch), a
+torch module, or any callable from an input batch to the activation.
 
 The codec is agreed once per connection by id: the client asks the server which codecs it
 holds, uploads its own if the server lacks it (or, with ``codec="server"``, fetches the
@@ -14,6 +17,8 @@ breaks is reopened and its unanswered requests are sent again.
 from __future__ import annotations
 
 import itertools
+import os
+import sys
 import threading
 import time
 import uuid
@@ -57,15 +62,18 @@ _CODES = {c.value[0]: c for c in grpc.StatusCode}
 class EdgeClient:
     """Sends the head's activations of a split model to a `splitans serve` server.
 
-    `model_head`: a callable (the head from ``splitans.split``); None when the inputs are
-    already activations, or with an image strategy. `codec`: a fitted ``splitans.Codec`` (the
+    `model_head`: the path of an ONNX file (the head exported by ``splitans.split(...,
+    onnx=PATH)``, run by ONNX Runtime), a torch module (the head from ``splitans.split``, run
+    under ``torch.no_grad``), or any callable from an input batch to the activation; None when
+    the inputs are already activations, or with an image strategy. `codec`: a fitted ``splitans.Codec`` (the
     ``"codec"`` strategy), ``"server"`` to use the server's default codec, or None.
     `strategy`: one of ``encodings.STRATEGIES`` (default: ``"codec"`` with a codec, else
     ``"auto"``, the self-contained ``splitans.compress``); `bits`/`axis` apply to
     ``"auto"``/``"best"``.
     """
 
-    def __init__(self, target: str, model_head: Optional[Callable] = None, codec: Union[Codec, str, None] = None, *,
+    def __init__(self, target: str, model_head: Union[Callable, str, "os.PathLike[str]", None] = None,
+                 codec: Union[Codec, str, None] = None, *,
                  strategy: Optional[str] = None, bits: int = 8, axis: Optional[int] = None, top_k: int = 5,
                  return_logits: bool = False, timeout: float = 30.0, retries: int = 5, backoff: float = 0.05,
                  max_message_bytes: int = 32 << 20, channel: Optional[grpc.Channel] = None):
@@ -75,6 +83,12 @@ class EdgeClient:
             raise ValueError(f"unknown strategy {strategy!r}; one of {', '.join(encodings.STRATEGIES)}")
         if strategy == "codec" and codec is None:
             raise ValueError("strategy 'codec' needs codec=<splitans.Codec> or codec='server'")
+        if isinstance(model_head, (str, os.PathLike)):
+            from .onnx_head import OnnxHead
+
+            model_head = OnnxHead(model_head)
+        elif model_head is not None and not callable(model_head):
+            raise TypeError(f"model_head must be an ONNX file's path or a callable, not {type(model_head).__name__}")
         self.target = target
         self.head = model_head
         self.codec = codec
@@ -86,6 +100,7 @@ class EdgeClient:
             ("grpc.max_receive_message_length", max_message_bytes), ("grpc.max_send_message_length", max_message_bytes)])
         self.stub = pb2_grpc.SplitInferenceStub(self.channel)
         self.info: Optional[Any] = None
+        self.class_names: List[str] = []  # the server's names of the output classes, once connected
         self.retried = 0  # requests sent again after UNAVAILABLE
         self.uploads = 0  # times this client gave the server its codec
         self._ids = itertools.count()
@@ -113,7 +128,12 @@ class EdgeClient:
                     self.uploads += 1
                     info = self._retrying(lambda: self.stub.Info(pb2.InfoRequest(), timeout=self.timeout))
             self.info = info
+            self.class_names = list(info.class_names)
             return info
+
+    def class_name(self, index: int) -> str:
+        """The server's name for output class `index` ("" when it names none)."""
+        return self.class_names[index] if 0 <= index < len(self.class_names) else ""
 
     def close(self) -> None:
         self.channel.close()
@@ -133,12 +153,7 @@ class EdgeClient:
             t1 = t0
             encoding, payload, shape = encodings.encode_image(self.strategy, x)
         else:
-            a = x
-            if self.head is not None:
-                import torch
-
-                with torch.no_grad():
-                    a = self.head(x)
+            a = x if self.head is None else run_head(self.head, x)
             t1 = time.perf_counter()
             codec = self.codec if isinstance(self.codec, Codec) else None
             encoding, payload, shape = encodings.encode(self.strategy, a, codec=codec, bits=self.bits, axis=self.axis)
@@ -270,3 +285,13 @@ class EdgeClient:
             if r.error is not None:
                 raise r.error
         return results
+
+
+def run_head(head: Callable, x: Any) -> Any:
+    """``head(x)``; a torch module runs under ``torch.no_grad`` with a numpy input made a tensor.
+    Imports torch only when `head` is a torch module, which means torch is loaded already."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(head, torch.nn.Module):
+        with torch.no_grad():
+            return head(torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x)
+    return head(x)

@@ -52,6 +52,7 @@ def deployment():
             s = self.service
             return dict(model=s.loaded.spec, split=s.point, default_codec_id=s.default_codec_id,
                         activation_shape=list(s.activation_shape), device=s.device, replica=replica_name(),
+                        class_names=list(s.class_names),
                         codec_loads=self.codec_loads, requests=self.requests)
 
         async def infer(self, request: bytes, codec_bytes: bytes = b"") -> tuple:
@@ -134,7 +135,8 @@ class RayBackend:
     def describe(self) -> dict:
         d = dict(self._describe)
         return dict(model=d["model"], split=d["split"], codec_ids=sorted(self._codecs), default_codec_id=self.default_codec_id,
-                    device=d["device"], activation_shape=d["activation_shape"], max_batch=self.max_batch)
+                    device=d["device"], activation_shape=d["activation_shape"], max_batch=self.max_batch,
+                    class_names=d.get("class_names", []))
 
     def codec_bytes(self, codec_id: str) -> bytes:
         codec = self._codecs.get(codec_id or self.default_codec_id)

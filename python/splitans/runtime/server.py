@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 from concurrent import futures
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -49,7 +49,8 @@ class LocalBackend:
     def describe(self) -> dict:
         s = self.service
         return dict(model=s.loaded.spec, split=s.point, codec_ids=sorted(s.codecs), default_codec_id=s.default_codec_id,
-                    device=s.device, activation_shape=list(s.activation_shape), max_batch=self.max_batch)
+                    device=s.device, activation_shape=list(s.activation_shape), max_batch=self.max_batch,
+                    class_names=list(s.class_names))
 
     def codec_bytes(self, codec_id: str) -> bytes:
         codec = self.service.codecs.get(codec_id or self.service.default_codec_id)
@@ -218,9 +219,12 @@ class Server:
 def serve(model: str, split: str, *, codecs: Sequence[Codec] = (), device: str = "cpu", port: int = 0,
           host: str = "[::]", max_batch: int = 16, max_delay_ms: float = 2.0, queue_size: int = 64,
           workers: int = 32, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, allow_codec_upload: bool = True,
-          ray: bool = False, replicas: int = 2, address: Optional[str] = None) -> Server:
+          ray: bool = False, replicas: int = 2, address: Optional[str] = None,
+          progress: Optional[Callable[[str], None]] = None) -> Server:
     """Starts serving the tail of ``model`` (``"pkg.module:factory"``) cut after `split`;
-    returns the running `Server` (``server.port``; ``server.stop(grace)``)."""
+    returns the running `Server` (``server.port``; ``server.stop(grace)``). `progress` is told,
+    one line at a time, what the start is doing (loading, cutting, warming up)."""
+    say = progress or (lambda line: None)
     if device.startswith("cuda"):
         import torch
 
@@ -229,12 +233,17 @@ def serve(model: str, split: str, *, codecs: Sequence[Codec] = (), device: str =
     if ray:
         from .ray_serve import RayBackend
 
+        say(f"starting Ray Serve with {replicas} replicas, each loading {model} (this takes a while)")
         backend = RayBackend(model, split, codecs=codecs, device=device, replicas=replicas, address=address,
                              max_batch=max_batch, max_delay_s=max_delay_ms / 1e3, queue_size=queue_size,
                              allow_codec_upload=allow_codec_upload)
     else:
-        service = TailService(load_model(model), split, codecs, device=device, allow_codec_upload=allow_codec_upload)
+        say(f"loading the model {model} (and torch)")
+        loaded = load_model(model)
+        service = TailService(loaded, split, codecs, device=device, allow_codec_upload=allow_codec_upload,
+                              progress=say)
         backend = LocalBackend(service, max_batch=max_batch, max_delay_s=max_delay_ms / 1e3, queue_size=queue_size)
+    say(f"listening on {host}:{port}")
     try:
         return Server(backend, port=port, host=host, workers=workers, max_message_bytes=max_message_bytes)
     except Exception:

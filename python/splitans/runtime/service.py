@@ -26,13 +26,15 @@ class LoadedModel(NamedTuple):
     example: Any  # an input batch, for the split check and the shapes
     transform: Optional[Callable]  # H x W x C uint8 -> model input, for images
     spec: str
+    class_names: Sequence[str] = ()  # the output classes' names, by index (the model's class_names)
 
 
 def load_model(spec: str) -> LoadedModel:
     """``"pkg.module:factory"`` -> the factory's model in eval mode. The factory returns a torch
     module with an ``example_input`` attribute (an input batch), or ``(model, example_input)``;
     an ``input_transform`` attribute (H x W x C uint8 array -> 1 x C x H x W tensor) is used
-    for images sent whole."""
+    for images sent whole, and a ``class_names`` attribute (a list of strings, by output index)
+    is sent to clients, which print names instead of indices."""
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise ValueError(f"--model takes PKG.MODULE:FACTORY, got {spec!r}")
@@ -44,19 +46,25 @@ def load_model(spec: str) -> LoadedModel:
         model, example = made, getattr(made, "example_input", None)
     if example is None:
         raise ValueError(f"{spec} returned a model without example_input; return (model, example_input)")
-    return LoadedModel(model.eval(), example, getattr(model, "input_transform", None), spec)
+    names = [str(n) for n in (getattr(model, "class_names", None) or ())]
+    return LoadedModel(model.eval(), example, getattr(model, "input_transform", None), spec, names)
 
 
 class TailService:
     """Decodes requests and runs the tail (or the whole model, for images) on batches."""
 
     def __init__(self, loaded: LoadedModel, point: str, codecs: Sequence[Codec] = (), device: str = "cpu",
-                 max_codecs: int = 16, allow_codec_upload: bool = True):
+                 max_codecs: int = 16, allow_codec_upload: bool = True,
+                 progress: Optional[Callable[[str], None]] = None):
         import torch
 
-        from .cut import split
+        from ..cut import split
+
+        say = progress or (lambda line: None)
+        say(f"cutting after {point!r} and checking head + tail against the model on {len(loaded.example)} example inputs")
 
         self.loaded = loaded
+        self.class_names = list(loaded.class_names)
         self.point = point
         self.device = device
         example = loaded.example
@@ -85,6 +93,7 @@ class TailService:
             except ImportError:  # no CuPy: decode on the CPU, copy over
                 pass
         # Warm up: the first call of a torch module allocates and picks kernels.
+        say(f"warming up the tail on {device}")
         with torch.no_grad():
             self.tail(activation.to(device))
 
