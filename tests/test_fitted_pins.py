@@ -11,7 +11,9 @@ misread the new ones, so such a change is a format change (docs/FORMAT.md 9)."""
 
 import hashlib
 import math
+import sys
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,16 +21,8 @@ import pytest
 import splitans
 from splitans import CorruptDataError
 
-_M64 = (1 << 64) - 1
-
-
-def raw(seed, n):
-    """n uint64 of splitmix64 (wrapping uint64 arithmetic: exact everywhere)."""
-    with np.errstate(over="ignore"):
-        z = (np.arange(1, n + 1, dtype=np.uint64) + np.uint64((seed * 0x9E3779B97F4A7C15) & _M64)) * np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "golden"))
+from cases import raw  # noqa: E402 - the golden record's integer-exact generator
 
 
 def uniform(seed, shape):
