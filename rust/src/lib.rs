@@ -10,6 +10,7 @@ pub mod bytes;
 pub mod codec;
 pub mod container;
 pub mod context;
+pub mod cpu;
 pub mod error;
 pub mod feature;
 pub mod fit;

@@ -359,10 +359,13 @@ pub struct Tables {
     ctx_c: Vec<u32>,
     context_map: Vec<u8>,
     predictor: Predictor,
-    /// The symbol of every slot of every table (for the vector decoder, when it fits in
+    /// The symbol of every slot of every table (for the AVX2 decoder, when it fits in
     /// `MAX_SLOT_TABLE` bytes), and the context map, each followed by 3 bytes of padding so that
-    /// a 4-byte gather at any entry stays inside.
+    /// a 4-byte gather at any entry stays inside. Empty on other CPUs (no gathers there: on
+    /// aarch64 the scalar raster decoder runs, see benches/NOTES.md).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     slots: Vec<u8>,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     padded_map: Vec<u8>,
 }
 
@@ -436,7 +439,8 @@ impl Tables {
             })
             .collect();
         let mut slots = Vec::new();
-        if model.tables() << p <= MAX_SLOT_TABLE {
+        let mut padded_map = Vec::new();
+        if cfg!(target_arch = "x86_64") && model.tables() << p <= MAX_SLOT_TABLE {
             slots.reserve((model.tables() << p) + 3);
             for row in model.freqs.chunks(a) {
                 for (s, &f) in row.iter().enumerate() {
@@ -444,9 +448,9 @@ impl Tables {
                 }
             }
             slots.extend_from_slice(&[0; 3]);
+            padded_map.extend_from_slice(&model.context_map);
+            padded_map.extend_from_slice(&[0; 3]);
         }
-        let mut padded_map = model.context_map.clone();
-        padded_map.extend_from_slice(&[0; 3]);
         let [na, nb, nc] = model.n_classes.map(|n| n as u32);
         Tables {
             bits: model.bits,
@@ -532,10 +536,36 @@ fn count_at_or_below(row: &[u16; 16], s: u16) -> usize {
             (!bits | 0x1_0000).trailing_zeros() as usize
         }
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(target_arch = "aarch64")]
     {
-        row.iter().filter(|&&c| c <= s).count()
+        use std::arch::aarch64::*;
+        // SAFETY: NEON is part of the aarch64 baseline; the loads read the 32 bytes of `row`.
+        // A compare gives -1 (all ones) in each lane at or below `s`: minus the lane sum is the
+        // count (at most 16, no overflow). Fewer steps from the slot to the symbol than the
+        // compiler's version of the plain loop (which packs the lanes to a bit mask and counts
+        // its bits).
+        unsafe {
+            let sv = vdupq_n_u16(s);
+            let a = vcleq_u16(vld1q_u16(row.as_ptr()), sv);
+            let b = vcleq_u16(vld1q_u16(row.as_ptr().add(8)), sv);
+            let sum = vaddvq_s16(vaddq_s16(
+                vreinterpretq_s16_u16(a),
+                vreinterpretq_s16_u16(b),
+            ));
+            (-sum) as usize
+        }
     }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        count_at_or_below_portable(row, s)
+    }
+}
+
+/// `count_at_or_below` in plain Rust: what the vector versions give (tests compare them).
+#[cfg_attr(any(target_arch = "x86_64", target_arch = "aarch64"), allow(dead_code))]
+#[inline(always)]
+fn count_at_or_below_portable(row: &[u16; 16], s: u16) -> usize {
+    row.iter().filter(|&&c| c <= s).count()
 }
 
 #[inline(always)]
@@ -1022,7 +1052,7 @@ pub fn decode(
     q: &mut [u8],
 ) -> Result<()> {
     let n = q.len();
-    decode_into(model, tables, shape, body, fill, fill_ch, q, n)
+    decode_into(model, tables, shape, body, fill, fill_ch, q, n, true)
 }
 
 /// Bytes that `decode_padded` needs past a sample's last code.
@@ -1042,10 +1072,11 @@ pub fn decode_padded(
     let n = q.len().checked_sub(DECODE_PAD).ok_or_else(|| {
         CodecError::InvalidArgument(format!("a padded output of {} bytes", q.len()))
     })?;
-    decode_into(model, tables, shape, body, fill, fill_ch, q, n)
+    decode_into(model, tables, shape, body, fill, fill_ch, q, n, true)
 }
 
-/// Decodes a sample of `n` elements into `q[..n]`.
+/// Decodes a sample of `n` elements into `q[..n]`, with the vector raster decoder where it runs
+/// (`vector`) or the scalar one throughout (what CPUs without AVX2 run; tests compare the two).
 #[allow(clippy::too_many_arguments)]
 fn decode_into(
     model: &Model,
@@ -1056,6 +1087,7 @@ fn decode_into(
     fill_ch: Channels,
     q: &mut [u8],
     n: usize,
+    vector: bool,
 ) -> Result<()> {
     let lay = Layout::new(model, shape);
     if lay.n != n {
@@ -1066,15 +1098,16 @@ fn decode_into(
     }
     let w = Walk::new(&lay, fill_ch);
     let spans = parse_body(body, n)?;
-    // Chunks of 8 lanes or more decode 8 lanes a vector, whose byte gathers read 4 bytes at an
-    // element: such samples decode into a buffer with 3 bytes to spare.
-    if q.len() < n + DECODE_PAD && spans.iter().any(|c| c.lanes >= 8) {
+    // Chunks of 8 lanes or more decode 8 lanes a vector (AVX2), whose byte gathers read 4 bytes
+    // at an element: such samples decode into a buffer with 3 bytes to spare.
+    let gathers = cfg!(target_arch = "x86_64") && vector && spans.iter().any(|c| c.lanes >= 8);
+    if q.len() < n + DECODE_PAD && gathers {
         let mut padded = crate::buffer::zeroed::<u8>(n + DECODE_PAD)?;
-        decode_spans(tables, &w, &spans, body, fill, &mut padded)?;
+        decode_spans(tables, &w, &spans, body, fill, &mut padded, vector)?;
         q[..n].copy_from_slice(&padded[..n]);
         return Ok(());
     }
-    decode_spans(tables, &w, &spans, body, fill, q)
+    decode_spans(tables, &w, &spans, body, fill, q, vector)
 }
 
 fn decode_spans(
@@ -1084,6 +1117,7 @@ fn decode_spans(
     body: &[u8],
     fill: &[u8],
     q: &mut [u8],
+    vector: bool,
 ) -> Result<()> {
     for (k, c) in spans.iter().enumerate() {
         let mut x = [0u32; 32];
@@ -1096,7 +1130,7 @@ fn decode_spans(
         }
         let words = &body[c.words_at..c.words_at + 2 * c.words];
         decode_chunk(
-            tables, w, c.start, c.elements, c.lanes, &mut x, words, fill, q,
+            tables, w, c.start, c.elements, c.lanes, &mut x, words, fill, q, vector,
         )
         .map_err(|e| match e {
             CodecError::Corrupt(msg) => corrupt!("chunk {k}: {msg}"),
@@ -1159,12 +1193,13 @@ fn decode_chunk(
     words: &[u8],
     fill: &[u8],
     q: &mut [u8],
+    vector: bool,
 ) -> Result<()> {
     let small = tb.bits <= 4;
     if w.sx == 1 && w.sy == w.dx && w.dx >= 2 {
         return match tb.predictor == Predictor::Med {
-            false => decode_raster::<false>(tb, w, start, m, lanes, x, words, fill, q),
-            true => decode_raster::<true>(tb, w, start, m, lanes, x, words, fill, q),
+            false => decode_raster::<false>(tb, w, start, m, lanes, x, words, fill, q, vector),
+            true => decode_raster::<true>(tb, w, start, m, lanes, x, words, fill, q, vector),
         };
     }
     match (tb.predictor == Predictor::Med, small) {
@@ -1278,6 +1313,7 @@ fn decode_raster<const MED: bool>(
     words: &[u8],
     fill: &[u8],
     q: &mut [u8],
+    vector: bool,
 ) -> Result<()> {
     let seg = m.div_ceil(lanes);
     let dx = w.dx;
@@ -1312,7 +1348,10 @@ fn decode_raster<const MED: bool>(
         };
     }
     let small = tb.bits <= 4;
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     let mut s_first = 0;
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = vector;
     #[cfg(target_arch = "x86_64")]
     {
         // Every lane has an element at steps below `full`: those go 8 lanes at a time.
@@ -1321,8 +1360,8 @@ fn decode_raster<const MED: bool>(
             && !tb.slots.is_empty()
             && q.len() >= start + m + 3
             && start + m < i32::MAX as usize
-            && std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("popcnt")
+            && vector
+            && crate::cpu::avx2_popcnt()
         {
             let fill32: Vec<u32> = fill.iter().map(|&f| f as u32).collect();
             // SAFETY: AVX2 and POPCNT are present; the slot table is built and padded, `q`
@@ -2037,6 +2076,21 @@ mod tests {
                     )
                     .unwrap();
                     assert_eq!(back, q, "bits {bits} {predictor:?} {shape:?}");
+                    // The scalar decoder throughout, as CPUs without the vector one run it.
+                    let mut scalar = vec![0u8; n];
+                    decode_into(
+                        &m,
+                        &tables,
+                        shape,
+                        &body,
+                        &[zero],
+                        Channels::TENSOR,
+                        &mut scalar,
+                        n,
+                        false,
+                    )
+                    .unwrap();
+                    assert_eq!(scalar, q, "scalar: bits {bits} {predictor:?} {shape:?}");
                     if body.len() >= 2 {
                         let mut out = vec![0u8; n];
                         let short = &body[..body.len() - 2];
@@ -2064,6 +2118,31 @@ mod tests {
                         .is_err());
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn counts_at_or_below_match_the_portable_loop() {
+        let mut seed = 3u64;
+        for _ in 0..2000 {
+            // A sorted row as `Tables::new` builds them: cumulative frequencies, then 0xFFFF.
+            let len = (lcg(&mut seed) % 17) as usize;
+            let mut row = [0xFFFFu16; 16];
+            let mut c = 0u32;
+            for e in row.iter_mut().take(len) {
+                c = (c + (lcg(&mut seed) % 4096) as u32).min(0xFFFF);
+                *e = c as u16;
+            }
+            for s in [0u16, 1, 0xFFFE, 0xFFFF, row[0], row[len.saturating_sub(1)]]
+                .into_iter()
+                .chain((0..8).map(|_| lcg(&mut seed) as u16))
+            {
+                assert_eq!(
+                    count_at_or_below(&row, s),
+                    count_at_or_below_portable(&row, s),
+                    "{row:?} {s}"
+                );
             }
         }
     }

@@ -9,12 +9,14 @@ use crate::error::{CodecError, Result};
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "aarch64")]
+mod neon;
 
-/// Whether the AVX2 passes run (x86-64 CPUs that have it; std caches the answer).
+/// Whether the AVX2 passes run (x86-64 CPUs that have it; see `cpu.rs`).
 #[cfg(target_arch = "x86_64")]
 #[inline]
 fn has_avx2() -> bool {
-    std::arch::is_x86_feature_detected!("avx2")
+    crate::cpu::avx2()
 }
 
 pub const MAX_BITS: u8 = 16;
@@ -162,6 +164,10 @@ fn run_min_max(x: &[f32]) -> (f32, f32, bool) {
     if x.len() >= 64 && has_avx2() {
         // SAFETY: AVX2 is available.
         return unsafe { avx2::min_max(x) };
+    }
+    #[cfg(target_arch = "aarch64")]
+    if x.len() >= 32 && crate::cpu::neon() {
+        return neon::min_max(x);
     }
     run_min_max_portable(x)
 }
@@ -375,7 +381,8 @@ fn quantize_portable<C: Code>(run: &[f32], out: &mut [C], a: Affine, levels: f32
 }
 
 /// The AVX2 quantizer on one run of one channel (scale > 0), where it applies: returns false
-/// when the caller must run the portable loop (no AVX2, or a short run).
+/// when the caller must run the portable loop (no AVX2, a short run, or another CPU: on
+/// aarch64 the portable loop compiles to NEON as it is, `neon.rs`).
 #[inline]
 fn quantize_vector<C: Code>(x: &[f32], out: &mut [C], a: Affine, bits: u8, nan: bool) -> bool {
     #[cfg(target_arch = "x86_64")]

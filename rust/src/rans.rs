@@ -9,13 +9,17 @@
 //!
 //! Full 32-lane steps run in a kernel chosen once per `Encoder`/`Decoder`: AVX2 on x86-64 CPUs
 //! that have it (four vectors of eight states: table gathers, and the words handed to the lanes
-//! that need them by a permutation looked up from the lanes' mask), else portable branch-free
-//! Rust. Partial steps, chunks of fewer lanes and the last steps of a chunk (fewer than 32
+//! that need them by a permutation looked up from the lanes' mask), NEON on aarch64 for the
+//! decoder (`rans/neon.rs`: eight vectors of four states, the words handed out by `tbl`), else
+//! portable branch-free Rust. Partial steps, chunks of fewer lanes and the last steps of a chunk (fewer than 32
 //! words left) take the checked reference loop. Every kernel produces exactly the reference's
 //! states, words and symbols (the tests below compare them on random tables and data).
 
 use crate::error::{corrupt, Result};
 use crate::freq::FreqTable;
+
+#[cfg(target_arch = "aarch64")]
+mod neon;
 
 /// Lower bound of the normalized state interval `[RANS_L, 2^32)`.
 pub const RANS_L: u32 = 1 << 16;
@@ -157,7 +161,7 @@ impl Encoder {
             };
         }
         let kernel = Kernel::detect();
-        let valid = kernel != Kernel::Portable
+        let valid = kernel.encodes_vectors()
             && lanes == MAX_LANES
             && (1..=16).contains(&p)
             && t.freqs.iter().zip(t.cum_freqs()).all(|(&f, c)| {
@@ -325,17 +329,32 @@ enum Kernel {
     /// AVX2 gathers and a lane permutation for the word distribution (x86-64 only).
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// NEON for the decoder, `tbl` for the word distribution (aarch64 only); the encoder's
+    /// steps run the portable loop.
+    #[cfg(target_arch = "aarch64")]
+    Neon,
 }
 
 impl Kernel {
     fn detect() -> Kernel {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("popcnt")
-        {
+        if crate::cpu::avx2_popcnt() {
             return Kernel::Avx2;
         }
+        #[cfg(target_arch = "aarch64")]
+        if crate::cpu::neon() {
+            return Kernel::Neon;
+        }
         Kernel::Portable
+    }
+
+    /// Whether the kernel has a vector encoder (which reads `Encoder::vt`).
+    fn encodes_vectors(self) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => true,
+            _ => false,
+        }
     }
 }
 
@@ -375,7 +394,10 @@ pub struct Decoder {
     /// `freq << 20 | bias << 8 | sym` per slot when every frequency is below 2^12 and every
     /// symbol below 2^8 (8-bit symbols at precision <= 12): one table read per symbol. Else
     /// empty, as on CPUs without a vector kernel.
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    #[cfg_attr(
+        not(any(target_arch = "x86_64", target_arch = "aarch64")),
+        allow(dead_code)
+    )]
     packed: Vec<u32>,
     kernel: Kernel,
 }
@@ -547,10 +569,15 @@ impl Decoder {
         (ca, oa): (&mut Cursor<'_>, &mut [S]),
         (cb, ob): (&mut Cursor<'_>, &mut [S]),
     ) -> (Result<()>, Result<()>) {
+        #[cfg_attr(
+            not(any(target_arch = "x86_64", target_arch = "aarch64")),
+            allow(unused_mut)
+        )]
         let (mut da, mut db) = (0, 0);
-        #[cfg(target_arch = "x86_64")]
-        if kernel == Kernel::Avx2 && ca.lanes == MAX_LANES && cb.lanes == MAX_LANES {
+        #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+        if kernel != Kernel::Portable && ca.lanes == MAX_LANES && cb.lanes == MAX_LANES {
             (da, db) = self.decode_fast_pair(
+                kernel,
                 &mut ca.x,
                 ca.words,
                 &mut ca.pos,
@@ -583,10 +610,11 @@ impl Decoder {
 
     /// Two chunks' full 32-lane steps, interleaved, while both have steps and 32 words left;
     /// returns the symbols decoded in each (whole steps).
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     #[allow(clippy::too_many_arguments)]
     fn decode_fast_pair<S: Symbol>(
         &self,
+        kernel: Kernel,
         xa: &mut [u32; MAX_LANES],
         wa: &[u8],
         pa: &mut usize,
@@ -597,8 +625,36 @@ impl Decoder {
         ob: &mut [S],
     ) -> (usize, usize) {
         let packed = !self.packed.is_empty();
-        // SAFETY: only called with `Kernel::Avx2`, chosen where the CPU has AVX2 and POPCNT.
+        #[cfg(target_arch = "aarch64")]
+        if kernel == Kernel::Neon {
+            // SAFETY: NEON is part of the aarch64 baseline; `packed` says the table is built.
+            unsafe {
+                if let (Some(oa), Some(ob)) = (S::as_u8s_mut(oa), S::as_u8s_mut(&mut *ob)) {
+                    let a = (xa, wa, pa, oa);
+                    let b = (xb, wb, pb, ob);
+                    return if packed {
+                        neon::decode_pair::<u8, true>(self, a, b)
+                    } else {
+                        neon::decode_pair::<u8, false>(self, a, b)
+                    };
+                }
+                if let (Some(oa), Some(ob)) = (S::as_u16s_mut(oa), S::as_u16s_mut(ob)) {
+                    let a = (xa, wa, pa, oa);
+                    let b = (xb, wb, pb, ob);
+                    return if packed {
+                        neon::decode_pair::<u16, true>(self, a, b)
+                    } else {
+                        neon::decode_pair::<u16, false>(self, a, b)
+                    };
+                }
+            }
+            return (0, 0);
+        }
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Kernel::Avx2` (the only other vector kernel) is chosen where the CPU has AVX2
+        // and POPCNT.
         unsafe {
+            let _ = kernel;
             if let (Some(oa), Some(ob)) = (S::as_u8s_mut(oa), S::as_u8s_mut(&mut *ob)) {
                 let a = (xa, wa, pa, oa);
                 let b = (xb, wb, pb, ob);
@@ -732,6 +788,28 @@ impl Decoder {
                             avx2::decode::<u16, true>(self, x, words, pos, o)
                         } else {
                             avx2::decode::<u16, false>(self, x, words, pos, o)
+                        };
+                    }
+                }
+                self.decode_portable(x, words, pos, out)
+            }
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Neon => {
+                let packed = !self.packed.is_empty();
+                // SAFETY: NEON is part of the aarch64 baseline; `packed` says the table is built.
+                unsafe {
+                    if let Some(o) = S::as_u8s_mut(out) {
+                        return if packed {
+                            neon::decode::<u8, true>(self, x, words, pos, o)
+                        } else {
+                            neon::decode::<u8, false>(self, x, words, pos, o)
+                        };
+                    }
+                    if let Some(o) = S::as_u16s_mut(out) {
+                        return if packed {
+                            neon::decode::<u16, true>(self, x, words, pos, o)
+                        } else {
+                            neon::decode::<u16, false>(self, x, words, pos, o)
                         };
                     }
                 }

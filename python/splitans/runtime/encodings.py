@@ -122,6 +122,12 @@ def decode(encoding: int, payload: bytes, shape: Sequence[int], *, activation_sh
                 import zstandard
 
                 try:
+                    # max_output_size bounds only a frame that does not state its size: a frame
+                    # that states a larger one would be allocated whole, so it is refused first.
+                    stated = zstandard.frame_content_size(payload)
+                    if stated > expected:
+                        raise RequestError("INVALID_ARGUMENT", f"zstd: the frame holds {stated} bytes; shape "
+                                           f"{shape} needs {expected}", reason="BAD_PAYLOAD")
                     payload = zstandard.ZstdDecompressor().decompress(payload, max_output_size=expected)
                 except zstandard.ZstdError as e:
                     raise RequestError("INVALID_ARGUMENT", f"zstd: {e}", reason="BAD_PAYLOAD") from None

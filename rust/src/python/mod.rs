@@ -13,9 +13,16 @@ use pyo3::prelude::*;
 /// The output cap of `splitans.DEFAULT_MAX_OUTPUT_BYTES` (4 GiB), for native defaults.
 pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = 1 << 32;
 
+/// The vector kernel sets that run on this CPU (`cpu.rs`): `["avx2"]`, `["neon"]` or `[]`.
+#[pyfunction]
+fn simd_kernels() -> Vec<&'static str> {
+    crate::cpu::kernels()
+}
+
 #[pymodule(gil_used = false)]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_function(wrap_pyfunction!(simd_kernels, m)?)?;
     errors::register(m)?;
     batch::register(m)?;
     codec::register(m)?;

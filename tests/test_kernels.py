@@ -1,0 +1,90 @@
+"""The vector kernels (rust/src/cpu.rs): which run on this CPU, and that turning them off
+(SPLITANS_DISABLE_SIMD=1, read once at the first call, hence subprocesses) changes no byte: the
+portable loops, which CPUs without AVX2 or NEON run, give the same blobs and the same decoded
+arrays as AVX2 (x86-64) or NEON (aarch64). Runs in the emulated arm64 root too (.ci/arm64-test)."""
+
+import json
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+
+import splitans
+
+# Inputs that reach every vector pass: runs of >= 64 floats (the range scan), 32-lane rANS
+# streams (>= 8192 symbols) of u8 and u16 codes, NaN clamped, per-channel ranges, fitted codecs
+# whose chunks have 8 lanes or more. Built with integer-exact numpy (the same everywhere).
+SCRIPT = r"""
+import hashlib, json
+import numpy as np
+import splitans
+
+def raw(seed, n):
+    with np.errstate(over="ignore"):
+        z = (np.arange(1, n + 1, dtype=np.uint64) + np.uint64(seed)) * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+def relu(seed, shape):
+    r = raw(seed, int(np.prod(shape)))
+    v = ((r >> np.uint64(40)) & np.uint64(0xFFFF)).astype(np.float32) * np.float32(2.0**-12) - np.float32(6)
+    coarse = np.repeat(v.reshape(shape)[..., ::2, :], 2, axis=-2)[..., : shape[-2], :]
+    return np.maximum(coarse + v.reshape(shape) * np.float32(0.125), 0).astype(np.float32)
+
+def sha(b):
+    return hashlib.sha256(bytes(b)).hexdigest()[:16]
+
+out = {"kernels": splitans._core.simd_kernels()}
+x = relu(1, (1, 64, 28, 28))
+nan = x.copy()
+nan.ravel()[::97] = np.nan
+nan.ravel()[5::101] = np.inf
+cases = {
+    "b4": (x, dict(bits=4)),
+    "b8": (x, dict(bits=8)),
+    "b12": (x, dict(bits=12)),
+    "b8_axis": (x, dict(bits=8, axis=1)),
+    "b8_nan": (nan, dict(bits=8, nonfinite="clamp")),
+    "b16_nan": (nan, dict(bits=16, nonfinite="clamp")),
+    "int16": ((raw(2, 70000) % np.uint64(3000)).astype(np.int16).reshape(70, 1000), {}),
+}
+for name, (a, kw) in cases.items():
+    blob = splitans.compress(a, **kw)
+    out[name] = [sha(blob), sha(np.ascontiguousarray(splitans.decompress(blob)).tobytes())]
+for shape in [(16, 14, 14), (64, 28, 28)]:
+    cal = np.stack([relu(100 + i, shape) for i in range(24)])
+    codec = splitans.Codec.fit(cal, bits=4)
+    blob = codec.compress(relu(7, shape))
+    out["fitted" + "x".join(map(str, shape))] = [sha(blob), sha(codec.decompress(blob).tobytes())]
+print(json.dumps(out))
+"""
+
+
+def _run(disable: str) -> dict:
+    env = dict(os.environ, SPLITANS_DISABLE_SIMD=disable)
+    res = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+def test_the_kernels_named_are_this_cpus():
+    kernels = splitans._core.simd_kernels()
+    machine = platform.machine().lower()
+    if machine in ("aarch64", "arm64"):
+        assert kernels == ["neon"]
+    elif machine in ("x86_64", "amd64"):
+        flags = pathlib.Path("/proc/cpuinfo").read_text().split() if pathlib.Path("/proc/cpuinfo").exists() else []
+        # Under qemu user mode /proc/cpuinfo is the host's: only an x86-64 CPU is checked here.
+        if flags:
+            assert kernels == (["avx2"] if "avx2" in flags else [])
+    stub = pathlib.Path(splitans.__file__).with_name("_core.pyi").read_text()
+    assert "def simd_kernels() -> List[str]: ..." in stub
+
+
+def test_portable_loops_give_the_same_bytes_as_the_vector_kernels():
+    vector, portable = _run("0"), _run("1")
+    assert portable.pop("kernels") == []
+    assert vector.pop("kernels") == splitans._core.simd_kernels()
+    assert portable == vector
