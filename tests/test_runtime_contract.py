@@ -1,8 +1,9 @@
 """splitans.runtime's promises, each against a real gRPC server on loopback (issue 27): a stream
 longer than the server's window, a graceful stop that answers the requests queued behind a
-running one, retries only on UNAVAILABLE and exactly `retries` of them, codec ids checked on
-GetCodec and PutCodec, the codec agreed again after a server restart, and decompression bombs
-refused by the server's output cap before they are decoded.
+running one, retries under a deadline and never for a status that cannot succeed (at most
+`retries` of them where a cap is given), codec ids checked on GetCodec and PutCodec, the codec
+agreed again after a server restart, and decompression bombs refused by the server's output cap
+before they are decoded.
 
 A tiny convolutional model keeps each server cheap; the Fashion-MNIST model end to end is in
 test_runtime.py."""
@@ -48,13 +49,13 @@ def _tiny(slow=0.0):
     return nn.Sequential(*layers).eval(), torch.randn(8, 1, 8, 8)
 
 
-def _service(slow=0.0, codecs=()):
+def _service(slow=0.0):
     model, example = _tiny(slow)
-    return TailService(LoadedModel(model, example, None, "tests:tiny"), "1", codecs)
+    return TailService(LoadedModel(model, example, None, "tests:tiny"), "1")
 
 
 def _server(port=0, slow=0.0, codecs=(), **kw):
-    return Server(LocalBackend(_service(slow, codecs), **kw), port=port, host="localhost")
+    return Server(LocalBackend(_service(slow), **kw), port=port, host="localhost", codecs=codecs)
 
 
 def _free_port():
@@ -147,7 +148,7 @@ def test_graceful_stop_answers_requests_queued_behind_a_running_one():
         t.start()
         time.sleep(0.05)
     time.sleep(0.1)  # the first runs, three wait in the batcher's queue
-    assert srv.backend.batcher.queue.qsize() >= 2
+    assert srv.backend.batcher.qsize() >= 2
     srv.stop(grace=10)
     for t in threads:
         t.join(20)
@@ -178,10 +179,10 @@ def test_batcher_close_runs_everything_queued_before_it(max_batch):
 # ------------------------------------------------------------------------------ retries
 
 
-def test_no_retry_on_a_status_other_than_unavailable():
+def test_no_retry_for_a_status_that_cannot_succeed():
     srv = _server()
     try:
-        client = EdgeClient(f"localhost:{srv.port}", strategy="float32", retries=5, backoff=0.2)
+        client = EdgeClient(f"localhost:{srv.port}", strategy="float32", backoff=0.2)
         bad = pb2.InferRequest(request_id="bad", encoding=pb2.FLOAT32, shape=[1, 3, 3], payload=b"\0" * 36)
         t = time.perf_counter()
         with pytest.raises(RemoteError) as e:
@@ -189,14 +190,27 @@ def test_no_retry_on_a_status_other_than_unavailable():
         assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and "does not match" in e.value.message
         assert client.retried == 0 and time.perf_counter() - t < 0.2  # no back-off slept
         with pytest.raises(RemoteError) as e:
-            client._retrying(lambda: client.stub.GetCodec(pb2.GetCodecRequest(codec_id="0" * 64), timeout=5))
+            client._retrying(lambda t: client.stub.GetCodec(pb2.GetCodecRequest(codec_id="0" * 64), timeout=t))
         assert e.value.code == grpc.StatusCode.NOT_FOUND and client.retried == 0
     finally:
         srv.stop(2)
 
 
+def test_retries_stop_at_the_deadline_not_after_a_count():
+    port = _free_port()  # nothing listens there
+    client = EdgeClient(f"localhost:{port}", strategy="float32", backoff=0.02, max_backoff=0.2, deadline=1.5)
+    t = time.perf_counter()
+    with pytest.raises(RemoteError) as e:
+        client.connect()
+    took = time.perf_counter() - t
+    assert e.value.code == grpc.StatusCode.UNAVAILABLE and "1.5 s" in e.value.message
+    # As many retries as the deadline holds (back-off 0.02 s doubling to 0.2 s): more than the
+    # old count of 5, and no time beyond the deadline.
+    assert 1.4 <= took < 3 and client.retried >= 6, (took, client.retried)
+
+
 @pytest.mark.parametrize("retries", [0, 3])
-def test_exactly_retries_retries_on_unavailable(retries):
+def test_a_retries_cap_stops_after_exactly_that_many(retries):
     port = _free_port()  # nothing listens there
     client = EdgeClient(f"localhost:{port}", strategy="float32", retries=retries, backoff=0.02, timeout=2)
     t = time.perf_counter()
@@ -300,15 +314,15 @@ def test_codec_agreed_again_after_a_server_restart(codec):
     srv = _server(port=port)
     acts = _activations(3)
     want = _expected(torch.from_numpy(codec.round_trip(acts.numpy())))
-    client = EdgeClient(f"localhost:{port}", codec=codec, retries=20, backoff=0.05, return_logits=True)
+    client = EdgeClient(f"localhost:{port}", codec=codec, return_logits=True)
     try:
         r = client.infer(acts[:1])
         assert client.uploads == 1 and r.top_k_index[0, 0] == want[0].argmax()
         srv.stop(1)
         srv = _server(port=port)  # a new process would hold no uploaded codec either
-        assert codec.id not in srv.backend.describe()["codec_ids"]
+        assert codec.id not in srv.registry.ids()
         r = client.infer(acts[1:2])
-        assert client.uploads == 2 and codec.id in srv.backend.describe()["codec_ids"]
+        assert client.uploads == 2 and codec.id in srv.registry.ids()
         np.testing.assert_allclose(r.logits, want[1:2], rtol=1e-4, atol=1e-4)
         # Agreed once per loss: the next request goes straight through.
         client.infer(acts[2:3])
@@ -324,16 +338,16 @@ def test_a_codec_lost_again_right_after_agreement_is_an_error(codec):
     try:
         client = EdgeClient(f"localhost:{srv.port}", codec=codec, retries=0)
         client.connect()
-        service = srv.backend.service
-        original = service.add_codec
+        registry = srv.registry
+        original = registry.add
 
-        def forgetful(c, pinned=False):  # takes the upload, then forgets it at once
-            known = original(c, pinned)
-            service.codecs.pop(c.id, None)
+        def forgetful(c, owner):  # takes the upload, then forgets it at once
+            known = original(c, owner)
+            registry._release(owner, c.id)
             return known
 
-        service.add_codec = forgetful
-        service.codecs.pop(codec.id)
+        registry.add = forgetful
+        registry._release("anonymous", codec.id)
         out = {}
 
         def infer():
@@ -347,7 +361,7 @@ def test_a_codec_lost_again_right_after_agreement_is_an_error(codec):
         t.join(20)
         assert not t.is_alive(), "the client kept re-agreeing"
         e = out["error"]
-        assert e.code == grpc.StatusCode.FAILED_PRECONDITION and "unknown codec id" in e.message
+        assert e.code == grpc.StatusCode.FAILED_PRECONDITION and e.reason == "CODEC_UNKNOWN"
         assert client.uploads == 2
     finally:
         srv.stop(1)
@@ -448,7 +462,7 @@ def test_a_request_refused_inside_a_stream_is_a_result_with_its_error():
 def test_a_stream_that_breaks_is_reopened_and_its_requests_sent_again():
     port = _free_port()
     srv = _server(port=port)
-    client = EdgeClient(f"localhost:{port}", strategy="float32", retries=30, backoff=0.05)
+    client = EdgeClient(f"localhost:{port}", strategy="float32")
     client.connect()
     srv.stop(0)  # the server goes away between the agreement and the stream
     holder = {}
@@ -480,7 +494,10 @@ def test_a_single_channel_image_travels_as_png_and_jpeg():
     for strategy in ("png", "jpeg"):
         enc, payload, shape = encodings.encode_image(strategy, img)
         assert enc == encodings.IMAGE and shape == (28, 28, 1)
-        x = encodings.decode_image(payload, (1, 28, 28))
+        with pytest.raises(encodings.RequestError) as e:  # no preprocess of the model's: no guess at one
+            encodings.decode_image(payload, (1, 28, 28))
+        assert e.value.reason == "NO_PREPROCESS"
+        x = encodings.decode_image(payload, (1, 28, 28), lambda a: a.transpose(2, 0, 1)[None].astype(np.float32) / 255)
         assert x.shape == (1, 1, 28, 28)
         err = np.abs(x[0, 0] * 255 - img[:, :, 0]).max()
         assert err == 0 if strategy == "png" else err <= 40
@@ -555,6 +572,8 @@ def test_a_lone_request_waits_at_most_the_delay_for_others():
 def test_client_defaults_eight_bits_and_a_short_back_off():
     from splitans.runtime.encodings import SPLITANS
 
+    defaults = EdgeClient(f"localhost:{_free_port()}", strategy="auto")
+    assert defaults.deadline >= 30 and defaults.retries is None  # a deadline, not a count
     client = EdgeClient(f"localhost:{_free_port()}", strategy="auto", retries=2, timeout=2)
     req, _, _ = client.encode(_activations(1))
     assert req.encoding == SPLITANS and splitans.inspect(req.payload)["bits"] == 8
@@ -567,7 +586,8 @@ def test_client_defaults_eight_bits_and_a_short_back_off():
 
 def test_edge_inputs_give_back_the_images_they_came_from(tmp_path):
     """`splitans edge --inputs`: the tensors for the head, and for the image strategies the
-    uint8 images the tensors were made from (Fashion-MNIST's 28 x 28, a photo's 224 x 224 crop)."""
+    uint8 images the tensors were made from (Fashion-MNIST's 28 x 28; a photo as read, made a
+    tensor by the model's own preprocess, and by nothing else)."""
     from PIL import Image
 
     from splitans.eval import fmnist
@@ -583,5 +603,12 @@ def test_edge_inputs_give_back_the_images_they_came_from(tmp_path):
     photo = rng.integers(0, 256, size=(256, 256, 3), dtype=np.uint8)
     Image.fromarray(photo).save(tmp_path / "p.png")
     xs, imgs = runtime_cli._inputs(str(tmp_path / "p.png"), None)
-    assert tuple(xs[0].shape) == (1, 3, 224, 224) and imgs[0].shape == (224, 224, 3)
-    assert np.abs(imgs[0].astype(int) - photo[16:240, 16:240].astype(int)).max() <= 1
+    assert xs is None and imgs[0].shape == (256, 256, 3) and (imgs[0] == photo).all()
+    from splitans.eval import models
+
+    class WithPreprocess:
+        preprocess = staticmethod(models.preprocess)
+
+    xs, imgs = runtime_cli._inputs(str(tmp_path / "p.png"), WithPreprocess())
+    assert tuple(xs[0].shape) == (1, 3, 224, 224) and (imgs[0] == photo).all()
+    np.testing.assert_array_equal(np.asarray(xs[0]), np.asarray(models.preprocess(photo)))

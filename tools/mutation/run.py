@@ -69,9 +69,11 @@ AREAS: Dict[str, Area] = {
         ["tests/test_fitted.py"],
         ["tests/test_fitted_properties.py"],
     ]),
-    "runtime": Area([PKG + "runtime/" + f for f in ("client.py", "server.py", "service.py", "encodings.py", "cli.py")]
+    "runtime": Area([PKG + "runtime/" + f for f in ("client.py", "server.py", "service.py", "encodings.py", "cli.py",
+                                                     "auth.py", "registry.py")]
                     + [PKG + "cut.py"], [
         ["tests/test_runtime_contract.py"],
+        ["tests/test_runtime_network.py"],
         ["tests/test_runtime.py", "-k", "not efficientnet"],
         ["tests/test_ray_serve.py"],
     ]),
