@@ -54,3 +54,14 @@ def tiny_preprocess():
     net = tiny()
     net.preprocess = to_input
     return net
+
+
+def tiny_retrained():
+    """The same shapes with other weights: a server deployed with the wrong tail."""
+    net = _net()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in net[3].parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    net.example_input = inputs(4, seed=7)
+    return net

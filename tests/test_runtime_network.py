@@ -252,6 +252,42 @@ def test_cli_serve_and_edge_over_tls_with_a_token(tmp_path):
         srv.communicate(timeout=30)
 
 
+@pytest.mark.parametrize("served", ["runtime_models:tiny", "runtime_models:tiny_retrained"])
+def test_edge_check_compares_with_the_same_encoding_done_locally(tmp_path, served):
+    """--check judges the server against the head, the same encoding and the tail run here: a
+    lossy codec's own changes of the top-1 are counted apart (not "differ"), and a server
+    answering with another tail differs."""
+    x = runtime_models.inputs(64, seed=3).numpy()
+    np.save(tmp_path / "x.npy", x)
+    codec = _codec(bits=2)
+    (tmp_path / "c.codec").write_bytes(codec.to_bytes())
+    local = _want(codec, torch.from_numpy(x)).argmax(1)
+    with torch.no_grad():
+        whole = runtime_models.tiny()(torch.from_numpy(x)).numpy().argmax(1)
+        other = runtime_models.tiny_retrained()
+        served_top = other[3](other[2](torch.from_numpy(codec.round_trip(_head()(torch.from_numpy(x)).numpy()))))
+    lossy, wrong = int((local != whole).sum()), int((served_top.numpy().argmax(1) != local).sum())
+    assert lossy > 0 and wrong > 0  # the cases below tell the counts apart
+    port = _free_port()
+    srv = _serve_process(port, model=served)
+    try:
+        parent = os.path.dirname(os.path.dirname(os.path.abspath(splitans.__file__)))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([HERE, parent, os.environ.get("PYTHONPATH", "")]))
+        out = subprocess.run([sys.executable, "-m", "splitans", "edge", "--target", f"localhost:{port}", "--model",
+                              "runtime_models:tiny", "--split", runtime_models.SPLIT, "--inputs",
+                              str(tmp_path / "x.npy"), "--codec", str(tmp_path / "c.codec"), "--check"], env=env,
+                             cwd=ROOT, capture_output=True, text=True, timeout=120)
+    finally:
+        srv.send_signal(signal.SIGTERM)
+        srv.communicate(timeout=60)
+    summary = out.stdout.splitlines()[-1]
+    differ = 0 if served.endswith(":tiny") else wrong
+    assert out.returncode == (1 if differ else 0), out.stdout + out.stderr
+    assert (f"; {differ} differ from local inference through the same encoding; {lossy} of the local answers differ "
+            "from the uncompressed model's") in summary, summary
+    assert sum(line.endswith("DIFFERS") or ", DIFFERS)" in line for line in out.stdout.splitlines()) == differ
+
+
 # ------------------------------------------------------------------------------ codec ownership
 
 
@@ -653,10 +689,10 @@ def test_a_stopping_server_ends_its_streams_with_draining_at_once():
     release.set()
 
 
-def _serve_process(port, *extra):
+def _serve_process(port, *extra, model="runtime_models:tiny"):
     parent = os.path.dirname(os.path.dirname(os.path.abspath(splitans.__file__)))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (HERE, parent, os.environ.get("PYTHONPATH")) if p))
-    p = subprocess.Popen([sys.executable, "-m", "splitans", "serve", "--model", "runtime_models:tiny", "--split",
+    p = subprocess.Popen([sys.executable, "-m", "splitans", "serve", "--model", model, "--split",
                           runtime_models.SPLIT, "--port", str(port), "--grace", "5", *extra], env=env, cwd=ROOT,
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = p.stdout.readline()
