@@ -17,6 +17,11 @@ calibration inputs, agreed with the server once by id). Each request's time is s
 head, encode, transfer (the RPC minus the server's own time), decode, tail and queue; the
 table shows medians, and top-1 agreement with the uncompressed model over the test inputs.
 
+``--model PKG.MODULE:FACTORY --split POINT`` measures a model of your own instead of --cases:
+the factory's example inputs are the test inputs (and calibrate the codec, which the output
+says); the image strategies run when the model has a ``preprocess`` and the factory gives
+``example_images`` (H x W x C uint8 images, the same inputs before preprocessing).
+
 Writes benches/split/bench_split.{csv,md,png} (or --out).
 """
 
@@ -105,15 +110,25 @@ def to_uint8(x, mean, std):
 
 
 def case_data(factory: str, point: str, calibration: int):
-    """(model, head, test inputs, test images, calibration activations)."""
+    """(model, head, test inputs, test images or None, calibration activations)."""
     import torch
 
     from splitans.eval import serving
     from splitans.runtime import split
+    from splitans.runtime.service import load_model
 
-    model = getattr(serving, factory)()
+    own = ":" in factory  # PKG.MODULE:FACTORY, a model of the user's
+    model = load_model(factory).model if own else getattr(serving, factory)()
     head, _ = split(model, point, model.example_input)
-    if factory == "efficientnet_lite0":
+    if own:
+        x = model.example_input[:20]
+        images = getattr(model, "example_images", None)
+        if images is not None and getattr(model, "preprocess", None) is None:
+            images = None
+        calib = model.example_input[:calibration]
+        print(f"  {factory}: {len(x)} example inputs, used to fit the codec too; image strategies "
+              f"{'on' if images is not None else 'off (no example_images with a preprocess)'}")
+    elif factory == "efficientnet_lite0":
         from PIL import Image
         from sklearn.datasets import load_sample_images
 
@@ -149,11 +164,15 @@ def case_data(factory: str, point: str, calibration: int):
 
 def start_server(factory: str, point: str, codec_path: str, port: int) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python") + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    p = subprocess.Popen([sys.executable, "-m", "splitans", "serve", "--model", f"splitans.eval.serving:{factory}",
+    spec = factory if ":" in factory else f"splitans.eval.serving:{factory}"
+    p = subprocess.Popen([sys.executable, "-m", "splitans", "serve", "--model", spec,
                           "--split", point, "--codec", codec_path, "--host", "127.0.0.1", "--port", str(port)],
                          env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    line = p.stdout.readline()
-    if "serving" not in line:
+    while True:  # its progress lines (stderr, merged here) come first
+        line = p.stdout.readline()
+        if not line or line.startswith("serving "):  # the ready line (progress lines name the model)
+            break
+    if not line.startswith("serving "):
         p.kill()
         raise RuntimeError("the server did not start: " + line + p.stdout.read())
     threading.Thread(target=p.stdout.read, daemon=True).start()  # keep its pipe drained
@@ -168,6 +187,7 @@ def run_case(factory, point, args, rows, link_rates):
 
     torch.set_num_threads(1)  # the edge device: one core
     model, head, x, images, acts = case_data(factory, point, args.calibration)
+    strategies = [s for s in STRATEGIES if images is not None or s not in ("jpeg", "png")]
     with torch.no_grad():
         reference = model(x).argmax(1).numpy()
     codec = splitans.Codec.fit(acts, bits=args.bits)
@@ -183,7 +203,7 @@ def run_case(factory, point, args, rows, link_rates):
     try:
         clients = {s: EdgeClient(f"127.0.0.1:{port}", None if s in ("jpeg", "png") else head,
                                  codec if s == "codec" else None, strategy=s, bits=args.bits, timeout=120)
-                   for s in STRATEGIES}
+                   for s in strategies}
         sh("tc qdisc del dev lo root", check=False)
         for s, c in clients.items():  # warm-up, unshaped: first calls allocate
             c.connect()
@@ -221,7 +241,7 @@ def summarize(rows, link_rates):
         out.append(f"\n### {model} after {point}\n")
         head = "| strategy | bytes/request | top-1 agreement | " + " | ".join(f"{r} Mbit/s" for r in link_rates) + " |"
         out += [head, "|" + "---|" * (3 + len(link_rates))]
-        for s in STRATEGIES:
+        for s in [s for s in STRATEGIES if any(r["strategy"] == s for r in sel)]:
             ss = [r for r in sel if r["strategy"] == s]
             fast = [r for r in ss if r["link_mbit"] == max(link_rates)]
             cells = []
@@ -233,17 +253,19 @@ def summarize(rows, link_rates):
         if 10 in link_rates:
             out += [f"\nAt 10 Mbit/s, median ms per stage:\n",
                     "| strategy | " + " | ".join(STAGES) + " | end to end |", "|" + "---|" * (len(STAGES) + 2)]
-            for s in STRATEGIES:
+            present = [s for s in STRATEGIES if any(r["strategy"] == s for r in sel)]
+            for s in present:
                 ss = [r for r in sel if r["strategy"] == s and r["link_mbit"] == 10]
                 out.append(f"| {LABELS[s]} | " + " | ".join(f"{statistics.median(r[k + '_ms'] for r in ss):,.1f}"
                                                            for k in STAGES)
                            + f" | {statistics.median(r['total_ms'] for r in ss):,.1f} |")
             tot = {s: statistics.median(r["total_ms"] for r in sel if r["strategy"] == s and r["link_mbit"] == 10)
-                   for s in STRATEGIES}
+                   for s in present}
             best = min(("auto", "best", "codec"), key=tot.get)
             out.append(f"\nAt 10 Mbit/s the fastest splitans strategy ({LABELS[best]}, {tot[best]:,.1f} ms) is "
-                       f"{tot['float16'] / tot[best]:.2f}x faster than float16 activations (target 3x) and "
-                       f"{tot['jpeg'] / tot[best]:.2f}x the speed of sending the JPEG input (target > 1x).")
+                       f"{tot['float16'] / tot[best]:.2f}x faster than float16 activations (target 3x)"
+                       + (f" and {tot['jpeg'] / tot[best]:.2f}x the speed of sending the JPEG input (target > 1x)."
+                          if "jpeg" in tot else "."))
     return "\n".join(out)
 
 
@@ -256,7 +278,8 @@ def plot(rows, link_rates, path):
     cases = list(dict.fromkeys((r["model"], r["split"]) for r in rows))
     fig, axes = plt.subplots(1, len(cases), figsize=(6 * len(cases), 4.8), squeeze=False)
     for ax, (model, point) in zip(axes[0], cases):
-        for s in STRATEGIES:
+        for s in [s for s in STRATEGIES if any(r["strategy"] == s and (r["model"], r["split"]) == (model, point)
+                                               for r in rows)]:
             ys = [statistics.median([r["total_ms"] for r in rows if (r["model"], r["split"], r["strategy"], r["link_mbit"])
                                      == (model, point, s, rate)]) for rate in link_rates]
             style = "--" if s in ("jpeg", "png") else (":" if s in ("float32", "float16", "zstd-float16") else "-")
@@ -282,7 +305,12 @@ def main(argv=None) -> int:
     p.add_argument("--reps-slow", type=int, default=3, help="requests per strategy at 1 Mbit/s")
     p.add_argument("--reps-10", type=int, default=20, help="requests per strategy at 10 Mbit/s (else every test input)")
     p.add_argument("--out", default=os.path.join(HERE, "split"))
+    p.add_argument("--model", default=None, metavar="PKG.MODULE:FACTORY",
+                   help="a model of your own instead of --cases (its module on PYTHONPATH)")
+    p.add_argument("--split", default=None, help="the split point of --model")
     args = p.parse_args(argv)
+    if (args.model is None) != (args.split is None):
+        p.error("--model and --split go together")
     enter_namespace([os.path.abspath(__file__)] + (sys.argv[1:] if argv is None else list(argv)))
     os.makedirs(args.out, exist_ok=True)
     sh("ip link set lo up && ip link set lo mtu 1500")
@@ -298,8 +326,8 @@ def main(argv=None) -> int:
     link_rates = [float(r) if "." in r else int(r) for r in args.links.split(",")]
     rows: list = []
     t0 = time.time()
-    for case in args.cases.split(","):
-        factory, point = case.split(":")
+    cases = [(args.model, args.split)] if args.model else [c.split(":") for c in args.cases.split(",")]
+    for factory, point in cases:
         run_case(factory, point, args, rows, link_rates)
     rates = sorted(link_rates)
     with open(os.path.join(args.out, "bench_split.csv"), "w", newline="") as f:

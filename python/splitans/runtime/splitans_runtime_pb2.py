@@ -24,31 +24,35 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'splitans/runtime/splitans_runtime.proto\x12\x13splitans.runtime.v1\"\xab\x01\n\x0cInferRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12/\n\x08\x65ncoding\x18\x02 \x01(\x0e\x32\x1d.splitans.runtime.v1.Encoding\x12\x10\n\x08\x63odec_id\x18\x03 \x01(\t\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\x12\r\n\x05shape\x18\x05 \x03(\x03\x12\r\n\x05top_k\x18\x06 \x01(\r\x12\x15\n\rreturn_logits\x18\x07 \x01(\x08\"c\n\x06Timing\x12\x10\n\x08queue_ms\x18\x01 \x01(\x01\x12\x11\n\tdecode_ms\x18\x02 \x01(\x01\x12\x0f\n\x07tail_ms\x18\x03 \x01(\x01\x12\x12\n\nbatch_size\x18\x04 \x01(\r\x12\x0f\n\x07replica\x18\x05 \x01(\t\"\xcb\x01\n\rInferResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0btop_k_index\x18\x02 \x03(\x03\x12\x13\n\x0btop_k_value\x18\x03 \x03(\x02\x12\x0e\n\x06logits\x18\x04 \x03(\x02\x12\x14\n\x0coutput_shape\x18\x05 \x03(\x03\x12+\n\x06timing\x18\x06 \x01(\x0b\x32\x1b.splitans.runtime.v1.Timing\x12\x12\n\nerror_code\x18\x07 \x01(\x05\x12\x15\n\rerror_message\x18\x08 \x01(\t\"\r\n\x0bInfoRequest\"\xf8\x01\n\x0cInfoResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05split\x18\x02 \x01(\t\x12\x11\n\tcodec_ids\x18\x03 \x03(\t\x12\x18\n\x10\x64\x65\x66\x61ult_codec_id\x18\x04 \x01(\t\x12\x30\n\tencodings\x18\x05 \x03(\x0e\x32\x1d.splitans.runtime.v1.Encoding\x12\x19\n\x11max_message_bytes\x18\x06 \x01(\x03\x12\x11\n\tmax_batch\x18\x07 \x01(\r\x12\x0e\n\x06\x64\x65vice\x18\x08 \x01(\t\x12\x18\n\x10\x61\x63tivation_shape\x18\t \x03(\x03\x12\x13\n\x0b\x63lass_names\x18\n \x03(\t\"#\n\x0fGetCodecRequest\x12\x10\n\x08\x63odec_id\x18\x01 \x01(\t\",\n\nCodecBytes\x12\x10\n\x08\x63odec_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\";\n\x10PutCodecResponse\x12\x10\n\x08\x63odec_id\x18\x01 \x01(\t\x12\x15\n\ralready_known\x18\x02 \x01(\x08*t\n\x08\x45ncoding\x12\x18\n\x14\x45NCODING_UNSPECIFIED\x10\x00\x12\x0c\n\x08SPLITANS\x10\x01\x12\t\n\x05\x43ODEC\x10\x02\x12\x0b\n\x07\x46LOAT32\x10\x03\x12\x0b\n\x07\x46LOAT16\x10\x04\x12\x10\n\x0cZSTD_FLOAT16\x10\x05\x12\t\n\x05IMAGE\x10\x06\x32\xae\x03\n\x0eSplitInference\x12N\n\x05Infer\x12!.splitans.runtime.v1.InferRequest\x1a\".splitans.runtime.v1.InferResponse\x12X\n\x0bInferStream\x12!.splitans.runtime.v1.InferRequest\x1a\".splitans.runtime.v1.InferResponse(\x01\x30\x01\x12K\n\x04Info\x12 .splitans.runtime.v1.InfoRequest\x1a!.splitans.runtime.v1.InfoResponse\x12Q\n\x08GetCodec\x12$.splitans.runtime.v1.GetCodecRequest\x1a\x1f.splitans.runtime.v1.CodecBytes\x12R\n\x08PutCodec\x12\x1f.splitans.runtime.v1.CodecBytes\x1a%.splitans.runtime.v1.PutCodecResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'splitans/runtime/splitans_runtime.proto\x12\x13splitans.runtime.v1\"?\n\x0b\x45rrorDetail\x12\x30\n\x06reason\x18\x01 \x01(\x0e\x32 .splitans.runtime.v1.ErrorReason\"\xe4\x01\n\x0cInferRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12/\n\x08\x65ncoding\x18\x02 \x01(\x0e\x32\x1d.splitans.runtime.v1.Encoding\x12\x10\n\x08\x63odec_id\x18\x03 \x01(\t\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\x12\r\n\x05shape\x18\x05 \x03(\x03\x12\r\n\x05top_k\x18\x06 \x01(\r\x12\x15\n\rreturn_logits\x18\x07 \x01(\x08\x12\x19\n\x0c\x63odec_handle\x18\x08 \x01(\x06H\x00\x88\x01\x01\x12\x0b\n\x03seq\x18\t \x01(\rB\x0f\n\r_codec_handle\"c\n\x06Timing\x12\x10\n\x08queue_ms\x18\x01 \x01(\x01\x12\x11\n\tdecode_ms\x18\x02 \x01(\x01\x12\x0f\n\x07tail_ms\x18\x03 \x01(\x01\x12\x12\n\nbatch_size\x18\x04 \x01(\r\x12\x0f\n\x07replica\x18\x05 \x01(\t\"\x90\x02\n\rInferResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0btop_k_index\x18\x02 \x03(\x03\x12\x13\n\x0btop_k_value\x18\x03 \x03(\x02\x12\x0e\n\x06logits\x18\x04 \x03(\x02\x12\x14\n\x0coutput_shape\x18\x05 \x03(\x03\x12+\n\x06timing\x18\x06 \x01(\x0b\x32\x1b.splitans.runtime.v1.Timing\x12\x12\n\nerror_code\x18\x07 \x01(\x05\x12\x15\n\rerror_message\x18\x08 \x01(\t\x12\x0b\n\x03seq\x18\t \x01(\r\x12\x36\n\x0c\x65rror_reason\x18\n \x01(\x0e\x32 .splitans.runtime.v1.ErrorReason\"\r\n\x0bInfoRequest\"\xa9\x02\n\x0cInfoResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05split\x18\x02 \x01(\t\x12\x11\n\tcodec_ids\x18\x03 \x03(\t\x12\x18\n\x10\x64\x65\x66\x61ult_codec_id\x18\x04 \x01(\t\x12\x30\n\tencodings\x18\x05 \x03(\x0e\x32\x1d.splitans.runtime.v1.Encoding\x12\x19\n\x11max_message_bytes\x18\x06 \x01(\x03\x12\x11\n\tmax_batch\x18\x07 \x01(\r\x12\x0e\n\x06\x64\x65vice\x18\x08 \x01(\t\x12\x18\n\x10\x61\x63tivation_shape\x18\t \x03(\x03\x12\x13\n\x0b\x63lass_names\x18\n \x03(\t\x12\x18\n\x10protocol_version\x18\x0b \x01(\r\x12\x15\n\rcodec_handles\x18\x0c \x03(\x06\"#\n\x0fGetCodecRequest\x12\x10\n\x08\x63odec_id\x18\x01 \x01(\t\"B\n\nCodecBytes\x12\x10\n\x08\x63odec_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x14\n\x0c\x63odec_handle\x18\x03 \x01(\x06\"Q\n\x10PutCodecResponse\x12\x10\n\x08\x63odec_id\x18\x01 \x01(\t\x12\x15\n\ralready_known\x18\x02 \x01(\x08\x12\x14\n\x0c\x63odec_handle\x18\x03 \x01(\x06*t\n\x08\x45ncoding\x12\x18\n\x14\x45NCODING_UNSPECIFIED\x10\x00\x12\x0c\n\x08SPLITANS\x10\x01\x12\t\n\x05\x43ODEC\x10\x02\x12\x0b\n\x07\x46LOAT32\x10\x03\x12\x0b\n\x07\x46LOAT16\x10\x04\x12\x10\n\x0cZSTD_FLOAT16\x10\x05\x12\t\n\x05IMAGE\x10\x06*\xce\x01\n\x0b\x45rrorReason\x12\x16\n\x12REASON_UNSPECIFIED\x10\x00\x12\x11\n\rCODEC_UNKNOWN\x10\x01\x12\x0e\n\nOVERLOADED\x10\x02\x12\r\n\tTOO_LARGE\x10\x03\x12\r\n\tMALFORMED\x10\x04\x12\x0f\n\x0b\x42\x41\x44_PAYLOAD\x10\x05\x12\x0c\n\x08\x44RAINING\x10\x06\x12\x0f\n\x0bSTREAM_IDLE\x10\x07\x12\x12\n\x0eUPLOAD_REFUSED\x10\x08\x12\x0f\n\x0b\x43ODEC_QUOTA\x10\t\x12\x11\n\rNO_PREPROCESS\x10\n2\xae\x03\n\x0eSplitInference\x12N\n\x05Infer\x12!.splitans.runtime.v1.InferRequest\x1a\".splitans.runtime.v1.InferResponse\x12X\n\x0bInferStream\x12!.splitans.runtime.v1.InferRequest\x1a\".splitans.runtime.v1.InferResponse(\x01\x30\x01\x12K\n\x04Info\x12 .splitans.runtime.v1.InfoRequest\x1a!.splitans.runtime.v1.InfoResponse\x12Q\n\x08GetCodec\x12$.splitans.runtime.v1.GetCodecRequest\x1a\x1f.splitans.runtime.v1.CodecBytes\x12R\n\x08PutCodec\x12\x1f.splitans.runtime.v1.CodecBytes\x1a%.splitans.runtime.v1.PutCodecResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'splitans.runtime.splitans_runtime_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ENCODING']._serialized_start=955
-  _globals['_ENCODING']._serialized_end=1071
-  _globals['_INFERREQUEST']._serialized_start=65
-  _globals['_INFERREQUEST']._serialized_end=236
-  _globals['_TIMING']._serialized_start=238
-  _globals['_TIMING']._serialized_end=337
-  _globals['_INFERRESPONSE']._serialized_start=340
-  _globals['_INFERRESPONSE']._serialized_end=543
-  _globals['_INFOREQUEST']._serialized_start=545
-  _globals['_INFOREQUEST']._serialized_end=558
-  _globals['_INFORESPONSE']._serialized_start=561
-  _globals['_INFORESPONSE']._serialized_end=809
-  _globals['_GETCODECREQUEST']._serialized_start=811
-  _globals['_GETCODECREQUEST']._serialized_end=846
-  _globals['_CODECBYTES']._serialized_start=848
-  _globals['_CODECBYTES']._serialized_end=892
-  _globals['_PUTCODECRESPONSE']._serialized_start=894
-  _globals['_PUTCODECRESPONSE']._serialized_end=953
-  _globals['_SPLITINFERENCE']._serialized_start=1074
-  _globals['_SPLITINFERENCE']._serialized_end=1504
+  _globals['_ENCODING']._serialized_start=1239
+  _globals['_ENCODING']._serialized_end=1355
+  _globals['_ERRORREASON']._serialized_start=1358
+  _globals['_ERRORREASON']._serialized_end=1564
+  _globals['_ERRORDETAIL']._serialized_start=64
+  _globals['_ERRORDETAIL']._serialized_end=127
+  _globals['_INFERREQUEST']._serialized_start=130
+  _globals['_INFERREQUEST']._serialized_end=358
+  _globals['_TIMING']._serialized_start=360
+  _globals['_TIMING']._serialized_end=459
+  _globals['_INFERRESPONSE']._serialized_start=462
+  _globals['_INFERRESPONSE']._serialized_end=734
+  _globals['_INFOREQUEST']._serialized_start=736
+  _globals['_INFOREQUEST']._serialized_end=749
+  _globals['_INFORESPONSE']._serialized_start=752
+  _globals['_INFORESPONSE']._serialized_end=1049
+  _globals['_GETCODECREQUEST']._serialized_start=1051
+  _globals['_GETCODECREQUEST']._serialized_end=1086
+  _globals['_CODECBYTES']._serialized_start=1088
+  _globals['_CODECBYTES']._serialized_end=1154
+  _globals['_PUTCODECRESPONSE']._serialized_start=1156
+  _globals['_PUTCODECRESPONSE']._serialized_end=1237
+  _globals['_SPLITINFERENCE']._serialized_start=1567
+  _globals['_SPLITINFERENCE']._serialized_end=1997
 # @@protoc_insertion_point(module_scope)

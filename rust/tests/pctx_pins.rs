@@ -1,0 +1,389 @@
+//! Fitted codecs pinned at the Rust level (issue 27): the model that `Codec::fit` chooses and
+//! the blob bytes the context coder writes, on each predictor and layout path (the raster path,
+//! where "left" is the last axis, and the strided one, e.g. channels last), and forged constant
+//! blobs with out-of-range codes refused. The inputs are the integer-exact ones of
+//! tests/test_fitted_pins.py, so the ids and digests are the same as there: the Python fit is
+//! this fit. A pin changes only with the format or the fit's choices (a format change).
+
+use sha2::{Digest, Sha256};
+use splitans::codec::{Clip, Codec};
+use splitans::container::FloatType;
+use splitans::error::CodecError;
+use splitans::pctx::Predictor;
+use splitans::quant::NonFinite;
+
+const GOLD: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// splitmix64, as tests/golden/cases.py `raw`.
+fn raw(seed: u64, n: usize) -> Vec<u64> {
+    (1..=n as u64)
+        .map(|i| {
+            let mut z = i.wrapping_add(seed.wrapping_mul(GOLD)).wrapping_mul(GOLD);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        })
+        .collect()
+}
+
+fn uniform(seed: u64, n: usize) -> Vec<f32> {
+    raw(seed, n)
+        .into_iter()
+        .map(|r| (r >> 40) as f32 * (1.0 / (1u64 << 24) as f32))
+        .collect()
+}
+
+/// C x H x W ramps, steeper in later channels, plus a little noise.
+fn smooth(seed: u64, (c, h, w): (usize, usize, usize)) -> Vec<f32> {
+    let u = uniform(seed, c * h * w);
+    let mut out = Vec::with_capacity(c * h * w);
+    for k in 0..c {
+        for i in 0..h {
+            for j in 0..w {
+                let ramp = (i as f32 + j as f32) / (h + w) as f32;
+                out.push(ramp * (k + 1) as f32 + u[(k * h + i) * w + j] * 0.05f32);
+            }
+        }
+    }
+    out
+}
+
+/// Mostly zeros, the rest uniform.
+fn sparse(seed: u64, n: usize) -> Vec<f32> {
+    let (a, b) = (uniform(seed, n), uniform(seed + 1000, n));
+    a.iter()
+        .zip(&b)
+        .map(|(&p, &v)| if p < 0.8f32 { 0.0 } else { v })
+        .collect()
+}
+
+/// `smooth` with its channel axis moved last (H x W x C).
+fn smooth_hwc(seed: u64, (c, h, w): (usize, usize, usize)) -> Vec<f32> {
+    let s = smooth(seed, (c, h, w));
+    let mut out = vec![0f32; c * h * w];
+    for k in 0..c {
+        for i in 0..h {
+            for j in 0..w {
+                out[(i * w + j) * c + k] = s[(k * h + i) * w + j];
+            }
+        }
+    }
+    out
+}
+
+/// H x W x C binary maps whose density grows with the channel.
+fn channel_rates(seed: u64, (h, w, c): (usize, usize, usize)) -> Vec<f32> {
+    let u = uniform(seed, h * w * c);
+    u.iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let rate = (i % c) as f32 / c as f32;
+            if v < rate {
+                1.0
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+struct Case {
+    name: &'static str,
+    shape: Vec<usize>,
+    cal: Vec<Vec<f32>>,
+    x: Vec<f32>,
+    path: (Predictor, u8, u8),
+    id: &'static str,
+    blob_sha: &'static str,
+    blob_len: usize,
+}
+
+fn cases() -> Vec<Case> {
+    let chw = (8, 24, 24);
+    let hwc_src = (16, 20, 20);
+    let hwc = (20, 20, 16);
+    vec![
+        Case {
+            name: "raster_med",
+            shape: vec![8, 24, 24],
+            cal: (0..6).map(|s| smooth(s, chw)).collect(),
+            x: smooth(50, chw),
+            path: (Predictor::Med, 2, 1),
+            id: "b18cc29a5f4caad5a43d0e359b42b7d3a1e0d95f073983164d3de8f4f6331f41",
+            blob_sha: "3655c2c1ebc41d96e49e0b10cf8920e52cfebafb1b23e9fe3b9e39f89d54d5bc",
+            blob_len: 199,
+        },
+        Case {
+            name: "chw_sparse (strided, no predictor)",
+            shape: vec![8, 24, 24],
+            cal: (0..6).map(|s| sparse(s, 8 * 24 * 24)).collect(),
+            x: sparse(51, 8 * 24 * 24),
+            path: (Predictor::None, 1, 0),
+            id: "8e14bc4f93381d0c0903842445b9d7f97d1c036c60b21f9054c086b059ff1dd0",
+            blob_sha: "ec8b3b8239581c255bb6ba9672f79440d48165d37d69593736cb2598648a9e71",
+            blob_len: 873,
+        },
+        Case {
+            name: "channels_last_med (strided)",
+            shape: vec![20, 20, 16],
+            cal: (0..6).map(|s| smooth_hwc(s, hwc_src)).collect(),
+            x: smooth_hwc(52, hwc_src),
+            path: (Predictor::Med, 1, 0),
+            id: "53bb21b610cc6848f49616f88bb74be2aa9176b43917368d3ee6a1d05baa3ace",
+            blob_sha: "14f728dab7599113ccb77f4cca488d43b21ec81c4eee6d6968419565ea01b96c",
+            blob_len: 173,
+        },
+        Case {
+            name: "hwc_binary (raster, no predictor)",
+            shape: vec![20, 20, 16],
+            cal: (0..6).map(|s| channel_rates(s, hwc)).collect(),
+            x: channel_rates(53, hwc),
+            path: (Predictor::None, 2, 1),
+            id: "6eb95aaf7cc5db9d87cfb67d250536e58a09a959654b60e0a47fc8013b80c881",
+            blob_sha: "c1296dc170e1c003b1ea32274bd76b1f55ff063fce1eaad7161dced8facca6d1",
+            blob_len: 583,
+        },
+    ]
+}
+
+fn fit(case: &Case, bits: u8) -> Codec {
+    let views: Vec<(&[f32], &[usize])> = case
+        .cal
+        .iter()
+        .map(|x| (x.as_slice(), case.shape.as_slice()))
+        .collect();
+    Codec::fit(
+        &views,
+        FloatType::F32,
+        bits,
+        None,
+        &Clip::Calibration,
+        NonFinite::Error,
+    )
+    .unwrap()
+    .0
+}
+
+#[test]
+fn fitted_models_and_blobs_are_pinned_on_every_path() {
+    for case in cases() {
+        let codec = fit(&case, 4);
+        let m = &codec.model;
+        assert_eq!(
+            (m.predictor, m.axis_x, m.axis_y),
+            case.path,
+            "{}: model path",
+            case.name
+        );
+        let blob = codec
+            .compress(&case.x, &case.shape, NonFinite::Error)
+            .unwrap();
+        let (shape, y) = codec.decompress(&blob, 1 << 30).unwrap();
+        assert_eq!(shape, case.shape);
+        let want = codec
+            .round_trip(&case.x, &case.shape, NonFinite::Error)
+            .unwrap();
+        assert_eq!(y, want, "{}: decode", case.name);
+        assert_eq!(codec.id_hex(), case.id, "{}: codec id", case.name);
+        assert_eq!(
+            (hex(&Sha256::digest(&blob)), blob.len()),
+            (case.blob_sha.to_string(), case.blob_len),
+            "{}: blob",
+            case.name
+        );
+    }
+}
+
+#[test]
+fn the_cases_cover_both_predictors_on_both_layouts() {
+    let mut seen = Vec::new();
+    for case in cases() {
+        let d = case.shape.len() as u8;
+        let raster = case.path.1 == d - 1 && case.path.2 == d - 2;
+        seen.push((case.path.0, raster));
+    }
+    for want in [
+        (Predictor::Med, true),
+        (Predictor::Med, false),
+        (Predictor::None, true),
+        (Predictor::None, false),
+    ] {
+        assert!(seen.contains(&want), "{want:?} not covered");
+    }
+}
+
+/// `blob` with its body replaced and a valid CRC (FORMAT.md 9.5).
+fn forge(codec: &Codec, blob: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut b = blob[..7].to_vec();
+    b.extend_from_slice(body);
+    let mut h = crc32fast::Hasher::new();
+    h.update(codec.id());
+    h.update(&b[..3]);
+    h.update(&b[7..]);
+    let crc = h.finalize();
+    b[3..7].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+#[test]
+fn forged_constant_blobs_with_out_of_range_codes_are_refused() {
+    let shape = [4usize, 8, 8];
+    let data: Vec<Vec<f32>> = (0..4).map(|s| uniform(s, 256)).collect();
+    let views: Vec<(&[f32], &[usize])> = data.iter().map(|x| (x.as_slice(), &shape[..])).collect();
+    for bits in [1u8, 2, 4, 7] {
+        let (codec, _) = Codec::fit(
+            &views,
+            FloatType::F32,
+            bits,
+            None,
+            &Clip::Ranges(vec![(0.0, 1.0)]),
+            NonFinite::Error,
+        )
+        .unwrap();
+        let levels = (1u32 << bits) - 1;
+        let zero = codec
+            .compress(&[0f32; 256], &shape, NonFinite::Error)
+            .unwrap();
+        assert_eq!(zero.len(), 8, "a constant blob");
+        let top = forge(&codec, &zero, &[levels as u8]);
+        let (_, y) = codec.decompress(&top, 1 << 20).unwrap();
+        assert!(
+            y.iter().all(|&v| (v - 1.0).abs() < 1e-6),
+            "{bits} bits: top"
+        );
+        for code in [levels + 1, levels + 2, 200, 255] {
+            let bad = forge(&codec, &zero, &[code as u8]);
+            match codec.decompress(&bad, 1 << 20) {
+                Err(CodecError::Corrupt(_)) => {}
+                other => panic!("{bits} bits, code {code}: {other:?}"),
+            }
+            assert!(codec.decode_codes(&bad, 1 << 20).is_err());
+        }
+    }
+}
+
+/// A hand-made model: `bits`-bit codes, no predictor, one class per property, every channel of
+/// axis 0 its own group, one table.
+fn one_table_model(bits: u8, channels: usize) -> splitans::pctx::Model {
+    let a = 1usize << bits;
+    splitans::pctx::Model {
+        bits,
+        predictor: Predictor::None,
+        axis_x: 2,
+        axis_y: 1,
+        axis_g: 0,
+        groups: (0..channels as u8).collect(),
+        n_groups: channels as u8,
+        classes: [vec![0; a], vec![0; a], vec![0; a]],
+        n_classes: [1, 1, 1],
+        context_map: vec![0; channels],
+        precision: 12,
+        freqs: vec![(4096 / a) as u16; a],
+    }
+}
+
+#[test]
+fn a_model_of_the_most_groups_is_valid_and_one_more_is_not() {
+    use splitans::codec::Quantizer;
+    let max = splitans::pctx::MAX_GROUPS;
+    let shape = vec![Some(max), Some(4), Some(4)];
+    let q = Quantizer::PerSample { axis: None };
+    let codec = Codec::new(
+        FloatType::F32,
+        2,
+        shape.clone(),
+        q.clone(),
+        one_table_model(2, max),
+    )
+    .unwrap();
+    let again = Codec::from_bytes(codec.to_bytes()).unwrap();
+    assert_eq!(again.id(), codec.id());
+    let x: Vec<f32> = (0..max * 16).map(|i| (i % 7) as f32).collect();
+    let blob = codec.compress(&x, &[max, 4, 4], NonFinite::Error).unwrap();
+    let (_, y) = again.decompress(&blob, 1 << 20).unwrap();
+    assert_eq!(
+        y,
+        codec
+            .round_trip(&x, &[max, 4, 4], NonFinite::Error)
+            .unwrap()
+    );
+    let shape = vec![Some(max + 1), Some(4), Some(4)];
+    let mut model = one_table_model(2, max);
+    model.groups.push(max as u8);
+    model.n_groups = (max + 1) as u8;
+    model.context_map.push(0);
+    assert!(Codec::new(FloatType::F32, 2, shape, q, model).is_err());
+}
+
+#[test]
+fn a_per_sample_quantizer_axis_beyond_the_sample_is_refused() {
+    let shape = [4usize, 8, 8];
+    let data: Vec<Vec<f32>> = (0..4).map(|s| uniform(s, 256)).collect();
+    let views: Vec<(&[f32], &[usize])> = data.iter().map(|x| (x.as_slice(), &shape[..])).collect();
+    let (codec, _) = Codec::fit(
+        &views,
+        FloatType::F32,
+        3,
+        Some(0),
+        &Clip::PerSample,
+        NonFinite::Error,
+    )
+    .unwrap();
+    let good = codec.to_bytes().to_vec();
+    assert!(Codec::from_bytes(&good).is_ok());
+    // FORMAT.md 9.2: dtype, bits, ndim at 16..19, one varint per axis (one byte each here),
+    // then the quantizer's kind and axis.
+    let ndim = good[18] as usize;
+    let at = 19 + ndim + 1;
+    assert_eq!(
+        (good[at - 1], good[at]),
+        (0, 0),
+        "a per-sample quantizer along axis 0"
+    );
+    for axis in [ndim as u8, ndim as u8 + 1] {
+        let mut b = good.clone();
+        b[at] = axis;
+        let mut h = crc32fast::Hasher::new();
+        h.update(&b[..8]);
+        h.update(&b[12..]);
+        let crc = h.finalize();
+        b[8..12].copy_from_slice(&crc.to_le_bytes());
+        match Codec::from_bytes(&b) {
+            Err(CodecError::Corrupt(_)) => {}
+            other => panic!("axis {axis}: {:?}", other.map(|c| c.id_hex())),
+        }
+    }
+}
+
+#[test]
+fn every_fourth_sample_is_held_out_for_the_choice() {
+    // Samples 3 and 7 are held out: 0..7 are smooth ramps, 7 alone is noise, so the held-out
+    // code length of the chosen model is that of a smooth map and a noisy one together.
+    let shape = [4usize, 16, 16];
+    let mut data: Vec<Vec<f32>> = (0..7).map(|s| smooth(s, (4, 16, 16))).collect();
+    data.push(uniform(99, 4 * 16 * 16).iter().map(|v| v * 4.0).collect());
+    let fit = |data: &[Vec<f32>]| {
+        let views: Vec<(&[f32], &[usize])> =
+            data.iter().map(|x| (x.as_slice(), &shape[..])).collect();
+        Codec::fit(
+            &views,
+            FloatType::F32,
+            4,
+            None,
+            &Clip::Ranges(vec![(0.0, 4.0)]),
+            NonFinite::Error,
+        )
+        .unwrap()
+        .1
+    };
+    let with_noise = fit(&data).chosen.bits_per_element;
+    let smooth_only = fit(&data[..7]).chosen.bits_per_element;
+    assert!(
+        with_noise > smooth_only + 1.0,
+        "held-out bits/element {with_noise} with the noisy sample held out, {smooth_only} without"
+    );
+}

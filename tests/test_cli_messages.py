@@ -1,0 +1,115 @@
+"""What the CLI prints and which inputs it takes, beyond test_cli.py (issue 27): the ratios in
+compress's message and in inspect's tables (a bfloat16 codec's elements counted at 2 bytes), every
+integer width compressed losslessly, a .npy error's first line, 1-d arrays refused by fit, and
+the defaults of --threads and --repeat."""
+
+import re
+
+import numpy as np
+import pytest
+
+import splitans
+from splitans import cli
+
+
+def call(capsys, *args):
+    try:
+        code = cli.main([str(a) for a in args])
+    except SystemExit as e:  # argparse
+        code = e.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _ratio(text):
+    """(ratio, bits per element) of the first ``N.NNx, B.BBB bits/element`` in ``text``."""
+    m = re.search(r"([0-9.]+)x, ([0-9.]+) bits/element", text)
+    assert m, text
+    return float(m.group(1)), float(m.group(2))
+
+
+def test_compress_message_states_the_ratio(tmp_path, capsys):
+    x = np.maximum(np.random.default_rng(0).normal(size=(8, 16, 16)), 0).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    code, _, err = call(capsys, "compress", tmp_path / "x.npy", "--bits", "4", "-o", tmp_path / "x.spl")
+    assert code == 0, err
+    size = (tmp_path / "x.spl").stat().st_size
+    ratio, bpe = _ratio(err)
+    assert ratio == pytest.approx(x.nbytes / size, abs=0.006) and bpe == pytest.approx(8 * size / x.size, abs=6e-4)
+    assert f"{x.nbytes:,} -> {size:,} bytes" in err
+
+
+def test_inspect_table_states_the_ratio(tmp_path, capsys):
+    x = np.linspace(0, 1, 3000, dtype=np.float16).reshape(30, 100)
+    (tmp_path / "x.spl").write_bytes(splitans.compress(x, bits=6))
+    size = (tmp_path / "x.spl").stat().st_size
+    code, out, err = call(capsys, "inspect", tmp_path / "x.spl")
+    assert code == 0, err
+    ratio, bpe = _ratio(out)
+    assert ratio == pytest.approx(x.nbytes / size, abs=0.006) and bpe == pytest.approx(8 * size / x.size, abs=6e-4)
+    assert f"float16 (30, 100), 3,000 elements, {x.nbytes:,} bytes" in out
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_fitted_blob_table_counts_elements_at_the_codec_dtype(tmp_path, capsys, dtype):
+    cal = np.maximum(np.random.default_rng(1).normal(size=(6, 4, 12, 12)), 0).astype(np.float32)
+    if dtype == "bfloat16":
+        torch = pytest.importorskip("torch")
+        codec = splitans.Codec.fit(torch.from_numpy(cal).to(torch.bfloat16), bits=4)
+        itemsize = 2
+    else:
+        codec = splitans.Codec.fit(cal, bits=4)
+        itemsize = 4
+    (tmp_path / "c.codec").write_bytes(codec.to_bytes())
+    blob = codec.compress(cal[0])
+    (tmp_path / "b.bin").write_bytes(blob)
+    code, out, err = call(capsys, "inspect", tmp_path / "b.bin", "--codec", tmp_path / "c.codec")
+    assert code == 0, err
+    n = cal[0].size
+    assert f"{dtype} (4, 12, 12), {n:,} elements, {n * itemsize:,} bytes" in out
+    ratio, bpe = _ratio(out)
+    assert ratio == pytest.approx(n * itemsize / len(blob), abs=0.006)
+    assert bpe == pytest.approx(8 * len(blob) / n, abs=6e-4)
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64"])
+def test_every_integer_width_round_trips_losslessly(tmp_path, capsys, dtype):
+    info = np.iinfo(dtype)
+    q = np.concatenate([np.array([info.min, info.max, 0], dtype), (np.arange(497) * 7 - 1700).astype(dtype)]).reshape(20, 25)
+    np.save(tmp_path / "q.npy", q)
+    code, _, err = call(capsys, "compress", tmp_path / "q.npy", "-q")
+    assert code == 0, err
+    code, _, err = call(capsys, "decompress", tmp_path / "q.spl", "-o", tmp_path / "back.npy", "-q")
+    assert code == 0, err
+    back = np.load(tmp_path / "back.npy")
+    assert back.dtype == q.dtype and np.array_equal(back, q)
+
+
+def test_a_npy_error_prints_its_first_line(tmp_path, capsys):
+    """numpy refuses a header beyond its safety limit with a three-line message: the CLI's one
+    line is the first, the reason."""
+    header = "{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }"
+    header = header + " " * (20_000 - len(header)) + "\n"
+    data = b"\x93NUMPY\x02\x00" + len(header).to_bytes(4, "little") + header.encode() + b"\0" * 16
+    (tmp_path / "big.npy").write_bytes(data)
+    code, _, err = call(capsys, "compress", tmp_path / "big.npy", "--bits", "8", "-c")
+    assert code == cli.EXIT_DATA
+    assert err.count("\n") == 1 and "unreadable .npy file: Header info length" in err and "sandbox" not in err
+
+
+def test_fit_refuses_a_single_vector(tmp_path, capsys):
+    np.save(tmp_path / "v.npy", np.linspace(0, 1, 64, dtype=np.float32))
+    code, _, err = call(capsys, "fit", tmp_path / "v.npy", "--bits", "4", "-q")
+    assert code == cli.EXIT_DATA and "at least two dimensions" in err
+    np.save(tmp_path / "m.npy", np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8))
+    code, _, err = call(capsys, "fit", tmp_path / "m.npy", "--bits", "4", "-q")
+    assert code == 0, err
+
+
+def test_threads_and_repeat_defaults():
+    assert cli._threads(None) is None and cli._threads(3) == 3 and cli._threads(1) == 1
+    parser = cli.build_parser()
+    assert parser.parse_args(["bench", "x.npy", "--bits", "8"]).repeat == 3
+    assert parser.parse_args(["compress", "x.npy", "--bits", "8"]).threads is None
+    with pytest.raises(SystemExit):
+        parser.parse_args(["compress", "x.npy", "--threads", "0"])
