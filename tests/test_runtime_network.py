@@ -700,6 +700,39 @@ def _serve_process(port, *extra, model="runtime_models:tiny"):
     return p
 
 
+def _tgkill(pid: int, tid: int, sig: int) -> None:
+    """Sends `sig` to one thread of another process (Linux's tgkill; os.kill lets the kernel pick)."""
+    import ctypes
+    import platform
+
+    number = {"x86_64": 234, "aarch64": 131}.get(platform.machine())
+    if number is None:
+        pytest.skip(f"tgkill's system call number on {platform.machine()} is not written here")
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(number, pid, tid, sig) != 0:
+        raise OSError(ctypes.get_errno(), "tgkill")
+
+
+def test_sigterm_stops_the_server_whichever_thread_the_kernel_hands_it_to():
+    """A process-directed signal goes to any thread that does not block it; gRPC's and torch's
+    threads do not. The server stops at once when one of them takes the SIGTERM (it waited for a
+    second signal: the CI run that lost 30 s and failed)."""
+    port = _free_port()
+    p = _serve_process(port)
+    try:
+        others = sorted(int(t) for t in os.listdir(f"/proc/{p.pid}/task") if int(t) != p.pid)
+        assert others, "the server runs no thread but its main one"
+        t = time.monotonic()
+        _tgkill(p.pid, others[-1], signal.SIGTERM)
+        rest = p.communicate(timeout=15)[0]
+        assert p.returncode == 0 and "stopped" in rest, rest
+        assert time.monotonic() - t < 10
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+
+
 def test_sigterm_drains_and_a_restart_under_load_loses_nothing(codec):
     """A server restarted (SIGTERM, then a new process on the same port) under load from clients
     with their default settings: every request answered, and right."""

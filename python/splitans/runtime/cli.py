@@ -145,7 +145,10 @@ def run_serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+    # Python runs signal handlers in the main thread, and the kernel hands a process's signal to
+    # any thread not blocking it (gRPC's, torch's): an untimed wait would sleep through it.
+    while not stop.wait(0.2):
+        pass
     _say(f"stopping: {args.grace:g} s for requests in flight")
     server.stop(args.grace)
     _say("stopped")
