@@ -138,6 +138,9 @@ def gpu_stream_layout(
     data: bytes, offset: int, length: int, index: int, n: int, symbol_bytes: int, compact: bool = False
 ) -> Dict[str, Any]: ...
 def gpu_auto_takes_csr(dense_bytes: float, csr_bytes: float) -> bool: ...
+def gpu_compact_estimates(
+    dense_bytes: float, rows_bytes: float, cols_bytes: float, values_bytes: float, rows: int, nonzeros: int
+) -> Tuple[float, float]: ...
 
 class Codec:
     """A fitted codec (wrapped by ``splitans.Codec``)."""

@@ -379,6 +379,21 @@ pub fn auto_takes_csr(dense_bytes: f64, csr_bytes: f64) -> bool {
     csr_bytes * 256.0 < dense_bytes * 255.0
 }
 
+/// Dense and CSR estimates in the compact container (FORMAT.md 10.2-10.3), from the record
+/// estimates (`8 + estimated_len`) of the dense stream and of the CSR streams (row counts,
+/// columns, values): a compact stream drops the record length (8 bytes) and its width and
+/// count (9); CSR adds the varints `R`, `nnz`, `L0` and `L1`. Comparing record estimates
+/// instead charges CSR's three streams 34 bytes more framing than dense's one, which decides
+/// small maps (a 1x32x7x7 ReLU map at 8 bits: CSR 1,025 bytes, dense 1,042, but dense's record
+/// estimate was the smaller).
+pub fn compact_estimates(dense: f64, csr: [f64; 3], rows: usize, nonzeros: usize) -> (f64, f64) {
+    const DROPPED: f64 = 17.0;
+    let vlen = |v: f64| crate::bytes::varint64_len(v.max(0.0) as u64) as f64;
+    let [r, c, v] = csr.map(|e| e - DROPPED);
+    let framing = vlen(r) + vlen(c) + vlen(rows as f64) + vlen(nonzeros as f64);
+    (dense - DROPPED, r + c + v + framing)
+}
+
 /// Quantizes and plans without coding: the predicted size of each mode and candidate N.
 pub fn plan(x: &[f32], shape: &[usize], opts: &FeatureOptions, search_all: bool) -> Result<Plan> {
     validate(x.len(), shape, opts)?;
@@ -531,20 +546,30 @@ fn prepare<C: Code + Symbol>(
     };
     let (row_plan, col_plan) = (stream_plan(&row_hist, 2), stream_plan(&col_hist, 2));
     plan.csr_bytes = bytes(&row_plan) + bytes(&col_plan) + plan.values_bytes;
+    // What auto compares: the record estimates, or in the compact container the same streams
+    // framed as it frames them (FORMAT.md 6.8 step 7).
+    let (dense_cmp, csr_cmp) = if opts.version == container::COMPACT_VERSION {
+        compact_estimates(
+            plan.dense_bytes,
+            [bytes(&row_plan), bytes(&col_plan), plan.values_bytes],
+            plan.rows,
+            plan.nonzeros,
+        )
+    } else {
+        (plan.dense_bytes, plan.csr_bytes)
+    };
     plan.mode = match opts.mode {
         ModeChoice::Csr => Mode::Csr,
         ModeChoice::Dense => Mode::Dense,
-        ModeChoice::Auto | ModeChoice::Best if auto_takes_csr(plan.dense_bytes, plan.csr_bytes) => {
-            Mode::Csr
-        }
+        ModeChoice::Auto | ModeChoice::Best if auto_takes_csr(dense_cmp, csr_cmp) => Mode::Csr,
         ModeChoice::Auto | ModeChoice::Best => Mode::Dense,
         ModeChoice::Context => Mode::Context,
         ModeChoice::Pctx => Mode::Pctx,
     };
     plan.reason = match opts.mode {
         ModeChoice::Auto | ModeChoice::Best => Reason::Auto {
-            dense: plan.dense_bytes,
-            csr: plan.csr_bytes,
+            dense: dense_cmp,
+            csr: csr_cmp,
             rows: plan.rows,
             nonzeros: plan.nonzeros,
             total,

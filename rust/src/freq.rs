@@ -14,8 +14,8 @@ use crate::error::{corrupt, Result};
 pub const MAX_PRECISION_BITS: u8 = 16;
 
 /// The encoder takes the smallest precision whose estimated size is within this fraction
-/// (1/4096, about 0.025%) of the size at `MAX_PRECISION_BITS`: smaller tables decode faster,
-/// but not at a visible cost in size.
+/// (1/4096, about 0.025%) of the least estimated size: smaller tables decode faster, but not
+/// at a visible cost in size.
 const PRECISION_SLACK_DENOM: u128 = 4096;
 
 /// A quantized frequency table: the present symbols in increasing order and their
@@ -572,16 +572,40 @@ pub fn cost_fixed(counts: &[u64], table: &FreqTable) -> u128 {
     cost + (table.serialized_len() as u128) * 8 * 65536
 }
 
-/// Precisions up to this keep the decode table small enough for L1 (4096 slots); above it the
-/// AVX2 decoder's gathers miss and a 16 MiB stream decodes ~30% slower.
-const FAST_PRECISION_BITS: u8 = 12;
-/// Above `FAST_PRECISION_BITS` a precision must buy more than 1/512 (about 0.2%) of the size.
-const FAST_SLACK_DENOM: u128 = 512;
+/// The decoder's slot table must fit this many bytes to stay in a core's L1 data cache
+/// (32 KiB on most cores the coder runs on: Zen 4, Cortex-A55/A72; 48 KiB on Sapphire Rapids,
+/// 64 KiB on Cortex-A76). A table beyond it makes every decode step's lookup, the latency
+/// chain of the vector decoders, miss: 16 MiB decode ~40% slower (benches/NOTES.md 28).
+pub const L1_TABLE_BYTES: usize = 32 << 10;
+/// A table beyond `L1_TABLE_BYTES` is taken only when it saves more than 1/200 (0.5%) of the
+/// estimated size against the best table that fits.
+const L1_SLACK_DENOM: u128 = 200;
 
-/// Chooses the precision and builds the table. `tight`: the smallest precision, from the least
-/// that can hold every present symbol up to 16, whose estimated cost is within 1/4096 of the
-/// cost at 16 bits. If `tight` is above 12 but 12 bits come within 1/512, 12 bits instead.
-/// Returns `None` when fewer than two symbols are present.
+/// Bytes of the decoder's slot table for `t` (`rans::Decoder`): one u32 per slot when every
+/// symbol is below 2^8 and every frequency below 2^12 (the packed entry `freq << 20 | bias << 8
+/// | sym`), else a u32 `freq << 16 | bias` and a u16 symbol per slot.
+pub fn decode_table_bytes(precision_bits: u8, symbols: &[u32], freqs: &[u32]) -> usize {
+    let packed = symbols.iter().all(|&s| s < 1 << 8) && freqs.iter().all(|&f| f < 1 << 12);
+    (1usize << precision_bits) * if packed { 4 } else { 6 }
+}
+
+/// The coder's own loss at precision `p`, in 1/65536 bits, modelled as
+/// `5/1024 · (n - Σ c²/n) · 4^(p-16)` bits: rANS with 32-bit states renormalized 16 bits at a
+/// time loses about 0.005 bits per symbol at 16 bits (a quarter of that per bit of precision
+/// less), scaled by the chance that a symbol differs from the previous one, `1 - Σ p²`.
+/// Measured on 16 MiB of six distributions (benches/precision.rs, NOTES.md 28) within 25%;
+/// `spread` is `n - Σ floor(c² / n)`.
+fn coder_loss(spread: u128, p: u8) -> u128 {
+    ((5 * spread) << (2 * u32::from(p))) >> 26
+}
+
+/// Chooses the precision and builds the table. Every precision from the least that holds
+/// the present symbols up to 16 is costed: `cost_fixed` plus `coder_loss`. `tight` is the
+/// smallest precision within 1/4096 of the cheapest (smaller tables decode faster at no
+/// visible cost in size). If `tight`'s decode table fits `L1_TABLE_BYTES`, it is the choice;
+/// otherwise the same rule among the precisions whose tables fit gives `fit`, chosen unless
+/// `tight` saves more than 1/200 against it. Returns `None` when fewer than two symbols are
+/// present.
 pub fn build_table(counts: &[u64], precision_bits: Option<u8>) -> Option<FreqTable> {
     if let Some(p) = precision_bits {
         return quantize(counts, p);
@@ -589,29 +613,42 @@ pub fn build_table(counts: &[u64], precision_bits: Option<u8>) -> Option<FreqTab
     let present = Present::new(counts)?;
     let n = present.symbols.len() as u64;
     let min_bits = ((64 - (n - 1).leading_zeros()) as u8).max(1); // ceil(log2(present))
-    let best = present.quantize(MAX_PRECISION_BITS)?;
-    let best_cost = present.cost(MAX_PRECISION_BITS, &best);
-    let within = |cost: u128, denom: u128| cost * denom <= best_cost * (denom + 1);
-    let mut fast = None;
-    for p in min_bits..MAX_PRECISION_BITS {
-        let Some(t) = present.quantize(p) else {
+    let spread = present.mass
+        - present
+            .counts
+            .iter()
+            .map(|&c| u128::from(c) * u128::from(c) / present.mass)
+            .sum::<u128>();
+    // (precision, cost, fits L1, frequencies)
+    let mut tried: Vec<(u8, u128, bool, Vec<u32>)> = Vec::with_capacity(17);
+    for p in min_bits..=MAX_PRECISION_BITS {
+        let Some(f) = present.quantize(p) else {
             continue;
         };
-        let cost = present.cost(p, &t);
-        if within(cost, PRECISION_SLACK_DENOM) {
-            return Some(match fast {
-                Some(f) if p > FAST_PRECISION_BITS => present.table(FAST_PRECISION_BITS, f),
-                _ => present.table(p, t),
-            });
-        }
-        if p == FAST_PRECISION_BITS && within(cost, FAST_SLACK_DENOM) {
-            fast = Some(t);
-        }
+        let cost = present.cost(p, &f) + coder_loss(spread, p);
+        let fits = decode_table_bytes(p, &present.symbols, &f) <= L1_TABLE_BYTES;
+        tried.push((p, cost, fits, f));
     }
-    Some(match fast {
-        Some(f) => present.table(FAST_PRECISION_BITS, f),
-        None => present.table(MAX_PRECISION_BITS, best),
-    })
+    // The smallest precision within 1/4096 of the cheapest of those `keep` allows.
+    let tightest = |keep: &dyn Fn(bool) -> bool| -> Option<usize> {
+        let least = tried.iter().filter(|t| keep(t.2)).map(|t| t.1).min()?;
+        tried.iter().position(|t| {
+            keep(t.2) && t.1 * PRECISION_SLACK_DENOM <= least * (PRECISION_SLACK_DENOM + 1)
+        })
+    };
+    let tight = tightest(&|_| true)?;
+    let pick = if tried[tight].2 {
+        tight
+    } else {
+        match tightest(&|fits| fits) {
+            Some(fit) if tried[fit].1 * L1_SLACK_DENOM <= tried[tight].1 * (L1_SLACK_DENOM + 1) => {
+                fit
+            }
+            _ => tight,
+        }
+    };
+    let (p, _, _, f) = tried.swap_remove(pick);
+    Some(present.table(p, f))
 }
 
 #[cfg(test)]
@@ -708,6 +745,7 @@ mod tests {
             cost + (buf.len() as u128) * 8 * 65536
         }
 
+        /// FORMAT.md 5.4 step by step: every precision costed, then the choice.
         pub fn ref_build_table(counts: &[u64], precision_bits: Option<u8>) -> Option<FreqTable> {
             if let Some(p) = precision_bits {
                 return ref_quantize(counts, p);
@@ -717,28 +755,37 @@ mod tests {
                 return None;
             }
             let min_bits = ((64 - (present - 1).leading_zeros()) as u8).max(1); // ceil(log2(present))
-            let best = ref_quantize(counts, MAX_PRECISION_BITS)?;
-            let best_cost = ref_cost_fixed(counts, &best);
-            let within = |t: &FreqTable, denom: u128| {
-                ref_cost_fixed(counts, t) * denom <= best_cost * (denom + 1)
-            };
-            let mut fast = None;
-            for p in min_bits..MAX_PRECISION_BITS {
-                let Some(t) = ref_quantize(counts, p) else {
-                    continue;
-                };
-                if within(&t, PRECISION_SLACK_DENOM) {
-                    return Some(if p > FAST_PRECISION_BITS {
-                        fast.unwrap_or(t)
-                    } else {
-                        t
-                    });
-                }
-                if p == FAST_PRECISION_BITS && within(&t, FAST_SLACK_DENOM) {
-                    fast = Some(t);
+            let n: u128 = counts.iter().map(|&c| u128::from(c)).sum();
+            let mut spread = n;
+            for &c in counts {
+                spread -= u128::from(c) * u128::from(c) / n;
+            }
+            let mut tables = Vec::new();
+            for p in min_bits..=MAX_PRECISION_BITS {
+                if let Some(t) = ref_quantize(counts, p) {
+                    let loss = (5 * spread * (1u128 << (2 * p))) / (1 << 26);
+                    let cost = ref_cost_fixed(counts, &t) + loss;
+                    let packed = t.symbols.iter().max().unwrap() < &256
+                        && t.freqs.iter().max().unwrap() < &4096;
+                    let bytes = (1usize << p) * if packed { 4 } else { 6 };
+                    tables.push((t, cost, bytes <= 32768));
                 }
             }
-            Some(fast.unwrap_or(best))
+            let first_within = |in_l1_only: bool| {
+                let set: Vec<_> = tables.iter().filter(|t| t.2 || !in_l1_only).collect();
+                let least = set.iter().map(|t| t.1).min()?;
+                set.into_iter()
+                    .find(|t| t.1 * 4096 <= least * 4097)
+                    .cloned()
+            };
+            let tight = first_within(false)?;
+            if tight.2 {
+                return Some(tight.0);
+            }
+            match first_within(true) {
+                Some(fit) if fit.1 * 200 <= tight.1 * 201 => Some(fit.0),
+                _ => Some(tight.0),
+            }
         }
     }
 
@@ -820,6 +867,46 @@ mod tests {
             assert_eq!(log2_fixed(v), reference::ref_log2_fixed(v));
             assert_eq!(log2_fixed(v), reference::ref_log2_fixed(v));
         }
+    }
+
+    /// Large streams of geometric-like 8-bit codes (the 16 MiB benchmarks' regime): the
+    /// cheapest precisions are 13-16, and whether a table that fits L1 comes within 1/200
+    /// decides. Both outcomes must occur, and every choice must match the reference.
+    #[test]
+    fn precision_choice_near_the_l1_rule() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(24);
+        let (mut kept_l1, mut left_l1) = (0, 0);
+        for round in 0..300 {
+            let q = rng.gen_range(0.005..0.3f64);
+            let n = 10f64.powf(rng.gen_range(6.0..10.0));
+            let zeros = if round % 2 == 0 {
+                rng.gen_range(0.0..0.7)
+            } else {
+                0.0
+            };
+            let counts: Vec<u64> = (0..256)
+                .map(|s| {
+                    let g = (1.0 - zeros) * q * (1.0 - q).powi(s);
+                    (n * (g + if s == 0 { zeros } else { 0.0 })).round() as u64 + u64::from(s < 2)
+                })
+                .collect();
+            let t = build_table(&counts, None).unwrap();
+            assert_eq!(
+                Some(&t),
+                reference::ref_build_table(&counts, None).as_ref(),
+                "round {round}"
+            );
+            if decode_table_bytes(t.precision_bits, &t.symbols, &t.freqs) <= L1_TABLE_BYTES {
+                kept_l1 += 1;
+            } else {
+                left_l1 += 1;
+            }
+        }
+        assert!(
+            kept_l1 > 20 && left_l1 > 20,
+            "{kept_l1} in L1, {left_l1} out"
+        );
     }
 
     #[test]

@@ -274,7 +274,12 @@ def encoder_cases():
             x = t.to(getattr(torch, dt))
             blob = splitans.compress(x, bits=8)
             yield f"compress:torch_{dt}", {"len": len(blob), "sha": digest(blob)}
-            yield f"decode:torch_{dt}", attempt(lambda: array_result(splitans.decompress(blob, output="torch")))
+            # With inspect, as every other case, so that tests/golden/check_moved.py sees the
+            # streams' precisions (added in issue 24).
+            yield f"decode:torch_{dt}", {
+                "decompress": attempt(lambda: array_result(splitans.decompress(blob, output="torch"))),
+                "inspect": attempt(lambda: _clean(splitans.inspect(blob))),
+            }
     for name, fn in integer_inputs():
         blob = attempt(fn)
         if isinstance(blob, dict):

@@ -169,8 +169,12 @@ def _compress_feature(
         values_hist = ops.histogram(values, width)
         row_hist = ops.histogram(counts, 2)
         col_hist = ops.histogram(col_idx, 2)
-        csr_bytes = est(row_hist, 2) + est(col_hist, 2) + est(values_hist, width)
-        if mode == "csr" or _core.gpu_auto_takes_csr(dense_bytes, csr_bytes):
+        parts = (est(row_hist, 2), est(col_hist, 2), est(values_hist, width))
+        compared = (dense_bytes, sum(parts))
+        if version == 3:
+            # FORMAT.md 6.8 step 7: the compact container's framing is what auto compares.
+            compared = _core.gpu_compact_estimates(dense_bytes, *parts, rows, int(nnz))
+        if mode == "csr" or _core.gpu_auto_takes_csr(*compared):
             csr = (rows, counts, row_hist, col_idx, col_hist, values, values_hist)
     if version == 3:
         # The compact container (FORMAT.md 10): the same streams, framed in varints.

@@ -423,8 +423,29 @@ fn gpu_auto_takes_csr(dense_bytes: f64, csr_bytes: f64) -> bool {
     feature::auto_takes_csr(dense_bytes, csr_bytes)
 }
 
+/// The estimates auto compares in the compact container (`feature::compact_estimates`): from
+/// the record estimates of the dense stream and of the three CSR streams.
+#[pyfunction]
+#[pyo3(signature = (dense_bytes, rows_bytes, cols_bytes, values_bytes, rows, nonzeros))]
+fn gpu_compact_estimates(
+    dense_bytes: f64,
+    rows_bytes: f64,
+    cols_bytes: f64,
+    values_bytes: f64,
+    rows: usize,
+    nonzeros: usize,
+) -> (f64, f64) {
+    feature::compact_estimates(
+        dense_bytes,
+        [rows_bytes, cols_bytes, values_bytes],
+        rows,
+        nonzeros,
+    )
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(gpu_auto_takes_csr, m)?)?;
+    m.add_function(wrap_pyfunction!(gpu_compact_estimates, m)?)?;
     m.add_function(wrap_pyfunction!(gpu_plan_stream, m)?)?;
     m.add_function(wrap_pyfunction!(gpu_estimated_len, m)?)?;
     m.add_function(wrap_pyfunction!(gpu_affine_from_range, m)?)?;
