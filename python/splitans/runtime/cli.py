@@ -139,12 +139,13 @@ def run_serve(args: argparse.Namespace) -> int:
     guard = ", ".join(filter(None, ["mutual TLS" if args.tls_client_ca else ("TLS" if tls else "plaintext"),
                                     f"{len(tokens)} token{'s' if len(tokens) != 1 else ''}" if tokens else "",
                                     f"codec uploads {server.codec_upload}"]))
-    print(f"serving {d['model']} after {d['split']!r} on port {server.port} ({where}; {guard}); activation "
-          f"{tuple(d['activation_shape'])}; codecs {', '.join(c[:12] for c in server.registry.ids()) or 'none'}",
-          flush=True)
+    # The handlers before the line that says the server is ready: a SIGTERM right after it drains.
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    print(f"serving {d['model']} after {d['split']!r} on port {server.port} ({where}; {guard}); activation "
+          f"{tuple(d['activation_shape'])}; codecs {', '.join(c[:12] for c in server.registry.ids()) or 'none'}",
+          flush=True)
     # Python runs signal handlers in the main thread, and the kernel hands a process's signal to
     # any thread not blocking it (gRPC's, torch's): an untimed wait would sleep through it.
     while not stop.wait(0.2):
