@@ -366,7 +366,8 @@ def test_power_statement_names_the_smallest_candidate_more_data_would_confirm():
     acts, w, labels = _toy(n=900, seed=4)
     tail = lambda a: np.asarray(a).reshape(len(a), -1) @ w  # noqa: E731
     r = splitans.calibrate(acts, tail, labels, budget=8.0, bits=(2, 3, 4, 8), options=()).calibration
-    unconfirmed = [t for t in r.tried if t.get("tested") and not t["confirmed"]]
+    chosen = next(t for t in r.tried if t["setting"] == r.setting)
+    unconfirmed = [t for t in r.tried if t.get("tested") and not t["confirmed"] and t["bytes"] < chosen["bytes"]]
     could = [t for t in unconfirmed if t["samples_to_confirm"] is not None]
     assert could, "the toy has a candidate that more data would confirm"
     want = min(could, key=lambda t: (t["bytes"], t["setting"]))

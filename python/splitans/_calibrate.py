@@ -378,10 +378,11 @@ class CalibrationReport:
     level: float = 0.0
     #: How many candidates the chains could have returned (the selection adjustment's ``m``).
     adjusted_for: int = 1
-    #: The smallest candidate tested and not confirmed whose observed drop is below the budget:
-    #: its setting, selection bytes, test-part drop (pp) and discordance, the level it would be
-    #: tested at, and the paired samples (``samples``) at which that test would confirm it with
-    #: 80% probability if its observed rates were the true ones. None if there is none.
+    #: The smallest candidate tested and not confirmed, smaller than the one returned, whose
+    #: observed drop is below the budget: its setting, selection bytes, test-part drop (pp) and
+    #: discordance, the level its chain tests at, and the paired samples (``samples``) at which
+    #: that test would confirm it with 80% probability if its observed rates were the true ones.
+    #: None if there is none.
     power: Optional[Dict[str, Any]] = None
     sensitivity: Optional[str] = None
     tried: List[Dict[str, Any]] = field(default_factory=list, repr=False)
@@ -1028,8 +1029,8 @@ class Search:
         else:
             lo, hi = clopper_pearson(b, n, level=adjusted)
             drop = b / n
-        # What more data would confirm: the smallest candidate tested, not confirmed, whose
-        # observed drop is below the budget, at the level its chain would give it.
+        # What more data would confirm: the smallest candidate tested, not confirmed, smaller than
+        # the one returned, whose observed drop is below the budget, at its chain's level.
         path_level = {id(anchor): anchor_level}
         for p in paths:
             for cand in p["nodes"]:
@@ -1042,7 +1043,7 @@ class Search:
             need = samples_to_confirm(t2["b"], t2["c"], t2["n"], margin, path_level[id(cand)],
                                       paired=self.metric == "accuracy")
             t2["samples"] = need
-            if need is not None and power is None:
+            if need is not None and power is None and not (confirmed and cand.bytes >= chosen.bytes):
                 power = dict(setting=cand.name, option=cand.option, bytes=cand.bytes,
                              drop_pp=100 * ((t2["b"] - t2["c"]) if self.metric == "accuracy" else t2["b"]) / t2["n"],
                              discordance=(t2["b"] + t2["c"]) / t2["n"], level=path_level[id(cand)], samples=need)
