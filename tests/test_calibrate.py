@@ -397,3 +397,29 @@ def test_memory_beyond_the_samples_stays_near_a_batch():
         tracemalloc.stop()
     batch = 100 * acts[0].nbytes
     assert peak < 8 * batch < acts.nbytes / 3, (peak, batch, acts.nbytes)
+
+
+def test_power_statement_is_about_a_smaller_candidate(monkeypatch):
+    """Candidates larger than the one returned buy nothing: when every unconfirmed candidate
+    that more data could confirm is larger, there is no power statement."""
+    acts, w, labels = _toy(n=900, seed=4)
+    search = cal.Search(acts, lambda a: np.asarray(a).reshape(len(a), -1) @ w, labels, bits=(2, 3, 4, 8), options=())
+    paths = search.paths((), 2.0, 0.9)
+    anchor = search.anchor()
+    first_two = [c for p in paths for c in p["nodes"][:2]]
+    small = min(first_two, key=lambda c: c.bytes)
+    after = {id(p["nodes"][p["nodes"].index(small) + 1]) for p in paths
+             if small in p["nodes"] and p["nodes"].index(small) + 1 < len(p["nodes"])}
+    current = {}
+    outcome = search._outcome
+    monkeypatch.setattr(search, "_outcome", lambda cand: (current.__setitem__("c", cand), outcome(cand))[1])
+    n = len(search.test)
+    # Right after the smallest: a drop over the budget (nothing would confirm it); the rest: none.
+    monkeypatch.setattr(search, "_counts", lambda pred, idx: (60, 0, n) if id(current["c"]) in after else (5, 5, n))
+    monkeypatch.setattr(search, "_p_value",
+                        lambda b, c, n_, m: 0.0 if current["c"] is anchor or current["c"] is small else 1.0)
+    r = search.select(2.0, 0.9, final_fit=False).calibration
+    assert r.confirmed and r.setting == small.name
+    larger = [t for t in r.tried if t.get("tested") and not t["confirmed"] and t["samples_to_confirm"]]
+    assert larger and all(t["bytes"] > small.bytes for t in larger)
+    assert r.power is None
