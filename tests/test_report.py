@@ -148,13 +148,18 @@ def test_report_cli_sections_resume_into_the_same_report(tmp_path, capsys):
             "--out", str(tmp_path)]
     assert main(args) == 0
     capsys.readouterr()
+    # The main tables calibrate on the training images too; the calibration split alone beside them.
+    main_section = tmp_path / "results" / "fmnist-resnet-layer3-bits2+8-train+calibration.json"
     section = tmp_path / "results" / "fmnist-resnet-layer3-bits2+8.json"
+    assert [r["row"] for r in json.loads(main_section.read_text())["rows"]] == ["paper 8-bit", "base", "all"]
     kept = json.loads(section.read_text())
     assert {"rows", "fronts", "seconds"} <= set(kept) and kept["seconds"] > 0
     assert [r["row"] for r in kept["rows"]] == ["paper 8-bit", "base", "all"]
     first = (tmp_path / "results.md").read_text()
+    assert "checked for bias" in first and "on the 5,000 held-out calibration images alone" in first
     assert main(args + ["--resume"]) == 0
-    assert "fmnist-resnet-layer3-bits2+8: reusing" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "fmnist-resnet-layer3-bits2+8: reusing" in out and "fmnist-resnet-layer3-bits2+8-train+calibration: reusing" in out
     again = (tmp_path / "results.md").read_text()
     assert again == first and "--resume" not in again
     # The earlier two-element form of a section still resumes.

@@ -2,33 +2,58 @@
 within the budget with a stated confidence.
 
     codec = splitans.calibrate(activations, tail, labels, budget=0.2)
-    print(codec.calibration)            # predicted drop, its interval, expected size
+    print(codec.calibration)            # drop, its interval, expected size, what more data would confirm
 
 How (a *learn then test* procedure; Angelopoulos, Bates, Candès, Jordan and Lei, 2021):
 
 1. The calibration samples are split at random into a *selection* part (a tenth by default, at
-   least 200 samples or a quarter) and a *test* part. Everything that is chosen is chosen on
-   the selection part: the quantizer parameters (clip ranges, trained levels, per-channel
-   bits from the gradients' Fisher information), and which candidates to test in which order.
-2. Candidates (bit widths × clipping × per tensor or per channel × the quantizer options) are
-   sized with a context model fitted to selection samples and measured on test samples (sizes
-   need no labels), and ranked by the divergence (KL) of the model's outputs on the selection
-   part. Grouped by *configuration* (everything but the bit width), each configuration is a
-   chain from its most bits to its fewest, monotone in practice; the three configurations
-   predicted smallest where the test would just confirm the budget are kept, each after the
-   most faithful candidate of all.
-3. Along each chain, each candidate is tested on the test part: the null hypothesis "its drop
-   is at least the budget" is rejected when its p-value is at most ``(1 - confidence) / 3``;
-   the chain stops at its first candidate not rejected. The smallest candidate rejected in any
-   chain is returned. A fixed sequence within each chain and Bonferroni over the three keep the
-   familywise error at ``1 - confidence``: with probability at least ``confidence``, the
-   returned codec's drop (on samples from the calibration distribution) is within the budget.
+   least 200 samples or a quarter) and a *test* part. Everything that decides what is tested is
+   taken from the selection part alone: the quantizer parameters (clip ranges, trained levels,
+   per-channel bits from the gradients' Fisher information), every candidate's size (a context
+   model fitted to some selection samples, sizes measured on others), the ranking by the
+   divergence (KL) of the model's outputs, the chains, their order, their number and where each
+   one starts. The test part only answers the tests.
+2. Candidates (bit widths × clipping × per tensor or per channel × the quantizer options) form
+   *families*: the base grid (uniform levels, min/max or percentile clipping, per tensor or per
+   channel) and one per quantizer option. Within a family, a *configuration* (everything but the
+   bit width) is a chain from its most bits to its fewest. The chains tested are the base grid's
+   two configurations, and each option's one, predicted smallest where the test would just
+   confirm the budget.
+3. The level ``1 - confidence`` is shared before anything is tested: half to the base grid's
+   chains, half equally among the quantizer options that *apply to these samples* (asked for or
+   not). Asking for more options therefore never lowers the level of any test, and the codec
+   returned with more options is never larger than with fewer (nor than the base grid's own).
+4. Each chain is tested by a *fallback procedure* (Wiens 2003): its nodes are the anchor (the
+   most faithful base candidate), then the chain from one bit width more faithful than the
+   edge the selection part predicts, down to its fewest bits. The chain's level is spread over
+   its nodes (a quarter on the anchor, half on the first node of the chain, a quarter on the
+   next); a node is tested at its own share plus the whole level of the node before it when that
+   one was confirmed. So a confirmed chain runs at its full level, and one noisy failure does not
+   end it: the next node still has its own share. The fallback procedure is a closed test of
+   weighted Bonferroni tests, so each chain's familywise error is at most its level, under any
+   dependence between the tests; over the chains, Bonferroni: with probability at least
+   ``confidence``, *every* candidate confirmed has a drop (on samples from the calibration
+   distribution) within the budget.
+5. Of the confirmed candidates, the one whose codec (refitted to more selection samples) is
+   smallest on test-part samples is returned; sizes need no labels, and the guarantee covers
+   every confirmed candidate at once, so this pick cannot weaken it. When nothing is confirmed,
+   the anchor comes back with ``confirmed`` False and a `CalibrationWarning`: no guarantee then.
 
 The test is paired — the same samples with and without compression. For ``metric="accuracy"``
-the counts are ``b`` (right before, wrong after) and ``c`` (wrong before, right after), the
-drop is ``(b - c) / n``, and the p-value is that of Tango's score test for a difference of
-paired proportions (Tango 1998; at a margin of 0 it is McNemar's). For ``metric="agreement"``
-the drop is the fraction of predictions that change, with an exact binomial test.
+the counts are ``b`` (right before, wrong after) and ``c`` (wrong before, right after), and the
+drop is ``(b - c) / n``. Its p-value is that of Tango's score test for a difference of paired
+proportions (Tango 1998; at a margin of 0 it is McNemar's) when ``n × budget`` is at least
+`EXACT_BELOW`; below, where the score test's normal approximation is too liberal, an exact
+unconditional test (Berger and Boos 1994). For ``metric="agreement"`` the drop is the fraction
+of predictions that change, with an exact binomial test.
+
+What is reported comes from the test part only (the selection part picked what to test, so its
+counts of a chosen candidate are biased), and intervals are *selection-adjusted*: at level
+``1 - (1 - confidence) / m`` for the ``m`` candidates the chains could have returned, so they
+hold for the returned one however it was picked. The point estimate is the chosen candidate's
+test-part drop, which the choice biases downward (it was chosen because it passed). The report
+also says, for the smallest candidate tested and not confirmed, how many paired samples would
+confirm it with 80% probability if its observed rates were the true ones.
 
 Nothing here is needed to decode: the result is an ordinary ``splitans.Codec``.
 """
@@ -39,6 +64,7 @@ import inspect as _inspect
 import math
 import statistics
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -49,14 +75,20 @@ from ._fitted import Codec
 
 __all__ = [
     "CalibrationReport",
+    "CalibrationWarning",
+    "EXACT_BELOW",
     "OPTIONS",
     "Search",
     "binomial_test",
     "calibrate",
     "clopper_pearson",
+    "exact_drop_test",
+    "fallback",
     "paired_drop_interval",
     "paired_drop_test",
     "prediction_interval",
+    "run_chains",
+    "samples_to_confirm",
 ]
 
 #: Quantizer options the search may use, each measured on its own by the report: ``clip`` (MSE-
@@ -66,7 +98,27 @@ __all__ = [
 #: per tensor or per channel, is always searched.
 OPTIONS = ("clip", "dead_zone", "levels", "allocation", "per_token")
 
+#: Share of the level ``1 - confidence`` held by the base grid's chains; the rest is split equally
+#: among the options that apply to the samples.
+BASE_SHARE = 0.5
+#: Chains tested per family: the base grid's, and each option's.
+BASE_CHAINS, OPTION_CHAINS = 2, 1
+#: A chain's level over its nodes: lent to the anchor, on the chain's first node, on its second
+#: (where the chain goes on after a failure of the first).
+NODE_WEIGHTS = (0.5, 0.3, 0.2)
+#: ``n × budget`` (budget as a fraction) below which the exact test replaces the score test.
+EXACT_BELOW = 100.0
+#: Share of the exact test's level spent on bounding the discordance (Berger and Boos 1994).
+EXACT_GAMMA = 1e-3
+#: Power at which `samples_to_confirm` states the samples a candidate would need.
+POWER = 0.8
+
 _NORMAL = statistics.NormalDist()
+
+
+class CalibrationWarning(UserWarning):
+    """`calibrate` could not confirm any candidate within the budget: the codec it returns (the
+    most faithful) carries no guarantee."""
 
 
 # ------------------------------------------------------------------------------ statistics
@@ -87,12 +139,55 @@ def _tango_z(b: int, c: int, n: int, d0: float) -> float:
     return diff / math.sqrt(var)
 
 
-def paired_drop_test(b: int, c: int, n: int, margin: float) -> float:
-    """One-sided p-value for "the drop ``p_b - p_c`` is at least ``margin``" (a fraction), from
-    ``b`` samples right only without compression and ``c`` right only with it, out of ``n``:
-    Tango's score test; small values say the drop is below the margin."""
+def _diff_cdf(d: int, n: int, pb: float, pc: float) -> float:
+    """``P(B - C <= d)`` for ``(B, C, n - B - C)`` multinomial with probabilities ``(pb, pc,
+    1 - pb - pc)``: the sum of ``n`` independent steps of +1, -1 or 0, by the discrete Fourier
+    transform of its characteristic function. The window is wide enough (40 standard deviations,
+    or the whole support) that what wraps around is below double precision."""
+    if d < -n:
+        return 0.0
+    if d >= n:
+        return 1.0
+    p0 = max(0.0, 1.0 - pb - pc)
+    var = n * max(pb + pc - (pb - pc) ** 2, 0.0)
+    full = 1 << int(math.ceil(math.log2(2 * n + 1)))
+    size = min(full, 1 << int(math.ceil(math.log2(max(64.0, 2 * (40 * math.sqrt(var) + 64))))))
+    z = np.exp(-2j * np.pi * np.arange(size) / size)
+    pmf = np.clip(np.fft.ifft((pc + p0 * z + pb * z * z) ** n).real, 0.0, None)  # of S = D + n, mod size
+    j = np.arange(size)
+    s = j + size * np.ceil((n * (pb - pc) + n - size / 2 - j) / size)  # the window around the mean
+    return float(min(1.0, pmf[s <= d + n].sum()))
+
+
+def exact_drop_test(b: int, c: int, n: int, margin: float, gamma: float = EXACT_GAMMA) -> float:
+    """Exact unconditional one-sided p-value for "the drop ``p_b - p_c`` is at least
+    ``margin``": the largest probability, over the discordance rates ``q = p_b + p_c`` on the
+    null's boundary up to their ``1 - gamma`` upper confidence bound, that ``B - C`` is at most
+    the observed ``b - c``, plus ``gamma`` (Berger and Boos 1994). Valid at every ``n``: the
+    rejection rate under the null never exceeds the level (the maximum is taken over a grid of 14
+    rates, ends included, on which the tail probability varies smoothly)."""
     if n <= 0:
         return 1.0
+    upper = clopper_pearson(b + c, n, 1 - 2 * gamma)[1]
+    low = abs(margin)
+    if upper < low:  # every discordance rate the null allows is excluded at 1 - gamma
+        return gamma
+    qs = np.unique(np.r_[low, np.geomspace(max(low, 1e-12), max(upper, 1e-12), 12), upper])
+    tail = max(_diff_cdf(b - c, n, (q + margin) / 2, (q - margin) / 2) for q in qs if q >= low)
+    return min(1.0, gamma + tail)
+
+
+def paired_drop_test(b: int, c: int, n: int, margin: float, exact: Optional[bool] = None) -> float:
+    """One-sided p-value for "the drop ``p_b - p_c`` is at least ``margin``" (a fraction), from
+    ``b`` samples right only without compression and ``c`` right only with it, out of ``n``;
+    small values say the drop is below the margin. Tango's score test when ``n * |margin|`` is at
+    least `EXACT_BELOW`, the exact test (`exact_drop_test`) below; ``exact`` forces either."""
+    if n <= 0:
+        return 1.0
+    if exact is None:
+        exact = n * abs(margin) < EXACT_BELOW
+    if exact:
+        return exact_drop_test(b, c, n, margin)
     return _NORMAL.cdf(_tango_z(b, c, n, margin))
 
 
@@ -177,6 +272,73 @@ def prediction_interval(b: int, c: int, n: int, n_new: int, level: float = 0.95,
     return (max(lo, 0.0) if not paired else lo, d + half)
 
 
+def samples_to_confirm(b: int, c: int, n: int, margin: float, level: float, power: float = POWER,
+                       paired: bool = True) -> Optional[int]:
+    """Paired samples at which the test at ``level`` would confirm a drop below ``margin`` with
+    probability ``power``, if the rates observed in ``b``, ``c`` of ``n`` were the true ones
+    (normal approximation of the score test); None when the observed drop is not below the
+    margin (no amount of data would confirm it). ``paired=False``: ``b`` changed predictions of
+    ``n`` against the rate ``margin``."""
+    if n <= 0 or not 0 < level < 1:
+        return None
+    za, zb = _NORMAL.inv_cdf(1 - level), _NORMAL.inv_cdf(power)
+    if paired:
+        d = (b - c) / n
+        if d >= margin:
+            return None
+        w = (b + c) - margin * (2 * n - b + c)  # Tango's restricted variance at the margin, per sample
+        pc = (w + math.sqrt(w * w + 8.0 * n * c * margin * (1.0 - margin))) / (4.0 * n) if margin >= 0 else c / n
+        v0 = max(2.0 * pc + margin * (1.0 - margin), 1e-12)
+        v1 = max((b + c) / n - d * d, 1e-12)
+    else:
+        d = b / n
+        if d >= margin:
+            return None
+        v0, v1 = max(margin * (1 - margin), 1e-12), max(d * (1 - d), 1e-12)
+    return int(math.ceil(((za * math.sqrt(v0) + zb * math.sqrt(v1)) / (margin - d)) ** 2))
+
+
+def fallback(weights: Sequence[float], level: float, reject: Callable[[int, float], bool],
+             carry: float = 0.0) -> List[bool]:
+    """Wiens' fallback procedure over hypotheses in a fixed order: hypothesis ``i`` is tested at
+    ``level * weights[i]``, plus the level of hypothesis ``i - 1`` when that one was rejected
+    (``carry`` for the first: a level handed on by a hypothesis before the sequence);
+    ``reject(i, level_i)`` tests it (a hypothesis whose level is 0 is not tested). Returns which
+    were rejected. With weights summing to at most 1, the familywise error is at most ``level``
+    under any dependence (a closed test of weighted Bonferroni tests; Wiens and Dmitrienko
+    2005); ``carry`` counts against whatever handed it on."""
+    if sum(weights) > 1 + 1e-12 or min(weights, default=0) < 0:
+        raise ValueError(f"fallback weights must be >= 0 and sum to at most 1, got {list(weights)}")
+    out = []
+    for i, w in enumerate(weights):
+        a = level * w + carry
+        ok = a > 0 and bool(reject(i, a))
+        out.append(ok)
+        carry = a if ok else 0.0
+    return out
+
+
+def run_chains(paths: Sequence[Dict[str, Any]], anchor: Any, test: Callable[[Any, float], bool]) -> Tuple[List[Any], float]:
+    """The whole test: the anchor once, at the sum of the shares its chains lend it
+    (``NODE_WEIGHTS[0]`` of each chain's ``level``; all of it for a chain with no other node);
+    confirmed, it hands each chain its share back. Then each chain's ``nodes`` by the
+    `fallback` procedure with its ``weights``. A graphical procedure (Bretz, Maurer, Brannath
+    and Posch 2009) whose weights sum to the chains' levels: the familywise error is at most
+    their sum. ``test(candidate, level)`` says whether a candidate is confirmed at ``level``.
+    Returns the candidates confirmed (the anchor first when it is) and the anchor's level."""
+    anchor_level = sum(p["level"] * (NODE_WEIGHTS[0] if p["nodes"] else 1.0) for p in paths)
+    confirmed: List[Any] = []
+    anchored = bool(test(anchor, anchor_level))
+    if anchored:
+        confirmed.append(anchor)
+    for path in paths:
+        nodes = path["nodes"]
+        carry = path["level"] * NODE_WEIGHTS[0] if anchored else 0.0
+        done = fallback(path["weights"], path["level"], lambda i, a: test(nodes[i], a), carry=carry)
+        confirmed += [nodes[i] for i, ok in enumerate(done) if ok and not any(nodes[i] is c for c in confirmed)]
+    return confirmed, anchor_level
+
+
 # ------------------------------------------------------------------------------ the report
 
 
@@ -190,13 +352,18 @@ class CalibrationReport:
     metric: str
     budget_pp: float
     confidence: float
-    met: bool
-    #: Mean bytes of a blob (every per-blob byte), measured on held-out calibration samples.
+    #: True when the test part confirmed the returned codec within the budget (then, with
+    #: probability at least ``confidence``, its drop on data like the calibration samples is
+    #: within it); False when nothing could be confirmed and the most faithful candidate came
+    #: back with no guarantee (`calibrate` warns then).
+    confirmed: bool
+    #: Mean bytes of a blob (every per-blob byte), measured on test-part samples.
     bytes_per_sample: float
     elements_per_sample: float
     codec_bytes: int
-    #: Drop on every calibration sample (selection and test parts), and its two-sided interval
-    #: at ``confidence`` (for the drop on the calibration distribution).
+    #: Drop on the test part, and its two-sided interval adjusted for the selection: at level
+    #: ``1 - (1 - confidence) / adjusted_for``, so that it holds for every candidate the chains
+    #: could have returned at once, the returned one included.
     drop_pp: float
     drop_interval_pp: Tuple[float, float]
     #: The test part's counts: for accuracy, ``b`` right only without compression and ``c``
@@ -207,10 +374,24 @@ class CalibrationReport:
     p_value: float
     n_selection: int
     n_test: int
+    #: The level at which the returned candidate was tested (0 when it was not confirmed).
+    level: float = 0.0
+    #: How many candidates the chains could have returned (the selection adjustment's ``m``).
+    adjusted_for: int = 1
+    #: The smallest candidate tested and not confirmed, smaller than the one returned, whose
+    #: observed drop is below the budget: its setting, selection bytes, test-part drop (pp) and
+    #: discordance, the level its chain tests at, and the paired samples (``samples``) at which
+    #: that test would confirm it with 80% probability if its observed rates were the true ones.
+    #: None if there is none.
+    power: Optional[Dict[str, Any]] = None
     sensitivity: Optional[str] = None
     tried: List[Dict[str, Any]] = field(default_factory=list, repr=False)
     seconds: float = 0.0
-    _pooled: Tuple[int, int, int] = (0, 0, 0)
+
+    @property
+    def met(self) -> bool:
+        """The earlier name of `confirmed`."""
+        return self.confirmed
 
     @property
     def bits_per_element(self) -> float:
@@ -223,18 +404,25 @@ class CalibrationReport:
 
     def predict(self, n_new: int, level: float = 0.95) -> Tuple[float, float]:
         """Interval (pp) in which the drop measured on ``n_new`` new samples should fall, from
-        every calibration sample (`prediction_interval`)."""
-        b, c, n = self._pooled
-        lo, hi = prediction_interval(b, c, n, n_new, level, paired=self.metric == "accuracy")
+        the test part's counts (`prediction_interval`), adjusted for the selection as the drop's
+        interval is: at level ``1 - (1 - level) / adjusted_for``."""
+        adjusted = 1 - (1 - level) / max(self.adjusted_for, 1)
+        lo, hi = prediction_interval(self.b, self.c, self.n, n_new, adjusted, paired=self.metric == "accuracy")
         return 100 * lo, 100 * hi
 
     def __str__(self) -> str:
         lo, hi = self.drop_interval_pp
-        verdict = "meets" if self.met else "does NOT meet"
-        return (f"{self.setting}: {self.bytes_per_sample:,.1f} bytes/sample ({self.bits_per_element:.3f} b/el, "
-                f"{self.ratio:.1f}x vs float32); {self.metric} drop {self.drop_pp:+.3f} pp "
-                f"[{lo:+.3f}, {hi:+.3f}] at {self.confidence:.0%}; {verdict} the {self.budget_pp} pp budget "
-                f"with {self.confidence:.0%} confidence (p = {self.p_value:.3g} on {self.n_test} test samples)")
+        verdict = "confirmed within" if self.confirmed else "NOT confirmed within"
+        text = (f"{self.setting}: {self.bytes_per_sample:,.1f} bytes/sample ({self.bits_per_element:.3f} b/el, "
+                f"{self.ratio:.1f}x vs float32); {self.metric} drop {self.drop_pp:+.3f} pp on {self.n_test} test "
+                f"samples [{lo:+.3f}, {hi:+.3f}] at {self.confidence:.0%} (selection-adjusted over "
+                f"{self.adjusted_for}); {verdict} the {self.budget_pp} pp budget at {self.confidence:.0%} "
+                f"confidence (p = {self.p_value:.3g})")
+        if self.power:
+            p = self.power
+            text += (f"; the smallest candidate not confirmed, {p['setting']} ({p['drop_pp']:+.3f} pp, "
+                     f"{p['discordance']:.2%} discordant), would need ~{p['samples']:,} paired samples")
+        return text
 
 
 # ------------------------------------------------------------------------------ candidates
@@ -274,8 +462,12 @@ class _Candidate:
     proxy: float = math.nan
     _front: float = math.inf
     sel_changed: int = 0
+    sel_b: int = 0  # selection-part (ranking samples) counts, for accuracy
+    sel_c: int = 0
     codec: Optional[Codec] = None
-    outcome: Optional[Tuple[np.ndarray, np.ndarray]] = None  # test-part predictions
+    outcome: Optional[np.ndarray] = None  # test-part predictions
+    final: Optional[Tuple[Codec, float]] = None  # the refitted codec and its bytes on test-part samples
+    final_plain: Optional[Tuple[Codec, float]] = None  # the sizing codec and its bytes there
 
 
 def _auto_axis(shape: Sequence[Optional[int]]) -> Optional[int]:
@@ -297,7 +489,9 @@ def _auto_axis(shape: Sequence[Optional[int]]) -> Optional[int]:
 class Search:
     """The state of one calibration: candidates sized and ranked on the selection part, and
     test outcomes cached, so that `select` can be asked again with other options (the report's
-    per-option columns) without running the model twice on the same candidate."""
+    per-option columns) without running the model twice on the same candidate. Memory beyond
+    the samples themselves stays near a few batches: candidates are decoded and run through the
+    tail batch by batch."""
 
     def __init__(
         self,
@@ -314,6 +508,7 @@ class Search:
         size_samples: int = 32,
         fit_samples: int = 256,
         rank_samples: int = 300,
+        final_size_samples: int = 2000,
         seed: int = 0,
         log: Optional[Callable[[str], None]] = None,
     ):
@@ -373,12 +568,17 @@ class Search:
         self.correct0 = None if self.labels is None else self.ref_pred == self.labels
         self.log(f"calibrate: {n} samples ({len(self.sel)} selection, {len(self.test)} test), "
                  f"{'sparse' if self.sparse else 'dense'}, channel axis {self.axis}")
-        # Context models for sizing: fitted to selection samples, measured on test samples (fewer
-        # of large samples: the model fit reads at most a few million elements anyway).
+        # Context models for sizing: fitted to some selection samples, measured on other selection
+        # samples (fewer of large samples: the model fit reads at most a few million elements
+        # anyway). Nothing of the test part decides what is tested (only the final pick among
+        # confirmed candidates looks at its sizes).
         size_samples = int(min(size_samples, max(4, (2 << 20) // max(1, int(self.elements)))))
         self.size_fit = self._list(self.sel[:size_samples])
-        self.size_eval = self._list(self.test[:size_samples])
+        rest = self.sel[size_samples : 2 * size_samples]
+        self.size_eval = self._list(rest) if len(rest) >= min(size_samples, 4) else self.size_fit
         self.fit_items = self._list(self.sel[:fit_samples])
+        #: Test-part samples on which a returned codec is sized.
+        self.final_size_samples = final_size_samples
         self._rows: Dict[Any, List[np.ndarray]] = {}
         self._ranges: Dict[Any, List[Tuple[float, float]]] = {}
         self.sensitivity, self.sensitivity_note = None, None
@@ -433,6 +633,15 @@ class Search:
         if self.fixed:
             return codec.round_trip(self.items[idx])
         return [codec.round_trip(self.items[i][None])[0] for i in idx]
+
+    def _predict(self, codec: Codec, idx: np.ndarray) -> np.ndarray:
+        """The tail's predictions on the decoded samples ``idx``, one batch at a time: what is
+        held beyond the samples is one batch, its decoded copy and the tail's own work."""
+        out = np.empty(len(idx), np.int64)
+        for k in range(0, len(idx), self.batch_size):
+            part = idx[k : k + self.batch_size]
+            out[k : k + len(part)] = self._call_tail(self._decoded(codec, part), part).argmax(1)
+        return out
 
     # -------------------------------------------------------------- candidates
 
@@ -570,8 +779,9 @@ class Search:
 
     def _evaluate_candidates(self):
         """Sizes and a cheap distortion (Fisher-weighted squared error) for every candidate;
-        then the model's divergence for those near the best size-distortion trade-off (of all
-        options together, or of each option with the base grid), which rank the path."""
+        then the model's divergence for those near the best size-distortion trade-off of their
+        family (the base grid alone, or the base grid with the candidate's option), which rank
+        the chains. A base candidate's fate never depends on which options were asked for."""
         t = time.time()
         ref_rank = self._take(self.rank)
         w = self.fisher if self.fisher is not None else None
@@ -587,22 +797,21 @@ class Search:
                 cand.proxy = float(np.mean([np.sum((a - b) ** 2) for a, b in zip(dec, ref_rank)]))
         self.log(f"calibrate: {len(self.candidates)} candidates sized [{time.time() - t:.0f} s]")
         keep = set()
-        groups = [None] + sorted({c.option for c in self.candidates if c.option != "base"})
-        for g in groups:
-            pool = [c for c in self.candidates if g is None or c.option in ("base", g)]
-            pool.sort(key=lambda c: c.bytes)
+        for g in ["base"] + sorted({c.option for c in self.candidates if c.option != "base"}):
+            pool = sorted((c for c in self.candidates if c.option in ("base", g)), key=lambda c: c.bytes)
             best = math.inf
             for c in pool:  # the lower envelope of distortion against size
                 c._front = best
                 best = min(best, c.proxy)
-            for c in pool:
-                if c.proxy <= 1.5 * c._front:
-                    keep.add(id(c))
+            keep |= {id(c) for c in pool if c.option == g and c.proxy <= 1.5 * c._front}
         ranked = [c for c in self.candidates if id(c) in keep]
-        for k, cand in enumerate(ranked):
+        for cand in ranked:
             logits = self._run(self._decoded(cand.codec, self.rank), self.rank)
             cand.kl = float(np.mean(_kl(self.ref[self.rank], logits)))
-            cand.sel_changed = int((logits.argmax(1) != self.ref_pred[self.rank]).sum())
+            pred = logits.argmax(1)
+            cand.sel_changed = int((pred != self.ref_pred[self.rank]).sum())
+            if self.metric == "accuracy":
+                cand.sel_b, cand.sel_c, _ = self._counts(pred, self.rank)
         for cand in self.candidates:
             if id(cand) not in keep:
                 cand.kl = math.inf
@@ -611,11 +820,10 @@ class Search:
 
     # -------------------------------------------------------------- testing
 
-    def _outcome(self, cand: _Candidate) -> Tuple[np.ndarray, np.ndarray]:
-        """Predictions on the test part."""
+    def _outcome(self, cand: _Candidate) -> np.ndarray:
+        """Predictions on the test part (decoded and run batch by batch)."""
         if cand.outcome is None:
-            logits = self._run(self._decoded(cand.codec, self.test), self.test)
-            cand.outcome = logits.argmax(1)
+            cand.outcome = self._predict(cand.codec, self.test)
         return cand.outcome
 
     def _counts(self, pred: np.ndarray, idx: np.ndarray) -> Tuple[int, int, int]:
@@ -630,26 +838,64 @@ class Search:
             return paired_drop_test(b, c, n, budget)
         return binomial_test(b, n, budget)
 
+    def applicable(self) -> Tuple[str, ...]:
+        """The quantizer options that can make candidates for these samples, asked for or not:
+        each holds a share of the level, so that asking for more never lowers another's."""
+        out = ["clip"]
+        if any(b >= 2 for b in self.bits):
+            out.append("dead_zone")
+        if any(b <= 6 for b in self.bits):
+            out.append("levels")
+        if self.axis is not None and self.fisher is not None:
+            out.append("allocation")
+        if len(self.shape) == 2:
+            out.append("per_token")
+        return tuple(out)
+
+    def family_level(self, family: str, confidence: float) -> float:
+        """The familywise level held by a family's chains together."""
+        alpha = 1 - confidence
+        if family == "base":
+            return alpha * BASE_SHARE
+        applicable = self.applicable()
+        return alpha * (1 - BASE_SHARE) / len(applicable) if family in applicable else 0.0
+
     def reference_kl(self, budget: float, confidence: float) -> float:
         """The divergence at which a candidate is expected to sit at the edge of what the test
-        can confirm: from a fit of the changed predictions on the selection part against the
-        divergence, over every candidate (``changed ~ a * kl^beta``), at the change rate ``r*``
-        whose test just confirms the budget when the drop itself is 0 (accuracy:
-        ``z * sqrt(r* / n) = budget``; agreement: ``r* = budget / 2``)."""
-        pts = [(c.kl, c.sel_changed) for c in self.candidates if 0 < c.kl < math.inf]
+        can confirm, from the selection part's base candidates: a fit of their changed
+        predictions against their divergence (``changed ~ a * kl^beta``), and, for accuracy,
+        the share ``lam`` of changed predictions that are net losses (``(b - c) / (b + c)``,
+        pooled over candidates changing at most a quarter of them). The edge is the change rate
+        ``r*`` at which a candidate whose drop is ``lam * r*`` is just confirmed at the level of
+        one base chain, on the test part's ``n`` samples: ``budget - lam * r* = z * sqrt(r* / n)``
+        (agreement: ``budget - r* = z * sqrt(r* (1 - r*) / n)``)."""
+        base = [c for c in self.candidates if c.option == "base" and 0 < c.kl < math.inf]
         n = len(self.rank)
-        if not pts:
+        if not base:
             return math.inf
-        kl = np.log(np.array([p[0] for p in pts]))
-        r = np.log((np.array([p[1] for p in pts]) + 0.5) / (n + 1))
-        w = np.array([p[1] for p in pts]) + 0.5
+        kl = np.log(np.array([c.kl for c in base]))
+        changed = np.array([c.sel_changed for c in base], float)
+        r = np.log((changed + 0.5) / (n + 1))
+        w = changed + 0.5
         A = np.stack([np.ones_like(kl), kl], 1) * np.sqrt(w)[:, None]
         coef, *_ = np.linalg.lstsq(A, r * np.sqrt(w), rcond=None)
+        z = _NORMAL.inv_cdf(1 - self.family_level("base", confidence) / BASE_CHAINS)
+        n_test, margin = len(self.test), budget / 100
         if self.metric == "accuracy":
-            z = _NORMAL.inv_cdf(confidence)
-            target = len(self.test) * (budget / 100 / z) ** 2
+            near = [c for c in base if c.sel_b + c.sel_c <= n / 4]
+            disc = sum(c.sel_b + c.sel_c for c in near)
+            lam = min(max(sum(c.sel_b - c.sel_c for c in near) / disc, 0.0), 1.0) if disc else 0.0
+
+            def slack(q):
+                return margin - lam * q - z * math.sqrt(q / n_test)
         else:
-            target = budget / 100 / 2
+            def slack(q):
+                return margin - q - z * math.sqrt(q * (1 - q) / n_test)
+        lo, hi = 0.0, 1.0
+        for _ in range(60):  # slack decreases in q
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if slack(mid) > 0 else (lo, mid)
+        target = lo
         beta = coef[1] if coef[1] > 0.05 else 0.5
         return float(np.exp((math.log(min(max(target, 1e-6), 0.5)) - coef[0]) / beta))
 
@@ -679,94 +925,155 @@ class Search:
                 return math.exp(math.log(b0) + t * (math.log(b1) - math.log(b0)))
         return math.inf
 
-    def paths(self, options: Sequence[str], budget: float = 0.2, confidence: float = 0.9,
-              chains: int = 3) -> List[List[_Candidate]]:
-        """The candidates to test: the chains of the ``chains`` configurations that the
-        selection part predicts smallest at the edge of the budget (`reference_kl`, at the
-        Bonferroni level ``1 - (1 - confidence) / chains``), each from its most bits to its
-        fewest, after the most faithful candidate of all. One configuration's chain is monotone
-        in practice (fewer bits never help accuracy), which a fixed-sequence test needs; a path
-        mixing configurations in order of divergence stops at the first one the divergence
-        misjudges, and one chain alone at the first unlucky draw — hence a few chains."""
-        level = 1 - (1 - confidence) / chains
-        kl_ref = self.reference_kl(budget, level)
+    def anchor(self) -> _Candidate:
+        """The most faithful base candidate (least divergence on the selection part): the first
+        node of every chain, and what comes back when nothing is confirmed."""
+        base = [c for c in self.candidates if c.option == "base" and c.kl < math.inf]
+        if not base:
+            raise ValueError("no candidate to test")
+        return min(base, key=lambda c: (c.kl, c.bytes, c.name))
+
+    def paths(self, options: Sequence[str], budget: float = 0.2, confidence: float = 0.9) -> List[Dict[str, Any]]:
+        """The chains to test, from the selection part alone: per family (the base grid, and
+        each allowed option), the configurations predicted smallest at the edge of the budget
+        (`reference_kl`), ``BASE_CHAINS`` of the base grid and ``OPTION_CHAINS`` of each option.
+        Each chain holds its family's level over its number of chains (``level``), a share
+        ``NODE_WEIGHTS[0]`` of which it lends to the `anchor`, and its ``nodes``: the
+        configuration's candidates from one bit width more faithful than the predicted edge (its
+        last candidate within ``kl_ref``) down to its fewest, with ``weights`` (the rest of
+        ``NODE_WEIGHTS`` on the first two; `fallback`)."""
+        kl_ref = self.reference_kl(budget, confidence)
         by_config = self.configurations(options)
         if not by_config:
             raise ValueError("no candidate to test")
         self._last_scores = {k: self.size_at(v, kl_ref) for k, v in by_config.items()}
         self._kl_ref = kl_ref
-        scored = sorted(by_config.values(), key=lambda ch: (self._last_scores[ch[0].config], ch[-1].bytes))
-        safest = min((c for chain in by_config.values() for c in chain), key=lambda c: (c.kl, c.bytes))
-        return [([safest] if safest is not chain[0] else []) + chain for chain in scored[:chains]]
+        anchor = self.anchor()
+        out = []
+        for family in ["base"] + [o for o in OPTIONS if o in options]:
+            level = self.family_level(family, confidence)
+            configs = [ch for ch in by_config.values() if ch[0].option == family]
+            if level <= 0 or not configs:
+                continue
+            configs.sort(key=lambda ch: (self._last_scores[ch[0].config], ch[-1].bytes, ch[0].config))
+            top = configs[: BASE_CHAINS if family == "base" else OPTION_CHAINS]
+            for chain in top:
+                within = 0
+                while within < len(chain) and chain[within].kl <= kl_ref:
+                    within += 1
+                nodes = [c for c in chain[max(0, within - 2):] if c is not anchor]
+                weights = [NODE_WEIGHTS[1] if i == 0 else NODE_WEIGHTS[2] if i == 1 else 0.0 for i in range(len(nodes))]
+                if weights:
+                    weights[-1] += 1 - NODE_WEIGHTS[0] - sum(weights)  # a chain of one node keeps its whole share
+                out.append(dict(family=family, config=chain[0].config, level=level / len(top), nodes=nodes,
+                                weights=weights))
+        return out
+
+    def _final(self, cand: _Candidate, final_fit: bool) -> Tuple[Codec, float]:
+        """The codec returned for a candidate (refitted to more selection samples, or the sizing
+        one) and its mean blob bytes on test-part samples (sizes only: no labels, no tail)."""
+        key = "final" if final_fit else "final_plain"
+        if getattr(cand, key) is None:
+            codec = self._make_codec(cand, self.fit_items) if final_fit else cand.codec
+            sized = self.test[: max(len(self.size_eval), self.final_size_samples)]
+            size = float(np.mean([len(codec.compress(np.ascontiguousarray(self.items[i]))) for i in sized]))
+            setattr(cand, key, (codec, size))
+        return getattr(cand, key)
 
     def select(self, budget: float = 0.2, confidence: float = 0.9, options: Optional[Sequence[str]] = None,
-               chains: int = 3, final_fit: bool = True) -> Codec:
+               final_fit: bool = True) -> Codec:
         """The smallest codec that the test part confirms within ``budget`` percentage points
-        at ``confidence``, among the `paths` of ``options`` (default: all of the search's):
-        each chain is tested in order at level ``(1 - confidence) / chains`` and stops at its
-        first candidate not confirmed; the smallest confirmed candidate of any chain wins
-        (Bonferroni over the chains, a fixed sequence within each)."""
+        at ``confidence``, among the `paths` of ``options`` (default: all of the search's): each
+        chain is tested by the `fallback` procedure at its share of ``1 - confidence``; of every
+        candidate confirmed, the one whose returned codec is smallest on test-part samples
+        wins. With nothing confirmed, the anchor comes back with ``confirmed`` False and a
+        `CalibrationWarning`."""
         if not 0 < confidence < 1:
             raise ValueError(f"confidence must be between 0 and 1, got {confidence}")
         if budget < 0:
             raise ValueError(f"budget must be >= 0 percentage points, got {budget}")
         options = self.options if options is None else tuple(options)
+        unknown = set(options) - set(self.options)
+        if unknown:
+            raise ValueError(f"options {sorted(unknown)} were not searched; this search has {self.options}")
         margin = budget / 100
-        paths = self.paths(options, budget, confidence, chains)
-        alpha = (1 - confidence) / len(paths)
-        chosen, chosen_p, tested = None, 1.0, {}
-        for path in paths:
-            for cand in path:
-                if id(cand) not in tested:
-                    b, c, n = self._counts(self._outcome(cand), self.test)
-                    tested[id(cand)] = (cand, b, c, n, self._p_value(b, c, n, margin))
-                p = tested[id(cand)][4]
-                if p > alpha:
-                    break
-                if chosen is None or cand.bytes < chosen.bytes:
-                    chosen, chosen_p = cand, p
-        path = [c for p in paths for c in p]
-        tested = list(tested.values())
-        met = chosen is not None
-        if chosen is None:
-            chosen = paths[0][0]
-            chosen_p = tested[0][4]
-        b, c, n = next((t[1], t[2], t[3]) for t in tested if t[0] is chosen)
-        # The whole calibration set (selection and test parts) for the estimate.
-        sel_pred = self._run(self._decoded(chosen.codec, self.sel), self.sel).argmax(1)
-        pb, pc, pn = self._counts(sel_pred, self.sel)
-        pooled = (b + pb, c + pc, n + pn)
-        if self.metric == "accuracy":
-            lo, hi = paired_drop_interval(*pooled, level=confidence)
-            drop = (pooled[0] - pooled[1]) / pooled[2]
+        paths = self.paths(options, budget, confidence)
+        tested: Dict[int, Dict[str, Any]] = {}
+
+        def test(cand: _Candidate, level: float) -> bool:
+            if id(cand) not in tested:
+                b, c, n = self._counts(self._outcome(cand), self.test)
+                tested[id(cand)] = dict(cand=cand, b=b, c=c, n=n, p=self._p_value(b, c, n, margin), levels=[])
+            t = tested[id(cand)]
+            t["levels"].append(level)
+            return t["p"] <= level
+
+        anchor = self.anchor()
+        confirmed_list, anchor_level = run_chains(paths, anchor, test)
+        confirmed = {id(c): c for c in confirmed_list}
+        on_path = {id(c): c for p in paths for c in p["nodes"]}
+        on_path[id(anchor)] = anchor
+        if confirmed:
+            chosen = min(confirmed.values(), key=lambda c: (self._final(c, final_fit)[1], c.name))
         else:
-            lo, hi = clopper_pearson(pooled[0], pooled[2], level=confidence)
-            drop = pooled[0] / pooled[2]
-        codec = self._make_codec(chosen, self.fit_items) if final_fit else chosen.codec
-        size_items = self._list(self.test[: max(len(self.size_eval), 256)])
-        size = float(np.mean([len(codec.compress(x)) for x in size_items]))
+            chosen = anchor
+        codec, size = self._final(chosen, final_fit)
+        codec = Codec(codec._c, codec.report)  # its own `calibration`: one per select
+        t = tested[id(chosen)]
+        b, c, n = t["b"], t["c"], t["n"]
+        m = len(on_path)
+        adjusted = 1 - (1 - confidence) / m
+        if self.metric == "accuracy":
+            lo, hi = paired_drop_interval(b, c, n, level=adjusted)
+            drop = (b - c) / n
+        else:
+            lo, hi = clopper_pearson(b, n, level=adjusted)
+            drop = b / n
+        # What more data would confirm: the smallest candidate tested, not confirmed, smaller than
+        # the one returned, whose observed drop is below the budget, at its chain's level.
+        path_level = {id(anchor): anchor_level}
+        for p in paths:
+            for cand in p["nodes"]:
+                path_level[id(cand)] = max(path_level.get(id(cand), 0.0), p["level"])
+        power = None
+        for t2 in sorted(tested.values(), key=lambda t2: (t2["cand"].bytes, t2["cand"].name)):
+            cand = t2["cand"]
+            if id(cand) in confirmed:
+                continue
+            need = samples_to_confirm(t2["b"], t2["c"], t2["n"], margin, path_level[id(cand)],
+                                      paired=self.metric == "accuracy")
+            t2["samples"] = need
+            if need is not None and power is None and not (confirmed and cand.bytes >= chosen.bytes):
+                power = dict(setting=cand.name, option=cand.option, bytes=cand.bytes,
+                             drop_pp=100 * ((t2["b"] - t2["c"]) if self.metric == "accuracy" else t2["b"]) / t2["n"],
+                             discordance=(t2["b"] + t2["c"]) / t2["n"], level=path_level[id(cand)], samples=need)
         tried = []
-        tested_ids = {id(t[0]): t for t in tested}
-        on_path = {id(c) for c in path}
         for cand in self.candidates:
             row = dict(setting=cand.name, option=cand.option, config=cand.config, level=cand.level,
                        config_score=self._last_scores.get(cand.config), bytes=cand.bytes, proxy=cand.proxy,
                        kl=cand.kl if cand.kl < math.inf else None,
                        selection_changed=cand.sel_changed if cand.kl < math.inf else None,
                        on_path=id(cand) in on_path)
-            if id(cand) in tested_ids:
-                _, tb, tc, tn, tp = tested_ids[id(cand)]
-                row.update(tested=True, b=tb, c=tc, n=tn, p_value=tp, confirmed=tp <= alpha)
+            if id(cand) in tested:
+                t2 = tested[id(cand)]
+                row.update(tested=True, b=t2["b"], c=t2["c"], n=t2["n"], p_value=t2["p"],
+                           test_level=max(t2["levels"]), confirmed=id(cand) in confirmed,
+                           samples_to_confirm=t2.get("samples"))
             tried.append(row)
         report = CalibrationReport(
             setting=chosen.name, option=chosen.option, fit=chosen.fit, metric=self.metric, budget_pp=budget,
-            confidence=confidence, met=met, bytes_per_sample=size, elements_per_sample=self.elements,
+            confidence=confidence, confirmed=bool(confirmed), bytes_per_sample=size, elements_per_sample=self.elements,
             codec_bytes=len(codec.to_bytes()), drop_pp=100 * drop, drop_interval_pp=(100 * lo, 100 * hi),
-            b=b, c=c, n=n, p_value=chosen_p, n_selection=len(self.sel), n_test=len(self.test),
-            sensitivity=self.sensitivity_note, tried=tried, seconds=self.seconds, _pooled=pooled,
+            b=b, c=c, n=n, p_value=t["p"], n_selection=len(self.sel), n_test=len(self.test),
+            level=max(t["levels"]) if confirmed else 0.0, adjusted_for=m, power=power,
+            sensitivity=self.sensitivity_note, tried=tried, seconds=self.seconds,
         )
         codec.calibration = report
         self.log("calibrate: " + str(report))
+        if not confirmed:
+            warnings.warn(f"calibrate: no candidate could be confirmed within {budget:g} pp at {confidence:.0%} "
+                          f"confidence on {n} test samples; returning the most faithful ({chosen.name}) with no "
+                          "guarantee (codec.calibration.confirmed is False)", CalibrationWarning, stacklevel=2)
         return codec
 
 
@@ -808,25 +1115,39 @@ def calibrate(
     seed: int = 0,
     log: Optional[Callable[[str], None]] = None,
 ) -> Codec:
-    """The smallest fitted codec whose accuracy drop stays within ``budget`` percentage points
-    with probability ``confidence``.
+    """The smallest fitted codec whose accuracy drop the calibration samples confirm within
+    ``budget`` percentage points at ``confidence``: when ``codec.calibration.confirmed`` is True,
+    then with probability at least ``confidence`` (over the draw of the calibration samples)
+    its drop on data like them is within the budget. When nothing can be confirmed, the most
+    faithful candidate comes back with ``confirmed`` False and no guarantee, and a
+    `CalibrationWarning` says so.
 
     ``activations``: calibration samples at the split point — an array or CPU torch tensor with
-    samples along the first axis, or a list of per-sample arrays (an axis whose length varies
-    becomes a variable axis of the codec). ``tail(batch)``: the rest of the model, from a batch
-    of decompressed activations (same type as given: numpy, torch, or a list) to logits (numpy
-    or torch); a tail with a second required parameter also gets the batch's sample indices
-    (for side inputs such as a skip connection or a mask). ``labels``: the true classes; without them
-    ``metric="agreement"`` (the drop is the fraction of predictions that change).
+    samples along the first axis (used in place when it is float32 and contiguous: a training
+    set's activations are not copied), or a list of per-sample arrays (an axis whose length
+    varies becomes a variable axis of the codec). ``tail(batch)``: the rest of the model, from a
+    batch of decompressed activations (same type as given: numpy, torch, or a list) to logits
+    (numpy or torch); a tail with a second required parameter also gets the batch's sample
+    indices (for side inputs such as a skip connection or a mask). Candidates are decoded and
+    run through the tail ``batch_size`` samples at a time, so memory beyond the samples stays
+    near a few batches. ``labels``: the true classes; without them ``metric="agreement"`` (the
+    drop is the fraction of predictions that change).
+
+    Calibration samples may be the model's training samples: a paired test's power grows with
+    the samples (a training set often has ten times a held-out split's), but the guarantee is
+    then about the training distribution, where the model has fitted the labels and a
+    quantizer may change fewer predictions than on new data. Check it on held-out data (the
+    report does: ``splitans report --calibration-split train+calibration`` counts how often the
+    predicted interval brackets the drop on the test split).
 
     The search (see the module) covers bit widths ``bits``, clipping, per-tensor and per-channel
     (``axis``: the channel axis of a sample, "auto" to guess it, None for per tensor only)
-    parameters and the quantizer ``options``. The result is a ``splitans.Codec`` whose
-    ``calibration`` (`CalibrationReport`) holds the setting, the expected bytes per blob, the
-    drop on the calibration samples with its interval, the test's p-value, ``met`` (False when
-    not even the most faithful candidate can be confirmed within the budget: the most faithful
-    is returned then), ``predict(n)`` for the interval of a drop measured on ``n`` new samples,
-    and every candidate tried.
+    parameters and the quantizer ``options`` (asking for more never gives a larger codec). The
+    result is a ``splitans.Codec`` whose ``calibration`` (`CalibrationReport`) holds the
+    setting, the expected bytes per blob, the drop on the test part with its selection-adjusted
+    interval, the test's p-value, ``confirmed``, ``power`` (how many paired samples would confirm
+    the smallest candidate not confirmed), ``predict(n)`` for the interval of a drop measured on
+    ``n`` new samples, and every candidate tried.
 
     >>> import numpy as np, splitans
     >>> rng = np.random.default_rng(0)
@@ -834,7 +1155,7 @@ def calibrate(
     >>> w = rng.normal(size=(256, 3))
     >>> tail = lambda a: np.asarray(a).reshape(len(a), -1) @ w
     >>> codec = splitans.calibrate(acts, tail, budget=2.0, options=(), bits=(2, 4, 8))
-    >>> codec.calibration.met, codec.calibration.ratio > 4
+    >>> codec.calibration.confirmed, codec.calibration.ratio > 4
     (True, True)
     """
     search = Search(activations, tail, labels, metric=metric, axis=axis, bits=bits, options=options,

@@ -875,10 +875,13 @@ def run_report(args: argparse.Namespace) -> int:
 
     seconds = [0.0]  # measuring time of every section, resumed ones included
 
+    compare = args.compare_split if args.compare_split not in ("none", args.calibration_split) else None
+    fm_compare: tuple = none
+
     def write(final: bool) -> None:
         # After every section, so that a failure later keeps what was measured.
         paths = report.write_report(args.out, fm, nlp, lite0, _meta(t0, final, seconds[0]), budgets=budgets,
-                                    confidence=args.confidence)
+                                    confidence=args.confidence, fm_compare=fm_compare)
         if final:
             print(f"wrote {paths['md']} and the CSV and PNG files in {os.path.join(args.out, 'results')}")
 
@@ -921,17 +924,20 @@ def run_report(args: argparse.Namespace) -> int:
         points = [p for p in chosen if p in fmnist.POINTS[family]] if chosen else None
         if chosen and not points:
             continue
-        # A subset of points or bit widths is its own section: --resume never mistakes it for the full one.
-        name = f"fmnist-{family}" + ("-" + "+".join(points) if points else "") + (
-            "-bits" + "+".join(map(str, bits)) if args.bits else "") + (
-            "" if args.calibration_split == "calibration" else "-" + args.calibration_split)
-        rows, fronts = section(name, lambda: report.evaluate_fmnist(
-            [family], budget_pp=args.budget, confidence=args.confidence, limit=args.limit,
-            calibration_limit=args.calibration_limit, options=options, frontier=args.frontier, bits=bits,
-            calibration_split=args.calibration_split,
-            points={family: points} if points else None))
-        fm = (fm[0] + rows, fm[1] + fronts)
-        write(False)
+        for split in [args.calibration_split] + ([compare] if compare else []):
+            # A subset of points or bit widths is its own section: --resume never mistakes it for the full one.
+            name = f"fmnist-{family}" + ("-" + "+".join(points) if points else "") + (
+                "-bits" + "+".join(map(str, bits)) if args.bits else "") + (
+                "" if split == "calibration" else "-" + split)
+            rows, fronts = section(name, lambda split=split: report.evaluate_fmnist(
+                [family], budget_pp=args.budget, confidence=args.confidence, limit=args.limit,
+                calibration_limit=args.calibration_limit, options=options, frontier=args.frontier, bits=bits,
+                calibration_split=split, points={family: points} if points else None))
+            if split == args.calibration_split:
+                fm = (fm[0] + rows, fm[1] + fronts)
+            else:
+                fm_compare = (fm_compare[0] + rows, fm_compare[1] + fronts)
+            write(False)
     if not args.skip_nlp:
         nlp = section("minilm", lambda: report.evaluate_nlp(
             train=args.nlp_train, test=args.nlp_test, calibration=args.nlp_calibration, budget_pp=args.nlp_budget,
@@ -963,10 +969,10 @@ def _io_options(p: argparse.ArgumentParser, what: str, default_name: str, thread
                        help="cores to use (default: all; the bytes never depend on it)")
 
 
-def _calibration_split_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--calibration-split", default="calibration", choices=("calibration", "train+calibration"),
-                   help="Fashion-MNIST calibration samples: the 5,000 held-out images (default), or those and "
-                        "the 55,000 training images")
+def _calibration_split_option(p: argparse.ArgumentParser, default: str = "calibration") -> None:
+    p.add_argument("--calibration-split", default=default, choices=("calibration", "train+calibration"),
+                   help="Fashion-MNIST calibration samples: the 5,000 held-out images, or those and the 55,000 "
+                        f"training images (default: {default})")
 
 
 def _codec_option(p: argparse.ArgumentParser, what: str) -> None:
@@ -1135,7 +1141,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="searched settings measured on test per point, for the plots")
     r.add_argument("--limit", type=int, default=None, help="only the first N Fashion-MNIST test images")
     r.add_argument("--calibration-limit", type=int, default=None, help="only the first N calibration images")
-    _calibration_split_option(r)
+    _calibration_split_option(r, "train+calibration")
+    r.add_argument("--compare-split", default="calibration", choices=("calibration", "train+calibration", "none"),
+                   help="Fashion-MNIST: also calibrate on this split and show it beside the main tables, with both "
+                        "bracket counts (the bias check; default: calibration; none: skip)")
     r.add_argument("--skip-nlp", action="store_true", help="leave out the MiniLM-L6 / Rotten Tomatoes section")
     r.add_argument("--nlp-train", type=int, default=3000,
                    help="Rotten Tomatoes sentences to train the classifier head on (default 3000)")
