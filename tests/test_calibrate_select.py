@@ -1,8 +1,11 @@
-"""splitans.calibrate's selection rule, pinned (issue 27): the margin is the budget in
-percentage points over 100, each chain is tested at ``(1 - confidence) / chains`` and stops at its
-first candidate not confirmed, the smallest confirmed candidate wins, candidates are ranked on the
-selection part only and tested on the test part only, and the report's drop, interval and
-p-value are the paired statistics of those counts, with the sign of a loss.
+"""splitans.calibrate's selection rule, pinned (issues 27 and 26): the margin is the budget in
+percentage points over 100; the anchor (the most faithful base candidate) is tested at the shares
+its chains lend it, and each chain by the fallback procedure (a node at its chain's level times
+its weight, plus the level of the node before when that one was confirmed: one failure does not
+end a chain); of every candidate confirmed, the smallest returned codec wins; nothing confirmed
+returns the anchor, loudly; candidates are ranked on the selection part only and tested on the
+test part only; the report's drop, interval and p-value are the paired statistics of the test
+part's counts, the interval adjusted for the selection, with the sign of a loss.
 
 The p-values are stubbed where the rule itself is under test (the search's own statistics are
 checked against scipy and brute force in test_calibrate.py); everything else runs for real on a
@@ -74,60 +77,63 @@ def test_margin_is_the_budget_in_percentage_points(search, monkeypatch):
         assert margins and all(m == budget / 100 for m in margins), (budget, margins)
 
 
-def test_bonferroni_level_and_the_stop_at_the_first_unconfirmed(search, monkeypatch):
-    budget, confidence, chains = 2.0, 0.9, 3
-    paths = search.paths((), budget, confidence, chains)
-    assert len(paths) == chains and all(len(p) >= 3 for p in paths)
-    alpha = (1 - confidence) / chains
-    first = paths[0]
-    head, second, rest = first[0], first[1], first[2:]
-    # The head of the first chain is confirmed exactly at the level; its next candidate only
-    # without the division by the number of chains; every later one of that chain would be
-    # confirmed, so a chain that went on past `second` would pick the smallest of them.
-    p = {id(head): alpha, id(second): alpha * 1.5}
-    p.update({id(c): 0.0 for c in rest})
+def test_each_chain_is_a_fallback_procedure_at_its_share(search, monkeypatch):
+    budget, confidence = 2.0, 0.9
+    paths = search.paths((), budget, confidence)
+    anchor = search.anchor()
+    assert paths and sum(q["level"] for q in paths) == pytest.approx(search.family_level("base", confidence))
+    first = next(q for q in paths if len(q["nodes"]) >= 2)
+    nodes, level, weights = first["nodes"], first["level"], first["weights"]
+    a0, a1 = level * weights[0], level * weights[1]
+    # The anchor and the chain's first node fail; the second is confirmed exactly at its own
+    # weight's level (a chain that stopped at its first failure would never test it); a third
+    # is tested at its own level plus the one the second hands on, and fails just above it.
+    p = {id(anchor): 0.9, id(nodes[0]): 0.9, id(nodes[1]): a1}
+    if len(nodes) > 2:
+        a2 = level * weights[2] + a1
+        p[id(nodes[2])] = a2 * 1.0001
     margins = _stub(search, monkeypatch, lambda c: p.get(id(c), 0.9))
-    codec = search.select(budget=budget, confidence=confidence, chains=chains, final_fit=False)
-    r = codec.calibration
-    assert margins
-    assert r.met and r.setting == head.name and r.p_value == alpha
+    r = search.select(budget=budget, confidence=confidence, final_fit=False).calibration
     tested = _tested(r)
-    assert tested[head.name]["confirmed"] and not tested[second.name]["confirmed"]
-    # Nothing after the unconfirmed candidate of a chain is tested.
-    assert not any(c.name in tested for c in rest)
-    # Each other chain stopped at its first candidate (p = 0.9), after the shared head.
-    for path in paths[1:]:
-        stop = next(c for c in path if p.get(id(c), 0.9) > alpha)
-        assert stop.name in tested and not tested[stop.name]["confirmed"]
-        after = path[path.index(stop) + 1 :]
-        assert not any(c.name in tested for c in after if c not in first)
+    assert margins and r.confirmed and r.setting == nodes[1].name and r.p_value == a1
+    assert r.level == pytest.approx(a1)
+    anchor_level = sum(q["level"] * (cal.NODE_WEIGHTS[0] if q["nodes"] else 1.0) for q in paths)
+    assert tested[anchor.name]["test_level"] == pytest.approx(anchor_level) and not tested[anchor.name]["confirmed"]
+    assert tested[nodes[0].name]["test_level"] == pytest.approx(a0) and not tested[nodes[0].name]["confirmed"]
+    assert tested[nodes[1].name]["test_level"] == pytest.approx(a1) and tested[nodes[1].name]["confirmed"]
+    if len(nodes) > 2:
+        assert tested[nodes[2].name]["test_level"] == pytest.approx(a2) and not tested[nodes[2].name]["confirmed"]
+        # After a failure, a node of weight 0 has no level at all: not tested.
+        for i in range(3, len(nodes)):
+            if weights[i] == 0:
+                assert nodes[i].name not in tested
+                break
 
 
-def test_smallest_confirmed_candidate_of_any_chain_wins(search, monkeypatch):
-    budget, confidence, chains = 2.0, 0.9, 3
-    paths = search.paths((), budget, confidence, chains)
-    alpha = (1 - confidence) / chains
-    # Every candidate of every chain confirmed down to its second-to-last: the smallest of those.
-    confirmed = [c for path in paths for c in path[:-1]]
-    p = {id(c): alpha / 2 for c in confirmed}
+def test_the_smallest_returned_codec_of_every_confirmed_candidate_wins(search, monkeypatch):
+    budget, confidence = 2.0, 0.9
+    paths = search.paths((), budget, confidence)
+    anchor = search.anchor()
+    # The anchor and every node but each chain's last confirmed (each hands its level on, so
+    # the last is tested too, and fails).
+    confirmed = [anchor] + [c for q in paths for c in q["nodes"][:-1]]
+    p = {id(c): 0.0 for c in confirmed}
     _stub(search, monkeypatch, lambda c: p.get(id(c), 1.0))
-    r = search.select(budget=budget, confidence=confidence, chains=chains, final_fit=False).calibration
-    want = min(confirmed, key=lambda c: c.bytes)
-    assert r.met and r.setting == want.name and r.p_value == alpha / 2
-    # With fewer chains, each gets the wider level: alpha * 1.5 passes with 2 chains, not with 3.
-    p2 = {id(c): (1 - confidence) / 2 for c in confirmed}
-    _stub(search, monkeypatch, lambda c: p2.get(id(c), 1.0))
-    r3 = search.select(budget=budget, confidence=confidence, chains=3, final_fit=False).calibration
-    r2 = search.select(budget=budget, confidence=confidence, chains=2, final_fit=False).calibration
-    assert not r3.met and r2.met
+    r = search.select(budget=budget, confidence=confidence, final_fit=False).calibration
+    want = min(confirmed, key=lambda c: (search._final(c, False)[1], c.name))
+    assert r.confirmed and r.setting == want.name and r.p_value == 0.0
+    tested = _tested(r)
+    assert {n for n, t in tested.items() if t["confirmed"]} == {c.name for c in confirmed}
+    assert all(q["nodes"][-1].name in tested and not tested[q["nodes"][-1].name]["confirmed"] for q in paths if q["nodes"])
 
 
-def test_nothing_confirmed_returns_the_most_faithful_marked(search, monkeypatch):
+def test_nothing_confirmed_returns_the_anchor_loudly(search, monkeypatch):
     _stub(search, monkeypatch, lambda c: 0.2)
-    paths = search.paths((), 1.0, 0.9, 3)
-    r = search.select(budget=1.0, confidence=0.9, final_fit=False).calibration
-    assert not r.met and r.setting == paths[0][0].name and r.p_value == 0.2
-    assert "NOT" in str(r)
+    with pytest.warns(cal.CalibrationWarning, match="no candidate could be confirmed"):
+        r = search.select(budget=1.0, confidence=0.9, final_fit=False).calibration
+    assert not r.confirmed and not r.met and r.level == 0.0
+    assert r.setting == search.anchor().name and r.p_value == 0.2
+    assert "NOT confirmed" in str(r)
 
 
 def _independent_counts(codec, acts, w, labels, idx):
@@ -138,41 +144,51 @@ def _independent_counts(codec, acts, w, labels, idx):
     return int((ref & ~got).sum()), int((~ref & got).sum()), len(idx)
 
 
+def _tail(w):
+    return lambda a: np.asarray(a).reshape(len(a), -1) @ w
+
+
+def _chosen(search, r):
+    return {c.name: c for c in search.candidates}[r.setting]
+
+
 def test_report_statistics_of_a_lossy_choice(toy):
     """A budget wide enough that a lossy candidate is chosen: the drop is positive (right
-    without compression, wrong with it, counts as a loss), equals the drop counted here over
-    every calibration sample, its interval is ``paired_drop_interval`` at the confidence, and
-    the p-value is Tango's test of the test part's counts at margin ``budget / 100``."""
+    without compression, wrong with it, counts as a loss) and equals the drop counted here on
+    the test part, its interval is ``paired_drop_interval`` at the confidence adjusted for the
+    candidates the chains could have returned, and the p-value is the paired test of the test
+    part's counts at margin ``budget / 100``."""
     acts, w, labels = toy
     budget, confidence = 12.0, 0.8
-    codec = splitans.calibrate(acts, lambda a: np.asarray(a).reshape(len(a), -1) @ w, labels, budget=budget,
-                               confidence=confidence, bits=BITS, options=())
-    r = codec.calibration
-    assert r.met and r.metric == "accuracy"
-    b, c, n = _independent_counts(codec, acts, w, labels, np.arange(len(acts)))
+    search = cal.Search(acts, _tail(w), labels, bits=BITS, options=())
+    r = search.select(budget=budget, confidence=confidence, final_fit=False).calibration
+    assert r.confirmed and r.metric == "accuracy"
+    b, c, n = _independent_counts(_chosen(search, r).codec, acts, w, labels, search.test)
+    assert (r.b, r.c, r.n) == (b, c, n) and n == r.n_test == len(search.test)
     assert b > c, "the toy must lose accuracy at the chosen setting"
     assert r.drop_pp == pytest.approx(100 * (b - c) / n, abs=1e-12) and r.drop_pp > 0
-    lo, hi = cal.paired_drop_interval(b, c, n, level=confidence)
+    on_path = {c.name for q in search.paths((), budget, confidence) for c in q["nodes"]} | {search.anchor().name}
+    assert r.adjusted_for == len(on_path) > 1
+    lo, hi = cal.paired_drop_interval(b, c, n, level=1 - (1 - confidence) / r.adjusted_for)
     assert r.drop_interval_pp == (pytest.approx(100 * lo, abs=1e-9), pytest.approx(100 * hi, abs=1e-9))
     assert lo < (b - c) / n < hi
-    assert r.n == r.n_test and r.b >= r.c and r.b + r.c <= r.n
-    assert r.p_value == cal.paired_drop_test(r.b, r.c, r.n, budget / 100)
-    assert r.p_value <= (1 - confidence) / 3
+    assert r.p_value == cal.paired_drop_test(b, c, n, budget / 100) and r.p_value <= r.level
 
 
 def test_agreement_report_is_clopper_pearson_of_changed_predictions(toy):
     acts, w, _ = toy
     budget, confidence = 10.0, 0.85
-    codec = splitans.calibrate(acts, lambda a: np.asarray(a).reshape(len(a), -1) @ w, budget=budget,
-                               confidence=confidence, bits=BITS, options=())
-    r = codec.calibration
-    ref = (acts.reshape(len(acts), -1) @ w).argmax(1)
-    got = (codec.round_trip(acts).reshape(len(acts), -1) @ w).argmax(1)
+    search = cal.Search(acts, _tail(w), bits=BITS, options=())
+    r = search.select(budget=budget, confidence=confidence, final_fit=False).calibration
+    test = search.test
+    ref = (acts[test].reshape(len(test), -1) @ w).argmax(1)
+    got = (_chosen(search, r).codec.round_trip(acts[test]).reshape(len(test), -1) @ w).argmax(1)
     changed = int((ref != got).sum())
-    assert changed > 0 and r.drop_pp == pytest.approx(100 * changed / len(acts), abs=1e-12)
-    lo, hi = cal.clopper_pearson(changed, len(acts), level=confidence)
+    assert r.metric == "agreement" and changed > 0 and (r.b, r.c, r.n) == (changed, 0, len(test))
+    assert r.drop_pp == pytest.approx(100 * changed / len(test), abs=1e-12)
+    lo, hi = cal.clopper_pearson(changed, len(test), level=1 - (1 - confidence) / r.adjusted_for)
     assert r.drop_interval_pp == (pytest.approx(100 * lo, abs=1e-9), pytest.approx(100 * hi, abs=1e-9))
-    assert r.p_value == cal.binomial_test(r.b, r.n, budget / 100) and r.c == 0
+    assert r.p_value == cal.binomial_test(r.b, r.n, budget / 100)
 
 
 def test_spy_tail_ranks_on_selection_and_tests_on_test_samples(toy):
@@ -274,24 +290,30 @@ def test_calibration_report_is_consistent_at_real_sizes(layout, elements, dtype,
     flat = a32.reshape(n, -1)
     labels = (flat @ w).argmax(1) if metric == "accuracy" else None
     budget, confidence = 20.0, 0.9
-    codec = splitans.calibrate(acts, lambda a: np.asarray(a, np.float32).reshape(len(a), -1) @ w, labels,
-                               budget=budget, confidence=confidence, bits=(2, 8), options=(), metric=metric)
+    search = cal.Search(acts, lambda a: np.asarray(a, np.float32).reshape(len(a), -1) @ w, labels, metric=metric,
+                        bits=(2, 8), options=())
+    codec = search.select(budget, confidence)
     r = codec.calibration
     assert codec.shape == shape and codec.dtype == dtype
-    ref = (flat @ w).argmax(1)
-    got = (codec.round_trip(a32).reshape(n, -1) @ w).argmax(1)
+    test = search.test
+    ref = (flat[test] @ w).argmax(1)
+    got = (_chosen(search, r).codec.round_trip(a32[test]).reshape(len(test), -1) @ w).argmax(1)
+    adjusted = 1 - (1 - confidence) / r.adjusted_for
     if metric == "accuracy":
-        b, c = int(((ref == labels) & (got != labels)).sum()), int(((ref != labels) & (got == labels)).sum())
-        lo, hi = cal.paired_drop_interval(b, c, n, level=confidence)
+        y = labels[test]
+        b, c = int(((ref == y) & (got != y)).sum()), int(((ref != y) & (got == y)).sum())
+        lo, hi = cal.paired_drop_interval(b, c, len(test), level=adjusted)
+        assert (r.b, r.c, r.n) == (b, c, len(test))
         assert r.p_value == cal.paired_drop_test(r.b, r.c, r.n, budget / 100)
-        assert r.drop_pp == pytest.approx(100 * (b - c) / n, abs=1e-9)
+        assert r.drop_pp == pytest.approx(100 * (b - c) / len(test), abs=1e-9)
     else:
         changed = int((ref != got).sum())
-        lo, hi = cal.clopper_pearson(changed, n, level=confidence)
+        lo, hi = cal.clopper_pearson(changed, len(test), level=adjusted)
         assert r.p_value == cal.binomial_test(r.b, r.n, budget / 100)
-        assert r.drop_pp == pytest.approx(100 * changed / n, abs=1e-9)
+        assert r.drop_pp == pytest.approx(100 * changed / len(test), abs=1e-9)
     assert r.drop_interval_pp == (pytest.approx(100 * lo, abs=1e-9), pytest.approx(100 * hi, abs=1e-9))
-    assert r.met == (r.p_value <= (1 - confidence) / 3)
+    assert r.confirmed == any(t.get("confirmed") for t in r.tried)
+    assert r.p_value <= r.level if r.confirmed else r.level == 0.0
     one = a32[int(rng.integers(n))]
     assert np.array_equal(codec.decompress(codec.compress(one)), codec.round_trip(one[None])[0].astype(dtype))
 
@@ -299,23 +321,29 @@ def test_calibration_report_is_consistent_at_real_sizes(layout, elements, dtype,
 # ------------------------------------------------------------------------------ the search's parts
 
 
-def test_predict_is_the_prediction_interval_of_every_calibration_sample(toy):
+def test_predict_is_the_selection_adjusted_prediction_interval_of_the_test_part(toy):
     acts, w, labels = toy
-    codec = splitans.calibrate(acts, lambda a: np.asarray(a).reshape(len(a), -1) @ w, labels, budget=12.0,
-                               bits=BITS, options=())
-    b, c, n = _independent_counts(codec, acts, w, labels, np.arange(len(acts)))
+    search = cal.Search(acts, _tail(w), labels, bits=BITS, options=())
+    r = search.select(budget=12.0, final_fit=False).calibration
+    b, c, n = _independent_counts(_chosen(search, r).codec, acts, w, labels, search.test)
     for n_new, level in ((1000, 0.95), (50_000, 0.8)):
-        lo, hi = cal.prediction_interval(b, c, n, n_new, level)
-        assert codec.calibration.predict(n_new, level) == (pytest.approx(100 * lo), pytest.approx(100 * hi))
+        lo, hi = cal.prediction_interval(b, c, n, n_new, 1 - (1 - level) / r.adjusted_for)
+        assert r.predict(n_new, level) == (pytest.approx(100 * lo), pytest.approx(100 * hi))
 
 
 def test_paths_defaults_are_select_defaults(search):
-    got = search.paths(())
+    import inspect
+
+    def described(paths):
+        return [(q["config"], q["level"], [c.name for c in q["nodes"]], q["weights"]) for q in paths]
+
+    got = described(search.paths(()))
     kl_ref = search._kl_ref
-    want = search.paths((), 0.2, 0.9, 3)
-    assert [[c.name for c in p] for p in got] == [[c.name for c in p] for p in want]
-    # The chains are ranked where the test at the Bonferroni level would just confirm the budget.
-    assert kl_ref == search._kl_ref == search.reference_kl(0.2, 1 - (1 - 0.9) / 3)
+    assert got == described(search.paths((), 0.2, 0.9))
+    # The chains are ranked where the test would just confirm the budget at the defaults.
+    assert kl_ref == search._kl_ref == search.reference_kl(0.2, 0.9)
+    sp, ss = inspect.signature(search.paths).parameters, inspect.signature(search.select).parameters
+    assert (sp["budget"].default, sp["confidence"].default) == (ss["budget"].default, ss["confidence"].default)
 
 
 def test_size_at_interpolates_log_log_between_bit_widths():
