@@ -96,20 +96,20 @@ CASES = _cases()
 
 # (codec id, blob SHA-256, blob bytes), recorded from this build; the comment says the path.
 PINS = {
-    "ecsq_levels": ("47b4e5840dc7e5f31534a9c4bab9d552cd43fe3cc7e4740e58e12634d841ff3b", "74dbba0522671107ea8d503cea74d270edce1f84d6baa57b6dad3df2e2503b46", 765),  # none 1 0 coded
-    "channel_bits": ("4e755dd07dcbb4f5908ef733b51e64b922bea477ecd3462cff9e7c4fb33b8702", "40717308bda003a1b561a19a3c029c08c87d745844bdc96fcd3eaa46f2f6a553", 147),  # med 2 1 coded
-    "channels_last_med": ("53bb21b610cc6848f49616f88bb74be2aa9176b43917368d3ee6a1d05baa3ace", "14f728dab7599113ccb77f4cca488d43b21ec81c4eee6d6968419565ea01b96c", 173),  # med 1 0 coded
-    "channels_last_per_channel": ("f664c738479666daaca4fce351e9bad09f8997fa3c1efaf1dc9efd223cb5b51c", "678dba1f96da270e6375da55bcc766a2ff248b4d6dd869f10ea812940780d632", 229),  # med 1 0 coded
-    "chw_sparse": ("8e14bc4f93381d0c0903842445b9d7f97d1c036c60b21f9054c086b059ff1dd0", "ec8b3b8239581c255bb6ba9672f79440d48165d37d69593736cb2598648a9e71", 873),  # none 1 0 coded
-    "dead_zone": ("11d7e575a4f4a919b1dc5b30884d66bb97a76b136c20fceb07597563d90a42d4", "a6d318dd1221bcf66bb96c66f452ea4fb40cf2d5cf597f7869bde7bb99b7a812", 861),  # none 1 0 coded
-    "hwc_binary": ("6eb95aaf7cc5db9d87cfb67d250536e58a09a959654b60e0a47fc8013b80c881", "c1296dc170e1c003b1ea32274bd76b1f55ff063fce1eaad7161dced8facca6d1", 583),  # none 2 1 coded
-    "lloyd_levels": ("9a6c3dc929a2092589f2ff9211280e393a8fb0ed6a4953bd56cd01fe9a7683eb", "cb7859617652164c78a3734e249c07f79095e13cfa4618a057fc2abc8011a692", 843),  # none 1 0 coded
-    "per_channel_axis0": ("952640a4de96ce475e36aa15c3df74cdb7e9211d64567e3377a35d9830c15247", "2dc2ebc5057b3cb63bffadca45cca587189a5528ee2c4d43ff19ec634301a6ec", 307),  # med 2 1 coded
-    "per_sample_params": ("55d047005b41963aa257c126e2e1bde5d426e0df03ac9690b51d29d206ba1835", "bd690894b05002367ab4c70d9dd1fcfe4e5840fbb008e824f7f5b913426aae50", 353),  # med 2 1 coded
-    "raster_med": ("b18cc29a5f4caad5a43d0e359b42b7d3a1e0d95f073983164d3de8f4f6331f41", "3655c2c1ebc41d96e49e0b10cf8920e52cfebafb1b23e9fe3b9e39f89d54d5bc", 199),  # med 2 1 coded
-    "tokens": ("ea20c87cd42878a83385098b86275b9f5d49027b084b23a9088dff8a9827261b", "567dc800c907cd2e0a2cf66de2428629493c0f690f7a63c1fc07c217648a9d29", 501),  # none 1 0 coded
-    "two_chunks": ("95eea7c1556152d3450f7576a3015ee2ec9646884ff444472db9f1bf261f5869", "88b1a2e3479275c4335e14f3a4cc019772c38d864e8920cf0e9d578b7f2a84d7", 4099),  # med 2 1 coded
-    "vector": ("e92f5d02fa7c91c3fdbbafd501811b6ad2b312c18e1fa333dbee83f5673596dd", "97b74668eb70659e39e3419b6f172a73bece0c452bab6c626933a7b712ca62fa", 95),  # med 0 None coded
+    "ecsq_levels": ("d345f2497bfb19c7883f8935c20583b614e94c2ba61c76ac2edbabacc53ee65d", "ff0f30e2c95dba20db2f97c5627bcadecb8d6db04d16a20f87b01c59adf3f57b", 765),  # none 1 0 coded
+    "channel_bits": ("5e7a29fc49acbb3f1cd55f36b9e6ab990dab4d900f158a356782d7fac4e1cc02", "317fc3fc578c539d6401d4f9c4312ef807a6b7d16a3bd35fc04a6f17b72f045c", 145),  # med 2 1 coded
+    "channels_last_med": ("85faed191e910bb4dea3bbadfca76dfa938490fd1c2b258198f6271f85da17e8", "351ac509610fd50ebf60b2ddeefd65497b72d2cabe1b991b2b36c0579d08020f", 171),  # med 1 0 coded
+    "channels_last_per_channel": ("8ef469484365b8bc389c7a02e9403864a9380955e2fcb47fd25e72537e1f7327", "a5d0274002f83512109f30216d3a1b320a18a7122f802fa5fedcadc623ac8247", 227),  # med 1 0 coded
+    "chw_sparse": ("906268dc71430e18c5ac2c1a872c1ab9d9a71e9e640a28b6bd4acb4d095640b7", "69d7662866127cc6a07ed76f6033d02e8d7738863d77a29c976cb1cb7e9ef25c", 873),  # none 1 0 coded
+    "dead_zone": ("189137577d5e1527120b5f87201e7d95cb605c18acfe741d383c6321a2f12dad", "c395cbe7058e11432326ec3ae23611dbd0bdfa4761de2ef4455d89fae5ccae3a", 861),  # none 1 0 coded
+    "hwc_binary": ("105a70c34cc10dcd03b7befb7de7592314248853fed377f6a62a1844fd3d0ee9", "f5dc3259736757df28d38e2b6265c6f29b9c9f9929a6b98a8fcd6bc1f2268666", 581),  # none 2 1 coded
+    "lloyd_levels": ("d7fbf5d04106af3063f85e86552019d735ebf9bdf79724eacebf3255177bfd5c", "b842cce9e81c0306fae42e1bedd5a69022b04e0fea44db2b3ddbedfdc7545495", 843),  # none 1 0 coded
+    "per_channel_axis0": ("50cffe135899e4096460d214833ee2ee549d49660248936700cec20dfbb2d7d9", "e1978e63f14ba23668ea21acc742d60ef189e9976d481542cb53ce08bda7ef2d", 305),  # med 2 1 coded
+    "per_sample_params": ("45804a97fa08c31626b1b305315cea0cc39053ce71622a1ddbc7a7452e4be90e", "6e88e0a13f4a3970991f8445c7197754af5291b4afad7e4b7ff223070072dfc7", 351),  # med 2 1 coded
+    "raster_med": ("adc0a22cad68bc73e5c518354e4025ad1cbe97ea08e4264e2f97bfe23501deb9", "954bb56aed095877f83e3ef067ca0250b65f07a28b7da8c60f977d2d151276a4", 197),  # med 2 1 coded
+    "tokens": ("8c8a4732f79522ac25ba48bb17437d63ed32cad6c5b903f80959a59d316e2592", "3576200537e3c084fc0b67e59b02e93dae44e832ccb15a1cc40306571fcbe3d0", 499),  # none 1 0 coded
+    "two_chunks": ("c45f3e517ebde858a804ef62dece66f95f152eba1ac914e66107fb4b159f2128", "506fab1d9e02b1be34e6ab25d7146231fa5bbc43b41c7184a40ee6893e6f4c4c", 4047),  # med 2 1 coded
+    "vector": ("1048bf43289771f0171fff94e33ded94dc88329cf4a3d85c886fdbca31feaab9", "a1c3b31db74706e2dc5b3d51cd73ed597f0b1bb943518aa00c175a1727ee059e", 93),  # med 0 None coded
 }
 
 
@@ -148,6 +148,38 @@ def test_codec_id_of_fixed_data_and_its_serialization():
     assert splitans.Codec.from_bytes(data).id == codec.id
     # Fitting is deterministic: the same data, the same codec, byte for byte.
     assert splitans.Codec.fit(cal.copy(), bits=4).to_bytes() == data
+
+
+# Codecs and blobs written before the fitted codec's precision rule (issue 24, benches/NOTES.md
+# 30), every table at precision 12 as `precision_for(4)` gave: (codec id, SHA-256 of the decoded
+# array's float32 bytes). The format did not change, so they decode as they did.
+OLD_P12 = {
+    "raster_med": ("b18cc29a5f4caad5a43d0e359b42b7d3a1e0d95f073983164d3de8f4f6331f41",
+                   "f3d908e7417848f4"),
+    "chw_sparse": ("8e14bc4f93381d0c0903842445b9d7f97d1c036c60b21f9054c086b059ff1dd0",
+                   "bfaaa02f53022db1"),
+    "channels_last_med": ("53bb21b610cc6848f49616f88bb74be2aa9176b43917368d3ee6a1d05baa3ace",
+                          "3167c4bc33e7e99f"),
+    "hwc_binary": ("6eb95aaf7cc5db9d87cfb67d250536e58a09a959654b60e0a47fc8013b80c881",
+                   "59fdd17688ecb66f"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OLD_P12))
+def test_codecs_and_blobs_of_the_old_precision_still_decode(name):
+    here = Path(__file__).resolve().parent / "golden" / "fitted_p12"
+    data, blob = (here / f"{name}.codec").read_bytes(), (here / f"{name}.blob").read_bytes()
+    codec = splitans.Codec.from_bytes(data)
+    assert codec.id == sha(data) == OLD_P12[name][0]
+    assert codec.describe()["model"]["precision_bits"] == 12
+    y = codec.decompress(blob)
+    assert sha(y.tobytes()).startswith(OLD_P12[name][1])
+    # ... which is the held-out sample quantized: what today's fit of the same data decodes too.
+    _, x, kw, _ = CASES[name]
+    assert np.array_equal(y, codec.round_trip(x[None])[0])
+    new = splitans.Codec.fit(CASES[name][0], bits=4, **kw)
+    assert new.describe()["model"]["precision_bits"] != 12
+    assert np.array_equal(new.decompress(new.compress(x)), y)
 
 
 # ------------------------------------------------------------------------------ forged blobs

@@ -11,7 +11,10 @@
 //! How the candidates are chosen: by the code length of held-out calibration samples (every
 //! fourth sample) under tables trained on the others, quantized as they will be stored. Among
 //! candidates within 0.3% of the best, the one with the fewest tables wins (smaller tables
-//! decode faster). The chosen model is then refitted on every sample.
+//! decode faster). The chosen structure's tables then get their precision by the static coder's
+//! rule (`choose_precision`: the smallest within 1/4096 of the cheapest on the held-out cost
+//! with the coder's own loss, slot tables past `FAST_SLOT_BYTES` only where they save more
+//! than 1/200), and the model is refitted on every sample.
 //!
 //! None of this is part of the format: a decoder needs only the model it is given.
 
@@ -70,6 +73,8 @@ pub struct Candidate {
     pub classes: usize,
     pub tables: usize,
     pub alpha: f64,
+    /// Frequency precision of the tables (`choose_precision` for the chosen candidate).
+    pub precision: u8,
     /// Held-out code length, bits per element.
     pub bits_per_element: f64,
 }
@@ -81,13 +86,56 @@ pub struct FitReport {
     pub chosen: Candidate,
 }
 
-/// Precision of the tables for `bits`-bit codes.
+/// Precision of the tables for `bits`-bit codes while the structure is chosen (the chosen
+/// structure then tries every precision, `choose_precision`).
 pub fn precision_for(bits: u8) -> u8 {
     if bits <= 4 {
         12
     } else {
         14
     }
+}
+
+/// Slot tables up to this many bytes decode fast. The AVX2 decoder gathers each lane's symbol
+/// from one byte a slot (`pctx::Tables`: `tables << precision` bytes, every table live at once,
+/// each element picking its table by its context). Measured (benches/NOTES.md 30,
+/// `benches/fitted_precision.rs`): decode speed depends on these bytes whatever the number of
+/// tables, falls gently up to 256 KiB (x0.88-0.96 of 8 KiB's) and steeply past it (x0.81-0.89
+/// at 512 KiB, x0.65-0.69 at 2 MiB): the fitted decoder's fast region, where the static
+/// coder's is L1 (`freq::L1_TABLE_BYTES`).
+pub const FAST_SLOT_BYTES: usize = 256 << 10;
+
+/// Bytes of the fitted decoder's slot tables: one byte a slot, `2^precision` slots a table.
+pub fn slot_table_bytes(tables: usize, precision: u8) -> usize {
+    tables << precision
+}
+
+/// The precision rule of the static coder (FORMAT.md 5.4) on the fitted codec's costs: from
+/// `(precision, cost)` pairs in increasing precision, `tight` is the smallest precision within
+/// 1/4096 of the cheapest. If the slot tables of `tables` tables at `tight` fit
+/// `FAST_SLOT_BYTES`, it is the choice; otherwise the same rule among the precisions whose slot
+/// tables fit gives `fit`, chosen unless `tight` saves more than 1/200 (0.5%) against it.
+/// `None` when `costs` is empty.
+pub fn choose_precision(costs: &[(u8, f64)], tables: usize) -> Option<u8> {
+    let fits = |p: u8| slot_table_bytes(tables, p) <= FAST_SLOT_BYTES;
+    let tightest = |fast_only: bool| -> Option<(u8, f64)> {
+        let set = costs.iter().filter(|&&(p, _)| !fast_only || fits(p));
+        let least = set.clone().map(|&(_, c)| c).min_by(f64::total_cmp)?;
+        set.copied().find(|&(_, c)| c * 4096.0 <= least * 4097.0)
+    };
+    let tight = tightest(false)?;
+    if fits(tight.0) {
+        return Some(tight.0);
+    }
+    Some(match tightest(true) {
+        Some(fit) if fit.1 * 200.0 <= tight.1 * 201.0 => fit.0,
+        _ => tight.0,
+    })
+}
+
+/// Every precision a `bits`-bit model may have.
+fn precisions(bits: u8) -> std::ops::RangeInclusive<u8> {
+    (bits + 1).max(2)..=MAX_PRECISION
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -423,8 +471,11 @@ fn context_of(model: &Model, e: &Element) -> usize {
         + cc[e.c as usize] as usize
 }
 
-/// Clusters the contexts of `c` into at most `k` tables and quantizes them.
-fn finish(c: &Counted, k: usize, alpha: f64) -> Model {
+/// Clustered contexts: the table of each context and each table's summed counts.
+type Clustered = (Vec<u8>, Vec<u64>);
+
+/// Clusters the contexts of `c` into at most `k` tables.
+fn cluster_tables(c: &Counted, k: usize) -> Clustered {
     let a = c.model.alphabet();
     let assign = cluster(&c.counts, a, k, 8);
     let tables = assign.iter().max().map_or(1, |&m| m + 1);
@@ -434,13 +485,27 @@ fn finish(c: &Counted, k: usize, alpha: f64) -> Model {
             sums[t * a + s] += c.counts[ctx * a + s];
         }
     }
+    (assign.iter().map(|&t| t as u8).collect(), sums)
+}
+
+/// The model of `c` with clustered tables `(context map, sums)` quantized at `precision`.
+fn with_tables(c: &Counted, clustered: &Clustered, alpha: f64, precision: u8) -> Model {
+    let a = c.model.alphabet();
     let mut model = c.model.clone();
-    model.context_map = assign.iter().map(|&t| t as u8).collect();
-    model.freqs = sums
+    model.precision = precision;
+    model.context_map = clustered.0.clone();
+    model.freqs = clustered
+        .1
         .chunks(a)
-        .flat_map(|row| table_from_counts(row, model.precision, alpha))
+        .flat_map(|row| table_from_counts(row, precision, alpha))
         .collect();
     model
+}
+
+/// Clusters the contexts of `c` into at most `k` tables and quantizes them at the precision of
+/// `c`'s skeleton.
+fn finish(c: &Counted, k: usize, alpha: f64) -> Model {
+    with_tables(c, &cluster_tables(c, k), alpha, c.model.precision)
 }
 
 /// Code length in bits of `elements` under `model`.
@@ -452,6 +517,54 @@ fn cost(model: &Model, elements: &[Element]) -> f64 {
         .iter()
         .map(|e| logs[model.context_map[context_of(model, e)] as usize * a + e.sym as usize])
         .sum()
+}
+
+/// `Σ_t (n_t - Σ_s c_ts² / n_t)` over the tables of `model` for `elements` (`c_ts`: how many
+/// of them table `t` codes as `s`): what the coder's own loss grows with (`freq::coder_loss`).
+fn table_spread(model: &Model, elements: &[Element]) -> f64 {
+    let a = model.alphabet();
+    let mut counts = vec![0u64; model.tables() * a];
+    for e in elements {
+        counts[model.context_map[context_of(model, e)] as usize * a + e.sym as usize] += 1;
+    }
+    counts
+        .chunks(a)
+        .map(|row| {
+            let n: u64 = row.iter().sum();
+            if n == 0 {
+                return 0.0;
+            }
+            let sq: f64 = row.iter().map(|&c| (c as f64) * (c as f64)).sum();
+            n as f64 - sq / n as f64
+        })
+        .sum()
+}
+
+/// The coder's own loss in bits at precision `p` (32-bit states renormalized 16 bits at a
+/// time), `5/1024 · spread · 4^(p-16)`: the static coder's model (benches/NOTES.md 28).
+fn coder_loss_bits(spread: f64, p: u8) -> f64 {
+    5.0 / 1024.0 * spread * 4f64.powi(i32::from(p) - 16)
+}
+
+/// `(precision, cost)` for every precision a `bits`-bit model may have: `code_length` of the
+/// clustered tables of `c` quantized at it, plus the coder's own loss on `elements`.
+fn precision_costs(
+    c: &Counted,
+    clustered: &Clustered,
+    alpha: f64,
+    elements: &[Element],
+    code_length: impl Fn(&Model) -> f64,
+) -> Vec<(u8, f64)> {
+    let spread = table_spread(
+        &with_tables(c, clustered, alpha, c.model.precision),
+        elements,
+    );
+    precisions(c.model.bits)
+        .map(|p| {
+            let m = with_tables(c, clustered, alpha, p);
+            (p, code_length(&m) + coder_loss_bits(spread, p))
+        })
+        .collect()
 }
 
 /// Training and held-out samples for the selection: every fourth sample is held out, and both
@@ -569,6 +682,7 @@ pub fn fit(cal: &Calibration, opts: &FitOptions) -> Result<(Model, FitReport)> {
                         classes: ncl,
                         tables: m.tables(),
                         alpha,
+                        precision: m.precision,
                         bits_per_element: score(&m, &he),
                     };
                     tried.push(cand.clone());
@@ -592,14 +706,38 @@ pub fn fit(cal: &Calibration, opts: &FitOptions) -> Result<(Model, FitReport)> {
         })
         .cloned()
         .expect("the best is within its own margin");
-    // 3. Refit the chosen configuration on every sample.
-    let all: Vec<usize> = (0..samples).collect();
+    let mut chosen = chosen;
     let geo = Geometry {
         x: chosen.axis_x,
         y: chosen.axis_y,
         g: chosen.axis_g,
     };
     let sk = skeleton(bits, chosen.predictor, geo, group_len(geo.g));
+    // 3. The precision of its tables, by the static coder's rule on the held-out cost.
+    {
+        let tr = extract(cal, &train, &sk);
+        let he = extract(cal, &held, &sk);
+        let c = count(
+            &tr,
+            bits,
+            chosen.predictor,
+            geo,
+            group_len(geo.g),
+            chosen.groups.max(1),
+            chosen.classes,
+        );
+        let clustered = cluster_tables(&c, chosen.tables.max(1));
+        let costs = precision_costs(&c, &clustered, chosen.alpha, &he, |m| cost(m, &he));
+        // The refit below clusters into at most `chosen.tables` tables: its slot tables are at
+        // most that many.
+        let tables = chosen.tables.max(1);
+        chosen.precision = choose_precision(&costs, tables).expect("at least one precision");
+        if let Some(&(_, v)) = costs.iter().find(|&&(p, _)| p == chosen.precision) {
+            chosen.bits_per_element = v / he.len().max(1) as f64;
+        }
+    }
+    // 4. Refit the chosen configuration on every sample.
+    let all: Vec<usize> = (0..samples).collect();
     let every = extract(cal, &all, &sk);
     let c = count(
         &every,
@@ -610,7 +748,12 @@ pub fn fit(cal: &Calibration, opts: &FitOptions) -> Result<(Model, FitReport)> {
         chosen.groups.max(1),
         chosen.classes,
     );
-    let model = finish(&c, chosen.tables.max(1), chosen.alpha);
+    let model = with_tables(
+        &c,
+        &cluster_tables(&c, chosen.tables.max(1)),
+        chosen.alpha,
+        chosen.precision,
+    );
     debug_assert!(model.tables() <= MAX_TABLES && model.precision <= MAX_PRECISION);
     debug_assert!(model.n_classes.iter().all(|&n| n as usize <= MAX_CLASSES));
     debug_assert!((model.n_groups as usize) <= MAX_GROUPS);
@@ -648,7 +791,13 @@ pub fn fit_one(sample: &Sample, bits: u8, channel_axis: Option<usize>) -> Result
             fill_ch: sample.fill_ch,
         }],
     };
-    let mut best: Option<(f64, Model)> = None;
+    // Code length plus the model's own bytes.
+    let score = |model: &Model, elements: &[Element]| {
+        let mut bytes = Vec::new();
+        model.write(&mut bytes);
+        cost(model, elements) + 8.0 * bytes.len() as f64
+    };
+    let mut best: Option<(f64, Counted, Clustered)> = None;
     for predictor in [Predictor::None, Predictor::Med] {
         let sk = skeleton(bits, predictor, geo, group_len);
         let elements = extract(&cal, &[0], &sk);
@@ -657,16 +806,171 @@ pub fn fit_one(sample: &Sample, bits: u8, channel_axis: Option<usize>) -> Result
                 continue;
             }
             let c = count(&elements, bits, predictor, geo, group_len, ng, ncl);
-            let model = finish(&c, k, 0.5);
-            let mut bytes = Vec::new();
-            model.write(&mut bytes);
-            let score = cost(&model, &elements) + 8.0 * bytes.len() as f64;
-            if best.as_ref().is_none_or(|(b, _)| score < *b) {
-                best = Some((score, model));
+            let clustered = cluster_tables(&c, k);
+            let v = score(
+                &with_tables(&c, &clustered, 0.5, c.model.precision),
+                &elements,
+            );
+            if best.as_ref().is_none_or(|(b, ..)| v < *b) {
+                best = Some((v, c, clustered));
             }
         }
     }
-    let (_, model) = best.expect("at least one candidate");
+    let (_, c, clustered) = best.expect("at least one candidate");
+    let elements = extract(&cal, &[0], &c.model);
+    // The precision of the chosen candidate's tables, by the static coder's rule.
+    let costs = precision_costs(&c, &clustered, 0.5, &elements, |m| score(m, &elements));
+    let precision = choose_precision(&costs, clustered.1.len() >> bits).expect("a precision");
+    let model = with_tables(&c, &clustered, 0.5, precision);
     model.validate(d, g.map(|a| shape[a]))?;
     Ok(model)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `(precision, cost)` at precisions 9, 10, ...
+    fn costs(c: &[f64]) -> Vec<(u8, f64)> {
+        (9u8..).zip(c.iter().copied()).collect()
+    }
+
+    #[test]
+    fn smallest_precision_within_1_in_4096_of_the_cheapest() {
+        // p = 11 is the cheapest (4096), p = 10 exactly 1/4096 above it, p = 9 just past that.
+        let c = costs(&[4097.001, 4097.0, 4096.0, 4096.5, 4096.5, 4096.5, 4096.5]);
+        assert_eq!(choose_precision(&c, 1), Some(10));
+        let c = costs(&[4097.001, 4097.001, 4096.0, 4096.5, 4096.5, 4096.5, 4096.5]);
+        assert_eq!(choose_precision(&c, 1), Some(11));
+        assert_eq!(choose_precision(&[], 1), None);
+    }
+
+    #[test]
+    fn slot_tables_past_the_fast_bytes_only_where_they_save_more_than_1_in_200() {
+        // The cheapest is p = 13 (1000); p = 12 costs 0.4% more.
+        let c = costs(&[1020.0, 1010.0, 1006.0, 1004.0, 1000.0, 1000.0, 1000.0]);
+        // 64 tables: up to p = 12 (256 KiB) fits, and is taken.
+        assert_eq!(slot_table_bytes(64, 12), FAST_SLOT_BYTES);
+        assert_eq!(choose_precision(&c, 64), Some(12));
+        // 16 tables: p = 13 (128 KiB) fits, so it is taken.
+        assert_eq!(choose_precision(&c, 16), Some(13));
+        // 128 tables: up to p = 11 fits, 0.6% dearer: the big tables.
+        assert_eq!(choose_precision(&c, 128), Some(13));
+        // 256 tables: only p = 9 fits, 2% dearer.
+        assert_eq!(choose_precision(&c, 256), Some(13));
+        // Exactly 1/200 more keeps the tables that fit; a little more does not.
+        let c = costs(&[1020.0, 1010.0, 1006.0, 1005.0, 1000.0, 1000.0, 1000.0]);
+        assert_eq!(choose_precision(&c, 64), Some(12));
+        let c = costs(&[1020.0, 1010.0, 1006.0, 1005.001, 1000.0, 1000.0, 1000.0]);
+        assert_eq!(choose_precision(&c, 64), Some(13));
+    }
+
+    #[test]
+    fn among_the_tables_that_fit_the_smallest_within_1_in_4096_of_their_cheapest() {
+        // 64 tables: p <= 12 fits; the cheapest of those is p = 12 (4100), p = 11 within
+        // 1/4096 of it; p = 13 is cheaper still but out of the fast bytes, 0.1% better only.
+        let c = costs(&[4200.0, 4150.0, 4101.0, 4100.0, 4096.0, 4096.0, 4096.0]);
+        assert_eq!(choose_precision(&c, 64), Some(11));
+    }
+
+    /// A 1x64x48x48 8-bit map of skewed, spatially smooth codes (a ReLU activation's shape).
+    fn relu_like(seed: u64) -> Vec<u8> {
+        let mut s = seed;
+        let mut next = || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (s >> 33) as f64 / (1u64 << 31) as f64
+        };
+        let (c, h, w) = (64, 48, 48);
+        let mut out = Vec::with_capacity(c * h * w);
+        for _ in 0..c {
+            let mut row = vec![0f64; w];
+            for _ in 0..h {
+                let mut left = 0f64;
+                for v in row.iter_mut() {
+                    let z = (next() - 0.5) * 3.0;
+                    left = 0.5 * left + 0.3 * *v + z;
+                    *v = left;
+                    out.push((left.max(0.0) * 40.0).min(255.0) as u8);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn fit_one_picks_the_rule_on_real_stream_lengths() {
+        // The chosen precision's real body is within 1/200 (plus the slack) of the smallest
+        // body over every precision, and its slot tables are fast unless that cost more.
+        let codes = relu_like(7);
+        let shape = [64usize, 48, 48];
+        let fills = [0u8];
+        let sample = Sample {
+            codes: &codes,
+            shape: &shape,
+            fills: &fills,
+            fill_ch: Channels::TENSOR,
+        };
+        let model = fit_one(&sample, 8, Some(0)).unwrap();
+        let real = |m: &Model| {
+            let tb = crate::pctx::Tables::new(m);
+            let mut head = Vec::new();
+            m.write(&mut head);
+            (crate::pctx::encode(m, &tb, &shape, &codes, &fills, Channels::TENSOR).len()
+                + head.len()) as f64
+        };
+        // The chosen structure's tables at every precision, from the sample's own counts
+        // (what `fit_one` quantizes).
+        let a = model.alphabet();
+        let cal = Calibration {
+            samples: vec![Sample { ..sample }],
+        };
+        let mut counts = vec![0u64; model.tables() * a];
+        for e in extract(&cal, &[0], &model) {
+            counts[model.context_map[context_of(&model, &e)] as usize * a + e.sym as usize] += 1;
+        }
+        let lengths: Vec<(u8, f64)> = precisions(8)
+            .map(|p| {
+                let mut m = model.clone();
+                m.precision = p;
+                m.freqs = counts
+                    .chunks(a)
+                    .flat_map(|row| table_from_counts(row, p, 0.5))
+                    .collect();
+                (p, real(&m))
+            })
+            .collect();
+        assert_eq!(
+            lengths.iter().find(|l| l.0 == model.precision).map(|l| l.1),
+            Some(real(&model)),
+            "the same tables"
+        );
+        let least = lengths.iter().map(|l| l.1).fold(f64::MAX, f64::min);
+        let mine = real(&model);
+        assert!(
+            mine <= least * 1.006,
+            "{} against {least} ({lengths:?})",
+            mine
+        );
+        // No larger than the smallest precision whose real length is within 1/1000 of the least
+        // (the estimate and the real length differ by less than that).
+        let small = lengths.iter().find(|l| l.1 <= least * 1.001).unwrap().0;
+        assert!(
+            model.precision <= small,
+            "p {} {lengths:?}",
+            model.precision
+        );
+        let fits = slot_table_bytes(model.tables(), model.precision) <= FAST_SLOT_BYTES;
+        let best_fit = lengths
+            .iter()
+            .filter(|l| slot_table_bytes(model.tables(), l.0) <= FAST_SLOT_BYTES)
+            .map(|l| l.1)
+            .fold(f64::MAX, f64::min);
+        assert!(
+            fits || best_fit > mine * 1.004,
+            "p {} {lengths:?}",
+            model.precision
+        );
+    }
 }

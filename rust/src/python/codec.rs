@@ -43,6 +43,7 @@ fn candidate_dict<'py>(py: Python<'py>, c: &Candidate) -> PyResult<Bound<'py, Py
     d.set_item("classes", c.classes)?;
     d.set_item("tables", c.tables)?;
     d.set_item("alpha", c.alpha)?;
+    d.set_item("precision", c.precision)?;
     d.set_item("bits_per_element", c.bits_per_element)?;
     Ok(d)
 }
