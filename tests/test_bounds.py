@@ -81,7 +81,8 @@ def test_finite_input_decodes_finite_within_the_bound(inp, bits, per_channel, mo
     y64 = y.astype(np.float64)
     assert np.isfinite(y64).all(), (dtype, bits, values[[0, -1]])
     x64 = x32.astype(np.float64)
-    bound = np.where(wide, scale, scale / 2) * (1 + 2.0**-20) + np.abs(x64) * 2.0**-22 + half_ulp
+    bound = (np.where(wide, scale, scale / 2) * (1 + 2.0**-20) + np.abs(x64) * 2.0**-22 + half_ulp
+             + _range_rounding(x64, axis))
     assert (np.abs(y64 - x64) <= bound).all(), (dtype, bits, np.abs(y64 - x64).max(), bound.min())
 
 
@@ -93,5 +94,30 @@ def test_the_documented_extreme_ranges_at_every_width(bits):
         want, scale, wide, params = reference.expected(x, bits, None)
         np.testing.assert_array_equal(y, want)
         assert np.isfinite(y).all(), (bits, lo, hi)
-        bound = np.where(wide, scale, scale / 2) * (1 + 2.0**-20) + np.abs(x.astype(np.float64)) * 2.0**-22
+        bound = (np.where(wide, scale, scale / 2) * (1 + 2.0**-20) + np.abs(x.astype(np.float64)) * 2.0**-22
+                 + _range_rounding(x.astype(np.float64), None))
         assert (np.abs(y.astype(np.float64) - x) <= bound).all(), (bits, lo, hi)
+
+
+def test_an_element_that_clamps_at_an_end_gets_the_range_rounding_term():
+    """The fuzz campaign's finding (round_trip, 2026-12-05): -lo'/s = 65517.4992 rounds to the
+    tie 65517.5 in binary32 and then up, so the grid's top falls 0.502 steps short of the
+    range's top element: past s/2, within FORMAT.md 6.7.3's s/2 + (|lo'| + hi') 2^-22."""
+    x = np.array([-5.1803677e-9, -5.171579e-9, -4.9737986e-13, -4.9737986e-13, 1.3838651e-12], np.float32)
+    blob = splitans.compress(x, bits=16, mode="dense")
+    info = splitans.inspect(blob)
+    scale, zero_point = info["scale"][0], info["zero_point"][0]
+    assert (np.float32(scale), zero_point) == reference.expected(x, 16, None)[3][0] == (np.float32(7.906846e-14), 65518)
+    err = np.abs(splitans.decompress(blob).astype(np.float64) - x.astype(np.float64))
+    assert err[-1] > scale / 2 * 1.003  # the clamped top: 0.502 steps
+    assert (err <= scale / 2 + _range_rounding(x.astype(np.float64), None)).all()
+
+
+def _range_rounding(x64, axis):
+    """(|lo'| + hi') 2^-22 of each element's channel (FORMAT.md 6.7.3: 6.7.2's binary32
+    rounding, which can leave an end of the range past the grid by that much more than s/2)."""
+    if axis is None:
+        return (max(-x64.min(), 0.0) + max(x64.max(), 0.0)) * 2.0**-22
+    lo = np.minimum(x64.min(axis=1, keepdims=True), 0.0)
+    hi = np.maximum(x64.max(axis=1, keepdims=True), 0.0)
+    return np.broadcast_to((hi - lo) * 2.0**-22, x64.shape)
