@@ -114,6 +114,17 @@ def test_stdin_to_stdout_pipeline(tmp_path, feature, ints):
         assert run("compress", tmp_path / "x.npy", "-o", "-", *extra).stdout == comp.stdout
 
 
+def test_every_mode_of_compress_is_a_mode_of_the_cli(tmp_path, feature):
+    """The CLI takes each float mode splitans.compress takes (pcontext was missing) and writes
+    the same bytes."""
+    for mode in cli.MODES:
+        out = run("compress", tmp_path / "f.npy", "-c", "--bits", "6", "--mode", mode)
+        assert out.returncode == 0, (mode, err(out))
+        assert out.stdout == splitans.compress(feature, bits=6, mode=mode), mode
+        assert (splitans.decompress(out.stdout) == splitans.decompress(splitans.compress(feature, bits=6, mode=mode))).all()
+    assert "pcontext" in cli.MODES
+
+
 def test_refuses_to_overwrite_without_force(tmp_path, feature):
     target = tmp_path / "f.spl"
     target.write_bytes(b"keep me")

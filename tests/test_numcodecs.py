@@ -70,6 +70,19 @@ def test_floats_are_quantized_only_when_bits_are_given(dtype):
         assert np.abs(y.astype(np.float64) - x.astype(np.float64)).max() <= scale / 2 + tolerance
 
 
+@pytest.mark.parametrize("mode", ["auto", "dense", "csr", "context", "pcontext", "best"])
+def test_every_float_mode_of_compress(mode):
+    """Each float mode of splitans.compress (pcontext was refused), with its bytes."""
+    import splitans
+
+    x = np.maximum(features(), 0)
+    codec = Splitans(bits=6, mode=mode)
+    blob = codec.encode(x)
+    assert bytes(blob) == splitans.compress(x, bits=6, mode=mode)
+    assert (codec.decode(blob) == splitans.decompress(splitans.compress(x, bits=6, mode=mode))).all()
+    assert Splitans.from_config(codec.get_config()).mode == mode
+
+
 @pytest.mark.parametrize("dtype", INTS)
 def test_integer_chunks_are_lossless_whatever_the_parameters(dtype):
     info = np.iinfo(dtype)

@@ -48,7 +48,7 @@ from ._exit import (  # noqa: E402
     CliError,
 )
 
-MODES = ("auto", "dense", "csr", "context", "best")
+MODES = ("auto", "dense", "csr", "context", "pcontext", "best")
 
 #: EfficientNet-Lite0 points the demo can cut at: every block output, and the ReLU6 output of
 #: each expanding block that has no skip connection around it (inside a residual block the tail
@@ -307,8 +307,9 @@ def _add_quant_options(p: argparse.ArgumentParser, *, bits_help: str, modes: Seq
                         "of the data (e.g. 0.1%%,99.9%%). Write --clip=-1,6 when LO is negative. Default: min/max")
     p.add_argument("--mode", default=None, choices=modes,
                    help="layout: auto (default: the smaller of dense and CSR, GB/s), dense, csr, context "
-                        "(adaptive neighbour contexts, <= 8 bits, slower, smaller on sparse maps), best "
-                        "(codes the context form too and keeps the smaller)" if "context" in modes else
+                        "(adaptive neighbour contexts, <= 8 bits, slower, smaller on sparse maps), pcontext "
+                        "(a context model fitted to this tensor and stored with it, <= 8 bits, pays on large "
+                        "tensors), best (codes every form and keeps the smallest)" if "context" in modes else
                         "layout to predict: auto (default), dense or csr")
     p.add_argument("--nonfinite", default="error", choices=("error", "clamp"),
                    help="NaN and infinity: error (default, exit 4) or clamp (NaN to 0, infinities to the range ends)")
@@ -639,7 +640,7 @@ def bench_rows(x: np.ndarray, *, bits: Optional[int], axis: Optional[int] = None
         variants = [("splitans", {})]
         payload = np.ascontiguousarray(x)
     else:
-        variants = [(f"splitans {m}", {"mode": m}) for m in MODES if m != "context" or bits <= 8]
+        variants = [(f"splitans {m}", {"mode": m}) for m in MODES if m not in ("context", "pcontext") or bits <= 8]
         variants = [(n, dict(kw, bits=bits, axis=axis, clip=clip, nonfinite=nonfinite)) for n, kw in variants]
     reference = None
     for label, kw in variants:
@@ -737,7 +738,7 @@ def demo(args: argparse.Namespace) -> int:
     print(f"model       EfficientNet-Lite0 (ImageNet-1k weights), images {', '.join(names)}")
     print(f"split       {args.split}: activation {tuple(x.shape)} float32, {x.nbytes:,} bytes, "
           f"{(x == 0).mean():.1%} exact zeros")
-    repeat = 1 if args.mode in ("context", "best") else 5  # the context coder is serial: one run says enough
+    repeat = 1 if args.mode in ("context", "pcontext", "best") else 5  # context coders: one run says enough
     blob, t_enc = _timed(lambda: splitans.compress(feature, bits=args.bits, axis=args.axis, mode=args.mode, threads=1),
                          repeat)
     restored, t_dec = _timed(lambda: splitans.decompress(blob, threads=1, output="torch"), repeat)
@@ -1084,7 +1085,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="quantization bits (default 8)")
     p.add_argument("--axis", type=int, default=None, help="per-channel quantization along this axis (1: channels)")
     p.add_argument("--mode", default="auto", choices=MODES,
-                   help="layout, as for compress: auto (default), dense, csr, context or best")
+                   help="layout, as for compress: auto (default), dense, csr, context, pcontext or best")
 
     e = command("eval", "accuracy, agreement, size and time at split points (CSV, Markdown, PNG)",
                 "Cut a model at split points, compress each image's activation and measure accuracy,\n"

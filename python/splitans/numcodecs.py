@@ -36,13 +36,13 @@ import splitans
 
 __all__ = ["Splitans"]
 
-MODES = ("auto", "dense", "csr", "context", "best")
+MODES = ("auto", "dense", "csr", "context", "pcontext", "best")
 
 
 class Splitans(Codec):
     """numcodecs codec: integer chunks lossless, float chunks quantized to ``bits`` (1..16).
 
-    ``mode`` (``auto``, ``dense``, ``csr``, ``context``, ``best``) and ``axis`` (per-channel
+    ``mode`` (``auto``, ``dense``, ``csr``, ``context``, ``pcontext``, ``best``) and ``axis`` (per-channel
     quantization along that axis of the chunk) apply to float chunks, as in
     ``splitans.compress``; integer chunks ignore all three parameters.
     """
