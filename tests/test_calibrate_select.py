@@ -409,3 +409,63 @@ def test_fisher_information_accumulates_over_batches():
     for m in means:
         bits = next(c for c in s.candidates if c.level == m and c.option == "allocation").fit["channel_bits"]
         assert abs(np.mean(bits) - m) <= 0.5 + 1e-9
+
+
+def test_predict_of_an_agreement_report_is_unpaired(toy):
+    """Agreement counts changed predictions, one number: its prediction interval is the
+    unpaired one (``paired=False``), which differs from the paired formula on the same counts."""
+    acts, w, _ = toy
+    search = cal.Search(acts, _tail(w), bits=BITS, options=())
+    r = search.select(budget=10.0, final_fit=False).calibration
+    assert r.metric == "agreement" and r.b > 0 and r.c == 0
+    for n_new, level in ((1000, 0.95), (50_000, 0.8)):
+        adjusted = 1 - (1 - level) / r.adjusted_for
+        lo, hi = cal.prediction_interval(r.b, r.c, r.n, n_new, adjusted, paired=False)
+        assert r.predict(n_new, level) == (pytest.approx(100 * lo), pytest.approx(100 * hi))
+        assert (lo, hi) != pytest.approx(cal.prediction_interval(r.b, r.c, r.n, n_new, adjusted, paired=True))
+
+
+def test_sparse_means_nonnegative_with_more_than_a_tenth_zeros():
+    """The search treats maps as sparse (one-sided clip percentiles, unsigned searched ranges)
+    when no value is negative and more than 10 % are zero; dense nonnegative maps are not sparse."""
+    rng = np.random.default_rng(8)
+    w = rng.normal(size=(36, 3))
+    tail = lambda a: np.asarray(a).reshape(len(a), -1) @ w  # noqa: E731
+    dense_positive = rng.uniform(0.5, 1.5, size=(60, 4, 3, 3)).astype(np.float32)
+    few_zeros = dense_positive.copy()
+    few_zeros.reshape(-1)[::20] = 0  # 5 % zeros
+    relu = np.maximum(rng.normal(size=(60, 4, 3, 3)), 0).astype(np.float32)  # about half zeros
+    signed = rng.normal(size=(60, 4, 3, 3)).astype(np.float32)
+    for acts, sparse in ((dense_positive, False), (few_zeros, False), (relu, True), (signed, False)):
+        s = cal.Search(acts, tail, bits=(4,), options=())
+        assert s.sparse is sparse
+        labels = {c.config.split(" clip ")[1] for c in s.candidates}
+        assert labels == ({"min/max", "p99.99", "p99.9"} if sparse else {"min/max", "p0.01-p99.99", "p0.1-p99.9"})
+
+
+def test_large_samples_are_sized_on_fewer_samples():
+    """Sizing fits context models to at most 2 M elements of selection samples (at least 4
+    samples), and measures them on as many other selection samples."""
+    rng = np.random.default_rng(9)
+    acts = np.maximum(rng.normal(size=(40, 4, 256, 256)), 0).astype(np.float32)  # 2^18 elements a sample
+    w = rng.normal(size=(64, 3))
+    s = cal.Search(acts, lambda a: np.asarray(a).reshape(len(a), -1)[:, :64] @ w, bits=(8,), options=())
+    assert len(s.sel) == 10
+    assert len(s.size_fit) == (2 << 20) // (1 << 18) == 8
+    small = cal.Search(acts[:, :, :8, :8], lambda a: np.asarray(a).reshape(len(a), -1)[:, :64] @ w, bits=(8,),
+                       options=(), size_samples=6)
+    assert len(small.size_fit) == 6 and len(small.size_eval) == 4  # the rest of the 10 selection samples
+
+
+def test_the_power_statement_skips_a_candidate_as_large_as_the_one_returned(search, monkeypatch):
+    """Only a candidate smaller than the one returned is worth more data: with every candidate
+    the same size and only the anchor confirmed, no power statement is made."""
+    for c in search.candidates:
+        monkeypatch.setattr(c, "bytes", 100.0)
+    anchor = search.anchor()
+    _stub(search, monkeypatch, lambda c: 0.0 if c is anchor else 1.0)
+    r = search.select(budget=50.0, confidence=0.9, final_fit=False).calibration
+    assert r.confirmed and r.setting == anchor.name
+    waiting = [t for t in r.tried if t.get("tested") and not t["confirmed"] and t["samples_to_confirm"] is not None]
+    assert waiting, "an unconfirmed candidate that more data would confirm must have been tested"
+    assert r.power is None

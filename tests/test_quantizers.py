@@ -160,6 +160,10 @@ def test_channel_bits_and_searched_clips():
         assert c.describe()["scale"][0] == pytest.approx(_quantizers.affine(lo, hi, 3)[0])
     with pytest.raises(ValueError, match="channel_bits"):
         splitans.Codec.fit(cal, bits=2, axis=0, channel_bits=[3] * 6)
+    # One bit width per channel: a list one short or one long is refused, not padded or cut.
+    for n in (5, 7):
+        with pytest.raises(ValueError, match="channel_bits must hold 6 integers"):
+            splitans.Codec.fit(cal, bits=2, axis=0, channel_bits=[1] * n)
     with pytest.raises(ValueError, match="channel axis"):
         splitans.Codec.fit(cal, bits=2, channel_bits=[1])
     with pytest.raises(ValueError, match="dead zone"):
@@ -178,9 +182,40 @@ def test_mse_range_and_allocation_rules():
     assert -4 < lo < -1.5 and 1.5 < hi < 4
     a_lo, a_hi = _quantizers.aciq_range(v, 2)
     assert a_hi == pytest.approx(2.83 * np.mean(np.abs(v - np.median(v))) + np.median(v), rel=1e-3)
+    # Never negative (a ReLU's output): clipped at the top only, at ACIQ's multiple of the mean
+    # of the positive values (the scale of the exponential tail).
+    r = np.maximum(v, 0)
+    for bits in (2, 4):
+        lo, hi = _quantizers.aciq_range(r, bits)
+        assert lo == 0.0 and hi == pytest.approx(_quantizers.ACIQ_LAPLACE[bits] * r[r > 0].mean(), rel=1e-5)
+        assert hi < r.max()
+    # Nothing finite to fit: the empty range, not an error.
+    for fn in (_quantizers.aciq_range, _quantizers.mse_range):
+        for empty in (np.array([], np.float32), np.array([np.nan, np.inf], np.float32)):
+            assert fn(empty, 4) == (0.0, 0.0)
     b = _quantizers.allocate_bits([1, 4, 16, 64, 0], 3, max_bits=8)
     assert b[4] == 0 and list(b[:4]) == sorted(b[:4]) and b[3] - b[0] == 3
     assert abs(b.mean() - 3) <= 0.6
+
+
+def test_allocation_keeps_the_rule_s_rounding_when_its_mean_is_close_enough():
+    """Per-channel bits: the rule b_c = mean + log2(w_c / geometric mean) / 2, rounded and
+    clipped, is shifted only when its mean misses the asked one by half a bit per channel or
+    more; within that, the rule's own rounding comes back (4 channels at 3.1 bits: 3, 3, 3, 3,
+    not a fourth bit somewhere for a mean of 3.25)."""
+    assert list(_quantizers.allocate_bits([40, 30, 50, 24], 3.1, max_bits=8)) == [3, 3, 3, 3]
+    rng = np.random.default_rng(11)
+    checked = 0
+    for _ in range(300):
+        c = int(rng.integers(2, 9))
+        w = rng.integers(1, 65, c).astype(np.float64)
+        mean = float(rng.choice([0.75, 1.25, 2.2, 2.7, 3.1]))
+        lw = 0.5 * np.log2(w)
+        rule = np.clip(np.rint(mean + lw - lw.mean()), 0, 8)
+        if abs(rule.mean() - mean) < 0.5 / c - 1e-9:
+            checked += 1
+            assert list(_quantizers.allocate_bits(w, mean, max_bits=8)) == list(rule), (w, mean)
+    assert checked > 100
 
 
 def test_per_token_parameters_along_a_variable_axis():

@@ -612,3 +612,19 @@ def test_edge_inputs_give_back_the_images_they_came_from(tmp_path):
     xs, imgs = runtime_cli._inputs(str(tmp_path / "p.png"), WithPreprocess())
     assert tuple(xs[0].shape) == (1, 3, 224, 224) and (imgs[0] == photo).all()
     np.testing.assert_array_equal(np.asarray(xs[0]), np.asarray(models.preprocess(photo)))
+
+
+def test_edge_inputs_take_any_positive_count_and_refuse_the_rest():
+    """`--inputs fmnist:N` / `fmnist-train:N`: N = 1 is one image; 0, a sign, a fraction or
+    nothing is a usage error (exit 2) before anything loads."""
+    from splitans._exit import EXIT_USAGE, CliError
+    from splitans.runtime import cli as runtime_cli
+
+    for spec in ("fmnist:1", "fmnist-train:1", "fmnist:10000"):
+        runtime_cli._check_inputs(spec, has_model=False)
+    xs, imgs = runtime_cli._inputs("fmnist:1", None)
+    assert len(xs) == 1 and len(imgs) == 1
+    for spec in ("fmnist:0", "fmnist:", "fmnist:-1", "fmnist:2.5", "fmnist-train:0"):
+        with pytest.raises(CliError, match="N must be a positive integer") as e:
+            runtime_cli._check_inputs(spec, has_model=False)
+        assert e.value.code == EXIT_USAGE
