@@ -15,8 +15,9 @@ It prints, per area, the mutants run, killed, survived, and the score: killed ou
 mutants that are not equivalent (``survivors.toml`` in this folder lists each survivor once, as
 equivalent with the reason, or as killed by a named test that came after the run). A sample's
 score comes with its 95 % Wilson interval. ``--baseline-ref REF`` also runs each mutant against
-the targeted test files that exist at git revision REF first, and prints both scores: what the
-tests added since REF kill. Results go to ``target/mutation/<area>.json``; ``--survivors-of``
+the targeted test files that exist at git revision REF first (in their present form: tests added
+to those files since REF count as theirs), and prints both scores: what the test files added
+since REF kill. Results go to ``target/mutation/<area>.json``; ``--survivors-of``
 runs again only the survivors of an earlier results file and merges.
 
 Mutants are written into the working tree one at a time and always put back (also on Ctrl-C);
@@ -408,7 +409,7 @@ def table(rows: List[dict]) -> str:
         ref = ""
         if r.get("baseline_ref"):
             kr = sum(bool(v.get("killed_by_ref_tests")) for v in ms.values())
-            ref = f"{kr}/{n} = {kr / n:.0%} killed by the tests of {r['baseline_ref']}" if n else ""
+            ref = f"{kr}/{n} = {kr / n:.0%} killed by the test files present at {r['baseline_ref']}" if n else ""
         lines.append(f"{r['area']:10s} {r['total']:7d} {len(ms):5d} {killed:6d} {len(surv):5d} {len(equiv):6d} "
                      f"{score:7.1%} {f'[{lo:.0%}, {hi:.0%}]':>14s} {len(unlisted):8d}   {ref}")
     if unlisted_all:
@@ -425,7 +426,7 @@ def main(argv=None) -> int:
     p.add_argument("--sample", type=int, help="mutants per area (per file for rust); default "
                    f"{AREAS['calibrate'].sample} per Python area, {RUST_SAMPLE} per Rust file")
     p.add_argument("--seed", type=int, default=27, help="the sample's seed (default 27)")
-    p.add_argument("--baseline-ref", help="also score the targeted test files that exist at this git revision")
+    p.add_argument("--baseline-ref", help="also score the targeted test files that exist at this git revision (as they are now)")
     p.add_argument("--survivors-of", action="store_true",
                    help="run only the survivors recorded in target/mutation/<area>.json again, and merge")
     p.add_argument("--list", action="store_true", help="count the mutants of each area and exit")
