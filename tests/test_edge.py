@@ -2,6 +2,7 @@
 gRPC server on loopback serving the tail of a real model (the Fashion-MNIST ResNet from its
 committed checkpoint), and `splitans edge` in a process where torch cannot be imported."""
 
+import json
 import os
 import subprocess
 import sys
@@ -49,9 +50,12 @@ def _env():
 def _edge_process(argv, timeout=120):
     """``splitans`` with `argv` in a child where torch and the rest of BLOCK cannot be imported;
     fails if any of them was loaded anyway."""
+    # The arguments arrive as strings made at run time (json), as sys.argv's are, not as
+    # literals of the child's code: a literal would be the interned string the code compares with.
     code = BLOCKER + textwrap.dedent(f"""
+        import json
         from splitans.cli import main
-        rc = main({list(argv)!r})
+        rc = main(json.loads({json.dumps([str(a) for a in argv])!r}))
         loaded = sorted(m for m in sys.modules if m.split(".")[0] in {BLOCK!r} and m not in ("grpc_tools", "grpc_health"))
         print("loaded:", loaded)
         sys.exit(rc)
@@ -177,6 +181,17 @@ def test_edge_command_runs_without_torch(fmnist, server):
                          str(folder / "layer2.codec"), "--inputs", str(folder / "inputs.npy"), "--expect",
                          str(folder / "wrong.npy")])
     assert out.returncode == 1 and "24 requests, 24 answered, 1 wrong" in out.stdout, out.stdout + out.stderr
+
+
+def test_edge_takes_the_server_s_codec(fmnist, server):
+    """`--codec server`: the codec the server has (not a file named "server"), every answer right."""
+    folder = fmnist["folder"]
+    np.save(folder / "inputs.npy", fmnist["xs"].numpy())
+    np.save(folder / "expect.npy", fmnist["want"])
+    out = _edge_process(["edge", "--target", f"127.0.0.1:{server.port}", "--head", fmnist["onnx"], "--codec", "server",
+                         "--inputs", str(folder / "inputs.npy"), "--expect", str(folder / "expect.npy")])
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "24 requests, 24 answered, 0 wrong" in out.stdout and "loaded: []" in out.stdout, out.stdout
 
 
 def test_edge_fits_a_codec_with_the_onnx_head_and_uploads_it(fmnist, server):

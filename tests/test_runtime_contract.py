@@ -628,3 +628,52 @@ def test_edge_inputs_take_any_positive_count_and_refuse_the_rest():
         with pytest.raises(CliError, match="N must be a positive integer") as e:
             runtime_cli._check_inputs(spec, has_model=False)
         assert e.value.code == EXIT_USAGE
+
+
+def test_edge_image_channels_follow_the_model_or_the_onnx_head():
+    """Image inputs are read with the channels of the model's example input, or of an ONNX
+    head's (N, C, H, W) input when C is fixed; otherwise as RGB."""
+    from splitans.runtime import cli as runtime_cli
+
+    ch = runtime_cli._image_channels
+    assert ch((8, 1, 28, 28), None) == 1
+    assert ch((8, 3, 224, 224), [None, 1, 28, 28]) == 3  # the model's own example first
+    assert ch(None, [None, 1, 28, 28]) == 1
+    assert ch(None, [1, 3, 224, 224]) == 3
+    assert ch(None, [None, None, 28, 28]) == 3  # channels not fixed in the ONNX file
+    assert ch(None, [None, 784]) == ch((8, 784), None) == ch(None, None) == 3
+
+
+def test_progress_lines_count_seconds_from_the_command_s_start(capsys):
+    import re
+
+    from splitans.runtime import cli as runtime_cli
+
+    say = runtime_cli._progress("serve")
+    say("loading the model")
+    time.sleep(0.25)
+    say("serving")
+    lines = capsys.readouterr().err.splitlines()
+    m = [re.fullmatch(r"splitans serve: \[ *(\d+\.\d) s\] (.*)", line) for line in lines]
+    assert all(m) and [x.group(2) for x in m] == ["loading the model", "serving"], lines
+    first, second = (float(x.group(1)) for x in m)
+    assert first <= 0.1 and 0.2 <= second <= 5.0, lines
+
+
+def test_edge_says_which_package_image_inputs_lack(monkeypatch):
+    """What is missing for image inputs, named before anything loads (exit 5): foolbox for
+    `imagenet` with its pinned install line, else the image readers (PIL, and torch for
+    ImageNet) with the extra that brings them."""
+    from splitans._exit import EXIT_MISSING, CliError
+    from splitans.runtime import cli as runtime_cli
+
+    def refused(spec, match):
+        with pytest.raises(CliError, match=match) as e:
+            runtime_cli._check_inputs(spec, has_model=True)
+        assert e.value.code == EXIT_MISSING
+
+    monkeypatch.setattr(runtime_cli, "_installed", lambda name: False)
+    refused("imagenet", r"foolbox is not installed: pip install --no-deps foolbox==3\.3\.4")
+    refused("photo.png", r"--inputs photo\.png reads images with PIL, and PIL is not installed: pip install 'splitans\[runtime\]'")
+    monkeypatch.setattr(runtime_cli, "_installed", lambda name: name == "foolbox")
+    refused("imagenet", r"--inputs imagenet reads images with torch and PIL, and torch and PIL are not installed")

@@ -76,6 +76,7 @@ AREAS: Dict[str, Area] = {
         ["tests/test_runtime_contract.py"],
         ["tests/test_runtime_network.py"],
         ["tests/test_runtime.py", "-k", "not efficientnet"],
+        ["tests/test_edge.py"],
         ["tests/test_ray_serve.py"],
     ]),
     "numcodecs": Area([PKG + "numcodecs.py", PKG + "zarr3.py"], [

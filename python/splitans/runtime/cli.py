@@ -312,6 +312,15 @@ def _check_inputs(spec: str, has_model: bool) -> None:
                 raise _fail("EXIT_IO", f"--inputs: {path}: no such file")
 
 
+def _image_channels(example_shape=None, onnx_input_shape=None) -> int:
+    """The channels an image input is read with: those of the model's example input, or of the
+    ONNX head's input (N, C, H, W) when C is fixed; else 3 (RGB)."""
+    for shape in (example_shape, onnx_input_shape):
+        if shape is not None and len(shape) == 4 and isinstance(shape[1], int) and shape[1] > 0:
+            return int(shape[1])
+    return 3
+
+
 def _inputs(spec: str, model=None, channels: int = 3):
     """(list of per-input batch-1 arrays or tensors, or None; list of H x W x C uint8 images or
     None). Image files become inputs through the model's own preprocess only (None without
@@ -523,9 +532,8 @@ def run_edge(args: argparse.Namespace) -> int:
         torch.set_num_threads(1)
         loaded = load_model(args.model)
         head, tail = split(loaded.model, args.split, loaded.example)
-    channels = (loaded.example.shape[1] if loaded is not None and len(loaded.example.shape) == 4 else
-                head.input_shape[1] if args.head is not None and len(head.input_shape) == 4 and head.input_shape[1]
-                else 3)
+    channels = _image_channels(loaded.example.shape if loaded is not None else None,
+                               head.input_shape if args.head is not None else None)
     inputs, images = _inputs(args.inputs, loaded.model if loaded is not None else None, channels)
     if inputs is None and (args.strategy or "codec") not in ("jpeg", "png"):
         raise _fail("EXIT_USAGE", f"--inputs {args.inputs}: images become the head's inputs through the model's own "
