@@ -677,3 +677,19 @@ def test_edge_says_which_package_image_inputs_lack(monkeypatch):
     refused("photo.png", r"--inputs photo\.png reads images with PIL, and PIL is not installed: pip install 'splitans\[runtime\]'")
     monkeypatch.setattr(runtime_cli, "_installed", lambda name: name == "foolbox")
     refused("imagenet", r"--inputs imagenet reads images with torch and PIL, and torch and PIL are not installed")
+
+
+@pytest.mark.parametrize("argv, missing", [
+    (["serve", "--model", "splitans.eval.serving:fmnist_resnet"], "--split"),
+    (["serve", "--split", "layer2"], "--model"),
+    (["export", "--model", "splitans.eval.serving:fmnist_resnet", "--onnx", "head.onnx"], "--split"),
+])
+def test_serve_and_export_need_the_model_and_its_split(argv, missing, capsys):
+    """A server or an export without its model or split point is a usage error (exit 2) that
+    names the option, before anything loads."""
+    from splitans.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    assert f"the following arguments are required: {missing}" in capsys.readouterr().err

@@ -387,3 +387,45 @@ fn every_fourth_sample_is_held_out_for_the_choice() {
         "held-out bits/element {with_noise} with the noisy sample held out, {smooth_only} without"
     );
 }
+
+/// FORMAT.md 9.5: a coded body (kind 0) for a sample of no elements is Corrupt, whatever the
+/// body holds (the encoder writes kind 1 with an empty body there).
+#[test]
+fn a_coded_body_for_an_empty_sample_is_refused() {
+    let data: Vec<Vec<f32>> = (0..4).map(|s| uniform(s, 3 * (4 + s as usize))).collect();
+    let shapes: Vec<[usize; 2]> = (0..4).map(|s| [4 + s as usize, 3]).collect();
+    let views: Vec<(&[f32], &[usize])> = data
+        .iter()
+        .zip(&shapes)
+        .map(|(x, s)| (x.as_slice(), &s[..]))
+        .collect();
+    let (codec, _) = Codec::fit(
+        &views,
+        FloatType::F32,
+        4,
+        None,
+        &Clip::Ranges(vec![(0.0, 1.0)]),
+        NonFinite::Error,
+    )
+    .unwrap();
+    let empty = codec.compress(&[], &[0, 3], NonFinite::Error).unwrap();
+    assert_eq!(empty[0], 0xE1, "kind 1 for an empty sample");
+    let (shape, y) = codec.decompress(&empty, 1 << 20).unwrap();
+    assert_eq!((shape, y.len()), (vec![0, 3], 0));
+    for body in [&[][..], &[0u8][..], &[1, 2, 3, 4, 5, 6, 7, 8][..]] {
+        let mut b = empty.clone();
+        b[0] = 0xE0;
+        b.extend_from_slice(body);
+        let mut h = crc32fast::Hasher::new();
+        h.update(codec.id());
+        h.update(&b[..3]);
+        h.update(&b[7..]);
+        let crc = h.finalize();
+        b[3..7].copy_from_slice(&crc.to_le_bytes());
+        match codec.decompress(&b, 1 << 20) {
+            Err(CodecError::Corrupt(m)) => assert!(m.contains("empty sample"), "{body:?}: {m}"),
+            other => panic!("{body:?}: {other:?}"),
+        }
+        assert!(codec.decode_codes(&b, 1 << 20).is_err());
+    }
+}
