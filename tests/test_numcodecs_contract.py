@@ -8,6 +8,8 @@ import json
 import numpy as np
 import pytest
 
+import splitans
+
 numcodecs = pytest.importorskip("numcodecs")
 from splitans.numcodecs import Splitans  # noqa: E402
 
@@ -20,8 +22,9 @@ def test_a_config_read_from_json_finds_the_codec():
         assert Splitans.from_config(config) == codec
         assert numcodecs.get_codec(json.loads(json.dumps(codec.get_config()))) == codec
     assert Splitans.from_config({"bits": 4}) == Splitans(bits=4)  # the id may be left out
-    with pytest.raises(ValueError, match="not a splitans codec config"):
-        Splitans.from_config(json.loads('{"id": "zstd", "level": 3}'))
+    for other in ("zstd", "blosc", "splitans2", "Splitans"):  # after and before "splitans" in order
+        with pytest.raises(ValueError, match="not a splitans codec config"):
+            Splitans.from_config(json.loads(f'{{"id": "{other}", "level": 3}}'))
 
 
 def test_numcodec_refuses_a_float_chunk_without_bits_and_other_kinds():
@@ -30,6 +33,30 @@ def test_numcodec_refuses_a_float_chunk_without_bits_and_other_kinds():
     for bad in (np.zeros(8, bool), np.zeros(8, np.complex64)):
         with pytest.raises(TypeError):
             Splitans(bits=8).encode(bad)
+
+
+@pytest.mark.parametrize("shape, axis", [((4, 5, 6), 0), ((4, 5, 6), -1), ((3, 4, 5, 6), 1), ((3, 4, 5, 6), -3)])
+def test_a_fortran_ordered_chunk_keeps_its_channel_axis(shape, axis):
+    """A Fortran-ordered chunk is stored as its C-ordered transpose, and the channel axis goes
+    with it: each channel (channels of very different ranges) keeps its own grid, so every
+    element is within half of its own channel's step."""
+    rng = np.random.default_rng(1)
+    c = shape[axis]
+    scale = np.logspace(0, 3, c).reshape([c if i == axis % len(shape) else 1 for i in range(len(shape))])
+    x = np.asfortranarray((rng.random(shape) * scale).astype(np.float32))
+    assert x.flags.f_contiguous and not x.flags.c_contiguous
+    back = Splitans(bits=8, axis=axis).decode(Splitans(bits=8, axis=axis).encode(x))
+    assert back.shape == shape[::-1]
+    err = np.abs(back.T - x)
+    step = np.moveaxis(x, axis, 0).reshape(c, -1).max(1) / 255
+    per_channel = np.moveaxis(err, axis, 0).reshape(c, -1).max(1)
+    assert (per_channel <= step * (0.5 + 1e-3) + 1e-6).all(), (per_channel / step)
+
+
+def test_decode_into_a_small_out_names_the_destination():
+    blob = Splitans(bits=8).encode(np.ones((64, 64), np.float32))
+    with pytest.raises(splitans.OutputTooLargeError, match="the chunk declares more than the 1024-byte destination holds"):
+        Splitans(bits=8).decode(blob, out=np.empty(256, np.float32))
 
 
 zarr = pytest.importorskip("zarr")

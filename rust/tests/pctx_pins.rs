@@ -429,3 +429,38 @@ fn a_coded_body_for_an_empty_sample_is_refused() {
         assert!(codec.decode_codes(&b, 1 << 20).is_err());
     }
 }
+
+/// A clip range must be finite with lo <= hi: a reversed or infinite one is refused by name,
+/// never turned into a grid.
+#[test]
+fn fit_refuses_a_reversed_or_infinite_clip_range() {
+    let shape = [4usize, 8, 8];
+    let data: Vec<Vec<f32>> = (0..4).map(|s| uniform(s, 256)).collect();
+    let views: Vec<(&[f32], &[usize])> = data.iter().map(|x| (x.as_slice(), &shape[..])).collect();
+    let fit = |ranges: Vec<(f32, f32)>| {
+        Codec::fit(
+            &views,
+            FloatType::F32,
+            4,
+            Some(0),
+            &Clip::Ranges(ranges),
+            NonFinite::Error,
+        )
+    };
+    assert!(fit(vec![(0.0, 1.0)]).is_ok());
+    assert!(fit(vec![(0.5, 0.5)]).is_ok());
+    for bad in [
+        (1.0, 0.0),
+        (0.0, f32::INFINITY),
+        (f32::NEG_INFINITY, 1.0),
+        (f32::NAN, 1.0),
+        (0.0, f32::NAN),
+    ] {
+        match fit(vec![(0.0, 1.0), bad, (0.0, 1.0), (0.0, 1.0)]) {
+            Err(CodecError::InvalidArgument(m)) => {
+                assert!(m.contains("is not finite lo <= hi"), "{bad:?}: {m}")
+            }
+            other => panic!("{bad:?}: {:?}", other.map(|(c, _)| c.id_hex())),
+        }
+    }
+}
