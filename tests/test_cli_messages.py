@@ -113,3 +113,67 @@ def test_threads_and_repeat_defaults():
     assert parser.parse_args(["compress", "x.npy", "--bits", "8"]).threads is None
     with pytest.raises(SystemExit):
         parser.parse_args(["compress", "x.npy", "--threads", "0"])
+
+
+def test_fit_refuses_an_array_of_no_samples(tmp_path, capsys):
+    np.save(tmp_path / "none.npy", np.zeros((0, 8), np.float32))
+    code, _, err = call(capsys, "fit", tmp_path / "none.npy", "--bits", "4", "-q")
+    assert code == cli.EXIT_DATA and "at least two dimensions and one sample" in err, err
+
+
+def test_float16_npy_compresses_and_comes_back_float16(tmp_path, capsys):
+    x = np.linspace(-2, 2, 600, dtype=np.float16).reshape(20, 30)
+    np.save(tmp_path / "h.npy", x)
+    code, _, err = call(capsys, "compress", tmp_path / "h.npy", "--bits", "8", "-q")
+    assert code == 0, err
+    code, _, err = call(capsys, "decompress", tmp_path / "h.spl", "-o", tmp_path / "back.npy", "-q")
+    assert code == 0, err
+    back = np.load(tmp_path / "back.npy")
+    assert back.dtype == np.float16 and back.shape == x.shape
+    assert np.abs(back.astype(np.float32) - x.astype(np.float32)).max() <= 4 / 255 / 2 + 2e-3
+
+
+def test_a_fitted_blob_without_its_codec_names_the_codec(tmp_path, capsys):
+    cal = np.maximum(np.random.default_rng(2).normal(size=(6, 4, 8, 8)), 0).astype(np.float32)
+    codec = splitans.Codec.fit(cal, bits=4)
+    (tmp_path / "b.bin").write_bytes(codec.compress(cal[0]))
+    for command in ("decompress", "inspect"):
+        code, _, err = call(capsys, command, tmp_path / "b.bin", *(["-c"] if command == "decompress" else []))
+        assert code == cli.EXIT_USAGE
+        assert f"made by a fitted codec (id {codec.id[:4]}...): pass --codec CODEC" in err, (command, err)
+
+
+def test_inspect_of_a_one_element_array_counts_its_bits(tmp_path, capsys):
+    (tmp_path / "one.spl").write_bytes(splitans.compress(np.array([7], np.int32)))
+    size = (tmp_path / "one.spl").stat().st_size
+    code, out, err = call(capsys, "inspect", tmp_path / "one.spl")
+    assert code == 0, err
+    ratio, bpe = _ratio(out)
+    assert ratio == pytest.approx(4 / size, abs=0.006) and bpe == pytest.approx(8 * size, abs=6e-4)
+
+
+def test_plan_states_the_share_off_the_zero_point(tmp_path, capsys):
+    x = np.zeros((4, 10, 10), np.float32)
+    x.reshape(-1)[::8] = 1.0  # 50 of 400 elements
+    np.save(tmp_path / "p.npy", x)
+    code, out, err = call(capsys, "plan", tmp_path / "p.npy", "--bits", "4")
+    assert code == 0, err
+    assert "50 off the zero point (12.5%)" in out, out
+
+
+def test_bench_rows_ratio_is_input_bytes_over_blob_bytes():
+    x = np.maximum(np.random.default_rng(3).normal(size=(8, 32, 32)), 0).astype(np.float32)
+    rows = cli.bench_rows(x, bits=8, repeat=1)
+    sized = [r for r in rows if r["bytes"]]
+    assert sized
+    for r in sized:
+        assert r["ratio"] == pytest.approx(x.nbytes / r["bytes"]) and r["bits_per_element"] == pytest.approx(8 * r["bytes"] / x.size)
+
+
+def test_demo_takes_every_bit_width_from_1_to_16():
+    parser = cli.build_parser()
+    for bits in ("1", "16"):
+        assert parser.parse_args(["demo", "--bits", bits]).bits == int(bits)
+    for bits in ("0", "17"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["demo", "--bits", bits])
