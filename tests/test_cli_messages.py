@@ -177,3 +177,30 @@ def test_demo_takes_every_bit_width_from_1_to_16():
     for bits in ("0", "17"):
         with pytest.raises(SystemExit):
             parser.parse_args(["demo", "--bits", bits])
+
+
+@pytest.mark.parametrize("x, kw", [(np.array(3.0, np.float32), {"bits": 8}), (np.array(5, np.int32), {})])
+def test_inspect_of_a_zero_dimensional_array_counts_one_element(tmp_path, capsys, x, kw):
+    (tmp_path / "s.spl").write_bytes(splitans.compress(x, **kw))
+    code, out, err = call(capsys, "inspect", tmp_path / "s.spl")
+    assert code == 0, err
+    assert f"{x.dtype} (), 1 elements, {x.itemsize} bytes" in out, out
+
+
+def test_decompress_to_stdout_writes_no_message(tmp_path):
+    """`-o -` sends the .npy to stdout and says nothing on stderr (a pipe reads only the array);
+    to a file, the message names it, whatever its first character."""
+    import io
+    import subprocess
+    import sys
+
+    x = np.arange(12, dtype=np.int16).reshape(3, 4)
+    (tmp_path / "x.spl").write_bytes(splitans.compress(x))
+    out = subprocess.run([sys.executable, "-m", "splitans", "decompress", str(tmp_path / "x.spl"), "-o", "-"],
+                         capture_output=True, timeout=120)
+    assert out.returncode == 0 and out.stderr == b"", out.stderr
+    assert np.array_equal(np.load(io.BytesIO(out.stdout)), x)
+    out = subprocess.run([sys.executable, "-m", "splitans", "decompress", "x.spl", "-o", "+back.npy"], cwd=tmp_path,
+                         capture_output=True, timeout=120)
+    assert out.returncode == 0 and b"x.spl -> +back.npy: int16 (3, 4)" in out.stderr, out.stderr
+    assert np.array_equal(np.load(tmp_path / "+back.npy"), x)
