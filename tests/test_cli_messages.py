@@ -204,3 +204,12 @@ def test_decompress_to_stdout_writes_no_message(tmp_path):
                          capture_output=True, timeout=120)
     assert out.returncode == 0 and b"x.spl -> +back.npy: int16 (3, 4)" in out.stderr, out.stderr
     assert np.array_equal(np.load(tmp_path / "+back.npy"), x)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int64", "uint8"])
+def test_inspect_table_counts_bytes_at_the_array_s_itemsize(tmp_path, capsys, dtype):
+    x = (np.arange(600) % 37).astype(dtype).reshape(20, 30)
+    (tmp_path / "x.spl").write_bytes(splitans.compress(x, **({"bits": 8} if x.dtype.kind == "f" else {})))
+    code, out, err = call(capsys, "inspect", tmp_path / "x.spl")
+    assert code == 0, err
+    assert f"{dtype} (20, 30), 600 elements, {x.nbytes:,} bytes" in out, out
