@@ -220,6 +220,11 @@ fn the_cases_cover_both_predictors_on_both_layouts() {
 fn forge(codec: &Codec, blob: &[u8], body: &[u8]) -> Vec<u8> {
     let mut b = blob[..7].to_vec();
     b.extend_from_slice(body);
+    with_crc(codec, b)
+}
+
+/// `b` with the CRC of FORMAT.md 9.5 recomputed: the codec's id, bytes `[0, 3)`, then `[7, end)`.
+fn with_crc(codec: &Codec, mut b: Vec<u8>) -> Vec<u8> {
     let mut h = crc32fast::Hasher::new();
     h.update(codec.id());
     h.update(&b[..3]);
@@ -416,12 +421,7 @@ fn a_coded_body_for_an_empty_sample_is_refused() {
         let mut b = empty.clone();
         b[0] = 0xE0;
         b.extend_from_slice(body);
-        let mut h = crc32fast::Hasher::new();
-        h.update(codec.id());
-        h.update(&b[..3]);
-        h.update(&b[7..]);
-        let crc = h.finalize();
-        b[3..7].copy_from_slice(&crc.to_le_bytes());
+        let b = with_crc(&codec, b);
         match codec.decompress(&b, 1 << 20) {
             Err(CodecError::Corrupt(m)) => assert!(m.contains("empty sample"), "{body:?}: {m}"),
             other => panic!("{body:?}: {other:?}"),
