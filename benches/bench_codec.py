@@ -249,6 +249,8 @@ def main(argv=None):
     ap.add_argument("--json", default=None, help="also write every row here")
     ap.add_argument("--peer-cache", default=None, help="a JSON file of JPEG XL sizes by the codes' digest, "
                     "read and extended (peers are the same for every build)")
+    ap.add_argument("--no-peer-speed", action="store_true", help="speed section: time the codec only, not the "
+                    "peers' encoders (for A/B runs of two builds, benches/ab_trees.py)")
     args = ap.parse_args(argv)
     points = args.points.split(",") if args.points else list(QUICK_POINTS if args.quick else DEFAULT_POINTS)
     bits_list = [int(b) for b in args.bits.split(",")]
@@ -288,7 +290,8 @@ def main(argv=None):
         wins = sum(r["win"] for r in rows)
         print(f"\nSmaller than both JPEG XL e10 and zstd-19 with a dictionary on {wins} of {len(rows)} rows.\n")
     if "speed" not in skip:
-        srows = speed_rows(peers, log, bits_list=[b for b in bits_list if b in (2, 4, 8)] or [4])
+        speed_peers = dict(peers, imagecodecs=None, zstandard=None, brotli=None) if args.no_peer_speed else peers
+        srows = speed_rows(speed_peers, log, bits_list=[b for b in bits_list if b in (2, 4, 8)] or [4])
         result["speed"] = srows
         print("## Speed: one core, maps of at least 256 K elements (MB/s of 8-bit codes)\n")
         print("| point | bits | codec encode | codec decode | decode to codes | JPEG XL e10 encode | zstd-19 encode | "
