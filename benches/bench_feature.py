@@ -136,7 +136,7 @@ def main():
     timings = []
     for _ in range(reps):
         t = time.perf_counter()
-        blob, plan = _core.encode_feature(feat, "float32", 8, None, None, None, None, "auto", "model", "error", None, None, 1)
+        blob, plan = _core.encode_feature(feat, "float32", splitans.Options(bits=8, threads=1)._native, None, None, None, None)
         timings.append((time.perf_counter() - t, plan["seconds"]))
     total, stages = min(timings, key=lambda t: t[0])
     dec = []

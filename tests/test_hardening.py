@@ -411,11 +411,14 @@ def test_bools_are_not_integers():
 
 def test_integer_arrays_refuse_the_lossy_options():
     q = np.arange(12, dtype=np.int32)
-    for kw in (dict(mode="nonsense"), dict(mode="dense"), dict(reshape=3), dict(reshape="search"),
+    for kw in (dict(mode="dense"), dict(reshape=3), dict(reshape="search"),
                dict(nonfinite="clamp"), dict(bits=4), dict(axis=0)):
         with pytest.raises(ValueError, match="integer arrays .* are compressed losslessly") as e:
             splitans.compress(q, **kw)
         assert next(iter(kw)) in str(e.value)
+    # An invalid value is refused as such, whatever the array (splitans.Options checks it first).
+    with pytest.raises(ValueError, match="mode must be .* got \"nonsense\""):
+        splitans.compress(q, mode="nonsense")
     assert splitans.decompress(splitans.compress(q, mode="auto", reshape="model", nonfinite="error")).tolist() == q.tolist()
 
 

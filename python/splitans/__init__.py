@@ -36,6 +36,7 @@ from ._codec import (
     rans_encode,
 )
 from ._batch import compress_many, decompress_many
+from ._options import Options
 from ._feature import Percentile, plan
 from ._fitted import Codec
 from ._calibrate import CalibrationReport, CalibrationWarning, calibrate
@@ -54,6 +55,7 @@ __all__ = [
     "DEFAULT_MAX_OUTPUT_BYTES",
     "FORMAT_VERSION",
     "CorruptDataError",
+    "Options",
     "OutputTooLargeError",
     "Percentile",
     "UnsupportedVersionError",

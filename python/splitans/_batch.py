@@ -12,39 +12,22 @@ from ._codec import (
     _as_bytes,
     _as_numpy,
     _check_output_for_out,
-    _chunk_log2,
     _is_float,
     _max_output,
     _native,
     _out_view,
-    _precision,
     _threads,
     _to_output,
-    _version,
 )
+from ._options import Options, options_of
 
 __all__ = ["compress_many", "decompress_many"]
 
 
-def compress_many(
-    arrays: Sequence[Any],
-    *,
-    bits: Optional[int] = None,
-    axis: Optional[int] = None,
-    scale: Any = None,
-    zero_point: Any = None,
-    clip: Any = None,
-    mode: str = "auto",
-    reshape: Any = "model",
-    nonfinite: str = "error",
-    precision_bits: Optional[int] = None,
-    chunk_symbols: Optional[int] = None,
-    threads: Optional[int] = None,
-    version: Optional[int] = None,
-) -> List[bytes]:
+def compress_many(arrays: Sequence[Any], options: Optional[Options] = None, **keywords: Any) -> List[bytes]:
     """``[compress(a, ...) for a in arrays]`` in one call: the same bytes, item for item.
 
-    Every option applies to every array (``clip=Percentile(...)`` is computed per array;
+    ``options`` and ``keywords`` as for ``compress``. Every option applies to every array (``clip=Percentile(...)`` is computed per array;
     ``version`` as for ``compress``, float arrays only). Float
     arrays need ``bits``; integer arrays are compressed losslessly and take none of the lossy
     options (a list may hold both kinds). The interpreter is released once for the whole list;
@@ -56,27 +39,24 @@ def compress_many(
     >>> splitans.compress_many(xs, bits=8) == [splitans.compress(x, bits=8) for x in xs]
     True
     """
+    o = options_of(options, keywords)
     arrays = list(arrays)
-    p, c, t = _precision(precision_bits), _chunk_log2(chunk_symbols), _threads(threads)
-    v = _version(version)
     floats = [i for i, a in enumerate(arrays) if _is_float(a)]
     ints = [i for i in range(len(arrays)) if i not in set(floats)]
     out: List[Any] = [None] * len(arrays)
     if floats:
-        if bits is None:
+        if o.bits is None:
             raise TypeError(f"item {floats[0]}: compress_many() of float arrays needs bits= (1..16), e.g. bits=8")
-        items = _feature.prepare_many([arrays[i] for i in floats], bits, axis, scale, zero_point, clip, nonfinite)
+        items = _feature.prepare_many([arrays[i] for i in floats], o)
         try:
-            blobs = _core.encode_feature_many(
-                items, _feature._check_bits(bits), mode, _feature._check_reshape(reshape), nonfinite, p, c, t, v
-            )
+            blobs = _core.encode_feature_many(items, o._native)
         except Exception as e:  # noqa: BLE001 - re-raised with the caller's item index
             raise _renumber(e, floats) from None
         for i, b in zip(floats, blobs):
             out[i] = b
     if ints:
-        lossy = dict(bits=bits, axis=axis, scale=scale, zero_point=zero_point, clip=clip)
-        given = [k for k, v in lossy.items() if v is not None]
+        # A list may mix both kinds: the lossy options are refused only when no array takes them.
+        given = [k for k in ("bits", "axis", "scale", "zero_point", "clip") if getattr(o, k) is not None]
         if given and not floats:
             raise ValueError(f"{', '.join(given)} apply to float arrays; integer arrays are compressed losslessly")
         prepared, names = [], []
@@ -92,7 +72,7 @@ def compress_many(
             prepared.append(_native(a))
             names.append(a.dtype.name)
         try:
-            blobs = _core.encode_many(prepared, names, p, c, t)
+            blobs = _core.encode_many(prepared, names, o._native)
         except Exception as e:  # noqa: BLE001 - re-raised with the caller's item index
             raise _renumber(e, ints) from None
         for i, b in zip(ints, blobs):

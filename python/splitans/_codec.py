@@ -8,9 +8,13 @@ from typing import Any, Dict, Optional
 import numpy as np
 
 from . import _core, _feature
+from ._options import _BUILT
+from ._options import DEFAULT as _DEFAULT
+from ._options import MAX_THREADS, Options, _chunk_log2, _integer, _precision, _threads, options_of  # noqa: F401
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT_BYTES",
+    "Options",
     "compress",
     "decompress",
     "inspect",
@@ -37,47 +41,6 @@ def _as_numpy(x: Any) -> np.ndarray:
             raise ValueError("compress() runs on the CPU: use splitans.compress_gpu for a CUDA tensor, or .cpu() first")
         return x.detach().numpy()
     return np.asarray(x)
-
-
-def _integer(value: Any, name: str, what: str) -> int:
-    """`value` as an int: Python and numpy integers only (a bool is refused, not taken as 0/1)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be {what}, got {type(value).__name__} {value!r}")
-    return int(value)
-
-
-def _chunk_log2(chunk_symbols: Optional[int]) -> Optional[int]:
-    if chunk_symbols is None:
-        return None
-    what = "a power of two from 256 to 2**24 or None"
-    n = _integer(chunk_symbols, "chunk_symbols", what)
-    if n < 256 or n > 1 << 24 or n & (n - 1):
-        raise ValueError(f"chunk_symbols must be {what}, got {chunk_symbols!r}")
-    return n.bit_length() - 1
-
-
-#: The most threads a call takes (the codec uses at most 256 of them).
-MAX_THREADS = (1 << 31) - 1
-
-
-def _threads(threads: Optional[int]) -> int:
-    if threads is None:
-        return 0
-    what = "a positive integer or None (all cores)"
-    n = _integer(threads, "threads", what)
-    if not 1 <= n <= MAX_THREADS:
-        raise ValueError(f"threads must be {what}, up to 2**31 - 1; got {threads!r}")
-    return n
-
-
-def _precision(precision_bits: Optional[int]) -> Optional[int]:
-    if precision_bits is None:
-        return None
-    what = "an integer from 1 to 16 or None (chosen per stream)"
-    n = _integer(precision_bits, "precision_bits", what)
-    if not 1 <= n <= 16:
-        raise ValueError(f"precision_bits must be {what}, got {precision_bits!r}")
-    return n
 
 
 def _native(a: np.ndarray) -> np.ndarray:
@@ -107,26 +70,16 @@ def _max_output(max_output_bytes: Optional[int]) -> int:
     return n
 
 
-def compress(
-    array: Any,
-    *,
-    bits: Optional[int] = None,
-    axis: Optional[int] = None,
-    scale: Any = None,
-    zero_point: Any = None,
-    clip: Any = None,
-    mode: str = "auto",
-    reshape: Any = "model",
-    nonfinite: str = "error",
-    precision_bits: Optional[int] = None,
-    chunk_symbols: Optional[int] = None,
-    threads: Optional[int] = None,
-    version: Optional[int] = None,
-) -> bytes:
+def compress(array: Any, options: Optional[Options] = None, **keywords: Any) -> bytes:
     """Compress an array: integers losslessly, float features by quantizing to ``bits`` bits.
 
     Integer arrays (uint8 ... int64, any shape, 0-d and empty too, any memory layout) are coded
     exactly: 8-bit types as one stream of byte symbols, wider types as 16-bit planes.
+
+    The options come as a ``splitans.Options`` (validated once, when built: build it once and
+    reuse it) or as its fields by keyword, ``compress(x, bits=8)``; keywords beside an
+    ``Options`` replace its fields for this call. An invalid value raises ``ValueError`` (or
+    ``TypeError`` for a value of the wrong type) before the array is looked at.
 
     Float arrays (numpy float16/32/64, torch float16/bfloat16/float32) need ``bits`` (1..16):
 
@@ -166,74 +119,37 @@ def compress(
     >>> bool(np.abs(f - g).max() <= 4 / 255 / 2 + 1e-6)
     True
     """
+    if options is not None:
+        o = options_of(options, keywords)
+    elif not keywords:
+        o = _DEFAULT
+    else:
+        # options_of's cache, looked up here: a call costs a microsecond on a small map.
+        try:
+            o = _BUILT[(*keywords.items(), *map(type, keywords.values()))]
+        except (KeyError, TypeError):
+            o = options_of(None, keywords)
     if (
         type(array) is np.ndarray
         and array.dtype.char == "f"
-        and axis is None
-        and clip is None
-        and scale is None
-        and zero_point is None
-        and (nonfinite == "error" or nonfinite == "clamp")
+        and o._direct
         and array.flags.c_contiguous
         and array.dtype.isnative
-        and version is None
     ):
         # A contiguous float32 array with nothing for numpy to compute first (the common call):
         # straight to the codec, which checks the rest.
-        if bits is None:
-            raise TypeError(
-                "compress() of a float array needs bits= (1..16), the quantization bit width, e.g. bits=8"
-            )
-        return _core.compress_feature(
-            array,
-            "float32",
-            _feature._check_bits(bits),
-            None,
-            None,
-            None,
-            None,
-            mode,
-            _feature._check_reshape(reshape),
-            nonfinite,
-            _precision(precision_bits),
-            _chunk_log2(chunk_symbols),
-            _threads(threads),
-            3,
-        )
+        if o.bits is None:
+            raise TypeError(_NEEDS_BITS)
+        return _core.compress_feature(array, "float32", o._native, None, None, None, None)
     if _is_float(array):
-        if bits is None:
-            raise TypeError(
-                "compress() of a float array needs bits= (1..16), the quantization bit width, e.g. bits=8"
-            )
-        if version is None:
-            version = 3
-        if isinstance(version, bool) or version not in (1, 3):
-            raise ValueError(f"version must be None (the newest, 3) or 1, got {version!r}")
-        return _feature.compress_bytes(
-            array,
-            bits,
-            axis,
-            scale,
-            zero_point,
-            clip,
-            mode,
-            reshape,
-            nonfinite,
-            _precision(precision_bits),
-            _chunk_log2(chunk_symbols),
-            _threads(threads),
-            _version(version),
-        )
+        if o.bits is None:
+            raise TypeError(_NEEDS_BITS)
+        return _feature.compress_bytes(array, o)
     a = _as_numpy(array)
     name = a.dtype.name
     if name not in _INTEGER_DTYPES:
         raise TypeError(f"compress() supports float arrays and the integer dtypes {', '.join(_INTEGER_DTYPES)}; got {a.dtype}")
-    lossy = dict(bits=bits, axis=axis, scale=scale, zero_point=zero_point, clip=clip)
-    given = [k for k, v in lossy.items() if v is not None]
-    given += [k for k, v, default in (("mode", mode, "auto"), ("reshape", reshape, "model"), ("nonfinite", nonfinite, "error"))
-              if not (isinstance(v, str) and v == default)]
-    if version is not None and not (version == 1 and not isinstance(version, bool)):
-        given.append("version")
+    given = o._lossy()
     if given:
         raise ValueError(
             f"{', '.join(given)} apply to float arrays; integer arrays (here {name}) are compressed losslessly "
@@ -242,16 +158,11 @@ def compress(
     if a.ndim > _core.MAX_NDIM:
         raise ValueError(f"compress() supports up to {_core.MAX_NDIM} dimensions, got {a.ndim}")
     a = _native(a)
-    return _core.encode(a, name, _KIND_ARRAY, _precision(precision_bits), _chunk_log2(chunk_symbols), _threads(threads))
+    n = o._native
+    return _core.encode(a, name, _KIND_ARRAY, n.precision_bits, n.chunk_log2, n.threads)
 
 
-def _version(version: Any) -> int:
-    """The container version of a float tensor: None (the newest, 3) or 1."""
-    if version is None:
-        return 3
-    if isinstance(version, bool) or version not in (1, 3):
-        raise ValueError(f"version must be None (the newest, 3) or 1, got {version!r}")
-    return int(version)
+_NEEDS_BITS = "compress() of a float array needs bits= (1..16), the quantization bit width, e.g. bits=8"
 
 
 def _is_float(x: Any) -> bool:

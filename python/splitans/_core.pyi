@@ -1,12 +1,48 @@
 """Type stubs of the native module (Rust, PyO3). The public API is in ``splitans``."""
 
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Literal, Optional, Tuple, Union
 
 import numpy as np
 
 __version__: str
 FORMAT_VERSION: int
 MAX_NDIM: int
+MODES: Tuple[str, ...]
+GPU_MODES: Tuple[str, ...]
+NONFINITE: Tuple[str, ...]
+RESHAPES: Tuple[str, ...]
+VERSIONS: Tuple[int, ...]
+
+class CoderOptions:
+    """The native half of ``splitans.Options`` (frozen): what the codec reads, parsed once."""
+
+    def __new__(
+        cls,
+        bits: Optional[int],
+        mode: Literal["auto", "dense", "csr", "context", "pcontext", "best"],
+        reshape: Union[int, Literal["model", "search"]],
+        nonfinite: Literal["error", "clamp"],
+        precision_bits: Optional[int],
+        chunk_log2: Optional[int],
+        threads: int,
+        version: Literal[1, 3],
+    ) -> "CoderOptions": ...
+    @property
+    def bits(self) -> Optional[int]: ...
+    @property
+    def mode(self) -> str: ...
+    @property
+    def reshape(self) -> Union[int, str]: ...
+    @property
+    def nonfinite(self) -> str: ...
+    @property
+    def precision_bits(self) -> Optional[int]: ...
+    @property
+    def chunk_log2(self) -> Optional[int]: ...
+    @property
+    def threads(self) -> int: ...
+    @property
+    def version(self) -> int: ...
 
 def simd_kernels() -> List[str]: ...
 
@@ -48,13 +84,7 @@ def decode_many(
     threads: int,
     bf16_bits: bool = False,
 ) -> List[Tuple[str, np.ndarray, List[int], str]]: ...
-def encode_many(
-    arrays: List[np.ndarray],
-    dtypes: List[str],
-    precision_bits: Optional[int],
-    chunk_log2: Optional[int],
-    threads: int,
-) -> List[bytes]: ...
+def encode_many(arrays: List[np.ndarray], dtypes: List[str], options: CoderOptions) -> List[bytes]: ...
 def encode_feature_many(
     items: List[
         Tuple[
@@ -66,58 +96,34 @@ def encode_feature_many(
             Optional[List[int]],
         ]
     ],
-    bits: int,
-    mode: str,
-    reshape: Union[int, str],
-    nonfinite: str,
-    precision_bits: Optional[int],
-    chunk_log2: Optional[int],
-    threads: int,
-    version: int = ...,
+    options: CoderOptions,
 ) -> List[bytes]: ...
 def compress_feature(
     x: np.ndarray,
     dtype: str,
-    bits: int,
+    options: CoderOptions,
     axis: Optional[int],
     clip: Optional[List[Tuple[float, float]]],
     scale: Optional[List[float]],
     zero_point: Optional[List[int]],
-    mode: str,
-    reshape: Union[int, str],
-    nonfinite: str,
-    precision_bits: Optional[int],
-    chunk_log2: Optional[int],
-    threads: int,
-    version: int = ...,
 ) -> bytes: ...
 def max_compressed_size(n: int, dtype: str, ndim: int) -> int: ...
 def encode_feature(
     x: np.ndarray,
     dtype: str,
-    bits: int,
+    options: CoderOptions,
     axis: Optional[int],
     clip: Optional[List[Tuple[float, float]]],
     scale: Optional[List[float]],
     zero_point: Optional[List[int]],
-    mode: str,
-    reshape: Union[int, str],
-    nonfinite: str,
-    precision_bits: Optional[int],
-    chunk_log2: Optional[int],
-    threads: int,
-    version: int = 3,
 ) -> Tuple[bytes, Dict[str, Any]]: ...
 def plan_feature(
     x: np.ndarray,
-    bits: int,
+    options: CoderOptions,
     axis: Optional[int],
     clip: Optional[List[Tuple[float, float]]],
     scale: Optional[List[float]],
     zero_point: Optional[List[int]],
-    mode: str,
-    reshape: Union[int, str],
-    nonfinite: str,
     search_all: bool,
 ) -> Dict[str, Any]: ...
 def decode_feature_stages(data: bytes, threads: int, max_output_bytes: int = ...) -> Dict[str, float]: ...

@@ -27,16 +27,14 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-import numpy as np
 from numcodecs.abc import Codec
 from numcodecs.compat import ensure_bytes, ensure_ndarray, ndarray_copy
 from numcodecs.registry import register_codec
 
 import splitans
+from splitans._options import MODES, Options  # noqa: F401 - MODES: the modes, as `_core` names them
 
 __all__ = ["Splitans"]
-
-MODES = ("auto", "dense", "csr", "context", "pcontext", "best")
 
 
 class Splitans(Codec):
@@ -50,15 +48,14 @@ class Splitans(Codec):
     codec_id = "splitans"
 
     def __init__(self, bits: Optional[int] = None, mode: str = "auto", axis: Optional[int] = None):
-        if bits is not None and (isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 1 <= bits <= 16):
-            raise ValueError(f"bits must be an integer in 1..16 or None (integer chunks only), got {bits!r}")
-        if mode not in MODES:
+        # Validated once, as every door's options are; the config keeps its three fields (what
+        # zarr metadata stores), the options they make are private (get_config skips `_` names).
+        if not isinstance(mode, str):
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-        if axis is not None and (isinstance(axis, bool) or not isinstance(axis, (int, np.integer))):
-            raise ValueError(f"axis must be an integer or None, got {axis!r}")
-        self.bits = None if bits is None else int(bits)
-        self.mode = mode
-        self.axis = None if axis is None else int(axis)
+        self._options = Options(bits=bits, mode=mode, axis=axis)
+        self.bits = self._options.bits
+        self.mode = self._options.mode
+        self.axis = self._options.axis
 
     @classmethod
     def from_config(cls, config: dict) -> "Splitans":
@@ -85,7 +82,7 @@ class Splitans(Codec):
                     f"Splitans(bits=None) codes integer chunks losslessly; this chunk is {a.dtype}, which "
                     "splitans quantizes: give bits (1..16), e.g. Splitans(bits=8)"
                 )
-            return splitans.compress(a, bits=self.bits, mode=self.mode, axis=axis)
+            return splitans.compress(a, self._options if axis == self.axis else self._options.replace(axis=axis))
         raise TypeError(f"Splitans codes integer and float16/32/64 chunks, not {a.dtype}")
 
     def decode(self, buf: Any, out: Any = None) -> Any:

@@ -56,14 +56,15 @@ class Splitans(ArrayBytesCodec):
     axis: Optional[int]
 
     def __init__(self, *, bits: Optional[int] = None, mode: str = "auto", axis: Optional[int] = None) -> None:
-        codec = _Numcodec(bits=bits, mode=mode, axis=axis)  # validates
+        codec = _Numcodec(bits=bits, mode=mode, axis=axis)  # validates, once: every chunk reuses it
         object.__setattr__(self, "bits", codec.bits)
         object.__setattr__(self, "mode", codec.mode)
         object.__setattr__(self, "axis", codec.axis)
+        object.__setattr__(self, "_numcodec", codec)
 
     @property
     def numcodec(self) -> _Numcodec:
-        return _Numcodec(bits=self.bits, mode=self.mode, axis=self.axis)
+        return self._numcodec
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "Splitans":

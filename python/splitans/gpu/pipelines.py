@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import _core, _feature
 from .._codec import DEFAULT_MAX_OUTPUT_BYTES, _as_bytes, _chunk_log2, _expected, _max_output, _precision
+from .._options import GPU_MODES, Options, options_of
 from .._core import CorruptDataError
 from .arrays import as_torch, empty_like_input, feature_output, to_device
 from .container import (
@@ -84,40 +85,19 @@ def _decode_ints(ops, blob, lay: Dict[str, Any]):
 # Features (kind 3; FORMAT.md 6)
 
 
-def _compress_feature(
-    ops,
-    x,
-    name: str,
-    shape: Tuple[int, ...],
-    *,
-    bits,
-    axis,
-    scale,
-    zero_point,
-    clip,
-    mode,
-    reshape,
-    nonfinite,
-    precision_bits,
-    chunk_log2,
-    version: int = 3,
-) -> bytes:
+def _compress_feature(ops, x, name: str, shape: Tuple[int, ...], options: Options) -> bytes:
     xp = ops.xp
-    bits = _feature._check_bits(bits)
+    bits = options.bits
     ndim = len(shape)
-    axis = _feature._axis(axis, ndim)
-    if nonfinite not in ("error", "clamp"):
-        raise ValueError(f"nonfinite must be 'error' or 'clamp', got {nonfinite!r}")
-    if mode not in ("dense", "csr", "auto"):
-        raise ValueError(f"mode must be 'dense', 'csr' or 'auto', got {mode!r}")
-    if clip is not None and scale is not None:
-        raise ValueError("pass clip= or scale=/zero_point=, not both")
+    axis = _feature._axis(options.axis, ndim)
+    nonfinite, mode, reshape, version = options.nonfinite, options.mode, options.reshape, options.version or 3
+    clip, scale, zero_point = options.clip, options.scale, options.zero_point
+    precision_bits, chunk_log2 = options._native.precision_bits, options._native.chunk_log2
     if isinstance(clip, _feature.Percentile):
         raise ValueError(
             "clip=Percentile(...) is not supported by the GPU path (numpy computes percentiles on the host); "
             "pass clip=(low, high) per tensor or per channel, or a calibrated scale=/zero_point="
         )
-    reshape = _feature._check_reshape(reshape)
     if ndim > 32:
         raise ValueError(f"compress() supports up to 32 dimensions, got {ndim}")
     total = int(np.prod(shape, dtype=np.int64)) if ndim else 1
@@ -127,15 +107,8 @@ def _compress_feature(
         channels, inner = 1, 1
     else:
         channels, inner = shape[axis], max(1, int(np.prod(shape[axis + 1 :], dtype=np.int64)))
-    clip_pairs = None
-    if clip is not None:
-        arr = np.asarray(clip, dtype=np.float64)
-        if arr.shape == (2,):
-            clip_pairs = [(float(arr[0]), float(arr[1]))]
-        elif arr.ndim == 2 and arr.shape[1] == 2:
-            clip_pairs = [(float(lo), float(hi)) for lo, hi in arr]
-        else:
-            raise ValueError(f"clip must be (low, high) or a list of per-channel (low, high); got {clip!r}")
+    # Options holds one pair as (low, high), per-channel pairs as a tuple of them.
+    clip_pairs = None if clip is None else [clip] if isinstance(clip[0], float) else list(clip)
     x = ops.to_f32(x).reshape(-1)
     s, z, ranges, finite = resolve(ops, x, bits, channels, inner, clip_pairs, scale, zero_point)
     if finite is False and nonfinite == "error":
@@ -293,114 +266,49 @@ def rans_decode_gpu(
     return out
 
 
-def compress_gpu(
-    x: Any,
-    *,
-    bits: Optional[int] = None,
-    axis: Optional[int] = None,
-    scale: Any = None,
-    zero_point: Any = None,
-    clip: Any = None,
-    mode: str = "auto",
-    reshape: Any = "model",
-    nonfinite: str = "error",
-    precision_bits: Optional[int] = None,
-    chunk_symbols: Optional[int] = None,
-    version: Optional[int] = None,
-    device: Any = None,
-    _ops_=None,
-) -> bytes:
+def compress_gpu(x: Any, options: Optional[Options] = None, *, device: Any = None, _ops_=None, **keywords: Any) -> bytes:
     """``splitans.compress`` on the GPU, with the same options and the identical bytes: a CuPy
     array or CUDA torch tensor, float (quantized to ``bits``, dense or CSR) or integer
     (lossless). Everything but the histograms and the coded bytes stays on the device.
+    ``options``/``keywords`` as for ``compress`` (``threads`` does not apply);
     ``clip=splitans.Percentile(...)`` is not supported here."""
+    o = options_of(options, keywords)
     ops = _ops_ or ops_for(device)
     with ops.context():
-        return _compress(
-            ops,
-            x,
-            bits=bits,
-            axis=axis,
-            scale=scale,
-            zero_point=zero_point,
-            clip=clip,
-            mode=mode,
-            reshape=reshape,
-            nonfinite=nonfinite,
-            precision_bits=precision_bits,
-            chunk_symbols=chunk_symbols,
-            version=version,
-        )
+        return _compress(ops, x, o)
 
 
-def _compress(
-    ops, x, *, bits, axis, scale, zero_point, clip, mode, reshape, nonfinite, precision_bits, chunk_symbols, version
-) -> bytes:
+def _compress(ops, x, o: Options) -> bytes:
     a, name = to_device(ops, x)
     if name not in FLOAT_CODES:
-        lossy = dict(bits=bits, axis=axis, scale=scale, zero_point=zero_point, clip=clip)
-        given = [k for k, v in lossy.items() if v is not None]
-        if given:
-            raise ValueError(f"{', '.join(given)} apply to float arrays; integer arrays are compressed losslessly")
         if name not in INT_CODES:
             raise TypeError(
                 f"compress() supports float arrays and the integer dtypes {', '.join(INT_CODES)}; got {name}"
             )
+        given = o._lossy()  # what compress refuses, refused alike
+        if given:
+            raise ValueError(
+                f"{', '.join(given)} apply to float arrays; integer arrays (here {name}) are compressed losslessly "
+                "(drop them, or pass a float array with bits=)"
+            )
         if a.ndim > 32:
             raise ValueError(f"compress() supports up to 32 dimensions, got {a.ndim}")
-        if version is not None and not (version == 1 and not isinstance(version, bool)):
-            raise ValueError("version applies to float arrays; integer arrays are written as version 1")
-        return _encode_symbols(
-            ops, a, KIND_ARRAY, a.shape, name, _precision(precision_bits), _chunk_log2(chunk_symbols)
-        )
-    if bits is None:
+        n = o._native
+        return _encode_symbols(ops, a, KIND_ARRAY, a.shape, name, n.precision_bits, n.chunk_log2)
+    if o.bits is None:
         raise TypeError("compress() of a float array needs bits= (1..16), the quantization bit width, e.g. bits=8")
-    if version is None:
-        version = 3
-    if isinstance(version, bool) or version not in (1, 3):
-        raise ValueError(f"version must be None (the newest, 3) or 1, got {version!r}")
-    if mode in ("context", "pcontext", "best"):
+    if o.mode not in GPU_MODES:
         raise ValueError(
-            f"mode={mode!r} runs on the CPU only (splitans.compress): its model is fitted or adapted "
-            "on the host; the GPU path codes 'auto', 'dense' and 'csr'"
+            f"mode={o.mode!r} runs on the CPU only (splitans.compress): its model is fitted or adapted "
+            f"on the host; the GPU path codes {', '.join(map(repr, GPU_MODES))}"
         )
     shape = tuple(int(d) for d in a.shape)
     if 0 in shape:
         # Nothing to move or code: the CPU path writes the (header-only) container.
         from .._codec import compress
 
-        empty = empty_like_input(x, shape, name)
-        return compress(
-            empty,
-            bits=bits,
-            axis=axis,
-            scale=scale,
-            zero_point=zero_point,
-            clip=clip,
-            mode=mode,
-            reshape=reshape,
-            nonfinite=nonfinite,
-            precision_bits=precision_bits,
-            chunk_symbols=chunk_symbols,
-            version=version,
-        )
-    return _compress_feature(
-        ops,
-        a,
-        name,
-        shape,
-        bits=bits,
-        axis=axis,
-        scale=scale,
-        zero_point=zero_point,
-        clip=clip,
-        mode=mode,
-        reshape=reshape,
-        nonfinite=nonfinite,
-        precision_bits=_precision(precision_bits),
-        chunk_log2=_chunk_log2(chunk_symbols),
-        version=version,
-    )
+        return compress(empty_like_input(x, shape, name), o)
+    return _compress_feature(ops, a, name, shape, o)
 
 
 def decompress_gpu(

@@ -8,7 +8,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from .. import _core, _feature
+from .. import _core
 from .loader import BLOCK, blocks, u32, u64
 
 
@@ -120,7 +120,7 @@ def resolve(ops, x, bits: int, channels: int, inner: int, clip, scale, zero_poin
             raise ValueError(f"{what} has {n} entries, expected 1 or {channels}")
 
     if scale is not None:
-        s, z = _feature._params(scale, zero_point, bits)
+        s, z = list(scale), list(zero_point)  # as splitans.Options normalized them
         if len(s) != len(z):
             raise ValueError("scale and zero_point differ in length")
         per_channel(len(s), "scale/zero_point")

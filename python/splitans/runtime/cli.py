@@ -269,7 +269,7 @@ def _local_answer(client, strategy: str, head, tail, loaded, x):
         else:
             a = run_head(head, x)
             codec = client.codec if isinstance(client.codec, Codec) else None
-            enc, payload, shape = encodings.encode(strategy, a, codec=codec, bits=client.bits, axis=client.axis)
+            enc, payload, shape = encodings.encode(strategy, a, codec=codec, options=client.options)
             back = encodings.decode(enc, payload, shape, activation_shape=tuple(np.asarray(a).shape[1:]), codec=codec)
             local = tail(torch.from_numpy(np.ascontiguousarray(back)))
             whole = loaded.model(torch.as_tensor(np.asarray(x)))

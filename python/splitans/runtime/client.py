@@ -140,6 +140,9 @@ class EdgeClient:
         self.codec = codec
         self.strategy = strategy
         self.bits, self.axis = bits, axis
+        # The container strategies' options, checked here, once, not at the first send.
+        self.options = (encodings.activation_options(strategy, bits, axis)
+                        if strategy in encodings.CONTAINER_STRATEGIES else None)
         self.top_k, self.return_logits = top_k, return_logits
         self.deadline, self.timeout, self.retries = deadline, timeout, retries
         self.backoff, self.max_backoff = backoff, max_backoff
@@ -252,7 +255,7 @@ class EdgeClient:
             a = x if self.head is None else run_head(self.head, x)
             t1 = time.perf_counter()
             codec = self.codec if isinstance(self.codec, Codec) else None
-            encoding, payload, shape = encodings.encode(self.strategy, a, codec=codec, bits=self.bits, axis=self.axis)
+            encoding, payload, shape = encodings.encode(self.strategy, a, codec=codec, options=self.options)
         t2 = time.perf_counter()
         req = pb2.InferRequest(payload=payload)
         if encoding == encodings.CODEC:

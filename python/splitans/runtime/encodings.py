@@ -16,11 +16,14 @@ import numpy as np
 
 from .._codec import compress, decompress
 from .._fitted import Codec
+from .._options import Options, options_of
 
-__all__ = ["ACTIVATION_STRATEGIES", "IMAGE_STRATEGIES", "STRATEGIES", "RequestError", "decode", "encode",
-           "encode_image"]
+__all__ = ["ACTIVATION_STRATEGIES", "IMAGE_STRATEGIES", "STRATEGIES", "RequestError", "activation_options", "decode",
+           "encode", "encode_image"]
 
-ACTIVATION_STRATEGIES = ("codec", "auto", "best", "float32", "float16", "zstd-float16")
+#: The strategies that send self-contained ``splitans.compress`` containers: the mode is the strategy.
+CONTAINER_STRATEGIES = ("auto", "best")
+ACTIVATION_STRATEGIES = ("codec", *CONTAINER_STRATEGIES, "float32", "float16", "zstd-float16")
 IMAGE_STRATEGIES = ("jpeg", "png")
 STRATEGIES = ACTIVATION_STRATEGIES + IMAGE_STRATEGIES
 
@@ -47,17 +50,30 @@ def _numpy(x: Any) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
+def activation_options(strategy: str, bits: int = 8, axis: Optional[int] = None) -> Options:
+    """The ``splitans.Options`` of a container strategy (``"auto"``/``"best"``, the mode): on one
+    thread, as a server already runs its requests side by side. Built (and checked) once, by the
+    client, when it is made."""
+    if strategy not in CONTAINER_STRATEGIES:
+        raise ValueError(f"strategy {strategy!r} sends no splitans container; one of {', '.join(CONTAINER_STRATEGIES)}")
+    return Options(bits=bits, axis=axis, mode=strategy, threads=1)
+
+
 def encode(strategy: str, activation: Any, *, codec: Optional[Codec] = None, bits: int = 8,
-           axis: Optional[int] = None) -> Tuple[int, bytes, Tuple[int, ...]]:
-    """(encoding, payload, shape) for one activation with its batch axis (batch 1 for ``codec``)."""
+           axis: Optional[int] = None, options: Optional[Options] = None) -> Tuple[int, bytes, Tuple[int, ...]]:
+    """(encoding, payload, shape) for one activation with its batch axis (batch 1 for ``codec``).
+    ``options``: those of ``"auto"``/``"best"`` (``activation_options``); without them,
+    ``bits``/``axis`` make them."""
     if strategy == "codec":
         if codec is None:
             raise ValueError("strategy 'codec' needs a fitted codec")
         if activation.shape[0] != 1:
             raise ValueError("a fitted codec codes one sample per blob: send a batch of 1")
         return CODEC, codec.compress(activation[0]), tuple(activation.shape)
-    if strategy in ("auto", "best"):
-        return SPLITANS, compress(activation, bits=bits, axis=axis, mode=strategy, threads=1), tuple(activation.shape)
+    if strategy in CONTAINER_STRATEGIES:
+        if options is None:
+            options = options_of(None, {"bits": bits, "axis": axis, "mode": strategy, "threads": 1})
+        return SPLITANS, compress(activation, options), tuple(activation.shape)
     a = _numpy(activation)
     if strategy == "float32":
         return FLOAT32, a.astype("<f4").tobytes(), a.shape

@@ -12,10 +12,10 @@ use pyo3::types::{PyBytes, PyList};
 use crate::batch::{self, FeatureItem, OutBuf};
 use crate::container::{self, DType, ElemType, FloatType, Header};
 use crate::feature::OutputSlice;
-use crate::stream::{par_map, EncodeOptions};
+use crate::stream::par_map;
 
 use super::container::check_expected;
-use super::feature::options;
+use super::options::CoderOptions;
 
 /// What a decoded container is stored as in numpy: the dtype it decodes to (a feature's float16
 /// and bfloat16 as their bits in uint16).
@@ -513,32 +513,19 @@ type FeatureArgs<'py> = (
     Option<Vec<i32>>,
 );
 
-/// Compresses many float tensors with the interpreter released once, on `threads` threads (0:
-/// all cores), one tensor per task: each container is what `encode_feature` makes of it. The
+/// Compresses many float tensors with the interpreter released once, on the options' threads
+/// (0: all cores), one tensor per task: each container is what `encode_feature` makes of it. The
 /// first failing tensor, in order, raises its error with its index.
 #[pyfunction]
-#[pyo3(signature = (items, bits, mode, reshape, nonfinite, precision_bits, chunk_log2, threads, version=3))]
-#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (items, options))]
 fn encode_feature_many<'py>(
     py: Python<'py>,
     items: Vec<FeatureArgs<'py>>,
-    bits: u8,
-    mode: &str,
-    reshape: &Bound<'py, PyAny>,
-    nonfinite: &str,
-    precision_bits: Option<u8>,
-    chunk_log2: Option<u8>,
-    threads: usize,
-    version: u8,
+    options: PyRef<'py, CoderOptions>,
 ) -> PyResult<Bound<'py, PyList>> {
     let located = |i: usize, e: PyErr| -> PyErr {
         let msg = e.value(py).to_string();
         PyErr::from_type(e.get_type(py), format!("item {i}: {msg}"))
-    };
-    let coder = EncodeOptions {
-        precision_bits,
-        chunk_log2,
-        threads: 1,
     };
     let mut work = Vec::with_capacity(items.len());
     for (i, (x, dtype, axis, clip, scale, zero_point)) in items.iter().enumerate() {
@@ -549,23 +536,16 @@ fn encode_feature_many<'py>(
             )
         })?;
         let shape = x.shape().to_vec();
-        let opts = options(
-            &shape,
-            bits,
-            *axis,
-            clip.clone(),
-            scale.clone(),
-            zero_point.clone(),
-            mode,
-            reshape,
-            nonfinite,
-            coder,
-        )
-        .map(|mut o| {
-            o.version = version;
-            o
-        })
-        .map_err(|e| located(i, e))?;
+        let opts = options
+            .feature(
+                &shape,
+                *axis,
+                clip.clone(),
+                scale.clone(),
+                zero_point.clone(),
+                Some(1),
+            )
+            .map_err(|e| located(i, e))?;
         let data = x
             .as_slice()
             .map_err(|_| located(i, PyValueError::new_err("array must be C-contiguous")))?;
@@ -576,6 +556,7 @@ fn encode_feature_many<'py>(
             opts,
         });
     }
+    let threads = options.coder().threads;
     let blobs = py.detach(|| batch::compress_features(work, threads));
     let out = PyList::empty(py);
     for (i, b) in blobs.into_iter().enumerate() {
@@ -585,16 +566,15 @@ fn encode_feature_many<'py>(
 }
 
 /// Compresses many C-contiguous integer arrays (`dtypes` name each) losslessly, as `encode`
-/// with kind 2, with the interpreter released once, on `threads` threads, one array per task.
+/// with kind 2, with the interpreter released once, on the options' threads, one array per
+/// task (the options' coder settings only: integers take none of the lossy ones).
 #[pyfunction]
-#[pyo3(signature = (arrays, dtypes, precision_bits, chunk_log2, threads))]
+#[pyo3(signature = (arrays, dtypes, options))]
 fn encode_many<'py>(
     py: Python<'py>,
     arrays: Vec<Bound<'py, PyAny>>,
     dtypes: Vec<String>,
-    precision_bits: Option<u8>,
-    chunk_log2: Option<u8>,
-    threads: usize,
+    options: PyRef<'py, CoderOptions>,
 ) -> PyResult<Bound<'py, PyList>> {
     let located = |i: usize, e: PyErr| -> PyErr {
         let msg = e.value(py).to_string();
@@ -667,11 +647,8 @@ fn encode_many<'py>(
             Ints::I64(g) => slice!(g, I64),
         });
     }
-    let opts = EncodeOptions {
-        precision_bits,
-        chunk_log2,
-        threads,
-    };
+    let opts = options.coder();
+    let threads = opts.threads;
     let blobs = py.detach(|| {
         batch::compress_each(items, &opts, threads, |(s, shape), o| match s {
             Slice::U8(d) => container::compress(d, &shape, o),

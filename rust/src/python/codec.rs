@@ -11,17 +11,9 @@ use crate::codec::{Clip, Codec, Quantizer};
 use crate::container::FloatType;
 use crate::fit::{Candidate, FitReport};
 use crate::levels::Codebook;
-use crate::quant::{self, Affine, NonFinite};
+use crate::quant::{self, Affine};
 
-fn non_finite(v: &str) -> PyResult<NonFinite> {
-    match v {
-        "error" => Ok(NonFinite::Error),
-        "clamp" => Ok(NonFinite::Clamp),
-        v => Err(PyValueError::new_err(format!(
-            "nonfinite must be 'error' or 'clamp', got {v:?}"
-        ))),
-    }
-}
+use super::options::non_finite;
 
 /// The kernels' layout words and the quantization channels (channels, inner).
 type Geometry<'py> = (Bound<'py, PyArray1<u64>>, (usize, usize));

@@ -3,111 +3,12 @@
 use numpy::{PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyStringMethods};
+use pyo3::types::{PyBytes, PyDict, PyList};
 
 use crate::container::FloatType;
-use crate::feature::{self, FeatureMeta, FeatureOptions, ModeChoice, Plan, Range, Reshape, Stages};
-use crate::quant::{Affine, Channels, NonFinite};
-use crate::stream::EncodeOptions;
+use crate::feature::{self, FeatureMeta, Plan, Stages};
 
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn options(
-    shape: &[usize],
-    bits: u8,
-    axis: Option<usize>,
-    clip: Option<Vec<(f32, f32)>>,
-    scale: Option<Vec<f32>>,
-    zero_point: Option<Vec<i32>>,
-    mode: &str,
-    reshape: &Bound<'_, PyAny>,
-    nonfinite: &str,
-    coder: EncodeOptions,
-) -> PyResult<FeatureOptions> {
-    let axis = match axis {
-        // An empty tensor has no channels to parameterize: per tensor.
-        _ if shape.contains(&0) => None,
-        None => None,
-        Some(a) if a < shape.len() && a < 255 => Some((
-            a as u8,
-            Channels {
-                channels: shape[a],
-                inner: shape[a + 1..].iter().product::<usize>().max(1),
-            },
-        )),
-        Some(a) => {
-            return Err(PyValueError::new_err(format!(
-                "axis {a} out of range for {} dimensions",
-                shape.len()
-            )))
-        }
-    };
-    let range = match (clip, scale, zero_point) {
-        (None, None, None) => Range::MinMax,
-        (Some(c), None, None) => Range::Clip(c),
-        (None, Some(s), Some(z)) if s.len() == z.len() => Range::Params(
-            s.into_iter()
-                .zip(z)
-                .map(|(scale, zero_point)| Affine { scale, zero_point })
-                .collect(),
-        ),
-        (None, Some(_), Some(_)) => {
-            return Err(PyValueError::new_err(
-                "scale and zero_point differ in length",
-            ))
-        }
-        _ => {
-            return Err(PyValueError::new_err(
-                "pass either clip= or both scale= and zero_point=",
-            ))
-        }
-    };
-    let mode = match mode {
-        "dense" => ModeChoice::Dense,
-        "csr" => ModeChoice::Csr,
-        "auto" => ModeChoice::Auto,
-        "context" => ModeChoice::Context,
-        "best" => ModeChoice::Best,
-        "pcontext" => ModeChoice::Pctx,
-        m => {
-            return Err(PyValueError::new_err(format!(
-                "mode must be 'auto', 'dense', 'csr', 'context', 'pcontext' or 'best', got {m:?}"
-            )))
-        }
-    };
-    // A string first: a failed integer extraction costs an exception (a microsecond).
-    let reshape = if let Ok(r) = reshape.cast::<pyo3::types::PyString>() {
-        match &*r.to_cow()? {
-            "model" => Reshape::Model,
-            "search" => Reshape::Search,
-            r => {
-                return Err(PyValueError::new_err(format!(
-                    "reshape must be a row count, 'model' or 'search', got {r:?}"
-                )))
-            }
-        }
-    } else {
-        Reshape::Rows(reshape.extract::<usize>()?)
-    };
-    let non_finite = match nonfinite {
-        "error" => NonFinite::Error,
-        "clamp" => NonFinite::Clamp,
-        v => {
-            return Err(PyValueError::new_err(format!(
-                "nonfinite must be 'error' or 'clamp', got {v:?}"
-            )))
-        }
-    };
-    Ok(FeatureOptions {
-        bits,
-        axis,
-        range,
-        mode,
-        reshape,
-        non_finite,
-        coder,
-        version: crate::container::COMPACT_VERSION,
-    })
-}
+use super::options::CoderOptions;
 
 fn stages_dict<'py>(py: Python<'py>, s: &Stages) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
@@ -190,30 +91,27 @@ fn plan_dict<'py>(py: Python<'py>, p: &Plan) -> PyResult<Bound<'py, PyDict>> {
     Ok(d)
 }
 
+/// The per-tensor arguments of the feature calls: the channel axis (non-negative), clip ranges,
+/// scale and zero point, as `_feature._prepare` makes them.
+type PerTensor = (
+    Option<usize>,
+    Option<Vec<(f32, f32)>>,
+    Option<Vec<f32>>,
+    Option<Vec<i32>>,
+);
+
 /// Quantizes and codes a float32 feature tensor, with the interpreter released: the container
 /// and the plan (what `encode_feature` and `compress_feature` share).
-#[allow(clippy::too_many_arguments)]
 fn encode<'py>(
     x: &PyReadonlyArrayDyn<'py, f32>,
     dtype: &str,
-    bits: u8,
-    axis: Option<usize>,
-    clip: Option<Vec<(f32, f32)>>,
-    scale: Option<Vec<f32>>,
-    zero_point: Option<Vec<i32>>,
-    mode: &str,
-    reshape: &Bound<'py, PyAny>,
-    nonfinite: &str,
-    coder: EncodeOptions,
-    version: u8,
+    options: &CoderOptions,
+    (axis, clip, scale, zero_point): PerTensor,
 ) -> PyResult<(Vec<u8>, Plan)> {
     let float_type = FloatType::from_name(dtype)
         .ok_or_else(|| PyValueError::new_err(format!("unsupported float dtype {dtype}")))?;
     let shape = x.shape().to_vec();
-    let mut opts = options(
-        &shape, bits, axis, clip, scale, zero_point, mode, reshape, nonfinite, coder,
-    )?;
-    opts.version = version;
+    let opts = options.feature(&shape, axis, clip, scale, zero_point, None)?;
     let data = x
         .as_slice()
         .map_err(|_| PyValueError::new_err("array must be C-contiguous"))?;
@@ -223,32 +121,17 @@ fn encode<'py>(
 
 /// Quantizes and codes a float32 feature tensor; returns the container and the plan.
 #[pyfunction]
-#[pyo3(signature = (x, dtype, bits, axis, clip, scale, zero_point, mode, reshape, nonfinite, precision_bits, chunk_log2, threads, version=3))]
-#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (x, dtype, options, axis, clip, scale, zero_point))]
 fn encode_feature<'py>(
     x: PyReadonlyArrayDyn<'py, f32>,
     dtype: &str,
-    bits: u8,
+    options: PyRef<'py, CoderOptions>,
     axis: Option<usize>,
     clip: Option<Vec<(f32, f32)>>,
     scale: Option<Vec<f32>>,
     zero_point: Option<Vec<i32>>,
-    mode: &str,
-    reshape: &Bound<'py, PyAny>,
-    nonfinite: &str,
-    precision_bits: Option<u8>,
-    chunk_log2: Option<u8>,
-    threads: usize,
-    version: u8,
 ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyDict>)> {
-    let coder = EncodeOptions {
-        precision_bits,
-        chunk_log2,
-        threads,
-    };
-    let (blob, plan) = encode(
-        &x, dtype, bits, axis, clip, scale, zero_point, mode, reshape, nonfinite, coder, version,
-    )?;
+    let (blob, plan) = encode(&x, dtype, &options, (axis, clip, scale, zero_point))?;
     let py = x.py();
     Ok((PyBytes::new(py, &blob), plan_dict(py, &plan)?))
 }
@@ -256,65 +139,35 @@ fn encode_feature<'py>(
 /// `encode_feature` without the plan: the container only (what `compress` returns; building the
 /// plan's dictionary costs more than coding a small map).
 #[pyfunction]
-#[pyo3(signature = (x, dtype, bits, axis, clip, scale, zero_point, mode, reshape, nonfinite, precision_bits, chunk_log2, threads, version=3))]
-#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (x, dtype, options, axis, clip, scale, zero_point))]
 fn compress_feature<'py>(
     x: PyReadonlyArrayDyn<'py, f32>,
     dtype: &str,
-    bits: u8,
+    options: PyRef<'py, CoderOptions>,
     axis: Option<usize>,
     clip: Option<Vec<(f32, f32)>>,
     scale: Option<Vec<f32>>,
     zero_point: Option<Vec<i32>>,
-    mode: &str,
-    reshape: &Bound<'py, PyAny>,
-    nonfinite: &str,
-    precision_bits: Option<u8>,
-    chunk_log2: Option<u8>,
-    threads: usize,
-    version: u8,
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let coder = EncodeOptions {
-        precision_bits,
-        chunk_log2,
-        threads,
-    };
-    let (blob, _) = encode(
-        &x, dtype, bits, axis, clip, scale, zero_point, mode, reshape, nonfinite, coder, version,
-    )?;
+    let (blob, _) = encode(&x, dtype, &options, (axis, clip, scale, zero_point))?;
     Ok(PyBytes::new(x.py(), &blob))
 }
 
 /// Predicts the size of each mode and candidate row count without coding.
 #[pyfunction]
-#[pyo3(signature = (x, bits, axis, clip, scale, zero_point, mode, reshape, nonfinite, search_all))]
-#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (x, options, axis, clip, scale, zero_point, search_all))]
 fn plan_feature<'py>(
     x: PyReadonlyArrayDyn<'py, f32>,
-    bits: u8,
+    options: PyRef<'py, CoderOptions>,
     axis: Option<usize>,
     clip: Option<Vec<(f32, f32)>>,
     scale: Option<Vec<f32>>,
     zero_point: Option<Vec<i32>>,
-    mode: &str,
-    reshape: &Bound<'py, PyAny>,
-    nonfinite: &str,
     search_all: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
     let py = x.py();
     let shape = x.shape().to_vec();
-    let opts = options(
-        &shape,
-        bits,
-        axis,
-        clip,
-        scale,
-        zero_point,
-        mode,
-        reshape,
-        nonfinite,
-        EncodeOptions::default(),
-    )?;
+    let opts = options.feature(&shape, axis, clip, scale, zero_point, None)?;
     let data = x
         .as_slice()
         .map_err(|_| PyValueError::new_err("array must be C-contiguous"))?;

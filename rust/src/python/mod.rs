@@ -7,6 +7,7 @@ mod container;
 mod errors;
 mod feature;
 mod gpu;
+mod options;
 
 use pyo3::prelude::*;
 
@@ -29,5 +30,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     container::register(m)?;
     feature::register(m)?;
     gpu::register(m)?;
+    options::register(m)?;
     Ok(())
 }
