@@ -5,10 +5,12 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyStringMethods};
 
-use crate::container::FloatType;
-use crate::feature::{self, FeatureMeta, FeatureOptions, ModeChoice, Plan, Range, Reshape, Stages};
+use crate::entropy::stream::EncodeOptions;
+use crate::format::container::FloatType;
+use crate::pipeline::feature::{
+    self, FeatureMeta, FeatureOptions, ModeChoice, Plan, Range, Reshape, Stages,
+};
 use crate::quant::{Affine, Channels, NonFinite};
-use crate::stream::EncodeOptions;
 
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn options(
@@ -105,7 +107,7 @@ pub(crate) fn options(
         reshape,
         non_finite,
         coder,
-        version: crate::container::COMPACT_VERSION,
+        version: crate::format::container::COMPACT_VERSION,
     })
 }
 
@@ -131,8 +133,8 @@ fn decode_feature_stages<'py>(
     let stages = py.detach(|| -> crate::Result<Stages> {
         let mut stages = Stages::default();
         let t = std::time::Instant::now();
-        let h = crate::container::read_header(data)?;
-        crate::container::check_output_size(&h, max_output_bytes)?;
+        let h = crate::format::container::read_header(data)?;
+        crate::format::container::check_output_size(&h, max_output_bytes)?;
         stages.container += t.elapsed().as_secs_f64();
         feature::decompress_to(
             data,

@@ -15,13 +15,13 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use crate::bytes::Reader;
-use crate::container::{self, Kind};
+use crate::entropy::freq::{build_table, FreqTable, MAX_PRECISION_BITS};
+use crate::entropy::stream::{self, EncodeOptions, Mode, StreamView, STREAM_HEADER_BYTES};
 use crate::error::{CodecError, Result};
-use crate::feature;
-use crate::freq::{build_table, FreqTable, MAX_PRECISION_BITS};
+use crate::format::container::{self, Kind};
+use crate::layout::sparse;
+use crate::pipeline::feature;
 use crate::quant::{self, Affine};
-use crate::sparse;
-use crate::stream::{self, EncodeOptions, Mode, StreamView, STREAM_HEADER_BYTES};
 
 fn coder_options(precision_bits: Option<u8>, chunk_log2: Option<u8>) -> Result<EncodeOptions> {
     let opts = EncodeOptions {
@@ -326,7 +326,7 @@ fn gpu_layout<'py>(
             let (offset, len) = parsed.parts[0];
             let width = if meta.bits <= 8 { 1 } else { 2 };
             let mut r = crate::bytes::Reader::new(&data[offset..offset + len]);
-            let view = crate::stream::parse_compact(&mut r, width, h.count)?;
+            let view = crate::entropy::stream::parse_compact(&mut r, width, h.count)?;
             streams.append(stream_layout(py, data, offset, &view, 1)?)?;
         }
     } else {
@@ -395,7 +395,7 @@ fn gpu_stream_layout<'py>(
     let view = if compact {
         // A compact stream (FORMAT.md 10.3) holds exactly `n` symbols and fills its part.
         let mut r = crate::bytes::Reader::new(record);
-        let view = crate::stream::parse_compact(&mut r, symbol_bytes, n)?;
+        let view = crate::entropy::stream::parse_compact(&mut r, symbol_bytes, n)?;
         if r.remaining() != 0 {
             return Err(crate::error::CodecError::Corrupt(format!(
                 "stream {index} ends after {} of its {} bytes",

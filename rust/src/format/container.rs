@@ -19,9 +19,9 @@
 
 use crate::buffer::{self, Pod};
 use crate::bytes::{put_u16, put_u64, Reader};
+use crate::entropy::rans::Symbol;
+use crate::entropy::stream::{self, EncodeOptions, StreamView};
 use crate::error::{corrupt, CodecError, Result};
-use crate::rans::Symbol;
-use crate::stream::{self, EncodeOptions, StreamView};
 
 pub const MAGIC: [u8; 4] = *b"SPNS";
 /// The newest version this crate reads. `compress` of a float tensor writes version 3, the
@@ -48,7 +48,7 @@ pub enum Kind {
     Symbols = 1,
     /// An integer array of any shape, coded losslessly (`compress`).
     Array = 2,
-    /// A float feature tensor, quantized and coded dense or sparse (`feature.rs`).
+    /// A float feature tensor, quantized and coded dense or sparse (`pipeline::feature`).
     Feature = 3,
 }
 
@@ -430,7 +430,7 @@ pub fn read_header(blob: &[u8]) -> Result<Header> {
             supported: VERSION,
         });
     }
-    if blob[0] & 0xF0 == crate::codec::BLOB_TAG {
+    if blob[0] & 0xF0 == crate::format::fitted::BLOB_TAG {
         return Err(corrupt!(
             "this is a fitted codec's blob, not a self-contained container: decode it with the splitans.Codec that made it"
         ));
