@@ -21,16 +21,16 @@ use crate::buffer::{self, Pod};
 use crate::bytes::{put_u16, put_u64, Reader};
 use crate::entropy::rans::Symbol;
 use crate::entropy::stream::{self, EncodeOptions, StreamView};
+use crate::format::{BLOB_TAG, COMPACT_NIBBLE, CONTAINER_MAGIC};
 use crate::error::{corrupt, CodecError, Result};
 
-pub const MAGIC: [u8; 4] = *b"SPNS";
 /// The newest version this crate reads. `compress` of a float tensor writes version 3, the
 /// compact container (FORMAT.md 10); integer arrays and `rans_encode` write version 1; with
 /// `version=1` a feature is written as version 1, or 2 in context mode (FORMAT.md 8).
 pub const VERSION: u8 = 3;
-/// The first byte of a compact container (FORMAT.md 10.1): `0xF0 | version`.
-pub const COMPACT_TAG: u8 = 0xF3;
 pub const COMPACT_VERSION: u8 = 3;
+/// The first byte of a compact container (FORMAT.md 10.1): `0xF0 | version`.
+pub const COMPACT_TAG: u8 = COMPACT_NIBBLE | COMPACT_VERSION;
 /// Bytes of a compact container before its shape: tag, CRC-32, dtype, bits and mode, ndim.
 pub const COMPACT_FIXED_BYTES: usize = 8;
 /// The version of every container but the context-mode feature containers.
@@ -285,7 +285,7 @@ pub(crate) fn write_header(
     streams: usize,
     version: u8,
 ) {
-    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&CONTAINER_MAGIC);
     out.push(version);
     out.push(0);
     put_u16(out, (FIXED_HEADER_BYTES + 8 * shape.len()) as u16);
@@ -430,12 +430,12 @@ pub fn read_header(blob: &[u8]) -> Result<Header> {
             supported: VERSION,
         });
     }
-    if blob[0] & 0xF0 == crate::format::fitted::BLOB_TAG {
+    if blob[0] & 0xF0 == BLOB_TAG {
         return Err(corrupt!(
             "this is a fitted codec's blob, not a self-contained container: decode it with the splitans.Codec that made it"
         ));
     }
-    if blob.len() < 4 || blob[..4] != MAGIC {
+    if blob.len() < 4 || blob[..4] != CONTAINER_MAGIC {
         return Err(corrupt!("not a splitans container (bad magic bytes)"));
     }
     let mut r = Reader::new(blob);

@@ -7,17 +7,15 @@
 use crate::bytes::{put_varint, Reader};
 use crate::error::{corrupt, CodecError, Result};
 use crate::format::container::FloatType;
+use crate::format::{BLOB_TAG, CODEC_MAGIC, CONTAINER_MAGIC};
 use crate::layout::levels::Codebook;
 use crate::model::pctx::{Model, NO_AXIS};
 use crate::quant::{Affine, Channels};
 
-pub const MAGIC: [u8; 4] = *b"SPNC";
 /// The newest codec serialization this library reads and writes. A codec is written with the
 /// oldest version that has everything it uses (`Quantizer::version`), so codecs of version 1
 /// keep their bytes, and so their ids.
 pub const VERSION: u8 = 2;
-/// High nibble of the first byte of every fitted blob.
-pub const BLOB_TAG: u8 = 0xE0;
 /// Tag, two bytes of the codec id, CRC-32.
 pub const BLOB_HEADER_BYTES: usize = 7;
 pub const MAX_NDIM: usize = 32;
@@ -357,7 +355,7 @@ pub(crate) fn write_codec(
     model: &Model,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&CODEC_MAGIC);
     out.extend_from_slice(&[version, 0, 0, 0]);
     out.extend_from_slice(&[0; 8]); // CRC and total length, filled last
     out.extend_from_slice(&[float_type as u8, bits, shape.len() as u8]);
@@ -376,7 +374,7 @@ pub(crate) fn write_codec(
 /// Reads a codec serialization (FORMAT.md 9.2) up to its last byte: magic, version, flags,
 /// checksum and length, then the fields.
 pub(crate) fn read_codec(data: &[u8]) -> Result<CodecFields> {
-    if data.len() < 4 || data[..4] != MAGIC {
+    if data.len() < 4 || data[..4] != CODEC_MAGIC {
         return Err(corrupt!("not a splitans codec (bad magic bytes)"));
     }
     let mut r = Reader::new(data);
@@ -479,7 +477,7 @@ pub(crate) fn read_blob_header(
     if blob.is_empty() {
         return Err(corrupt!("empty input"));
     }
-    if (blob.len() >= 4 && blob[..4] == crate::format::container::MAGIC) || blob[0] & 0xF0 == 0xF0 {
+    if (blob.len() >= 4 && blob[..4] == CONTAINER_MAGIC) || blob[0] & 0xF0 == 0xF0 {
         return Err(corrupt!(
             "this is a self-contained splitans container, not a fitted-codec blob: decode it with splitans.decompress()"
         ));

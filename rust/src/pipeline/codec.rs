@@ -14,16 +14,14 @@ use sha2::{Digest, Sha256};
 use crate::buffer::{self, Pod};
 use crate::error::{corrupt, CodecError, Result};
 use crate::format::container::FloatType;
-use crate::format::fitted::{self, channels_of, check_affine, hex, levels, pack, unpack};
+use crate::format::fitted::{self, channels_of, check_affine, hex, levels, pack, unpack, MAX_NDIM};
 use crate::layout::levels;
 use crate::model::fit::{self, Calibration, FitOptions, FitReport, Sample};
 use crate::model::pctx::{self, Model, Tables, NO_AXIS};
 use crate::quant::{self, Affine, Channels, NonFinite};
 
 // The fields a codec is made of and its blobs' header, as the byte layout names them.
-pub use crate::format::fitted::{
-    BlobInfo, BlobKind, Quantizer, BLOB_HEADER_BYTES, BLOB_TAG, MAGIC, MAX_NDIM, VERSION,
-};
+pub use crate::format::fitted::{BlobInfo, BlobKind, Quantizer};
 
 /// Where the range of a fitted quantizer comes from.
 #[derive(Debug, Clone, PartialEq)]
