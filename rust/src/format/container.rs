@@ -297,6 +297,28 @@ pub(crate) fn write_header(
     }
 }
 
+/// A container of version 1 (FORMAT.md 2) around streams already coded, each the bytes of a
+/// whole stream (FORMAT.md 3): the header, one record per stream, then the length and checksum.
+/// The GPU path's writer (its kernels code the streams); `encode_container` writes the same
+/// bytes as it codes.
+pub fn assemble(kind: Kind, elem: ElemType, shape: &[usize], streams: &[&[u8]]) -> Result<Vec<u8>> {
+    if shape.len() > MAX_NDIM || streams.len() > u8::MAX as usize {
+        return Err(CodecError::InvalidArgument(format!(
+            "{} dimensions and {} streams: a container holds at most {MAX_NDIM} and 255",
+            shape.len(),
+            streams.len()
+        )));
+    }
+    let payload: usize = streams.iter().map(|s| 8 + s.len()).sum();
+    let mut out = Vec::with_capacity(FIXED_HEADER_BYTES + 8 * shape.len() + payload);
+    write_header(&mut out, kind, elem, shape, streams.len(), BASE_VERSION);
+    for s in streams {
+        put_u64(&mut out, s.len() as u64);
+        out.extend_from_slice(s);
+    }
+    Ok(finish(out))
+}
+
 pub(crate) fn finish(mut out: Vec<u8>) -> Vec<u8> {
     let total = out.len() as u64;
     out[12..20].copy_from_slice(&total.to_le_bytes());

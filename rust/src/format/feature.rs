@@ -15,8 +15,8 @@
 //! ```
 
 use crate::bytes::{put_u32, put_u64, put_varint, put_varint64, Reader};
-use crate::entropy::stream;
-use crate::error::{corrupt, Result};
+use crate::entropy::stream::{self, STREAM_HEADER_BYTES};
+use crate::error::{corrupt, CodecError, Result};
 use crate::format::container::{self, ElemType, FloatType, Header, Kind};
 use crate::layout::sparse;
 use crate::model::context;
@@ -478,4 +478,73 @@ pub(crate) fn write_head(
         put_u64(out, section.len() as u64);
         out.extend_from_slice(&section);
     }
+}
+
+/// A feature container around streams already coded, each the bytes of a whole version-1
+/// stream (FORMAT.md 3: the 10-byte stream header, then the body): the codes (dense), or the
+/// row counts, column indices and `nnz` values (CSR). Version 1 holds them as records (6.2);
+/// the compact container (`compact`, 10.2) as compact streams (10.3: the mode byte, then the
+/// body), the first two of a CSR one after their lengths. The GPU path's writer (its kernels
+/// code the streams); `pipeline::feature` writes the same bytes as it codes.
+#[allow(clippy::too_many_arguments)]
+pub fn assemble(
+    compact: bool,
+    float_type: FloatType,
+    shape: &[usize],
+    bits: u8,
+    mode: Mode,
+    axis: u8,
+    params: &[Affine],
+    clamped: u64,
+    rows: usize,
+    nnz: usize,
+    streams: &[&[u8]],
+) -> Result<Vec<u8>> {
+    let expected = match mode {
+        Mode::Dense => 1,
+        Mode::Csr => 3,
+        Mode::Context | Mode::Pctx => {
+            return Err(CodecError::InvalidArgument(format!(
+                "{} containers are not assembled from streams",
+                mode.name()
+            )))
+        }
+    };
+    if streams.len() != expected || streams.iter().any(|s| s.len() < STREAM_HEADER_BYTES) {
+        return Err(CodecError::InvalidArgument(format!(
+            "a {} container takes {expected} whole streams",
+            mode.name()
+        )));
+    }
+    if shape.len() > container::MAX_NDIM {
+        return Err(CodecError::InvalidArgument(format!(
+            "arrays of more than {} dimensions are not supported",
+            container::MAX_NDIM
+        )));
+    }
+    let mut out = Vec::with_capacity(64 + streams.iter().map(|s| 8 + s.len()).sum::<usize>());
+    write_head(
+        &mut out, compact, float_type, shape, bits, mode, axis, params, clamped, rows,
+    );
+    if !compact {
+        for s in streams {
+            put_u64(&mut out, s.len() as u64);
+            out.extend_from_slice(s);
+        }
+        return Ok(container::finish(out));
+    }
+    let put_compact = |out: &mut Vec<u8>, s: &[u8]| {
+        out.push(s[0]);
+        out.extend_from_slice(&s[STREAM_HEADER_BYTES..]);
+    };
+    if mode == Mode::Csr {
+        put_varint64(&mut out, rows as u64);
+        put_varint64(&mut out, nnz as u64);
+        for s in &streams[..2] {
+            put_varint64(&mut out, (1 + s.len() - STREAM_HEADER_BYTES) as u64);
+            put_compact(&mut out, s);
+        }
+    }
+    put_compact(&mut out, streams[expected - 1]);
+    Ok(container::finish_compact(out))
 }

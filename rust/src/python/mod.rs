@@ -6,6 +6,7 @@ mod codec;
 mod container;
 mod errors;
 mod feature;
+mod format;
 mod gpu;
 
 use pyo3::prelude::*;
@@ -28,6 +29,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     codec::register(m)?;
     container::register(m)?;
     feature::register(m)?;
+    format::register(m)?;
     gpu::register(m)?;
     Ok(())
 }

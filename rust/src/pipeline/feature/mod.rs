@@ -90,13 +90,13 @@ pub struct Candidate {
 
 /// Quantization parameters per channel, and the range per channel outside which an element
 /// counts as clipped.
-struct Resolved {
-    params: Vec<Affine>,
-    ranges: Vec<(f32, f32)>,
+pub(crate) struct Resolved {
+    pub(crate) params: Vec<Affine>,
+    pub(crate) ranges: Vec<(f32, f32)>,
     /// Every input value is finite.
-    finite: bool,
+    pub(crate) finite: bool,
     /// Elements can fall outside `ranges` (not for the data's own min/max when all finite).
-    may_clip: bool,
+    pub(crate) may_clip: bool,
 }
 
 /// Seconds spent in each stage of one compression or decompression.
@@ -225,7 +225,26 @@ fn channels(opts: &FeatureOptions) -> Channels {
 /// to within half a step.
 fn resolve_params(x: &[f32], opts: &FeatureOptions) -> Result<Resolved> {
     let ch = channels(opts);
-    let want = ch.channels;
+    resolve_with(
+        &opts.range,
+        opts.bits,
+        ch.channels,
+        || quant::min_max(x, ch),
+        || quant::all_finite(x),
+    )
+}
+
+/// `resolve_params` for `channels` channels with the data's two scans given: its range per
+/// channel and whether it is all finite (`Range::MinMax`), and whether it is all finite (the
+/// other ranges). The GPU path runs them on the device.
+pub(crate) fn resolve_with(
+    range: &Range,
+    bits: u8,
+    channels: usize,
+    min_max: impl FnOnce() -> (Vec<(f32, f32)>, bool),
+    all_finite: impl FnOnce() -> bool,
+) -> Result<Resolved> {
+    let want = channels;
     let check_len = |n: usize, what: &str| {
         if n == want || n == 1 {
             Ok(())
@@ -235,8 +254,8 @@ fn resolve_params(x: &[f32], opts: &FeatureOptions) -> Result<Resolved> {
             )))
         }
     };
-    let (ranges, finite): (Vec<(f32, f32)>, bool) = match &opts.range {
-        Range::MinMax => quant::min_max(x, ch),
+    let (ranges, finite): (Vec<(f32, f32)>, bool) = match range {
+        Range::MinMax => min_max(),
         Range::Clip(ranges) => {
             check_len(ranges.len(), "clip")?;
             for &(lo, hi) in ranges {
@@ -248,12 +267,12 @@ fn resolve_params(x: &[f32], opts: &FeatureOptions) -> Result<Resolved> {
             }
             (
                 (0..want).map(|c| ranges[c.min(ranges.len() - 1)]).collect(),
-                quant::all_finite(x),
+                all_finite(),
             )
         }
         Range::Params(params) => {
             check_len(params.len(), "scale/zero_point")?;
-            let top = levels(opts.bits);
+            let top = levels(bits);
             for a in params {
                 if !(a.scale.is_finite() && a.scale >= 0.0)
                     || a.zero_point < 0
@@ -261,7 +280,7 @@ fn resolve_params(x: &[f32], opts: &FeatureOptions) -> Result<Resolved> {
                 {
                     return Err(CodecError::InvalidArgument(format!(
                         "scale {} / zero_point {} invalid for {} bits (scale finite and >= 0, zero_point in 0..={top})",
-                        a.scale, a.zero_point, opts.bits
+                        a.scale, a.zero_point, bits
                     )));
                 }
             }
@@ -279,16 +298,16 @@ fn resolve_params(x: &[f32], opts: &FeatureOptions) -> Result<Resolved> {
             return Ok(Resolved {
                 params,
                 ranges,
-                finite: quant::all_finite(x),
+                finite: all_finite(),
                 may_clip: true,
             });
         }
     };
     let params = ranges
         .iter()
-        .map(|&(lo, hi)| Affine::from_range(lo, hi, opts.bits))
+        .map(|&(lo, hi)| Affine::from_range(lo, hi, bits))
         .collect();
-    let may_clip = !finite || opts.range != Range::MinMax;
+    let may_clip = !finite || *range != Range::MinMax;
     let ranges = ranges
         .iter()
         .map(|&(lo, hi)| (lo.min(0.0), hi.max(0.0)))
