@@ -17,8 +17,8 @@
 
 use std::time::Instant;
 
-use splitans::fit::{fit, table_from_counts, Calibration, FitOptions, Sample};
-use splitans::pctx::{decode_padded, encode, Model, Tables, DECODE_PAD};
+use splitans::model::fit::{fit, table_from_counts, Calibration, FitOptions, Sample};
+use splitans::model::pctx::{decode_padded, encode, Model, Tables, DECODE_PAD};
 use splitans::quant::Channels;
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -16,10 +16,10 @@ use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use splitans::container;
-use splitans::freq::{build_table, quantize};
-use splitans::rans::Symbol;
-use splitans::stream::rans_plan;
+use splitans::entropy::freq::{build_table, quantize};
+use splitans::entropy::rans::Symbol;
+use splitans::entropy::stream::rans_plan;
+use splitans::format::container;
 use splitans::{encode_symbols, EncodeOptions};
 
 fn geometric(n: usize, p: f64, seed: u64) -> Vec<u8> {
@@ -86,7 +86,7 @@ fn report(name: &str, data: &[u8], reps: usize) {
             let h = container::read_header(blob).unwrap();
             let views = container::streams(blob, &h).unwrap();
             let t0 = Instant::now();
-            splitans::stream::decode_into(&views[0], &mut out, 1).unwrap();
+            splitans::entropy::stream::decode_into(&views[0], &mut out, 1).unwrap();
             times[i].push(t0.elapsed().as_secs_f64());
             assert_eq!(out, data);
         }

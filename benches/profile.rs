@@ -17,8 +17,8 @@ use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use splitans::container::{self, FloatType};
-use splitans::feature::{self, FeatureOptions, ModeChoice, Range, Reshape};
+use splitans::format::container::{self, FloatType};
+use splitans::pipeline::feature::{self, FeatureOptions, ModeChoice, Range, Reshape};
 use splitans::quant::NonFinite;
 use splitans::{decompress, encode_symbols, EncodeOptions};
 
@@ -81,7 +81,7 @@ fn opts(bits: u8) -> FeatureOptions {
             threads: 1,
             ..Default::default()
         },
-        version: splitans::container::COMPACT_VERSION,
+        version: splitans::format::container::COMPACT_VERSION,
     }
 }
 
@@ -155,7 +155,9 @@ fn main() {
             let views = container::streams(&blob, &h).unwrap();
             let mut out = vec![0u8; data.len()];
             run(iters, || {
-                let _ = std::hint::black_box(splitans::stream::decode_into(&views[0], &mut out, 1));
+                let _ = std::hint::black_box(splitans::entropy::stream::decode_into(
+                    &views[0], &mut out, 1,
+                ));
             })
         } else if work.starts_with("encode") {
             run(iters, || {

@@ -12,8 +12,8 @@ use std::time::Instant;
 use rand::distributions::{Distribution, WeightedIndex};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use splitans::freq::build_table;
-use splitans::rans::{Decoder, Encoder, Symbol};
+use splitans::entropy::freq::build_table;
+use splitans::entropy::rans::{Decoder, Encoder, Symbol};
 use splitans::{decompress, encode_symbols, EncodeOptions};
 
 fn best_of<F: FnMut()>(runs: usize, mut f: F) -> f64 {
@@ -72,7 +72,7 @@ fn main() {
                 let (_, back) = decompress::<u8>(&blob, u64::MAX, threads).unwrap();
                 assert_eq!(back.len(), n);
             });
-            let (_, info) = splitans::container::inspect(&blob, u64::MAX).unwrap();
+            let (_, info) = splitans::format::container::inspect(&blob, u64::MAX).unwrap();
             p = info[0].precision_bits;
             println!(
                 "{name:>13} p={} threads={} ratio={:.3} encode {:7.1} MB/s decode {:7.1} MB/s",

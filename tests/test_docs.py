@@ -45,7 +45,8 @@ def test_stub_matches_native_module():
         "encode", "decode", "inspect", "max_compressed_size", "encode_feature", "plan_feature", "decode_feature_stages",
         "gpu_plan_stream", "gpu_estimated_len", "gpu_affine_from_range", "gpu_model_rows", "gpu_candidate_rows",
         "gpu_search_cost", "gpu_layout", "gpu_stream_layout", "codec_fit", "codec_fit_quantizer", "decode_into",
-        "decode_many", "encode_many", "encode_feature_many", "compress_feature",
+        "decode_many", "encode_many", "encode_feature_many", "compress_feature", "gpu_resolve_params",
+        "gpu_array_container", "gpu_feature_container",
     ):
         params = list(inspect.signature(getattr(native, name)).parameters)
         m = re.search(rf"def {name}\((.*?)\)\s*->", stub, re.S)

@@ -1,7 +1,8 @@
 //! Shared by the targets: decode any container the way the bindings do, checking what a
 //! successful decode promises.
-use splitans::container::{self, DType, ElemType};
-use splitans::{decompress, feature};
+use splitans::format::container::{self, DType, ElemType};
+use splitans::decompress;
+use splitans::pipeline::feature;
 
 pub const MAX_OUTPUT_BYTES: u64 = 64 << 20;
 

@@ -1,7 +1,7 @@
 //! The container header parser and record framing, on arbitrary bytes.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use splitans::container;
+use splitans::format::container;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(h) = container::read_header(data) {

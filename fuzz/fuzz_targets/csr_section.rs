@@ -3,8 +3,8 @@
 //! which scatters them (`feature::walk_csr`). A decode must place exactly those nonzeros.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use splitans::container;
-use splitans::feature;
+use splitans::format::container;
+use splitans::pipeline::feature;
 
 fn raw_stream(out: &mut Vec<u8>, width: u8, symbols: &[u16]) {
     let mut body = vec![2, width];

@@ -6,10 +6,10 @@
 #![no_main]
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use splitans::codec::{Codec, Quantizer};
-use splitans::container::FloatType;
-use splitans::fit::table_from_counts;
-use splitans::pctx::{Model, Predictor, MAX_PRECISION, NO_AXIS};
+use splitans::pipeline::codec::{Codec, Quantizer};
+use splitans::format::container::FloatType;
+use splitans::model::fit::table_from_counts;
+use splitans::model::pctx::{Model, Predictor, MAX_PRECISION, NO_AXIS};
 use splitans::quant::Affine;
 
 #[derive(Arbitrary, Debug)]

@@ -3,8 +3,8 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use splitans::bytes::Reader;
-use splitans::freq::FreqTable;
-use splitans::rans::{Decoder, Encoder};
+use splitans::entropy::freq::FreqTable;
+use splitans::entropy::rans::{Decoder, Encoder};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&params, rest)) = data.split_first() else { return };

@@ -3,8 +3,8 @@
 #![no_main]
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use splitans::container::FloatType;
-use splitans::feature::{self, FeatureOptions, ModeChoice, Range, Reshape};
+use splitans::format::container::FloatType;
+use splitans::pipeline::feature::{self, FeatureOptions, ModeChoice, Range, Reshape};
 use splitans::quant::{Channels, NonFinite};
 use splitans::{compress, encode_symbols, EncodeOptions};
 

@@ -3,8 +3,8 @@
 #![no_main]
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use splitans::container::{self, FloatType};
-use splitans::feature::{self, FeatureOptions, ModeChoice, Range, Reshape};
+use splitans::format::container::{self, FloatType};
+use splitans::pipeline::feature::{self, FeatureOptions, ModeChoice, Range, Reshape};
 use splitans::quant::{Channels, NonFinite};
 use splitans::{compress, decompress, encode_symbols, EncodeOptions};
 

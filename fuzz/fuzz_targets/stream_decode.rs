@@ -3,7 +3,7 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use splitans::bytes::Reader;
-use splitans::stream;
+use splitans::entropy::stream;
 
 const MAX_SYMBOLS: u64 = 1 << 24;
 

@@ -134,6 +134,13 @@ def gpu_estimated_len(
     counts: np.ndarray, symbol_bytes: int, precision_bits: Optional[int], chunk_log2: Optional[int]
 ) -> int: ...
 def gpu_affine_from_range(lo: float, hi: float, bits: int) -> Tuple[float, int]: ...
+def gpu_resolve_params(
+    bits: int,
+    channels: int,
+    params: Optional[Tuple[List[float], List[int]]] = None,
+    clip: Optional[List[Tuple[float, float]]] = None,
+    min_max: Optional[Tuple[List[Tuple[float, float]], bool]] = None,
+) -> Tuple[List[float], List[int], Optional[List[float]]]: ...
 def gpu_model_rows(total: int, nonzeros: int) -> int: ...
 def gpu_candidate_rows(total: int) -> List[int]: ...
 def gpu_search_cost(row_hist: np.ndarray, col_hist: np.ndarray) -> float: ...
@@ -147,6 +154,21 @@ def gpu_auto_takes_csr(dense_bytes: float, csr_bytes: float) -> bool: ...
 def gpu_compact_estimates(
     dense_bytes: float, rows_bytes: float, cols_bytes: float, values_bytes: float, rows: int, nonzeros: int
 ) -> Tuple[float, float]: ...
+def gpu_array_container(kind: str, dtype: str, shape: Tuple[int, ...], streams: List[bytearray]) -> bytes: ...
+def gpu_feature_container(
+    version: int,
+    dtype: str,
+    shape: Tuple[int, ...],
+    bits: int,
+    mode: str,
+    axis: Optional[int],
+    scale: List[float],
+    zero_point: List[int],
+    clamped: int,
+    rows: int,
+    nnz: int,
+    streams: List[bytearray],
+) -> bytes: ...
 
 class Codec:
     """A fitted codec (wrapped by ``splitans.Codec``)."""

@@ -7,7 +7,7 @@
 //! comes from a container goes through `zeroed`, which returns `CodecError::OutOfMemory`.
 //!
 //! The views let feature decoding hold one buffer: the codes are decoded into the tail of the
-//! output's bytes and dequantized in place, front to back (`feature.rs`), instead of living in a
+//! output's bytes and dequantized in place, front to back (`pipeline::feature`), instead of living in a
 //! second array as large as the output.
 
 use std::alloc::{alloc_zeroed, Layout};

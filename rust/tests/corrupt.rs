@@ -25,7 +25,7 @@ fn sample_blobs() -> Vec<Vec<u8>> {
 /// Decodes an integer container of any dtype; the element count of what it decoded, which must
 /// be the count its header declares.
 fn decode_any(blob: &[u8]) -> Result<usize, CodecError> {
-    let h = splitans::container::read_header(blob)?;
+    let h = splitans::format::container::read_header(blob)?;
     let n = match h.int_dtype()? {
         splitans::DType::U8 => decompress::<u8>(blob, 1 << 30, 1)?.1.len(),
         splitans::DType::I8 => decompress::<i8>(blob, 1 << 30, 1)?.1.len(),

@@ -5,9 +5,11 @@ use std::fs;
 use std::path::Path;
 
 use splitans::bytes::Reader;
-use splitans::container::{self, DType, ElemType};
-use splitans::freq::FreqTable;
-use splitans::{decompress, feature, stream};
+use splitans::decompress;
+use splitans::entropy::freq::FreqTable;
+use splitans::entropy::stream;
+use splitans::format::container::{self, DType, ElemType};
+use splitans::pipeline::feature;
 
 const LIMIT: u64 = 64 << 20;
 

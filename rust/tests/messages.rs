@@ -60,15 +60,25 @@ const UNTRUNCATABLE: &[&str] = &[
     "lane state",
 ];
 
+/// Every source file of the codec: rust/src and its layer folders, less the Python bindings.
 fn sources() -> Vec<String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("rust/src");
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "rs") {
-            out.push(std::fs::read_to_string(p).unwrap());
+    fn walk(dir: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                if !p.ends_with("python") {
+                    walk(&p, out);
+                }
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(std::fs::read_to_string(p).unwrap());
+            }
         }
     }
+    let mut out = Vec::new();
+    walk(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("rust/src"),
+        &mut out,
+    );
     assert!(out.len() >= 10);
     out
 }
@@ -186,27 +196,27 @@ fn hand_made() -> Vec<Vec<u8>> {
     let x: Vec<f32> = (0..600)
         .map(|i| if i % 3 == 0 { (i % 17) as f32 } else { 0.0 })
         .collect();
-    let opts = |mode| splitans::feature::FeatureOptions {
+    let opts = |mode| splitans::pipeline::feature::FeatureOptions {
         bits: 6,
         axis: None,
-        range: splitans::feature::Range::MinMax,
+        range: splitans::pipeline::feature::Range::MinMax,
         mode,
-        reshape: splitans::feature::Reshape::Rows(60),
+        reshape: splitans::pipeline::feature::Reshape::Rows(60),
         non_finite: splitans::quant::NonFinite::Error,
         coder: EncodeOptions::default(),
         version: 1,
     };
     let feature = |mode| {
-        splitans::feature::compress(
+        splitans::pipeline::feature::compress(
             &x,
             &[20, 30],
-            splitans::container::FloatType::F32,
+            splitans::format::container::FloatType::F32,
             &opts(mode),
         )
         .unwrap()
         .0
     };
-    use splitans::feature::ModeChoice;
+    use splitans::pipeline::feature::ModeChoice;
     for container in [
         valid.clone(),
         feature(ModeChoice::Csr),
@@ -236,10 +246,10 @@ fn hand_made() -> Vec<Vec<u8>> {
 /// reached; and a few hand-made ones for the checks edits rarely reach.
 fn fitted_and_compact(record: &mut dyn FnMut(Result<(), CodecError>)) {
     use rand::Rng;
-    use splitans::codec::{Codec, Quantizer};
-    use splitans::container::FloatType;
-    use splitans::feature::{self, FeatureOptions, ModeChoice, Range, Reshape};
-    use splitans::fit::{fit_one, Sample};
+    use splitans::format::container::FloatType;
+    use splitans::model::fit::{fit_one, Sample};
+    use splitans::pipeline::codec::{Codec, Quantizer};
+    use splitans::pipeline::feature::{self, FeatureOptions, ModeChoice, Range, Reshape};
     use splitans::quant::{Affine, Channels, NonFinite};
 
     let mut rng = ChaCha8Rng::seed_from_u64(0xC0DEC);
@@ -468,7 +478,7 @@ fn fitted_and_compact(record: &mut dyn FnMut(Result<(), CodecError>)) {
     // Version-2 codecs: a dead zone per channel, and trained levels (two codebooks of 4 levels
     // for 2-bit codes, FORMAT.md 9.2).
     {
-        use splitans::levels::Codebook;
+        use splitans::layout::levels::Codebook;
         for (shape, bits, levels) in [(vec![4usize, 6, 6], 3u8, false), (vec![3, 5, 7], 2, true)] {
             let n: usize = shape.iter().product();
             let ch = channels(&shape, 0);
@@ -560,7 +570,12 @@ fn fitted_and_compact(record: &mut dyn FnMut(Result<(), CodecError>)) {
                 let n: usize = shape.iter().product();
                 let mut body = vec![0xFFu8; n * 2 / 8];
                 body.push((1u8 << (n * 2 % 8)) - 1);
-                let raw = codec.assemble(splitans::codec::BlobKind::Raw, &shape, &params, &body);
+                let raw = codec.assemble(
+                    splitans::pipeline::codec::BlobKind::Raw,
+                    &shape,
+                    &params,
+                    &body,
+                );
                 record(codec.decode_codes(&raw, CAP).map(|_| ()));
             }
             let blob = codec.encode_codes(&codes, &shape, &params);

@@ -6,10 +6,10 @@
 //! this fit. A pin changes only with the format or the fit's choices (a format change).
 
 use sha2::{Digest, Sha256};
-use splitans::codec::{Clip, Codec};
-use splitans::container::FloatType;
 use splitans::error::CodecError;
-use splitans::pctx::Predictor;
+use splitans::format::container::FloatType;
+use splitans::model::pctx::Predictor;
+use splitans::pipeline::codec::{Clip, Codec};
 use splitans::quant::NonFinite;
 
 const GOLD: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -273,9 +273,9 @@ fn forged_constant_blobs_with_out_of_range_codes_are_refused() {
 
 /// A hand-made model: `bits`-bit codes, no predictor, one class per property, every channel of
 /// axis 0 its own group, one table.
-fn one_table_model(bits: u8, channels: usize) -> splitans::pctx::Model {
+fn one_table_model(bits: u8, channels: usize) -> splitans::model::pctx::Model {
     let a = 1usize << bits;
-    splitans::pctx::Model {
+    splitans::model::pctx::Model {
         bits,
         predictor: Predictor::None,
         axis_x: 2,
@@ -293,8 +293,8 @@ fn one_table_model(bits: u8, channels: usize) -> splitans::pctx::Model {
 
 #[test]
 fn a_model_of_the_most_groups_is_valid_and_one_more_is_not() {
-    use splitans::codec::Quantizer;
-    let max = splitans::pctx::MAX_GROUPS;
+    use splitans::pipeline::codec::Quantizer;
+    let max = splitans::model::pctx::MAX_GROUPS;
     let shape = vec![Some(max), Some(4), Some(4)];
     let q = Quantizer::PerSample { axis: None };
     let codec = Codec::new(

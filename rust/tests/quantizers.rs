@@ -1,9 +1,9 @@
 //! The quantizer kinds of fitted codecs (FORMAT.md 9.2): serialization round trips, the
 //! version rule, and decoding within each kind's error bound.
 
-use splitans::codec::{Codec, Quantizer};
-use splitans::container::FloatType;
-use splitans::levels::Codebook;
+use splitans::format::container::FloatType;
+use splitans::layout::levels::Codebook;
+use splitans::pipeline::codec::{Codec, Quantizer};
 use splitans::quant::{Affine, NonFinite};
 
 fn samples(n: usize, len: usize, seed: u64) -> Vec<Vec<f32>> {

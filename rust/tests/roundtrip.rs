@@ -3,7 +3,7 @@
 use rand::distributions::{Distribution, WeightedIndex};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use splitans::container::{self, Kind};
+use splitans::format::container::{self, Kind};
 use splitans::{compress, decompress, encode_symbols, max_compressed_size, DType, EncodeOptions};
 
 const NO_LIMIT: u64 = u64::MAX;
@@ -131,7 +131,7 @@ fn check_array<T: splitans::Element + PartialEq + std::fmt::Debug>(data: &[T], s
     assert!(blob.len() <= max_compressed_size(n, T::DTYPE, shape.len()).unwrap());
     let (h, back) = decompress::<T>(&blob, NO_LIMIT, 0).unwrap();
     assert_eq!(h.shape, shape);
-    assert_eq!(h.elem, splitans::container::ElemType::Int(T::DTYPE));
+    assert_eq!(h.elem, splitans::format::container::ElemType::Int(T::DTYPE));
     assert_eq!(back, data);
 }
 

@@ -92,7 +92,9 @@ AREAS: Dict[str, Area] = {
 #: The Rust area: cargo-mutants over these files, against the crate's unit tests and these test
 #: targets (structured.rs, the container generator, does not reach them), built with the
 #: `mutants` profile of Cargo.toml.
-RUST_FILES = ["rust/src/pctx.rs", "rust/src/fit.rs", "rust/src/codec.rs"]
+RUST_FILES = ["rust/src/model/pctx/mod.rs", "rust/src/model/pctx/tables.rs", "rust/src/model/pctx/neighbours.rs",
+              "rust/src/model/pctx/encode.rs", "rust/src/model/pctx/decode.rs", "rust/src/model/pctx/avx2.rs",
+              "rust/src/model/fit.rs", "rust/src/pipeline/codec.rs", "rust/src/format/fitted.rs"]
 RUST_TESTS = ["pctx_pins", "quantizers", "roundtrip", "corrupt", "fuzz_regressions", "messages"]
 RUST_SAMPLE = 6  # per file
 #: The evaluation commands' bodies in cli.py are exercised by tests/test_report.py (minutes per

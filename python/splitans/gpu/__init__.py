@@ -17,10 +17,11 @@ What runs where:
   calls (``splitans._core.gpu_*``): the frequency table and its precision (from the histogram,
   which is the only data besides the coded bytes that crosses to the host), the chunk size, the
   lanes, the raw fallback, the quantization parameters of a range, the CSR row count and mode.
-  Then the container is assembled around the coded bytes with ``zlib.crc32``. Decoding, the
-  container is validated by the Rust parser before any kernel sees an offset; the kernels check
-  the end-of-chunk conditions and the CSR columns, so corrupt input raises
-  ``splitans.CorruptDataError`` as on the CPU.
+  The container around the coded streams is written by the CPU encoder's own writers
+  (``gpu_array_container``, ``gpu_feature_container``). Decoding, the container is validated
+  by the Rust parser before any kernel sees an offset; the kernels check the end-of-chunk
+  conditions and the CSR columns, so corrupt input raises ``splitans.CorruptDataError`` as on
+  the CPU.
 
 So the output is bit-identical to ``splitans.compress`` / ``splitans.rans_encode`` with the
 same options (``threads`` does not apply). Not supported here: ``clip=splitans.Percentile(...)``
@@ -33,7 +34,7 @@ device's architecture and caches the binary on disk).
 
 The modules mirror the kernel files, one per stage: ``loader`` (sources, compilation, the base
 of the device operations), ``histogram``, ``quantize``, ``rans`` (encode and decode), ``sparse``
-(CSR), ``container`` (assembly of the bytes) and ``pipelines`` (the calls below).
+(CSR) and ``pipelines`` (the calls below).
 """
 
 from .loader import COMPILE_OPTIONS, HEADER_FILES, INSTALL_HINT, KERNEL_FILES, KERNELS, available, kernel_source

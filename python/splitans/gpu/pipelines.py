@@ -3,8 +3,7 @@ public calls, written against the device operations (``CupyOps``: the stage mixi
 
 from __future__ import annotations
 
-import struct
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -13,27 +12,19 @@ from .._codec import DEFAULT_MAX_OUTPUT_BYTES, _as_bytes, _chunk_log2, _expected
 from .._options import GPU_MODES, Options, options_of
 from .._core import CorruptDataError
 from .arrays import as_torch, empty_like_input, feature_output, to_device
-from .container import (
-    FLOAT_CODES,
-    INT_CODES,
-    KIND_ARRAY,
-    KIND_FEATURE,
-    KIND_SYMBOLS,
-    MAX_COLS,
-    NO_AXIS,
-    Part,
-    compact_stream,
-    finish,
-    finish_compact,
-    parts_len,
-    varint,
-)
 from .histogram import HistogramOps
 from .loader import OpsBase
 from .pctx import PctxOps
 from .quantize import QuantizeOps, first_nonfinite, resolve
-from .rans import RansOps, decode_stream, encode_stream
+from .rans import RansOps, decode_stream, encode_stream, join
 from .sparse import SparseOps, search_rows
+
+
+#: The dtypes of the two container families (FORMAT.md 2.3): features, and integer arrays.
+FLOAT_NAMES = ("float16", "bfloat16", "float32", "float64")
+INT_NAMES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64")
+#: Columns of a CSR row at most (FORMAT.md 6.8).
+MAX_COLS = 65535
 
 
 class CupyOps(HistogramOps, QuantizeOps, RansOps, SparseOps, PctxOps, OpsBase):
@@ -48,7 +39,7 @@ def ops_for(device: Any = None) -> CupyOps:
 # Symbols and integer arrays (kinds 1 and 2)
 
 
-def _encode_symbols(ops, a, kind: int, shape: Sequence[int], name: str, precision_bits, chunk_log2) -> bytes:
+def _encode_symbols(ops, a, kind: str, shape: Sequence[int], name: str, precision_bits, chunk_log2) -> bytes:
     """Kinds 1 and 2 (FORMAT.md 2.4): 8-bit dtypes as one stream of bytes, wider ones as
     16-bit planes, least significant first."""
     xp = ops.xp
@@ -61,8 +52,10 @@ def _encode_symbols(ops, a, kind: int, shape: Sequence[int], name: str, precisio
         unsigned = flat.view(wide)
         planes = [xp.ascontiguousarray((unsigned >> wide(16 * k)).astype(xp.uint16)) for k in range(itemsize // 2)]
     width = min(itemsize, 2)
-    records = [encode_stream(ops, pl, width, ops.histogram(pl, width), precision_bits, chunk_log2) for pl in planes]
-    return finish(ops, kind, INT_CODES[name], shape, len(records), records)
+    streams = [
+        join(ops, encode_stream(ops, pl, width, ops.histogram(pl, width), precision_bits, chunk_log2)) for pl in planes
+    ]
+    return _core.gpu_array_container(kind, name, tuple(shape), streams)
 
 
 def _decode_ints(ops, blob, lay: Dict[str, Any]):
@@ -149,42 +142,31 @@ def _compress_feature(ops, x, name: str, shape: Tuple[int, ...], options: Option
             compared = _core.gpu_compact_estimates(dense_bytes, *parts, rows, int(nnz))
         if mode == "csr" or _core.gpu_auto_takes_csr(*compared):
             csr = (rows, counts, row_hist, col_idx, col_hist, values, values_hist)
-    if version == 3:
-        # The compact container (FORMAT.md 10): the same streams, framed in varints.
-        fields = bytes([NO_AXIS if axis is None else axis])
-        fields += b"".join(struct.pack("<f", float(sc)) + varint(int(zp)) for sc, zp in zip(s, z))
-        fields += varint(int(clamped))
-        if csr is None:
-            payload = compact_stream(encode_stream(ops, q, width, dense_hist, precision_bits, chunk_log2))
-            return finish_compact(ops, FLOAT_CODES[name], bits, 0, shape, [fields, *payload])
-        rows, counts, row_hist, col_idx, col_hist, values, values_hist = csr
-        fields += varint(rows) + varint(int(values.size))
-        payload: List[Part] = []
-        for syms, w, hist in ((counts, 2, row_hist), (col_idx, 2, col_hist)):
-            stream = compact_stream(encode_stream(ops, syms, w, hist, precision_bits, chunk_log2))
-            payload += [varint(parts_len(stream)), *stream]
-        payload += compact_stream(encode_stream(ops, values, width, values_hist, precision_bits, chunk_log2))
-        return finish_compact(ops, FLOAT_CODES[name], bits, 1, shape, [fields, *payload])
-    section = struct.pack(
-        "<BBBBQQI",
-        bits,
-        1 if csr else 0,
-        NO_AXIS if axis is None else axis,
-        0,
-        clamped,
-        csr[0] if csr else 0,
-        channels,
-    )
-    section += b"".join(struct.pack("<fi", float(sc), int(zp)) for sc, zp in zip(s, z))
-    records: List[List[Part]] = [[section]]
+    # The container (FORMAT.md 6.2, or the compact one of 10) is written by Rust around the streams.
     if csr is None:
-        records.append(encode_stream(ops, q, width, dense_hist, precision_bits, chunk_log2))
+        streams = [join(ops, encode_stream(ops, q, width, dense_hist, precision_bits, chunk_log2))]
+        layout, rows, nnz = "dense", 0, 0
     else:
-        _, counts, row_hist, col_idx, col_hist, values, values_hist = csr
-        records.append(encode_stream(ops, counts, 2, row_hist, precision_bits, chunk_log2))
-        records.append(encode_stream(ops, col_idx, 2, col_hist, precision_bits, chunk_log2))
-        records.append(encode_stream(ops, values, width, values_hist, precision_bits, chunk_log2))
-    return finish(ops, KIND_FEATURE, FLOAT_CODES[name], shape, len(records) - 1, records)
+        rows, counts, row_hist, col_idx, col_hist, values, values_hist = csr
+        streams = [
+            join(ops, encode_stream(ops, syms, w, hist, precision_bits, chunk_log2))
+            for syms, w, hist in ((counts, 2, row_hist), (col_idx, 2, col_hist), (values, width, values_hist))
+        ]
+        layout, nnz = "csr", int(values.size)
+    return _core.gpu_feature_container(
+        version,
+        name,
+        tuple(shape),
+        bits,
+        layout,
+        axis,
+        [float(v) for v in s],
+        [int(v) for v in z],
+        int(clamped),
+        rows,
+        nnz,
+        streams,
+    )
 
 
 def _decode_feature(ops, data: bytes, blob, lay: Dict[str, Any]):
@@ -246,7 +228,7 @@ def rans_encode_gpu(
         if a.ndim != 1:
             raise ValueError(f"rans_encode() takes a 1-D array of symbols, got {a.ndim} dimensions")
         return _encode_symbols(
-            ops, a, KIND_SYMBOLS, a.shape, name, _precision(precision_bits), _chunk_log2(chunk_symbols)
+            ops, a, "symbols", a.shape, name, _precision(precision_bits), _chunk_log2(chunk_symbols)
         )
 
 
@@ -280,10 +262,10 @@ def compress_gpu(x: Any, options: Optional[Options] = None, *, device: Any = Non
 
 def _compress(ops, x, o: Options) -> bytes:
     a, name = to_device(ops, x)
-    if name not in FLOAT_CODES:
-        if name not in INT_CODES:
+    if name not in FLOAT_NAMES:
+        if name not in INT_NAMES:
             raise TypeError(
-                f"compress() supports float arrays and the integer dtypes {', '.join(INT_CODES)}; got {name}"
+                f"compress() supports float arrays and the integer dtypes {', '.join(INT_NAMES)}; got {name}"
             )
         given = o._lossy()  # what compress refuses, refused alike
         if given:
@@ -294,7 +276,7 @@ def _compress(ops, x, o: Options) -> bytes:
         if a.ndim > 32:
             raise ValueError(f"compress() supports up to 32 dimensions, got {a.ndim}")
         n = o._native
-        return _encode_symbols(ops, a, KIND_ARRAY, a.shape, name, n.precision_bits, n.chunk_log2)
+        return _encode_symbols(ops, a, "array", a.shape, name, n.precision_bits, n.chunk_log2)
     if o.bits is None:
         raise TypeError("compress() of a float array needs bits= (1..16), the quantization bit width, e.g. bits=8")
     if o.mode not in GPU_MODES:

@@ -3,7 +3,6 @@ the clamped count, dequantization; and the host side of the parameters (FORMAT.m
 
 from __future__ import annotations
 
-import math
 from typing import Optional, Tuple
 
 import numpy as np
@@ -111,62 +110,33 @@ class QuantizeOps:
 
 def resolve(ops, x, bits: int, channels: int, inner: int, clip, scale, zero_point):
     """Per-channel (scale, zero_point), the range outside which an element counts as clamped
-    (None: none can be), and the non-finite flag when already known (rust feature.rs
-    resolve_params; FORMAT.md 6.7.2, 6.7.5)."""
-    top = (1 << bits) - 1
-
-    def per_channel(n: int, what: str) -> None:
-        if n != channels and n != 1:
-            raise ValueError(f"{what} has {n} entries, expected 1 or {channels}")
-
+    (None: none can be), and the non-finite flag when already known: the CPU encoder's
+    ``resolve_params`` in Rust (FORMAT.md 6.7.2, 6.7.5), with the data's range scanned on the
+    device."""
+    finite = None
     if scale is not None:
-        s, z = list(scale), list(zero_point)  # as splitans.Options normalized them
-        if len(s) != len(z):
-            raise ValueError("scale and zero_point differ in length")
-        per_channel(len(s), "scale/zero_point")
-        for sc, zp in zip(s, z):
-            if not (math.isfinite(sc) and sc >= 0.0) or zp < 0 or zp > top:
-                raise ValueError(
-                    f"scale {sc} / zero_point {zp} invalid for {bits} bits (scale finite and >= 0, zero_point in 0..={top})"
-                )
-        s = [s[min(c, len(s) - 1)] for c in range(channels)]
-        z = [z[min(c, len(z) - 1)] for c in range(channels)]
-        ranges = []
-        with np.errstate(over="ignore", invalid="ignore"):
-            for sc, zp in zip(s, z):
-                sc32 = np.float32(sc)
-                half = sc32 / np.float32(2.0)
-                ranges.append(((-np.float32(zp)) * sc32 - half, np.float32(top - zp) * sc32 + half))
-        return np.array(s, np.float32), np.array(z, np.int32), np.array(ranges, np.float32).reshape(-1), None
-    if clip is not None:
-        pairs = [(np.float32(lo), np.float32(hi)) for lo, hi in clip]
-        per_channel(len(pairs), "clip")
-        for lo, hi in pairs:
-            if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi):
-                raise ValueError(f"clip range ({lo}, {hi}) is not finite lo <= hi")
-        pairs = [pairs[min(c, len(pairs) - 1)] for c in range(channels)]
-        finite = None
-        may_clip = True
+        # As splitans.Options normalized them: tuples of float32 values and in-range integers.
+        resolved = _core.gpu_resolve_params(bits, channels, params=(list(scale), list(zero_point)))
+    elif clip is not None:
+        resolved = _core.gpu_resolve_params(bits, channels, clip=[(float(lo), float(hi)) for lo, hi in clip])
     else:
         keys, nonfinite = ops.minmax(x, channels, inner)
         pairs = []
         for c in range(channels):
             klo, khi = int(keys[2 * c]), int(keys[2 * c + 1])
-            if klo == 0xFFFFFFFF:
-                pairs.append((np.float32(0.0), np.float32(0.0)))
+            if klo == 0xFFFFFFFF:  # a channel without elements
+                pairs.append((0.0, 0.0))
             else:
-                pairs.append((from_order_key(klo), from_order_key(khi)))
+                pairs.append((float(from_order_key(klo)), float(from_order_key(khi))))
         finite = not nonfinite
-        may_clip = nonfinite
-    params = [_core.gpu_affine_from_range(float(lo), float(hi), bits) for lo, hi in pairs]
-    s = np.array([a[0] for a in params], np.float32)
-    z = np.array([a[1] for a in params], np.int32)
-    ranges = None
-    if may_clip:
-        ranges = np.array(
-            [(min(lo, np.float32(0.0)), max(hi, np.float32(0.0))) for lo, hi in pairs], np.float32
-        ).reshape(-1)
-    return s, z, ranges, finite
+        resolved = _core.gpu_resolve_params(bits, channels, min_max=(pairs, finite))
+    s, z, ranges = resolved
+    return (
+        np.array(s, np.float32),
+        np.array(z, np.int32),
+        None if ranges is None else np.array(ranges, np.float32),
+        finite,
+    )
 
 
 def from_order_key(k: int) -> np.float32:

@@ -5,14 +5,16 @@ level around them (FORMAT.md 3, 5.2)."""
 from __future__ import annotations
 
 import struct
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from .. import _core
 from .._core import CorruptDataError
-from .container import Part, stream_header
 from .loader import BLOCK, blocks, u32, u64
+
+#: A piece of a coded stream: host bytes, or a device byte array (copied to the host by ``join``).
+Part = Any
 
 STATUS = {
     1: "rANS state below 2^16",
@@ -104,6 +106,29 @@ class RansOps:
             shared_mem=(6 << p) if shared else 0,
         )
         return out, cp.asnumpy(status)
+
+
+def stream_header(mode: int, width: int, n: int) -> bytes:
+    """The 10-byte stream header (FORMAT.md 3.1): mode, symbol width, symbol count."""
+    return struct.pack("<BBQ", mode, width, n)
+
+
+def join(ops, parts: Sequence[Part]) -> bytearray:
+    """A stream's parts as one host buffer, each device part copied straight into it; the
+    container around the streams is written by Rust (``_core.gpu_*_container``)."""
+    out = bytearray(sum(len(p) if isinstance(p, (bytes, bytearray)) else int(p.size) for p in parts))
+    view = np.frombuffer(out, dtype=np.uint8)
+    pos = 0
+    for p in parts:
+        if isinstance(p, (bytes, bytearray)):
+            out[pos : pos + len(p)] = p
+            pos += len(p)
+        else:
+            size = int(p.size)
+            if size:
+                ops.copy_to_host(p, view[pos : pos + size])
+            pos += size
+    return out
 
 
 def as_u8(ops, syms):

@@ -7,10 +7,10 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
-use crate::codec::{Clip, Codec, Quantizer};
-use crate::container::FloatType;
-use crate::fit::{Candidate, FitReport};
-use crate::levels::Codebook;
+use crate::pipeline::codec::{Clip, Codec, Quantizer};
+use crate::format::container::FloatType;
+use crate::model::fit::{Candidate, FitReport};
+use crate::layout::levels::Codebook;
 use crate::quant::{self, Affine};
 
 use super::options::non_finite;
@@ -26,7 +26,7 @@ pub struct PyCodec {
 
 fn candidate_dict<'py>(py: Python<'py>, c: &Candidate) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
-    let axis = |a: u8| (a != crate::pctx::NO_AXIS).then_some(a);
+    let axis = |a: u8| (a != crate::model::pctx::NO_AXIS).then_some(a);
     d.set_item("axis_x", axis(c.axis_x))?;
     d.set_item("axis_y", axis(c.axis_y))?;
     d.set_item("axis_group", axis(c.axis_g))?;
@@ -134,7 +134,7 @@ impl PyCodec {
             _ => {}
         }
         let m = &c.model;
-        let axis = |a: u8| (a != crate::pctx::NO_AXIS).then_some(a);
+        let axis = |a: u8| (a != crate::model::pctx::NO_AXIS).then_some(a);
         let model = PyDict::new(py);
         model.set_item("predictor", m.predictor.name())?;
         model.set_item("axis_x", axis(m.axis_x))?;
@@ -258,7 +258,7 @@ impl PyCodec {
             "zero_point",
             info.params.iter().map(|a| a.zero_point).collect::<Vec<_>>(),
         )?;
-        let (distinct, _, bound) = crate::container::symbol_stats(&counts);
+        let (distinct, _, bound) = crate::format::container::symbol_stats(&counts);
         d.set_item("distinct_codes", distinct)?;
         d.set_item("order0_bound_bytes", bound)?;
         Ok(d)
@@ -300,7 +300,7 @@ impl PyCodec {
     fn gpu_geometry<'py>(&self, py: Python<'py>, shape: Vec<usize>) -> PyResult<Geometry<'py>> {
         self.inner.check_shape(&shape)?;
         let ch = self.inner.channels(&shape);
-        let geo = crate::pctx::device_geometry(&self.inner.model, &shape, ch);
+        let geo = crate::model::pctx::device_geometry(&self.inner.model, &shape, ch);
         Ok((
             PyArray1::from_vec(py, geo.to_vec()),
             (ch.channels, ch.inner),
@@ -331,14 +331,14 @@ impl PyCodec {
         d.set_item("header_bytes", info.header_bytes)?;
         let n: usize = info.shape.iter().product();
         let body = &data[info.header_bytes..];
-        if info.kind == crate::codec::BlobKind::Coded {
+        if info.kind == crate::pipeline::codec::BlobKind::Coded {
             if n == 0 {
                 return Err(crate::error::CodecError::Corrupt(
                     "a coded body for an empty sample".into(),
                 )
                 .into());
             }
-            let spans = crate::pctx::parse_body(body, n)?;
+            let spans = crate::model::pctx::parse_body(body, n)?;
             let h = info.header_bytes as u64;
             d.set_item(
                 "state_offsets",
@@ -368,9 +368,9 @@ impl PyCodec {
         body: &[u8],
     ) -> PyResult<Bound<'py, PyBytes>> {
         let kind = match kind {
-            "coded" => crate::codec::BlobKind::Coded,
-            "raw" => crate::codec::BlobKind::Raw,
-            "constant" => crate::codec::BlobKind::Constant,
+            "coded" => crate::pipeline::codec::BlobKind::Coded,
+            "raw" => crate::pipeline::codec::BlobKind::Raw,
+            "constant" => crate::pipeline::codec::BlobKind::Constant,
             k => return Err(PyValueError::new_err(format!("unknown blob kind {k:?}"))),
         };
         self.inner.check_shape(&shape)?;

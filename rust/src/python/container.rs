@@ -1,12 +1,12 @@
-//! Bindings for `container.rs`: compress / decompress integer arrays and symbol streams.
+//! Bindings for `format/container.rs`: compress / decompress integer arrays and symbol streams.
 
 use numpy::{PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
-use crate::container::{self, DType, ElemType, Element, Kind};
-use crate::stream::EncodeOptions;
+use crate::entropy::stream::EncodeOptions;
+use crate::format::container::{self, DType, ElemType, Element, Kind};
 
 fn dtype_from_name(name: &str) -> PyResult<DType> {
     Ok(match name {
@@ -193,8 +193,9 @@ fn inspect<'py>(
             }
         }
         ElemType::Float(_) => {
-            let (meta, infos) =
-                py.detach(|| crate::feature::inspect(data, &h, max_output_bytes, threads))?;
+            let (meta, infos) = py.detach(|| {
+                crate::pipeline::feature::inspect(data, &h, max_output_bytes, threads)
+            })?;
             super::feature::describe(&d, &meta, h.count)?;
             let names: &[&str] = if infos.len() == 1 {
                 &["codes"]

@@ -5,8 +5,8 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
-use crate::container::FloatType;
-use crate::feature::{self, FeatureMeta, Plan, Stages};
+use crate::format::container::FloatType;
+use crate::pipeline::feature::{self, FeatureMeta, Plan, Stages};
 
 use super::options::CoderOptions;
 
@@ -32,8 +32,8 @@ fn decode_feature_stages<'py>(
     let stages = py.detach(|| -> crate::Result<Stages> {
         let mut stages = Stages::default();
         let t = std::time::Instant::now();
-        let h = crate::container::read_header(data)?;
-        crate::container::check_output_size(&h, max_output_bytes)?;
+        let h = crate::format::container::read_header(data)?;
+        crate::format::container::check_output_size(&h, max_output_bytes)?;
         stages.container += t.elapsed().as_secs_f64();
         feature::decompress_to(
             data,

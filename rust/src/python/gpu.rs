@@ -15,13 +15,13 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use crate::bytes::Reader;
-use crate::container::{self, Kind};
+use crate::entropy::freq::{build_table, FreqTable, MAX_PRECISION_BITS};
+use crate::entropy::stream::{self, EncodeOptions, Mode, StreamView, STREAM_HEADER_BYTES};
 use crate::error::{CodecError, Result};
-use crate::feature;
-use crate::freq::{build_table, FreqTable, MAX_PRECISION_BITS};
+use crate::format::container::{self, Kind};
+use crate::layout::sparse;
+use crate::pipeline::feature;
 use crate::quant::{self, Affine};
-use crate::sparse;
-use crate::stream::{self, EncodeOptions, Mode, StreamView, STREAM_HEADER_BYTES};
 
 fn coder_options(precision_bits: Option<u8>, chunk_log2: Option<u8>) -> Result<EncodeOptions> {
     let opts = EncodeOptions {
@@ -145,6 +145,62 @@ fn gpu_affine_from_range(lo: f32, hi: f32, bits: u8) -> PyResult<(f32, i32)> {
     }
     let a = Affine::from_range(lo, hi, bits);
     Ok((a.scale, a.zero_point))
+}
+
+/// The quantization parameters of the CPU encoder (`resolve_params`, FORMAT.md 6.7.2 and 6.7.5)
+/// for `channels` channels, from one of: calibrated `params` (the scales and the zero points),
+/// `clip` ranges, or the data's `min_max` per channel and whether it is all finite (the
+/// device's scan). Returns the scales, the zero points, and the clipping ranges flattened (low,
+/// high per channel), or None where no element can fall outside them.
+#[pyfunction]
+#[pyo3(signature = (bits, channels, params=None, clip=None, min_max=None))]
+#[allow(clippy::type_complexity)]
+fn gpu_resolve_params(
+    bits: u8,
+    channels: usize,
+    params: Option<(Vec<f32>, Vec<i32>)>,
+    clip: Option<Vec<(f32, f32)>>,
+    min_max: Option<(Vec<(f32, f32)>, bool)>,
+) -> PyResult<(Vec<f32>, Vec<i32>, Option<Vec<f32>>)> {
+    if !(1..=quant::MAX_BITS).contains(&bits) {
+        return Err(PyValueError::new_err(format!(
+            "bits must be in 1..=16, got {bits}"
+        )));
+    }
+    let (range, scan) = match (params, clip, min_max) {
+        (Some((scale, zero_point)), None, None) => {
+            if scale.len() != zero_point.len() {
+                return Err(PyValueError::new_err(
+                    "scale and zero_point differ in length",
+                ));
+            }
+            let params = scale
+                .into_iter()
+                .zip(zero_point)
+                .map(|(scale, zero_point)| Affine { scale, zero_point })
+                .collect();
+            (feature::Range::Params(params), None)
+        }
+        (None, Some(clip), None) => (feature::Range::Clip(clip), None),
+        (None, None, Some(scan)) => (feature::Range::MinMax, Some(scan)),
+        _ => {
+            return Err(PyValueError::new_err(
+                "pass exactly one of params, clip and min_max",
+            ))
+        }
+    };
+    // Finiteness is the caller's to check (the quantization kernel flags it) where it gave no
+    // scan: only `may_clip` of a scanned range depends on it.
+    let scan = scan.unwrap_or_default();
+    let r = feature::resolve_with(&range, bits, channels, move || scan, || true)?;
+    let ranges = r
+        .may_clip
+        .then(|| r.ranges.iter().flat_map(|&(lo, hi)| [lo, hi]).collect());
+    Ok((
+        r.params.iter().map(|a| a.scale).collect(),
+        r.params.iter().map(|a| a.zero_point).collect(),
+        ranges,
+    ))
 }
 
 /// The CSR row count of `reshape="model"` (FORMAT.md 6.8 step 5): the first candidate with the
@@ -326,7 +382,7 @@ fn gpu_layout<'py>(
             let (offset, len) = parsed.parts[0];
             let width = if meta.bits <= 8 { 1 } else { 2 };
             let mut r = crate::bytes::Reader::new(&data[offset..offset + len]);
-            let view = crate::stream::parse_compact(&mut r, width, h.count)?;
+            let view = crate::entropy::stream::parse_compact(&mut r, width, h.count)?;
             streams.append(stream_layout(py, data, offset, &view, 1)?)?;
         }
     } else {
@@ -395,7 +451,7 @@ fn gpu_stream_layout<'py>(
     let view = if compact {
         // A compact stream (FORMAT.md 10.3) holds exactly `n` symbols and fills its part.
         let mut r = crate::bytes::Reader::new(record);
-        let view = crate::stream::parse_compact(&mut r, symbol_bytes, n)?;
+        let view = crate::entropy::stream::parse_compact(&mut r, symbol_bytes, n)?;
         if r.remaining() != 0 {
             return Err(crate::error::CodecError::Corrupt(format!(
                 "stream {index} ends after {} of its {} bytes",
@@ -449,6 +505,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(gpu_plan_stream, m)?)?;
     m.add_function(wrap_pyfunction!(gpu_estimated_len, m)?)?;
     m.add_function(wrap_pyfunction!(gpu_affine_from_range, m)?)?;
+    m.add_function(wrap_pyfunction!(gpu_resolve_params, m)?)?;
     m.add_function(wrap_pyfunction!(gpu_model_rows, m)?)?;
     m.add_function(wrap_pyfunction!(gpu_candidate_rows, m)?)?;
     m.add_function(wrap_pyfunction!(gpu_search_cost, m)?)?;

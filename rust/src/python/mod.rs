@@ -6,6 +6,7 @@ mod codec;
 mod container;
 mod errors;
 mod feature;
+mod format;
 mod gpu;
 mod options;
 
@@ -29,6 +30,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     codec::register(m)?;
     container::register(m)?;
     feature::register(m)?;
+    format::register(m)?;
     gpu::register(m)?;
     options::register(m)?;
     Ok(())

@@ -15,9 +15,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyString, PyStringMethods, PyTuple};
 use pyo3::IntoPyObjectExt;
 
-use crate::feature::{FeatureOptions, ModeChoice, Range, Reshape};
+use crate::pipeline::feature::{FeatureOptions, ModeChoice, Range, Reshape};
 use crate::quant::{Affine, Channels, NonFinite};
-use crate::stream::EncodeOptions;
+use crate::entropy::stream::EncodeOptions;
 
 /// The modes by name, in the order the documentation lists them.
 const MODES: [(&str, ModeChoice); 6] = [
@@ -40,7 +40,7 @@ const NONFINITE: [(&str, NonFinite); 2] =
 const RESHAPES: [(&str, Reshape); 2] = [("model", Reshape::Model), ("search", Reshape::Search)];
 
 /// The container versions a float feature can be written as (the newest first).
-const VERSIONS: [u8; 2] = [crate::container::COMPACT_VERSION, 1];
+const VERSIONS: [u8; 2] = [crate::format::container::COMPACT_VERSION, 1];
 
 fn quoted(names: impl Iterator<Item = &'static str>) -> String {
     let names: Vec<String> = names.map(|n| format!("'{n}'")).collect();

@@ -1,6 +1,6 @@
-//! AVX2 versions of the per-element passes of `quant.rs`: the range scan and the quantization.
+//! AVX2 versions of the per-element passes of `quant`: the range scan and the quantization.
 //! Each gives exactly what the portable loop gives (the same IEEE operations in the same order
-//! per element; `quant.rs`'s tests compare them on random input), eight elements at a time.
+//! per element; `quant`'s tests compare them on random input), eight elements at a time.
 
 use std::arch::x86_64::*;
 

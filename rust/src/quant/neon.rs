@@ -1,4 +1,4 @@
-//! The NEON range scan of `quant.rs` (aarch64, where NEON is always present).
+//! The NEON range scan of `quant` (aarch64, where NEON is always present).
 //!
 //! Only the scan has a hand-written kernel: the portable loop's selects and its `finite` flags
 //! stay scalar (`fcmp`/`fcsel` per element) in the aarch64 build, while the quantization and

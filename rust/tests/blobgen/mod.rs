@@ -30,8 +30,10 @@
 
 #![allow(dead_code)]
 
-use splitans::container::{self, DType, ElemType, FloatType};
-use splitans::feature::{self, FeatureOptions, ModeChoice, Output, Range, Reshape, Stages};
+use splitans::format::container::{self, DType, ElemType, FloatType};
+use splitans::pipeline::feature::{
+    self, FeatureOptions, ModeChoice, Output, Range, Reshape, Stages,
+};
 use splitans::quant::{Affine, Channels, NonFinite};
 use splitans::{CodecError, EncodeOptions};
 

@@ -19,7 +19,7 @@
 //! None of this is part of the format: a decoder needs only the model it is given.
 
 use crate::error::{CodecError, Result};
-use crate::pctx::{
+use crate::model::pctx::{
     chunks, fold, properties, Layout, Model, Predictor, MAX_BITS, MAX_CLASSES, MAX_GROUPS,
     MAX_PRECISION, MAX_TABLES, NO_AXIS,
 };
@@ -914,10 +914,10 @@ mod tests {
         };
         let model = fit_one(&sample, 8, Some(0)).unwrap();
         let real = |m: &Model| {
-            let tb = crate::pctx::Tables::new(m);
+            let tb = crate::model::pctx::Tables::new(m);
             let mut head = Vec::new();
             m.write(&mut head);
-            (crate::pctx::encode(m, &tb, &shape, &codes, &fills, Channels::TENSOR).len()
+            (crate::model::pctx::encode(m, &tb, &shape, &codes, &fills, Channels::TENSOR).len()
                 + head.len()) as f64
         };
         // The chosen structure's tables at every precision, from the sample's own counts

@@ -19,18 +19,18 @@
 
 use crate::buffer::{self, Pod};
 use crate::bytes::{put_u16, put_u64, Reader};
+use crate::entropy::rans::Symbol;
+use crate::entropy::stream::{self, EncodeOptions, StreamView};
+use crate::format::{BLOB_TAG, COMPACT_NIBBLE, CONTAINER_MAGIC};
 use crate::error::{corrupt, CodecError, Result};
-use crate::rans::Symbol;
-use crate::stream::{self, EncodeOptions, StreamView};
 
-pub const MAGIC: [u8; 4] = *b"SPNS";
 /// The newest version this crate reads. `compress` of a float tensor writes version 3, the
 /// compact container (FORMAT.md 10); integer arrays and `rans_encode` write version 1; with
 /// `version=1` a feature is written as version 1, or 2 in context mode (FORMAT.md 8).
 pub const VERSION: u8 = 3;
-/// The first byte of a compact container (FORMAT.md 10.1): `0xF0 | version`.
-pub const COMPACT_TAG: u8 = 0xF3;
 pub const COMPACT_VERSION: u8 = 3;
+/// The first byte of a compact container (FORMAT.md 10.1): `0xF0 | version`.
+pub const COMPACT_TAG: u8 = COMPACT_NIBBLE | COMPACT_VERSION;
 /// Bytes of a compact container before its shape: tag, CRC-32, dtype, bits and mode, ndim.
 pub const COMPACT_FIXED_BYTES: usize = 8;
 /// The version of every container but the context-mode feature containers.
@@ -48,7 +48,7 @@ pub enum Kind {
     Symbols = 1,
     /// An integer array of any shape, coded losslessly (`compress`).
     Array = 2,
-    /// A float feature tensor, quantized and coded dense or sparse (`feature.rs`).
+    /// A float feature tensor, quantized and coded dense or sparse (`pipeline::feature`).
     Feature = 3,
 }
 
@@ -285,7 +285,7 @@ pub(crate) fn write_header(
     streams: usize,
     version: u8,
 ) {
-    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&CONTAINER_MAGIC);
     out.push(version);
     out.push(0);
     put_u16(out, (FIXED_HEADER_BYTES + 8 * shape.len()) as u16);
@@ -295,6 +295,28 @@ pub(crate) fn write_header(
     for &d in shape {
         put_u64(out, d as u64);
     }
+}
+
+/// A container of version 1 (FORMAT.md 2) around streams already coded, each the bytes of a
+/// whole stream (FORMAT.md 3): the header, one record per stream, then the length and checksum.
+/// The GPU path's writer (its kernels code the streams); `encode_container` writes the same
+/// bytes as it codes.
+pub fn assemble(kind: Kind, elem: ElemType, shape: &[usize], streams: &[&[u8]]) -> Result<Vec<u8>> {
+    if shape.len() > MAX_NDIM || streams.len() > u8::MAX as usize {
+        return Err(CodecError::InvalidArgument(format!(
+            "{} dimensions and {} streams: a container holds at most {MAX_NDIM} and 255",
+            shape.len(),
+            streams.len()
+        )));
+    }
+    let payload: usize = streams.iter().map(|s| 8 + s.len()).sum();
+    let mut out = Vec::with_capacity(FIXED_HEADER_BYTES + 8 * shape.len() + payload);
+    write_header(&mut out, kind, elem, shape, streams.len(), BASE_VERSION);
+    for s in streams {
+        put_u64(&mut out, s.len() as u64);
+        out.extend_from_slice(s);
+    }
+    Ok(finish(out))
 }
 
 pub(crate) fn finish(mut out: Vec<u8>) -> Vec<u8> {
@@ -430,12 +452,12 @@ pub fn read_header(blob: &[u8]) -> Result<Header> {
             supported: VERSION,
         });
     }
-    if blob[0] & 0xF0 == crate::codec::BLOB_TAG {
+    if blob[0] & 0xF0 == BLOB_TAG {
         return Err(corrupt!(
             "this is a fitted codec's blob, not a self-contained container: decode it with the splitans.Codec that made it"
         ));
     }
-    if blob.len() < 4 || blob[..4] != MAGIC {
+    if blob.len() < 4 || blob[..4] != CONTAINER_MAGIC {
         return Err(corrupt!("not a splitans container (bad magic bytes)"));
     }
     let mut r = Reader::new(blob);

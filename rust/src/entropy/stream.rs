@@ -7,9 +7,9 @@ use rayon::prelude::*;
 
 use crate::buffer::{zeroed, Pod};
 use crate::bytes::{put_u16, put_u32, put_u64, Reader};
+use crate::entropy::freq::{build_table, cost_fixed, FreqTable, MAX_PRECISION_BITS};
+use crate::entropy::rans::{Decoder, Encoder, Symbol, MAX_LANES};
 use crate::error::{corrupt, CodecError, Result};
-use crate::freq::{build_table, cost_fixed, FreqTable, MAX_PRECISION_BITS};
-use crate::rans::{Decoder, Encoder, Symbol, MAX_LANES};
 
 pub const MIN_CHUNK_LOG2: u8 = 8;
 pub const MAX_CHUNK_LOG2: u8 = 24;

@@ -1,4 +1,4 @@
-//! The NEON decoder of `rans.rs` (aarch64, where NEON is always present): the full 32-lane
+//! The NEON decoder of `entropy::rans` (aarch64, where NEON is always present): the full 32-lane
 //! steps, eight vectors of four states.
 //!
 //! NEON has no gather, so the table entries of a vector are four scalar loads put into its lanes
@@ -8,7 +8,7 @@
 //! vector's lanes that need a word form a 4-bit mask; the masks of all eight vectors come first,
 //! so the only chain between them is a running sum of their word counts (eight scalar adds), and
 //! one `tbl` per vector moves the next words into the lanes that take them. The same states,
-//! words and symbols as the portable loop (`rans.rs`'s tests compare them on every table and
+//! words and symbols as the portable loop (`entropy::rans`'s tests compare them on every table and
 //! random data; they run on aarch64 under qemu in `.ci/run`). Unmeasured on hardware: see
 //! benches/NOTES.md.
 

@@ -6,10 +6,10 @@
 //! spread over its cores (one tensor per thread: a small map is a single chunk, which no
 //! thread can split). Each item is coded exactly as the single call codes it.
 
-use crate::container::{self, DType, ElemType, Header};
+use crate::entropy::stream::{par_map, EncodeOptions, StreamView};
 use crate::error::{CodecError, Result};
-use crate::feature::{self, FeatureOptions, OutputSlice, Stages};
-use crate::stream::{par_map, EncodeOptions, StreamView};
+use crate::format::container::{self, DType, ElemType, Header};
+use crate::pipeline::feature::{self, FeatureOptions, OutputSlice, Stages};
 
 /// A caller's buffer for one decoded container: a feature's output type, or an integer array
 /// of the container's dtype.

@@ -1,0 +1,865 @@
+//! The interleaved rANS coder for one chunk: 32-bit states, 16-bit renormalization words,
+//! up to 32 lanes sharing one word stream in the order the decoder consumes it.
+//!
+//! Symbol `j` of a chunk belongs to lane `j % lanes`, step `j / lanes`. The decoder runs the
+//! steps in order and, within a step, the lanes in increasing order; a lane that needs a word
+//! after decoding its symbol takes the next word of the chunk. The encoder therefore runs the
+//! steps backwards and the lanes in decreasing order, and reverses its words at the end. This is
+//! the layout a warp decodes with one ballot per step.
+//!
+//! Full 32-lane steps run in a kernel chosen once per `Encoder`/`Decoder`: AVX2 on x86-64 CPUs
+//! that have it (four vectors of eight states: table gathers, and the words handed to the lanes
+//! that need them by a permutation looked up from the lanes' mask), NEON on aarch64 for the
+//! decoder (`rans/neon.rs`: eight vectors of four states, the words handed out by `tbl`), else
+//! portable branch-free Rust. Partial steps, chunks of fewer lanes and the last steps of a chunk (fewer than 32
+//! words left) take the checked reference loop. Every kernel produces exactly the reference's
+//! states, words and symbols (the tests below compare them on random tables and data).
+
+use crate::entropy::freq::FreqTable;
+use crate::error::{corrupt, Result};
+
+#[cfg(target_arch = "aarch64")]
+mod neon;
+
+/// Lower bound of the normalized state interval `[RANS_L, 2^32)`.
+pub const RANS_L: u32 = 1 << 16;
+pub const MAX_LANES: usize = 32;
+
+/// A symbol type the coder reads and writes.
+pub trait Symbol: Copy + Send + Sync + Default + 'static {
+    const BYTES: usize;
+    fn index(self) -> usize;
+    fn from_index(i: u32) -> Self;
+    /// Counts of each symbol value, `1 << (8 * BYTES)` long.
+    fn histogram(symbols: &[Self]) -> Vec<u64>;
+    /// `symbols` as `u8`s when `Self` is `u8`: lets the vector kernels load and store symbols.
+    #[doc(hidden)]
+    fn as_u8s(_symbols: &[Self]) -> Option<&[u8]> {
+        None
+    }
+    #[doc(hidden)]
+    fn as_u8s_mut(_symbols: &mut [Self]) -> Option<&mut [u8]> {
+        None
+    }
+    /// `symbols` as `u16`s when `Self` is `u16`.
+    #[doc(hidden)]
+    fn as_u16s(_symbols: &[Self]) -> Option<&[u16]> {
+        None
+    }
+    #[doc(hidden)]
+    fn as_u16s_mut(_symbols: &mut [Self]) -> Option<&mut [u16]> {
+        None
+    }
+}
+
+impl Symbol for u8 {
+    const BYTES: usize = 1;
+    #[inline(always)]
+    fn index(self) -> usize {
+        self as usize
+    }
+    #[inline(always)]
+    fn from_index(i: u32) -> Self {
+        i as u8
+    }
+    fn histogram(symbols: &[Self]) -> Vec<u64> {
+        crate::entropy::freq::histogram_u8(symbols)
+    }
+    fn as_u8s(symbols: &[Self]) -> Option<&[u8]> {
+        Some(symbols)
+    }
+    fn as_u8s_mut(symbols: &mut [Self]) -> Option<&mut [u8]> {
+        Some(symbols)
+    }
+}
+
+impl Symbol for u16 {
+    const BYTES: usize = 2;
+    #[inline(always)]
+    fn index(self) -> usize {
+        self as usize
+    }
+    #[inline(always)]
+    fn from_index(i: u32) -> Self {
+        i as u16
+    }
+    fn histogram(symbols: &[Self]) -> Vec<u64> {
+        crate::entropy::freq::histogram_u16(symbols)
+    }
+    fn as_u16s(symbols: &[Self]) -> Option<&[u16]> {
+        Some(symbols)
+    }
+    fn as_u16s_mut(symbols: &mut [Self]) -> Option<&mut [u16]> {
+        Some(symbols)
+    }
+}
+
+/// Per-symbol encoder constants. `rcp` is Lemire's `floor((2^64 - 1) / freq) + 1`, which makes
+/// `mulhi64(rcp, x) == x / freq` exactly for every 32-bit `x` and `freq >= 2`; for `freq == 1`
+/// `rcp` is 0 and `one_mask` adds `x` back, so the step is branch-free.
+#[derive(Clone, Copy, Default)]
+pub struct EncSymbol {
+    rcp: u64,
+    x_max: u32,
+    cmpl_freq: u32,
+    cum_freq: u32,
+    one_mask: u32,
+}
+
+pub struct Encoder {
+    table: Vec<EncSymbol>,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    precision_bits: u32,
+    /// Per symbol, for the vector kernel: `magic | (freq | cum_freq << 16) << 32`, where
+    /// `magic = ceil(2^(32 + l) / freq) - 2^32` with `l = ceil(log2 freq)` (see `div_magic`).
+    /// Absent symbols are 0. Empty without a vector kernel, and unless
+    /// `1 <= precision_bits <= 16` and every freq is below `2^precision_bits` (a valid table),
+    /// where `x >= x_max` is `x >> (32 - p) >= freq`.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    vt: Vec<u64>,
+    kernel: Kernel,
+}
+
+/// `x / freq` for every `x < 2^32` and `1 <= freq < 2^16` without a division, the way the
+/// vector encoder computes it (and exactly what `put` computes with its 64-bit reciprocal):
+/// with `l = ceil(log2 freq)` and `m = ceil(2^(32 + l) / freq)` (33 bits),
+/// `x / freq = (x * m) >> (32 + l)`, since the error `x * (m - 2^(32 + l) / freq) / 2^(32 + l)`
+/// is below `2^-l <= 1 / freq`, the least distance from `x / freq` up to the next integer. With
+/// `t = (x * (m - 2^32)) >> 32` that is `(t + ((x - t) >> 1)) >> (l - 1)`. `freq == 1`
+/// (`l = 0`) is `x` itself. Returns `m - 2^32`, which fits 32 bits.
+fn div_magic(freq: u32) -> u32 {
+    debug_assert!((2..1 << 16).contains(&freq));
+    let l = 32 - (freq - 1).leading_zeros();
+    let m = (1u64 << (32 + l)).div_ceil(u64::from(freq));
+    (m - (1 << 32)) as u32
+}
+
+impl Encoder {
+    pub fn new(t: &FreqTable, alphabet: usize) -> Self {
+        Self::for_lanes(t, alphabet, MAX_LANES)
+    }
+
+    /// The encoder for chunks of `lanes` lanes: the vector kernel's table (one entry for each
+    /// of the `alphabet` symbols) is built only for 32 lanes, the only chunks it codes, and
+    /// the other table only as far as the largest symbol of `t` (absent symbols code as in
+    /// `new`).
+    pub fn for_lanes(t: &FreqTable, alphabet: usize, lanes: usize) -> Self {
+        let p = u32::from(t.precision_bits);
+        let top = t.symbols.iter().max().map_or(0, |&s| s as usize + 1);
+        let mut table = vec![EncSymbol::default(); top.min(alphabet)];
+        for ((&s, &f), c) in t.symbols.iter().zip(&t.freqs).zip(t.cum_freqs()) {
+            table[s as usize] = EncSymbol {
+                rcp: if f >= 2 {
+                    u64::MAX / u64::from(f) + 1
+                } else {
+                    0
+                },
+                x_max: f << (32 - p),
+                cmpl_freq: (1u32 << p) - f,
+                cum_freq: c,
+                one_mask: if f == 1 { u32::MAX } else { 0 },
+            };
+        }
+        let kernel = Kernel::detect();
+        let valid = kernel.encodes_vectors()
+            && lanes == MAX_LANES
+            && (1..=16).contains(&p)
+            && t.freqs.iter().zip(t.cum_freqs()).all(|(&f, c)| {
+                // Each frequency and cumulative frequency below 2^p (so below 2^16).
+                (1..1 << p).contains(&f) && c < 1 << p
+            });
+        // An absent symbol keeps the all-zero entry, which the vector kernel codes exactly as
+        // `put` codes `EncSymbol::default()`.
+        let mut vt = Vec::new();
+        if valid {
+            vt.resize(alphabet, 0u64);
+            for ((&s, &f), c) in t.symbols.iter().zip(&t.freqs).zip(t.cum_freqs()) {
+                let magic = if f >= 2 { div_magic(f) } else { 0 };
+                vt[s as usize] = u64::from(magic) | u64::from(f | (c << 16)) << 32;
+            }
+        }
+        Encoder {
+            table,
+            precision_bits: p,
+            vt,
+            kernel,
+        }
+    }
+
+    /// The constants of `sym`; a symbol beyond the table is absent (all zeros).
+    #[inline(always)]
+    fn entry(&self, sym: usize) -> EncSymbol {
+        self.table.get(sym).copied().unwrap_or_default()
+    }
+
+    /// Encodes one chunk with one lane (every stream under 8192 symbols): the words go into a
+    /// buffer with room for one per symbol, written unconditionally and kept when needed, as
+    /// in `put`; returns the final state and the words in the order the decoder reads them.
+    fn encode_one_lane<S: Symbol>(&self, symbols: &[S]) -> (u32, Vec<u16>) {
+        let mut words = vec![0u16; symbols.len() + 1];
+        let (mut x, mut k) = (RANS_L, 0usize);
+        for s in symbols.iter().rev() {
+            let e = self.entry(s.index());
+            let need = x >= e.x_max;
+            // At most one word per symbol: k <= symbols done < words.len().
+            words[k] = x as u16;
+            k += usize::from(need);
+            let xr = if need { x >> 16 } else { x };
+            let q = ((u128::from(e.rcp) * u128::from(xr)) >> 64) as u32 | (xr & e.one_mask);
+            x = xr
+                .wrapping_add(e.cum_freq)
+                .wrapping_add(q.wrapping_mul(e.cmpl_freq));
+        }
+        words.truncate(k);
+        words.reverse();
+        (x, words)
+    }
+
+    /// Encodes `sym` into state `x`; the word a renormalization emits goes to `buf[*k]` (written
+    /// unconditionally, kept only when needed: branch-free, since whether a lane renormalizes is
+    /// unpredictable). One step of at most 32 lanes goes through `buf`, so `*k < 32` here.
+    #[inline(always)]
+    fn put(&self, x: &mut u32, sym: usize, buf: &mut [u16; MAX_LANES], k: &mut usize) {
+        let e = &self.entry(sym);
+        let need = *x >= e.x_max;
+        buf[*k & (MAX_LANES - 1)] = *x as u16;
+        *k += usize::from(need);
+        let xr = if need { *x >> 16 } else { *x };
+        let q = ((u128::from(e.rcp) * u128::from(xr)) >> 64) as u32 | (xr & e.one_mask);
+        *x = xr
+            .wrapping_add(e.cum_freq)
+            .wrapping_add(q.wrapping_mul(e.cmpl_freq));
+    }
+
+    /// Encodes one step: `step[l]` into lane `l`, lanes in decreasing order, pushing the words
+    /// in the order they are emitted.
+    #[inline(always)]
+    fn put_step<S: Symbol>(&self, x: &mut [u32], step: &[S], words: &mut Vec<u16>) {
+        let mut buf = [0u16; MAX_LANES];
+        let mut k = 0;
+        for (xl, s) in x.iter_mut().zip(step).rev() {
+            self.put(xl, s.index(), &mut buf, &mut k);
+        }
+        words.extend_from_slice(&buf[..k]);
+    }
+
+    /// Encodes one chunk; returns the final states (the decoder's initial states) and the words
+    /// in the order the decoder reads them. Every symbol must be in the table.
+    pub fn encode_chunk<S: Symbol>(&self, symbols: &[S], lanes: usize) -> (Vec<u32>, Vec<u16>) {
+        self.encode_chunk_with(self.kernel, symbols, lanes)
+    }
+
+    fn encode_chunk_with<S: Symbol>(
+        &self,
+        kernel: Kernel,
+        symbols: &[S],
+        lanes: usize,
+    ) -> (Vec<u32>, Vec<u16>) {
+        if lanes == 1 {
+            let (x, words) = self.encode_one_lane(symbols);
+            return (vec![x], words);
+        }
+        self.encode_steps(kernel, symbols, lanes)
+    }
+
+    /// `encode_chunk` for any number of lanes.
+    fn encode_steps<S: Symbol>(
+        &self,
+        kernel: Kernel,
+        symbols: &[S],
+        lanes: usize,
+    ) -> (Vec<u32>, Vec<u16>) {
+        let mut x = [RANS_L; MAX_LANES];
+        // At most one word per symbol. The encoder emits them in the reverse of the decoder's
+        // order; they are reversed once at the end. The spare `ENC_PAD` let a vector kernel
+        // store 8 words at the end whatever the count.
+        let mut words = Vec::with_capacity(symbols.len() + ENC_PAD);
+        let tail = symbols.len() % lanes;
+        let full = symbols.len() - tail;
+        self.put_step(&mut x[..tail], &symbols[full..], &mut words);
+        if lanes == MAX_LANES {
+            self.encode_fast(kernel, &mut x, &symbols[..full], &mut words);
+        } else {
+            for step in symbols[..full].chunks_exact(lanes).rev() {
+                self.put_step(&mut x[..lanes], step, &mut words);
+            }
+        }
+        words.reverse();
+        (x[..lanes].to_vec(), words)
+    }
+
+    /// Encodes the full 32-lane steps `symbols` (a multiple of 32 long), last step first, into
+    /// `x`, pushing the words onto `words` (which has room for `symbols.len() + ENC_PAD` more).
+    fn encode_fast<S: Symbol>(
+        &self,
+        kernel: Kernel,
+        x: &mut [u32; MAX_LANES],
+        symbols: &[S],
+        words: &mut Vec<u16>,
+    ) {
+        debug_assert!(symbols.len() % MAX_LANES == 0);
+        #[cfg(target_arch = "x86_64")]
+        if kernel == Kernel::Avx2 && !self.vt.is_empty() {
+            // SAFETY: `Kernel::Avx2` is only chosen where the CPU has AVX2 and POPCNT; the
+            // other requirements are checked by `avx2::encode`.
+            unsafe {
+                if let Some(s) = S::as_u8s(symbols) {
+                    return avx2::encode(self, x, s, words);
+                }
+                if let Some(s) = S::as_u16s(symbols) {
+                    return avx2::encode(self, x, s, words);
+                }
+            }
+        }
+        let _ = kernel;
+        for step in symbols.chunks_exact(MAX_LANES).rev() {
+            self.put_step(x, step, words);
+        }
+    }
+}
+
+/// Spare word capacity for the vector encoder's 8-word stores (see `Encoder::encode_chunk`).
+const ENC_PAD: usize = 8;
+
+/// Which implementation runs the full 32-lane steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kernel {
+    /// Plain Rust: branch-free renormalization, no `unsafe`.
+    Portable,
+    /// AVX2 gathers and a lane permutation for the word distribution (x86-64 only).
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    /// NEON for the decoder, `tbl` for the word distribution (aarch64 only); the encoder's
+    /// steps run the portable loop.
+    #[cfg(target_arch = "aarch64")]
+    Neon,
+}
+
+impl Kernel {
+    fn detect() -> Kernel {
+        #[cfg(target_arch = "x86_64")]
+        if crate::cpu::avx2_popcnt() {
+            return Kernel::Avx2;
+        }
+        #[cfg(target_arch = "aarch64")]
+        if crate::cpu::neon() {
+            return Kernel::Neon;
+        }
+        Kernel::Portable
+    }
+
+    /// Whether the kernel has a vector encoder (which reads `Encoder::vt`).
+    fn encodes_vectors(self) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => true,
+            _ => false,
+        }
+    }
+}
+
+/// A chunk's initial states as the 32-lane array the decoders work on (unused lanes at
+/// `RANS_L`), after checking the lane count and that every state is normalized.
+fn initial_states(states: &[u32]) -> Result<[u32; MAX_LANES]> {
+    let lanes = states.len();
+    if lanes == 0 || lanes > MAX_LANES {
+        return Err(corrupt!("rANS chunk with {lanes} lanes"));
+    }
+    let mut x = [RANS_L; MAX_LANES];
+    for (l, &s) in states.iter().enumerate() {
+        if s < RANS_L {
+            return Err(corrupt!("rANS state {s:#x} of lane {l} below 2^16"));
+        }
+        x[l] = s;
+    }
+    Ok(x)
+}
+
+/// A chunk being decoded a piece at a time (`Decoder::start`): its lanes' states and the next
+/// word to read.
+pub struct Cursor<'w> {
+    x: [u32; MAX_LANES],
+    lanes: usize,
+    words: &'w [u8],
+    pos: usize,
+}
+
+pub struct Decoder {
+    precision_bits: u32,
+    /// `freq << 16 | bias` per slot (`bias = slot - cum_freq`), exactly `2^precision_bits` long.
+    fb: Vec<u32>,
+    /// The symbol of each slot, `2^precision_bits + 1` long: the last entry is padding, so that
+    /// a 4-byte read at the last slot stays inside the table (what the AVX2 gather does).
+    syms: Vec<u16>,
+    /// `freq << 20 | bias << 8 | sym` per slot when every frequency is below 2^12 and every
+    /// symbol below 2^8 (8-bit symbols at precision <= 12): one table read per symbol. Else
+    /// empty, as on CPUs without a vector kernel.
+    #[cfg_attr(
+        not(any(target_arch = "x86_64", target_arch = "aarch64")),
+        allow(dead_code)
+    )]
+    packed: Vec<u32>,
+    kernel: Kernel,
+}
+
+impl Decoder {
+    /// The decoder for `t`. Panics if `t.precision_bits > 16` (`FreqTable::read` never returns
+    /// such a table).
+    pub fn new(t: &FreqTable) -> Self {
+        Self::for_lanes(t, MAX_LANES)
+    }
+
+    /// The decoder for chunks of `lanes` lanes: the vector kernel's packed table is built only
+    /// for 32 lanes, the only chunks it decodes.
+    pub fn for_lanes(t: &FreqTable, lanes: usize) -> Self {
+        assert!(t.precision_bits <= 16, "precision_bits above 16");
+        let p = u32::from(t.precision_bits);
+        let m = 1usize << p;
+        let mut fb = Vec::with_capacity(m);
+        let mut syms = Vec::with_capacity(m + 1);
+        for (&s, &f) in t.symbols.iter().zip(&t.freqs) {
+            // freq < 2^16: a table has at least two symbols, so no freq reaches 2^precision.
+            for i in 0..f.min((m - fb.len()) as u32) {
+                fb.push((u32::from(f as u16) << 16) | u32::from(i as u16));
+                syms.push(s as u16);
+            }
+        }
+        // A valid table fills every slot exactly; pad anything else so that every slot reads
+        // inside the tables (it then decodes garbage that the final check rejects).
+        fb.resize(m, 0);
+        syms.resize(m + 1, 0);
+        let kernel = Kernel::detect();
+        let packed = if kernel != Kernel::Portable
+            && lanes == MAX_LANES
+            && fb.iter().all(|&e| e >> 16 < 1 << 12)
+            && syms.iter().all(|&s| s < 1 << 8)
+        {
+            fb.iter()
+                .zip(&syms)
+                .map(|(&e, &s)| ((e >> 16) << 20) | ((e & 0xffff) << 8) | u32::from(s))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Decoder {
+            precision_bits: p,
+            fb,
+            syms,
+            packed,
+            kernel,
+        }
+    }
+
+    /// One decode step of one lane, without renormalization; returns the symbol.
+    #[inline(always)]
+    fn step(&self, x: &mut u32) -> u16 {
+        let slot = (*x & ((1u32 << self.precision_bits) - 1)) as usize;
+        let e = self.fb[slot];
+        *x = (e >> 16)
+            .wrapping_mul(*x >> self.precision_bits)
+            .wrapping_add(e & 0xffff);
+        self.syms[slot]
+    }
+
+    /// Decodes `out.len()` symbols from one chunk's initial states and its words (`words` holds
+    /// little-endian u16s), and checks that the chunk ends exactly where the encoder began: all
+    /// states back at `RANS_L`, all words consumed. Altered input that breaks this is corrupt.
+    pub fn decode_chunk<S: Symbol>(
+        &self,
+        states: &[u32],
+        words: &[u8],
+        out: &mut [S],
+    ) -> Result<()> {
+        self.decode_chunk_with(self.kernel, states, words, out)
+    }
+
+    fn decode_chunk_with<S: Symbol>(
+        &self,
+        kernel: Kernel,
+        states: &[u32],
+        words: &[u8],
+        out: &mut [S],
+    ) -> Result<()> {
+        let mut c = self.start(states, words)?;
+        self.piece_with(kernel, &mut c, out, 0)?;
+        self.end(&c)
+    }
+
+    /// Decodes two chunks (each as `decode_chunk` would) with their steps interleaved where a
+    /// vector kernel runs both: every lane of a chunk waits on its own table lookups and word,
+    /// so a second chunk's independent lanes fill that latency. Returns each chunk's result.
+    pub fn decode_chunk_pair<S: Symbol>(
+        &self,
+        a: (&[u32], &[u8], &mut [S]),
+        b: (&[u32], &[u8], &mut [S]),
+    ) -> (Result<()>, Result<()>) {
+        self.decode_chunk_pair_with(self.kernel, a, b)
+    }
+
+    fn decode_chunk_pair_with<S: Symbol>(
+        &self,
+        kernel: Kernel,
+        (sa, wa, oa): (&[u32], &[u8], &mut [S]),
+        (sb, wb, ob): (&[u32], &[u8], &mut [S]),
+    ) -> (Result<()>, Result<()>) {
+        match (self.start(sa, wa), self.start(sb, wb)) {
+            (Ok(mut ca), Ok(mut cb)) => {
+                let (ra, rb) = self.piece_pair_with(kernel, (&mut ca, oa), (&mut cb, ob));
+                (
+                    ra.and_then(|_| self.end(&ca)),
+                    rb.and_then(|_| self.end(&cb)),
+                )
+            }
+            // One chunk's states are invalid: it fails; the other decodes alone.
+            (ra, rb) => (
+                ra.and_then(|mut c| {
+                    self.piece_with(kernel, &mut c, oa, 0)?;
+                    self.end(&c)
+                }),
+                rb.and_then(|mut c| {
+                    self.piece_with(kernel, &mut c, ob, 0)?;
+                    self.end(&c)
+                }),
+            ),
+        }
+    }
+
+    /// Starts decoding a chunk a piece at a time: checks its states. Then `decode_piece` (or
+    /// `decode_piece_pair`) over its symbols in order, then `end`.
+    pub fn start<'w>(&self, states: &[u32], words: &'w [u8]) -> Result<Cursor<'w>> {
+        Ok(Cursor {
+            x: initial_states(states)?,
+            lanes: states.len(),
+            words,
+            pos: 0,
+        })
+    }
+
+    /// Decodes the chunk's next `out.len()` symbols, a multiple of its lanes unless they are
+    /// its last. After an error the cursor is spent (the chunk failed).
+    pub fn decode_piece<S: Symbol>(&self, c: &mut Cursor<'_>, out: &mut [S]) -> Result<()> {
+        self.piece_with(self.kernel, c, out, 0)
+    }
+
+    /// `decode_piece` of two chunks, interleaved as `decode_chunk_pair` does.
+    pub fn decode_piece_pair<S: Symbol>(
+        &self,
+        a: (&mut Cursor<'_>, &mut [S]),
+        b: (&mut Cursor<'_>, &mut [S]),
+    ) -> (Result<()>, Result<()>) {
+        self.piece_pair_with(self.kernel, a, b)
+    }
+
+    /// Checks that a chunk decoded to its last symbol ended exactly where the encoder began:
+    /// all words read, all states back at `RANS_L`.
+    pub fn end(&self, c: &Cursor<'_>) -> Result<()> {
+        let n_words = c.words.len() / 2;
+        if c.pos != n_words {
+            return Err(corrupt!("rANS chunk has {} unread words", n_words - c.pos));
+        }
+        if c.x[..c.lanes].iter().any(|&s| s != RANS_L) {
+            return Err(corrupt!("rANS chunk does not end in the initial state"));
+        }
+        Ok(())
+    }
+
+    fn piece_pair_with<S: Symbol>(
+        &self,
+        kernel: Kernel,
+        (ca, oa): (&mut Cursor<'_>, &mut [S]),
+        (cb, ob): (&mut Cursor<'_>, &mut [S]),
+    ) -> (Result<()>, Result<()>) {
+        #[cfg_attr(
+            not(any(target_arch = "x86_64", target_arch = "aarch64")),
+            allow(unused_mut)
+        )]
+        let (mut da, mut db) = (0, 0);
+        #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+        if kernel != Kernel::Portable && ca.lanes == MAX_LANES && cb.lanes == MAX_LANES {
+            (da, db) = self.decode_fast_pair(
+                kernel,
+                &mut ca.x,
+                ca.words,
+                &mut ca.pos,
+                oa,
+                &mut cb.x,
+                cb.words,
+                &mut cb.pos,
+                ob,
+            );
+        }
+        (
+            self.piece_with(kernel, ca, oa, da),
+            self.piece_with(kernel, cb, ob, db),
+        )
+    }
+
+    /// Decodes the rest of a piece whose first `done` symbols (whole 32-lane steps) are done.
+    fn piece_with<S: Symbol>(
+        &self,
+        kernel: Kernel,
+        c: &mut Cursor<'_>,
+        out: &mut [S],
+        mut done: usize,
+    ) -> Result<()> {
+        if c.lanes == MAX_LANES {
+            done += self.decode_fast(kernel, &mut c.x, c.words, &mut c.pos, &mut out[done..]);
+        }
+        self.decode_checked(&mut c.x[..c.lanes], c.words, &mut c.pos, &mut out[done..])
+    }
+
+    /// Two chunks' full 32-lane steps, interleaved, while both have steps and 32 words left;
+    /// returns the symbols decoded in each (whole steps).
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    #[allow(clippy::too_many_arguments)]
+    fn decode_fast_pair<S: Symbol>(
+        &self,
+        kernel: Kernel,
+        xa: &mut [u32; MAX_LANES],
+        wa: &[u8],
+        pa: &mut usize,
+        oa: &mut [S],
+        xb: &mut [u32; MAX_LANES],
+        wb: &[u8],
+        pb: &mut usize,
+        ob: &mut [S],
+    ) -> (usize, usize) {
+        let packed = !self.packed.is_empty();
+        #[cfg(target_arch = "aarch64")]
+        if kernel == Kernel::Neon {
+            // SAFETY: NEON is part of the aarch64 baseline; `packed` says the table is built.
+            unsafe {
+                if let (Some(oa), Some(ob)) = (S::as_u8s_mut(oa), S::as_u8s_mut(&mut *ob)) {
+                    let a = (xa, wa, pa, oa);
+                    let b = (xb, wb, pb, ob);
+                    return if packed {
+                        neon::decode_pair::<u8, true>(self, a, b)
+                    } else {
+                        neon::decode_pair::<u8, false>(self, a, b)
+                    };
+                }
+                if let (Some(oa), Some(ob)) = (S::as_u16s_mut(oa), S::as_u16s_mut(ob)) {
+                    let a = (xa, wa, pa, oa);
+                    let b = (xb, wb, pb, ob);
+                    return if packed {
+                        neon::decode_pair::<u16, true>(self, a, b)
+                    } else {
+                        neon::decode_pair::<u16, false>(self, a, b)
+                    };
+                }
+            }
+            return (0, 0);
+        }
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Kernel::Avx2` (the only other vector kernel) is chosen where the CPU has AVX2
+        // and POPCNT.
+        unsafe {
+            let _ = kernel;
+            if let (Some(oa), Some(ob)) = (S::as_u8s_mut(oa), S::as_u8s_mut(&mut *ob)) {
+                let a = (xa, wa, pa, oa);
+                let b = (xb, wb, pb, ob);
+                return if packed {
+                    avx2::decode_pair::<u8, true>(self, a, b)
+                } else {
+                    avx2::decode_pair::<u8, false>(self, a, b)
+                };
+            }
+            if let (Some(oa), Some(ob)) = (S::as_u16s_mut(oa), S::as_u16s_mut(ob)) {
+                let a = (xa, wa, pa, oa);
+                let b = (xb, wb, pb, ob);
+                return if packed {
+                    avx2::decode_pair::<u16, true>(self, a, b)
+                } else {
+                    avx2::decode_pair::<u16, false>(self, a, b)
+                };
+            }
+        }
+        (0, 0)
+    }
+
+    /// The reference decoder: steps in order, lanes in increasing order, one checked word read
+    /// per lane that needs one. Decodes `out` with `x.len()` lanes from word `*pos` on.
+    fn decode_checked<S: Symbol>(
+        &self,
+        x: &mut [u32],
+        words: &[u8],
+        pos: &mut usize,
+        out: &mut [S],
+    ) -> Result<()> {
+        if x.len() == 1 && words.len() >= 2 {
+            return self.decode_one_lane(&mut x[0], words, pos, out);
+        }
+        self.decode_checked_lanes(x, words, pos, out)
+    }
+
+    /// `decode_checked` for any number of lanes.
+    fn decode_checked_lanes<S: Symbol>(
+        &self,
+        x: &mut [u32],
+        words: &[u8],
+        pos: &mut usize,
+        out: &mut [S],
+    ) -> Result<()> {
+        let n_words = words.len() / 2;
+        for step in out.chunks_mut(x.len()) {
+            for (xl, o) in x.iter_mut().zip(step) {
+                *o = S::from_index(u32::from(self.step(xl)));
+                if *xl < RANS_L {
+                    if *pos >= n_words {
+                        return Err(corrupt!("rANS chunk ran out of words"));
+                    }
+                    let word = u16::from_le_bytes([words[2 * *pos], words[2 * *pos + 1]]);
+                    *xl = (*xl << 16) | u32::from(word);
+                    *pos += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `decode_checked` with one lane (every stream below 8192 symbols): the renormalization
+    /// branch-free, since whether a symbol needs a word is unpredictable, and the check for
+    /// running out of words after the loop: past the last word the loop rereads it, and the
+    /// first symbol that found none makes the chunk fail as it would have at once (what was
+    /// decoded after it is discarded with the error). `words` holds at least one word.
+    fn decode_one_lane<S: Symbol>(
+        &self,
+        x: &mut u32,
+        words: &[u8],
+        pos: &mut usize,
+        out: &mut [S],
+    ) -> Result<()> {
+        let last = words.len() / 2 - 1;
+        let (p, mask) = (self.precision_bits, (1u32 << self.precision_bits) - 1);
+        // Exactly 2^p slots each (`new`): every masked slot is inside.
+        let (fb, syms) = (&self.fb[..=mask as usize], &self.syms[..=mask as usize]);
+        let (mut xl, mut ps) = (*x, *pos);
+        for o in out.iter_mut() {
+            let slot = (xl & mask) as usize;
+            let e = fb[slot];
+            *o = S::from_index(u32::from(syms[slot]));
+            xl = (e >> 16).wrapping_mul(xl >> p).wrapping_add(e & 0xffff);
+            let i = 2 * ps.min(last);
+            // SAFETY: i + 1 <= 2 * last + 1 < words.len() (last = words.len() / 2 - 1).
+            let word = u32::from(u16::from_le_bytes(unsafe {
+                [*words.get_unchecked(i), *words.get_unchecked(i + 1)]
+            }));
+            // All ones when the state needs a word (x < 2^16), from the sign of x - 2^16: both
+            // candidates are computed beside the mask, and a mask rather than a select, which
+            // compilers like to turn into a branch (unpredictable here).
+            let m = ((i64::from(xl) - i64::from(RANS_L)) >> 63) as u32;
+            xl = (((xl << 16) | word) & m) | (xl & !m);
+            ps += (m & 1) as usize;
+        }
+        (*x, *pos) = (xl, ps);
+        if ps > last + 1 {
+            return Err(corrupt!("rANS chunk ran out of words"));
+        }
+        Ok(())
+    }
+
+    /// Decodes full 32-lane steps from the start of `out` while at least 32 words remain (so
+    /// that no read inside a step needs a check); returns how many symbols it decoded. What is
+    /// left goes to `decode_checked`, which continues from the same `x` and `pos`.
+    fn decode_fast<S: Symbol>(
+        &self,
+        kernel: Kernel,
+        x: &mut [u32; MAX_LANES],
+        words: &[u8],
+        pos: &mut usize,
+        out: &mut [S],
+    ) -> usize {
+        match kernel {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => {
+                let packed = !self.packed.is_empty();
+                // SAFETY: `Kernel::Avx2` is only chosen (by `Kernel::detect`, or by a test
+                // after the same check) where the CPU has AVX2 and POPCNT.
+                unsafe {
+                    if let Some(o) = S::as_u8s_mut(out) {
+                        return if packed {
+                            avx2::decode::<u8, true>(self, x, words, pos, o)
+                        } else {
+                            avx2::decode::<u8, false>(self, x, words, pos, o)
+                        };
+                    }
+                    if let Some(o) = S::as_u16s_mut(out) {
+                        return if packed {
+                            avx2::decode::<u16, true>(self, x, words, pos, o)
+                        } else {
+                            avx2::decode::<u16, false>(self, x, words, pos, o)
+                        };
+                    }
+                }
+                self.decode_portable(x, words, pos, out)
+            }
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Neon => {
+                let packed = !self.packed.is_empty();
+                // SAFETY: NEON is part of the aarch64 baseline; `packed` says the table is built.
+                unsafe {
+                    if let Some(o) = S::as_u8s_mut(out) {
+                        return if packed {
+                            neon::decode::<u8, true>(self, x, words, pos, o)
+                        } else {
+                            neon::decode::<u8, false>(self, x, words, pos, o)
+                        };
+                    }
+                    if let Some(o) = S::as_u16s_mut(out) {
+                        return if packed {
+                            neon::decode::<u16, true>(self, x, words, pos, o)
+                        } else {
+                            neon::decode::<u16, false>(self, x, words, pos, o)
+                        };
+                    }
+                }
+                self.decode_portable(x, words, pos, out)
+            }
+            Kernel::Portable => self.decode_portable(x, words, pos, out),
+        }
+    }
+
+    /// `decode_fast` in plain Rust.
+    fn decode_portable<S: Symbol>(
+        &self,
+        x: &mut [u32; MAX_LANES],
+        words: &[u8],
+        pos: &mut usize,
+        out: &mut [S],
+    ) -> usize {
+        let mut done = 0;
+        for step in out.chunks_exact_mut(MAX_LANES) {
+            // A full step reads at most one word per lane: check once for all of them.
+            let Some(w) = words
+                .get(2 * *pos..2 * *pos + 2 * MAX_LANES)
+                .and_then(|w| <&[u8; 2 * MAX_LANES]>::try_from(w).ok())
+            else {
+                break;
+            };
+            // Decode every lane first (independent chains), then renormalize branch-free
+            // (whether a lane reads is unpredictable): only the running word count links them.
+            for (xl, o) in x.iter_mut().zip(step) {
+                *o = S::from_index(u32::from(self.step(xl)));
+            }
+            let mut k = 0usize;
+            for xl in x.iter_mut() {
+                // Arithmetic rather than a select, which compilers like to turn into a branch.
+                let need = u32::from(*xl < RANS_L);
+                let i = 2 * (k & (MAX_LANES - 1));
+                let word = u32::from(u16::from_le_bytes([w[i], w[i + 1]]));
+                *xl = (*xl << (16 * need)) | (word & need.wrapping_neg());
+                k += need as usize;
+            }
+            *pos += k;
+            done += MAX_LANES;
+        }
+        done
+    }
+}
+
+/// The AVX2 kernels.
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,271 @@
+//! The vector raster decoder of the parallel context coder (FORMAT.md 9.4): 8 lanes a
+//! vector, every lane of the chunk active. It gives exactly the portable decoder's codes.
+
+use super::{RasterLane, Tables, Walk};
+use std::arch::x86_64::*;
+
+/// Per 8-lane mask of the lanes that take a word: each lane's rank among them, one byte a
+/// lane (which of the next eight words it takes).
+static EXPAND: [u64; 256] = {
+    let mut t = [0u64; 256];
+    let mut m = 0;
+    while m < 256 {
+        let mut k = 0u64;
+        let mut l = 0;
+        while l < 8 {
+            if m >> l & 1 == 1 {
+                t[m] |= k << (8 * l);
+                k += 1;
+            }
+            l += 1;
+        }
+        m += 1;
+    }
+    t
+};
+
+/// The state of 8 lanes, one array per field (RasterLane transposed).
+#[derive(Clone, Copy, Default)]
+struct Group {
+    x: [u32; 8],
+    i: [u32; 8],
+    cx: [u32; 8],
+    cy: [u32; 8],
+    cg: [u32; 8],
+    rg: [u32; 8],
+    cf: [u32; 8],
+    rf: [u32; 8],
+    prev: [u32; 8],
+    left: [u32; 8],
+    above: [u32; 8],
+}
+
+#[inline(always)]
+unsafe fn ld(a: &[u32; 8]) -> __m256i {
+    _mm256_loadu_si256(a.as_ptr().cast())
+}
+
+#[inline(always)]
+unsafe fn st(a: &mut [u32; 8], v: __m256i) {
+    _mm256_storeu_si256(a.as_mut_ptr().cast(), v)
+}
+
+/// Bytes at `base + idx` (each gather reads 4 bytes: 3 bytes of padding must follow).
+#[inline(always)]
+unsafe fn bytes(base: *const u8, idx: __m256i) -> __m256i {
+    _mm256_and_si256(
+        _mm256_i32gather_epi32::<1>(base.cast(), idx),
+        _mm256_set1_epi32(0xff),
+    )
+}
+
+#[inline(always)]
+unsafe fn words32(base: *const u32, idx: __m256i) -> __m256i {
+    _mm256_i32gather_epi32::<4>(base.cast(), idx)
+}
+
+/// Advances counters (c, r) with period `period` and length `len` by one element.
+#[inline(always)]
+unsafe fn tick(c: __m256i, r: __m256i, period: __m256i, len: __m256i) -> (__m256i, __m256i) {
+    let r = _mm256_add_epi32(r, _mm256_set1_epi32(1));
+    let wrap = _mm256_cmpeq_epi32(r, period);
+    let r = _mm256_andnot_si256(wrap, r);
+    let c = _mm256_sub_epi32(c, wrap);
+    let c = _mm256_andnot_si256(_mm256_cmpeq_epi32(c, len), c);
+    (c, r)
+}
+
+/// Steps `s_begin..s_end` of a chunk whose `lanes` (a multiple of 8) lanes all have an
+/// element at each of those steps: the scalar raster decoder's arithmetic, 8 lanes at a time.
+/// Returns the word position.
+///
+/// # Safety
+/// AVX2 and POPCNT must be available; `tb.slots` must be built; `q` must hold every element
+/// index of the sample plus 3 bytes; `words` must hold `n_words` words plus 8; `fill` one
+/// entry per quantization channel; every index below 2^31.
+#[target_feature(enable = "avx2,popcnt")]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn steps<const MED: bool>(
+    tb: &Tables,
+    w: &Walk,
+    lanes: usize,
+    s_begin: usize,
+    s_end: usize,
+    ln: &mut [RasterLane; 32],
+    words: &[u16],
+    n_words: usize,
+    mut pos: usize,
+    fill: &[u32],
+    q: &mut [u8],
+) -> usize {
+    let groups = lanes / 8;
+    let mut g = [Group::default(); 4];
+    for (k, grp) in g.iter_mut().enumerate().take(groups) {
+        for j in 0..8 {
+            let r = &ln[8 * k + j];
+            grp.x[j] = r.x;
+            grp.i[j] = r.i as u32;
+            grp.cx[j] = r.cx as u32;
+            grp.cy[j] = r.cy as u32;
+            grp.cg[j] = r.cg as u32;
+            grp.rg[j] = r.rg as u32;
+            grp.cf[j] = r.cf as u32;
+            grp.rf[j] = r.rf as u32;
+            grp.prev[j] = r.prev;
+            grp.left[j] = r.left as u32;
+            grp.above[j] = r.above as u32;
+        }
+    }
+    let p = tb.precision as i32;
+    let shift_p = _mm_cvtsi32_si128(p);
+    let shift_bits = _mm_cvtsi32_si128(tb.bits as i32);
+    let slot_mask = _mm256_set1_epi32((1 << p) - 1);
+    let code_mask = _mm256_set1_epi32((1 << tb.bits) - 1);
+    let alphabet = _mm256_set1_epi32(1 << tb.bits);
+    let zero = _mm256_setzero_si256();
+    let dx = _mm256_set1_epi32(w.dx as i32);
+    let dx1 = _mm256_set1_epi32(w.dx as i32 - 1);
+    let dy = _mm256_set1_epi32(w.dy as i32);
+    let g_inner = _mm256_set1_epi32(w.g_inner as i32);
+    let g_channels = _mm256_set1_epi32(w.g_channels as i32);
+    let f_inner = _mm256_set1_epi32(w.f_inner as i32);
+    let f_channels = _mm256_set1_epi32(w.f_channels as i32);
+    let qp = q.as_mut_ptr();
+    let ctx_g = tb.ctx_g.as_ptr();
+    let ctx_a = tb.ctx_a.as_ptr();
+    let ctx_b = tb.ctx_b.as_ptr();
+    let ctx_c = tb.ctx_c.as_ptr();
+    let map = tb.padded_map.as_ptr();
+    let slots = tb.slots.as_ptr();
+    let intervals = tb.intervals.as_ptr();
+    let fillp = fill.as_ptr();
+    let mut codes = [0u32; 8];
+    let mut index = [0u32; 8];
+    for s in s_begin..s_end {
+        let flag = |c: bool| _mm256_set1_epi32(-(c as i32));
+        let step_l = flag(s >= 1);
+        let step_u = flag(s >= w.dx);
+        let step_ul = flag(s > w.dx);
+        for grp in g.iter_mut().take(groups) {
+            let x = ld(&grp.x);
+            let i = ld(&grp.i);
+            let cx = ld(&grp.cx);
+            let cy = ld(&grp.cy);
+            let has_l = _mm256_and_si256(_mm256_cmpgt_epi32(cx, zero), step_l);
+            let has_u = _mm256_and_si256(_mm256_cmpgt_epi32(cy, zero), step_u);
+            let has_ul = _mm256_and_si256(_mm256_and_si256(has_l, has_u), step_ul);
+            let f = words32(fillp, ld(&grp.cf));
+            // i - dx where there is a row above, else i itself (a valid, unused index).
+            let above = bytes(qp, _mm256_sub_epi32(i, _mm256_and_si256(dx, has_u)));
+            let l = _mm256_blendv_epi8(f, ld(&grp.left), has_l);
+            let u = _mm256_blendv_epi8(f, above, has_u);
+            let ul = _mm256_blendv_epi8(f, ld(&grp.above), has_ul);
+            let gctx = words32(ctx_g, ld(&grp.cg));
+            let (ctx, pred) = if MED {
+                let has_ur = _mm256_and_si256(has_u, _mm256_cmpgt_epi32(dx1, cx));
+                let ur_raw = bytes(qp, _mm256_sub_epi32(i, _mm256_and_si256(dx1, has_ur)));
+                let ur = _mm256_blendv_epi8(u, ur_raw, has_ur);
+                let act = _mm256_add_epi32(
+                    _mm256_add_epi32(
+                        _mm256_abs_epi32(_mm256_sub_epi32(l, ul)),
+                        _mm256_abs_epi32(_mm256_sub_epi32(u, ul)),
+                    ),
+                    _mm256_abs_epi32(_mm256_sub_epi32(ur, u)),
+                );
+                let lo = _mm256_min_epi32(l, u);
+                let hi = _mm256_max_epi32(l, u);
+                let grad = _mm256_sub_epi32(_mm256_add_epi32(l, u), ul);
+                // ul >= hi: lo; ul <= lo: hi; else l + u - ul.
+                let ge_hi = _mm256_cmpeq_epi32(_mm256_max_epi32(ul, hi), ul);
+                let le_lo = _mm256_cmpeq_epi32(_mm256_min_epi32(ul, lo), ul);
+                let pred = _mm256_blendv_epi8(_mm256_blendv_epi8(grad, hi, le_lo), lo, ge_hi);
+                let ctx = _mm256_add_epi32(
+                    _mm256_add_epi32(gctx, words32(ctx_a, act)),
+                    _mm256_add_epi32(words32(ctx_b, pred), words32(ctx_c, ld(&grp.prev))),
+                );
+                (ctx, pred)
+            } else {
+                let ctx = _mm256_add_epi32(
+                    _mm256_add_epi32(gctx, words32(ctx_a, l)),
+                    _mm256_add_epi32(words32(ctx_b, u), words32(ctx_c, ul)),
+                );
+                (ctx, zero)
+            };
+            let t = bytes(map, ctx);
+            let slot = _mm256_and_si256(x, slot_mask);
+            let sym = bytes(slots, _mm256_or_si256(_mm256_sll_epi32(t, shift_p), slot));
+            let e = words32(
+                intervals,
+                _mm256_or_si256(_mm256_sll_epi32(t, shift_bits), sym),
+            );
+            let cum = _mm256_and_si256(e, _mm256_set1_epi32(0xffff));
+            let freq = _mm256_srli_epi32::<16>(e);
+            let xn = _mm256_add_epi32(
+                _mm256_mullo_epi32(freq, _mm256_srl_epi32(x, shift_p)),
+                _mm256_sub_epi32(slot, cum),
+            );
+            let need = _mm256_cmpeq_epi32(_mm256_srli_epi32::<16>(xn), zero);
+            let m = _mm256_movemask_ps(_mm256_castsi256_ps(need)) as usize & 0xff;
+            let at = pos.min(n_words);
+            let wv = _mm256_cvtepu16_epi32(_mm_loadu_si128(words.as_ptr().add(at).cast()));
+            let ranks = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(EXPAND[m] as i64));
+            let wv = _mm256_permutevar8x32_epi32(wv, ranks);
+            st(
+                &mut grp.x,
+                _mm256_blendv_epi8(xn, _mm256_or_si256(_mm256_slli_epi32::<16>(xn), wv), need),
+            );
+            pos += (m as u32).count_ones() as usize;
+            let code = if MED {
+                _mm256_and_si256(_mm256_add_epi32(sym, pred), code_mask)
+            } else {
+                sym
+            };
+            st(&mut codes, code);
+            st(&mut index, i);
+            for j in 0..8 {
+                *qp.add(index[j] as usize) = codes[j] as u8;
+            }
+            st(
+                &mut grp.prev,
+                _mm256_min_epu32(sym, _mm256_sub_epi32(alphabet, sym)),
+            );
+            st(&mut grp.left, code);
+            st(&mut grp.above, above);
+            st(&mut grp.i, _mm256_add_epi32(i, _mm256_set1_epi32(1)));
+            let (cx, wrap_x) = {
+                let c = _mm256_add_epi32(cx, _mm256_set1_epi32(1));
+                let wrap = _mm256_cmpeq_epi32(c, dx);
+                (_mm256_andnot_si256(wrap, c), wrap)
+            };
+            st(&mut grp.cx, cx);
+            let cy = _mm256_sub_epi32(cy, wrap_x);
+            st(
+                &mut grp.cy,
+                _mm256_andnot_si256(_mm256_cmpeq_epi32(cy, dy), cy),
+            );
+            let (cg, rg) = tick(ld(&grp.cg), ld(&grp.rg), g_inner, g_channels);
+            st(&mut grp.cg, cg);
+            st(&mut grp.rg, rg);
+            let (cf, rf) = tick(ld(&grp.cf), ld(&grp.rf), f_inner, f_channels);
+            st(&mut grp.cf, cf);
+            st(&mut grp.rf, rf);
+        }
+    }
+    for (k, grp) in g.iter().enumerate().take(groups) {
+        for j in 0..8 {
+            let r = &mut ln[8 * k + j];
+            r.x = grp.x[j];
+            r.i = grp.i[j] as usize;
+            r.cx = grp.cx[j] as usize;
+            r.cy = grp.cy[j] as usize;
+            r.cg = grp.cg[j] as usize;
+            r.rg = grp.rg[j] as usize;
+            r.cf = grp.cf[j] as usize;
+            r.rf = grp.rf[j] as usize;
+            r.prev = grp.prev[j];
+            r.left = grp.left[j] as i32;
+            r.above = grp.above[j] as i32;
+        }
+    }
+    pos
+}

@@ -1,0 +1,391 @@
+//! The decoder of the parallel context coder (FORMAT.md 9.4): the portable lane decoders and the
+//! raster decoder whose full chunks run in the AVX2 kernel where the CPU has it.
+
+use super::*;
+
+/// Decodes a body that `encode` wrote into `q` (its length is the sample's element count).
+/// Every malformed body is Corrupt.
+pub fn decode(
+    model: &Model,
+    tables: &Tables,
+    shape: &[usize],
+    body: &[u8],
+    fill: &[u8],
+    fill_ch: Channels,
+    q: &mut [u8],
+) -> Result<()> {
+    let n = q.len();
+    decode_into(model, tables, shape, body, fill, fill_ch, q, n, true)
+}
+
+/// Bytes that `decode_padded` needs past a sample's last code.
+pub const DECODE_PAD: usize = 3;
+
+/// `decode` into `q[..n]` of a buffer with `DECODE_PAD` bytes to spare after the sample's `n`
+/// codes (their values on return are unspecified), so that no second buffer is needed.
+pub fn decode_padded(
+    model: &Model,
+    tables: &Tables,
+    shape: &[usize],
+    body: &[u8],
+    fill: &[u8],
+    fill_ch: Channels,
+    q: &mut [u8],
+) -> Result<()> {
+    let n = q.len().checked_sub(DECODE_PAD).ok_or_else(|| {
+        CodecError::InvalidArgument(format!("a padded output of {} bytes", q.len()))
+    })?;
+    decode_into(model, tables, shape, body, fill, fill_ch, q, n, true)
+}
+
+/// Decodes a sample of `n` elements into `q[..n]`, with the vector raster decoder where it runs
+/// (`vector`) or the scalar one throughout (what CPUs without AVX2 run; tests compare the two).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn decode_into(
+    model: &Model,
+    tables: &Tables,
+    shape: &[usize],
+    body: &[u8],
+    fill: &[u8],
+    fill_ch: Channels,
+    q: &mut [u8],
+    n: usize,
+    vector: bool,
+) -> Result<()> {
+    let lay = Layout::new(model, shape);
+    if lay.n != n {
+        return Err(CodecError::InvalidArgument(format!(
+            "output of {n} elements for a sample of {}",
+            lay.n
+        )));
+    }
+    let w = Walk::new(&lay, fill_ch);
+    let spans = parse_body(body, n)?;
+    // Chunks of 8 lanes or more decode 8 lanes a vector (AVX2), whose byte gathers read 4 bytes
+    // at an element: such samples decode into a buffer with 3 bytes to spare.
+    let gathers = cfg!(target_arch = "x86_64") && vector && spans.iter().any(|c| c.lanes >= 8);
+    if q.len() < n + DECODE_PAD && gathers {
+        let mut padded = crate::buffer::zeroed::<u8>(n + DECODE_PAD)?;
+        decode_spans(tables, &w, &spans, body, fill, &mut padded, vector)?;
+        q[..n].copy_from_slice(&padded[..n]);
+        return Ok(());
+    }
+    decode_spans(tables, &w, &spans, body, fill, q, vector)
+}
+
+fn decode_spans(
+    tables: &Tables,
+    w: &Walk,
+    spans: &[ChunkSpan],
+    body: &[u8],
+    fill: &[u8],
+    q: &mut [u8],
+    vector: bool,
+) -> Result<()> {
+    for (k, c) in spans.iter().enumerate() {
+        let mut x = [0u32; 32];
+        for (l, v) in x.iter_mut().enumerate().take(c.lanes) {
+            let at = c.states_at + 4 * l;
+            *v = u32::from_le_bytes([body[at], body[at + 1], body[at + 2], body[at + 3]]);
+            if *v < RANS_L {
+                return Err(corrupt!("chunk {k} lane {l}: state below 2^16"));
+            }
+        }
+        let words = &body[c.words_at..c.words_at + 2 * c.words];
+        decode_chunk(
+            tables, w, c.start, c.elements, c.lanes, &mut x, words, fill, q, vector,
+        )
+        .map_err(|e| match e {
+            CodecError::Corrupt(msg) => corrupt!("chunk {k}: {msg}"),
+            e => e,
+        })?;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn decode_chunk(
+    tb: &Tables,
+    w: &Walk,
+    start: usize,
+    m: usize,
+    lanes: usize,
+    x: &mut [u32; 32],
+    words: &[u8],
+    fill: &[u8],
+    q: &mut [u8],
+    vector: bool,
+) -> Result<()> {
+    let small = tb.bits <= 4;
+    if w.sx == 1 && w.sy == w.dx && w.dx >= 2 {
+        return match tb.predictor == Predictor::Med {
+            false => decode_raster::<false>(tb, w, start, m, lanes, x, words, fill, q, vector),
+            true => decode_raster::<true>(tb, w, start, m, lanes, x, words, fill, q, vector),
+        };
+    }
+    match (tb.predictor == Predictor::Med, small) {
+        (false, false) => decode_lanes::<false, false>(tb, w, start, m, lanes, x, words, fill, q),
+        (false, true) => decode_lanes::<false, true>(tb, w, start, m, lanes, x, words, fill, q),
+        (true, false) => decode_lanes::<true, false>(tb, w, start, m, lanes, x, words, fill, q),
+        (true, true) => decode_lanes::<true, true>(tb, w, start, m, lanes, x, words, fill, q),
+    }
+}
+
+/// The decoder of one chunk, specialized for the predictor and the alphabet size. Words are
+/// handed out without a branch (a lane that needs none reads one and keeps its state); a
+/// corrupt body that runs out reads zeros and is refused at the end, when the count of words
+/// used differs from the count given.
+#[allow(clippy::too_many_arguments)]
+fn decode_lanes<const MED: bool, const SMALL: bool>(
+    tb: &Tables,
+    w: &Walk,
+    start: usize,
+    m: usize,
+    lanes: usize,
+    x: &mut [u32; 32],
+    words: &[u8],
+    fill: &[u8],
+    q: &mut [u8],
+) -> Result<()> {
+    let seg = m.div_ceil(lanes);
+    let p = tb.precision as u32;
+    let slot_mask = (1u32 << p) - 1;
+    let code_mask = (1i32 << tb.bits) - 1;
+    let n_words = words.len() / 2;
+    // The words, then one zero that every read past the end lands on.
+    let mut wbuf: Vec<u32> = Vec::with_capacity(n_words + 1);
+    wbuf.extend(
+        words
+            .chunks_exact(2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]) as u32),
+    );
+    wbuf.push(0);
+    let mut pos = 0usize;
+    let mut cur = [Cursor::default(); 32];
+    for (l, c) in cur.iter_mut().enumerate().take(lanes) {
+        *c = Cursor::at(start + l * seg, w);
+    }
+    for s in 0..seg {
+        let st = Step::at(s, w);
+        let active = (m - s).div_ceil(seg).min(lanes);
+        for (c, xl) in cur[..active].iter_mut().zip(x[..active].iter_mut()) {
+            let (ctx, pred) = context_at::<MED>(tb, w, st, q, c, fill[c.cf]);
+            let t = tb.context_map[ctx] as usize;
+            let slot = *xl & slot_mask;
+            let (sym, cum, freq) = if SMALL {
+                tb.find16(t, slot)
+            } else {
+                tb.find(t, slot)
+            };
+            let v = freq * (*xl >> p) + slot - cum;
+            let need = v < RANS_L;
+            let word = wbuf[pos.min(n_words)];
+            *xl = if need { (v << 16) | word } else { v };
+            pos += need as usize;
+            q[c.i] = if MED {
+                ((sym as i32 + pred) & code_mask) as u8
+            } else {
+                sym as u8
+            };
+            c.prev = fold(sym as u32, tb.bits);
+            c.advance(w);
+        }
+    }
+    if pos > n_words {
+        return Err(corrupt!("ran out of words"));
+    }
+    if pos != n_words {
+        return Err(corrupt!("{} unread words", n_words - pos));
+    }
+    if x[..lanes].iter().any(|&v| v != RANS_L) {
+        return Err(corrupt!("does not end in the encoder's initial state"));
+    }
+    Ok(())
+}
+
+/// A lane of the raster decoder: its state, position, and the codes it carries from its
+/// previous element (left, and the one above that, which is this element's upper left).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct RasterLane {
+    pub(super) x: u32,
+    pub(super) i: usize,
+    pub(super) cx: usize,
+    pub(super) cy: usize,
+    pub(super) cg: usize,
+    pub(super) rg: usize,
+    pub(super) cf: usize,
+    pub(super) rf: usize,
+    pub(super) prev: u32,
+    pub(super) left: i32,
+    pub(super) above: i32,
+}
+
+/// The decoder for the usual layout — left is the previous element (the last axis), up is the
+/// previous row — where a lane's left and upper-left neighbours are the codes it decoded and
+/// loaded one step before: one or two loads per element instead of three or four.
+#[allow(clippy::too_many_arguments)]
+fn decode_raster<const MED: bool>(
+    tb: &Tables,
+    w: &Walk,
+    start: usize,
+    m: usize,
+    lanes: usize,
+    x: &mut [u32; 32],
+    words: &[u8],
+    fill: &[u8],
+    q: &mut [u8],
+    vector: bool,
+) -> Result<()> {
+    let seg = m.div_ceil(lanes);
+    let dx = w.dx;
+    let p = tb.precision as u32;
+    let slot_mask = (1u32 << p) - 1;
+    let code_mask = (1i32 << tb.bits) - 1;
+    let n_words = words.len() / 2;
+    // The words, then zeros that every read past the end lands on (8: a vector's worth).
+    let mut wbuf: Vec<u16> = Vec::with_capacity(n_words + 8);
+    wbuf.extend(
+        words
+            .chunks_exact(2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]])),
+    );
+    wbuf.extend_from_slice(&[0; 8]);
+    let mut pos = 0usize;
+    let mut ln = [RasterLane::default(); 32];
+    for (l, r) in ln.iter_mut().enumerate().take(lanes) {
+        let c = Cursor::at(start + l * seg, w);
+        *r = RasterLane {
+            x: x[l],
+            i: c.i,
+            cx: c.cx,
+            cy: c.cy,
+            cg: c.cg,
+            rg: c.rg,
+            cf: c.cf,
+            rf: c.rf,
+            prev: 0,
+            left: 0,
+            above: 0,
+        };
+    }
+    let small = tb.bits <= 4;
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
+    let mut s_first = 0;
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = vector;
+    #[cfg(target_arch = "x86_64")]
+    {
+        // Every lane has an element at steps below `full`: those go 8 lanes at a time.
+        let full = m - (lanes - 1) * seg;
+        if lanes % 8 == 0
+            && !tb.slots.is_empty()
+            && q.len() >= start + m + 3
+            && start + m < i32::MAX as usize
+            && vector
+            && crate::cpu::avx2_popcnt()
+        {
+            let fill32: Vec<u32> = fill.iter().map(|&f| f as u32).collect();
+            // SAFETY: AVX2 and POPCNT are present; the slot table is built and padded, `q`
+            // has 3 bytes past the sample (checked), `wbuf` 8 words past the body, `fill32` one
+            // entry per channel (the counters stay below `f_channels`), indices fit an i32.
+            pos = unsafe {
+                avx2::steps::<MED>(
+                    tb, w, lanes, 0, full, &mut ln, &wbuf, n_words, pos, &fill32, q,
+                )
+            };
+            s_first = full;
+        }
+    }
+    for s in s_first..seg {
+        let st = Step::at(s, w);
+        let active = (m - s).div_ceil(seg).min(lanes);
+        for r in ln[..active].iter_mut() {
+            let i = r.i;
+            let f = fill[r.cf] as i32;
+            let has_l = st.l && r.cx > 0;
+            let has_u = st.u && r.cy > 0;
+            let has_ul = has_l && has_u && st.ul;
+            let above = q[if has_u { i - dx } else { i }] as i32;
+            let l = select(has_l, r.left, f);
+            let u = select(has_u, above, f);
+            let ul = select(has_ul, r.above, f);
+            let g = tb.ctx_g[r.cg];
+            let (ctx, pred) = if MED {
+                let has_ur = has_u && r.cx + 1 < dx;
+                let ur = select(has_ur, q[if has_ur { i + 1 - dx } else { i }] as i32, u);
+                let act = (l - ul).abs() + (u - ul).abs() + (ur - u).abs();
+                let pred = med(l, u, ul);
+                (
+                    g + tb.ctx_a[act as usize]
+                        + tb.ctx_b[pred as usize]
+                        + tb.ctx_c[r.prev as usize],
+                    pred,
+                )
+            } else {
+                (
+                    g + tb.ctx_a[l as usize] + tb.ctx_b[u as usize] + tb.ctx_c[ul as usize],
+                    0,
+                )
+            };
+            let t = tb.context_map[ctx as usize] as usize;
+            let slot = r.x & slot_mask;
+            let (sym, cum, freq) = if small {
+                tb.find16(t, slot)
+            } else {
+                tb.find(t, slot)
+            };
+            let v = freq * (r.x >> p) + slot - cum;
+            let need = v < RANS_L;
+            let word = wbuf[pos.min(n_words)] as u32;
+            r.x = if need { (v << 16) | word } else { v };
+            pos += need as usize;
+            let code = if MED {
+                (sym as i32 + pred) & code_mask
+            } else {
+                sym as i32
+            };
+            q[i] = code as u8;
+            r.prev = fold(sym as u32, tb.bits);
+            r.left = code;
+            r.above = above;
+            r.i = i + 1;
+            r.cx += 1;
+            if r.cx == dx {
+                r.cx = 0;
+                r.cy += 1;
+                if r.cy == w.dy {
+                    r.cy = 0;
+                }
+            }
+            r.rg += 1;
+            if r.rg == w.g_inner {
+                r.rg = 0;
+                r.cg += 1;
+                if r.cg == w.g_channels {
+                    r.cg = 0;
+                }
+            }
+            r.rf += 1;
+            if r.rf == w.f_inner {
+                r.rf = 0;
+                r.cf += 1;
+                if r.cf == w.f_channels {
+                    r.cf = 0;
+                }
+            }
+        }
+    }
+    for (l, r) in ln.iter().enumerate().take(lanes) {
+        x[l] = r.x;
+    }
+    if pos > n_words {
+        return Err(corrupt!("ran out of words"));
+    }
+    if pos != n_words {
+        return Err(corrupt!("{} unread words", n_words - pos));
+    }
+    if x[..lanes].iter().any(|&v| v != RANS_L) {
+        return Err(corrupt!("does not end in the encoder's initial state"));
+    }
+    Ok(())
+}

@@ -1,0 +1,255 @@
+//! The context of an element in the parallel context coder (FORMAT.md 9.4): the median
+//! predictor, the three properties of its neighbourhood, and the walk through a sample that
+//! finds its neighbours with counters instead of a division per element.
+
+use super::*;
+
+#[inline(always)]
+pub(super) fn med(l: i32, u: i32, ul: i32) -> i32 {
+    let (lo, hi) = if l < u { (l, u) } else { (u, l) };
+    if ul >= hi {
+        lo
+    } else if ul <= lo {
+        hi
+    } else {
+        l + u - ul
+    }
+}
+
+/// The three raw property values of element `i` (at step `s` of its lane segment) and its
+/// prediction, from the codes `q` decoded (or known) so far: FORMAT.md 9.4. `residual_prev` is
+/// the folded residual of the lane's previous element (0 for its first).
+#[inline(always)]
+pub fn properties(
+    predictor: Predictor,
+    lay: &Layout,
+    q: &[u8],
+    residual_prev: u32,
+    fill: u8,
+    i: usize,
+    s: usize,
+) -> (usize, usize, usize, i32) {
+    let cx = i.checked_div(lay.sx).map_or(0, |v| v % lay.dx);
+    let cy = i.checked_div(lay.sy).map_or(0, |v| v % lay.dy);
+    let has_l = lay.sx > 0 && cx > 0 && s >= lay.sx;
+    let has_u = lay.sy > 0 && cy > 0 && s >= lay.sy;
+    let f = fill as i32;
+    let l = if has_l { q[i - lay.sx] as i32 } else { f };
+    let u = if has_u { q[i - lay.sy] as i32 } else { f };
+    let ul = if has_l && has_u && s >= lay.sx + lay.sy {
+        q[i - lay.sy - lay.sx] as i32
+    } else {
+        f
+    };
+    match predictor {
+        Predictor::None => (l as usize, u as usize, ul as usize, 0),
+        Predictor::Med => {
+            let ur = if has_u && lay.sx > 0 && cx + 1 < lay.dx && s + lay.sx >= lay.sy {
+                q[i - lay.sy + lay.sx] as i32
+            } else {
+                u
+            };
+            let act = (l - ul).abs() + (u - ul).abs() + (ur - u).abs();
+            let p = med(l, u, ul);
+            (act as usize, p as usize, residual_prev as usize, p)
+        }
+    }
+}
+
+/// The table and the prediction of element `i` (the reference coder's lookup).
+#[cfg(test)]
+#[inline(always)]
+pub(super) fn context(
+    model: &Model,
+    lay: &Layout,
+    q: &[u8],
+    residual_prev: u32,
+    fill: u8,
+    i: usize,
+    s: usize,
+) -> (usize, i32) {
+    let (a, b, c, pred) = properties(model.predictor, lay, q, residual_prev, fill, i, s);
+    let g = model.groups[lay.group.of(i)] as usize;
+    let [ca, cb, cc] = &model.classes;
+    let [na, nb, nc] = model.n_classes;
+    let ctx = ((g * na as usize + ca[a] as usize) * nb as usize + cb[b] as usize) * nc as usize
+        + cc[c] as usize;
+    (model.context_map[ctx] as usize, pred)
+}
+
+/// The folded magnitude of a residual symbol: `min(r, 2^bits - r)`.
+#[inline(always)]
+pub fn fold(r: u32, bits: u8) -> u32 {
+    r.min((1 << bits) - r)
+}
+
+/// Strides of the walk through a sample: the neighbour axes, the group axis and the
+/// quantization channels, as periods of counters (no division per element).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Walk {
+    pub(super) sx: usize,
+    pub(super) dx: usize,
+    pub(super) sy: usize,
+    pub(super) dy: usize,
+    /// Counter periods: the stride, or `usize::MAX` for an axis that is not there.
+    pub(super) px: usize,
+    pub(super) py: usize,
+    pub(super) g_inner: usize,
+    pub(super) g_channels: usize,
+    pub(super) f_inner: usize,
+    pub(super) f_channels: usize,
+}
+
+impl Walk {
+    pub(super) fn new(lay: &Layout, fill_ch: Channels) -> Walk {
+        Walk {
+            sx: lay.sx,
+            dx: lay.dx,
+            sy: lay.sy,
+            dy: lay.dy,
+            px: if lay.sx > 0 { lay.sx } else { usize::MAX },
+            py: if lay.sy > 0 { lay.sy } else { usize::MAX },
+            g_inner: lay.group.inner.max(1),
+            g_channels: lay.group.channels.max(1),
+            f_inner: fill_ch.inner.max(1),
+            f_channels: fill_ch.channels.max(1),
+        }
+    }
+}
+
+/// A lane's position: its next element and that element's coordinates.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Cursor {
+    pub(super) i: usize,
+    pub(super) cx: usize,
+    pub(super) rx: usize,
+    pub(super) cy: usize,
+    pub(super) ry: usize,
+    pub(super) cg: usize,
+    pub(super) rg: usize,
+    pub(super) cf: usize,
+    pub(super) rf: usize,
+    /// Folded residual of the lane's previous element.
+    pub(super) prev: u32,
+}
+
+impl Cursor {
+    pub(super) fn at(i: usize, w: &Walk) -> Cursor {
+        let split = |period: usize, len: usize| {
+            if period == usize::MAX {
+                (0, 0)
+            } else {
+                ((i / period) % len, i % period)
+            }
+        };
+        let (cx, rx) = split(w.px, w.dx);
+        let (cy, ry) = split(w.py, w.dy);
+        let (cg, rg) = split(w.g_inner, w.g_channels);
+        let (cf, rf) = split(w.f_inner, w.f_channels);
+        Cursor {
+            i,
+            cx,
+            rx,
+            cy,
+            ry,
+            cg,
+            rg,
+            cf,
+            rf,
+            prev: 0,
+        }
+    }
+
+    #[inline(always)]
+    pub(super) fn advance(&mut self, w: &Walk) {
+        #[inline(always)]
+        fn tick(c: &mut usize, r: &mut usize, period: usize, len: usize) {
+            *r += 1;
+            if *r == period {
+                *r = 0;
+                *c += 1;
+                if *c == len {
+                    *c = 0;
+                }
+            }
+        }
+        self.i += 1;
+        tick(&mut self.cx, &mut self.rx, w.px, w.dx);
+        tick(&mut self.cy, &mut self.ry, w.py, w.dy);
+        tick(&mut self.cg, &mut self.rg, w.g_inner, w.g_channels);
+        tick(&mut self.cf, &mut self.rf, w.f_inner, w.f_channels);
+    }
+}
+
+/// Which neighbours the step `s` of a segment allows (the same for every lane).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Step {
+    pub(super) l: bool,
+    pub(super) u: bool,
+    pub(super) ul: bool,
+    pub(super) ur: bool,
+}
+
+impl Step {
+    #[inline(always)]
+    pub(super) fn at(s: usize, w: &Walk) -> Step {
+        Step {
+            l: w.sx > 0 && s >= w.sx,
+            u: w.sy > 0 && s >= w.sy,
+            ul: s >= w.sx + w.sy,
+            ur: w.sx > 0 && s + w.sx >= w.sy,
+        }
+    }
+}
+
+#[inline(always)]
+pub(super) fn select(cond: bool, a: i32, b: i32) -> i32 {
+    let m = -(cond as i32);
+    (a & m) | (b & !m)
+}
+
+/// The context of the element at `c` and its prediction (FORMAT.md 9.4), from the codes known
+/// so far.
+#[inline(always)]
+pub(super) fn context_at<const MED: bool>(
+    tb: &Tables,
+    w: &Walk,
+    st: Step,
+    q: &[u8],
+    c: &Cursor,
+    fill: u8,
+) -> (usize, i32) {
+    let i = c.i;
+    let has_l = st.l && c.cx > 0;
+    let has_u = st.u && c.cy > 0;
+    let has_ul = has_l && has_u && st.ul;
+    let f = fill as i32;
+    // Load from a valid index either way and select: no branch on the data.
+    let l = select(has_l, q[if has_l { i - w.sx } else { i }] as i32, f);
+    let u = select(has_u, q[if has_u { i - w.sy } else { i }] as i32, f);
+    let ul = select(
+        has_ul,
+        q[if has_ul { i - w.sy - w.sx } else { i }] as i32,
+        f,
+    );
+    let g = tb.ctx_g[c.cg];
+    match MED {
+        false => {
+            let ctx = g + tb.ctx_a[l as usize] + tb.ctx_b[u as usize] + tb.ctx_c[ul as usize];
+            (ctx as usize, 0)
+        }
+        true => {
+            let has_ur = has_u && st.ur && c.cx + 1 < w.dx;
+            let ur = select(
+                has_ur,
+                q[if has_ur { i - w.sy + w.sx } else { i }] as i32,
+                u,
+            );
+            let act = (l - ul).abs() + (u - ul).abs() + (ur - u).abs();
+            let pred = med(l, u, ul);
+            let ctx =
+                g + tb.ctx_a[act as usize] + tb.ctx_b[pred as usize] + tb.ctx_c[c.prev as usize];
+            (ctx as usize, pred)
+        }
+    }
+}

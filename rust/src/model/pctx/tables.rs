@@ -1,0 +1,282 @@
+//! The lookup tables of the parallel context coder (FORMAT.md 9.4), built once per model:
+//! cumulative frequencies, the slot-to-symbol buckets and the pre-scaled property classes;
+//! and the same tables and layout words as the GPU kernels take them.
+
+use super::*;
+
+/// What the coder looks up, built once per model: per table the cumulative frequencies (with
+/// `2^p` appended) and a bucket index that gives the first candidate symbol of a slot, and the
+/// property classes pre-scaled so that a context is a sum of four lookups.
+#[derive(Debug)]
+pub struct Tables {
+    pub(super) bits: u8,
+    pub(super) precision: u8,
+    /// `bits + 3` bits of the slot (at most `precision`) select a bucket.
+    pub(super) bucket_bits: u8,
+    /// `2^bits + 1` cumulative frequencies per table.
+    pub(super) cums: Vec<u16>,
+    /// `cum | freq << 16` per table and symbol: one load for a symbol's interval.
+    pub(super) intervals: Vec<u32>,
+    /// First symbol whose interval reaches into each bucket, per table.
+    pub(super) buckets: Vec<u8>,
+    /// Alphabets of at most 16 symbols: per table `cum[1..16]`, 0xFFFF past the alphabet, so
+    /// that a symbol is the count of entries at or below its slot (no branch, no bucket).
+    pub(super) search16: Vec<[u16; 16]>,
+    /// `group · n_a · n_b · n_c` per index along the group axis.
+    pub(super) ctx_g: Vec<u32>,
+    /// `class · n_b · n_c`, `class · n_c`, `class` per property value.
+    pub(super) ctx_a: Vec<u32>,
+    pub(super) ctx_b: Vec<u32>,
+    pub(super) ctx_c: Vec<u32>,
+    pub(super) context_map: Vec<u8>,
+    pub(super) predictor: Predictor,
+    /// The symbol of every slot of every table (for the AVX2 decoder, when it fits in
+    /// `MAX_SLOT_TABLE` bytes), and the context map, each followed by 3 bytes of padding so that
+    /// a 4-byte gather at any entry stays inside. Empty on other CPUs (no gathers there: on
+    /// aarch64 the scalar raster decoder runs, see benches/NOTES.md).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(super) slots: Vec<u8>,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(super) padded_map: Vec<u8>,
+}
+
+/// The largest slot table built for the vector decoder (tables x 2^precision bytes).
+const MAX_SLOT_TABLE: usize = 4 << 20;
+
+impl Tables {
+    /// Tables of no model (a placeholder until one is built).
+    pub fn empty() -> Tables {
+        Tables {
+            bits: 1,
+            precision: 2,
+            bucket_bits: 2,
+            cums: Vec::new(),
+            intervals: Vec::new(),
+            buckets: Vec::new(),
+            search16: Vec::new(),
+            ctx_g: Vec::new(),
+            ctx_a: Vec::new(),
+            ctx_b: Vec::new(),
+            ctx_c: Vec::new(),
+            context_map: Vec::new(),
+            predictor: Predictor::None,
+            slots: Vec::new(),
+            padded_map: Vec::new(),
+        }
+    }
+
+    pub fn new(model: &Model) -> Tables {
+        let a = model.alphabet();
+        let p = model.precision;
+        let bucket_bits = (model.bits + 3).min(p);
+        let shift = p - bucket_bits;
+        let mut cums = Vec::with_capacity(model.tables() * (a + 1));
+        let mut buckets = vec![0u8; model.tables() << bucket_bits];
+        for (t, row) in model.freqs.chunks(a).enumerate() {
+            let base = cums.len();
+            let mut cum = 0u32;
+            for &f in row {
+                cums.push(cum as u16);
+                cum += f as u32;
+            }
+            cums.push(cum as u16);
+            // Bucket b covers slots [b << shift, (b + 1) << shift): its first candidate is the
+            // symbol holding its first slot.
+            let mut s = 0usize;
+            for b in 0..1usize << bucket_bits {
+                let first = (b << shift) as u32;
+                while cums[base + s + 1] as u32 <= first {
+                    s += 1;
+                }
+                buckets[(t << bucket_bits) + b] = s as u8;
+            }
+        }
+        let search16 = if a <= 16 {
+            (0..model.tables())
+                .map(|t| {
+                    let mut row = [0xFFFFu16; 16];
+                    row[..a - 1].copy_from_slice(&cums[t * (a + 1) + 1..t * (a + 1) + a]);
+                    row
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let intervals = cums
+            .chunks(a + 1)
+            .flat_map(|row| {
+                row.windows(2)
+                    .map(|w| w[0] as u32 | ((w[1] - w[0]) as u32) << 16)
+            })
+            .collect();
+        let mut slots = Vec::new();
+        let mut padded_map = Vec::new();
+        if cfg!(target_arch = "x86_64") && model.tables() << p <= MAX_SLOT_TABLE {
+            slots.reserve((model.tables() << p) + 3);
+            for row in model.freqs.chunks(a) {
+                for (s, &f) in row.iter().enumerate() {
+                    slots.extend(std::iter::repeat_n(s as u8, f as usize));
+                }
+            }
+            slots.extend_from_slice(&[0; 3]);
+            padded_map.extend_from_slice(&model.context_map);
+            padded_map.extend_from_slice(&[0; 3]);
+        }
+        let [na, nb, nc] = model.n_classes.map(|n| n as u32);
+        Tables {
+            bits: model.bits,
+            precision: p,
+            bucket_bits,
+            cums,
+            intervals,
+            buckets,
+            search16,
+            slots,
+            padded_map,
+            ctx_g: model
+                .groups
+                .iter()
+                .map(|&g| g as u32 * na * nb * nc)
+                .collect(),
+            ctx_a: model.classes[0]
+                .iter()
+                .map(|&c| c as u32 * nb * nc)
+                .collect(),
+            ctx_b: model.classes[1].iter().map(|&c| c as u32 * nc).collect(),
+            ctx_c: model.classes[2].iter().map(|&c| c as u32).collect(),
+            context_map: model.context_map.clone(),
+            predictor: model.predictor,
+        }
+    }
+
+    /// (cum, freq) of `sym` in table `t`.
+    #[inline(always)]
+    pub(super) fn interval(&self, t: usize, sym: usize) -> (u32, u32) {
+        let e = self.intervals[(t << self.bits) + sym];
+        (e & 0xFFFF, e >> 16)
+    }
+
+    /// The symbol of `slot` in table `t` of an alphabet of at most 16 symbols: the number of
+    /// cumulative frequencies (after the first) at or below the slot, sixteen compares that
+    /// compile to a few vector instructions.
+    #[inline(always)]
+    pub(super) fn find16(&self, t: usize, slot: u32) -> (usize, u32, u32) {
+        self.with_interval(t, count_at_or_below(&self.search16[t], slot as u16))
+    }
+
+    #[inline(always)]
+    fn with_interval(&self, t: usize, sym: usize) -> (usize, u32, u32) {
+        let (cum, freq) = self.interval(t, sym);
+        (sym, cum, freq)
+    }
+
+    /// The symbol of `slot` in table `t`, with its (cum, freq).
+    #[inline(always)]
+    pub(super) fn find(&self, t: usize, slot: u32) -> (usize, u32, u32) {
+        let a = 1usize << self.bits;
+        let row = &self.cums[t * (a + 1)..t * (a + 1) + a + 1];
+        let mut sym = self.buckets
+            [(t << self.bucket_bits) + (slot >> (self.precision - self.bucket_bits)) as usize]
+            as usize;
+        while row[sym + 1] as u32 <= slot {
+            sym += 1;
+        }
+        let cum = row[sym] as u32;
+        (sym, cum, row[sym + 1] as u32 - cum)
+    }
+}
+
+/// How many of the 16 values are at most `s` (unsigned).
+#[inline(always)]
+pub(super) fn count_at_or_below(row: &[u16; 16], s: u16) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is part of the x86-64 baseline; the loads read the 32 bytes of `row`.
+        unsafe {
+            let sv = _mm_set1_epi16(s as i16);
+            let lo = _mm_loadu_si128(row.as_ptr() as *const __m128i);
+            let hi = _mm_loadu_si128(row.as_ptr().add(8) as *const __m128i);
+            // c <= s exactly when the saturating difference c - s is 0.
+            let z = _mm_setzero_si128();
+            let a = _mm_cmpeq_epi16(_mm_subs_epu16(lo, sv), z);
+            let b = _mm_cmpeq_epi16(_mm_subs_epu16(hi, sv), z);
+            let bits = _mm_movemask_epi8(_mm_packs_epi16(a, b)) as u32;
+            // The row is sorted, so the entries at or below `s` are a prefix: count the
+            // trailing ones (a bit scan; POPCNT is not in the x86-64 baseline).
+            (!bits | 0x1_0000).trailing_zeros() as usize
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        use std::arch::aarch64::*;
+        // SAFETY: NEON is part of the aarch64 baseline; the loads read the 32 bytes of `row`.
+        // A compare gives -1 (all ones) in each lane at or below `s`: minus the lane sum is the
+        // count (at most 16, no overflow). Fewer steps from the slot to the symbol than the
+        // compiler's version of the plain loop (which packs the lanes to a bit mask and counts
+        // its bits).
+        unsafe {
+            let sv = vdupq_n_u16(s);
+            let a = vcleq_u16(vld1q_u16(row.as_ptr()), sv);
+            let b = vcleq_u16(vld1q_u16(row.as_ptr().add(8)), sv);
+            let sum = vaddvq_s16(vaddq_s16(
+                vreinterpretq_s16_u16(a),
+                vreinterpretq_s16_u16(b),
+            ));
+            (-sum) as usize
+        }
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        count_at_or_below_portable(row, s)
+    }
+}
+
+/// `count_at_or_below` in plain Rust: what the vector versions give (tests compare them).
+#[cfg_attr(any(target_arch = "x86_64", target_arch = "aarch64"), allow(dead_code))]
+#[inline(always)]
+pub(super) fn count_at_or_below_portable(row: &[u16; 16], s: u16) -> usize {
+    row.iter().filter(|&&c| c <= s).count()
+}
+
+/// What the GPU kernels take (pctx_common.cuh): the layout words of a sample shape.
+pub fn device_geometry(model: &Model, shape: &[usize], fill_ch: Channels) -> [u64; 11] {
+    let lay = Layout::new(model, shape);
+    let w = Walk::new(&lay, fill_ch);
+    [
+        w.sx as u64,
+        w.dx as u64,
+        w.sy as u64,
+        w.dy as u64,
+        w.g_inner as u64,
+        w.g_channels as u64,
+        w.f_inner as u64,
+        w.f_channels as u64,
+        model.bits as u64,
+        model.precision as u64,
+        (model.predictor == Predictor::Med) as u64,
+    ]
+}
+
+/// The tables the GPU kernels read, as `Tables` holds them.
+pub struct DeviceTables {
+    pub ctx_g: Vec<u32>,
+    pub ctx_a: Vec<u32>,
+    pub ctx_b: Vec<u32>,
+    pub ctx_c: Vec<u32>,
+    pub context_map: Vec<u8>,
+    pub cums: Vec<u16>,
+}
+
+impl Tables {
+    pub fn device(&self) -> DeviceTables {
+        DeviceTables {
+            ctx_g: self.ctx_g.clone(),
+            ctx_a: self.ctx_a.clone(),
+            ctx_b: self.ctx_b.clone(),
+            ctx_c: self.ctx_c.clone(),
+            context_map: self.context_map.clone(),
+            cums: self.cums.clone(),
+        }
+    }
+}

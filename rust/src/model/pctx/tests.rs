@@ -1,0 +1,271 @@
+//! Tests of the parallel context coder: the fast coders against the reference, round trips,
+//! the model's serialization, and refusals of corrupt bodies.
+
+use super::*;
+use crate::model::fit::{fit, table_from_counts, Calibration, FitOptions, Sample};
+
+fn lcg(seed: &mut u64) -> u64 {
+    *seed = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    *seed >> 33
+}
+
+/// A valid model with random classes, context map and tables.
+fn random_model(seed: &mut u64, bits: u8, predictor: Predictor, shape: &[usize]) -> Model {
+    let d = shape.len();
+    let a = 1usize << bits;
+    let (axis_x, axis_y) = match d {
+        0 => (NO_AXIS, NO_AXIS),
+        1 => (0, NO_AXIS),
+        _ => ((d - 1) as u8, (d - 2) as u8),
+    };
+    let axis_g = if d >= 3 { 0 } else { NO_AXIS };
+    let group_len = if axis_g == NO_AXIS { 1 } else { shape[0] };
+    let n_groups = (lcg(seed) % 3 + 1) as u8;
+    let n_classes = [
+        (lcg(seed) % 4 + 1) as u8,
+        (lcg(seed) % 4 + 1) as u8,
+        (lcg(seed) % 3 + 1) as u8,
+    ];
+    let lengths = predictor.property_lengths(bits);
+    let classes = [0, 1, 2].map(|k| {
+        (0..lengths[k])
+            .map(|_| (lcg(seed) % n_classes[k] as u64) as u8)
+            .collect::<Vec<u8>>()
+    });
+    let tables = (lcg(seed) % 5 + 1) as usize;
+    let contexts = n_groups as usize * n_classes.iter().map(|&c| c as usize).product::<usize>();
+    let precision = bits + 1 + (lcg(seed) % (MAX_PRECISION - bits) as u64) as u8;
+    let mut freqs = Vec::new();
+    for _ in 0..tables {
+        let counts: Vec<u64> = (0..a).map(|_| lcg(seed) % 50 * (lcg(seed) % 2)).collect();
+        freqs.extend(table_from_counts(&counts, precision, 0.01));
+    }
+    Model {
+        bits,
+        predictor,
+        axis_x,
+        axis_y,
+        axis_g,
+        groups: (0..group_len)
+            .map(|_| (lcg(seed) % n_groups as u64) as u8)
+            .collect(),
+        n_groups,
+        classes,
+        n_classes,
+        context_map: (0..contexts)
+            .map(|_| (lcg(seed) % tables as u64) as u8)
+            .collect(),
+        precision,
+        freqs,
+    }
+}
+
+fn sparse_codes(seed: &mut u64, n: usize, bits: u8, zero: u8) -> Vec<u8> {
+    let a = 1u64 << bits;
+    (0..n)
+        .map(|_| {
+            let r = lcg(seed);
+            if r % 3 == 0 {
+                (r / 3 % a) as u8
+            } else {
+                zero
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn round_trips_random_models() {
+    let mut seed = 11u64;
+    let shapes: &[&[usize]] = &[
+        &[],
+        &[0],
+        &[1],
+        &[37],
+        &[3, 5, 7],
+        &[2, 40, 30],
+        &[1, 3, 150, 200],
+        &[80000],
+    ];
+    for bits in 1..=MAX_BITS {
+        for predictor in [Predictor::None, Predictor::Med] {
+            for &shape in shapes {
+                let m = random_model(&mut seed, bits, predictor, shape);
+                let group_len = (m.axis_g != NO_AXIS).then(|| shape[0]);
+                m.validate(shape.len(), group_len).unwrap();
+                let mut bytes = Vec::new();
+                m.write(&mut bytes);
+                let mut r = Reader::new(&bytes);
+                assert_eq!(Model::read(&mut r).unwrap(), m);
+                assert_eq!(r.remaining(), 0);
+                let n: usize = shape.iter().product();
+                let zero = (lcg(&mut seed) % (1 << bits)) as u8;
+                let q = sparse_codes(&mut seed, n, bits, zero);
+                let tables = Tables::new(&m);
+                let body = encode(&m, &tables, shape, &q, &[zero], Channels::TENSOR);
+                let reference = encode_reference(&m, &tables, shape, &q, &[zero], Channels::TENSOR);
+                assert_eq!(body, reference, "bits {bits} {predictor:?} {shape:?}");
+                let mut slow = vec![0u8; n];
+                decode_reference(
+                    &m,
+                    &tables,
+                    shape,
+                    &body,
+                    &[zero],
+                    Channels::TENSOR,
+                    &mut slow,
+                )
+                .unwrap();
+                assert_eq!(slow, q);
+                let mut back = vec![0u8; n];
+                decode(
+                    &m,
+                    &tables,
+                    shape,
+                    &body,
+                    &[zero],
+                    Channels::TENSOR,
+                    &mut back,
+                )
+                .unwrap();
+                assert_eq!(back, q, "bits {bits} {predictor:?} {shape:?}");
+                // The scalar decoder throughout, as CPUs without the vector one run it.
+                let mut scalar = vec![0u8; n];
+                decode_into(
+                    &m,
+                    &tables,
+                    shape,
+                    &body,
+                    &[zero],
+                    Channels::TENSOR,
+                    &mut scalar,
+                    n,
+                    false,
+                )
+                .unwrap();
+                assert_eq!(scalar, q, "scalar: bits {bits} {predictor:?} {shape:?}");
+                if body.len() >= 2 {
+                    let mut out = vec![0u8; n];
+                    let short = &body[..body.len() - 2];
+                    assert!(decode(
+                        &m,
+                        &tables,
+                        shape,
+                        short,
+                        &[zero],
+                        Channels::TENSOR,
+                        &mut out
+                    )
+                    .is_err());
+                    let mut long = body.clone();
+                    long.extend_from_slice(&[0, 0]);
+                    assert!(decode(
+                        &m,
+                        &tables,
+                        shape,
+                        &long,
+                        &[zero],
+                        Channels::TENSOR,
+                        &mut out
+                    )
+                    .is_err());
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn counts_at_or_below_match_the_portable_loop() {
+    let mut seed = 3u64;
+    for _ in 0..2000 {
+        // A sorted row as `Tables::new` builds them: cumulative frequencies, then 0xFFFF.
+        let len = (lcg(&mut seed) % 17) as usize;
+        let mut row = [0xFFFFu16; 16];
+        let mut c = 0u32;
+        for e in row.iter_mut().take(len) {
+            c = (c + (lcg(&mut seed) % 4096) as u32).min(0xFFFF);
+            *e = c as u16;
+        }
+        for s in [0u16, 1, 0xFFFE, 0xFFFF, row[0], row[len.saturating_sub(1)]]
+            .into_iter()
+            .chain((0..8).map(|_| lcg(&mut seed) as u16))
+        {
+            assert_eq!(
+                count_at_or_below(&row, s),
+                count_at_or_below_portable(&row, s),
+                "{row:?} {s}"
+            );
+        }
+    }
+}
+
+#[test]
+fn fitted_model_codes_structure_below_order0() {
+    // Blocks of equal codes in 8 channels of 32x32: neighbours predict well.
+    let mut seed = 5u64;
+    let shape = [8usize, 32, 32];
+    let n: usize = shape.iter().product();
+    let bits = 4u8;
+    let sample = |seed: &mut u64| -> Vec<u8> {
+        let base: Vec<u8> = (0..8 * 4 * 4).map(|_| (lcg(seed) % 16) as u8).collect();
+        (0..n)
+            .map(|i| {
+                let (c, y, x) = (i / 1024, i / 32 % 32, i % 32);
+                let v = base[c * 16 + y / 8 * 4 + x / 8];
+                if lcg(seed) % 10 == 0 {
+                    (lcg(seed) % 16) as u8
+                } else {
+                    v
+                }
+            })
+            .collect()
+    };
+    let codes: Vec<Vec<u8>> = (0..12).map(|_| sample(&mut seed)).collect();
+    let cal = Calibration {
+        samples: codes
+            .iter()
+            .map(|c| Sample {
+                codes: c,
+                shape: &shape,
+                fills: &[0],
+                fill_ch: Channels::TENSOR,
+            })
+            .collect(),
+    };
+    let (model, report) = fit(&cal, &FitOptions::new(bits)).unwrap();
+    assert!(!report.tried.is_empty());
+    let tables = Tables::new(&model);
+    let test = sample(&mut seed);
+    let body = encode(&model, &tables, &shape, &test, &[0], Channels::TENSOR);
+    let mut back = vec![0u8; n];
+    decode(
+        &model,
+        &tables,
+        &shape,
+        &body,
+        &[0],
+        Channels::TENSOR,
+        &mut back,
+    )
+    .unwrap();
+    assert_eq!(back, test);
+    // Order-0 entropy of the test sample, in bytes.
+    let mut hist = [0f64; 16];
+    for &c in &test {
+        hist[c as usize] += 1.0;
+    }
+    let h: f64 = hist
+        .iter()
+        .filter(|&&c| c > 0.0)
+        .map(|&c| -c * (c / n as f64).log2())
+        .sum::<f64>()
+        / 8.0;
+    assert!(
+        (body.len() as f64) < 0.6 * h,
+        "{} bytes vs order-0 {h:.0}",
+        body.len()
+    );
+}
