@@ -83,7 +83,8 @@ AREAS: Dict[str, Area] = {
         ["tests/test_numcodecs_contract.py"],
         ["tests/test_numcodecs.py"],
     ]),
-    "cli": Area([PKG + "cli.py"], [
+    "cli": Area([PKG + "cli/" + f for f in ("__init__.py", "files.py", "options.py", "codec.py", "bench.py",
+                                            "evaluation.py")], [
         ["tests/test_cli_messages.py"],
         ["tests/test_cli_exits.py"],
         ["tests/test_cli.py"],
@@ -95,8 +96,8 @@ AREAS: Dict[str, Area] = {
 RUST_FILES = ["rust/src/pctx.rs", "rust/src/fit.rs", "rust/src/codec.rs"]
 RUST_TESTS = ["pctx_pins", "quantizers", "roundtrip", "corrupt", "fuzz_regressions", "messages"]
 RUST_SAMPLE = 6  # per file
-#: The evaluation commands' bodies in cli.py are exercised by tests/test_report.py (minutes per
-#: run); their mutants are left out of the cli area, which pins the codec commands and `main`.
+#: The evaluation commands' bodies in cli/ (bench.py, evaluation.py) are exercised by
+#: tests/test_report.py (minutes per run); their mutants are left out of the cli area, which pins the codec commands and `main`.
 CLI_SKIP = ("run_eval", "train_fmnist", "run_report", "demo", "bench_rows", "_peers", "cmd_bench", "_best_seconds",
             "_timed", "_meta", "_codes")
 
