@@ -110,7 +110,7 @@ def _meta(t0: float, final: bool, seconds: Optional[float] = None) -> dict:
 
 
 def _options(text: Optional[str]):
-    from .._calibrate import OPTIONS
+    from ..calibration import OPTIONS
 
     if text is None:
         return OPTIONS

@@ -28,7 +28,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 import splitans
-from splitans._calibrate import OPTIONS, Search, prediction_interval
+from splitans.calibration import OPTIONS, Search, prediction_interval
 
 from .peers import peer_bytes
 
@@ -221,7 +221,7 @@ def calibrated_rows(
         t0 = time.time()
         codec = search.select(budget_pp, confidence, options=search.options if label == "all" else opts or ())
         r = codec.calibration
-        edge = min(v for v in search._last_scores.values())
+        edge = min(v for v in search.config_sizes.values())
         if codec.id not in measured:
             measured[codec.id] = measure_codec(codec, test_items, predict)
         m = measured[codec.id]
@@ -268,7 +268,7 @@ def frontier_points(search: Search, test_items, predict, ref_test, labels_test, 
     out = []
     sample = test_items[:2000] if isinstance(test_items, np.ndarray) else test_items[:2000]
     for c in front:
-        codec = search._make_codec(c, search.fit_items)
+        codec = search.make_codec(c, search.fit_items)
         size = float(np.mean([len(codec.compress(x)) for x in sample]))
         pred = _predict_decoded(codec, test_items, predict)
         elements = float(np.mean([np.size(x) for x in sample]))
