@@ -91,7 +91,8 @@ def test_import_loads_no_torch_no_gpu_no_eval():
 
 def test_eval_imports_with_its_extra():
     need_module("torch")
-    code = "import splitans.eval.report, splitans.eval.evaluate, splitans.eval.train, splitans.eval.fmnist, splitans.eval.models"
+    code = ("import splitans.eval.report, splitans.eval.nets, splitans.eval.nlp, splitans.eval.experiments, "
+            "splitans.eval.evaluate, splitans.eval.train, splitans.eval.fmnist, splitans.eval.models")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
 

@@ -136,20 +136,20 @@ def run_eval(args: argparse.Namespace) -> int:
 
     t0 = time.time()
     if args.model != "efficientnet-lite0" or args.budget is not None:
-        from ..eval import fmnist, report
+        from ..eval import experiments, fmnist, nets, report
 
         none = ([], [])
-        bits = _bit_widths(args.bits, report.BITS)
+        bits = _bit_widths(args.bits, experiments.BITS)
         if args.model == "efficientnet-lite0":
             points = args.points.split(",") if args.points else ["block3.expand", "block11.expand"]
-            lite0 = report.evaluate_lite0(points, budget_pp=args.budget, confidence=args.confidence,
+            lite0 = nets.evaluate_lite0(points, budget_pp=args.budget, confidence=args.confidence,
                                           options=_options(args.options), photos=args.limit)
             paths = report.write_report(args.out, none, none, lite0, _meta(t0, True),
                                         budgets={"lite0": args.budget}, confidence=args.confidence)
         else:
             budget = 0.2 if args.budget is None else args.budget
             points = args.points.split(",") if args.points else list(fmnist.POINTS[args.model])
-            fm = report.evaluate_fmnist(
+            fm = nets.evaluate_fmnist(
                 [args.model], budget_pp=budget, confidence=args.confidence, limit=args.limit,
                 calibration_limit=args.calibration_limit, points={args.model: points}, bits=bits,
                 options=_options(args.options), frontier=args.frontier, calibration_split=args.calibration_split,
@@ -186,7 +186,8 @@ def train_fmnist(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from ..eval import fmnist, report
+    from ..eval import experiments, fmnist, nets, report
+    from ..eval.nlp import evaluate_nlp
 
     t0 = time.time()
     none: tuple = ([], [])
@@ -235,7 +236,7 @@ def run_report(args: argparse.Namespace) -> int:
     unknown = [f for f in families if f not in FAMILIES]
     if unknown:
         raise CliError(EXIT_USAGE, f"unknown family {unknown[0]!r}: choose from {', '.join(FAMILIES)}")
-    bits = _bit_widths(args.bits, report.BITS)
+    bits = _bit_widths(args.bits, experiments.BITS)
     chosen = [p for p in (args.points or "").split(",") if p]
     if chosen:
         stray = [p for p in chosen if not any(p in fmnist.POINTS[f] for f in families)]
@@ -250,7 +251,7 @@ def run_report(args: argparse.Namespace) -> int:
             name = f"fmnist-{family}" + ("-" + "+".join(points) if points else "") + (
                 "-bits" + "+".join(map(str, bits)) if args.bits else "") + (
                 "" if split == "calibration" else "-" + split)
-            rows, fronts = section(name, lambda split=split: report.evaluate_fmnist(
+            rows, fronts = section(name, lambda split=split: nets.evaluate_fmnist(
                 [family], budget_pp=args.budget, confidence=args.confidence, limit=args.limit,
                 calibration_limit=args.calibration_limit, options=options, frontier=args.frontier, bits=bits,
                 calibration_split=split, points={family: points} if points else None))
@@ -260,12 +261,12 @@ def run_report(args: argparse.Namespace) -> int:
                 fm_compare = (fm_compare[0] + rows, fm_compare[1] + fronts)
             write(False)
     if not args.skip_nlp:
-        nlp = section("minilm", lambda: report.evaluate_nlp(
+        nlp = section("minilm", lambda: evaluate_nlp(
             train=args.nlp_train, test=args.nlp_test, calibration=args.nlp_calibration, budget_pp=args.nlp_budget,
             confidence=args.confidence, options=options, frontier=args.frontier))
         write(False)
     if not args.skip_efficientnet:
-        lite0 = section("efficientnet_lite0", lambda: report.evaluate_lite0(
+        lite0 = section("efficientnet_lite0", lambda: nets.evaluate_lite0(
             budget_pp=args.lite0_budget, confidence=args.confidence, options=options, frontier=args.frontier))
     write(True)
     return EXIT_OK
