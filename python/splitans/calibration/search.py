@@ -252,19 +252,11 @@ class Search:
         return self._rows[axis]
 
     def _clip(self, axis: Optional[int], how: Any, bits: int) -> List[Tuple[float, float]]:
+        """A candidate's ranges from the selection samples, by the rule ``Codec.fit(clip=...)``
+        follows on the same samples (`_quantizers.clip_ranges`)."""
         key = (axis, how if not isinstance(how, str) or how not in ("mse", "aciq") else (how, bits))
         if key not in self._ranges:
-            rows = self._channel_rows(axis)
-            if how == "minmax":
-                r = [(float(v.min()), float(v.max())) if v.size else (0.0, 0.0) for v in rows]
-            elif how in ("mse", "aciq"):
-                fn = _quantizers.mse_range if how == "mse" else _quantizers.aciq_range
-                r = [fn(v, bits, signed=not self.sparse) for v in rows]
-            else:
-                lo_p, hi_p = how
-                r = [(float(np.percentile(v, lo_p)), float(np.percentile(v, hi_p))) if v.size else (0.0, 0.0)
-                     for v in rows]
-            self._ranges[key] = r
+            self._ranges[key] = _quantizers.clip_ranges(self._take(self.sel), axis, how, bits, nonfinite="clamp")
         return self._ranges[key]
 
     def _add(self, name, option, bits, axis, spec, fit, config, level):
