@@ -59,7 +59,8 @@ class Area:
 
 PKG = "python/splitans/"
 AREAS: Dict[str, Area] = {
-    "calibrate": Area([PKG + "calibration/" + f for f in ("stats.py", "chains.py", "search.py", "result.py")], [
+    "calibrate": Area([PKG + "calibration/" + f for f in ("stats.py", "chains.py", "search.py", "data.py",
+                                                         "result.py")], [
         ["tests/test_calibrate_select.py"],
         ["tests/test_calibrate.py"],
     ]),

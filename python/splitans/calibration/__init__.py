@@ -58,10 +58,11 @@ confirm it with 80% probability if its observed rates were the true ones.
 Nothing here is needed to decode: the result is an ordinary ``splitans.Codec``.
 
 The package: `stats` (the tests and intervals), `chains` (how the level is shared and a chain
-tested), `search` (`Search` and `calibrate`), `result` (`CalibrationReport`). `Search` is the
-public way to ask one calibration several questions (``splitans report`` asks it once per set
-of options); ``splitans.calibrate`` is the one-call form. The package is ``calibration``, not
-``calibrate``, so that ``splitans.calibrate`` stays the function.
+tested), `search` (`Search` and `calibrate`), `data` (samples in, logits out), `result`
+(`CalibrationReport`). `Search` is the public way to ask one calibration several questions
+(``splitans report`` asks it once per set of options); ``splitans.calibrate`` is the one-call
+form. The package is ``calibration``, not ``calibrate``, so that ``splitans.calibrate`` stays
+the function.
 """
 
 from .chains import BASE_CHAINS, BASE_SHARE, NODE_WEIGHTS, OPTION_CHAINS, fallback, run_chains

@@ -16,6 +16,7 @@ import numpy as np
 from .. import _feature, _quantizers
 from .._fitted import Codec
 from .chains import BASE_CHAINS, BASE_SHARE, NODE_WEIGHTS, OPTION_CHAINS, run_chains
+from .data import _auto_axis, _is_torch, _kl, _logits, _samples
 from .result import CalibrationReport, CalibrationWarning
 from .stats import _NORMAL, binomial_test, clopper_pearson, paired_drop_interval, paired_drop_test, samples_to_confirm
 
@@ -25,25 +26,6 @@ from .stats import _NORMAL, binomial_test, clopper_pearson, paired_drop_interval
 #: along the first axis of 2-d samples, e.g. tokens). The uniform grid with percentile clipping,
 #: per tensor or per channel, is always searched.
 OPTIONS = ("clip", "dead_zone", "levels", "allocation", "per_token")
-
-
-def _is_torch(x: Any) -> bool:
-    return type(x).__module__.startswith("torch")
-
-
-def _logits(out: Any) -> np.ndarray:
-    if _is_torch(out):
-        out = out.detach().float().cpu().numpy()
-    return np.asarray(out, np.float64)
-
-
-def _kl(ref: np.ndarray, new: np.ndarray) -> np.ndarray:
-    """Per-sample KL(softmax(ref) || softmax(new))."""
-    a = ref - ref.max(1, keepdims=True)
-    b = new - new.max(1, keepdims=True)
-    la = a - np.log(np.exp(a).sum(1, keepdims=True))
-    lb = b - np.log(np.exp(b).sum(1, keepdims=True))
-    return (np.exp(la) * (la - lb)).sum(1)
 
 
 @dataclass
@@ -67,22 +49,6 @@ class _Candidate:
     outcome: Optional[np.ndarray] = None  # test-part predictions
     final: Optional[Tuple[Codec, float]] = None  # the refitted codec and its bytes on test-part samples
     final_plain: Optional[Tuple[Codec, float]] = None  # the sizing codec and its bytes there
-
-
-def _auto_axis(shape: Sequence[Optional[int]]) -> Optional[int]:
-    """The channel axis of a sample: the only axis of a vector, the last of a 2-d sample
-    (tokens x features), the first of a 3-d map unless its first two axes are equal and the last
-    differs (H x W x C)."""
-    d = len(shape)
-    if d == 0:
-        return None
-    if d == 1:
-        return 0
-    if d == 2:
-        return 1
-    if d == 3 and shape[0] == shape[1] and shape[1] != shape[2]:
-        return 2
-    return 0
 
 
 class Search:
@@ -670,28 +636,6 @@ class Search:
                           f"confidence on {n} test samples; returning the most faithful ({chosen.name}) with no "
                           "guarantee (codec.calibration.confirmed is False)", CalibrationWarning, stacklevel=2)
         return codec
-
-
-def _samples(activations: Any):
-    """(float32 samples: an array with samples along axis 0, or a list of arrays when their
-    shapes differ; the float dtype's name)."""
-    if isinstance(activations, np.ndarray) or _is_torch(activations):
-        arr, name = _feature.to_float32(activations)
-        if arr.ndim == 0:
-            raise ValueError("activations must hold samples along the first axis")
-        return np.ascontiguousarray(arr), name
-    items, names = [], set()
-    for a in activations:
-        x, n = _feature.to_float32(a)
-        items.append(np.ascontiguousarray(x))
-        names.add(n)
-    if not items:
-        raise ValueError("calibrate needs calibration samples")
-    if len(names) > 1:
-        raise TypeError(f"calibration samples of several dtypes: {sorted(names)}")
-    if all(x.shape == items[0].shape for x in items):
-        return np.stack(items), names.pop()
-    return items, names.pop()
 
 
 def calibrate(
