@@ -9,13 +9,13 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import splitans
-from splitans import _calibrate as cal
+from splitans import calibration as cal
 from strict import need_module
 
 
 def test_tango_score_reduces_to_mcnemar_and_uses_the_restricted_mle():
     b, c, n = 30, 12, 1000
-    assert cal._tango_z(b, c, n, 0.0) == pytest.approx((b - c) / math.sqrt(b + c))
+    assert cal.stats._tango_z(b, c, n, 0.0) == pytest.approx((b - c) / math.sqrt(b + c))
     # The restricted maximum likelihood of p_c under p_b - p_c = d0, found by brute force.
     for d0 in (0.005, 0.02, -0.01):
         grid = np.linspace(max(0, -d0) + 1e-7, (1 - abs(d0)) / 2 - 1e-7, 200_001)
@@ -23,7 +23,7 @@ def test_tango_score_reduces_to_mcnemar_and_uses_the_restricted_mle():
         ll = b * np.log(pb) + c * np.log(grid) + (n - b - c) * np.log1p(-pb - grid)
         pc = grid[np.argmax(ll)]
         var = (2 * pc + d0 * (1 - d0)) / n
-        assert cal._tango_z(b, c, n, d0) == pytest.approx(((b - c) / n - d0) / math.sqrt(var), rel=1e-3)
+        assert cal.stats._tango_z(b, c, n, d0) == pytest.approx(((b - c) / n - d0) / math.sqrt(var), rel=1e-3)
 
 
 def test_paired_interval_and_test_agree():
@@ -223,18 +223,18 @@ def test_difference_distribution_is_exact():
     for d in (-31, -5, 0, 3, 6, 30):
         brute = sum(math.comb(n, b) * math.comb(n - b, c) * pb**b * pc**c * (1 - pb - pc) ** (n - b - c)
                     for b, c in product(range(n + 1), repeat=2) if b + c <= n and b - c <= d)
-        assert cal._diff_cdf(d, n, pb, pc) == pytest.approx(brute, abs=1e-12)
+        assert cal.stats._diff_cdf(d, n, pb, pc) == pytest.approx(brute, abs=1e-12)
     # A window of 40 standard deviations at a large n: the tail matches the normal one.
     n, pb, pc = 60_000, 0.011, 0.009
     sd = math.sqrt(n * (pb + pc - (pb - pc) ** 2))
-    assert cal._diff_cdf(round(n * (pb - pc) - 2 * sd), n, pb, pc) == pytest.approx(0.0228, abs=2e-3)
+    assert cal.stats._diff_cdf(round(n * (pb - pc) - 2 * sd), n, pb, pc) == pytest.approx(0.0228, abs=2e-3)
 
 
 def test_exact_test_grid_finds_the_maximum():
     """The exact test's maximum over 14 discordance rates is the maximum over 300."""
     for n, margin, b, c in ((800, 0.002, 3, 1), (800, 0.002, 0, 0), (4500, 0.002, 30, 28), (2000, 0.01, 12, 20)):
         upper = cal.clopper_pearson(b + c, n, 1 - 2 * cal.EXACT_GAMMA)[1]
-        fine = max(cal._diff_cdf(b - c, n, (q + margin) / 2, (q - margin) / 2)
+        fine = max(cal.stats._diff_cdf(b - c, n, (q + margin) / 2, (q - margin) / 2)
                    for q in np.linspace(margin, upper, 300))
         assert cal.exact_drop_test(b, c, n, margin) == pytest.approx(min(1.0, cal.EXACT_GAMMA + fine), abs=1e-12)
 

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import splitans
-from splitans import _calibrate as cal
+from splitans import calibration as cal
 
 BITS = (1, 2, 4, 8)
 

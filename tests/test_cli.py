@@ -367,7 +367,7 @@ def test_unexpected_errors_and_missing_packages_are_one_line(tmp_path, feature, 
     def needs_torch(args):
         raise ModuleNotFoundError("No module named 'torch'", name="torch")
 
-    monkeypatch.setattr(cli, "demo", needs_torch)
+    monkeypatch.setattr(cli.evaluation, "demo", needs_torch)
     assert cli.main(["demo"]) == cli.EXIT_MISSING
     assert "pip install 'splitans[demo]'" in capsys.readouterr().err
 

@@ -6,12 +6,12 @@ import re
 
 import splitans
 import splitans._codec
-import splitans._calibrate
+import splitans.calibration.search
 import splitans._fitted
 
 
 def test_docstrings():
-    for module in (splitans, splitans._codec, splitans._fitted, splitans._calibrate):
+    for module in (splitans, splitans._codec, splitans._fitted, splitans.calibration.search):
         result = doctest.testmod(module, raise_on_error=False)
         assert result.failed == 0 and result.attempted > 0, module.__name__
 

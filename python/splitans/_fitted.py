@@ -51,11 +51,9 @@ def _clip_pairs(items: List[np.ndarray], clip: ClipSpec, axis: Optional[int], no
             f"got {clip!r}"
         )
     if isinstance(clip, _feature.Percentile):
-        # One row per channel holding that channel's values of every sample.
-        rows = np.concatenate([_feature._channel_view(a, axis) for a in items], axis=1)
-        if nonfinite == "error" and not np.isfinite(rows).all():
+        if nonfinite == "error" and not all(np.isfinite(a).all() for a in items):
             raise ValueError("calibration samples hold NaN or infinity; pass nonfinite='clamp'")
-        return _feature._clip_ranges(rows, clip, 0, nonfinite), False
+        return _quantizers.clip_ranges(items, axis, clip, nonfinite=nonfinite), False
     arr = np.asarray(clip, dtype=np.float64)
     if arr.shape == (2,):
         return [(float(arr[0]), float(arr[1]))], False
@@ -68,14 +66,8 @@ def _ranges(items: List[np.ndarray], clip: ClipSpec, axis: Optional[int], nonfin
             bits_of: Sequence[int]) -> List[Tuple[float, float]]:
     """One (low, high) per channel (one per tensor without an axis)."""
     channels = 1 if axis is None else items[0].shape[axis]
-    if isinstance(clip, str) and clip in ("mse", "aciq"):
-        rows = _quantizers.channel_rows(items, axis)
-        signed = any(float(r.min()) < 0 for r in rows if r.size)
-        fn = _quantizers.mse_range if clip == "mse" else _quantizers.aciq_range
-        return [fn(r, max(1, b), signed) for r, b in zip(rows, bits_of)]
     if isinstance(clip, str):
-        rows = _quantizers.channel_rows(items, axis, limit=1 << 62)
-        return [(float(r.min()), float(r.max())) if r.size else (0.0, 0.0) for r in rows]
+        return _quantizers.clip_ranges(items, axis, clip if clip in ("mse", "aciq") else "minmax", bits_of)
     ranges, _ = _clip_pairs(items, clip, axis, nonfinite)
     if len(ranges) == 1 and channels > 1:
         ranges = ranges * channels

@@ -8,7 +8,8 @@ float array, or the values of every channel as the rows of a 2-d array.
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+import warnings
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -19,6 +20,8 @@ __all__ = [
     "aciq_range",
     "affine",
     "allocate_bits",
+    "channel_view",
+    "clip_ranges",
     "codebook",
     "mse_range",
     "quantizer_spec",
@@ -197,6 +200,54 @@ def allocate_bits(weights: np.ndarray, mean_bits: float, max_bits: int, min_bits
             break
         shift += err
     return b.astype(np.int64)
+
+
+def channel_view(a: np.ndarray, axis: Optional[int]) -> np.ndarray:
+    """The values of one array as rows, one per channel along ``axis`` (one row without)."""
+    if axis is None:
+        return a.reshape(1, -1)
+    return np.moveaxis(a, axis, 0).reshape(a.shape[axis], -1)
+
+
+def clip_ranges(items: Sequence[np.ndarray], axis: Optional[int], how: Any, bits: Union[int, Sequence[int]] = 8,
+                nonfinite: str = "error") -> List[Tuple[float, float]]:
+    """One ``(low, high)`` per channel along ``axis`` (one without) from the calibration values
+    of ``items``: the one rule behind ``Codec.fit(clip=...)``, calibrate's candidates and
+    ``compress(clip=Percentile(...))`` (there ``items`` is the tensor alone), so that the same
+    values and the same option give the same range everywhere.
+
+    ``how``: "minmax" (the finite values' extremes); "mse" or "aciq" (`mse_range`,
+    `aciq_range` at ``bits``, one width or one per channel, on each channel's subsampled
+    values; the low end is searched only when some value of some channel is negative, one rule
+    for all channels); or a ``(low, high)`` pair of percentiles (``splitans.Percentile``) of every
+    value, non-finite ones left out only with ``nonfinite="clamp"``. An empty channel gets
+    ``(0, 0)``, as an empty tensor gets one such range."""
+    if isinstance(how, tuple):
+        lo, hi = float(how[0]), float(how[1])
+        if not 0 <= lo <= hi <= 100:
+            raise ValueError(f"percentiles must satisfy 0 <= low <= high <= 100, got {how}")
+        if all(np.size(a) == 0 for a in items):
+            return [(0.0, 0.0)]
+        views = [channel_view(np.asarray(a), axis) for a in items]
+        rows = views[0] if len(views) == 1 else np.concatenate(views, axis=1)
+        fn = np.nanpercentile if nonfinite == "clamp" else np.percentile
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN channels, handled below
+            ends = fn(np.where(np.isfinite(rows), rows, np.nan) if nonfinite == "clamp" else rows, [lo, hi], axis=1)
+        # A channel with no finite value has no percentiles: give it the range (0, 0), as
+        # min/max would.
+        ends = np.where(np.isnan(ends), 0.0, ends)
+        return [(float(l), float(h)) for l, h in zip(ends[0], ends[1])]
+    if how in ("mse", "aciq"):
+        rows = channel_rows(items, axis)
+        bits_of = [bits] * len(rows) if isinstance(bits, (int, np.integer)) else bits
+        signed = any(float(r.min()) < 0 for r in rows if r.size)
+        fn = mse_range if how == "mse" else aciq_range
+        return [fn(r, max(1, int(b)), signed) for r, b in zip(rows, bits_of)]
+    if how == "minmax":
+        rows = channel_rows(items, axis, limit=1 << 62)
+        return [(float(r.min()), float(r.max())) if r.size else (0.0, 0.0) for r in rows]
+    raise ValueError(f"a clip range is found by 'minmax', 'mse', 'aciq' or percentiles, got {how!r}")
 
 
 def channel_rows(items: Sequence[np.ndarray], axis: Optional[int], limit: int = MAX_VALUES) -> List[np.ndarray]:

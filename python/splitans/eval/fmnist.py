@@ -18,11 +18,15 @@ from __future__ import annotations
 
 import gzip
 import os
+from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-__all__ = ["DATA_DIR", "FAMILIES", "POINTS", "build", "checkpoint_dir", "load", "load_data", "load_numpy", "predict", "save"]
+from ..cut import Split, split
+
+__all__ = ["DATA_DIR", "FAMILIES", "POINTS", "build", "checkpoint_dir", "load", "load_data", "load_numpy", "predict", "save",
+           "sequential_of_stages"]
 
 DATA_DIR = os.environ.get("SPLITANS_FMNIST_DIR", "/usr/share/datasets/fashion-mnist")
 CALIBRATION = 5000
@@ -85,6 +89,26 @@ def load_data(split: str):
     return torch.from_numpy(x), torch.from_numpy(labels)
 
 
+def sequential_of_stages(names, modules, classifier):
+    """An ``nn.Sequential`` of the stages, ``"a.b"`` names nested as child ``b`` of ``a``; a stage
+    named ``a`` after ``a.*`` stages becomes ``a.rest``: a point is a stage's name, for
+    ``splitans.split``."""
+    from torch import nn
+
+    top: "OrderedDict[str, object]" = OrderedDict()
+    for name, module in zip(names, modules):
+        outer, dot, inner = name.partition(".")
+        if dot:
+            top.setdefault(outer, OrderedDict())[inner] = module
+        elif outer in top:
+            top[outer]["rest"] = module
+        else:
+            top[outer] = module
+    seq = nn.Sequential(OrderedDict((k, nn.Sequential(v) if isinstance(v, OrderedDict) else v) for k, v in top.items()))
+    seq.add_module("classifier", classifier)
+    return seq
+
+
 def _modules():
     """The architectures, defined lazily so that importing this module needs no torch."""
     import torch
@@ -94,7 +118,9 @@ def _modules():
     class Staged(nn.Module):
         """A model as an ordered chain of named stages ending in a classifier. Split points are
         stage boundaries: nothing but the activation at the point crosses it (no skip
-        connection spans a split point, so the server needs only what the edge sends)."""
+        connection spans a split point, so the server needs only what the edge sends). The
+        halves are ``splitans.split``'s, of the model as an ``nn.Sequential`` of its stages
+        (`sequential_of_stages`), sharing its modules: the harness cuts as a user would."""
 
         family = ""
 
@@ -103,23 +129,26 @@ def _modules():
             self.names = [n for n, _ in stages]
             self.chain = nn.ModuleList([m for _, m in stages])
             self.classifier = classifier
+            self._cuts: Dict[str, Split] = {}  # a plain dict: the halves are no submodules of their own
 
-        def _index(self, point: str) -> int:
+        def cut(self, point: str) -> Split:
+            """``(head, tail)`` at the stage named `point` (a KeyError names the stages)."""
             if point not in self.names:
                 raise KeyError(f"{self.family}: unknown split point {point!r}; stages: {', '.join(self.names)}")
-            return self.names.index(point)
+            if point not in self._cuts:
+                seq = sequential_of_stages(self.names, list(self.chain), self.classifier)
+                # A new Sequential is in training mode, and split() gives its halves the
+                # model's mode: set it to this model's first, or the shared modules would switch.
+                self._cuts[point] = split(seq.train(self.training), point, check=False)
+            return self._cuts[point]
 
         def head(self, x, point: str):
             """The edge side: the input through the stage named `point`."""
-            for m in self.chain[: self._index(point) + 1]:
-                x = m(x)
-            return x
+            return self.cut(point).head(x)
 
         def tail(self, a, point: str):
             """The server side: the stages after `point`, then the classifier."""
-            for m in self.chain[self._index(point) + 1 :]:
-                a = m(a)
-            return self.classifier(a)
+            return self.cut(point).tail(a)
 
         def forward(self, x):
             for m in self.chain:

@@ -19,6 +19,8 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 
+from .fmnist import sequential_of_stages  # served models are the same Sequential the harness cuts
+
 __all__ = ["efficientnet_lite0", "fmnist_densenet", "fmnist_efficientnet", "fmnist_mobilenetv2", "fmnist_resnet",
            "fmnist_swin", "fmnist_vgg", "fmnist_model", "sequential_of_stages"]
 
@@ -30,25 +32,6 @@ def _checkpoints() -> str:
     from . import fmnist
 
     return os.environ.get("SPLITANS_CHECKPOINTS") or (here if os.path.isdir(here) else fmnist.checkpoint_dir())
-
-
-def sequential_of_stages(names, modules, classifier):
-    """An ``nn.Sequential`` of the stages, ``"a.b"`` names nested as child ``b`` of ``a``; a stage
-    named ``a`` after ``a.*`` stages becomes ``a.rest``."""
-    from torch import nn
-
-    top: "OrderedDict[str, object]" = OrderedDict()
-    for name, module in zip(names, modules):
-        outer, dot, inner = name.partition(".")
-        if dot:
-            top.setdefault(outer, OrderedDict())[inner] = module
-        elif outer in top:
-            top[outer]["rest"] = module
-        else:
-            top[outer] = module
-    seq = nn.Sequential(OrderedDict((k, nn.Sequential(v) if isinstance(v, OrderedDict) else v) for k, v in top.items()))
-    seq.add_module("classifier", classifier)
-    return seq
 
 
 def _fmnist_transform(img):

@@ -1,95 +1,24 @@
-"""Calibrating a fitted codec for an accuracy budget: the smallest codec whose accuracy drop is
-within the budget with a stated confidence.
-
-    codec = splitans.calibrate(activations, tail, labels, budget=0.2)
-    print(codec.calibration)            # drop, its interval, expected size, what more data would confirm
-
-How (a *learn then test* procedure; Angelopoulos, Bates, Candès, Jordan and Lei, 2021):
-
-1. The calibration samples are split at random into a *selection* part (a tenth by default, at
-   least 200 samples or a quarter) and a *test* part. Everything that decides what is tested is
-   taken from the selection part alone: the quantizer parameters (clip ranges, trained levels,
-   per-channel bits from the gradients' Fisher information), every candidate's size (a context
-   model fitted to some selection samples, sizes measured on others), the ranking by the
-   divergence (KL) of the model's outputs, the chains, their order, their number and where each
-   one starts. The test part only answers the tests.
-2. Candidates (bit widths × clipping × per tensor or per channel × the quantizer options) form
-   *families*: the base grid (uniform levels, min/max or percentile clipping, per tensor or per
-   channel) and one per quantizer option. Within a family, a *configuration* (everything but the
-   bit width) is a chain from its most bits to its fewest. The chains tested are the base grid's
-   two configurations, and each option's one, predicted smallest where the test would just
-   confirm the budget.
-3. The level ``1 - confidence`` is shared before anything is tested: half to the base grid's
-   chains, half equally among the quantizer options that *apply to these samples* (asked for or
-   not). Asking for more options therefore never lowers the level of any test, and the codec
-   returned with more options is never larger than with fewer (nor than the base grid's own).
-4. Each chain is tested by a *fallback procedure* (Wiens 2003): its nodes are the anchor (the
-   most faithful base candidate), then the chain from one bit width more faithful than the
-   edge the selection part predicts, down to its fewest bits. The chain's level is spread over
-   its nodes (a quarter on the anchor, half on the first node of the chain, a quarter on the
-   next); a node is tested at its own share plus the whole level of the node before it when that
-   one was confirmed. So a confirmed chain runs at its full level, and one noisy failure does not
-   end it: the next node still has its own share. The fallback procedure is a closed test of
-   weighted Bonferroni tests, so each chain's familywise error is at most its level, under any
-   dependence between the tests; over the chains, Bonferroni: with probability at least
-   ``confidence``, *every* candidate confirmed has a drop (on samples from the calibration
-   distribution) within the budget.
-5. Of the confirmed candidates, the one whose codec (refitted to more selection samples) is
-   smallest on test-part samples is returned; sizes need no labels, and the guarantee covers
-   every confirmed candidate at once, so this pick cannot weaken it. When nothing is confirmed,
-   the anchor comes back with ``confirmed`` False and a `CalibrationWarning`: no guarantee then.
-
-The test is paired — the same samples with and without compression. For ``metric="accuracy"``
-the counts are ``b`` (right before, wrong after) and ``c`` (wrong before, right after), and the
-drop is ``(b - c) / n``. Its p-value is that of Tango's score test for a difference of paired
-proportions (Tango 1998; at a margin of 0 it is McNemar's) when ``n × budget`` is at least
-`EXACT_BELOW`; below, where the score test's normal approximation is too liberal, an exact
-unconditional test (Berger and Boos 1994). For ``metric="agreement"`` the drop is the fraction
-of predictions that change, with an exact binomial test.
-
-What is reported comes from the test part only (the selection part picked what to test, so its
-counts of a chosen candidate are biased), and intervals are *selection-adjusted*: at level
-``1 - (1 - confidence) / m`` for the ``m`` candidates the chains could have returned, so they
-hold for the returned one however it was picked. The point estimate is the chosen candidate's
-test-part drop, which the choice biases downward (it was chosen because it passed). The report
-also says, for the smallest candidate tested and not confirmed, how many paired samples would
-confirm it with 80% probability if its observed rates were the true ones.
-
-Nothing here is needed to decode: the result is an ordinary ``splitans.Codec``.
-"""
+"""The search itself (`Search`): candidates built and sized on the selection part, ranked by the
+model's divergence, chained, and tested on the test part by `chains.run_chains`; and
+`calibrate`, which runs one search and returns its choice."""
 
 from __future__ import annotations
 
 import inspect as _inspect
 import math
-import statistics
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import _feature, _quantizers
-from ._fitted import Codec
-
-__all__ = [
-    "CalibrationReport",
-    "CalibrationWarning",
-    "EXACT_BELOW",
-    "OPTIONS",
-    "Search",
-    "binomial_test",
-    "calibrate",
-    "clopper_pearson",
-    "exact_drop_test",
-    "fallback",
-    "paired_drop_interval",
-    "paired_drop_test",
-    "prediction_interval",
-    "run_chains",
-    "samples_to_confirm",
-]
+from .. import _feature, _quantizers
+from .._fitted import Codec
+from .chains import BASE_CHAINS, BASE_SHARE, NODE_WEIGHTS, OPTION_CHAINS, run_chains
+from .data import _auto_axis, _is_torch, _kl, _logits, _samples
+from .result import CalibrationReport, CalibrationWarning
+from .stats import _NORMAL, binomial_test, clopper_pearson, paired_drop_interval, paired_drop_test, samples_to_confirm
 
 #: Quantizer options the search may use, each measured on its own by the report: ``clip`` (MSE-
 #: optimal and ACIQ clip ranges), ``dead_zone``, ``levels`` (Lloyd–Max and entropy-constrained),
@@ -97,354 +26,6 @@ __all__ = [
 #: along the first axis of 2-d samples, e.g. tokens). The uniform grid with percentile clipping,
 #: per tensor or per channel, is always searched.
 OPTIONS = ("clip", "dead_zone", "levels", "allocation", "per_token")
-
-#: Share of the level ``1 - confidence`` held by the base grid's chains; the rest is split equally
-#: among the options that apply to the samples.
-BASE_SHARE = 0.5
-#: Chains tested per family: the base grid's, and each option's.
-BASE_CHAINS, OPTION_CHAINS = 2, 1
-#: A chain's level over its nodes: lent to the anchor, on the chain's first node, on its second
-#: (where the chain goes on after a failure of the first).
-NODE_WEIGHTS = (0.5, 0.3, 0.2)
-#: ``n × budget`` (budget as a fraction) below which the exact test replaces the score test.
-EXACT_BELOW = 100.0
-#: Share of the exact test's level spent on bounding the discordance (Berger and Boos 1994).
-EXACT_GAMMA = 1e-3
-#: Power at which `samples_to_confirm` states the samples a candidate would need.
-POWER = 0.8
-
-_NORMAL = statistics.NormalDist()
-
-
-class CalibrationWarning(UserWarning):
-    """`calibrate` could not confirm any candidate within the budget: the codec it returns (the
-    most faithful) carries no guarantee."""
-
-
-# ------------------------------------------------------------------------------ statistics
-
-
-def _tango_z(b: int, c: int, n: int, d0: float) -> float:
-    """Tango's score statistic for H: p_b - p_c = d0 (restricted maximum likelihood variance)."""
-    if d0 < 0:
-        return -_tango_z(c, b, n, -d0)
-    if n == 0:
-        return 0.0
-    w = (b + c) - d0 * (2 * n - b + c)
-    pc = (w + math.sqrt(w * w + 8.0 * n * c * d0 * (1.0 - d0))) / (4.0 * n)
-    var = (2.0 * pc + d0 * (1.0 - d0)) / n
-    diff = (b - c) / n - d0
-    if var <= 0:
-        return 0.0 if diff == 0 else math.copysign(math.inf, diff)
-    return diff / math.sqrt(var)
-
-
-def _diff_cdf(d: int, n: int, pb: float, pc: float) -> float:
-    """``P(B - C <= d)`` for ``(B, C, n - B - C)`` multinomial with probabilities ``(pb, pc,
-    1 - pb - pc)``: the sum of ``n`` independent steps of +1, -1 or 0, by the discrete Fourier
-    transform of its characteristic function. The window is wide enough (40 standard deviations,
-    or the whole support) that what wraps around is below double precision."""
-    if d < -n:
-        return 0.0
-    if d >= n:
-        return 1.0
-    p0 = max(0.0, 1.0 - pb - pc)
-    var = n * max(pb + pc - (pb - pc) ** 2, 0.0)
-    full = 1 << int(math.ceil(math.log2(2 * n + 1)))
-    size = min(full, 1 << int(math.ceil(math.log2(max(64.0, 2 * (40 * math.sqrt(var) + 64))))))
-    z = np.exp(-2j * np.pi * np.arange(size) / size)
-    pmf = np.clip(np.fft.ifft((pc + p0 * z + pb * z * z) ** n).real, 0.0, None)  # of S = D + n, mod size
-    j = np.arange(size)
-    s = j + size * np.ceil((n * (pb - pc) + n - size / 2 - j) / size)  # the window around the mean
-    return float(min(1.0, pmf[s <= d + n].sum()))
-
-
-def exact_drop_test(b: int, c: int, n: int, margin: float, gamma: float = EXACT_GAMMA) -> float:
-    """Exact unconditional one-sided p-value for "the drop ``p_b - p_c`` is at least
-    ``margin``": the largest probability, over the discordance rates ``q = p_b + p_c`` on the
-    null's boundary up to their ``1 - gamma`` upper confidence bound, that ``B - C`` is at most
-    the observed ``b - c``, plus ``gamma`` (Berger and Boos 1994). Valid at every ``n``: the
-    rejection rate under the null never exceeds the level (the maximum is taken over a grid of 14
-    rates, ends included, on which the tail probability varies smoothly)."""
-    if n <= 0:
-        return 1.0
-    upper = clopper_pearson(b + c, n, 1 - 2 * gamma)[1]
-    low = abs(margin)
-    if upper < low:  # every discordance rate the null allows is excluded at 1 - gamma
-        return gamma
-    qs = np.unique(np.r_[low, np.geomspace(max(low, 1e-12), max(upper, 1e-12), 12), upper])
-    tail = max(_diff_cdf(b - c, n, (q + margin) / 2, (q - margin) / 2) for q in qs if q >= low)
-    return min(1.0, gamma + tail)
-
-
-def paired_drop_test(b: int, c: int, n: int, margin: float, exact: Optional[bool] = None) -> float:
-    """One-sided p-value for "the drop ``p_b - p_c`` is at least ``margin``" (a fraction), from
-    ``b`` samples right only without compression and ``c`` right only with it, out of ``n``;
-    small values say the drop is below the margin. Tango's score test when ``n * |margin|`` is at
-    least `EXACT_BELOW`, the exact test (`exact_drop_test`) below; ``exact`` forces either."""
-    if n <= 0:
-        return 1.0
-    if exact is None:
-        exact = n * abs(margin) < EXACT_BELOW
-    if exact:
-        return exact_drop_test(b, c, n, margin)
-    return _NORMAL.cdf(_tango_z(b, c, n, margin))
-
-
-def paired_drop_interval(b: int, c: int, n: int, level: float = 0.9) -> Tuple[float, float]:
-    """Two-sided ``level`` confidence interval of the drop ``p_b - p_c`` (fractions): the
-    margins that Tango's score test does not reject."""
-    if n <= 0:
-        return (-1.0, 1.0)
-    z = _NORMAL.inv_cdf(0.5 + level / 2)
-
-    def solve(target: float) -> float:
-        lo, hi = -1.0 + 1e-12, 1.0 - 1e-12
-        for _ in range(100):  # Z decreases in d0
-            mid = (lo + hi) / 2
-            if _tango_z(b, c, n, mid) > target:
-                lo = mid
-            else:
-                hi = mid
-        return (lo + hi) / 2
-
-    return solve(z), solve(-z)
-
-
-def _binom_cdf(k: int, n: int, p: float) -> float:
-    if k < 0:
-        return 0.0
-    if k >= n or p <= 0:
-        return 1.0
-    if p >= 1:
-        return 0.0
-    lp, lq = math.log(p), math.log1p(-p)
-    logs = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lp + (n - i) * lq for i in range(k + 1)]
-    m = max(logs)
-    return min(1.0, math.exp(m) * sum(math.exp(v - m) for v in logs))
-
-
-def binomial_test(k: int, n: int, rate: float) -> float:
-    """One-sided exact p-value for "the rate is at least ``rate``" after ``k`` events in ``n``."""
-    return _binom_cdf(k, n, rate) if n > 0 else 1.0
-
-
-def clopper_pearson(k: int, n: int, level: float = 0.9) -> Tuple[float, float]:
-    """Two-sided exact ``level`` interval of a binomial rate."""
-    if n <= 0:
-        return (0.0, 1.0)
-    a = (1 - level) / 2
-
-    def solve(f: Callable[[float], float]) -> float:
-        lo, hi = 0.0, 1.0
-        for _ in range(100):
-            mid = (lo + hi) / 2
-            if f(mid):
-                lo = mid
-            else:
-                hi = mid
-        return (lo + hi) / 2
-
-    lower = 0.0 if k == 0 else solve(lambda p: 1 - _binom_cdf(k - 1, n, p) < a)
-    upper = 1.0 if k == n else solve(lambda p: _binom_cdf(k, n, p) > a)
-    return lower, upper
-
-
-def prediction_interval(b: int, c: int, n: int, n_new: int, level: float = 0.95,
-                        paired: bool = True) -> Tuple[float, float]:
-    """Where the drop measured on ``n_new`` new samples should fall (fractions), from counts on
-    ``n`` calibration samples: the estimate plus the spread of both samples,
-    ``z * sqrt(var * (1/n + 1/n_new))`` (counts smoothed by a half, so zero counts keep some
-    width). ``paired=False``: ``b`` counts changed predictions and ``c`` is unused."""
-    if n <= 0 or n_new <= 0:
-        return (-1.0, 1.0)
-    z = _NORMAL.inv_cdf(0.5 + level / 2)
-    if paired:
-        pb, pc = (b + 0.5) / (n + 1), (c + 0.5) / (n + 1)
-        d = (b - c) / n
-        var = pb + pc - (pb - pc) ** 2
-    else:
-        p = (b + 0.5) / (n + 1)
-        d = b / n
-        var = p * (1 - p)
-    half = z * math.sqrt(var * (1 / n + 1 / n_new))
-    lo = d - half
-    return (max(lo, 0.0) if not paired else lo, d + half)
-
-
-def samples_to_confirm(b: int, c: int, n: int, margin: float, level: float, power: float = POWER,
-                       paired: bool = True) -> Optional[int]:
-    """Paired samples at which the test at ``level`` would confirm a drop below ``margin`` with
-    probability ``power``, if the rates observed in ``b``, ``c`` of ``n`` were the true ones
-    (normal approximation of the score test); None when the observed drop is not below the
-    margin (no amount of data would confirm it). ``paired=False``: ``b`` changed predictions of
-    ``n`` against the rate ``margin``."""
-    if n <= 0 or not 0 < level < 1:
-        return None
-    za, zb = _NORMAL.inv_cdf(1 - level), _NORMAL.inv_cdf(power)
-    if paired:
-        d = (b - c) / n
-        if d >= margin:
-            return None
-        w = (b + c) - margin * (2 * n - b + c)  # Tango's restricted variance at the margin, per sample
-        pc = (w + math.sqrt(w * w + 8.0 * n * c * margin * (1.0 - margin))) / (4.0 * n) if margin >= 0 else c / n
-        v0 = max(2.0 * pc + margin * (1.0 - margin), 1e-12)
-        v1 = max((b + c) / n - d * d, 1e-12)
-    else:
-        d = b / n
-        if d >= margin:
-            return None
-        v0, v1 = max(margin * (1 - margin), 1e-12), max(d * (1 - d), 1e-12)
-    return int(math.ceil(((za * math.sqrt(v0) + zb * math.sqrt(v1)) / (margin - d)) ** 2))
-
-
-def fallback(weights: Sequence[float], level: float, reject: Callable[[int, float], bool],
-             carry: float = 0.0) -> List[bool]:
-    """Wiens' fallback procedure over hypotheses in a fixed order: hypothesis ``i`` is tested at
-    ``level * weights[i]``, plus the level of hypothesis ``i - 1`` when that one was rejected
-    (``carry`` for the first: a level handed on by a hypothesis before the sequence);
-    ``reject(i, level_i)`` tests it (a hypothesis whose level is 0 is not tested). Returns which
-    were rejected. With weights summing to at most 1, the familywise error is at most ``level``
-    under any dependence (a closed test of weighted Bonferroni tests; Wiens and Dmitrienko
-    2005); ``carry`` counts against whatever handed it on."""
-    if sum(weights) > 1 + 1e-12 or min(weights, default=0) < 0:
-        raise ValueError(f"fallback weights must be >= 0 and sum to at most 1, got {list(weights)}")
-    out = []
-    for i, w in enumerate(weights):
-        a = level * w + carry
-        ok = a > 0 and bool(reject(i, a))
-        out.append(ok)
-        carry = a if ok else 0.0
-    return out
-
-
-def run_chains(paths: Sequence[Dict[str, Any]], anchor: Any, test: Callable[[Any, float], bool]) -> Tuple[List[Any], float]:
-    """The whole test: the anchor once, at the sum of the shares its chains lend it
-    (``NODE_WEIGHTS[0]`` of each chain's ``level``; all of it for a chain with no other node);
-    confirmed, it hands each chain its share back. Then each chain's ``nodes`` by the
-    `fallback` procedure with its ``weights``. A graphical procedure (Bretz, Maurer, Brannath
-    and Posch 2009) whose weights sum to the chains' levels: the familywise error is at most
-    their sum. ``test(candidate, level)`` says whether a candidate is confirmed at ``level``.
-    Returns the candidates confirmed (the anchor first when it is) and the anchor's level."""
-    anchor_level = sum(p["level"] * (NODE_WEIGHTS[0] if p["nodes"] else 1.0) for p in paths)
-    confirmed: List[Any] = []
-    anchored = bool(test(anchor, anchor_level))
-    if anchored:
-        confirmed.append(anchor)
-    for path in paths:
-        nodes = path["nodes"]
-        carry = path["level"] * NODE_WEIGHTS[0] if anchored else 0.0
-        done = fallback(path["weights"], path["level"], lambda i, a: test(nodes[i], a), carry=carry)
-        confirmed += [nodes[i] for i, ok in enumerate(done) if ok and not any(nodes[i] is c for c in confirmed)]
-    return confirmed, anchor_level
-
-
-# ------------------------------------------------------------------------------ the report
-
-
-@dataclass
-class CalibrationReport:
-    """What ``calibrate`` chose and what it predicts for it (drops in percentage points)."""
-
-    setting: str
-    option: str
-    fit: Dict[str, Any]
-    metric: str
-    budget_pp: float
-    confidence: float
-    #: True when the test part confirmed the returned codec within the budget (then, with
-    #: probability at least ``confidence``, its drop on data like the calibration samples is
-    #: within it); False when nothing could be confirmed and the most faithful candidate came
-    #: back with no guarantee (`calibrate` warns then).
-    confirmed: bool
-    #: Mean bytes of a blob (every per-blob byte), measured on test-part samples.
-    bytes_per_sample: float
-    elements_per_sample: float
-    codec_bytes: int
-    #: Drop on the test part, and its two-sided interval adjusted for the selection: at level
-    #: ``1 - (1 - confidence) / adjusted_for``, so that it holds for every candidate the chains
-    #: could have returned at once, the returned one included.
-    drop_pp: float
-    drop_interval_pp: Tuple[float, float]
-    #: The test part's counts: for accuracy, ``b`` right only without compression and ``c``
-    #: right only with it; for agreement, ``b`` changed predictions.
-    b: int
-    c: int
-    n: int
-    p_value: float
-    n_selection: int
-    n_test: int
-    #: The level at which the returned candidate was tested (0 when it was not confirmed).
-    level: float = 0.0
-    #: How many candidates the chains could have returned (the selection adjustment's ``m``).
-    adjusted_for: int = 1
-    #: The smallest candidate tested and not confirmed, smaller than the one returned, whose
-    #: observed drop is below the budget: its setting, selection bytes, test-part drop (pp) and
-    #: discordance, the level its chain tests at, and the paired samples (``samples``) at which
-    #: that test would confirm it with 80% probability if its observed rates were the true ones.
-    #: None if there is none.
-    power: Optional[Dict[str, Any]] = None
-    sensitivity: Optional[str] = None
-    tried: List[Dict[str, Any]] = field(default_factory=list, repr=False)
-    seconds: float = 0.0
-
-    @property
-    def met(self) -> bool:
-        """The earlier name of `confirmed`."""
-        return self.confirmed
-
-    @property
-    def bits_per_element(self) -> float:
-        return 8 * self.bytes_per_sample / max(self.elements_per_sample, 1e-9)
-
-    @property
-    def ratio(self) -> float:
-        """Compression ratio against float32."""
-        return 4 * self.elements_per_sample / max(self.bytes_per_sample, 1e-9)
-
-    def predict(self, n_new: int, level: float = 0.95) -> Tuple[float, float]:
-        """Interval (pp) in which the drop measured on ``n_new`` new samples should fall, from
-        the test part's counts (`prediction_interval`), adjusted for the selection as the drop's
-        interval is: at level ``1 - (1 - level) / adjusted_for``."""
-        adjusted = 1 - (1 - level) / max(self.adjusted_for, 1)
-        lo, hi = prediction_interval(self.b, self.c, self.n, n_new, adjusted, paired=self.metric == "accuracy")
-        return 100 * lo, 100 * hi
-
-    def __str__(self) -> str:
-        lo, hi = self.drop_interval_pp
-        verdict = "confirmed within" if self.confirmed else "NOT confirmed within"
-        text = (f"{self.setting}: {self.bytes_per_sample:,.1f} bytes/sample ({self.bits_per_element:.3f} b/el, "
-                f"{self.ratio:.1f}x vs float32); {self.metric} drop {self.drop_pp:+.3f} pp on {self.n_test} test "
-                f"samples [{lo:+.3f}, {hi:+.3f}] at {self.confidence:.0%} (selection-adjusted over "
-                f"{self.adjusted_for}); {verdict} the {self.budget_pp} pp budget at {self.confidence:.0%} "
-                f"confidence (p = {self.p_value:.3g})")
-        if self.power:
-            p = self.power
-            text += (f"; the smallest candidate not confirmed, {p['setting']} ({p['drop_pp']:+.3f} pp, "
-                     f"{p['discordance']:.2%} discordant), would need ~{p['samples']:,} paired samples")
-        return text
-
-
-# ------------------------------------------------------------------------------ candidates
-
-
-def _is_torch(x: Any) -> bool:
-    return type(x).__module__.startswith("torch")
-
-
-def _logits(out: Any) -> np.ndarray:
-    if _is_torch(out):
-        out = out.detach().float().cpu().numpy()
-    return np.asarray(out, np.float64)
-
-
-def _kl(ref: np.ndarray, new: np.ndarray) -> np.ndarray:
-    """Per-sample KL(softmax(ref) || softmax(new))."""
-    a = ref - ref.max(1, keepdims=True)
-    b = new - new.max(1, keepdims=True)
-    la = a - np.log(np.exp(a).sum(1, keepdims=True))
-    lb = b - np.log(np.exp(b).sum(1, keepdims=True))
-    return (np.exp(la) * (la - lb)).sum(1)
 
 
 @dataclass
@@ -468,22 +49,6 @@ class _Candidate:
     outcome: Optional[np.ndarray] = None  # test-part predictions
     final: Optional[Tuple[Codec, float]] = None  # the refitted codec and its bytes on test-part samples
     final_plain: Optional[Tuple[Codec, float]] = None  # the sizing codec and its bytes there
-
-
-def _auto_axis(shape: Sequence[Optional[int]]) -> Optional[int]:
-    """The channel axis of a sample: the only axis of a vector, the last of a 2-d sample
-    (tokens x features), the first of a 3-d map unless its first two axes are equal and the last
-    differs (H x W x C)."""
-    d = len(shape)
-    if d == 0:
-        return None
-    if d == 1:
-        return 0
-    if d == 2:
-        return 1
-    if d == 3 and shape[0] == shape[1] and shape[1] != shape[2]:
-        return 2
-    return 0
 
 
 class Search:
@@ -653,19 +218,11 @@ class Search:
         return self._rows[axis]
 
     def _clip(self, axis: Optional[int], how: Any, bits: int) -> List[Tuple[float, float]]:
+        """A candidate's ranges from the selection samples, by the rule ``Codec.fit(clip=...)``
+        follows on the same samples (`_quantizers.clip_ranges`)."""
         key = (axis, how if not isinstance(how, str) or how not in ("mse", "aciq") else (how, bits))
         if key not in self._ranges:
-            rows = self._channel_rows(axis)
-            if how == "minmax":
-                r = [(float(v.min()), float(v.max())) if v.size else (0.0, 0.0) for v in rows]
-            elif how in ("mse", "aciq"):
-                fn = _quantizers.mse_range if how == "mse" else _quantizers.aciq_range
-                r = [fn(v, bits, signed=not self.sparse) for v in rows]
-            else:
-                lo_p, hi_p = how
-                r = [(float(np.percentile(v, lo_p)), float(np.percentile(v, hi_p))) if v.size else (0.0, 0.0)
-                     for v in rows]
-            self._ranges[key] = r
+            self._ranges[key] = _quantizers.clip_ranges(self._take(self.sel), axis, how, bits, nonfinite="clamp")
         return self._ranges[key]
 
     def _add(self, name, option, bits, axis, spec, fit, config, level):
@@ -774,7 +331,9 @@ class Search:
         self.sensitivity = per_el
         return per_el * var
 
-    def _make_codec(self, cand: _Candidate, items: List[np.ndarray]) -> Codec:
+    def make_codec(self, cand: _Candidate, items: List[np.ndarray]) -> Codec:
+        """A candidate's codec fitted to ``items`` (``fit_items``: the selection samples a
+        returned codec is fitted to), e.g. to measure a candidate that was not chosen."""
         return Codec._from_spec(items, self.dtype, cand.bits, cand.axis, cand.spec)
 
     def _evaluate_candidates(self):
@@ -786,7 +345,7 @@ class Search:
         ref_rank = self._take(self.rank)
         w = self.fisher if self.fisher is not None else None
         for cand in self.candidates:
-            codec = self._make_codec(cand, self.size_fit)
+            codec = self.make_codec(cand, self.size_fit)
             cand.bytes = float(np.mean([len(codec.compress(x)) for x in self.size_eval]))
             cand.codec = codec
             dec = self._decoded(codec, self.rank)
@@ -946,7 +505,9 @@ class Search:
         by_config = self.configurations(options)
         if not by_config:
             raise ValueError("no candidate to test")
-        self._last_scores = {k: self.size_at(v, kl_ref) for k, v in by_config.items()}
+        #: Each configuration's predicted size at the edge of the budget (`size_at`), as of the
+        #: last `paths` (and so the last `select`).
+        self.config_sizes = {k: self.size_at(v, kl_ref) for k, v in by_config.items()}
         self._kl_ref = kl_ref
         anchor = self.anchor()
         out = []
@@ -955,7 +516,7 @@ class Search:
             configs = [ch for ch in by_config.values() if ch[0].option == family]
             if level <= 0 or not configs:
                 continue
-            configs.sort(key=lambda ch: (self._last_scores[ch[0].config], ch[-1].bytes, ch[0].config))
+            configs.sort(key=lambda ch: (self.config_sizes[ch[0].config], ch[-1].bytes, ch[0].config))
             top = configs[: BASE_CHAINS if family == "base" else OPTION_CHAINS]
             for chain in top:
                 within = 0
@@ -974,7 +535,7 @@ class Search:
         one) and its mean blob bytes on test-part samples (sizes only: no labels, no tail)."""
         key = "final" if final_fit else "final_plain"
         if getattr(cand, key) is None:
-            codec = self._make_codec(cand, self.fit_items) if final_fit else cand.codec
+            codec = self.make_codec(cand, self.fit_items) if final_fit else cand.codec
             sized = self.test[: max(len(self.size_eval), self.final_size_samples)]
             size = float(np.mean([len(codec.compress(np.ascontiguousarray(self.items[i]))) for i in sized]))
             setattr(cand, key, (codec, size))
@@ -1050,7 +611,7 @@ class Search:
         tried = []
         for cand in self.candidates:
             row = dict(setting=cand.name, option=cand.option, config=cand.config, level=cand.level,
-                       config_score=self._last_scores.get(cand.config), bytes=cand.bytes, proxy=cand.proxy,
+                       config_score=self.config_sizes.get(cand.config), bytes=cand.bytes, proxy=cand.proxy,
                        kl=cand.kl if cand.kl < math.inf else None,
                        selection_changed=cand.sel_changed if cand.kl < math.inf else None,
                        on_path=id(cand) in on_path)
@@ -1075,28 +636,6 @@ class Search:
                           f"confidence on {n} test samples; returning the most faithful ({chosen.name}) with no "
                           "guarantee (codec.calibration.confirmed is False)", CalibrationWarning, stacklevel=2)
         return codec
-
-
-def _samples(activations: Any):
-    """(float32 samples: an array with samples along axis 0, or a list of arrays when their
-    shapes differ; the float dtype's name)."""
-    if isinstance(activations, np.ndarray) or _is_torch(activations):
-        arr, name = _feature.to_float32(activations)
-        if arr.ndim == 0:
-            raise ValueError("activations must hold samples along the first axis")
-        return np.ascontiguousarray(arr), name
-    items, names = [], set()
-    for a in activations:
-        x, n = _feature.to_float32(a)
-        items.append(np.ascontiguousarray(x))
-        names.add(n)
-    if not items:
-        raise ValueError("calibrate needs calibration samples")
-    if len(names) > 1:
-        raise TypeError(f"calibration samples of several dtypes: {sorted(names)}")
-    if all(x.shape == items[0].shape for x in items):
-        return np.stack(items), names.pop()
-    return items, names.pop()
 
 
 def calibrate(
