@@ -9,10 +9,10 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
-use crate::pipeline::batch::{self, FeatureItem, OutBuf};
-use crate::format::container::{self, DType, ElemType, FloatType, Header};
-use crate::pipeline::feature::OutputSlice;
 use crate::entropy::stream::par_map;
+use crate::format::container::{self, DType, ElemType, FloatType, Header};
+use crate::pipeline::batch::{self, FeatureItem, OutBuf};
+use crate::pipeline::feature::OutputSlice;
 
 use super::container::check_expected;
 use super::options::CoderOptions;

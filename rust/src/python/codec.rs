@@ -7,10 +7,10 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
-use crate::pipeline::codec::{Clip, Codec, Quantizer};
 use crate::format::container::FloatType;
-use crate::model::fit::{Candidate, FitReport};
 use crate::layout::levels::Codebook;
+use crate::model::fit::{Candidate, FitReport};
+use crate::pipeline::codec::{Clip, Codec, Quantizer};
 use crate::quant::{self, Affine};
 
 use super::options::non_finite;

@@ -15,9 +15,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyString, PyStringMethods, PyTuple};
 use pyo3::IntoPyObjectExt;
 
+use crate::entropy::stream::EncodeOptions;
 use crate::pipeline::feature::{FeatureOptions, ModeChoice, Range, Reshape};
 use crate::quant::{Affine, Channels, NonFinite};
-use crate::entropy::stream::EncodeOptions;
 
 /// The modes by name, in the order the documentation lists them.
 const MODES: [(&str, ModeChoice); 6] = [
