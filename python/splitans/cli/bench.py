@@ -14,7 +14,7 @@ import splitans
 
 from .._exit import EXIT_DATA, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, CliError
 from .files import _display, _load_npy, _read_input
-from .options import MODES, Command, _kind, _positive, _quant_kwargs
+from .options import MODES, NONFINITE, Command, _kind, _positive, _quant_kwargs
 
 def _best_seconds(fn: Callable[[], Any], repeat: int, budget: float = 1.0):
     """Best time of up to ``repeat`` runs, stopping early once ``budget`` seconds are spent."""
@@ -93,14 +93,14 @@ def bench_rows(x: np.ndarray, *, bits: Optional[int], axis: Optional[int] = None
         })
 
     if x.dtype.kind in "iu":
-        variants = [("splitans", {})]
+        variants = [("splitans", splitans.Options(threads=threads))]
         payload = np.ascontiguousarray(x)
     else:
-        variants = [(f"splitans {m}", {"mode": m}) for m in MODES if m not in ("context", "pcontext") or bits <= 8]
-        variants = [(n, dict(kw, bits=bits, axis=axis, clip=clip, nonfinite=nonfinite)) for n, kw in variants]
+        base = splitans.Options(bits=bits, axis=axis, clip=clip, nonfinite=nonfinite, threads=threads)
+        variants = [(f"splitans {m}", base.replace(mode=m)) for m in MODES if m not in ("context", "pcontext") or bits <= 8]
     reference = None
-    for label, kw in variants:
-        blob, t_enc = _best_seconds(lambda: splitans.compress(x, threads=threads, **kw), repeat)
+    for label, opts in variants:
+        blob, t_enc = _best_seconds(lambda: splitans.compress(x, opts), repeat)
         y, t_dec = _best_seconds(lambda: splitans.decompress(blob, threads=threads), repeat)
         if reference is None:
             reference = y
@@ -176,7 +176,7 @@ def add_bench(command: Command) -> None:
                    help="quantize per channel along AXIS; default: per tensor")
     p.add_argument("--clip", default=None, metavar="LO,HI",
                    help="quantize within [LO, HI] (LO%%,HI%%: percentiles); default: min/max")
-    p.add_argument("--nonfinite", default="error", choices=("error", "clamp"),
+    p.add_argument("--nonfinite", default="error", choices=NONFINITE,
                    help="NaN and infinity: error (default) or clamp")
     p.add_argument("--threads", "-T", type=_positive, default=1, metavar="N",
                    help="threads for splitans, zstd and blosc2 (default 1; lz4 is single-threaded)")

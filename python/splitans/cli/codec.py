@@ -28,9 +28,12 @@ from .files import (
     _write_output,
 )
 from .options import (
+    GPU_MODES,
     MODES,
+    NONFINITE,
     Command,
     _add_quant_options,
+    _check_axis,
     _clip,
     _codec_option,
     _io_options,
@@ -38,6 +41,7 @@ from .options import (
     _nonnegative,
     _positive,
     _quant_kwargs,
+    _quant_options,
     _threads,
 )
 
@@ -56,13 +60,14 @@ def cmd_compress(args: argparse.Namespace) -> int:
         if given:
             raise CliError(EXIT_USAGE, f"{name}: holds {x.dtype}, which is compressed losslessly; "
                                        f"{', '.join(given)} only for float arrays")
-        work = lambda: splitans.compress(x, threads=_threads(args.threads))  # noqa: E731
+        work = lambda: splitans.compress(x, splitans.Options(threads=_threads(args.threads)))  # noqa: E731
     else:
         if args.bits is None:
             raise CliError(EXIT_USAGE, f"{name}: holds {x.dtype}, which is quantized: pass --bits B (1..16), "
                                        "e.g. --bits 8")
-        kw = _quant_kwargs(args, x, name)
-        work = lambda: splitans.compress(x, mode=args.mode or "auto", threads=_threads(args.threads), **kw)  # noqa: E731
+        _check_axis(args.axis, x, name)  # a usage error (exit 2), before the data's errors
+        work = lambda: splitans.compress(  # noqa: E731
+            x, _quant_options(args, x, name, mode=args.mode or "auto", threads=_threads(args.threads)))
     try:
         blob = work()
     except (ValueError, TypeError) as e:
@@ -318,7 +323,7 @@ def add_plan(command: Command) -> None:
                 "What compress --bits B would do with a float array, predicted without coding: the\n"
                 "quantization, the dense and CSR sizes, the CSR reshapes considered, and the choice.", cmd_plan)
     p.add_argument("input", metavar="IN.npy", help="a .npy file holding a float array ('-': stdin)")
-    _add_quant_options(p, bits_help="quantization bit width (required)", modes=("auto", "dense", "csr"))
+    _add_quant_options(p, bits_help="quantization bit width (required)", modes=GPU_MODES)
     p.add_argument("--reshape", default="model", metavar="{model,search,N}",
                    help="CSR row count: model (default: predicted from the density), search (exact entropies "
                         "of every candidate) or a number of rows N")
@@ -342,5 +347,5 @@ def add_fit(command: Command) -> None:
     p.add_argument("--clip", default="calibration", metavar="RANGE",
                    help="calibration (default: the samples' min/max, fixed), sample (each sample's own "
                         "min/max, sent in its blob), LO,HI, or LO%%,HI%% (percentiles of the samples)")
-    p.add_argument("--nonfinite", default="error", choices=("error", "clamp"),
+    p.add_argument("--nonfinite", default="error", choices=NONFINITE,
                    help="NaN and infinity in the samples: error (default) or clamp")

@@ -59,8 +59,8 @@ def demo(args: argparse.Namespace) -> int:
     print(f"split       {args.split}: activation {tuple(x.shape)} float32, {x.nbytes:,} bytes, "
           f"{(x == 0).mean():.1%} exact zeros")
     repeat = 1 if args.mode in ("context", "pcontext", "best") else 5  # context coders: one run says enough
-    blob, t_enc = _timed(lambda: splitans.compress(feature, bits=args.bits, axis=args.axis, mode=args.mode, threads=1),
-                         repeat)
+    opts = splitans.Options(bits=args.bits, axis=args.axis, mode=args.mode, threads=1)
+    blob, t_enc = _timed(lambda: splitans.compress(feature, opts), repeat)
     restored, t_dec = _timed(lambda: splitans.decompress(blob, threads=1, output="torch"), repeat)
     info = splitans.inspect(blob)
     err = (restored - feature).abs().max().item()

@@ -11,13 +11,11 @@ import numpy as np
 import splitans
 
 from .._exit import EXIT_DATA, EXIT_USAGE, CliError
+from .._options import GPU_MODES, MODES, NONFINITE  # the names _core defines, so the CLI cannot drift
 
 #: What a command builder gets: ``command(name, help, description, run)`` adds a subcommand that
 #: runs ``run(args)`` and returns its parser, for the builder to add the options.
 Command = Callable[..., argparse.ArgumentParser]
-
-MODES = ("auto", "dense", "csr", "context", "pcontext", "best")
-
 
 def _clip(text: Optional[str]) -> Any:
     """``LO,HI`` values, or ``LO%,HI%`` percentiles of the data."""
@@ -97,13 +95,20 @@ def _add_quant_options(p: argparse.ArgumentParser, *, bits_help: str, modes: Seq
                         "(a context model fitted to this tensor and stored with it, <= 8 bits, pays on large "
                         "tensors), best (codes every form and keeps the smallest)" if "context" in modes else
                         "layout to predict: auto (default), dense or csr")
-    p.add_argument("--nonfinite", default="error", choices=("error", "clamp"),
+    p.add_argument("--nonfinite", default="error", choices=NONFINITE,
                    help="NaN and infinity: error (default, exit 4) or clamp (NaN to 0, infinities to the range ends)")
 
 
 def _quant_kwargs(args: argparse.Namespace, x: np.ndarray, name: str) -> Dict[str, Any]:
     _check_axis(args.axis, x, name)
     return dict(bits=args.bits, axis=args.axis, clip=_clip(args.clip), nonfinite=args.nonfinite)
+
+
+def _quant_options(args: argparse.Namespace, x: np.ndarray, name: str, **extra: Any) -> splitans.Options:
+    """The quantizer's options and ``extra`` as one ``splitans.Options``, validated once, as
+    every door's are. Its ValueError/TypeError are the data's (exit 4): build it where those are
+    caught."""
+    return splitans.Options(**_quant_kwargs(args, x, name), **extra)
 
 
 def _io_options(p: argparse.ArgumentParser, what: str, default_name: str, threads: bool = True) -> None:
