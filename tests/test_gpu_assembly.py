@@ -149,3 +149,57 @@ def test_resolve_refuses_what_the_cpu_refuses():
         with pytest.raises(ValueError) as gpu:
             _core.gpu_resolve_params(8, 3 if "axis" in kw else 1, **call)
         assert str(gpu.value) == str(cpu.value)
+
+
+def _symbols(kind: str, width: int) -> np.ndarray:
+    rng = np.random.default_rng(7)
+    dtype = np.uint8 if width == 1 else np.uint16
+    if kind == "empty":
+        return np.zeros(0, dtype)
+    if kind == "constant":
+        return np.full(1000, 200 if width == 1 else 40000, dtype)
+    if kind == "raw":  # uniform: coding cannot beat the raw stream
+        return rng.integers(0, 256 if width == 1 else 65536, 300).astype(dtype)
+    return np.minimum(rng.geometric(0.2, 50_000) - 1, 255 if width == 1 else 65535).astype(dtype)
+
+
+@pytest.mark.parametrize("width", [1, 2])
+@pytest.mark.parametrize("kind", ["empty", "constant", "raw", "rans"])
+def test_a_stream_head_is_the_cpu_encoder_s(kind, width):
+    """``gpu_stream_head`` writes what precedes the device's bytes in each stream mode exactly as
+    the CPU encoder does (FORMAT.md 4, 5.2)."""
+    a = _symbols(kind, width)
+    (stream,) = records(splitans.rans_encode(a))
+    mode, w, n = struct.unpack_from("<BBQ", stream)
+    assert (["empty", "constant", "raw", "rans"][mode], w, n) == (kind, width, a.size)
+    counts = np.bincount(a, minlength=1 << (8 * width)).astype(np.uint64)
+    plan = _core.gpu_plan_stream(counts, width, None, None)
+    if kind in ("empty", "constant"):
+        assert _core.gpu_stream_head(kind, width, a.size, symbol=plan.get("symbol")) == stream
+    elif kind == "raw":
+        assert _core.gpu_stream_head("raw", width, a.size) == stream[:10]
+    else:
+        head_len = 10 + 4 + len(plan["table_bytes"]) + 4 * plan["chunks"]
+        words = np.frombuffer(stream, "<u4", plan["chunks"], head_len - 4 * plan["chunks"]).astype(np.uint32)
+        coded = (plan["precision_bits"], plan["lanes"], plan["chunk_log2"], plan["table_bytes"], words)
+        assert _core.gpu_stream_head("rans", width, a.size, coded=coded + (len(stream) - head_len,)) == stream[:head_len]
+        # Step 7: a body that leaves the stream no shorter than the raw one gives the raw stream.
+        raw_len = 10 + width * a.size
+        assert _core.gpu_stream_head("rans", width, a.size, coded=coded + (raw_len - head_len,)) is None
+        assert _core.gpu_stream_head("rans", width, a.size, coded=coded + (raw_len - head_len - 1,)) is not None
+
+
+@pytest.mark.parametrize(
+    "args, kw",
+    [
+        (("constant", 1, 10), {}),  # no symbol
+        (("constant", 1, 10), dict(symbol=256)),  # wider than the symbols
+        (("empty", 1, 3), {}),  # an empty stream has no symbols
+        (("raw", 3, 10), {}),  # no such width
+        (("rans", 1, 10), {}),  # no coded parameters
+        (("zstd", 1, 10), {}),
+    ],
+)
+def test_a_stream_head_refuses_what_no_stream_is(args, kw):
+    with pytest.raises(ValueError):
+        _core.gpu_stream_head(*args, **kw)

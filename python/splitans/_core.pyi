@@ -130,6 +130,14 @@ def decode_feature_stages(data: bytes, threads: int, max_output_bytes: int = ...
 def gpu_plan_stream(
     counts: np.ndarray, symbol_bytes: int, precision_bits: Optional[int], chunk_log2: Optional[int]
 ) -> Dict[str, Any]: ...
+def gpu_stream_head(
+    mode: str,
+    symbol_bytes: int,
+    n: int,
+    *,
+    symbol: Optional[int] = None,
+    coded: Optional[Tuple[int, int, int, bytes, np.ndarray, int]] = None,
+) -> Optional[bytes]: ...
 def gpu_estimated_len(
     counts: np.ndarray, symbol_bytes: int, precision_bits: Optional[int], chunk_log2: Optional[int]
 ) -> int: ...

@@ -1,10 +1,9 @@
 """rANS on the device (rans_encode.cu, rans_decode.cu): encoder and decoder tables, one warp per
 chunk (FORMAT.md 4.3-4.4), the packing of coded chunks into a stream body, and the stream
-level around them (FORMAT.md 3, 5.2)."""
+level around them (FORMAT.md 3, 5.2), whose bytes `_core.gpu_stream_head` writes."""
 
 from __future__ import annotations
 
-import struct
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -108,11 +107,6 @@ class RansOps:
         return out, cp.asnumpy(status)
 
 
-def stream_header(mode: int, width: int, n: int) -> bytes:
-    """The 10-byte stream header (FORMAT.md 3.1): mode, symbol width, symbol count."""
-    return struct.pack("<BBQ", mode, width, n)
-
-
 def join(ops, parts: Sequence[Part]) -> bytearray:
     """A stream's parts as one host buffer, each device part copied straight into it; the
     container around the streams is written by Rust (``_core.gpu_*_container``)."""
@@ -142,12 +136,12 @@ def encode_stream(
     n = int(syms.size)
     plan = _core.gpu_plan_stream(counts, width, precision_bits, chunk_log2)
     mode = plan["mode"]
-    if mode == "empty":
-        return [stream_header(0, width, 0)]
-    if mode == "constant":
-        return [stream_header(1, width, n) + struct.pack("<H", plan["symbol"])]
+    # Every byte but the device's (coded chunks, raw symbols) is written by Rust, as the CPU
+    # encoder writes it.
+    if mode in ("empty", "constant"):
+        return [_core.gpu_stream_head(mode, width, n, symbol=plan.get("symbol"))]
     if mode == "raw":
-        return [stream_header(2, width, n), as_u8(ops, syms)]
+        return [_core.gpu_stream_head("raw", width, n), as_u8(ops, syms)]
     c, lanes, p = plan["chunk_log2"], plan["lanes"], plan["precision_bits"]
     chunks = plan["chunks"]
     table = ops.enc_table(plan, width)
@@ -155,13 +149,14 @@ def encode_stream(
     n_words = ops.to_host(n_words_dev).astype(np.int64)
     chunk_bytes = 4 * lanes + 2 * n_words
     body_len = int(chunk_bytes.sum())
-    table_bytes = plan["table_bytes"]
-    if 10 + 4 + len(table_bytes) + 4 * chunks + body_len >= plan["raw_len"]:
-        return [stream_header(2, width, n), as_u8(ops, syms)]
+    head = _core.gpu_stream_head(
+        "rans", width, n, coded=(p, lanes, c, plan["table_bytes"], n_words.astype(np.uint32), body_len)
+    )
+    if head is None:  # not shorter than the raw stream (FORMAT.md 5.2 step 7)
+        return [_core.gpu_stream_head("raw", width, n), as_u8(ops, syms)]
     offsets = np.zeros(chunks, dtype=np.uint64)
     np.cumsum(chunk_bytes[:-1], out=offsets[1:])
     body = ops.pack(states, scratch, n_words_dev, offsets, n, c, lanes, body_len)
-    head = stream_header(3, width, n) + bytes([p, lanes, c, 0]) + table_bytes + n_words.astype("<u4").tobytes()
     return [head, body]
 
 

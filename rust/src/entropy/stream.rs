@@ -205,10 +205,40 @@ pub fn max_encoded_len(n: usize, symbol_bytes: usize) -> Option<usize> {
         .checked_add(STREAM_HEADER_BYTES)
 }
 
-fn write_header(out: &mut Vec<u8>, mode: Mode, symbol_bytes: usize, n: usize) {
+/// The 10-byte stream header (FORMAT.md 4): mode, symbol width, symbol count.
+pub fn write_header(out: &mut Vec<u8>, mode: Mode, symbol_bytes: usize, n: usize) {
     out.push(mode as u8);
     out.push(symbol_bytes as u8);
     put_u64(out, n as u64);
+}
+
+/// A coded stream up to its chunks' states and words (FORMAT.md 5.2): the header, the coder's
+/// parameters, the table and each chunk's word count. The CPU encoder writes its streams through
+/// it, and the GPU path, which codes the chunks on the device, through `_core.gpu_stream_head`.
+#[allow(clippy::too_many_arguments)]
+pub fn write_rans_head(
+    out: &mut Vec<u8>,
+    symbol_bytes: usize,
+    n: usize,
+    precision_bits: u8,
+    lanes: usize,
+    chunk_log2: u8,
+    table_bytes: &[u8],
+    word_counts: impl IntoIterator<Item = u32>,
+) {
+    write_header(out, Mode::Rans, symbol_bytes, n);
+    out.extend_from_slice(&[precision_bits, lanes as u8, chunk_log2, 0]);
+    out.extend_from_slice(table_bytes);
+    for w in word_counts {
+        put_u32(out, w);
+    }
+}
+
+/// The length of a coded stream whose table is `table_bytes` long, with `chunks` chunks of
+/// `body` bytes of states and words in all: the encoder writes the raw stream instead when this
+/// is not shorter (FORMAT.md 5.2 step 7).
+pub fn coded_len(table_bytes: usize, chunks: usize, body: usize) -> usize {
+    STREAM_HEADER_BYTES + 4 + table_bytes + 4 * chunks + body
 }
 
 fn write_raw<S: Symbol>(symbols: &[S], out: &mut Vec<u8>) {
@@ -331,18 +361,22 @@ pub fn encode_planned<S: Symbol>(
     let mut table_bytes = Vec::new();
     table.write(&mut table_bytes);
     let body: usize = parts.iter().map(|(s, w)| 4 * s.len() + 2 * w.len()).sum();
-    let total = STREAM_HEADER_BYTES + 4 + table_bytes.len() + 4 * n_chunks + body;
+    let total = coded_len(table_bytes.len(), n_chunks, body);
     if total >= raw_len {
         write_raw(symbols, out);
         return Ok(());
     }
     out.reserve(total);
-    write_header(out, Mode::Rans, S::BYTES, n);
-    out.extend_from_slice(&[table.precision_bits, lanes as u8, chunk_log2, 0]);
-    out.extend_from_slice(&table_bytes);
-    for (_, words) in &parts {
-        put_u32(out, words.len() as u32);
-    }
+    write_rans_head(
+        out,
+        S::BYTES,
+        n,
+        table.precision_bits,
+        lanes,
+        chunk_log2,
+        &table_bytes,
+        parts.iter().map(|(_, words)| words.len() as u32),
+    );
     for (states, words) in &parts {
         for &s in states {
             put_u32(out, s);

@@ -117,6 +117,73 @@ fn gpu_plan_stream<'py>(
     Ok(d)
 }
 
+/// What `gpu_stream_head` needs of a coded stream: precision_bits, lanes, chunk_log2,
+/// table_bytes, word_counts, body_len.
+type CodedHead<'py> = (u8, usize, u8, Vec<u8>, PyReadonlyArray1<'py, u32>, usize);
+
+/// A stream's bytes before the data the device wrote (FORMAT.md 4, 5.2), as the CPU encoder
+/// writes them: "empty" and "constant" (with `symbol`) streams whole, a "raw" stream's header
+/// (its symbols follow), and a "rans" stream's header, coder parameters, table and chunk word
+/// counts, from `coded` = (precision_bits, lanes, chunk_log2, table_bytes, word_counts,
+/// body_len) — or `None` when that stream would not be shorter than the raw one (step 7: the
+/// caller writes the raw stream then).
+#[pyfunction]
+#[pyo3(signature = (mode, symbol_bytes, n, *, symbol=None, coded=None))]
+fn gpu_stream_head<'py>(
+    py: Python<'py>,
+    mode: &str,
+    symbol_bytes: usize,
+    n: usize,
+    symbol: Option<u16>,
+    coded: Option<CodedHead<'py>>,
+) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    if symbol_bytes != 1 && symbol_bytes != 2 {
+        return Err(PyValueError::new_err("symbol_bytes must be 1 or 2"));
+    }
+    let coded_given = coded.is_some();
+    let mut out = Vec::new();
+    match (mode, symbol, coded) {
+        ("empty", None, None) if n == 0 => {
+            stream::write_header(&mut out, Mode::Empty, symbol_bytes, 0)
+        }
+        ("constant", Some(s), None) if n > 0 && (symbol_bytes == 2 || s < 256) => {
+            stream::write_header(&mut out, Mode::Constant, symbol_bytes, n);
+            out.extend_from_slice(&s.to_le_bytes());
+        }
+        ("raw", None, None) if n > 0 => stream::write_header(&mut out, Mode::Raw, symbol_bytes, n),
+        ("rans", None, Some((precision_bits, lanes, chunk_log2, table, words, body)))
+            if n > 0 && (1..=255).contains(&lanes) =>
+        {
+            let words = words.as_slice()?;
+            if stream::coded_len(table.len(), words.len(), body)
+                >= STREAM_HEADER_BYTES + n * symbol_bytes
+            {
+                return Ok(None);
+            }
+            stream::write_rans_head(
+                &mut out,
+                symbol_bytes,
+                n,
+                precision_bits,
+                lanes,
+                chunk_log2,
+                &table,
+                words.iter().copied(),
+            );
+        }
+        _ => {
+            return Err(PyValueError::new_err(format!(
+                "no {mode:?} stream of {n} {symbol_bytes}-byte symbols with symbol={symbol:?} and \
+                 coded parameters {}: empty needs n = 0; constant a symbol of that width; raw \
+                 nothing more; rans (precision_bits, lanes 1..=255, chunk_log2, table_bytes, \
+                 word_counts, body_len)",
+                if coded_given { "given" } else { "absent" }
+            )))
+        }
+    }
+    Ok(Some(PyBytes::new(py, &out)))
+}
+
 /// `stream::estimated_len` (FORMAT.md 6.8 `estimated_len`): the encoder's predicted stream
 /// length for a histogram.
 #[pyfunction]
@@ -503,6 +570,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(gpu_auto_takes_csr, m)?)?;
     m.add_function(wrap_pyfunction!(gpu_compact_estimates, m)?)?;
     m.add_function(wrap_pyfunction!(gpu_plan_stream, m)?)?;
+    m.add_function(wrap_pyfunction!(gpu_stream_head, m)?)?;
     m.add_function(wrap_pyfunction!(gpu_estimated_len, m)?)?;
     m.add_function(wrap_pyfunction!(gpu_affine_from_range, m)?)?;
     m.add_function(wrap_pyfunction!(gpu_resolve_params, m)?)?;
