@@ -4,9 +4,9 @@
     PYTHONPATH=python python benches/ab_fast.py > after.json
 
 It prints JSON (microseconds, best of 10 rounds): the 1x256x56x56 block3.expand map at 8 bits
-and a 1x32x7x7 block12.expand map at 4 and 8 bits, auto, beside memcpy, numpy and zstd -1 in
-the same run. It uses only calls every build has (bench_fast.py also times out= and the batch
-calls)."""
+(decompress also into out=) and a 1x32x7x7 block12.expand map at 4 and 8 bits, auto, beside
+memcpy, numpy and zstd -1 in the same run, and a batch of 256 small maps through compress_many /
+decompress_many on one thread. It uses only calls every build has."""
 
 import json
 import os
@@ -45,5 +45,14 @@ fns2 = {
     "numpy+zstd-1 compress small": lambda: zc.compress(np.round(x / np.float32(x.max() / 15)).astype(np.uint8)),
 }
 t.update(bf.race(fns2, 10, 200))
+batch = [smalls[i % len(smalls)] for i in range(bf.N_BATCH)]
+blobs = splitans.compress_many(batch, bits=8)
+dst_big = np.empty_like(big)
+fns3 = {
+    "big decompress out=": lambda: splitans.decompress(blob, threads=1, out=dst_big),
+    "batch256 compress_many t1": lambda: splitans.compress_many(batch, bits=8, threads=1),
+    "batch256 decompress_many t1": lambda: splitans.decompress_many(blobs, threads=1),
+}
+t.update(bf.race(fns3, 10, 5))
 print(json.dumps({"so": splitans._core.__file__, "blob": len(blob), "s4": len(s4), "s8": len(s8),
                   **{k: round(v * 1e6, 1) for k, v in t.items()}}, indent=1))
