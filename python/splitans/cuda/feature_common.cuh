@@ -1,5 +1,5 @@
-// splitans GPU path: the element-wise arithmetic of the feature pipeline (rust/src/quant.rs,
-// rust/src/sparse.rs), for the kernels and for host C++ (tests/cuda_host/driver.cpp).
+// splitans GPU path: the element-wise arithmetic of the feature pipeline (rust/src/quant/mod.rs,
+// rust/src/layout/sparse.rs), for the kernels and for host C++ (tests/cuda_host/driver.cpp).
 //
 // Bit-exactness with the Rust f32 code needs IEEE single precision with subnormals and no
 // contraction. CuPy compiles every kernel with -ftz=true (appended after the caller's options),

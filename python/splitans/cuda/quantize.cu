@@ -1,5 +1,5 @@
 // splitans GPU path: the range scan, quantization and dequantization of a float32 feature
-// (rust/src/quant.rs; FORMAT.md 6.3, 6.4, 6.7). The per-element arithmetic is feature_common.cuh,
+// (rust/src/quant/mod.rs; FORMAT.md 6.3, 6.4, 6.7). The per-element arithmetic is feature_common.cuh,
 // IEEE binary32 with subnormals whatever the compiler's -ftz setting.
 //
 // Element i of the flat tensor is in channel (i / inner) % channels (channels = 1 per tensor).

@@ -1,4 +1,4 @@
-// splitans GPU path: the CSR form of the codes (rust/src/sparse.rs; FORMAT.md 6.4, 6.6 step 5).
+// splitans GPU path: the CSR form of the codes (rust/src/layout/sparse.rs; FORMAT.md 6.4, 6.6 step 5).
 //
 // Encoding: csr_flags marks the elements that are not their channel's zero point; the host takes
 // an inclusive prefix sum of the flags (cupy.cumsum), whose last value is nnz; then csr_compact
