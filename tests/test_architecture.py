@@ -7,7 +7,6 @@ each other, and no source file passes ``RUST_MAX_LINES``, unit tests apart (docs
 import ast
 import pathlib
 
-import pytest
 
 PKG = pathlib.Path(__file__).resolve().parents[1] / "python" / "splitans"
 #: The longest a module of the package may be, in lines.
@@ -57,21 +56,32 @@ def test_no_import_cycles():
     known = _modules()
     graph = {name: _imports(name, path, known) if path.suffix == ".py" else set() for name, path in known.items()}
     assert graph["splitans.gpu.pipelines"] >= {"splitans._codec"}, "the scan must see relative imports"
+    cycle = _first_cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or ())
+
+
+def _first_cycle(graph):
+    """A cycle of `graph` (node -> the nodes it uses) as its nodes, first repeated last, or None."""
     state = {}
 
     def visit(node, stack):
         state[node] = "active"
         for nxt in sorted(graph[node]):
             if state.get(nxt) == "active":
-                cycle = stack[stack.index(nxt) :] + [nxt]
-                pytest.fail("import cycle: " + " -> ".join(cycle))
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state:
-                visit(nxt, stack + [nxt])
+                found = visit(nxt, stack + [nxt])
+                if found:
+                    return found
         state[node] = "done"
+        return None
 
     for name in sorted(graph):
         if name not in state:
-            visit(name, [name])
+            found = visit(name, [name])
+            if found:
+                return found
+    return None
 
 
 def test_no_python_file_is_over_the_limit():
@@ -180,20 +190,8 @@ def test_the_crate_s_layers_point_down_and_have_no_cycles():
     assert "entropy::rans" in graph["format::container"], "the scan must see `use crate::{a::{b, c}}` trees"
     upward = [f"{a} -> {b}" for a, bs in sorted(graph.items()) for b in sorted(bs) if _layer(b) > _layer(a)]
     assert not upward, "a layer uses a later one (rust/src/lib.rs lists the order): " + ", ".join(upward)
-    state = {}
-
-    def visit(node, stack):
-        state[node] = "active"
-        for nxt in sorted(graph[node]):
-            if state.get(nxt) == "active":
-                pytest.fail("module cycle in rust/src: " + " -> ".join(stack[stack.index(nxt) :] + [nxt]))
-            if nxt not in state:
-                visit(nxt, stack + [nxt])
-        state[node] = "done"
-
-    for name in sorted(graph):
-        if name not in state:
-            visit(name, [name])
+    cycle = _first_cycle(graph)
+    assert cycle is None, "module cycle in rust/src: " + " -> ".join(cycle or ())
 
 
 def _rust_code_lines(path: pathlib.Path) -> int:
