@@ -286,3 +286,48 @@ def test_the_docstring_examples_run():
 
     result = doctest.testmod(_options, raise_on_error=False)
     assert result.failed == 0 and result.attempted > 0
+
+
+# -- the edges of each range, and the messages (each case kills a mutant tools/mutation/run.py
+# found alive: the native object refuses some of these too, so only the message tells which
+# check refused them) -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        (dict(bits=0), "bits must be an integer from 1 to 16, got 0"),
+        (dict(bits=17), "bits must be an integer from 1 to 16, got 17"),
+        (dict(reshape=0), "reshape must be a positive row count that divides"),
+        (dict(reshape=2**63), "reshape must be a positive row count that divides"),
+        (dict(threads=2**31), r"threads must be .* up to 2\*\*31 - 1; got 2147483648"),
+        (dict(bits=4, scale=(0.1, 0.1, 0.1), zero_point=(3, 20, 30)), "zero_point 20 is out of range for 4 bits"),
+    ],
+    ids=_ids,
+)
+def test_each_range_is_refused_past_its_edge_by_its_own_check(kw, message):
+    with pytest.raises(ValueError, match=message):
+        splitans.Options(**kw)
+
+
+@pytest.mark.parametrize(
+    "kw", [dict(bits=1), dict(bits=16), dict(reshape=1), dict(reshape=64), dict(reshape=2**63 - 1),
+           dict(threads=1), dict(threads=2**31 - 1), dict(version=1), dict(version=3)], ids=_ids,
+)
+def test_each_range_is_accepted_up_to_its_edge(kw):
+    o = splitans.Options(**kw)
+    ((name, value),) = kw.items()
+    assert getattr(o, name) == value
+    assert splitans.Options.from_config(json.loads(json.dumps(o.to_config()))) == o
+
+
+def test_the_version_annotation_is_the_native_versions():
+    hints = typing.get_type_hints(splitans.Options, vars(_options))
+    (literal, _none) = typing.get_args(hints["version"])
+    assert sorted(typing.get_args(literal)) == sorted(_core.VERSIONS)
+
+
+def test_a_config_s_percentile_holds_nothing_else():
+    assert splitans.Options.from_config({"clip": {"percentile": [1, 99]}}).clip == splitans.Percentile(1, 99)
+    with pytest.raises(ValueError, match="percentile"):
+        splitans.Options.from_config({"clip": {"percentile": [1, 99], "low": 0}})

@@ -84,6 +84,11 @@ AREAS: Dict[str, Area] = {
         ["tests/test_numcodecs_contract.py"],
         ["tests/test_numcodecs.py"],
     ]),
+    "options": Area([PKG + "_options.py"], [
+        ["tests/test_options.py"],
+        ["tests/test_codec.py"],
+        ["tests/test_hardening.py"],
+    ]),
     "cli": Area([PKG + "cli/" + f for f in ("__init__.py", "files.py", "options.py", "codec.py", "bench.py",
                                             "evaluation.py")], [
         ["tests/test_cli_messages.py"],
