@@ -212,6 +212,12 @@ pub fn write_header(out: &mut Vec<u8>, mode: Mode, symbol_bytes: usize, n: usize
     put_u64(out, n as u64);
 }
 
+/// A constant stream (FORMAT.md 5.2): the header and the one symbol, two bytes.
+pub fn write_constant(out: &mut Vec<u8>, symbol_bytes: usize, n: usize, symbol: u16) {
+    write_header(out, Mode::Constant, symbol_bytes, n);
+    put_u16(out, symbol);
+}
+
 /// A coded stream up to its chunks' states and words (FORMAT.md 5.2): the header, the coder's
 /// parameters, the table and each chunk's word count. The CPU encoder writes its streams through
 /// it, and the GPU path, which codes the chunks on the device, through `_core.gpu_stream_head`.
@@ -334,8 +340,7 @@ pub fn encode_planned<S: Symbol>(
         return Ok(());
     }
     if plan.present == 1 {
-        write_header(out, Mode::Constant, S::BYTES, n);
-        put_u16(out, symbols[0].index() as u16);
+        write_constant(out, S::BYTES, n, symbols[0].index() as u16);
         return Ok(());
     }
     let Some((table, rans)) = &plan.rans else {

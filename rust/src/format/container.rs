@@ -894,8 +894,13 @@ pub fn stream_info(v: &StreamView<'_>, threads: usize) -> Result<StreamInfo> {
     } else {
         stream::histogram::<u16>(v, threads)?
     };
-    let (distinct_symbols, alphabet_size, entropy_bound_bytes) = symbol_stats(&counts);
-    Ok(StreamInfo {
+    Ok(stream_info_of(v, &counts))
+}
+
+/// What `inspect` reports of the parsed stream `v` whose symbols have the histogram `counts`.
+pub fn stream_info_of(v: &StreamView<'_>, counts: &[u64]) -> StreamInfo {
+    let (distinct_symbols, alphabet_size, entropy_bound_bytes) = symbol_stats(counts);
+    StreamInfo {
         mode: v.mode.name(),
         symbols: v.n,
         symbol_bytes: v.symbol_bytes,
@@ -906,7 +911,7 @@ pub fn stream_info(v: &StreamView<'_>, threads: usize) -> Result<StreamInfo> {
         chunk_symbols: v.chunk_symbols(),
         compressed_bytes: v.encoded_len,
         entropy_bound_bytes,
-    })
+    }
 }
 
 /// Describes every stream of an integer container whose header is validated and checked

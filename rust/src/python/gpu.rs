@@ -147,8 +147,7 @@ fn gpu_stream_head<'py>(
             stream::write_header(&mut out, Mode::Empty, symbol_bytes, 0)
         }
         ("constant", Some(s), None) if n > 0 && (symbol_bytes == 2 || s < 256) => {
-            stream::write_header(&mut out, Mode::Constant, symbol_bytes, n);
-            out.extend_from_slice(&s.to_le_bytes());
+            stream::write_constant(&mut out, symbol_bytes, n, s);
         }
         ("raw", None, None) if n > 0 => stream::write_header(&mut out, Mode::Raw, symbol_bytes, n),
         ("rans", None, Some((precision_bits, lanes, chunk_log2, table, words, body)))

@@ -4,22 +4,6 @@
 use super::decode::{walk_csr, CsrVisitor};
 use super::*;
 
-fn stream_info_of(v: &stream::StreamView<'_>, counts: &[u64], mode: &'static str) -> StreamInfo {
-    let (distinct_symbols, alphabet_size, entropy_bound_bytes) = container::symbol_stats(counts);
-    StreamInfo {
-        mode,
-        symbols: v.n,
-        symbol_bytes: v.symbol_bytes,
-        distinct_symbols,
-        alphabet_size,
-        precision_bits: v.table().map_or(0, |t| t.precision_bits),
-        lanes: v.lanes(),
-        chunk_symbols: v.chunk_symbols(),
-        compressed_bytes: v.encoded_len,
-        entropy_bound_bytes,
-    }
-}
-
 /// The feature section and the per-stream statistics of a feature container. Checks exactly
 /// what `decompress` checks, in the same order (so both accept the same containers and fail
 /// with the same error), without holding the output: the streams are decoded block by block
@@ -100,7 +84,7 @@ pub fn inspect(
             {
                 return Err(corrupt!("a code exceeds the {}-bit range", p.meta.bits));
             }
-            vec![stream_info_of(view, &counts, view.mode.name())]
+            vec![container::stream_info_of(view, &counts)]
         }
         Body::Csr(csr) => {
             let CsrViews {
@@ -119,9 +103,9 @@ pub fn inspect(
                 walk_csr::<u16>(&p, h, threads, &mut hist)?;
             }
             vec![
-                stream_info_of(counts, &hist.counts, counts.mode.name()),
-                stream_info_of(cols, &hist.cols, cols.mode.name()),
-                stream_info_of(values, &hist.values, values.mode.name()),
+                container::stream_info_of(counts, &hist.counts),
+                container::stream_info_of(cols, &hist.cols),
+                container::stream_info_of(values, &hist.values),
             ]
         }
     };
