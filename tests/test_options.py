@@ -245,6 +245,17 @@ def test_the_gpu_door_refuses_what_compress_refuses(ops):
             gpu.compress_gpu(relu_map(), bits=4, mode=mode, _ops_=ops)
 
 
+def test_compress_many_refuses_what_compress_refuses_when_no_array_takes_it():
+    q = np.arange(12, dtype=np.int32)
+    for kw in (dict(mode="dense"), dict(reshape=3), dict(nonfinite="clamp"), dict(bits=4), dict(version=3)):
+        with pytest.raises(ValueError, match=r"integer arrays \(here int32\) are compressed losslessly"):
+            splitans.compress_many([q, q], **kw)
+    # A float array in the list takes them; the integer arrays are coded as compress codes them.
+    x = relu_map()
+    blobs = splitans.compress_many([q, x], bits=4, mode="dense")
+    assert blobs == [splitans.compress(q), splitans.compress(x, bits=4, mode="dense")]
+
+
 # -- the names come from _core -------------------------------------------------------------------
 
 

@@ -55,10 +55,10 @@ def compress_many(arrays: Sequence[Any], options: Optional[Options] = None, **ke
         for i, b in zip(floats, blobs):
             out[i] = b
     if ints:
-        # A list may mix both kinds: the lossy options are refused only when no array takes them.
-        given = [k for k in ("bits", "axis", "scale", "zero_point", "clip") if getattr(o, k) is not None]
-        if given and not floats:
-            raise ValueError(f"{', '.join(given)} apply to float arrays; integer arrays are compressed losslessly")
+        # A list may mix both kinds: the lossy options are refused, as compress refuses them,
+        # only when no array takes them.
+        if not floats:
+            o._refuse_lossy(_as_numpy(arrays[ints[0]]).dtype.name)
         prepared, names = [], []
         for i in ints:
             a = _as_numpy(arrays[i])

@@ -149,12 +149,7 @@ def compress(array: Any, options: Optional[Options] = None, **keywords: Any) -> 
     name = a.dtype.name
     if name not in _INTEGER_DTYPES:
         raise TypeError(f"compress() supports float arrays and the integer dtypes {', '.join(_INTEGER_DTYPES)}; got {a.dtype}")
-    given = o._lossy()
-    if given:
-        raise ValueError(
-            f"{', '.join(given)} apply to float arrays; integer arrays (here {name}) are compressed losslessly "
-            "(drop them, or pass a float array with bits=)"
-        )
+    o._refuse_lossy(name)
     if a.ndim > _core.MAX_NDIM:
         raise ValueError(f"compress() supports up to {_core.MAX_NDIM} dimensions, got {a.ndim}")
     a = _native(a)

@@ -264,6 +264,16 @@ class Options:
             given.append("version")
         return given
 
+    def _refuse_lossy(self, dtype: str) -> None:
+        """Raises what every door raises when an integer array (of `dtype`) is given options it
+        does not take."""
+        given = self._lossy()
+        if given:
+            raise ValueError(
+                f"{', '.join(given)} apply to float arrays; integer arrays (here {dtype}) are compressed losslessly "
+                "(drop them, or pass a float array with bits=)"
+            )
+
     def to_config(self) -> Dict[str, Any]:
         """The fields that differ from the defaults, as JSON values (lists for tuples; a
         ``Percentile`` as ``{"percentile": [low, high]}``); ``from_config`` reads it back."""

@@ -267,12 +267,7 @@ def _compress(ops, x, o: Options) -> bytes:
             raise TypeError(
                 f"compress() supports float arrays and the integer dtypes {', '.join(INT_NAMES)}; got {name}"
             )
-        given = o._lossy()  # what compress refuses, refused alike
-        if given:
-            raise ValueError(
-                f"{', '.join(given)} apply to float arrays; integer arrays (here {name}) are compressed losslessly "
-                "(drop them, or pass a float array with bits=)"
-            )
+        o._refuse_lossy(name)  # what compress refuses, refused alike
         if a.ndim > 32:
             raise ValueError(f"compress() supports up to 32 dimensions, got {a.ndim}")
         n = o._native
