@@ -390,12 +390,22 @@ impl Present {
 
     /// The frequencies (in symbol order) of `quantize(counts, p)`.
     fn quantize(&self, p: u8) -> Option<Vec<u32>> {
+        let mut freqs = Vec::new();
+        self.quantize_into(p, &mut freqs, &mut Vec::new())
+            .then_some(freqs)
+    }
+
+    /// `quantize(p)` into `freqs` (resized), with `scratch` for the remainders: `build_table`
+    /// passes the same two buffers for every precision it tries. False when there are more
+    /// symbols than `1 << p`.
+    fn quantize_into(&self, p: u8, freqs: &mut Vec<u32>, scratch: &mut Vec<u64>) -> bool {
         let total = 1u64 << p;
         let m = self.symbols.len();
         if m as u64 > total {
-            return None;
+            return false;
         }
-        let mut freqs = vec![0u32; m];
+        freqs.clear();
+        freqs.resize(m, 0);
         let mut budget = u128::from(total);
         let mut mass = self.mass;
         let mut first_free = 0;
@@ -410,27 +420,40 @@ impl Present {
             first_free += 1;
         }
         let rest = &self.by_count[first_free..];
-        // (remainder, index) of the symbols given their share.
-        let mut shares: Vec<(u128, u32)> = Vec::with_capacity(rest.len());
-        let mut given: u128 = 0;
-        if mass <= u128::from(u64::MAX >> 16) {
-            // Every `count * budget` fits 64 bits (budget <= 2^16): a 64-bit division.
+        if mass <= 1 << 46 && m < 1 << 17 {
+            // Every `count * budget` fits 64 bits (budget <= 2^16), and a remainder (below
+            // `mass`) with the index (below 2^17) fits one u64 key, larger for the larger
+            // remainder and then the smaller index: the order `select_nth` needs, without pairs.
             let (b, ms) = (budget as u64, mass as u64);
+            let mut given = 0u64;
+            scratch.clear();
             for &i in rest {
                 let scaled = self.counts[i as usize] * b;
                 let f = scaled / ms;
-                given += u128::from(f);
-                freqs[i as usize] = f as u32;
-                shares.push((u128::from(scaled % ms), i));
-            }
-        } else {
-            for &i in rest {
-                let scaled = u128::from(self.counts[i as usize]) * budget;
-                let f = scaled / mass;
                 given += f;
                 freqs[i as usize] = f as u32;
-                shares.push((scaled % mass, i));
+                scratch.push((scaled % ms) << 17 | u64::from(0x1ffff - i));
             }
+            let left = (b - given) as usize;
+            if left > 0 {
+                if left < scratch.len() {
+                    scratch.select_nth_unstable_by(left - 1, |a, b| b.cmp(a));
+                }
+                for &key in scratch.iter().take(left) {
+                    freqs[(0x1ffff - (key & 0x1ffff)) as usize] += 1;
+                }
+            }
+            return true;
+        }
+        // (remainder, index) of the symbols given their share.
+        let mut shares: Vec<(u128, u32)> = Vec::with_capacity(rest.len());
+        let mut given: u128 = 0;
+        for &i in rest {
+            let scaled = u128::from(self.counts[i as usize]) * budget;
+            let f = scaled / mass;
+            given += f;
+            freqs[i as usize] = f as u32;
+            shares.push((scaled % mass, i));
         }
         let left = (budget - given) as usize;
         if left > 0 {
@@ -444,7 +467,72 @@ impl Present {
                 freqs[i as usize] += 1;
             }
         }
-        Some(freqs)
+        true
+    }
+
+    /// A lower bound of `cost(p, quantize(p)) + coder_loss(spread, p)` that is non-decreasing
+    /// in `p`, from `entropy` (`entropy_floor`) and no table: `build_table` stops trying
+    /// precisions once it reaches the cheapest cost so far, so the choice is the one every
+    /// precision would give (FORMAT.md 5.4 is unchanged).
+    ///
+    /// The table bytes: every frequency is at least `max(1, floor(c·(2^p - m)/mass))` (a
+    /// symbol forced to 1 has `c·(2^p - m) < mass`; the others get at least the floor of
+    /// `c·B/M` with `B >= 2^p - m` units left and `M <= mass`), and the Exp-Golomb code of
+    /// `v = f - 1` with parameter `k` takes `2·len - k - 1` bits, `len` the bit length of
+    /// `v + 2^k`, which is at least `k + 1` and at least `b`, the bit length of `v`: so at
+    /// least `max(k + 1, 2b - k - 1)` bits, non-decreasing in `b`, and the table at least the
+    /// least over `k` of their sum.
+    fn cost_floor(&self, p: u8, entropy: u128, spread: u128) -> u128 {
+        let share = (1u128 << p).saturating_sub(self.symbols.len() as u128);
+        let mut nb = [0u64; 18];
+        if self.mass <= 1 << 46 {
+            let (sh, ms) = (share as u64, self.mass as u64);
+            for &c in &self.counts {
+                let f = (c * sh / ms).max(1);
+                nb[(64 - (f - 1).leading_zeros()) as usize] += 1;
+            }
+        } else {
+            for &c in &self.counts {
+                let f = (u128::from(c) * share / self.mass).max(1);
+                nb[(128 - (f - 1).leading_zeros()) as usize] += 1;
+            }
+        }
+        // Beyond the longest `b` every term is `k + 1`, growing with `k`: no larger `k` needs
+        // trying.
+        let longest = nb.iter().rposition(|&n| n > 0).unwrap_or(0) as u64;
+        let bits = (0..=longest.min(15))
+            .map(|k| {
+                (0..=longest)
+                    .map(|b| nb[b as usize] * (k + 1).max((2 * b).saturating_sub(k + 1)))
+                    .sum::<u64>()
+            })
+            .min()
+            .unwrap_or(0);
+        entropy
+            + (self.fixed_len as u128 + u128::from(bits.div_ceil(8))) * 8 * 65536
+            + coder_loss(spread, p)
+    }
+
+    /// A lower bound, in 1/65536 bits, of every precision's payload `Σ c·(p·2^16 -
+    /// log2_fixed(f))`: by Gibbs' inequality `Σ c·(p - log2 f) >= Σ c·log2(mass/c)` for any
+    /// frequencies summing to `2^p`, and `log2_fixed` is within two units of `2^16·log2`
+    /// (`log2_fixed_is_within_two_units`), so `Σ c·(2^16·log2(mass) - log2_fixed(c) - 4)` is
+    /// below every payload. `log2(mass)` (and that of a count of 2^16 or more) is taken in
+    /// floating point with a margin far above its rounding error on any platform, so the bound
+    /// holds everywhere; only pruning uses it, never a choice.
+    fn entropy_floor(&self) -> u128 {
+        let top = ((self.mass as f64).log2() * 65536.0 * (1.0 - 1e-12) - 1.0).max(0.0) as u64;
+        // A term is negative only for a count within 1/45000 of the mass.
+        let mut floor: i128 = 0;
+        for &c in &self.counts {
+            let log_c = if c < 1 << 16 {
+                log2_fixed(c as u32) + 4
+            } else {
+                ((c as f64).log2() * 65536.0 * (1.0 + 1e-12)) as u64 + 5
+            };
+            floor += i128::from(c) * (i128::from(top) - i128::from(log_c));
+        }
+        floor.max(0) as u128
     }
 
     /// `cost_fixed(counts, table)` of the table with `freqs` at precision `p`.
@@ -619,15 +707,25 @@ pub fn build_table(counts: &[u64], precision_bits: Option<u8>) -> Option<FreqTab
             .iter()
             .map(|&c| u128::from(c) * u128::from(c) / present.mass)
             .sum::<u128>();
-    // (precision, cost, fits L1, frequencies)
-    let mut tried: Vec<(u8, u128, bool, Vec<u32>)> = Vec::with_capacity(17);
+    // (precision, cost, fits L1). Precisions are tried upward until `cost_floor`, which
+    // never decreases with the precision, reaches the cheapest cost so far: no precision
+    // beyond can then be the cheapest, nor the smallest within 1/4096 of it, nor one that fits
+    // L1 when the tightest does not (fitting is a prefix of the precisions).
+    let mut tried: Vec<(u8, u128, bool)> = Vec::with_capacity(17);
+    let entropy = present.entropy_floor();
+    let (mut freqs, mut scratch) = (Vec::new(), Vec::new());
+    let mut least = u128::MAX;
     for p in min_bits..=MAX_PRECISION_BITS {
-        let Some(f) = present.quantize(p) else {
+        if least != u128::MAX && present.cost_floor(p, entropy, spread) >= least {
+            break;
+        }
+        if !present.quantize_into(p, &mut freqs, &mut scratch) {
             continue;
-        };
-        let cost = present.cost(p, &f) + coder_loss(spread, p);
-        let fits = decode_table_bytes(p, &present.symbols, &f) <= L1_TABLE_BYTES;
-        tried.push((p, cost, fits, f));
+        }
+        let cost = present.cost(p, &freqs) + coder_loss(spread, p);
+        let fits = decode_table_bytes(p, &present.symbols, &freqs) <= L1_TABLE_BYTES;
+        least = least.min(cost);
+        tried.push((p, cost, fits));
     }
     // The smallest precision within 1/4096 of the cheapest of those `keep` allows.
     let tightest = |keep: &dyn Fn(bool) -> bool| -> Option<usize> {
@@ -647,7 +745,8 @@ pub fn build_table(counts: &[u64], precision_bits: Option<u8>) -> Option<FreqTab
             _ => tight,
         }
     };
-    let (p, _, _, f) = tried.swap_remove(pick);
+    let p = tried[pick].0;
+    let f = present.quantize(p)?;
     Some(present.table(p, f))
 }
 
@@ -869,6 +968,60 @@ mod tests {
         }
     }
 
+    /// Histograms of small maps (tens to tens of thousands of symbols, the regime where
+    /// `build_table` stops early): `cost_floor` is below every precision's cost and never
+    /// decreases, and the choice is the reference's, which costs every precision.
+    #[test]
+    fn pruned_choice_matches_the_reference_on_small_histograms() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(31);
+        let mut stopped_early = 0;
+        for round in 0..3000 {
+            let alphabet = [2usize, 16, 50, 256, 1 << 16][round % 5];
+            let present = rng.gen_range(2..=alphabet.min(400));
+            let n = 10f64.powf(rng.gen_range(0.5..5.0)) as u64 + 2;
+            let skew = rng.gen_range(0.0..6.0f64);
+            let mut counts = vec![0u64; alphabet];
+            for _ in 0..n {
+                let s = (rng.gen::<f64>().powf(skew + 1.0) * present as f64) as usize;
+                let s = if alphabet > 400 { s * 97 % alphabet } else { s };
+                counts[s] += 1;
+            }
+            if round % 11 == 0 {
+                // One symbol holding nearly all the mass: entropy terms near zero.
+                counts[0] += n * 100_000;
+            }
+            let Some(pr) = Present::new(&counts) else {
+                continue;
+            };
+            let spread = pr.mass
+                - pr.counts
+                    .iter()
+                    .map(|&c| u128::from(c) * u128::from(c) / pr.mass)
+                    .sum::<u128>();
+            let entropy = pr.entropy_floor();
+            let min_bits = ((64 - (pr.symbols.len() as u64 - 1).leading_zeros()) as u8).max(1);
+            let (mut last, mut least, mut stop) = (0u128, u128::MAX, None);
+            for p in min_bits..=MAX_PRECISION_BITS {
+                let floor = pr.cost_floor(p, entropy, spread);
+                let cost = pr.cost(p, &pr.quantize(p).unwrap()) + coder_loss(spread, p);
+                assert!(floor <= cost, "round {round} p {p}: floor {floor} > cost {cost}");
+                assert!(floor >= last, "round {round} p {p}: the floor fell");
+                if stop.is_none() && least != u128::MAX && floor >= least {
+                    stop = Some(p);
+                }
+                (last, least) = (floor, least.min(cost));
+            }
+            stopped_early += usize::from(stop.is_some_and(|p| p < MAX_PRECISION_BITS));
+            assert_eq!(
+                build_table(&counts, None),
+                reference::ref_build_table(&counts, None),
+                "round {round}"
+            );
+        }
+        assert!(stopped_early > 2000, "stopped early {stopped_early} of 3000");
+    }
+
     /// Large streams of geometric-like 8-bit codes (the 16 MiB benchmarks' regime): the
     /// cheapest precisions are 13-16, and whether a table that fits L1 comes within 1/200
     /// decides. Both outcomes must occur, and every choice must match the reference.
@@ -907,6 +1060,16 @@ mod tests {
             kept_l1 > 20 && left_l1 > 20,
             "{kept_l1} in L1, {left_l1} out"
         );
+    }
+
+    /// `Present::entropy_floor` relies on it for every frequency and count below 2^16 + 1.
+    #[test]
+    fn log2_fixed_is_within_two_units() {
+        for v in 1..=1u32 << 16 {
+            let exact = (v as f64).log2() * 65536.0;
+            let got = log2_fixed(v) as f64;
+            assert!((exact - got).abs() <= 2.0, "v={v} exact={exact} got={got}");
+        }
     }
 
     #[test]
