@@ -338,16 +338,16 @@ fn varint_len(v: u32) -> usize {
 impl Present {
     /// `None` when fewer than two symbols are present.
     fn new(counts: &[u64]) -> Option<Present> {
-        let mut symbols = Vec::new();
-        let mut cs = Vec::new();
+        let m = counts.iter().filter(|&&c| c > 0).count();
+        if m < 2 {
+            return None;
+        }
+        let (mut symbols, mut cs) = (Vec::with_capacity(m), Vec::with_capacity(m));
         for (s, &c) in counts.iter().enumerate() {
             if c > 0 {
                 symbols.push(s as u32);
                 cs.push(c);
             }
-        }
-        if symbols.len() < 2 {
-            return None;
         }
         // Indices follow the symbols' order, so (count, index) orders as (count, symbol).
         let by_count: Vec<u32> = if cs.iter().all(|&c| c < 1 << 47) {
@@ -695,10 +695,17 @@ fn coder_loss(spread: u128, p: u8) -> u128 {
 /// `tight` saves more than 1/200 against it. Returns `None` when fewer than two symbols are
 /// present.
 pub fn build_table(counts: &[u64], precision_bits: Option<u8>) -> Option<FreqTable> {
-    if let Some(p) = precision_bits {
-        return quantize(counts, p);
-    }
+    build_table_costed(counts, precision_bits).map(|(t, _)| t)
+}
+
+/// `build_table` and the table's `cost_fixed(counts, table)`, which the choice computed anyway.
+pub fn build_table_costed(counts: &[u64], precision_bits: Option<u8>) -> Option<(FreqTable, u128)> {
     let present = Present::new(counts)?;
+    if let Some(p) = precision_bits {
+        let f = present.quantize(p)?;
+        let cost = present.cost(p, &f);
+        return Some((present.table(p, f), cost));
+    }
     let n = present.symbols.len() as u64;
     let min_bits = ((64 - (n - 1).leading_zeros()) as u8).max(1); // ceil(log2(present))
     let spread = present.mass
@@ -707,13 +714,16 @@ pub fn build_table(counts: &[u64], precision_bits: Option<u8>) -> Option<FreqTab
             .iter()
             .map(|&c| u128::from(c) * u128::from(c) / present.mass)
             .sum::<u128>();
-    // (precision, cost, fits L1). Precisions are tried upward until `cost_floor`, which
+    // (precision, cost with the coder's loss, fits L1), their frequencies one after another in
+    // `kept`. Precisions are tried upward until `cost_floor`, which
     // never decreases with the precision, reaches the cheapest cost so far: no precision
     // beyond can then be the cheapest, nor the smallest within 1/4096 of it, nor one that fits
     // L1 when the tightest does not (fitting is a prefix of the precisions).
     let mut tried: Vec<(u8, u128, bool)> = Vec::with_capacity(17);
     let entropy = present.entropy_floor();
-    let (mut freqs, mut scratch) = (Vec::new(), Vec::new());
+    let m = present.symbols.len();
+    let (mut freqs, mut scratch) = (Vec::with_capacity(m), Vec::with_capacity(m));
+    let mut kept = Vec::with_capacity(m * 8);
     let mut least = u128::MAX;
     for p in min_bits..=MAX_PRECISION_BITS {
         if least != u128::MAX && present.cost_floor(p, entropy, spread) >= least {
@@ -726,6 +736,7 @@ pub fn build_table(counts: &[u64], precision_bits: Option<u8>) -> Option<FreqTab
         let fits = decode_table_bytes(p, &present.symbols, &freqs) <= L1_TABLE_BYTES;
         least = least.min(cost);
         tried.push((p, cost, fits));
+        kept.extend_from_slice(&freqs);
     }
     // The smallest precision within 1/4096 of the cheapest of those `keep` allows.
     let tightest = |keep: &dyn Fn(bool) -> bool| -> Option<usize> {
@@ -745,9 +756,9 @@ pub fn build_table(counts: &[u64], precision_bits: Option<u8>) -> Option<FreqTab
             _ => tight,
         }
     };
-    let p = tried[pick].0;
-    let f = present.quantize(p)?;
-    Some(present.table(p, f))
+    let (p, cost, _) = tried[pick];
+    let f = kept[pick * m..(pick + 1) * m].to_vec();
+    Some((present.table(p, f), cost - coder_loss(spread, p)))
 }
 
 #[cfg(test)]
@@ -1013,11 +1024,18 @@ mod tests {
                 (last, least) = (floor, least.min(cost));
             }
             stopped_early += usize::from(stop.is_some_and(|p| p < MAX_PRECISION_BITS));
-            assert_eq!(
-                build_table(&counts, None),
-                reference::ref_build_table(&counts, None),
-                "round {round}"
-            );
+            let want = reference::ref_build_table(&counts, None);
+            assert_eq!(build_table(&counts, None), want, "round {round}");
+            // The cost it hands the stream planner is the table's own.
+            let (t, cost) = build_table_costed(&counts, None).unwrap();
+            assert_eq!(cost, reference::ref_cost_fixed(&counts, &t), "round {round}");
+            let p = 1 + round as u8 % 16;
+            if let Some((t, cost)) = build_table_costed(&counts, Some(p)) {
+                assert_eq!(Some(&t), reference::ref_quantize(&counts, p).as_ref());
+                assert_eq!(cost, reference::ref_cost_fixed(&counts, &t), "round {round}");
+            } else {
+                assert_eq!(reference::ref_quantize(&counts, p), None);
+            }
         }
         assert!(stopped_early > 2000, "stopped early {stopped_early} of 3000");
     }

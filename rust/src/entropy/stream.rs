@@ -7,7 +7,9 @@ use rayon::prelude::*;
 
 use crate::buffer::{zeroed, Pod};
 use crate::bytes::{put_u16, put_u32, put_u64, Reader};
-use crate::entropy::freq::{build_table, cost_fixed, FreqTable, MAX_PRECISION_BITS};
+use crate::entropy::freq::{
+    build_table_costed, cost_fixed, FreqTable, MAX_PRECISION_BITS,
+};
 use crate::entropy::rans::{Decoder, Encoder, Symbol, MAX_LANES};
 use crate::error::{corrupt, CodecError, Result};
 
@@ -101,7 +103,11 @@ pub struct RansPlan {
 /// The chunk size, lanes and estimated length of a rANS stream of `n` symbols with histogram
 /// `counts` coded with `table`.
 pub fn rans_plan(counts: &[u64], table: &FreqTable, n: usize, opts: &EncodeOptions) -> RansPlan {
-    let cost = cost_fixed(counts, table);
+    rans_plan_costed(cost_fixed(counts, table), n, opts)
+}
+
+/// `rans_plan` from the table's `cost_fixed`, which `build_table_costed` returns.
+pub fn rans_plan_costed(cost: u128, n: usize, opts: &EncodeOptions) -> RansPlan {
     let chunk_log2 = opts.chunk_log2.unwrap_or_else(|| chunk_log2_for(n, cost));
     let chunk = 1usize << chunk_log2;
     let lanes = lanes_for(n.min(chunk));
@@ -274,10 +280,8 @@ impl StreamPlan {
         let n = counts.iter().sum::<u64>() as usize;
         let present = counts.iter().filter(|&&c| c > 0).count();
         let rans = if present >= 2 {
-            build_table(counts, opts.precision_bits).map(|t| {
-                let plan = rans_plan(counts, &t, n, opts);
-                (t, plan)
-            })
+            build_table_costed(counts, opts.precision_bits)
+                .map(|(t, cost)| (t, rans_plan_costed(cost, n, opts)))
         } else {
             None
         };
