@@ -338,19 +338,19 @@ fn varint_len(v: u32) -> usize {
 impl Present {
     /// `None` when fewer than two symbols are present.
     fn new(counts: &[u64]) -> Option<Present> {
-        let m = counts.iter().filter(|&&c| c > 0).count();
-        if m < 2 {
-            return None;
+        let mut present = Present::gather(counts)?;
+        present.sort_by_count();
+        Some(present)
+    }
+
+    /// Fills `by_count` (once).
+    fn sort_by_count(&mut self) {
+        if !self.by_count.is_empty() {
+            return;
         }
-        let (mut symbols, mut cs) = (Vec::with_capacity(m), Vec::with_capacity(m));
-        for (s, &c) in counts.iter().enumerate() {
-            if c > 0 {
-                symbols.push(s as u32);
-                cs.push(c);
-            }
-        }
+        let (symbols, cs) = (&self.symbols, &self.counts);
         // Indices follow the symbols' order, so (count, index) orders as (count, symbol).
-        let by_count: Vec<u32> = if cs.iter().all(|&c| c < 1 << 47) {
+        self.by_count = if cs.iter().all(|&c| c < 1 << 47) {
             // One integer key per symbol sorts faster than pairs.
             let mut keys: Vec<u64> = cs
                 .iter()
@@ -364,6 +364,21 @@ impl Present {
             by_count.sort_unstable_by_key(|&i| (cs[i as usize], i));
             by_count
         };
+    }
+
+    /// `new` without the forcing order (`by_count` empty): all that the cost floors need.
+    fn gather(counts: &[u64]) -> Option<Present> {
+        let m = counts.iter().filter(|&&c| c > 0).count();
+        if m < 2 {
+            return None;
+        }
+        let (mut symbols, mut cs) = (Vec::with_capacity(m), Vec::with_capacity(m));
+        for (s, &c) in counts.iter().enumerate() {
+            if c > 0 {
+                symbols.push(s as u32);
+                cs.push(c);
+            }
+        }
         let mass = cs.iter().map(|&c| u128::from(c)).sum();
         let mut fixed_len = varint_len(symbols.len() as u32) + 1;
         let (mut runs, mut next, mut i) = (0u32, 0u32, 0usize);
@@ -382,7 +397,7 @@ impl Present {
         Some(Present {
             symbols,
             counts: cs,
-            by_count,
+            by_count: Vec::new(),
             mass,
             fixed_len,
         })
@@ -698,9 +713,50 @@ pub fn build_table(counts: &[u64], precision_bits: Option<u8>) -> Option<FreqTab
     build_table_costed(counts, precision_bits).map(|(t, _)| t)
 }
 
+/// A lower bound of `cost_fixed(counts, t)` for any table `t` of these counts at any
+/// precision (`build_table_costed`'s cost included): the order-0 entropy and the least table
+/// bytes at the least precision (both `Present::cost_floor`'s, whose table part never falls as
+/// the precision rises). `None` when fewer than two symbols are present.
+pub fn cost_floor(counts: &[u64]) -> Option<u128> {
+    Some(Gathered::new(counts)?.cost_floor())
+}
+
+/// A histogram's present symbols, gathered once for `Gathered::cost_floor` and then, if the
+/// floor did not rule the stream out, for `build_table_gathered`, which does not gather again.
+pub struct Gathered {
+    present: Present,
+    /// `Present::entropy_floor`, once computed.
+    entropy: Option<u128>,
+}
+
+impl Gathered {
+    /// `None` when fewer than two symbols are present.
+    pub fn new(counts: &[u64]) -> Option<Gathered> {
+        Some(Gathered {
+            present: Present::gather(counts)?,
+            entropy: None,
+        })
+    }
+
+    /// `cost_floor` of the gathered counts.
+    pub fn cost_floor(&mut self) -> u128 {
+        let present = &self.present;
+        let entropy = *self.entropy.get_or_insert_with(|| present.entropy_floor());
+        let m = present.symbols.len() as u64;
+        let min_bits = ((64 - (m - 1).leading_zeros()) as u8).max(1);
+        present.cost_floor(min_bits, entropy, 0)
+    }
+}
+
 /// `build_table` and the table's `cost_fixed(counts, table)`, which the choice computed anyway.
 pub fn build_table_costed(counts: &[u64], precision_bits: Option<u8>) -> Option<(FreqTable, u128)> {
-    let present = Present::new(counts)?;
+    build_table_gathered(Gathered::new(counts)?, precision_bits)
+}
+
+/// `build_table_costed` of the counts `g` gathered.
+pub fn build_table_gathered(g: Gathered, precision_bits: Option<u8>) -> Option<(FreqTable, u128)> {
+    let Gathered { mut present, entropy } = g;
+    present.sort_by_count();
     if let Some(p) = precision_bits {
         let f = present.quantize(p)?;
         let cost = present.cost(p, &f);
@@ -720,7 +776,7 @@ pub fn build_table_costed(counts: &[u64], precision_bits: Option<u8>) -> Option<
     // beyond can then be the cheapest, nor the smallest within 1/4096 of it, nor one that fits
     // L1 when the tightest does not (fitting is a prefix of the precisions).
     let mut tried: Vec<(u8, u128, bool)> = Vec::with_capacity(17);
-    let entropy = present.entropy_floor();
+    let entropy = entropy.unwrap_or_else(|| present.entropy_floor());
     let m = present.symbols.len();
     let (mut freqs, mut scratch) = (Vec::with_capacity(m), Vec::with_capacity(m));
     let mut kept = Vec::with_capacity(m * 8);
@@ -1024,6 +1080,13 @@ mod tests {
                 (last, least) = (floor, least.min(cost));
             }
             stopped_early += usize::from(stop.is_some_and(|p| p < MAX_PRECISION_BITS));
+            // The public floor is below the chosen table's cost and every precision's.
+            let floor = super::cost_floor(&counts).unwrap();
+            for p in min_bits..=MAX_PRECISION_BITS {
+                let t = reference::ref_quantize(&counts, p).unwrap();
+                let cost = reference::ref_cost_fixed(&counts, &t);
+                assert!(floor <= cost, "round {round} p {p}: {floor} > {cost}");
+            }
             let want = reference::ref_build_table(&counts, None);
             assert_eq!(build_table(&counts, None), want, "round {round}");
             // The cost it hands the stream planner is the table's own.

@@ -8,7 +8,7 @@ use rayon::prelude::*;
 use crate::buffer::{zeroed, Pod};
 use crate::bytes::{put_u16, put_u32, put_u64, Reader};
 use crate::entropy::freq::{
-    build_table_costed, cost_fixed, FreqTable, MAX_PRECISION_BITS,
+    build_table_gathered, cost_fixed, FreqTable, Gathered, MAX_PRECISION_BITS,
 };
 use crate::entropy::rans::{Decoder, Encoder, Symbol, MAX_LANES};
 use crate::error::{corrupt, CodecError, Result};
@@ -277,10 +277,22 @@ impl StreamPlan {
     /// Plans `n = Σ counts` symbols of `symbol_bytes` bytes with histogram `counts` (indexed by
     /// symbol; any length that covers the symbols present).
     pub fn new(counts: &[u64], symbol_bytes: usize, opts: &EncodeOptions) -> StreamPlan {
+        StreamPlan::with_gathered(counts, None, symbol_bytes, opts)
+    }
+
+    /// `new`, with the histogram already gathered (`estimated_len_floor_gathered`) if `g` is
+    /// given.
+    pub fn with_gathered(
+        counts: &[u64],
+        g: Option<Gathered>,
+        symbol_bytes: usize,
+        opts: &EncodeOptions,
+    ) -> StreamPlan {
         let n = counts.iter().sum::<u64>() as usize;
         let present = counts.iter().filter(|&&c| c > 0).count();
         let rans = if present >= 2 {
-            build_table_costed(counts, opts.precision_bits)
+            g.or_else(|| Gathered::new(counts))
+                .and_then(|g| build_table_gathered(g, opts.precision_bits))
                 .map(|(t, cost)| (t, rans_plan_costed(cost, n, opts)))
         } else {
             None
@@ -302,6 +314,35 @@ impl StreamPlan {
             (_, 1, _) => STREAM_HEADER_BYTES + 2,
             (_, _, Some((_, plan))) => plan.estimate.min(raw),
             (_, _, None) => raw,
+        }
+    }
+}
+
+/// A lower bound of `StreamPlan::new(counts, symbol_bytes, opts).estimated_len()` that builds
+/// no table: exact for the empty and constant forms; for rANS `freq::cost_floor` and the least
+/// framing (one chunk of one lane), never above the raw form's length. What lets a caller skip
+/// planning streams that cannot be chosen.
+pub fn estimated_len_floor(counts: &[u64], symbol_bytes: usize) -> usize {
+    estimated_len_floor_gathered(counts, symbol_bytes).0
+}
+
+/// `estimated_len_floor` and the gathered histogram (`None` with fewer than two symbols), for
+/// `StreamPlan::with_gathered` should the stream be planned after all.
+pub fn estimated_len_floor_gathered(
+    counts: &[u64],
+    symbol_bytes: usize,
+) -> (usize, Option<Gathered>) {
+    let n = counts.iter().sum::<u64>() as usize;
+    let raw = STREAM_HEADER_BYTES + n * symbol_bytes;
+    if n == 0 {
+        return (STREAM_HEADER_BYTES, None);
+    }
+    match Gathered::new(counts) {
+        None => (STREAM_HEADER_BYTES + 2, None),
+        Some(mut g) => {
+            let cost = g.cost_floor();
+            let len = (cost >> 19) as usize + STREAM_HEADER_BYTES + 4 + 4 + 4;
+            (len.min(raw), Some(g))
         }
     }
 }
@@ -1059,6 +1100,46 @@ mod lane_tests {
         assert_eq!(lanes_for(65_535), 8);
         assert_eq!(lanes_for(4095), 1);
         assert_eq!(lanes_for(0), 1);
+    }
+}
+
+#[cfg(test)]
+mod floor_tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// `estimated_len_floor` is below the planned estimate for every form, precision and chunk
+    /// option (what lets the feature planner skip the CSR streams), and equal to it for the
+    /// empty and constant forms.
+    #[test]
+    fn floor_is_below_the_estimate() {
+        let mut rng = ChaCha8Rng::seed_from_u64(44);
+        let mut tight = 0;
+        for round in 0..3000 {
+            let alphabet = [1usize, 2, 16, 256, 4096][round % 5];
+            let n = [0u64, 1, 3, 40, 1568, 30_000, 300_000][round % 7];
+            let skew = rng.gen_range(0.0..5.0f64);
+            let mut counts = vec![0u64; alphabet];
+            for _ in 0..n.min(40_000) {
+                counts[(rng.gen::<f64>().powf(skew + 1.0) * alphabet as f64) as usize] +=
+                    n.div_ceil(40_000);
+            }
+            let opts = EncodeOptions {
+                precision_bits: [None, None, Some(1), Some(8), Some(16)][round % 5],
+                chunk_log2: [None, Some(8)][round % 2],
+                threads: 1,
+            };
+            let width = 1 + round % 2;
+            let floor = estimated_len_floor(&counts, width);
+            let est = StreamPlan::new(&counts, width, &opts).estimated_len();
+            assert!(floor <= est, "round {round}: floor {floor} > estimate {est}");
+            tight += usize::from(floor == est);
+            if counts.iter().filter(|&&c| c > 0).count() < 2 {
+                assert_eq!(floor, est, "round {round}");
+            }
+        }
+        assert!(tight > 300 && tight < 2700, "{tight} of 3000 equal");
     }
 }
 

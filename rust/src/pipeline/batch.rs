@@ -137,12 +137,12 @@ pub struct FeatureItem<'a> {
     pub opts: FeatureOptions,
 }
 
-/// `feature::compress` of every item on `threads` threads (0: all cores), each item on one
+/// `feature::compress_blob` of every item on `threads` threads (0: all cores), each item on one
 /// thread (its own `opts.coder.threads` is ignored); the containers, in order.
 pub fn compress_features(items: Vec<FeatureItem<'_>>, threads: usize) -> Vec<Result<Vec<u8>>> {
     par_map(items, threads, |(_, mut it)| {
         it.opts.coder.threads = 1;
-        feature::compress(it.data, &it.shape, it.float_type, &it.opts).map(|(blob, _)| blob)
+        feature::compress_blob(it.data, &it.shape, it.float_type, &it.opts)
     })
 }
 

@@ -100,14 +100,16 @@ type PerTensor = (
     Option<Vec<i32>>,
 );
 
-/// Quantizes and codes a float32 feature tensor, with the interpreter released: the container
-/// and the plan (what `encode_feature` and `compress_feature` share).
-fn encode<'py>(
+/// Quantizes and codes a float32 feature tensor with `code` (`feature::compress` or
+/// `compress_blob`), the interpreter released (what `encode_feature` and `compress_feature`
+/// share).
+fn encode<'py, T: Send>(
     x: &PyReadonlyArrayDyn<'py, f32>,
     dtype: &str,
     options: &CoderOptions,
     (axis, clip, scale, zero_point): PerTensor,
-) -> PyResult<(Vec<u8>, Plan)> {
+    code: fn(&[f32], &[usize], FloatType, &feature::FeatureOptions) -> crate::error::Result<T>,
+) -> PyResult<T> {
     let float_type = FloatType::from_name(dtype)
         .ok_or_else(|| PyValueError::new_err(format!("unsupported float dtype {dtype}")))?;
     let shape = x.shape().to_vec();
@@ -115,8 +117,7 @@ fn encode<'py>(
     let data = x
         .as_slice()
         .map_err(|_| PyValueError::new_err("array must be C-contiguous"))?;
-    Ok(x.py()
-        .detach(|| feature::compress(data, &shape, float_type, &opts))?)
+    Ok(x.py().detach(|| code(data, &shape, float_type, &opts))?)
 }
 
 /// Quantizes and codes a float32 feature tensor; returns the container and the plan.
@@ -131,7 +132,8 @@ fn encode_feature<'py>(
     scale: Option<Vec<f32>>,
     zero_point: Option<Vec<i32>>,
 ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyDict>)> {
-    let (blob, plan) = encode(&x, dtype, &options, (axis, clip, scale, zero_point))?;
+    let per_tensor = (axis, clip, scale, zero_point);
+    let (blob, plan) = encode(&x, dtype, &options, per_tensor, feature::compress)?;
     let py = x.py();
     Ok((PyBytes::new(py, &blob), plan_dict(py, &plan)?))
 }
@@ -149,7 +151,8 @@ fn compress_feature<'py>(
     scale: Option<Vec<f32>>,
     zero_point: Option<Vec<i32>>,
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let (blob, _) = encode(&x, dtype, &options, (axis, clip, scale, zero_point))?;
+    let per_tensor = (axis, clip, scale, zero_point);
+    let blob = encode(&x, dtype, &options, per_tensor, feature::compress_blob)?;
     Ok(PyBytes::new(x.py(), &blob))
 }
 

@@ -7,6 +7,7 @@
 
 use crate::buffer::{self, Pod};
 use crate::bytes::{put_u64, put_varint64};
+use crate::entropy::freq;
 use crate::entropy::rans::Symbol;
 use crate::entropy::stream::{self, EncodeOptions, StreamPlan};
 use crate::error::{corrupt, CodecError, Result};
@@ -393,9 +394,9 @@ pub fn compact_estimates(dense: f64, csr: [f64; 3], rows: usize, nonzeros: usize
 pub fn plan(x: &[f32], shape: &[usize], opts: &FeatureOptions, search_all: bool) -> Result<Plan> {
     validate(x.len(), shape, opts)?;
     if opts.bits <= 8 {
-        Ok(prepare::<u8>(x, opts, search_all)?.plan)
+        Ok(prepare::<u8>(x, opts, search_all, true)?.plan)
     } else {
-        Ok(prepare::<u16>(x, opts, search_all)?.plan)
+        Ok(prepare::<u16>(x, opts, search_all, true)?.plan)
     }
 }
 
@@ -407,10 +408,15 @@ struct Prepared<C> {
     streams: Vec<StreamPlan>,
 }
 
+/// `estimates`: every figure of the plan computed. Without it (a caller that keeps only the
+/// blob), auto skips planning the CSR streams when lower bounds of their estimates
+/// (`stream::estimated_len_floor`) already lose to dense: the choice is the same, and the plan's
+/// CSR figures are those bounds.
 fn prepare<C: Code + Symbol>(
     x: &[f32],
     opts: &FeatureOptions,
     search_all: bool,
+    estimates: bool,
 ) -> Result<Prepared<C>> {
     let ch = channels(opts);
     let mut clock = Clock::start();
@@ -486,8 +492,6 @@ fn prepare<C: Code + Symbol>(
         h
     };
     plan.nonzeros = values_hist.iter().sum::<u64>() as usize;
-    let values = stream_plan(&values_hist, C::BYTES);
-    plan.values_bytes = bytes(&values);
     let search = search_all || opts.reshape == Reshape::Search;
     // Searching every candidate walks the nonzero positions once per candidate.
     let positions = if search {
@@ -539,20 +543,64 @@ fn prepare<C: Code + Symbol>(
     } else {
         sparse::code_histograms(&q, &zps, ch, plan.rows)
     };
-    let (row_plan, col_plan) = (stream_plan(&row_hist, 2), stream_plan(&col_hist, 2));
-    plan.csr_bytes = bytes(&row_plan) + bytes(&col_plan) + plan.values_bytes;
     // What auto compares: the record estimates, or in the compact container the same streams
-    // framed as it frames them (FORMAT.md 6.8 step 7).
-    let (dense_cmp, csr_cmp) = if opts.version == container::COMPACT_VERSION {
-        compact_estimates(
-            plan.dense_bytes,
-            [bytes(&row_plan), bytes(&col_plan), plan.values_bytes],
-            plan.rows,
-            plan.nonzeros,
-        )
-    } else {
-        (plan.dense_bytes, plan.csr_bytes)
+    // framed as it frames them (FORMAT.md 6.8 step 7). Both are non-decreasing in each CSR
+    // stream's estimate, so lower bounds of those give a lower bound of CSR's figure.
+    let compare = |plan: &Plan, [r, c, v]: [f64; 3]| {
+        if opts.version == container::COMPACT_VERSION {
+            compact_estimates(plan.dense_bytes, [r, c, v], plan.rows, plan.nonzeros)
+        } else {
+            (plan.dense_bytes, r + c + v)
+        }
     };
+    // The histograms gathered for the floors, handed on to the planner if it runs after all.
+    let mut gathered: [Option<freq::Gathered>; 3] = [None, None, None];
+    if !estimates && matches!(opts.mode, ModeChoice::Auto | ModeChoice::Best) {
+        let mut floor = |i: usize, h: &[u64], width: usize| {
+            let (len, g) = stream::estimated_len_floor_gathered(h, width);
+            gathered[i] = g;
+            (8 + len) as f64
+        };
+        let floors = [
+            floor(0, &row_hist, 2),
+            floor(1, &col_hist, 2),
+            floor(2, &values_hist, C::BYTES),
+        ];
+        let (dense_cmp, csr_floor) = compare(&plan, floors);
+        if !auto_takes_csr(dense_cmp, csr_floor) {
+            plan.values_bytes = floors[2];
+            plan.csr_bytes = floors.iter().sum();
+            plan.mode = Mode::Dense;
+            plan.reason = Reason::Auto {
+                dense: dense_cmp,
+                csr: csr_floor,
+                rows: plan.rows,
+                nonzeros: plan.nonzeros,
+                total,
+            };
+            plan.seconds.sparse = clock.lap();
+            return Ok(Prepared {
+                q,
+                plan,
+                streams: vec![dense],
+            });
+        }
+    }
+    let [g_rows, g_cols, g_values] = gathered;
+    let stream_plan = |counts: &[u64], g, width: usize| {
+        StreamPlan::with_gathered(counts, g, width, &opts.coder)
+    };
+    let values = stream_plan(&values_hist, g_values, C::BYTES);
+    plan.values_bytes = bytes(&values);
+    let (row_plan, col_plan) = (
+        stream_plan(&row_hist, g_rows, 2),
+        stream_plan(&col_hist, g_cols, 2),
+    );
+    plan.csr_bytes = bytes(&row_plan) + bytes(&col_plan) + plan.values_bytes;
+    let (dense_cmp, csr_cmp) = compare(
+        &plan,
+        [bytes(&row_plan), bytes(&col_plan), plan.values_bytes],
+    );
     plan.mode = match opts.mode {
         ModeChoice::Csr => Mode::Csr,
         ModeChoice::Dense => Mode::Dense,
@@ -580,18 +628,40 @@ fn prepare<C: Code + Symbol>(
     Ok(Prepared { q, plan, streams })
 }
 
-/// Compresses a float32 feature tensor (C order) that had dtype `float_type`.
+/// Compresses a float32 feature tensor (C order) that had dtype `float_type`; returns the
+/// container and the plan, every estimate in it computed.
 pub fn compress(
     x: &[f32],
     shape: &[usize],
     float_type: FloatType,
     opts: &FeatureOptions,
 ) -> Result<(Vec<u8>, Plan)> {
+    compress_with(x, shape, float_type, opts, true)
+}
+
+/// `compress`'s container alone, the same bytes: auto may skip planning CSR streams that
+/// cannot be chosen (`prepare`), a third of a small map's time.
+pub fn compress_blob(
+    x: &[f32],
+    shape: &[usize],
+    float_type: FloatType,
+    opts: &FeatureOptions,
+) -> Result<Vec<u8>> {
+    Ok(compress_with(x, shape, float_type, opts, false)?.0)
+}
+
+fn compress_with(
+    x: &[f32],
+    shape: &[usize],
+    float_type: FloatType,
+    opts: &FeatureOptions,
+    estimates: bool,
+) -> Result<(Vec<u8>, Plan)> {
     validate(x.len(), shape, opts)?;
     if opts.bits <= 8 {
-        compress_typed::<u8>(x, shape, float_type, opts)
+        compress_typed::<u8>(x, shape, float_type, opts, estimates)
     } else {
-        compress_typed::<u16>(x, shape, float_type, opts)
+        compress_typed::<u16>(x, shape, float_type, opts, estimates)
     }
 }
 
@@ -600,12 +670,13 @@ fn compress_typed<C: Code + Symbol>(
     shape: &[usize],
     float_type: FloatType,
     opts: &FeatureOptions,
+    estimates: bool,
 ) -> Result<(Vec<u8>, Plan)> {
     let Prepared {
         q,
         mut plan,
         streams: plans,
-    } = prepare::<C>(x, opts, false)?;
+    } = prepare::<C>(x, opts, false, estimates)?;
     // The stream plans made from prepare's histograms, for the mode it chose.
     let planned_mode = plan.mode;
     let mut clock = Clock::start();
@@ -820,4 +891,72 @@ fn write<C: Code + Symbol>(
     };
     plan.seconds.container += clock.lap();
     Ok(blob)
+}
+
+#[cfg(test)]
+mod blob_tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// `compress_blob`, which may skip planning CSR, writes `compress`'s bytes: on maps from
+    /// all dense to nearly all zeros, both container versions, auto and best, per tensor and per
+    /// channel, 2 to 12 bits. Both outcomes of the skip must occur.
+    #[test]
+    fn blob_alone_is_compress_bytes() {
+        let mut rng = ChaCha8Rng::seed_from_u64(61);
+        let (mut skipped, mut planned) = (0, 0);
+        for round in 0..400 {
+            let c = [1usize, 3, 16, 32][round % 4];
+            let hw = [1usize, 7, 14, 28][(round / 4) % 4];
+            let shape = vec![1, c, hw, hw];
+            let n = c * hw * hw;
+            let zeros = rng.gen_range(0.0..1.0f64);
+            let x: Vec<f32> = (0..n)
+                .map(|_| {
+                    if rng.gen_bool(zeros) {
+                        0.0
+                    } else {
+                        rng.gen::<f32>().powi(2) * 6.0
+                    }
+                })
+                .collect();
+            let opts = FeatureOptions {
+                bits: [2u8, 4, 8, 12][round % 4],
+                axis: (round % 3 == 0).then_some((
+                    1,
+                    Channels {
+                        channels: c,
+                        inner: hw * hw,
+                    },
+                )),
+                range: Range::MinMax,
+                mode: [ModeChoice::Auto, ModeChoice::Best][(round / 2) % 2],
+                reshape: Reshape::Model,
+                non_finite: NonFinite::Error,
+                coder: EncodeOptions {
+                    threads: 1,
+                    ..Default::default()
+                },
+                version: [container::COMPACT_VERSION, 1][(round / 3) % 2],
+            };
+            let (want, _) = compress(&x, &shape, FloatType::F32, &opts).unwrap();
+            let got = compress_blob(&x, &shape, FloatType::F32, &opts).unwrap();
+            assert_eq!(got, want, "round {round}");
+            let full = plan(&x, &shape, &opts, false).unwrap();
+            let lean = if opts.bits <= 8 {
+                prepare::<u8>(&x, &opts, false, false).unwrap().plan
+            } else {
+                prepare::<u16>(&x, &opts, false, false).unwrap().plan
+            };
+            assert_eq!(lean.mode, full.mode, "round {round}");
+            if lean.csr_bytes == full.csr_bytes {
+                planned += 1;
+            } else {
+                assert!(lean.csr_bytes < full.csr_bytes, "round {round}: not a floor");
+                skipped += 1;
+            }
+        }
+        assert!(skipped > 40 && planned > 40, "{skipped} skipped, {planned} planned");
+    }
 }
