@@ -204,11 +204,15 @@ impl Encoder {
             // At most one word per symbol: k <= symbols done < words.len().
             words[k] = x as u16;
             k += usize::from(need);
-            let xr = if need { x >> 16 } else { x };
-            let q = ((u128::from(e.rcp) * u128::from(xr)) >> 64) as u32 | (xr & e.one_mask);
-            x = xr
-                .wrapping_add(e.cum_freq)
-                .wrapping_add(q.wrapping_mul(e.cmpl_freq));
+            // Both outcomes of the renormalization computed from `x` at once and one taken at
+            // the end: the comparison is off the state's dependency chain.
+            let step = |xr: u32| {
+                let q = ((u128::from(e.rcp) * u128::from(xr)) >> 64) as u32 | (xr & e.one_mask);
+                xr.wrapping_add(e.cum_freq)
+                    .wrapping_add(q.wrapping_mul(e.cmpl_freq))
+            };
+            let (kept, shifted) = (step(x), step(x >> 16));
+            x = if need { shifted } else { kept };
         }
         words.truncate(k);
         words.reverse();
