@@ -342,9 +342,46 @@ def _rust_escape(s: str) -> str:
     return re.sub(r"([\\.+*?()|\[\]{}^$#&\-~])", r"\\\1", s)
 
 
+class RustTree:
+    """A copy of the working tree in which cargo-mutants can see the crate's layers.
+
+    ``rust/src/lib.rs`` declares its layers with the ``layers!`` macro (``pub`` with the
+    ``internals`` feature, private otherwise), and cargo-mutants finds a crate's files by
+    following plain ``mod`` items without expanding macros: in the tree itself it finds no file
+    under ``rust/src`` but ``lib.rs`` and ``python/``. The copy (the files git tracks or would
+    track, as they are now) declares each layer ``pub mod``, which is what the tests build anyway
+    (the crate is its own dev-dependency with ``internals``). Mutant names are the same paths.
+    """
+
+    def __enter__(self) -> Path:
+        import tempfile
+
+        self.path = Path(tempfile.mkdtemp(prefix="splitans-mutants."))
+        listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
+                                capture_output=True, check=True).stdout.decode().split("\0")
+        for f in filter(None, listed):
+            src = ROOT / f
+            if src.is_file():
+                (self.path / f).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, self.path / f)
+        lib = self.path / "rust" / "src" / "lib.rs"
+        text = lib.read_text()
+        lib.write_text(re.sub(r"layers!\(([^)]*)\);", lambda m: "".join(
+            f"pub mod {n.strip()};\n" for n in m.group(1).split(",") if n.strip()), text))
+        return self.path
+
+    def __exit__(self, *exc) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
 def run_rust_area(args) -> dict:
+    with RustTree() as tree:
+        return _run_rust_area(args, tree)
+
+
+def _run_rust_area(args, tree: Path) -> dict:
     files = [a for f in RUST_FILES for a in ("--file", f)]
-    listed = subprocess.run(["cargo", "mutants", "--list", "--json", *files], cwd=ROOT, capture_output=True,
+    listed = subprocess.run(["cargo", "mutants", "--list", "--json", *files], cwd=tree, capture_output=True,
                             text=True, check=True)
     mutants = json.loads(listed.stdout)
     names = [m["name"] for m in mutants]
@@ -371,7 +408,7 @@ def run_rust_area(args) -> dict:
         cmd = ["cargo", "mutants", *files, "-F", regex, "-j", "1", "--timeout", "600", "--output", str(out),
                "--no-shuffle", "--profile", "mutants", *[f"--cargo-test-arg={a}" for a in tests]]
         print("  " + " ".join(cmd[:4]) + f" ... ({len(chosen)} mutants)", flush=True)
-        subprocess.run(cmd, cwd=ROOT)
+        subprocess.run(cmd, cwd=tree)
         data = json.loads((out / "mutants.out" / "outcomes.json").read_text())
         for o in data["outcomes"]:
             sc = o.get("scenario")
@@ -449,8 +486,9 @@ def main(argv=None) -> int:
     if args.list:
         for a in areas:
             if a == "rust":
-                out = subprocess.run(["cargo", "mutants", "--list", *[x for f in RUST_FILES for x in ("--file", f)]],
-                                     cwd=ROOT, capture_output=True, text=True).stdout
+                with RustTree() as tree:
+                    out = subprocess.run(["cargo", "mutants", "--list", *[x for f in RUST_FILES for x in ("--file", f)]],
+                                         cwd=tree, capture_output=True, text=True).stdout
                 print(f"rust: {len(out.splitlines())} mutants")
             else:
                 print(f"{a}: {len(enumerate_python(a))} mutants")
