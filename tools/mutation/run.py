@@ -101,7 +101,9 @@ AREAS: Dict[str, Area] = {
 #: `mutants` profile of Cargo.toml.
 RUST_FILES = ["rust/src/model/pctx/mod.rs", "rust/src/model/pctx/tables.rs", "rust/src/model/pctx/neighbours.rs",
               "rust/src/model/pctx/encode.rs", "rust/src/model/pctx/decode.rs", "rust/src/model/pctx/avx2.rs",
-              "rust/src/model/fit.rs", "rust/src/pipeline/codec.rs", "rust/src/format/fitted.rs"]
+              "rust/src/model/fit.rs", "rust/src/pipeline/codec.rs", "rust/src/format/fitted.rs",
+              # The small-map path (issue 24 item 2): the precision search's bound, the CSR skip.
+              "rust/src/entropy/freq.rs", "rust/src/entropy/stream.rs", "rust/src/pipeline/feature/mod.rs"]
 RUST_TESTS = ["pctx_pins", "quantizers", "roundtrip", "corrupt", "fuzz_regressions", "messages"]
 RUST_SAMPLE = 6  # per file
 #: The evaluation commands' bodies in cli/ (bench.py, evaluation.py) are exercised by

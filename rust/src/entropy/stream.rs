@@ -1141,6 +1141,20 @@ mod floor_tests {
         }
         assert!(tight > 300 && tight < 2700, "{tight} of 3000 equal");
     }
+
+    /// Where the bound has no slack to speak of, it is the estimate: two equally frequent
+    /// symbols (one bit each at precision 1, a one-byte table whatever the bound assumes) in one
+    /// chunk of one lane are within a byte of the planned estimate, so the bound's framing
+    /// (header, parameters, one chunk length, one final state) is the encoder's.
+    #[test]
+    fn floor_is_tight_where_the_cost_is_known() {
+        for n in [16u64, 200, 1568, 4000] {
+            let counts = [n / 2, n / 2];
+            let floor = estimated_len_floor(&counts, 1);
+            let est = StreamPlan::new(&counts, 1, &EncodeOptions::default()).estimated_len();
+            assert!(floor <= est && est - floor <= 1, "n {n}: floor {floor}, estimate {est}");
+        }
+    }
 }
 
 #[cfg(test)]
