@@ -771,10 +771,10 @@ pub fn build_table_gathered(g: Gathered, precision_bits: Option<u8>) -> Option<(
             .map(|&c| u128::from(c) * u128::from(c) / present.mass)
             .sum::<u128>();
     // (precision, cost with the coder's loss, fits L1), their frequencies one after another in
-    // `kept`. Precisions are tried upward until `cost_floor`, which
-    // never decreases with the precision, reaches the cheapest cost so far: no precision
-    // beyond can then be the cheapest, nor the smallest within 1/4096 of it, nor one that fits
-    // L1 when the tightest does not (fitting is a prefix of the precisions).
+    // `kept`. Precisions are tried upward until `cost_floor`, which never decreases with the
+    // precision, reaches the cheapest cost so far: no precision beyond can then be the
+    // cheapest, nor the smallest within 1/4096 of it, nor one that fits L1 when the tightest
+    // does not (fitting is a prefix of the precisions).
     let mut tried: Vec<(u8, u128, bool)> = Vec::with_capacity(17);
     let entropy = entropy.unwrap_or_else(|| present.entropy_floor());
     let m = present.symbols.len();

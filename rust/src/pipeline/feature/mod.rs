@@ -640,7 +640,7 @@ pub fn compress(
 }
 
 /// `compress`'s container alone, the same bytes: auto may skip planning CSR streams that
-/// cannot be chosen (`prepare`), a third of a small map's time.
+/// cannot be chosen (`prepare`; a 1x32x7x7 map compresses 9-18 % faster).
 pub fn compress_blob(
     x: &[f32],
     shape: &[usize],
