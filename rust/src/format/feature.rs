@@ -126,7 +126,7 @@ pub fn read_meta(section: &[u8], h: &Header) -> Result<FeatureMeta> {
         Mode::Csr
             if rows > 0
                 && rows <= h.count as u64
-                && h.count % rows as usize == 0
+                && h.count.is_multiple_of(rows as usize)
                 && h.count / rows as usize <= sparse::MAX_COLS =>
         {
             rows as usize
@@ -338,7 +338,7 @@ fn parse_compact<'a>(blob: &'a [u8], h: &Header) -> Result<Parsed<'a>> {
             let n_rows = r.varint64("rows")?;
             if n_rows == 0
                 || n_rows > h.count as u64
-                || h.count % n_rows as usize != 0
+                || !h.count.is_multiple_of(n_rows as usize)
                 || h.count / n_rows as usize > sparse::MAX_COLS
             {
                 return Err(corrupt!(

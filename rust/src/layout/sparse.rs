@@ -24,7 +24,7 @@ pub fn candidate_rows(total: usize) -> Vec<usize> {
     }
     let mut d = 1usize;
     while d * d <= total {
-        if total % d == 0 {
+        if total.is_multiple_of(d) {
             for n in [d, total / d] {
                 if total / n <= MAX_COLS && !out.contains(&n) {
                     out.push(n);

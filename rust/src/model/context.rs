@@ -282,7 +282,7 @@ pub fn decode(
     if bits > MAX_BITS {
         return Err(corrupt!("context mode with {bits}-bit codes"));
     }
-    if body.len() < 4 || body.len() % 2 != 0 {
+    if body.len() < 4 || !body.len().is_multiple_of(2) {
         return Err(corrupt!(
             "context body of {} bytes (a u32 state and 16-bit words)",
             body.len()
@@ -410,7 +410,7 @@ mod tests {
                 let q: Vec<u8> = (0..n)
                     .map(|i| {
                         let r = lcg(&mut seed);
-                        if r % 3 == 0 {
+                        if r.is_multiple_of(3) {
                             (r % (l + 1)) as u8
                         } else {
                             zps[channels.of(i)] as u8

@@ -1030,7 +1030,7 @@ fn feature_version(g: &mut Gen, mode: ModeChoice, max_bits: u8, version: u8) -> 
         _ => Range::MinMax,
     };
     let divisors: Vec<usize> = (1..=n.max(1))
-        .filter(|d| n % d == 0 && n / d <= 65_535)
+        .filter(|d| n.is_multiple_of(*d) && n / d <= 65_535)
         .take(64)
         .collect();
     let reshape = match g.below(3) {

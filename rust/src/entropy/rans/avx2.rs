@@ -423,7 +423,7 @@ pub(super) unsafe fn encode<I: In>(
     let p = e.precision_bits;
     // Every value of I has an entry: the gathers stay inside the table.
     assert!(e.vt.len() >= 1 << (8 * std::mem::size_of::<I>()) && (1..=16).contains(&p));
-    assert!(symbols.len() % MAX_LANES == 0);
+    assert!(symbols.len().is_multiple_of(MAX_LANES));
     // Each vector emits at most 8 words and stores 8 at the current end.
     words.reserve(symbols.len() + ENC_PAD);
     let vt = e.vt.as_ptr().cast::<i64>();

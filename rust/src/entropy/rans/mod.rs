@@ -301,7 +301,7 @@ impl Encoder {
         symbols: &[S],
         words: &mut Vec<u16>,
     ) {
-        debug_assert!(symbols.len() % MAX_LANES == 0);
+        debug_assert!(symbols.len().is_multiple_of(MAX_LANES));
         #[cfg(target_arch = "x86_64")]
         if kernel == Kernel::Avx2 && !self.vt.is_empty() {
             // SAFETY: `Kernel::Avx2` is only chosen where the CPU has AVX2 and POPCNT; the

@@ -277,7 +277,7 @@ fn decode_raster<const MED: bool>(
     {
         // Every lane has an element at steps below `full`: those go 8 lanes at a time.
         let full = m - (lanes - 1) * seg;
-        if lanes % 8 == 0
+        if lanes.is_multiple_of(8)
             && !tb.slots.is_empty()
             && q.len() >= start + m + 3
             && start + m < i32::MAX as usize

@@ -126,7 +126,7 @@ pub fn parse_body(body: &[u8], n: usize) -> Result<Vec<ChunkSpan>> {
         let words = if parts.len() > 1 {
             counts[k]
         } else {
-            if r.remaining() % 2 != 0 {
+            if !r.remaining().is_multiple_of(2) {
                 return Err(corrupt!("context body ends inside a word"));
             }
             r.remaining() / 2

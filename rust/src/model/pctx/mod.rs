@@ -192,7 +192,7 @@ impl Model {
             ));
         }
         let a = self.alphabet();
-        if self.freqs.is_empty() || self.freqs.len() % a != 0 || self.tables() > MAX_TABLES {
+        if self.freqs.is_empty() || !self.freqs.len().is_multiple_of(a) || self.tables() > MAX_TABLES {
             return bad(format!("{} frequencies", self.freqs.len()));
         }
         if self

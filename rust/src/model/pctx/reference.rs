@@ -126,7 +126,7 @@ pub(crate) fn decode_reference(
             }
             r.take(2 * w, "words")?
         } else {
-            if r.remaining() % 2 != 0 {
+            if !r.remaining().is_multiple_of(2) {
                 return Err(corrupt!("context body ends inside a word"));
             }
             let n = r.remaining();

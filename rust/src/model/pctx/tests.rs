@@ -67,7 +67,7 @@ fn sparse_codes(seed: &mut u64, n: usize, bits: u8, zero: u8) -> Vec<u8> {
     (0..n)
         .map(|_| {
             let r = lcg(seed);
-            if r % 3 == 0 {
+            if r.is_multiple_of(3) {
                 (r / 3 % a) as u8
             } else {
                 zero
@@ -215,7 +215,7 @@ fn fitted_model_codes_structure_below_order0() {
             .map(|i| {
                 let (c, y, x) = (i / 1024, i / 32 % 32, i % 32);
                 let v = base[c * 16 + y / 8 * 4 + x / 8];
-                if lcg(seed) % 10 == 0 {
+                if lcg(seed).is_multiple_of(10) {
                     (lcg(seed) % 16) as u8
                 } else {
                     v

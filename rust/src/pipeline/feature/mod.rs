@@ -330,7 +330,7 @@ fn validate(x_len: usize, shape: &[usize], opts: &FeatureOptions) -> Result<()> 
         )));
     }
     if let Reshape::Rows(n) = opts.reshape {
-        if n == 0 || x_len % n != 0 || x_len / n > sparse::MAX_COLS {
+        if n == 0 || !x_len.is_multiple_of(n) || x_len / n > sparse::MAX_COLS {
             return Err(CodecError::InvalidArgument(format!(
                 "reshape={n} must divide the {x_len} elements into rows of at most {} columns",
                 sparse::MAX_COLS
