@@ -1,7 +1,8 @@
 """The vector kernels (rust/src/cpu.rs): which run on this CPU, and that turning them off
 (SPLITANS_DISABLE_SIMD=1, read once at the first call, hence subprocesses) changes no byte: the
 portable loops, which CPUs without AVX2 or NEON run, give the same blobs and the same decoded
-arrays as AVX2 (x86-64) or NEON (aarch64). Runs in the emulated arm64 root too (.ci/arm64-test)."""
+arrays as AVX2 (x86-64) or NEON (aarch64); and so does the AVX2 rANS decoder where the AVX-512
+one runs (SPLITANS_DISABLE_AVX512=1). Runs in the emulated arm64 root too (.ci/arm64-test)."""
 
 import json
 import os
@@ -62,8 +63,8 @@ print(json.dumps(out))
 """
 
 
-def _run(disable: str) -> dict:
-    env = dict(os.environ, SPLITANS_DISABLE_SIMD=disable)
+def _run(disable: str, disable_avx512: str = "0") -> dict:
+    env = dict(os.environ, SPLITANS_DISABLE_SIMD=disable, SPLITANS_DISABLE_AVX512=disable_avx512)
     res = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
     return json.loads(res.stdout)
@@ -78,7 +79,13 @@ def test_the_kernels_named_are_this_cpus():
         flags = pathlib.Path("/proc/cpuinfo").read_text().split() if pathlib.Path("/proc/cpuinfo").exists() else []
         # Under qemu user mode /proc/cpuinfo is the host's: only an x86-64 CPU is checked here.
         if flags:
-            assert kernels == (["avx2"] if "avx2" in flags else [])
+            text = pathlib.Path("/proc/cpuinfo").read_text()
+            intel = "GenuineIntel" in text
+            wide = all(f in flags for f in ("avx512f", "avx512bw", "avx512vl", "avx512_vbmi2", "popcnt"))
+            want = []
+            if "avx2" in flags:
+                want = ["avx2"] + (["avx512-decode"] if wide and intel and "popcnt" in flags else [])
+            assert kernels == want
     stub = pathlib.Path(splitans.__file__).with_name("_core.pyi").read_text()
     assert "def simd_kernels() -> List[str]: ..." in stub
 
@@ -88,3 +95,12 @@ def test_portable_loops_give_the_same_bytes_as_the_vector_kernels():
     assert portable.pop("kernels") == []
     assert vector.pop("kernels") == splitans._core.simd_kernels()
     assert portable == vector
+
+
+def test_the_avx2_decoder_gives_the_same_bytes_as_the_avx512_one():
+    """Where the AVX-512 rANS decoder runs, turning it off (SPLITANS_DISABLE_AVX512=1) leaves the
+    AVX2 one, with the same blobs and decoded arrays (elsewhere both runs are the same kernels)."""
+    wide, narrow = _run("0"), _run("0", "1")
+    assert wide.pop("kernels") == splitans._core.simd_kernels()
+    assert "avx512-decode" not in narrow.pop("kernels")
+    assert narrow == wide

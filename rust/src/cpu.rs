@@ -3,11 +3,13 @@
 //! Why a module: every fast path (quantization, the rANS coder, the parallel context decoder)
 //! has a portable loop beside its vector kernels, and each kernel must give exactly the portable
 //! loop's bytes. On x86-64 the AVX2 kernels run where the CPU has AVX2 (detected once, cached by
-//! std); on aarch64 the NEON kernels always run (NEON is part of the aarch64 baseline). Setting
-//! `SPLITANS_DISABLE_SIMD=1` in the environment before the first call turns every vector kernel
-//! off, so one machine can check its portable loops against its vector kernels end to end (the
-//! golden record is replayed both ways by `.ci/wheel`): the portable loops are what any other
-//! CPU runs.
+//! std), and the rANS decoder's AVX-512 kernel on Intel CPUs that have its extensions
+//! (`avx512_decode`); on aarch64 the NEON kernels always run (NEON is part of the aarch64
+//! baseline). Setting `SPLITANS_DISABLE_SIMD=1` in the environment before the first call turns
+//! every vector kernel off, so one machine can check its portable loops against its vector
+//! kernels end to end (the golden record is replayed both ways by `.ci/wheel`, and a third time
+//! with `SPLITANS_DISABLE_AVX512=1` where the AVX-512 decoder runs): the portable loops are what
+//! any other CPU runs.
 
 use std::sync::OnceLock;
 
@@ -33,6 +35,36 @@ pub fn avx2_popcnt() -> bool {
     avx2() && std::arch::is_x86_feature_detected!("popcnt")
 }
 
+/// Whether the AVX-512 rANS decoder runs: the CPU has AVX2 and POPCNT (the rest of the AVX2
+/// kernels still run), AVX-512 F, BW, VL and VBMI2, and is an Intel one, whose gather
+/// instruction is faster than the AVX2 kernel's scalar loads (on the AMD cores measured it was
+/// slower: benches/NOTES.md 36). `SPLITANS_DISABLE_AVX512=1` keeps the AVX2 decoder.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub fn avx512_decode() -> bool {
+    static INTEL: OnceLock<bool> = OnceLock::new();
+    avx512_decode_available()
+        && *INTEL.get_or_init(|| {
+            // CPUID leaf 0: the vendor string.
+            let r = std::arch::x86_64::__cpuid(0);
+            let avx512_off = std::env::var_os("SPLITANS_DISABLE_AVX512")
+                .is_some_and(|v| !v.is_empty() && v != "0");
+            (r.ebx, r.edx, r.ecx) == (0x756e_6547, 0x4965_6e69, 0x6c65_746e) && !avx512_off
+        })
+}
+
+/// Whether this CPU could run the AVX-512 rANS decoder (`avx512_decode` without the vendor
+/// and the environment): what the tests check it on.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub fn avx512_decode_available() -> bool {
+    avx2_popcnt()
+        && std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512vl")
+        && std::arch::is_x86_feature_detected!("avx512vbmi2")
+}
+
 /// Whether the NEON kernels run (every aarch64 CPU, unless disabled).
 #[cfg(target_arch = "aarch64")]
 #[inline]
@@ -46,6 +78,10 @@ pub fn kernels() -> Vec<&'static str> {
     #[cfg(target_arch = "x86_64")]
     if avx2() {
         k.push("avx2");
+    }
+    #[cfg(target_arch = "x86_64")]
+    if avx512_decode() {
+        k.push("avx512-decode");
     }
     #[cfg(target_arch = "aarch64")]
     if neon() {

@@ -11,7 +11,9 @@
 //! that have it (four vectors of eight states: table gathers, and the words handed to the lanes
 //! that need them by a permutation looked up from the lanes' mask), NEON on aarch64 for the
 //! decoder (`rans/neon.rs`: eight vectors of four states, the words handed out by `tbl`), else
-//! portable branch-free Rust. Partial steps, chunks of fewer lanes and the last steps of a chunk (fewer than 32
+//! portable branch-free Rust. On Intel CPUs with AVX-512 the decoder's steps run in
+//! `rans/avx512.rs` instead (two vectors of sixteen states, the gather instruction, the words
+//! handed out by an expanding load). Partial steps, chunks of fewer lanes and the last steps of a chunk (fewer than 32
 //! words left) take the checked reference loop. Every kernel produces exactly the reference's
 //! states, words and symbols (the tests below compare them on random tables and data).
 
@@ -303,9 +305,9 @@ impl Encoder {
     ) {
         debug_assert!(symbols.len().is_multiple_of(MAX_LANES));
         #[cfg(target_arch = "x86_64")]
-        if kernel == Kernel::Avx2 && !self.vt.is_empty() {
-            // SAFETY: `Kernel::Avx2` is only chosen where the CPU has AVX2 and POPCNT; the
-            // other requirements are checked by `avx2::encode`.
+        if kernel.encodes_vectors() && !self.vt.is_empty() {
+            // SAFETY: `Kernel::Avx2` and `Kernel::Avx512` are only chosen where the CPU has AVX2
+            // and POPCNT; the other requirements are checked by `avx2::encode`.
             unsafe {
                 if let Some(s) = S::as_u8s(symbols) {
                     return avx2::encode(self, x, s, words);
@@ -333,6 +335,10 @@ enum Kernel {
     /// AVX2 gathers and a lane permutation for the word distribution (x86-64 only).
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// The AVX2 kernels, but the decoder's full steps by AVX-512: the gather instruction and
+    /// an expanding load for the word distribution (`rans/avx512.rs`; x86-64 only).
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
     /// NEON for the decoder, `tbl` for the word distribution (aarch64 only); the encoder's
     /// steps run the portable loop.
     #[cfg(target_arch = "aarch64")]
@@ -341,6 +347,10 @@ enum Kernel {
 
 impl Kernel {
     fn detect() -> Kernel {
+        #[cfg(target_arch = "x86_64")]
+        if crate::cpu::avx512_decode() {
+            return Kernel::Avx512;
+        }
         #[cfg(target_arch = "x86_64")]
         if crate::cpu::avx2_popcnt() {
             return Kernel::Avx2;
@@ -356,7 +366,7 @@ impl Kernel {
     fn encodes_vectors(self) -> bool {
         match self {
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => true,
+            Kernel::Avx2 | Kernel::Avx512 => true,
             _ => false,
         }
     }
@@ -655,6 +665,32 @@ impl Decoder {
             return (0, 0);
         }
         #[cfg(target_arch = "x86_64")]
+        if kernel == Kernel::Avx512 {
+            // SAFETY: `Kernel::Avx512` is only chosen (by `Kernel::detect`, or by a test after
+            // the same check) where `cpu::avx512_decode` holds.
+            unsafe {
+                if let (Some(oa), Some(ob)) = (S::as_u8s_mut(oa), S::as_u8s_mut(&mut *ob)) {
+                    let a = (xa, wa, pa, oa);
+                    let b = (xb, wb, pb, ob);
+                    return if packed {
+                        avx512::decode_pair::<u8, true>(self, a, b)
+                    } else {
+                        avx512::decode_pair::<u8, false>(self, a, b)
+                    };
+                }
+                if let (Some(oa), Some(ob)) = (S::as_u16s_mut(oa), S::as_u16s_mut(ob)) {
+                    let a = (xa, wa, pa, oa);
+                    let b = (xb, wb, pb, ob);
+                    return if packed {
+                        avx512::decode_pair::<u16, true>(self, a, b)
+                    } else {
+                        avx512::decode_pair::<u16, false>(self, a, b)
+                    };
+                }
+            }
+            return (0, 0);
+        }
+        #[cfg(target_arch = "x86_64")]
         // SAFETY: `Kernel::Avx2` (the only other vector kernel) is chosen where the CPU has AVX2
         // and POPCNT.
         unsafe {
@@ -797,6 +833,29 @@ impl Decoder {
                 }
                 self.decode_portable(x, words, pos, out)
             }
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => {
+                let packed = !self.packed.is_empty();
+                // SAFETY: `Kernel::Avx512` is only chosen (by `Kernel::detect`, or by a test
+                // after the same check) where `cpu::avx512_decode` holds.
+                unsafe {
+                    if let Some(o) = S::as_u8s_mut(out) {
+                        return if packed {
+                            avx512::decode::<u8, true>(self, x, words, pos, o)
+                        } else {
+                            avx512::decode::<u8, false>(self, x, words, pos, o)
+                        };
+                    }
+                    if let Some(o) = S::as_u16s_mut(out) {
+                        return if packed {
+                            avx512::decode::<u16, true>(self, x, words, pos, o)
+                        } else {
+                            avx512::decode::<u16, false>(self, x, words, pos, o)
+                        };
+                    }
+                }
+                self.decode_portable(x, words, pos, out)
+            }
             #[cfg(target_arch = "aarch64")]
             Kernel::Neon => {
                 let packed = !self.packed.is_empty();
@@ -864,6 +923,9 @@ impl Decoder {
 /// The AVX2 kernels.
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+/// The AVX-512 decode kernels.
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 
 #[cfg(test)]
 mod tests;

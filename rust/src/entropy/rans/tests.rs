@@ -6,13 +6,34 @@ use crate::entropy::freq::build_table;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// Every kernel this machine runs (the portable one first, the reference of the others).
+/// Every kernel this machine can run (the portable one first, the reference of the others):
+/// on x86-64 the AVX2 kernels and the AVX-512 decoder wherever the CPU has them, whichever of
+/// them `Kernel::detect` prefers.
 fn kernels() -> Vec<Kernel> {
     let mut k = vec![Kernel::Portable];
-    if Kernel::detect() != Kernel::Portable {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if crate::cpu::avx2_popcnt() {
+            k.push(Kernel::Avx2);
+        }
+        if crate::cpu::avx512_decode_available() && crate::cpu::simd_allowed() {
+            k.push(Kernel::Avx512);
+        }
+    }
+    if !k.contains(&Kernel::detect()) {
         k.push(Kernel::detect());
     }
     k
+}
+
+/// Where the CPU can run it, the AVX-512 decoder is among the kernels checked (a test that
+/// says so, rather than one that passes without having run it).
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx512_decoder_is_checked_where_available() {
+    let avail = crate::cpu::avx512_decode_available() && crate::cpu::simd_allowed();
+    assert_eq!(kernels().contains(&Kernel::Avx512), avail);
+    eprintln!("AVX-512 decoder checked here: {avail}");
 }
 
 /// A random valid table at precision `p` over `alphabet` symbols, and its symbols.
