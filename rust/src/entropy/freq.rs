@@ -47,31 +47,42 @@ impl FreqTable {
     /// in a bit stream (least significant bit of each byte first, zero-padded to a byte), with
     /// the `k` in 0..=15 that makes the stream shortest (ties: the smallest).
     pub fn write(&self, out: &mut Vec<u8>) {
+        let (k, code_len) = code_bytes(&self.freqs);
+        // Room for all of it at once (a 200-symbol table grew `out` a dozen times): the count,
+        // each run's two varints and the run count (at most 5 bytes each), `k`, the codes.
+        let runs = self.runs().count();
+        out.reserve(5 + 10 * runs + 5 + 1 + code_len);
         put_varint(out, self.symbols.len() as u32);
-        let mut runs: Vec<(u32, u32)> = Vec::new(); // (start, length)
-        for &s in &self.symbols {
-            match runs.last_mut() {
-                Some((start, len)) if *start + *len == s => *len += 1,
-                _ => runs.push((s, 1)),
-            }
-        }
-        put_varint(out, runs.len() as u32);
+        put_varint(out, runs as u32);
         let mut next = 0u32;
-        for &(start, len) in &runs {
+        for (start, len) in self.runs() {
             put_varint(out, start - next);
             put_varint(out, len - 1);
             next = start + len;
         }
-        let k = code_bytes(&self.freqs).0;
         out.push(k as u8);
-        let mut bits = BitWriter::default();
+        let mut bits = BitWriter::new(out);
         for &f in &self.freqs {
             let m = (f - 1) + (1 << k);
             let len = 32 - m.leading_zeros();
             bits.put(0, len - k - 1);
             bits.put(m, len);
         }
-        bits.finish(out);
+        bits.finish();
+    }
+
+    /// The present symbols as runs of consecutive values: (first, length).
+    fn runs(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+        let mut i = 0;
+        std::iter::from_fn(move || {
+            let start = *self.symbols.get(i)?;
+            let mut len = 1;
+            while self.symbols.get(i + len as usize) == Some(&(start + len)) {
+                len += 1;
+            }
+            i += len as usize;
+            Some((start, len))
+        })
     }
 
     /// Reads and fully validates a table written by `write`. Runs must be separated by gaps
@@ -160,15 +171,23 @@ fn exp_golomb_bits(n: u32, k: u32) -> u32 {
     2 * len - k - 1
 }
 
-/// Bits packed least significant first; a value's bits go most significant first.
-#[derive(Default)]
-struct BitWriter {
-    bytes: Vec<u8>,
+/// Bits packed least significant first, appended to `bytes`; a value's bits go most
+/// significant first.
+struct BitWriter<'o> {
+    bytes: &'o mut Vec<u8>,
     acc: u64,
     n: u32,
 }
 
-impl BitWriter {
+impl<'o> BitWriter<'o> {
+    fn new(bytes: &'o mut Vec<u8>) -> Self {
+        BitWriter {
+            bytes,
+            acc: 0,
+            n: 0,
+        }
+    }
+
     /// Appends the low `count` bits of `value` (`count` <= 32), most significant first.
     fn put(&mut self, value: u32, count: u32) {
         if count == 0 {
@@ -185,11 +204,10 @@ impl BitWriter {
         }
     }
 
-    fn finish(mut self, out: &mut Vec<u8>) {
+    fn finish(self) {
         if self.n > 0 {
             self.bytes.push(self.acc as u8);
         }
-        out.extend_from_slice(&self.bytes);
     }
 }
 

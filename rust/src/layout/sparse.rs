@@ -18,7 +18,8 @@ const TABLE_BYTES_PER_SYMBOL: f64 = 2.5;
 
 /// Row counts N to consider: the divisors of `total` whose rows fit 16-bit column indices.
 pub fn candidate_rows(total: usize) -> Vec<usize> {
-    let mut out = Vec::new();
+    // Below 2^32 no number has more than 1,344 divisors, and sizes of feature maps a few dozen.
+    let mut out = Vec::with_capacity(64);
     if total == 0 {
         return out;
     }
