@@ -137,13 +137,7 @@ impl FreqTable {
         let mut freqs = Vec::with_capacity(count as usize);
         let mut sum = 0u64;
         for _ in 0..count {
-            let mut zeros = 0u32;
-            while bits.get(1)? == 0 {
-                zeros += 1;
-                if zeros > 17 {
-                    return Err(corrupt!("frequency code too long"));
-                }
-            }
+            let zeros = bits.zeros(17)?;
             let m = (1u64 << (zeros + k)) | u64::from(bits.get(zeros + k)?);
             let freq = m - (1u64 << k) + 1;
             sum += freq;
@@ -213,37 +207,67 @@ impl<'o> BitWriter<'o> {
 
 struct BitReader<'r, 'a> {
     r: &'r mut Reader<'a>,
-    byte: u8,
+    /// The bits read from `r` and not yet taken, the next one lowest (`left` of them, at most
+    /// 39: bytes are read only as bits are needed, so that input ends where it did one bit at a
+    /// time).
+    acc: u64,
     left: u32,
 }
 
 impl<'r, 'a> BitReader<'r, 'a> {
     fn new(r: &'r mut Reader<'a>) -> Self {
-        BitReader {
-            r,
-            byte: 0,
-            left: 0,
+        BitReader { r, acc: 0, left: 0 }
+    }
+
+    /// Reads bytes until `need` bits (<= 32) are held.
+    #[inline]
+    fn refill(&mut self, need: u32) -> Result<()> {
+        while self.left < need {
+            let b = self.r.u8("frequency codes")?;
+            self.acc |= u64::from(b) << self.left;
+            self.left += 8;
         }
+        Ok(())
     }
 
     /// Reads `count` bits (<= 32), most significant first.
     fn get(&mut self, count: u32) -> Result<u32> {
-        let mut v = 0u32;
-        for _ in 0..count {
-            if self.left == 0 {
-                self.byte = self.r.u8("frequency codes")?;
-                self.left = 8;
-            }
-            v = (v << 1) | u32::from(self.byte & 1);
-            self.byte >>= 1;
-            self.left -= 1;
+        if count == 0 {
+            return Ok(0);
         }
-        Ok(v)
+        self.refill(count)?;
+        let v = (self.acc & ((1u64 << count) - 1)) as u32;
+        self.acc >>= count;
+        self.left -= count;
+        Ok(v.reverse_bits() >> (32 - count))
+    }
+
+    /// Counts the zero bits before the next one bit, and takes them and the one; more than
+    /// `max_zeros` of them is a code too long (refused as soon as it is seen).
+    fn zeros(&mut self, max_zeros: u32) -> Result<u32> {
+        let mut zeros = 0;
+        loop {
+            self.refill(1)?;
+            // The first one bit among those held, or `left` when there is none.
+            let tz = (self.acc | 1u64 << self.left).trailing_zeros();
+            let run = tz.min(self.left);
+            zeros += run;
+            if zeros > max_zeros {
+                return Err(corrupt!("frequency code too long"));
+            }
+            if tz < self.left {
+                self.acc >>= tz + 1;
+                self.left -= tz + 1;
+                return Ok(zeros);
+            }
+            self.acc = 0;
+            self.left = 0;
+        }
     }
 
     /// The padding after the last code must be zero.
     fn finish(self) -> Result<()> {
-        if self.byte != 0 {
+        if self.acc != 0 {
             return Err(corrupt!("nonzero padding after the frequency codes"));
         }
         Ok(())
@@ -1256,5 +1280,143 @@ mod tests {
         t.write(&mut buf);
         let back = FreqTable::read(&mut Reader::new(&buf), t.precision_bits, 1 << 16).unwrap();
         assert_eq!(back, t);
+    }
+
+    /// The frequency codes read a bit at a time, as `FreqTable::read` did before it held bits
+    /// in a word: the same results, errors included, on valid and damaged tables.
+    fn ref_read_codes(
+        r: &mut Reader<'_>,
+        count: u32,
+        k: u32,
+        total: u64,
+    ) -> Result<(Vec<u32>, usize)> {
+        // (the current byte's bits not yet taken, how many)
+        let mut held = (0u8, 0u32);
+        let mut get = |r: &mut Reader<'_>, n: u32| -> Result<u32> {
+            let (byte, left) = &mut held;
+            let mut v = 0u32;
+            for _ in 0..n {
+                if *left == 0 {
+                    *byte = r.u8("frequency codes")?;
+                    *left = 8;
+                }
+                v = (v << 1) | u32::from(*byte & 1);
+                *byte >>= 1;
+                *left -= 1;
+            }
+            Ok(v)
+        };
+        let (mut freqs, mut sum) = (Vec::new(), 0u64);
+        for _ in 0..count {
+            let mut zeros = 0u32;
+            while get(r, 1)? == 0 {
+                zeros += 1;
+                if zeros > 17 {
+                    return Err(corrupt!("frequency code too long"));
+                }
+            }
+            let m = (1u64 << (zeros + k)) | u64::from(get(r, zeros + k)?);
+            let freq = m - (1u64 << k) + 1;
+            sum += freq;
+            if sum > total {
+                return Err(corrupt!("frequencies sum past {total}"));
+            }
+            freqs.push(freq as u32);
+        }
+        Ok((freqs, usize::from(held.0)))
+    }
+
+    #[test]
+    fn code_reader_matches_bit_at_a_time() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(37);
+        for case in 0..3000 {
+            let p = rng.gen_range(1..=16u8);
+            let m = rng.gen_range(2..=(1usize << p).min(300));
+            let mut counts = vec![0u64; m];
+            for c in counts.iter_mut() {
+                let top = rng.gen_range(1..20);
+                *c = rng.gen_range(1..1u64 << top);
+            }
+            let t = build_table(&counts, Some(p)).unwrap();
+            let mut buf = Vec::new();
+            t.write(&mut buf);
+            // The codes begin after the byte k.
+            let mut r = Reader::new(&buf);
+            r.varint("n").unwrap();
+            let runs = r.varint("runs").unwrap();
+            for _ in 0..2 * runs {
+                r.varint("run").unwrap();
+            }
+            let start = buf.len() - r.remaining();
+            let k = u32::from(buf[start]);
+            let mut body = buf[start + 1..].to_vec();
+            match case % 4 {
+                1 => body.truncate(rng.gen_range(0..=body.len())),
+                2 if !body.is_empty() => {
+                    let i = rng.gen_range(0..body.len());
+                    body[i] ^= 1 << rng.gen_range(0..8);
+                }
+                3 => body.iter_mut().for_each(|b| *b = 0),
+                _ => {}
+            }
+            let total = 1u64 << p;
+            let count = t.freqs.len() as u32;
+            let mut r1 = Reader::new(&body);
+            let want = ref_read_codes(&mut r1, count, k, total);
+            let mut r2 = Reader::new(&body);
+            let mut bits = BitReader::new(&mut r2);
+            let got = (|| -> Result<(Vec<u32>, usize)> {
+                let mut freqs = Vec::new();
+                let mut sum = 0u64;
+                for _ in 0..count {
+                    let zeros = bits.zeros(17)?;
+                    let m = (1u64 << (zeros + k)) | u64::from(bits.get(zeros + k)?);
+                    let freq = m - (1u64 << k) + 1;
+                    sum += freq;
+                    if sum > total {
+                        return Err(corrupt!("frequencies sum past {total}"));
+                    }
+                    freqs.push(freq as u32);
+                }
+                let pad = bits.acc as usize;
+                Ok((freqs, pad))
+            })();
+            match (&want, &got) {
+                (Ok(a), Ok(b)) => assert_eq!(a.0, b.0, "case {case}"),
+                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "case {case}"),
+                _ => panic!("case {case}: {want:?} against {got:?}"),
+            }
+            if let (Ok(a), Ok(b)) = (&want, &got) {
+                // Same padding bits left, and the same bytes read.
+                assert_eq!(a.1 != 0, b.1 != 0, "case {case}");
+                assert_eq!(r1.remaining(), r2.remaining(), "case {case}");
+            }
+            if case % 4 == 0 {
+                assert_eq!(want.unwrap().0, t.freqs);
+            }
+        }
+        // Runs of 16, 17 and 18 zero bits before the one: the longest a code may have is 17.
+        for (body, k) in [
+            (vec![0u8, 0, 0b1, 0xff, 0xff, 0xff], 0u32),
+            (vec![0, 0, 0b10, 0xff, 0xff, 0xff], 0),
+            (vec![0, 0, 0b100, 0xff, 0xff, 0xff], 0),
+            (vec![0, 0, 0b10, 0, 0, 0, 0], 3),
+        ] {
+            let want = ref_read_codes(&mut Reader::new(&body), 1, k, 1 << 16).map(|r| r.0);
+            let mut r = Reader::new(&body);
+            let mut bits = BitReader::new(&mut r);
+            let got = bits.zeros(17).and_then(|z| {
+                let m = (1u64 << (z + k)) | u64::from(bits.get(z + k)?);
+                Ok(m - (1u64 << k) + 1)
+            });
+            match (&want, &got) {
+                (Ok(a), Ok(b)) if a[0] as u64 == *b => {}
+                (Err(a), Err(b)) if a.to_string() == b.to_string() => {}
+                // The reference stops at a sum past 2^16 where the value is read.
+                (Err(a), Ok(b)) if *b > 1 << 16 && a.to_string().contains("sum past") => {}
+                _ => panic!("{body:?} k={k}: {want:?} against {got:?}"),
+            }
+        }
     }
 }
