@@ -7,15 +7,15 @@
 //! steps backwards and the lanes in decreasing order, and reverses its words at the end. This is
 //! the layout a warp decodes with one ballot per step.
 //!
-//! Full 32-lane steps run in a kernel chosen once per `Encoder`/`Decoder`: AVX2 on x86-64 CPUs
-//! that have it (four vectors of eight states: table gathers, and the words handed to the lanes
-//! that need them by a permutation looked up from the lanes' mask), NEON on aarch64 for the
-//! decoder (`rans/neon.rs`: eight vectors of four states, the words handed out by `tbl`), else
-//! portable branch-free Rust. On Intel CPUs with AVX-512 the decoder's steps run in
-//! `rans/avx512.rs` instead (two vectors of sixteen states, the gather instruction, the words
-//! handed out by an expanding load). Partial steps, chunks of fewer lanes and the last steps of a chunk (fewer than 32
-//! words left) take the checked reference loop. Every kernel produces exactly the reference's
-//! states, words and symbols (the tests below compare them on random tables and data).
+//! Full 32-lane steps run in a kernel chosen once per `Encoder`/`Decoder`: AVX2 on x86-64 CPUs that
+//! have it (four vectors of eight states: table gathers, and the words handed to the lanes that
+//! need them by a permutation looked up from the lanes' mask), NEON on aarch64 for the decoder
+//! (`rans/neon.rs`: eight vectors of four states, the words handed out by `tbl`), else portable
+//! branch-free Rust. On Intel CPUs with AVX-512 the decoder's steps run in `rans/avx512.rs` instead
+//! (two vectors of sixteen states, the gather instruction, the words handed out by an expanding
+//! load). Partial steps, chunks of fewer lanes and the last steps of a chunk (fewer than 32 words
+//! left) take the checked reference loop. Every kernel produces exactly the reference's states,
+//! words and symbols (the tests below compare them on random tables and data).
 
 use crate::entropy::freq::FreqTable;
 use crate::error::{corrupt, Result};
@@ -666,8 +666,8 @@ impl Decoder {
         }
         #[cfg(target_arch = "x86_64")]
         if kernel == Kernel::Avx512 {
-            // SAFETY: `Kernel::Avx512` is only chosen (by `Kernel::detect`, or by a test after
-            // the same check) where `cpu::avx512_decode` holds.
+            // SAFETY: `Kernel::Avx512` is only chosen (by `Kernel::detect`, or by a test) where
+            // `cpu::avx512_decode_available` holds: AVX2, POPCNT, AVX-512 F/BW/VL/VBMI2.
             unsafe {
                 if let (Some(oa), Some(ob)) = (S::as_u8s_mut(oa), S::as_u8s_mut(&mut *ob)) {
                     let a = (xa, wa, pa, oa);
@@ -836,8 +836,8 @@ impl Decoder {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512 => {
                 let packed = !self.packed.is_empty();
-                // SAFETY: `Kernel::Avx512` is only chosen (by `Kernel::detect`, or by a test
-                // after the same check) where `cpu::avx512_decode` holds.
+                // SAFETY: `Kernel::Avx512` is only chosen (by `Kernel::detect`, or by a test)
+                // where `cpu::avx512_decode_available` holds: AVX2, POPCNT, AVX-512 F/BW/VL/VBMI2.
                 unsafe {
                     if let Some(o) = S::as_u8s_mut(out) {
                         return if packed {
