@@ -146,6 +146,33 @@ fn round_trips_random_models() {
                 )
                 .unwrap();
                 assert_eq!(scalar, q, "scalar: bits {bits} {predictor:?} {shape:?}");
+                // Per-channel fill values along the last axis (a channel boundary at every
+                // element) and along the one before it (at every row): the encoder's and
+                // decoders' channel counters must wrap where the reference's do.
+                let mut axes = vec![];
+                if let Some(&last) = shape.last() {
+                    axes.push(Channels {
+                        channels: last,
+                        inner: 1,
+                    });
+                }
+                if shape.len() >= 2 {
+                    axes.push(Channels {
+                        channels: shape[shape.len() - 2],
+                        inner: shape[shape.len() - 1],
+                    });
+                }
+                for ch in axes.into_iter().filter(|c| c.channels > 1) {
+                    let fill: Vec<u8> = (0..ch.channels)
+                        .map(|_| (lcg(&mut seed) % (1 << bits)) as u8)
+                        .collect();
+                    let body = encode(&m, &tables, shape, &q, &fill, ch);
+                    let reference = encode_reference(&m, &tables, shape, &q, &fill, ch);
+                    assert_eq!(body, reference, "per channel {ch:?}: {bits} {predictor:?} {shape:?}");
+                    let mut back = vec![0u8; n];
+                    decode(&m, &tables, shape, &body, &fill, ch, &mut back).unwrap();
+                    assert_eq!(back, q, "per channel {ch:?}: {bits} {predictor:?} {shape:?}");
+                }
                 if body.len() >= 2 {
                     let mut out = vec![0u8; n];
                     let short = &body[..body.len() - 2];
