@@ -719,17 +719,10 @@ impl FreqTable {
     pub fn serialized_len(&self) -> usize {
         let mut len = varint_len(self.symbols.len() as u32) + 1;
         let (mut runs, mut next) = (0u32, 0u32);
-        let mut i = 0;
-        while i < self.symbols.len() {
-            let start = self.symbols[i];
-            let mut n = 1;
-            while i + n < self.symbols.len() && self.symbols[i + n] == start + n as u32 {
-                n += 1;
-            }
-            len += varint_len(start - next) + varint_len(n as u32 - 1);
-            next = start + n as u32;
+        for (start, n) in self.runs() {
+            len += varint_len(start - next) + varint_len(n - 1);
+            next = start + n;
             runs += 1;
-            i += n;
         }
         len + varint_len(runs) + code_bytes(&self.freqs).1
     }
