@@ -138,7 +138,7 @@ def _lite0(point: str):
 def _minilm(point: str, calibration: int, test: int, tokens: int = 32):
     import torch
 
-    from .report import minilm, rotten_tomatoes
+    from .nlp import minilm, rotten_tomatoes
 
     texts, _ = rotten_tomatoes()
     st = minilm()
