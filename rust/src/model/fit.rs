@@ -21,7 +21,7 @@
 use crate::error::{CodecError, Result};
 use crate::model::pctx::{
     chunks, fold, properties, Layout, Model, Predictor, MAX_BITS, MAX_CLASSES, MAX_GROUPS,
-    MAX_PRECISION, MAX_TABLES, NO_AXIS,
+    MAX_PRECISION, MAX_SLOT_TABLE, MAX_TABLES, NO_AXIS,
 };
 use crate::quant::Channels;
 
@@ -115,8 +115,16 @@ pub fn slot_table_bytes(tables: usize, precision: u8) -> usize {
 /// 1/4096 of the cheapest. If the slot tables of `tables` tables at `tight` fit
 /// `FAST_SLOT_BYTES`, it is the choice; otherwise the same rule among the precisions whose slot
 /// tables fit gives `fit`, chosen unless `tight` saves more than 1/200 (0.5%) against it.
-/// `None` when `costs` is empty.
+/// Precisions whose slot tables pass `MAX_SLOT_TABLE` (where the vector decoder gives way to
+/// the scalar search) are left out when any other remains. `None` when `costs` is empty.
 pub fn choose_precision(costs: &[(u8, f64)], tables: usize) -> Option<u8> {
+    let built = |&&(p, _): &&(u8, f64)| slot_table_bytes(tables, p) <= MAX_SLOT_TABLE;
+    let kept: Vec<(u8, f64)> = if costs.iter().any(|c| built(&c)) {
+        costs.iter().filter(built).copied().collect()
+    } else {
+        costs.to_vec()
+    };
+    let costs = &kept[..];
     let fits = |p: u8| slot_table_bytes(tables, p) <= FAST_SLOT_BYTES;
     let tightest = |fast_only: bool| -> Option<(u8, f64)> {
         let set = costs.iter().filter(|&&(p, _)| !fast_only || fits(p));
@@ -858,6 +866,12 @@ mod tests {
         assert_eq!(choose_precision(&c, 128), Some(13));
         // 256 tables: only p = 9 fits, 2% dearer.
         assert_eq!(choose_precision(&c, 256), Some(13));
+        // 1024 tables (a limit case): p = 13 would build 8 MiB of slot tables, past
+        // MAX_SLOT_TABLE, so p = 12 (4 MiB, the scalar search past it) though 0.4% dearer.
+        assert_eq!(slot_table_bytes(1024, 12), MAX_SLOT_TABLE);
+        assert_eq!(choose_precision(&c, 1024), Some(12));
+        // With no precision under the limit, the rule runs on them all.
+        assert_eq!(choose_precision(&c, 1 << 20), Some(13));
         // Exactly 1/200 more keeps the tables that fit; a little more does not.
         let c = costs(&[1020.0, 1010.0, 1006.0, 1005.0, 1000.0, 1000.0, 1000.0]);
         assert_eq!(choose_precision(&c, 64), Some(12));

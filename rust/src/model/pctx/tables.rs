@@ -40,8 +40,9 @@ pub struct Tables {
     pub(super) padded_map: Vec<u8>,
 }
 
-/// The largest slot table built for the vector decoder (tables x 2^precision bytes).
-const MAX_SLOT_TABLE: usize = 4 << 20;
+/// The largest slot table built for the vector decoder (tables x 2^precision bytes); past it
+/// the scalar decoder's search runs, 3-4x slower (the fit keeps below it where it can).
+pub const MAX_SLOT_TABLE: usize = 4 << 20;
 
 impl Tables {
     /// Tables of no model (a placeholder until one is built).
