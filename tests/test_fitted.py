@@ -117,14 +117,14 @@ def test_serialization_is_versioned_checksummed_and_named():
         with pytest.raises(CorruptDataError):
             splitans.Codec.from_bytes(bytes(b))
     # A newer version is refused as such; a codec that needs only version 1 is written as
-    # version 1, and the same bytes labelled version 2 are not canonical.
-    for version, error in ((3, splitans.UnsupportedVersionError), (2, CorruptDataError)):
+    # version 1, and the same bytes labelled version 2 or 3 are not canonical.
+    for version, error in ((4, splitans.UnsupportedVersionError), (3, CorruptDataError), (2, CorruptDataError)):
         b = bytearray(data)
         b[4] = version
         b[8:12] = zlib.crc32(bytes(b[:8] + b[12:])).to_bytes(4, "little")
         with pytest.raises(error) as e:
             splitans.Codec.from_bytes(bytes(b))
-        assert version == 3 or "canonical" in str(e.value)
+        assert version == 4 or "canonical" in str(e.value)
 
 
 def test_blob_of_another_codec_is_refused():
@@ -232,7 +232,7 @@ def test_bad_arguments_are_specific():
 
 
 def _parse_codec(b):
-    assert b[:4] == b"SPNC" and b[4] == 1
+    assert b[:4] == b"SPNC" and b[4] in (1, 3)  # version 3: versions 1 and 2 and predictor 2
     pos = 16
     dtype, bits, ndim = b[16], b[17], b[18]
     pos = 19
@@ -341,6 +341,7 @@ def _reference_decode(codec_bytes, blob):
         bpos += 2 * nw
         wi = 0
         prev = [0] * L
+        e = [0] * N  # folded residual of each element decoded (predictor 2)
         for s in range(g):
             for l in range(L):
                 j = l * g + s
@@ -354,14 +355,19 @@ def _reference_decode(codec_bytes, blob):
                 has_u = sy > 0 and cy > 0 and s >= sy
                 lv = q[i - sx] if has_l else F
                 uv = q[i - sy] if has_u else F
-                ulv = q[i - sy - sx] if has_l and has_u and s >= sx + sy else F
+                has_ul = has_l and has_u and s >= sx + sy
+                ulv = q[i - sy - sx] if has_ul else F
                 if m["pred"] == 0:
                     a, b_, c_, pred = lv, uv, ulv, 0
                 else:
                     urv = q[i - sy + sx] if has_u and sx > 0 and cx + 1 < dx and s + sx >= sy else uv
                     lo, hi = min(lv, uv), max(lv, uv)
                     pred = lo if ulv >= hi else hi if ulv <= lo else lv + uv - ulv
-                    a, b_, c_ = abs(lv - ulv) + abs(uv - ulv) + abs(urv - uv), pred, prev[l]
+                    a, b_ = abs(lv - ulv) + abs(uv - ulv) + abs(urv - uv), pred
+                    if m["pred"] == 1:
+                        c_ = prev[l]
+                    else:
+                        c_ = max(e[i - sx] if has_l else 0, e[i - sy] if has_u else 0, e[i - sy - sx] if has_ul else 0)
                 ctx = ((grp(i) * m["n"][0] + m["classes"][0][a]) * m["n"][1] + m["classes"][1][b_]) * m["n"][2] + m["classes"][2][c_]
                 t = m["cmap"][ctx]
                 slot = x[l] & ((1 << m["p"]) - 1)
@@ -370,7 +376,7 @@ def _reference_decode(codec_bytes, blob):
                 if x[l] < 1 << 16:
                     x[l] = (x[l] << 16) | words[wi]
                     wi += 1
-                prev[l] = min(sym, A - sym)
+                prev[l] = e[i] = min(sym, A - sym)
                 q[i] = sym if m["pred"] == 0 else (sym + pred) % A
         assert wi == nw and all(v == 1 << 16 for v in x)
     return np.array(q, np.uint8), shape, params
@@ -401,6 +407,53 @@ def test_format_worked_example():
     assert np.array_equal(codec.decompress(blob), x)
     q, shape, _ = _reference_decode(codec_bytes, blob)
     assert shape == [2, 4, 4] and np.array_equal(q.reshape(2, 4, 4), codes.astype(np.uint8))
+
+
+def _with_crc(b) -> bytes:
+    import zlib
+
+    b = bytearray(b)
+    b[8:12] = zlib.crc32(bytes(b[:8]) + bytes(b[12:])).to_bytes(4, "little")
+    return bytes(b)
+
+
+def test_format_med_residual_vector():
+    """FORMAT.md 9.6's version-3 vector: the worked example's codec with predictor 2, its blob
+    of the same sample (the library and the independent decoder above), and the version rule."""
+    import pathlib
+    import re
+
+    codec_bytes, _ = _format_section_9()
+    text = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "FORMAT.md").read_text()
+    sec = text[text.index("**Test vector: predictor med-residual") :]
+    head = bytes.fromhex(re.search(r"```text\n(.*?)```", sec, re.S).group(1).replace("\n", " "))
+    v3 = head + codec_bytes[16:31] + b"\x02" + codec_bytes[32:]  # byte 31: the predictor
+    assert len(head) == 16 and v3[4] == 3 and v3[31] == 2 and v3 == _with_crc(v3)
+    codec = splitans.Codec.from_bytes(v3)
+    assert codec.id.startswith("226bf603") and codec.describe()["model"]["predictor"] == "med-residual"
+    assert codec.to_bytes() == v3
+    blob = bytes.fromhex(re.search(r"codes to the 13-byte blob `([0-9a-f ]+)`", sec.replace("\n", " ")).group(1))
+    codes = np.array(
+        [[2, 1, 0, 2], [0, 3, 1, 0], [2, 0, 0, 1], [0, 3, 1, 0], [2, 0, 0, 1], [0, 2, 1, 0], [2, 0, 3, 1], [0, 2, 0, 0]],
+        np.uint8,
+    ).reshape(2, 4, 4)
+    x = codes.astype(np.float32) * np.float32(0.828125)
+    assert codec.compress(x) == blob and np.array_equal(codec.decompress(blob), x)
+    q, shape, _ = _reference_decode(v3, blob)
+    assert shape == [2, 4, 4] and np.array_equal(q.reshape(2, 4, 4), codes)
+    # Not the med codec's blob: the third property reads the residuals above.
+    assert splitans.Codec.from_bytes(codec_bytes).compress(x) != blob
+    # Predictor 2 needs version 3: labelled 1 or 2 it is Corrupt; 4 is a version not known.
+    for version in (1, 2):
+        with pytest.raises(splitans.CorruptDataError, match="canonical"):
+            splitans.Codec.from_bytes(_with_crc(v3[:4] + bytes([version]) + v3[5:]))
+    with pytest.raises(splitans.UnsupportedVersionError):
+        splitans.Codec.from_bytes(_with_crc(v3[:4] + bytes([4]) + v3[5:]))
+    with pytest.raises(splitans.CorruptDataError, match="unknown predictor 3"):
+        splitans.Codec.from_bytes(_with_crc(v3[:31] + bytes([3]) + v3[32:]))
+    # The kernels' layout words name the predictor (pctx_common.cuh: 2 reads the neighbours'
+    # residuals; tests/test_cuda_host_logic.py runs the kernels' code on such codecs).
+    assert int(codec._c.gpu_geometry([2, 4, 4])[0][10]) == 2
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -405,6 +405,24 @@ fn fitted_and_compact(record: &mut dyn FnMut(Result<(), CodecError>)) {
     };
     let (big, _) = feature::compress(&x, &big_shape, FloatType::F32, &fo).unwrap();
     record(decode(&big, CAP).map(|_| ()));
+    // A smooth ramp's container, whose model (9.3: `bits` 4, then the predictor) is med's, with
+    // predictor 2 (the same class table lengths), a fitted codec's only: at every place in the
+    // header where those two bytes could be.
+    let ramp: Vec<f32> = (0..big_shape.iter().product::<usize>())
+        .map(|i| ((i % 130) + (i / 130) % 130) as f32 * 0.05)
+        .collect();
+    let (smooth, _) = feature::compress(&ramp, &big_shape, FloatType::F32, &fo).unwrap();
+    let mut found = false;
+    for k in 0..40 {
+        if smooth[k] == 4 && smooth[k + 1] == 1 {
+            let mut d = smooth.clone();
+            d[k + 1] = 2;
+            fix_compact(&mut d);
+            found |= decode(&d, CAP).is_err();
+            record(decode(&d, CAP).map(|_| ()));
+        }
+    }
+    assert!(found, "no med model in {:02x?}", &smooth[..40]);
     for cut in (1..64).chain((64..big.len() - 40).step_by(997)) {
         let mut d = big[..big.len() - cut].to_vec();
         fix_compact(&mut d);

@@ -48,6 +48,33 @@ fn smooth(seed: u64, (c, h, w): (usize, usize, usize)) -> Vec<f32> {
     out
 }
 
+/// A random walk of integer steps in -8..7, scaled by 1/8 (tests/test_fitted_pins.py `walk`).
+fn walk(seed: u64, n: usize) -> Vec<f32> {
+    let mut sum = 0i64;
+    raw(seed, n)
+        .into_iter()
+        .map(|r| {
+            sum += (r >> 60) as i64 - 8;
+            (sum as f64 * 0.125) as f32
+        })
+        .collect()
+}
+
+/// C x H x W sums of a walk along each row and one down each column (`plane` there): left + up
+/// - upper left predicts every element, so med, not med-residual.
+fn plane(seed: u64, (c, h, w): (usize, usize, usize)) -> Vec<f32> {
+    let (a, b) = (walk(seed, c * w), walk(seed + 500, c * h));
+    let mut out = Vec::with_capacity(c * h * w);
+    for k in 0..c {
+        for i in 0..h {
+            for j in 0..w {
+                out.push(a[k * w + j] + b[k * h + i]);
+            }
+        }
+    }
+    out
+}
+
 /// Mostly zeros, the rest uniform.
 fn sparse(seed: u64, n: usize) -> Vec<f32> {
     let (a, b) = (uniform(seed, n), uniform(seed + 1000, n));
@@ -97,6 +124,8 @@ struct Case {
     cal: Vec<Vec<f32>>,
     x: Vec<f32>,
     path: (Predictor, u8, u8),
+    /// The quantizer's channel axis (None: per tensor).
+    axis: Option<u8>,
     id: &'static str,
     blob_sha: &'static str,
     blob_len: usize,
@@ -108,14 +137,26 @@ fn cases() -> Vec<Case> {
     let hwc = (20, 20, 16);
     vec![
         Case {
-            name: "raster_med",
+            name: "raster_med (med-residual since codec version 3)",
             shape: vec![8, 24, 24],
             cal: (0..6).map(|s| smooth(s, chw)).collect(),
             x: smooth(50, chw),
+            path: (Predictor::MedResidual, 2, 1),
+            axis: None,
+            id: "b95d59a7d5d2376fa85824ec95d7ce6562173ce9575465829d8ffb6b9ba401b2",
+            blob_sha: "0c72720978fdbc800a459ba92f8bd31be81067781e36ace52a9e5529253863e2",
+            blob_len: 159,
+        },
+        Case {
+            name: "raster_plane (raster, med)",
+            shape: vec![8, 24, 24],
+            cal: (0..6).map(|s| plane(s, chw)).collect(),
+            x: plane(64, chw),
             path: (Predictor::Med, 2, 1),
-            id: "adc0a22cad68bc73e5c518354e4025ad1cbe97ea08e4264e2f97bfe23501deb9",
-            blob_sha: "954bb56aed095877f83e3ef067ca0250b65f07a28b7da8c60f977d2d151276a4",
-            blob_len: 197,
+            axis: None,
+            id: "b7b480f5c2f64df803bb85f9b5ad8bc91f205cb9ad2a1ce9f44cdcedea02782a",
+            blob_sha: "71a2ae650f4383a7331a85c16181df5bc1699c0d0d5486e35652fdf2d1b3952a",
+            blob_len: 435,
         },
         Case {
             name: "chw_sparse (strided, no predictor)",
@@ -123,19 +164,32 @@ fn cases() -> Vec<Case> {
             cal: (0..6).map(|s| sparse(s, 8 * 24 * 24)).collect(),
             x: sparse(51, 8 * 24 * 24),
             path: (Predictor::None, 1, 0),
+            axis: None,
             id: "906268dc71430e18c5ac2c1a872c1ab9d9a71e9e640a28b6bd4acb4d095640b7",
             blob_sha: "69d7662866127cc6a07ed76f6033d02e8d7738863d77a29c976cb1cb7e9ef25c",
             blob_len: 873,
         },
         Case {
-            name: "channels_last_med (strided)",
+            name: "channels_last_med (strided, med-residual since codec version 3)",
             shape: vec![20, 20, 16],
             cal: (0..6).map(|s| smooth_hwc(s, hwc_src)).collect(),
             x: smooth_hwc(52, hwc_src),
+            path: (Predictor::MedResidual, 1, 0),
+            axis: None,
+            id: "2ac7422ae935f8c0f39824c221c76b768bd7dc13dc787237c6e98d852944b32c",
+            blob_sha: "f2271e81e5db5f6a482deb44fae343e7142646b45c200caf6bb5588be4fcb22d",
+            blob_len: 147,
+        },
+        Case {
+            name: "channels_last_per_channel (strided, med)",
+            shape: vec![20, 20, 16],
+            cal: (0..6).map(|s| smooth_hwc(s, hwc_src)).collect(),
+            x: smooth_hwc(54, hwc_src),
             path: (Predictor::Med, 1, 0),
-            id: "85faed191e910bb4dea3bbadfca76dfa938490fd1c2b258198f6271f85da17e8",
-            blob_sha: "351ac509610fd50ebf60b2ddeefd65497b72d2cabe1b991b2b36c0579d08020f",
-            blob_len: 171,
+            axis: Some(2),
+            id: "8ef469484365b8bc389c7a02e9403864a9380955e2fcb47fd25e72537e1f7327",
+            blob_sha: "a5d0274002f83512109f30216d3a1b320a18a7122f802fa5fedcadc623ac8247",
+            blob_len: 227,
         },
         Case {
             name: "hwc_binary (raster, no predictor)",
@@ -143,6 +197,7 @@ fn cases() -> Vec<Case> {
             cal: (0..6).map(|s| channel_rates(s, hwc)).collect(),
             x: channel_rates(53, hwc),
             path: (Predictor::None, 2, 1),
+            axis: None,
             id: "105a70c34cc10dcd03b7befb7de7592314248853fed377f6a62a1844fd3d0ee9",
             blob_sha: "f5dc3259736757df28d38e2b6265c6f29b9c9f9929a6b98a8fcd6bc1f2268666",
             blob_len: 581,
@@ -160,7 +215,7 @@ fn fit(case: &Case, bits: u8) -> Codec {
         &views,
         FloatType::F32,
         bits,
-        None,
+        case.axis,
         &Clip::Calibration,
         NonFinite::Error,
     )
@@ -199,7 +254,7 @@ fn fitted_models_and_blobs_are_pinned_on_every_path() {
 }
 
 #[test]
-fn the_cases_cover_both_predictors_on_both_layouts() {
+fn the_cases_cover_every_predictor_on_both_layouts() {
     let mut seen = Vec::new();
     for case in cases() {
         let d = case.shape.len() as u8;
@@ -207,6 +262,8 @@ fn the_cases_cover_both_predictors_on_both_layouts() {
         seen.push((case.path.0, raster));
     }
     for want in [
+        (Predictor::MedResidual, true),
+        (Predictor::MedResidual, false),
         (Predictor::Med, true),
         (Predictor::Med, false),
         (Predictor::None, true),

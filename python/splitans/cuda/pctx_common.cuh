@@ -22,7 +22,7 @@ struct PctxModel {
     u64 g_inner, g_channels, f_inner, f_channels;
     u32 bits;       // code width B
     u32 precision;  // p: every table sums to 2^p
-    u32 med;        // predictor: 0 none, 1 the median edge detector
+    u32 med;        // predictor: 0 none, 1 the median edge detector, 2 med-residual
     // context = ctx_g[group index] + ctx_a[a] + ctx_b[b] + ctx_c[c]; table = context_map[context]
     const u32* ctx_g;
     const u32* ctx_a;
@@ -122,6 +122,35 @@ SPN_HD PctxNeighbours pctx_neighbours(const PctxModel& M, const u8* q, u64 i, u6
     return nb;
 }
 
+/// The folded residual of element `j` at step `sj` of its segment, from the codes (its own and
+/// its neighbours', known to encoder and decoder alike): what med-residual's third property
+/// reads at a neighbour, recomputed rather than stored.
+SPN_HD u32 pctx_residual_at(const PctxModel& M, const u8* q, u64 j, u64 sj) {
+    const PctxNeighbours nb = pctx_neighbours(M, q, j, sj);
+    const u32 sym = (u32)((int)q[j] - pctx_med(nb.l, nb.u, nb.ul)) & ((1u << M.bits) - 1u);
+    return pctx_fold(sym, M.bits);
+}
+
+/// Med-residual's third property of element `i` at step `s` (FORMAT.md 9.4): the largest
+/// folded residual of its left, upper and upper-left neighbours that are there, 0 for none.
+SPN_HD u32 pctx_neighbour_residual(const PctxModel& M, const u8* q, u64 i, u64 s) {
+    const u64 cx = M.sx ? (i / M.sx) % M.dx : 0;
+    const u64 cy = M.sy ? (i / M.sy) % M.dy : 0;
+    const bool has_l = M.sx != 0 && cx > 0 && s >= M.sx;
+    const bool has_u = M.sy != 0 && cy > 0 && s >= M.sy;
+    u32 c = 0;
+    if (has_l) c = pctx_residual_at(M, q, i - M.sx, s - M.sx);
+    if (has_u) {
+        const u32 e = pctx_residual_at(M, q, i - M.sy, s - M.sy);
+        c = e > c ? e : c;
+    }
+    if (has_l && has_u && s >= M.sx + M.sy) {
+        const u32 e = pctx_residual_at(M, q, i - M.sy - M.sx, s - M.sy - M.sx);
+        c = e > c ? e : c;
+    }
+    return c;
+}
+
 /// The table of element `i` (step `s`, the lane's previous folded residual `prev`) and its
 /// prediction (0 without a predictor).
 SPN_HD u32 pctx_table(const PctxModel& M, const u8* q, u64 i, u64 s, u32 prev, int* pred) {
@@ -130,7 +159,8 @@ SPN_HD u32 pctx_table(const PctxModel& M, const u8* q, u64 i, u64 s, u32 prev, i
     if (M.med) {
         const int act = pctx_abs(nb.l - nb.ul) + pctx_abs(nb.u - nb.ul) + pctx_abs(nb.ur - nb.u);
         *pred = pctx_med(nb.l, nb.u, nb.ul);
-        ctx += M.ctx_a[act] + M.ctx_b[*pred] + M.ctx_c[prev];
+        const u32 c = M.med == 2 ? pctx_neighbour_residual(M, q, i, s) : prev;
+        ctx += M.ctx_a[act] + M.ctx_b[*pred] + M.ctx_c[c];
     } else {
         *pred = 0;
         ctx += M.ctx_a[nb.l] + M.ctx_b[nb.u] + M.ctx_c[nb.ul];
@@ -180,7 +210,7 @@ SPN_HD void pctx_encode_chunk(const W& w, const PctxModel& M, const u8* q, u64 s
             if (l < lanes && j < m) {
                 const u64 i = start + j;
                 u32 prev = 0;
-                if (M.med && s > 0) {
+                if (M.med == 1 && s > 0) {
                     // The lane's previous residual: its prediction needs only its neighbours.
                     const PctxNeighbours nb = pctx_neighbours(M, q, i - 1, s - 1);
                     prev = pctx_fold(pctx_symbol(M, q[i - 1], pctx_med(nb.l, nb.u, nb.ul)), M.bits);

@@ -394,6 +394,12 @@ fn parse_compact<'a>(blob: &'a [u8], h: &Header) -> Result<Parsed<'a>> {
         }
         Mode::Pctx => {
             let model = pctx::Model::read(&mut r)?;
+            if model.predictor == pctx::Predictor::MedResidual {
+                return Err(corrupt!(
+                    "predictor {} is a fitted codec's (codec version 3), not a container's",
+                    model.predictor as u8
+                ));
+            }
             let group_len = (model.axis_g != pctx::NO_AXIS)
                 .then(|| h.shape.get(model.axis_g as usize).copied().unwrap_or(0));
             model.validate(h.shape.len(), group_len)?;

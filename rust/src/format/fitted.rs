@@ -13,9 +13,9 @@ use crate::model::pctx::{Model, NO_AXIS};
 use crate::quant::{Affine, Channels};
 
 /// The newest codec serialization this library reads and writes. A codec is written with the
-/// oldest version that has everything it uses (`Quantizer::version`), so codecs of version 1
+/// oldest version that has everything it uses (`Codec::version`), so codecs of version 1
 /// keep their bytes, and so their ids.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 /// Tag, two bytes of the codec id, CRC-32.
 pub const BLOB_HEADER_BYTES: usize = 7;
 pub const MAX_NDIM: usize = 32;

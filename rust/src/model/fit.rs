@@ -225,6 +225,12 @@ fn extract(cal: &Calibration, samples: &[usize], model: &Model) -> Vec<Element> 
         let sample = &cal.samples[k];
         let (q, fills) = (sample.codes, sample.fills);
         let lay = Layout::new(model, sample.shape);
+        // Folded residuals of the elements so far (med-residual's third property).
+        let mut res = if model.predictor == Predictor::MedResidual {
+            vec![0u8; q.len()]
+        } else {
+            Vec::new()
+        };
         for (start, m, lanes) in chunks(q.len()) {
             let seg = m.div_ceil(lanes);
             for l in 0..lanes {
@@ -234,12 +240,17 @@ fn extract(cal: &Calibration, samples: &[usize], model: &Model) -> Vec<Element> 
                 for i in b..e {
                     let fill = fills[sample.fill_ch.of(i)];
                     let (a, bb, c, pred) =
-                        properties(model.predictor, &lay, q, prev, fill, i, i - b);
+                        properties(model.predictor, &lay, q, &res, prev, fill, i, i - b);
                     let sym = match model.predictor {
                         Predictor::None => q[i] as u32,
-                        Predictor::Med => ((q[i] as i32 - pred) & mask) as u32,
+                        Predictor::Med | Predictor::MedResidual => {
+                            ((q[i] as i32 - pred) & mask) as u32
+                        }
                     };
                     prev = fold(sym, model.bits);
+                    if let Some(r) = res.get_mut(i) {
+                        *r = prev as u8;
+                    }
                     out.push(Element {
                         a: a as u16,
                         b: bb as u8,
@@ -599,6 +610,10 @@ fn split(cal: &Calibration, budget: usize) -> (Vec<usize>, Vec<usize>) {
     (train, held)
 }
 
+/// The predictors a fitted codec may use (`fit_one`'s models, carried in self-contained
+/// containers, keep to the first two).
+const PREDICTORS: [Predictor; 3] = [Predictor::None, Predictor::Med, Predictor::MedResidual];
+
 /// Fits a model to the calibration codes (see the module documentation).
 pub fn fit(cal: &Calibration, opts: &FitOptions) -> Result<(Model, FitReport)> {
     let bits = opts.bits;
@@ -650,7 +665,7 @@ pub fn fit(cal: &Calibration, opts: &FitOptions) -> Result<(Model, FitReport)> {
     // 1. The geometry, with a middling model of each predictor.
     let mut best_geo = None;
     for geo in geometries(shape, &opts) {
-        for predictor in [Predictor::None, Predictor::Med] {
+        for predictor in PREDICTORS {
             let sk = skeleton(bits, predictor, geo, group_len(geo.g));
             let tr = extract(cal, &train, &sk);
             let he = extract(cal, &held, &sk);
@@ -668,8 +683,7 @@ pub fn fit(cal: &Calibration, opts: &FitOptions) -> Result<(Model, FitReport)> {
         g: NO_AXIS,
     });
     // 2. Predictor, groups, classes, tables and smoothing for that geometry.
-    let mut best: Option<(f64, Candidate)> = None;
-    for predictor in [Predictor::None, Predictor::Med] {
+    for predictor in PREDICTORS {
         let sk = skeleton(bits, predictor, geo, group_len(geo.g));
         let tr = extract(cal, &train, &sk);
         let he = extract(cal, &held, &sk);
@@ -693,19 +707,37 @@ pub fn fit(cal: &Calibration, opts: &FitOptions) -> Result<(Model, FitReport)> {
                         precision: m.precision,
                         bits_per_element: score(&m, &he),
                     };
-                    tried.push(cand.clone());
-                    let key = cand.bits_per_element;
-                    if best.as_ref().is_none_or(|(bv, _)| key < *bv) {
-                        best = Some((key, cand));
-                    }
+                    tried.push(cand);
                 }
             }
         }
     }
-    let (best_v, _) = best.clone().expect("at least one candidate");
+    // Med-residual decodes and encodes 25-30 % slower than med (a gather and a store more an
+    // element; benches/NOTES.md 41): its candidates stand only where the best of them saves
+    // more than 1/200 against the best of the others, the rule of slot tables past the fast
+    // bytes (`choose_precision`).
+    let least = |slow: bool| {
+        tried
+            .iter()
+            .filter(|c| (c.predictor == Predictor::MedResidual) == slow)
+            .map(|c| c.bits_per_element)
+            .min_by(f64::total_cmp)
+    };
+    let slow_stands = match (least(true), least(false)) {
+        (Some(slow), Some(fast)) => slow * 200.0 < fast * 199.0,
+        _ => true,
+    };
+    let standing = |c: &&Candidate| slow_stands || c.predictor != Predictor::MedResidual;
+    let best_v = tried
+        .iter()
+        .filter(standing)
+        .map(|c| c.bits_per_element)
+        .min_by(f64::total_cmp)
+        .expect("at least one candidate");
     // Fewest tables within 0.3% of the best.
     let chosen = tried
         .iter()
+        .filter(standing)
         .filter(|c| c.bits_per_element <= best_v * 1.003 + 1e-9)
         .min_by(|x, y| {
             (x.tables, x.groups)

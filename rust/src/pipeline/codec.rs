@@ -106,9 +106,12 @@ impl Codec {
         Ok(())
     }
 
-    /// The serialization version this codec needs: 1 unless its quantizer is of kind 2 or 3,
-    /// or per sample along a variable axis.
+    /// The serialization version this codec needs: 3 if its model's predictor is med-residual;
+    /// else 1 unless its quantizer is of kind 2 or 3, or per sample along a variable axis.
     pub fn version(&self) -> u8 {
+        if self.model.predictor == crate::model::pctx::Predictor::MedResidual {
+            return 3;
+        }
         match &self.quantizer {
             Quantizer::Fixed { .. } => 1,
             Quantizer::PerSample { axis } => match axis {

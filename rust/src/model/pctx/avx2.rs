@@ -38,6 +38,7 @@ struct Group {
     prev: [u32; 8],
     left: [u32; 8],
     above: [u32; 8],
+    eabove: [u32; 8],
 }
 
 #[inline(always)]
@@ -76,16 +77,17 @@ unsafe fn tick(c: __m256i, r: __m256i, period: __m256i, len: __m256i) -> (__m256
 }
 
 /// Steps `s_begin..s_end` of a chunk whose `lanes` (a multiple of 8) lanes all have an
-/// element at each of those steps: the scalar raster decoder's arithmetic, 8 lanes at a time.
-/// Returns the word position.
+/// element at each of those steps: the scalar raster decoder's arithmetic, 8 lanes at a time,
+/// for predictor `P` (0 none, 1 med, 2 med-residual, which also writes each element's folded
+/// residual into `e`). Returns the word position.
 ///
 /// # Safety
 /// AVX2 and POPCNT must be available; `tb.slots` must be built; `q` must hold every element
-/// index of the sample plus 3 bytes; `words` must hold `n_words` words plus 8; `fill` one
-/// entry per quantization channel; every index below 2^31.
+/// index of the sample plus 3 bytes, and so must `e` when `P` is 2; `words` must hold
+/// `n_words` words plus 8; `fill` one entry per quantization channel; every index below 2^31.
 #[target_feature(enable = "avx2,popcnt")]
 #[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn steps<const MED: bool>(
+pub(super) unsafe fn steps<const P: u8>(
     tb: &Tables,
     w: &Walk,
     lanes: usize,
@@ -97,6 +99,7 @@ pub(super) unsafe fn steps<const MED: bool>(
     mut pos: usize,
     fill: &[u32],
     q: &mut [u8],
+    e: &mut [u8],
 ) -> usize {
     let groups = lanes / 8;
     let mut g = [Group::default(); 4];
@@ -114,6 +117,7 @@ pub(super) unsafe fn steps<const MED: bool>(
             grp.prev[j] = r.prev;
             grp.left[j] = r.left as u32;
             grp.above[j] = r.above as u32;
+            grp.eabove[j] = r.eabove;
         }
     }
     let p = tb.precision as i32;
@@ -131,6 +135,7 @@ pub(super) unsafe fn steps<const MED: bool>(
     let f_inner = _mm256_set1_epi32(w.f_inner as i32);
     let f_channels = _mm256_set1_epi32(w.f_channels as i32);
     let qp = q.as_mut_ptr();
+    let ep = e.as_mut_ptr();
     let ctx_g = tb.ctx_g.as_ptr();
     let ctx_a = tb.ctx_a.as_ptr();
     let ctx_b = tb.ctx_b.as_ptr();
@@ -161,7 +166,14 @@ pub(super) unsafe fn steps<const MED: bool>(
             let u = _mm256_blendv_epi8(f, above, has_u);
             let ul = _mm256_blendv_epi8(f, ld(&grp.above), has_ul);
             let gctx = words32(ctx_g, ld(&grp.cg));
-            let (ctx, pred) = if MED {
+            // Med-residual: the folded residual above (a gather) and those carried from the
+            // previous step (left: the lane's previous element; upper left: its residual above).
+            let eabove = if P == 2 {
+                bytes(ep, _mm256_sub_epi32(i, _mm256_and_si256(dx, has_u)))
+            } else {
+                zero
+            };
+            let (ctx, pred) = if P != 0 {
                 let has_ur = _mm256_and_si256(has_u, _mm256_cmpgt_epi32(dx1, cx));
                 let ur_raw = bytes(qp, _mm256_sub_epi32(i, _mm256_and_si256(dx1, has_ur)));
                 let ur = _mm256_blendv_epi8(u, ur_raw, has_ur);
@@ -179,9 +191,20 @@ pub(super) unsafe fn steps<const MED: bool>(
                 let ge_hi = _mm256_cmpeq_epi32(_mm256_max_epi32(ul, hi), ul);
                 let le_lo = _mm256_cmpeq_epi32(_mm256_min_epi32(ul, lo), ul);
                 let pred = _mm256_blendv_epi8(_mm256_blendv_epi8(grad, hi, le_lo), lo, ge_hi);
+                let prop_c = if P == 2 {
+                    _mm256_max_epi32(
+                        _mm256_max_epi32(
+                            _mm256_and_si256(ld(&grp.prev), has_l),
+                            _mm256_and_si256(eabove, has_u),
+                        ),
+                        _mm256_and_si256(ld(&grp.eabove), has_ul),
+                    )
+                } else {
+                    ld(&grp.prev)
+                };
                 let ctx = _mm256_add_epi32(
                     _mm256_add_epi32(gctx, words32(ctx_a, act)),
-                    _mm256_add_epi32(words32(ctx_b, pred), words32(ctx_c, ld(&grp.prev))),
+                    _mm256_add_epi32(words32(ctx_b, pred), words32(ctx_c, prop_c)),
                 );
                 (ctx, pred)
             } else {
@@ -215,20 +238,25 @@ pub(super) unsafe fn steps<const MED: bool>(
                 _mm256_blendv_epi8(xn, _mm256_or_si256(_mm256_slli_epi32::<16>(xn), wv), need),
             );
             pos += (m as u32).count_ones() as usize;
-            let code = if MED {
+            let code = if P != 0 {
                 _mm256_and_si256(_mm256_add_epi32(sym, pred), code_mask)
             } else {
                 sym
             };
+            let folded = _mm256_min_epu32(sym, _mm256_sub_epi32(alphabet, sym));
             st(&mut codes, code);
             st(&mut index, i);
             for j in 0..8 {
                 *qp.add(index[j] as usize) = codes[j] as u8;
             }
-            st(
-                &mut grp.prev,
-                _mm256_min_epu32(sym, _mm256_sub_epi32(alphabet, sym)),
-            );
+            if P == 2 {
+                st(&mut codes, folded);
+                for j in 0..8 {
+                    *ep.add(index[j] as usize) = codes[j] as u8;
+                }
+                st(&mut grp.eabove, eabove);
+            }
+            st(&mut grp.prev, folded);
             st(&mut grp.left, code);
             st(&mut grp.above, above);
             st(&mut grp.i, _mm256_add_epi32(i, _mm256_set1_epi32(1)));
@@ -265,6 +293,7 @@ pub(super) unsafe fn steps<const MED: bool>(
             r.prev = grp.prev[j];
             r.left = grp.left[j] as i32;
             r.above = grp.above[j] as i32;
+            r.eabove = grp.eabove[j];
         }
     }
     pos

@@ -82,6 +82,13 @@ fn decode_spans(
     q: &mut [u8],
     vector: bool,
 ) -> Result<()> {
+    // The folded residual of every element, for the predictor whose context reads its
+    // neighbours'.
+    let mut e: Vec<u8> = if tables.predictor == Predictor::MedResidual {
+        crate::buffer::zeroed::<u8>(q.len() + DECODE_PAD)?
+    } else {
+        Vec::new()
+    };
     for (k, c) in spans.iter().enumerate() {
         let mut x = [0u32; 32];
         for (l, v) in x.iter_mut().enumerate().take(c.lanes) {
@@ -93,7 +100,7 @@ fn decode_spans(
         }
         let words = &body[c.words_at..c.words_at + 2 * c.words];
         decode_chunk(
-            tables, w, c.start, c.elements, c.lanes, &mut x, words, fill, q, vector,
+            tables, w, c.start, c.elements, c.lanes, &mut x, words, fill, q, &mut e, vector,
         )
         .map_err(|e| match e {
             CodecError::Corrupt(msg) => corrupt!("chunk {k}: {msg}"),
@@ -114,39 +121,56 @@ fn decode_chunk(
     words: &[u8],
     fill: &[u8],
     q: &mut [u8],
+    e: &mut [u8],
     vector: bool,
 ) -> Result<()> {
     let small = tb.bits <= 4;
-    if w.sx == 1 && w.sy == w.dx && w.dx >= 2 {
-        return match tb.predictor == Predictor::Med {
-            false => decode_raster::<false>(tb, w, start, m, lanes, x, words, fill, q, vector),
-            true => decode_raster::<true>(tb, w, start, m, lanes, x, words, fill, q, vector),
-        };
-    }
-    match (tb.predictor == Predictor::Med, small) {
-        (false, false) => decode_lanes::<false, false>(tb, w, start, m, lanes, x, words, fill, q),
-        (false, true) => decode_lanes::<false, true>(tb, w, start, m, lanes, x, words, fill, q),
-        (true, false) => decode_lanes::<true, false>(tb, w, start, m, lanes, x, words, fill, q),
-        (true, true) => decode_lanes::<true, true>(tb, w, start, m, lanes, x, words, fill, q),
+    let raster = w.sx == 1 && w.sy == w.dx && w.dx >= 2;
+    match (tb.predictor, raster) {
+        (Predictor::None, true) => {
+            decode_raster::<0>(tb, w, start, m, lanes, x, words, fill, q, e, vector)
+        }
+        (Predictor::Med, true) => {
+            decode_raster::<1>(tb, w, start, m, lanes, x, words, fill, q, e, vector)
+        }
+        (Predictor::MedResidual, true) => {
+            decode_raster::<2>(tb, w, start, m, lanes, x, words, fill, q, e, vector)
+        }
+        (predictor, false) => {
+            let args = (tb, w, start, m, lanes, x, words, fill, q, e);
+            match (predictor, small) {
+                (Predictor::None, false) => decode_lanes::<0, false>(args),
+                (Predictor::None, true) => decode_lanes::<0, true>(args),
+                (Predictor::Med, false) => decode_lanes::<1, false>(args),
+                (Predictor::Med, true) => decode_lanes::<1, true>(args),
+                (Predictor::MedResidual, false) => decode_lanes::<2, false>(args),
+                (Predictor::MedResidual, true) => decode_lanes::<2, true>(args),
+            }
+        }
     }
 }
+
+/// What `decode_lanes` takes: tables, walk, chunk start, elements and lanes, the lane states,
+/// the chunk's words, the fills, the codes and the folded residuals.
+type LaneArgs<'a> = (
+    &'a Tables,
+    &'a Walk,
+    usize,
+    usize,
+    usize,
+    &'a mut [u32; 32],
+    &'a [u8],
+    &'a [u8],
+    &'a mut [u8],
+    &'a mut [u8],
+);
 
 /// The decoder of one chunk, specialized for the predictor and the alphabet size. Words are
 /// handed out without a branch (a lane that needs none reads one and keeps its state); a
 /// corrupt body that runs out reads zeros and is refused at the end, when the count of words
 /// used differs from the count given.
-#[allow(clippy::too_many_arguments)]
-fn decode_lanes<const MED: bool, const SMALL: bool>(
-    tb: &Tables,
-    w: &Walk,
-    start: usize,
-    m: usize,
-    lanes: usize,
-    x: &mut [u32; 32],
-    words: &[u8],
-    fill: &[u8],
-    q: &mut [u8],
-) -> Result<()> {
+fn decode_lanes<const P: u8, const SMALL: bool>(args: LaneArgs<'_>) -> Result<()> {
+    let (tb, w, start, m, lanes, x, words, fill, q, e) = args;
     let seg = m.div_ceil(lanes);
     let p = tb.precision as u32;
     let slot_mask = (1u32 << p) - 1;
@@ -169,7 +193,7 @@ fn decode_lanes<const MED: bool, const SMALL: bool>(
         let st = Step::at(s, w);
         let active = (m - s).div_ceil(seg).min(lanes);
         for (c, xl) in cur[..active].iter_mut().zip(x[..active].iter_mut()) {
-            let (ctx, pred) = context_at::<MED>(tb, w, st, q, c, fill[c.cf]);
+            let (ctx, pred) = context_at::<P>(tb, w, st, q, e, c, fill[c.cf]);
             let t = tb.context_map[ctx] as usize;
             let slot = *xl & slot_mask;
             let (sym, cum, freq) = if SMALL {
@@ -182,12 +206,15 @@ fn decode_lanes<const MED: bool, const SMALL: bool>(
             let word = wbuf[pos.min(n_words)];
             *xl = if need { (v << 16) | word } else { v };
             pos += need as usize;
-            q[c.i] = if MED {
+            q[c.i] = if P != 0 {
                 ((sym as i32 + pred) & code_mask) as u8
             } else {
                 sym as u8
             };
             c.prev = fold(sym as u32, tb.bits);
+            if P == 2 {
+                e[c.i] = c.prev as u8;
+            }
             c.advance(w);
         }
     }
@@ -218,13 +245,16 @@ pub(super) struct RasterLane {
     pub(super) prev: u32,
     pub(super) left: i32,
     pub(super) above: i32,
+    /// The folded residual of the element above the previous one (med-residual).
+    pub(super) eabove: u32,
 }
 
 /// The decoder for the usual layout — left is the previous element (the last axis), up is the
 /// previous row — where a lane's left and upper-left neighbours are the codes it decoded and
-/// loaded one step before: one or two loads per element instead of three or four.
+/// loaded one step before: one or two loads per element instead of three or four. Predictor
+/// `P`: 0 none, 1 med, 2 med-residual (which reads and writes the folded residuals `e`).
 #[allow(clippy::too_many_arguments)]
-fn decode_raster<const MED: bool>(
+fn decode_raster<const P: u8>(
     tb: &Tables,
     w: &Walk,
     start: usize,
@@ -234,6 +264,7 @@ fn decode_raster<const MED: bool>(
     words: &[u8],
     fill: &[u8],
     q: &mut [u8],
+    e: &mut [u8],
     vector: bool,
 ) -> Result<()> {
     let seg = m.div_ceil(lanes);
@@ -266,6 +297,7 @@ fn decode_raster<const MED: bool>(
             prev: 0,
             left: 0,
             above: 0,
+            eabove: 0,
         };
     }
     let small = tb.bits <= 4;
@@ -280,17 +312,19 @@ fn decode_raster<const MED: bool>(
         if lanes.is_multiple_of(8)
             && !tb.slots.is_empty()
             && q.len() >= start + m + 3
+            && (P != 2 || e.len() >= start + m + 3)
             && start + m < i32::MAX as usize
             && vector
             && crate::cpu::avx2_popcnt()
         {
             let fill32: Vec<u32> = fill.iter().map(|&f| f as u32).collect();
             // SAFETY: AVX2 and POPCNT are present; the slot table is built and padded, `q`
-            // has 3 bytes past the sample (checked), `wbuf` 8 words past the body, `fill32` one
-            // entry per channel (the counters stay below `f_channels`), indices fit an i32.
+            // (and `e` for med-residual) has 3 bytes past the sample (checked), `wbuf` 8 words
+            // past the body, `fill32` one entry per channel (the counters stay below
+            // `f_channels`), indices fit an i32.
             pos = unsafe {
-                avx2::steps::<MED>(
-                    tb, w, lanes, 0, full, &mut ln, &wbuf, n_words, pos, &fill32, q,
+                avx2::steps::<P>(
+                    tb, w, lanes, 0, full, &mut ln, &wbuf, n_words, pos, &fill32, q, e,
                 )
             };
             s_first = full;
@@ -310,15 +344,21 @@ fn decode_raster<const MED: bool>(
             let u = select(has_u, above, f);
             let ul = select(has_ul, r.above, f);
             let g = tb.ctx_g[r.cg];
-            let (ctx, pred) = if MED {
+            let (ctx, pred) = if P != 0 {
                 let has_ur = has_u && r.cx + 1 < dx;
                 let ur = select(has_ur, q[if has_ur { i + 1 - dx } else { i }] as i32, u);
                 let act = (l - ul).abs() + (u - ul).abs() + (ur - u).abs();
                 let pred = med(l, u, ul);
+                let prop_c = if P == 2 {
+                    let el = select(has_l, r.prev as i32, 0);
+                    let eu = select(has_u, e[if has_u { i - dx } else { i }] as i32, 0);
+                    let eul = select(has_ul, e[if has_ul { i - dx - 1 } else { i }] as i32, 0);
+                    el.max(eu).max(eul) as usize
+                } else {
+                    r.prev as usize
+                };
                 (
-                    g + tb.ctx_a[act as usize]
-                        + tb.ctx_b[pred as usize]
-                        + tb.ctx_c[r.prev as usize],
+                    g + tb.ctx_a[act as usize] + tb.ctx_b[pred as usize] + tb.ctx_c[prop_c],
                     pred,
                 )
             } else {
@@ -339,13 +379,17 @@ fn decode_raster<const MED: bool>(
             let word = wbuf[pos.min(n_words)] as u32;
             r.x = if need { (v << 16) | word } else { v };
             pos += need as usize;
-            let code = if MED {
+            let code = if P != 0 {
                 (sym as i32 + pred) & code_mask
             } else {
                 sym as i32
             };
             q[i] = code as u8;
             r.prev = fold(sym as u32, tb.bits);
+            if P == 2 {
+                e[i] = r.prev as u8;
+                r.eabove = e[if has_u { i - dx } else { i }] as u32;
+            }
             r.left = code;
             r.above = above;
             r.i = i + 1;

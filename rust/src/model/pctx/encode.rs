@@ -25,6 +25,13 @@ pub fn encode(
     }
     let mut decisions: Vec<(u32, u32)> = Vec::new();
     let mut words: Vec<u16> = Vec::new();
+    // The folded residual of every element, for the predictor whose context reads its
+    // neighbours' (each lane fills its segment before a later element of it looks).
+    let mut e: Vec<u8> = if tables.predictor == Predictor::MedResidual {
+        vec![0; q.len()]
+    } else {
+        Vec::new()
+    };
     for (k, &(start, m, lanes)) in parts.iter().enumerate() {
         let seg = m.div_ceil(lanes);
         // (cum, freq) of every element of the chunk, in element order.
@@ -37,23 +44,43 @@ pub fn encode(
                 break;
             }
             let run = &mut decisions[b..(b + seg).min(m)];
-            match (raster, tables.predictor == Predictor::Med) {
-                (true, false) => encode_raster::<false>(tables, &w, q, fill, start + b, run),
-                (true, true) => encode_raster::<true>(tables, &w, q, fill, start + b, run),
-                (false, med) => {
+            match (raster, tables.predictor) {
+                (true, Predictor::None) => {
+                    encode_raster::<0>(tables, &w, q, &mut e, fill, start + b, run)
+                }
+                (true, Predictor::Med) => {
+                    encode_raster::<1>(tables, &w, q, &mut e, fill, start + b, run)
+                }
+                (true, Predictor::MedResidual) => {
+                    encode_raster::<2>(tables, &w, q, &mut e, fill, start + b, run)
+                }
+                (false, predictor) => {
                     let mut c = Cursor::at(start + b, &w);
                     for (s, d) in run.iter_mut().enumerate() {
                         let st = Step::at(s, &w);
-                        let (ctx, pred) = if med {
-                            context_at::<true>(tables, &w, st, q, &c, fill[c.cf])
-                        } else {
-                            context_at::<false>(tables, &w, st, q, &c, fill[c.cf])
+                        let (ctx, pred) = match predictor {
+                            Predictor::None => {
+                                context_at::<0>(tables, &w, st, q, &e, &c, fill[c.cf])
+                            }
+                            Predictor::Med => {
+                                context_at::<1>(tables, &w, st, q, &e, &c, fill[c.cf])
+                            }
+                            Predictor::MedResidual => {
+                                context_at::<2>(tables, &w, st, q, &e, &c, fill[c.cf])
+                            }
                         };
                         let t = tables.context_map[ctx] as usize;
                         let code = q[c.i] as i32;
-                        let sym = if med { (code - pred) & mask } else { code } as usize;
+                        let sym = if predictor.predicts() {
+                            (code - pred) & mask
+                        } else {
+                            code
+                        } as usize;
                         *d = tables.interval(t, sym);
                         c.prev = fold(sym as u32, model.bits);
+                        if let Some(slot) = e.get_mut(c.i) {
+                            *slot = c.prev as u8;
+                        }
                         c.advance(&w);
                     }
                 }
@@ -152,11 +179,14 @@ pub fn parse_body(body: &[u8], n: usize) -> Result<Vec<ChunkSpan>> {
 }
 
 /// The encoder's pass over one lane segment in the raster layout (see `decode_raster`): the
-/// (cum, freq) of every element, with the left and upper-left codes carried.
-fn encode_raster<const MED: bool>(
+/// (cum, freq) of every element, with the left and upper-left codes carried; predictor `P` 0
+/// (none), 1 (med) or 2 (med-residual, which writes each element's folded residual into `e`
+/// and reads its neighbours').
+fn encode_raster<const P: u8>(
     tb: &Tables,
     w: &Walk,
     q: &[u8],
+    e: &mut [u8],
     fill: &[u8],
     first: usize,
     out: &mut [(u32, u32)],
@@ -178,13 +208,21 @@ fn encode_raster<const MED: bool>(
         let ul = select(has_ul, above_prev, f);
         let g = tb.ctx_g[cg];
         let code = q[i] as i32;
-        let (ctx, sym) = if MED {
+        let (ctx, sym) = if P != 0 {
             let has_ur = has_u && cx + 1 < dx;
             let ur = select(has_ur, q[if has_ur { i + 1 - dx } else { i }] as i32, u);
             let act = (l - ul).abs() + (u - ul).abs() + (ur - u).abs();
             let pred = med(l, u, ul);
+            let prop_c = if P == 2 {
+                let el = select(has_l, prev as i32, 0);
+                let eu = select(has_u, e[if has_u { i - dx } else { i }] as i32, 0);
+                let eul = select(has_ul, e[if has_ul { i - dx - 1 } else { i }] as i32, 0);
+                el.max(eu).max(eul) as usize
+            } else {
+                prev as usize
+            };
             (
-                g + tb.ctx_a[act as usize] + tb.ctx_b[pred as usize] + tb.ctx_c[prev as usize],
+                g + tb.ctx_a[act as usize] + tb.ctx_b[pred as usize] + tb.ctx_c[prop_c],
                 (code - pred) & code_mask,
             )
         } else {
@@ -196,6 +234,9 @@ fn encode_raster<const MED: bool>(
         let t = tb.context_map[ctx as usize] as usize;
         *d = tb.interval(t, sym as usize);
         prev = fold(sym as u32, tb.bits);
+        if P == 2 {
+            e[i] = prev as u8;
+        }
         left = code;
         above_prev = above;
         cx += 1;

@@ -13,8 +13,9 @@
 //!
 //! The model: a predictor (none, or the median edge detector of LOCO-I / JPEG-LS) turns each
 //! code into a symbol; three properties of the neighbourhood (the neighbours' codes, or the
-//! local activity, the prediction and the previous residual) are mapped to classes by lookup
-//! tables; the group of the element's channel and the three classes index a context map that
+//! local activity, the prediction and the previous residual of the lane, or with med-residual
+//! the largest residual among the left, upper and upper-left neighbours) are mapped to classes
+//! by lookup tables; the group of the element's channel and the three classes index a context map that
 //! names one of up to 256 frequency tables. Fitting chooses all of it (classes, context map,
 //! groups, tables) from data.
 //!
@@ -75,6 +76,11 @@ pub enum Predictor {
     /// upper-left codes; properties: the local activity, the prediction, and the folded
     /// residual of the previous element of the lane.
     Med = 1,
+    /// The median edge detector as `Med`, with the third property the largest folded residual
+    /// of the left, upper and upper-left neighbours (0 for a missing one) instead of the lane's
+    /// previous one: how well the prediction did around the element, in two dimensions.
+    /// Fitted codecs only (codec version 3).
+    MedResidual = 2,
 }
 
 impl Predictor {
@@ -82,6 +88,7 @@ impl Predictor {
         match c {
             0 => Some(Predictor::None),
             1 => Some(Predictor::Med),
+            2 => Some(Predictor::MedResidual),
             _ => None,
         }
     }
@@ -90,6 +97,7 @@ impl Predictor {
         match self {
             Predictor::None => "none",
             Predictor::Med => "med",
+            Predictor::MedResidual => "med-residual",
         }
     }
 
@@ -98,8 +106,13 @@ impl Predictor {
         let a = 1usize << bits;
         match self {
             Predictor::None => [a, a, a],
-            Predictor::Med => [3 * (a - 1) + 1, a, a / 2 + 1],
+            Predictor::Med | Predictor::MedResidual => [3 * (a - 1) + 1, a, a / 2 + 1],
         }
+    }
+
+    /// Whether the symbol is the residual of the median edge detector (else the code itself).
+    pub fn predicts(self) -> bool {
+        self != Predictor::None
     }
 }
 

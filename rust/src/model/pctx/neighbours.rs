@@ -18,12 +18,15 @@ pub(super) fn med(l: i32, u: i32, ul: i32) -> i32 {
 
 /// The three raw property values of element `i` (at step `s` of its lane segment) and its
 /// prediction, from the codes `q` decoded (or known) so far: FORMAT.md 9.4. `residual_prev` is
-/// the folded residual of the lane's previous element (0 for its first).
+/// the folded residual of the lane's previous element (0 for its first); `e` holds the folded
+/// residual of every element decoded so far (read only by `MedResidual`).
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub fn properties(
     predictor: Predictor,
     lay: &Layout,
     q: &[u8],
+    e: &[u8],
     residual_prev: u32,
     fill: u8,
     i: usize,
@@ -33,17 +36,18 @@ pub fn properties(
     let cy = i.checked_div(lay.sy).map_or(0, |v| v % lay.dy);
     let has_l = lay.sx > 0 && cx > 0 && s >= lay.sx;
     let has_u = lay.sy > 0 && cy > 0 && s >= lay.sy;
+    let has_ul = has_l && has_u && s >= lay.sx + lay.sy;
     let f = fill as i32;
     let l = if has_l { q[i - lay.sx] as i32 } else { f };
     let u = if has_u { q[i - lay.sy] as i32 } else { f };
-    let ul = if has_l && has_u && s >= lay.sx + lay.sy {
+    let ul = if has_ul {
         q[i - lay.sy - lay.sx] as i32
     } else {
         f
     };
     match predictor {
         Predictor::None => (l as usize, u as usize, ul as usize, 0),
-        Predictor::Med => {
+        Predictor::Med | Predictor::MedResidual => {
             let ur = if has_u && lay.sx > 0 && cx + 1 < lay.dx && s + lay.sx >= lay.sy {
                 q[i - lay.sy + lay.sx] as i32
             } else {
@@ -51,7 +55,15 @@ pub fn properties(
             };
             let act = (l - ul).abs() + (u - ul).abs() + (ur - u).abs();
             let p = med(l, u, ul);
-            (act as usize, p as usize, residual_prev as usize, p)
+            let c = if predictor == Predictor::Med {
+                residual_prev as usize
+            } else {
+                let at = |has: bool, j: usize| if has { e[j] as usize } else { 0 };
+                at(has_l, i.wrapping_sub(lay.sx))
+                    .max(at(has_u, i.wrapping_sub(lay.sy)))
+                    .max(at(has_ul, i.wrapping_sub(lay.sy + lay.sx)))
+            };
+            (act as usize, p as usize, c, p)
         }
     }
 }
@@ -59,16 +71,18 @@ pub fn properties(
 /// The table and the prediction of element `i` (the reference coder's lookup).
 #[cfg(test)]
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 pub(super) fn context(
     model: &Model,
     lay: &Layout,
     q: &[u8],
+    e: &[u8],
     residual_prev: u32,
     fill: u8,
     i: usize,
     s: usize,
 ) -> (usize, i32) {
-    let (a, b, c, pred) = properties(model.predictor, lay, q, residual_prev, fill, i, s);
+    let (a, b, c, pred) = properties(model.predictor, lay, q, e, residual_prev, fill, i, s);
     let g = model.groups[lay.group.of(i)] as usize;
     let [ca, cb, cc] = &model.classes;
     let [na, nb, nc] = model.n_classes;
@@ -209,13 +223,15 @@ pub(super) fn select(cond: bool, a: i32, b: i32) -> i32 {
 }
 
 /// The context of the element at `c` and its prediction (FORMAT.md 9.4), from the codes known
-/// so far.
+/// so far: predictor `P` 0 (none), 1 (med) or 2 (med-residual, which reads the folded
+/// residuals `e` of the neighbours; the other two ignore `e`).
 #[inline(always)]
-pub(super) fn context_at<const MED: bool>(
+pub(super) fn context_at<const P: u8>(
     tb: &Tables,
     w: &Walk,
     st: Step,
     q: &[u8],
+    e: &[u8],
     c: &Cursor,
     fill: u8,
 ) -> (usize, i32) {
@@ -233,23 +249,26 @@ pub(super) fn context_at<const MED: bool>(
         f,
     );
     let g = tb.ctx_g[c.cg];
-    match MED {
-        false => {
-            let ctx = g + tb.ctx_a[l as usize] + tb.ctx_b[u as usize] + tb.ctx_c[ul as usize];
-            (ctx as usize, 0)
-        }
-        true => {
-            let has_ur = has_u && st.ur && c.cx + 1 < w.dx;
-            let ur = select(
-                has_ur,
-                q[if has_ur { i - w.sy + w.sx } else { i }] as i32,
-                u,
-            );
-            let act = (l - ul).abs() + (u - ul).abs() + (ur - u).abs();
-            let pred = med(l, u, ul);
-            let ctx =
-                g + tb.ctx_a[act as usize] + tb.ctx_b[pred as usize] + tb.ctx_c[c.prev as usize];
-            (ctx as usize, pred)
-        }
+    if P == 0 {
+        let ctx = g + tb.ctx_a[l as usize] + tb.ctx_b[u as usize] + tb.ctx_c[ul as usize];
+        return (ctx as usize, 0);
     }
+    let has_ur = has_u && st.ur && c.cx + 1 < w.dx;
+    let ur = select(
+        has_ur,
+        q[if has_ur { i - w.sy + w.sx } else { i }] as i32,
+        u,
+    );
+    let act = (l - ul).abs() + (u - ul).abs() + (ur - u).abs();
+    let pred = med(l, u, ul);
+    let prop_c = if P == 1 {
+        c.prev as usize
+    } else {
+        let el = select(has_l, e[if has_l { i - w.sx } else { i }] as i32, 0);
+        let eu = select(has_u, e[if has_u { i - w.sy } else { i }] as i32, 0);
+        let eul = select(has_ul, e[if has_ul { i - w.sy - w.sx } else { i }] as i32, 0);
+        el.max(eu).max(eul) as usize
+    };
+    let ctx = g + tb.ctx_a[act as usize] + tb.ctx_b[pred as usize] + tb.ctx_c[prop_c];
+    (ctx as usize, pred)
 }

@@ -26,6 +26,8 @@ pub(crate) fn encode_reference(
     }
     let mut decisions: Vec<(u16, u16)> = Vec::new();
     let mut words: Vec<u16> = Vec::new();
+    // Folded residuals of the elements coded so far (med-residual's third property).
+    let mut res = vec![0u8; q.len()];
     for (k, &(start, m, lanes)) in parts.iter().enumerate() {
         let seg = m.div_ceil(lanes);
         // (cum, freq) of every element of the chunk, in element order.
@@ -36,12 +38,16 @@ pub(crate) fn encode_reference(
             let e = (b + seg).min(start + m);
             let mut prev = 0u32;
             for i in b..e {
-                let (t, pred) = context(model, &lay, q, prev, fill[fill_ch.of(i)], i, i - b);
+                let (t, pred) =
+                    context(model, &lay, q, &res, prev, fill[fill_ch.of(i)], i, i - b);
                 let sym = match model.predictor {
                     Predictor::None => q[i] as usize,
-                    Predictor::Med => ((q[i] as i32 - pred) & mask) as usize,
+                    Predictor::Med | Predictor::MedResidual => {
+                        ((q[i] as i32 - pred) & mask) as usize
+                    }
                 };
                 prev = fold(sym as u32, model.bits);
+                res[i] = prev as u8;
                 decisions[i - start] = {
                     let (c, f) = tables.interval(t, sym);
                     (c as u16, f as u16)
@@ -169,6 +175,8 @@ fn decode_chunk_reference(
     let n_words = words.len() / 2;
     let mut pos = 0usize;
     let mut prev = [0u32; 32];
+    // Folded residuals of the elements decoded so far (med-residual's third property).
+    let mut res = vec![0u8; q.len()];
     for s in 0..seg {
         for l in 0..lanes {
             let j = l * seg + s;
@@ -176,7 +184,7 @@ fn decode_chunk_reference(
                 continue;
             }
             let i = start + j;
-            let (t, pred) = context(model, lay, q, prev[l], fill[fill_ch.of(i)], i, s);
+            let (t, pred) = context(model, lay, q, &res, prev[l], fill[fill_ch.of(i)], i, s);
             let slot = x[l] & slot_mask;
             let (sym, cum, freq) = tables.find(t, slot);
             let mut v = freq * (x[l] >> p) + slot - cum;
@@ -189,9 +197,12 @@ fn decode_chunk_reference(
             }
             x[l] = v;
             prev[l] = fold(sym as u32, tables.bits);
+            res[i] = prev[l] as u8;
             q[i] = match model.predictor {
                 Predictor::None => sym as u8,
-                Predictor::Med => ((sym as i32 + pred) & code_mask) as u8,
+                Predictor::Med | Predictor::MedResidual => {
+                    ((sym as i32 + pred) & code_mask) as u8
+                }
             };
         }
     }

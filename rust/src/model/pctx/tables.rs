@@ -255,7 +255,7 @@ pub fn device_geometry(model: &Model, shape: &[usize], fill_ch: Channels) -> [u6
         w.f_channels as u64,
         model.bits as u64,
         model.precision as u64,
-        (model.predictor == Predictor::Med) as u64,
+        model.predictor as u64,
     ]
 }
 
