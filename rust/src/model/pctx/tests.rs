@@ -298,3 +298,87 @@ fn fitted_model_codes_structure_below_order0() {
         body.len()
     );
 }
+
+#[test]
+fn validate_refuses_each_broken_field_alone() {
+    // A valid model (3 axes, groups along axis 0, med-residual, 4 bits), then one field broken
+    // at a time: each alone must be refused, so no check leans on another (an `||` of two
+    // checks turned `&&` lets each of them through alone). Where a later check would catch the
+    // break anyway, the rest of the model is made consistent with it.
+    let mut seed = 7u64;
+    let shape = [3usize, 5, 7];
+    let good = random_model(&mut seed, 4, Predictor::MedResidual, &shape);
+    good.validate(3, Some(3)).unwrap();
+    type Break = fn(&mut Model);
+    let breaks: [(&str, Break); 18] = [
+        ("0 bits", |m| m.bits = 0),
+        ("9 bits", |m| m.bits = 9),
+        ("axis_x past the shape", |m| m.axis_x = 3),
+        ("axis_y past the shape", |m| m.axis_y = 3),
+        ("axis_g past the shape", |m| m.axis_g = 3),
+        ("up outside left", |m| (m.axis_x, m.axis_y) = (1, 2)),
+        ("group entries", |m| m.groups.push(0)),
+        ("0 groups", |m| {
+            m.n_groups = 0;
+            m.groups.iter_mut().for_each(|g| *g = 0);
+        }),
+        ("65 groups", |m| {
+            // With a context map of the right length: only the group limit refuses it.
+            m.n_groups = 65;
+            m.context_map = vec![0; m.contexts()];
+        }),
+        ("a group out of range", |m| m.groups[0] = m.n_groups),
+        ("0 classes", |m| m.n_classes[1] = 0),
+        ("17 classes", |m| {
+            m.n_classes[2] = 17;
+            m.context_map = vec![0; m.contexts()];
+        }),
+        ("class table length", |m| m.classes[0].push(0)),
+        ("a class out of range", |m| m.classes[1][0] = m.n_classes[1]),
+        ("no frequencies", |m| m.freqs.clear()),
+        ("a frequency short of a table", |m| {
+            m.freqs.pop();
+        }),
+        ("precision at the bits", |m| {
+            // Tables that sum to 2^bits (every frequency 1): only the precision rule refuses.
+            m.precision = m.bits;
+            m.freqs.iter_mut().for_each(|f| *f = 1);
+        }),
+        ("precision past 15", |m| {
+            // 16 symbols of 4096 sum to 2^16.
+            m.precision = 16;
+            m.freqs.iter_mut().for_each(|f| *f = 4096);
+        }),
+    ];
+    for (what, f) in breaks {
+        let mut m = good.clone();
+        f(&mut m);
+        assert!(m.validate(3, Some(3)).is_err(), "{what}: accepted");
+    }
+    // Frequencies: a zero, and a table that does not sum to 2^p (each alone).
+    let mut m = good.clone();
+    let (i, j) = (0, 1);
+    m.freqs[j] += m.freqs[i];
+    m.freqs[i] = 0;
+    assert!(m.validate(3, Some(3)).is_err(), "a zero frequency: accepted");
+    let mut m = good.clone();
+    m.freqs[0] += 1;
+    assert!(m.validate(3, Some(3)).is_err(), "a table summing past 2^p: accepted");
+    // The context map: its length and an entry naming a missing table.
+    let mut m = good.clone();
+    m.context_map.push(0);
+    assert!(m.validate(3, Some(3)).is_err(), "context map length: accepted");
+    let mut m = good.clone();
+    m.context_map[0] = m.tables() as u8;
+    assert!(m.validate(3, Some(3)).is_err(), "a missing table: accepted");
+    // More than 256 tables.
+    let mut m = good.clone();
+    let a = m.alphabet();
+    let table = m.freqs[..a].to_vec();
+    while m.tables() <= MAX_TABLES {
+        m.freqs.extend_from_slice(&table);
+    }
+    assert!(m.validate(3, Some(3)).is_err(), "257 tables: accepted");
+    // And the group axis's length against the shape.
+    assert!(good.validate(3, Some(4)).is_err(), "group entries for another shape: accepted");
+}
