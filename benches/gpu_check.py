@@ -317,15 +317,22 @@ def bench(quick: bool) -> List[Dict[str, Any]]:
 
 def bench_fitted(cp, x, warm: int, runs: int) -> List[Dict[str, Any]]:
     """Fitted codecs (pctx.cu): byte-exactness both ways and timings, on the 1x256x56x56 map and
-    a 1x32x7x7 crop of it, against the CPU codec."""
+    a 1x32x7x7 crop of it, against the CPU codec; and on smooth 32x56x56 ramps, whose fit takes
+    the med-residual predictor (FORMAT.md 9.4, codec version 3)."""
     import numpy as np
 
     import splitans
 
     rows: List[Dict[str, Any]] = []
     rng = np.random.default_rng(7)
-    for shape, bits in (((256, 56, 56), 4), ((256, 56, 56), 8), ((32, 7, 7), 4)):
-        sample = np.ascontiguousarray(x[0][: shape[0], : shape[1], : shape[2]])
+    c, h, w = 32, 56, 56
+    ramp = (np.arange(h)[:, None] + np.arange(w)[None, :]) / (h + w) * np.arange(1, c + 1)[:, None, None]
+    smooth = (ramp + rng.random((c, h, w)) * 0.05).astype(np.float32)
+    for shape, bits in (((256, 56, 56), 4), ((256, 56, 56), 8), ((32, 7, 7), 4), ("smooth", 4)):
+        if shape == "smooth":
+            sample, shape = smooth, smooth.shape
+        else:
+            sample = np.ascontiguousarray(x[0][: shape[0], : shape[1], : shape[2]])
         cal = [np.roll(sample, (int(rng.integers(-4, 5)), int(rng.integers(-4, 5))), axis=(1, 2)) for _ in range(6)]
         codec = splitans.Codec.fit(cal, bits=bits)
         blob = codec.compress(sample)
@@ -333,7 +340,8 @@ def bench_fitted(cp, x, warm: int, runs: int) -> List[Dict[str, Any]]:
         exact = codec.compress_gpu(dev) == blob
         y = codec.decompress(blob)
         dec_exact = bool(np.array_equal(codec.decompress_gpu(blob).get().view(np.uint32), y.view(np.uint32)))
-        desc = f"fitted codec 1x{'x'.join(map(str, shape))} f32, {bits} bits ({len(blob)} B)"
+        desc = (f"fitted codec 1x{'x'.join(map(str, shape))} f32, {bits} bits, "
+                f"{codec.describe()['model']['predictor']} ({len(blob)} B)")
         rows += [
             dict(case=desc, what="GPU codec.compress_gpu", us=median_us(cp, lambda: codec.compress_gpu(dev), warm, runs),
                  bit_exact=exact),
