@@ -137,40 +137,36 @@ fn decode_chunk(
             decode_raster::<2>(tb, w, start, m, lanes, x, words, fill, q, e, vector)
         }
         (predictor, false) => {
-            let args = (tb, w, start, m, lanes, x, words, fill, q, e);
-            match (predictor, small) {
-                (Predictor::None, false) => decode_lanes::<0, false>(args),
-                (Predictor::None, true) => decode_lanes::<0, true>(args),
-                (Predictor::Med, false) => decode_lanes::<1, false>(args),
-                (Predictor::Med, true) => decode_lanes::<1, true>(args),
-                (Predictor::MedResidual, false) => decode_lanes::<2, false>(args),
-                (Predictor::MedResidual, true) => decode_lanes::<2, true>(args),
-            }
+            let lanes_of = match (predictor, small) {
+                (Predictor::None, false) => decode_lanes::<0, false>,
+                (Predictor::None, true) => decode_lanes::<0, true>,
+                (Predictor::Med, false) => decode_lanes::<1, false>,
+                (Predictor::Med, true) => decode_lanes::<1, true>,
+                (Predictor::MedResidual, false) => decode_lanes::<2, false>,
+                (Predictor::MedResidual, true) => decode_lanes::<2, true>,
+            };
+            lanes_of(tb, w, start, m, lanes, x, words, fill, q, e)
         }
     }
 }
-
-/// What `decode_lanes` takes: tables, walk, chunk start, elements and lanes, the lane states,
-/// the chunk's words, the fills, the codes and the folded residuals.
-type LaneArgs<'a> = (
-    &'a Tables,
-    &'a Walk,
-    usize,
-    usize,
-    usize,
-    &'a mut [u32; 32],
-    &'a [u8],
-    &'a [u8],
-    &'a mut [u8],
-    &'a mut [u8],
-);
 
 /// The decoder of one chunk, specialized for the predictor and the alphabet size. Words are
 /// handed out without a branch (a lane that needs none reads one and keeps its state); a
 /// corrupt body that runs out reads zeros and is refused at the end, when the count of words
 /// used differs from the count given.
-fn decode_lanes<const P: u8, const SMALL: bool>(args: LaneArgs<'_>) -> Result<()> {
-    let (tb, w, start, m, lanes, x, words, fill, q, e) = args;
+#[allow(clippy::too_many_arguments)]
+fn decode_lanes<const P: u8, const SMALL: bool>(
+    tb: &Tables,
+    w: &Walk,
+    start: usize,
+    m: usize,
+    lanes: usize,
+    x: &mut [u32; 32],
+    words: &[u8],
+    fill: &[u8],
+    q: &mut [u8],
+    e: &mut [u8],
+) -> Result<()> {
     let seg = m.div_ceil(lanes);
     let p = tb.precision as u32;
     let slot_mask = (1u32 << p) - 1;
