@@ -703,6 +703,10 @@ CODEC_CASES = [
     ((300,), 3, None, None),
     ((5, 24), 6, 1, "calibration"),
     ((6, 7, 9), 1, None, "calibration"),
+    # Plane lanes (codec version 4): chunks of 32 and 8 lanes of one 60 x 50 plane each; two
+    # lanes of five planes, the second shorter.
+    ((40, 60, 50), 8, 0, "calibration"),
+    ((9, 37, 41), 3, None, "calibration"),
 ]
 
 
@@ -715,6 +719,9 @@ def _codec_for(case, seed=0):
 @pytest.mark.parametrize("case", CODEC_CASES, ids=lambda c: f"{c[0]}-{c[1]}b")
 def test_codec_gpu_pipeline_matches_cpu(ops, case):
     codec, tests = _codec_for(case)
+    d = codec.describe()
+    assert d["model"]["plane_lanes"] == (case[0] in ((40, 60, 50), (9, 37, 41)))
+    assert d["version"] == 4 if d["model"]["plane_lanes"] else d["version"] < 4
     for x in [*tests, np.zeros(case[0], np.float32), tests[0].astype(np.float16)]:
         cpu = codec.compress(x)
         assert codec.compress_gpu(x, _ops_=ops) == cpu
@@ -734,8 +741,9 @@ def _fix_fitted_crc(codec, b):
     return bytes(b)
 
 
-def test_codec_gpu_refuses_what_the_cpu_refuses(ops):
-    codec, tests = _codec_for(CODEC_CASES[3], seed=4)
+@pytest.mark.parametrize("case", [CODEC_CASES[3], CODEC_CASES[7]], ids=lambda c: f"{c[0]}")
+def test_codec_gpu_refuses_what_the_cpu_refuses(ops, case):
+    codec, tests = _codec_for(case, seed=4)
     blob = codec.compress(tests[0])
     rng = np.random.default_rng(5)
     seen = set()
@@ -748,12 +756,12 @@ def test_codec_gpu_refuses_what_the_cpu_refuses(ops):
         same_outcome(cpu, dev)
         seen.add(cpu[0])
     assert "corrupt" in seen, "mutations behind the checksum must reach the decoder's checks"
-    other, _ = _codec_for(CODEC_CASES[3], seed=9)
+    other, _ = _codec_for(case, seed=9)
     same_outcome(outcome(lambda: other.decompress(blob)), outcome(lambda: other.decompress_gpu(blob, _ops_=ops)))
 
 
 def test_cupy_ops_codec(cupy_ops):
-    for case in (CODEC_CASES[0], CODEC_CASES[3]):
+    for case in (CODEC_CASES[0], CODEC_CASES[3], CODEC_CASES[7]):
         codec, tests = _codec_for(case, seed=2)
         x = tests[0]
         cpu = codec.compress(x)

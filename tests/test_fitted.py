@@ -117,14 +117,19 @@ def test_serialization_is_versioned_checksummed_and_named():
         with pytest.raises(CorruptDataError):
             splitans.Codec.from_bytes(bytes(b))
     # A newer version is refused as such; a codec that needs only version 1 is written as
-    # version 1, and the same bytes labelled version 2 or 3 are not canonical.
-    for version, error in ((4, splitans.UnsupportedVersionError), (3, CorruptDataError), (2, CorruptDataError)):
+    # version 1, and the same bytes labelled version 2, 3 or 4 are not canonical.
+    for version, error in (
+        (5, splitans.UnsupportedVersionError),
+        (4, CorruptDataError),
+        (3, CorruptDataError),
+        (2, CorruptDataError),
+    ):
         b = bytearray(data)
         b[4] = version
         b[8:12] = zlib.crc32(bytes(b[:8] + b[12:])).to_bytes(4, "little")
         with pytest.raises(error) as e:
             splitans.Codec.from_bytes(bytes(b))
-        assert version == 4 or "canonical" in str(e.value)
+        assert version == 5 or "canonical" in str(e.value)
 
 
 def test_blob_of_another_codec_is_refused():
@@ -232,7 +237,8 @@ def test_bad_arguments_are_specific():
 
 
 def _parse_codec(b):
-    assert b[:4] == b"SPNC" and b[4] in (1, 3)  # version 3: versions 1 and 2 and predictor 2
+    # Version 3: versions 1 and 2 and predictor 2; version 4 adds flags 1, plane lanes.
+    assert b[:4] == b"SPNC" and b[4] in (1, 2, 3, 4) and b[5] in (0, 1) and b[5] <= (b[4] == 4)
     pos = 16
     dtype, bits, ndim = b[16], b[17], b[18]
     pos = 19
@@ -276,7 +282,7 @@ def _parse_codec(b):
             row.append(f)
         m["freqs"].append(row)
     assert pos == len(b)
-    return dict(bits=bits, shape=shape, qaxis=qaxis, params=params, model=m)
+    return dict(bits=bits, shape=shape, qaxis=qaxis, params=params, model=m, plane_lanes=b[5] == 1)
 
 
 def _lanes_for(m):
@@ -325,15 +331,27 @@ def _reference_decode(codec_bytes, blob):
     grp = lambda i: m["groups"][0] if m["ag"] == 255 else m["groups"][(i // stride(m["ag"])) % shape[m["ag"]]]
     cum = [[sum(r[:s]) for s in range(A)] for r in m["freqs"]]
     q = [0] * N
-    chunks = [(k, min(65536, N - k)) for k in range(0, N, 65536)]
+    P = sy * dy
+    if c["plane_lanes"] and 1 <= P <= 65536:
+        # Plane lanes: the default's first lane count, its segment rounded up to whole planes.
+        f = min(N, 65536)
+        L0 = _lanes_for(f)
+        g = P * -(-(-(-f // L0)) // P)
+        chunks = [(k, min(L0 * g, N - k), g) for k in range(0, N, L0 * g)]
+    else:
+        chunks = [(k, min(65536, N - k), None) for k in range(0, N, 65536)]
     bpos = 0
     counts = None
     if len(chunks) > 1:
         counts = [int.from_bytes(body[4 * k : 4 * k + 4], "little") for k in range(len(chunks))]
         bpos = 4 * len(chunks)
-    for k, (start, mm) in enumerate(chunks):
-        L = _lanes_for(mm)
-        g = -(-mm // L)
+    for k, (start, mm, seg) in enumerate(chunks):
+        if seg is None:
+            L = _lanes_for(mm)
+            g = -(-mm // L)
+        else:
+            g = seg
+            L = -(-mm // g)
         x = [int.from_bytes(body[bpos + 4 * l : bpos + 4 * l + 4], "little") for l in range(L)]
         bpos += 4 * L
         nw = counts[k] if counts else (len(body) - bpos) // 2
@@ -448,7 +466,7 @@ def test_format_med_residual_vector():
         with pytest.raises(splitans.CorruptDataError, match="canonical"):
             splitans.Codec.from_bytes(_with_crc(v3[:4] + bytes([version]) + v3[5:]))
     with pytest.raises(splitans.UnsupportedVersionError):
-        splitans.Codec.from_bytes(_with_crc(v3[:4] + bytes([4]) + v3[5:]))
+        splitans.Codec.from_bytes(_with_crc(v3[:4] + bytes([5]) + v3[5:]))
     with pytest.raises(splitans.CorruptDataError, match="unknown predictor 3"):
         splitans.Codec.from_bytes(_with_crc(v3[:31] + bytes([3]) + v3[32:]))
     # The kernels' layout words name the predictor (pctx_common.cuh: 2 reads the neighbours'
@@ -456,11 +474,66 @@ def test_format_med_residual_vector():
     assert int(codec._c.gpu_geometry([2, 4, 4])[0][10]) == 2
 
 
-@pytest.mark.parametrize("seed", range(6))
+def _plane_lanes_codes():
+    c, y, x = np.meshgrid(np.arange(9), np.arange(37), np.arange(41), indexing="ij")
+    on = ((x // 8 + y // 8 + c) % 5 == 0) & (x % 8 > 1) & (y % 8 > 1)
+    return np.where(on, 1 + c % 3, 0).astype(np.uint8)
+
+
+def test_format_plane_lanes_vector():
+    """FORMAT.md 9.6's version-4 vector: a codec with plane lanes, its blob of the sample the text
+    defines (the library and the independent decoder above), and the version and flag rules."""
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "FORMAT.md").read_text()
+    sec = text[text.index("**Test vector: plane lanes") :]
+    blocks = re.findall(r"```text\n(.*?)```", sec, re.S)
+    v4, blob = (bytes.fromhex(b.replace("\n", " ")) for b in blocks[:2])
+    assert len(v4) == 159 and v4[4:6] == b"\x04\x01" and len(blob) == 105
+    codec = splitans.Codec.from_bytes(v4)
+    assert codec.id.startswith("0dabb005") and codec.to_bytes() == v4
+    assert codec.describe()["model"]["plane_lanes"] and codec.describe()["version"] == 4
+    codes = _plane_lanes_codes()
+    assert codes.size == 13653 and int((codes == 0).sum()) == 12195
+    x = codes.astype(np.float32)
+    assert codec.compress(x) == blob and np.array_equal(codec.decompress(blob), x)
+    q, shape, _ = _reference_decode(v4, blob)
+    assert shape == [9, 37, 41] and np.array_equal(q.reshape(9, 37, 41), codes)
+    assert blob[7:15] == bytes.fromhex("19a8c2056d8d9f2c")  # two lanes' states, then the words
+    # The kernels' layout words carry the plane span (pctx_common.cuh, PCTX_GEO_PLANE).
+    assert int(codec._c.gpu_geometry([9, 37, 41])[0][11]) == 37 * 41
+    # Flags 0: version 1, the default lanes, another blob that decodes to the same sample.
+    v1 = _with_crc(v4[:4] + b"\x01\x00" + v4[6:])
+    default = splitans.Codec.from_bytes(v1)
+    assert default.id.startswith("ca99fe26") and not default.describe()["model"]["plane_lanes"]
+    other = default.compress(x)
+    assert len(other) == 105 and other[7:] != blob[7:]
+    assert np.array_equal(default.decompress(other), x)
+    assert np.array_equal(_reference_decode(v1, other)[0].reshape(9, 37, 41), codes)
+    with pytest.raises(CorruptDataError):
+        codec.decompress(other)  # another codec's id
+    for head in (b"\x03\x01", b"\x04\x00", b"\x02\x01", b"\x01\x01"):
+        with pytest.raises(CorruptDataError, match="canonical"):
+            splitans.Codec.from_bytes(_with_crc(v4[:4] + head + v4[6:]))
+    for flags in (2, 3, 0x81):
+        with pytest.raises(CorruptDataError, match="flags"):
+            splitans.Codec.from_bytes(_with_crc(v4[:5] + bytes([flags]) + v4[6:]))
+    with pytest.raises(splitans.UnsupportedVersionError):
+        splitans.Codec.from_bytes(_with_crc(v4[:4] + b"\x05" + v4[5:]))
+    # Plane lanes without an up axis (byte 33: axis_y) name nothing to align to.
+    assert v4[32:35] == b"\x02\x01\x01"  # axis_x, axis_y, axis_g
+    with pytest.raises(CorruptDataError, match="without an up axis"):
+        splitans.Codec.from_bytes(_with_crc(v4[:33] + b"\xff" + v4[34:]))
+
+
+@pytest.mark.parametrize("seed", range(8))
 def test_independent_decoder_matches(seed):
     rng = np.random.default_rng(seed)
-    shape = [(3, 9, 11), (5, 40, 40), (2, 6), (30,), (4, 7, 5, 6), (2, 3, 160, 150)][seed]
-    bits = [1, 2, 3, 4, 6, 8][seed]
+    shape = [(3, 9, 11), (5, 40, 40), (2, 6), (30,), (4, 7, 5, 6), (2, 3, 160, 150), (9, 37, 41), (1, 40, 60, 50)][
+        seed
+    ]
+    bits = [1, 2, 3, 4, 6, 8, 3, 5][seed]
     cal = relu_maps(6, shape, seed=seed)
     codec = splitans.Codec.fit(cal, bits=bits, axis=0 if seed % 2 else None, clip=None if seed % 3 == 0 else "calibration")
     for x in (relu_maps(1, shape, seed=seed + 50)[0], cal[0]):
@@ -468,6 +541,8 @@ def test_independent_decoder_matches(seed):
         q, _, params = _reference_decode(codec.to_bytes(), blob)
         lib, _ = codec._c.decode_codes(blob, 1 << 40)
         assert np.array_equal(q, lib)
+    # The last two shapes' codecs have lanes of whole planes (FORMAT.md 9.4, version 4).
+    assert codec.describe()["model"]["plane_lanes"] == (seed >= 6)
 
 
 def _dequantized_reference(codec, blob):

@@ -628,6 +628,19 @@ fn fitted_and_compact(record: &mut dyn FnMut(Result<(), CodecError>)) {
     fix_blob(&mut d, huge.id());
     record(huge.decode_codes(&d, CAP).map(|_| ()));
     let bytes_of = |c: &Codec| c.to_bytes().to_vec();
+    // Plane lanes (flags 1, version 4) on a model without an up axis.
+    {
+        let c = &codecs[0].0;
+        let mut model = Vec::new();
+        c.model.write(&mut model);
+        let mut d = bytes_of(c);
+        let axis_y = d.len() - model.len() + 3;
+        d[4] = 4;
+        d[5] = 1;
+        d[axis_y] = 255;
+        fix_codec(&mut d);
+        record(Codec::from_bytes(&d).map(|_| ()));
+    }
     // The quantizer axis on the variable axis (the shape's varints are one byte each here):
     // per sample (version 1 has no per-token parameters), and fixed (never along it).
     for k in [2, 3] {

@@ -345,6 +345,7 @@ fn one_table_model(bits: u8, channels: usize) -> splitans::model::pctx::Model {
         context_map: vec![0; channels],
         precision: 12,
         freqs: vec![(4096 / a) as u16; a],
+        plane_lanes: false,
     }
 }
 

@@ -250,21 +250,20 @@ void spn_pctx_encode(const u8* q, u64 n, const u64* geo, const u32* ctx_g, const
                      const u8* fill, u32* states, u16* scratch, u32* n_words) {
     const PctxModel M = pctx_model(geo, ctx_g, ctx_a, ctx_b, ctx_c, context_map, cums, fill);
     const HostWarp w;
-    for (u64 k = 0; k < pctx_chunks(n); ++k) {
-        const u32 m = pctx_chunk_size(n, k);
-        const u64 start = k << PCTX_CHUNK_LOG2;
-        pctx_encode_chunk(w, M, q, start, m, pctx_lanes(m), scratch + start, states + 32 * k,
-                          n_words + k);
+    for (u64 k = 0; k < pctx_chunks(n, geo[PCTX_GEO_PLANE]); ++k) {
+        const PctxChunk c = pctx_chunk(n, geo[PCTX_GEO_PLANE], k);
+        pctx_encode_chunk(w, M, q, c.start, c.m, c.lanes, c.seg, scratch + c.start,
+                          states + 32 * k, n_words + k);
     }
 }
 
 void spn_pctx_pack(const u32* states, const u16* scratch, const u32* n_words, const u64* offsets,
-                   u64 n, u8* out) {
+                   u64 n, u64 plane, u8* out) {
     const HostWarp w;
-    for (u64 k = 0; k < pctx_chunks(n); ++k) {
-        const u32 m = pctx_chunk_size(n, k);
-        const u16* words = scratch + (k << PCTX_CHUNK_LOG2) + (m - n_words[k]);
-        pack_chunk(w, states + 32 * k, pctx_lanes(m), words, n_words[k], out + offsets[k]);
+    for (u64 k = 0; k < pctx_chunks(n, plane); ++k) {
+        const PctxChunk c = pctx_chunk(n, plane, k);
+        const u16* words = scratch + c.start + (c.m - n_words[k]);
+        pack_chunk(w, states + 32 * k, c.lanes, words, n_words[k], out + offsets[k]);
     }
 }
 
@@ -274,12 +273,16 @@ void spn_pctx_decode(const u8* blob, const u64* state_off, const u64* word_off,
                      const u16* cums, const u8* fill, u8* q, u32* status) {
     const PctxModel M = pctx_model(geo, ctx_g, ctx_a, ctx_b, ctx_c, context_map, cums, fill);
     const HostWarp w;
-    for (u64 k = 0; k < pctx_chunks(n); ++k) {
-        const u32 m = pctx_chunk_size(n, k);
+    for (u64 k = 0; k < pctx_chunks(n, geo[PCTX_GEO_PLANE]); ++k) {
+        const PctxChunk c = pctx_chunk(n, geo[PCTX_GEO_PLANE], k);
         status[k] = pctx_decode_chunk(w, M, blob + state_off[k], blob + word_off[k], n_words[k],
-                                      k << PCTX_CHUNK_LOG2, m, pctx_lanes(m), q);
+                                      c.start, c.m, c.lanes, c.seg, q);
     }
 }
+
+// The chunks of a sample (pctx_chunk), for the launch checks.
+u64 spn_pctx_chunks(u64 n, u64 plane) { return pctx_chunks(n, plane); }
+u32 spn_pctx_chunk_lanes(u64 n, u64 plane, u64 k) { return pctx_chunk(n, plane, k).lanes; }
 
 // Layout checks for the ctypes side.
 u32 spn_sizeof_encsym() { return (u32)sizeof(EncSym); }

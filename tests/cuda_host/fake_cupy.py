@@ -284,33 +284,37 @@ def _scatter(k, grid, block, smem, a):
     )
 
 
-def _pctx_chunks(n) -> int:
-    return -(-int(n) // (1 << 16))
+def _pctx_chunks(k, n, plane) -> int:
+    return int(k.lib.spn_pctx_chunks(int(n), int(plane)))
 
 
 def _pctx_tables(a):
     geo, ctx_g, ctx_a, ctx_b, ctx_c, cmap, cums, fill = a
-    assert geo.size == 11 and geo.dtype == np.uint64
+    assert geo.size == 12 and geo.dtype == np.uint64
     return [_p(v) for v in (geo, ctx_g, ctx_a, ctx_b, ctx_c, cmap, cums, fill)]
 
 
 def _pctx_encode(k, grid, block, smem, a):
     q, n, *tables, states, scratch, n_words = a
-    _covers(k.name, _pctx_chunks(n), _warps(grid, block), "warps")
-    assert states.size == 32 * _pctx_chunks(n) and scratch.size >= int(n) and n_words.size == _pctx_chunks(n)
+    chunks = _pctx_chunks(k, n, tables[0][11])
+    _covers(k.name, chunks, _warps(grid, block), "warps")
+    assert states.size == 32 * chunks and scratch.size >= int(n) and n_words.size == chunks
     k.lib.spn_pctx_encode(_p(q), int(n), *_pctx_tables(tables), _p(states), _p(scratch), _p(n_words))
 
 
 def _pctx_pack(k, grid, block, smem, a):
-    states, scratch, n_words, offsets, n, out = a
-    _covers(k.name, _pctx_chunks(n), _warps(grid, block), "warps")
-    k.lib.spn_pctx_pack(_p(states), _p(scratch), _p(n_words), _p(offsets), int(n), _p(out))
+    states, scratch, n_words, offsets, n, plane, out = a
+    chunks = _pctx_chunks(k, n, plane)
+    _covers(k.name, chunks, _warps(grid, block), "warps")
+    assert offsets.size == chunks and n_words.size == chunks
+    k.lib.spn_pctx_pack(_p(states), _p(scratch), _p(n_words), _p(offsets), int(n), int(plane), _p(out))
 
 
 def _pctx_decode(k, grid, block, smem, a):
     blob, so, wo, wc, n, *tables, q, status = a
-    _covers(k.name, _pctx_chunks(n), _warps(grid, block), "warps")
-    assert wc.size == _pctx_chunks(n) and q.size == int(n)
+    chunks = _pctx_chunks(k, n, tables[0][11])
+    _covers(k.name, chunks, _warps(grid, block), "warps")
+    assert wc.size == chunks and q.size == int(n)
     k.lib.spn_pctx_decode(
         _p(blob), _p(so), _p(wo), _p(wc), int(n), *_pctx_tables(tables), _p(q), _p(status)
     )

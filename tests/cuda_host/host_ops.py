@@ -60,8 +60,10 @@ _SIGNATURES = {
     "spn_csr_fill_zero_points": [_P, _U32, _U64, _U32, _U64, _P],
     "spn_csr_scatter": [_P, _P, _U64, _U64, _P, _P, _U32, _P, _P],
     "spn_pctx_encode": [_P, _U64, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P],
-    "spn_pctx_pack": [_P, _P, _P, _P, _U64, _P],
+    "spn_pctx_pack": [_P, _P, _P, _P, _U64, _U64, _P],
     "spn_pctx_decode": [_P, _P, _P, _P, _U64, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P],
+    "spn_pctx_chunks": [_U64, _U64],
+    "spn_pctx_chunk_lanes": [_U64, _U64, _U64],
     "spn_sizeof_encsym": [],
     "spn_enc_tile": [],
     "spn_dec_ring": [],
@@ -104,7 +106,13 @@ class HostOps:
         for name, args in _SIGNATURES.items():
             fn = getattr(self.lib, name)
             fn.argtypes = args
-            fn.restype = _U32 if name in ("spn_sizeof_encsym", "spn_enc_tile", "spn_dec_ring") else None
+            fn.restype = (
+                _U64
+                if name == "spn_pctx_chunks"
+                else _U32
+                if name in ("spn_sizeof_encsym", "spn_enc_tile", "spn_dec_ring", "spn_pctx_chunk_lanes")
+                else None
+            )
         assert self.lib.spn_sizeof_encsym() == 16, "EncSym must be 16 bytes (2 u64 per symbol)"
 
     def context(self):
@@ -197,8 +205,8 @@ class HostOps:
         self._keep = (geo, fill)
         return [_ptr(geo), *(_ptr(tables[k]) for k in self._PCTX_TABLES), _ptr(fill)]
 
-    def pctx_encode(self, q, n: int, geo, tables, fill):
-        chunks = -(-n // (1 << 16))
+    def pctx_encode(self, q, n: int, geo, tables, fill, chunks: int):
+        assert chunks == self.lib.spn_pctx_chunks(n, int(geo[11]))
         states = np.zeros(32 * chunks, dtype=np.uint32)
         scratch = np.zeros(n, dtype=np.uint16)
         n_words = np.zeros(chunks, dtype=np.uint32)
@@ -207,10 +215,11 @@ class HostOps:
         )
         return states, scratch, n_words
 
-    def pctx_pack(self, states, scratch, n_words, offsets, n: int, total: int):
+    def pctx_pack(self, states, scratch, n_words, offsets, n: int, plane: int, total: int):
         out = np.zeros(total, dtype=np.uint8)
         offsets = np.ascontiguousarray(offsets, dtype=np.uint64)
-        self.lib.spn_pctx_pack(_ptr(states), _ptr(scratch), _ptr(n_words), _ptr(offsets), n, _ptr(out))
+        assert len(offsets) == self.lib.spn_pctx_chunks(n, plane)
+        self.lib.spn_pctx_pack(_ptr(states), _ptr(scratch), _ptr(n_words), _ptr(offsets), n, plane, _ptr(out))
         return out
 
     def pctx_decode(self, blob, lay: Dict[str, Any], n: int, geo, tables, fill):

@@ -1,8 +1,8 @@
 // splitans GPU path: the parallel context coder of fitted codecs (FORMAT.md 9.4), one warp per
-// chunk of 2^16 codes (pctx_common.cuh).
+// chunk (pctx_common.cuh: 2^16 codes, or whole planes a lane).
 //
 //   pctx_encode  a chunk's final lane states and its words (in a scratch buffer of n words,
-//                chunk k's words at the end of its 2^16-word region) and word count;
+//                chunk k's words at the end of its m-word region) and word count;
 //   pctx_pack    the chunks in the body's layout at byte offsets the host computed from the
 //                word counts (the host writes the chunk directory and the blob header);
 //   pctx_decode  the codes of every chunk and a DecStatus per chunk.
@@ -29,26 +29,25 @@ extern "C" __global__ void __launch_bounds__(PCTX_WARPS * WARP_SIZE)
                 const u8* __restrict__ fill, u32* __restrict__ states, u16* __restrict__ scratch,
                 u32* __restrict__ n_words) {
     const u64 k = (u64)blockIdx.x * PCTX_WARPS + threadIdx.x / WARP_SIZE;
-    if (k >= pctx_chunks(n)) return;
+    if (k >= pctx_chunks(n, geo[PCTX_GEO_PLANE])) return;
+    const PctxChunk c = pctx_chunk(n, geo[PCTX_GEO_PLANE], k);
     const PctxModel M = pctx_model(geo, ctx_g, ctx_a, ctx_b, ctx_c, context_map, cums, fill);
     const DeviceWarp w{threadIdx.x % WARP_SIZE};
-    const u32 m = pctx_chunk_size(n, k);
-    const u64 start = k << PCTX_CHUNK_LOG2;
-    pctx_encode_chunk(w, M, q, start, m, pctx_lanes(m), scratch + start, states + 32 * k,
+    pctx_encode_chunk(w, M, q, c.start, c.m, c.lanes, c.seg, scratch + c.start, states + 32 * k,
                       n_words + k);
 }
 
 /// Chunk k: its lanes' states, then its words, little-endian, at out + offsets[k].
 extern "C" __global__ void __launch_bounds__(PCTX_WARPS * WARP_SIZE)
     pctx_pack(const u32* __restrict__ states, const u16* __restrict__ scratch,
-              const u32* __restrict__ n_words, const u64* __restrict__ offsets, u64 n,
+              const u32* __restrict__ n_words, const u64* __restrict__ offsets, u64 n, u64 plane,
               u8* __restrict__ out) {
     const u64 k = (u64)blockIdx.x * PCTX_WARPS + threadIdx.x / WARP_SIZE;
-    if (k >= pctx_chunks(n)) return;
+    if (k >= pctx_chunks(n, plane)) return;
     const DeviceWarp w{threadIdx.x % WARP_SIZE};
-    const u32 m = pctx_chunk_size(n, k);
-    const u16* words = scratch + (k << PCTX_CHUNK_LOG2) + (m - n_words[k]);
-    pack_chunk(w, states + 32 * k, pctx_lanes(m), words, n_words[k], out + offsets[k]);
+    const PctxChunk c = pctx_chunk(n, plane, k);
+    const u16* words = scratch + c.start + (c.m - n_words[k]);
+    pack_chunk(w, states + 32 * k, c.lanes, words, n_words[k], out + offsets[k]);
 }
 
 /// Decodes the n codes: chunk k's states at blob + state_off[k], its n_words[k] words at
@@ -62,11 +61,11 @@ extern "C" __global__ void __launch_bounds__(PCTX_WARPS * WARP_SIZE)
                 const u16* __restrict__ cums, const u8* __restrict__ fill, u8* __restrict__ q,
                 u32* __restrict__ status) {
     const u64 k = (u64)blockIdx.x * PCTX_WARPS + threadIdx.x / WARP_SIZE;
-    if (k >= pctx_chunks(n)) return;
+    if (k >= pctx_chunks(n, geo[PCTX_GEO_PLANE])) return;
+    const PctxChunk c = pctx_chunk(n, geo[PCTX_GEO_PLANE], k);
     const PctxModel M = pctx_model(geo, ctx_g, ctx_a, ctx_b, ctx_c, context_map, cums, fill);
     const DeviceWarp w{threadIdx.x % WARP_SIZE};
-    const u32 m = pctx_chunk_size(n, k);
     const u32 st = pctx_decode_chunk(w, M, blob + state_off[k], blob + word_off[k], n_words[k],
-                                     k << PCTX_CHUNK_LOG2, m, pctx_lanes(m), q);
+                                     c.start, c.m, c.lanes, c.seg, q);
     if (w.lane == 0) status[k] = st;
 }

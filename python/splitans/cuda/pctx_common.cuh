@@ -2,8 +2,9 @@
 // once for the CUDA kernels (pctx.cu) and for plain host C++ (tests/cuda_host/driver.cpp runs it
 // with HostWarp and compares the bytes with the Rust coder).
 //
-// A chunk of m codes is cut into `lanes` contiguous segments of g = ceil(m / lanes) elements;
-// lane l owns elements [l*g, min((l+1)*g, m)) and at step s codes its element l*g + s. Each code
+// A chunk of m codes is cut into `lanes` contiguous segments of g elements (pctx_chunk: g =
+// ceil(m / lanes), or whole planes with plane lanes); lane l owns elements [l*g, min((l+1)*g,
+// m)) and at step s codes its element l*g + s. Each code
 // is coded with the static table that its already-coded neighbours select (left, up, upper
 // left, upper right, and the lane's previous residual). All lanes share one word stream in step
 // order, lanes ascending within a step: the ballot + prefix-popcount placement of the static
@@ -35,8 +36,10 @@ struct PctxModel {
     const u8* fill;
 };
 
-/// Number of u64 layout words a kernel takes (PctxModel's integers, in field order).
-constexpr u32 PCTX_GEO = 11;
+/// Number of u64 layout words a kernel takes: PctxModel's integers in field order, then the
+/// plane span with plane lanes (9.4), 0 without (PCTX_GEO_PLANE; pctx_chunk's, not the model's).
+constexpr u32 PCTX_GEO = 12;
+constexpr u32 PCTX_GEO_PLANE = 11;
 
 /// The model from its layout words and tables.
 SPN_HD PctxModel pctx_model(const u64* geo, const u32* ctx_g, const u32* ctx_a, const u32* ctx_b,
@@ -74,14 +77,55 @@ SPN_HD u32 pctx_lanes(u64 m) {
     return l;
 }
 
-/// Chunks of 2^16 elements, the last shorter (FORMAT.md 9.4).
+/// Chunks of 2^16 elements, the last shorter (FORMAT.md 9.4), unless lanes own whole planes.
 constexpr u32 PCTX_CHUNK_LOG2 = 16;
+/// Plane lanes take planes of at most this many elements (longer ones: the default rule).
+constexpr u64 PCTX_MAX_PLANE = 1ull << 16;
 
-SPN_HD u64 pctx_chunks(u64 n) { return (n + (1ull << PCTX_CHUNK_LOG2) - 1) >> PCTX_CHUNK_LOG2; }
+/// One chunk: elements [start, start + m) in `lanes` segments of `seg`.
+struct PctxChunk {
+    u64 start;
+    u32 m;
+    u32 lanes;
+    u32 seg;
+};
 
-SPN_HD u32 pctx_chunk_size(u64 n, u64 k) {
-    const u64 start = k << PCTX_CHUNK_LOG2;
-    return (u32)(min_u64(start + (1ull << PCTX_CHUNK_LOG2), n) - start);
+SPN_HD bool pctx_plane_lanes(u64 plane) { return plane != 0 && plane <= PCTX_MAX_PLANE; }
+
+/// With plane lanes: the default's first chunk's lane count and its segment, rounded up to
+/// whole planes (the segment of every chunk).
+SPN_HD u64 pctx_plane_seg(u64 n, u64 plane) {
+    const u64 first = min_u64(n, 1ull << PCTX_CHUNK_LOG2);
+    const u64 lanes = pctx_lanes(first);
+    const u64 g0 = (first + lanes - 1) / lanes;
+    return (g0 + plane - 1) / plane * plane;
+}
+
+/// Elements of every chunk but the last.
+SPN_HD u64 pctx_chunk_span(u64 n, u64 plane) {
+    if (n == 0 || !pctx_plane_lanes(plane)) return 1ull << PCTX_CHUNK_LOG2;
+    return pctx_lanes(min_u64(n, 1ull << PCTX_CHUNK_LOG2)) * pctx_plane_seg(n, plane);
+}
+
+SPN_HD u64 pctx_chunks(u64 n, u64 plane) {
+    const u64 span = pctx_chunk_span(n, plane);
+    return (n + span - 1) / span;
+}
+
+/// Chunk k of a sample of n elements (FORMAT.md 9.4; `plane` the layout word PCTX_GEO_PLANE).
+SPN_HD PctxChunk pctx_chunk(u64 n, u64 plane, u64 k) {
+    const u64 span = pctx_chunk_span(n, plane);
+    PctxChunk c;
+    c.start = k * span;
+    c.m = (u32)(min_u64(c.start + span, n) - c.start);
+    if (pctx_plane_lanes(plane)) {
+        c.seg = (u32)pctx_plane_seg(n, plane);
+        c.lanes = (c.m + c.seg - 1) / c.seg;
+    } else {
+        c.lanes = pctx_lanes(c.m);
+        c.seg = (c.m + c.lanes - 1) / c.lanes;
+    }
+    return c;
 }
 
 SPN_HD int pctx_abs(int v) { return v < 0 ? -v : v; }
@@ -187,20 +231,19 @@ SPN_HD u32 pctx_find(const u16* row, u32 a, u32 slot) {
     return lo;
 }
 
-/// Encodes chunk [start, start + m) of the sample's codes `q` with `lanes` lanes (9.4): steps
+/// Encodes chunk [start, start + m) of the sample's codes `q` with `lanes` lanes of `seg` (9.4): steps
 /// from last to first; in each step the lanes that renormalize write their words just below
 /// `top` in increasing lane order, the decoder's reading order. The words end up in
 /// words[m - W, m), W = *n_words; `states` gets the lanes' final states.
 template <class W>
 SPN_HD void pctx_encode_chunk(const W& w, const PctxModel& M, const u8* q, u64 start, u32 m,
-                              u32 lanes, u16* words, u32* states, u32* n_words) {
+                              u32 lanes, u32 seg, u16* words, u32* states, u32* n_words) {
     typename W::template Lanes<u32> x;
     typename W::template Lanes<u32> cum;
     typename W::template Lanes<u32> freq;
     typename W::template Lanes<bool> need;
     const u32 a = 1u << M.bits;
     const u32 p = M.precision;
-    const u32 seg = (m + lanes - 1) / lanes;
     w.each([&](u32 l) { x[l] = RANS_L; });
     u32 top = m;
     for (u32 s = seg; s-- > 0;) {
@@ -247,7 +290,7 @@ SPN_HD void pctx_encode_chunk(const W& w, const PctxModel& M, const u8* q, u64 s
 template <class W>
 SPN_HD u32 pctx_decode_chunk(const W& w, const PctxModel& M, const u8* state_bytes,
                              const u8* word_bytes, u32 n_words, u64 start, u32 m, u32 lanes,
-                             u8* q) {
+                             u32 seg, u8* q) {
     typename W::template Lanes<u32> x;
     typename W::template Lanes<u32> prev;
     typename W::template Lanes<bool> flag;
@@ -264,7 +307,6 @@ SPN_HD u32 pctx_decode_chunk(const W& w, const PctxModel& M, const u8* state_byt
         }
     });
     if (w.ballot(flag) != 0) return DEC_BAD_INITIAL_STATE;
-    const u32 seg = (m + lanes - 1) / lanes;
     u32 pos = 0;
     for (u32 s = 0; s < seg; ++s) {
         w.each([&](u32 l) {

@@ -27,23 +27,10 @@ __all__ = ["PctxOps", "compress", "decompress"]
 
 #: Chunks (warps) per block of the pctx kernels (PCTX_WARPS in pctx.cu).
 PCTX_WARPS = 4
-CHUNK_LOG2 = 16
 
 _TABLE_KEYS = ("ctx_g", "ctx_a", "ctx_b", "ctx_c", "context_map", "cums")
 _tables_lock = threading.Lock()
 _tables_cache: Dict[Any, Dict[str, Any]] = {}
-
-
-def _lanes_for(m: int) -> int:
-    if m >= 65536:
-        return 32
-    want = min(max(m // 4096, 1), 32)
-    return 1 << (want.bit_length() - 1)
-
-
-def _chunks(n: int):
-    size = 1 << CHUNK_LOG2
-    return [(k, min(size, n - k)) for k in range(0, n, size)]
 
 
 class PctxOps:
@@ -67,9 +54,8 @@ class PctxOps:
         cp = self.cp
         return (cp.asarray(geo), *(tables[k] for k in _TABLE_KEYS), cp.asarray(fill))
 
-    def pctx_encode(self, q, n: int, geo: np.ndarray, tables, fill: np.ndarray):
+    def pctx_encode(self, q, n: int, geo: np.ndarray, tables, fill: np.ndarray, chunks: int):
         cp = self.cp
-        chunks = -(-n // (1 << CHUNK_LOG2))
         states = cp.empty(32 * chunks, dtype=cp.uint32)
         scratch = cp.empty(n, dtype=cp.uint16)
         n_words = cp.empty(chunks, dtype=cp.uint32)
@@ -80,14 +66,14 @@ class PctxOps:
         )
         return states, scratch, n_words
 
-    def pctx_pack(self, states, scratch, n_words, offsets: np.ndarray, n: int, total: int):
+    def pctx_pack(self, states, scratch, n_words, offsets: np.ndarray, n: int, plane: int, total: int):
         cp = self.cp
         chunks = len(offsets)
         out = cp.zeros(total, dtype=cp.uint8)
         self._k("pctx.cu", "pctx_pack")(
             (blocks(chunks, PCTX_WARPS),),
             (PCTX_WARPS * 32,),
-            (states, scratch, n_words, cp.asarray(offsets), u64(n), out),
+            (states, scratch, n_words, cp.asarray(offsets), u64(n), u64(plane), out),
         )
         return out
 
@@ -175,19 +161,19 @@ def compress(ops, codec, x, *, nonfinite: str = "error") -> bytes:
         return c.gpu_assemble("constant", *args, bytes([int(present[0])]))
     tables = ops.pctx_tables(c)
     fill = z.astype(np.uint8)
-    states, scratch, n_words_dev = ops.pctx_encode(q, n, geo, tables, fill)
+    # The lanes of each chunk (FORMAT.md 9.4), from the Rust layout.
+    lanes = np.asarray(c.gpu_chunk_lanes(list(shape)), np.int64)
+    states, scratch, n_words_dev = ops.pctx_encode(q, n, geo, tables, fill, len(lanes))
     n_words = ops.to_host(n_words_dev).astype(np.int64)
-    parts = _chunks(n)
-    lanes = np.array([_lanes_for(m) for _, m in parts], np.int64)
     chunk_bytes = 4 * lanes + 2 * n_words
-    directory = 4 * len(parts) if len(parts) > 1 else 0
+    directory = 4 * len(lanes) if len(lanes) > 1 else 0
     body_len = directory + int(chunk_bytes.sum())
     if body_len >= c.raw_len(n):
         codes = ops.to_host(q)
         bits_le = np.unpackbits(codes[:, None], axis=1, count=8, bitorder="little")[:, :bits]
         return c.gpu_assemble("raw", *args, np.packbits(bits_le.ravel(), bitorder="little").tobytes())
     offsets = (directory + np.concatenate([[0], np.cumsum(chunk_bytes[:-1])])).astype(np.uint64)
-    body = ops.pctx_pack(states, scratch, n_words_dev, offsets, n, body_len)
+    body = ops.pctx_pack(states, scratch, n_words_dev, offsets, n, int(geo[11]), body_len)
     host = bytearray(ops.to_host(body).tobytes())
     if directory:
         host[:directory] = n_words.astype("<u4").tobytes()

@@ -15,7 +15,9 @@ use crate::quant::{Affine, Channels};
 /// The newest codec serialization this library reads and writes. A codec is written with the
 /// oldest version that has everything it uses (`Codec::version`), so codecs of version 1
 /// keep their bytes, and so their ids.
-pub const VERSION: u8 = 3;
+pub const VERSION: u8 = 4;
+/// Codec flags (FORMAT.md 9.2), version 4: the model's lanes own whole planes (9.4).
+pub const FLAG_PLANE_LANES: u8 = 1;
 /// Tag, two bytes of the codec id, CRC-32.
 pub const BLOB_HEADER_BYTES: usize = 7;
 pub const MAX_NDIM: usize = 32;
@@ -356,7 +358,12 @@ pub(crate) fn write_codec(
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(&CODEC_MAGIC);
-    out.extend_from_slice(&[version, 0, 0, 0]);
+    let flags = if model.plane_lanes {
+        FLAG_PLANE_LANES
+    } else {
+        0
+    };
+    out.extend_from_slice(&[version, flags, 0, 0]);
     out.extend_from_slice(&[0; 8]); // CRC and total length, filled last
     out.extend_from_slice(&[float_type as u8, bits, shape.len() as u8]);
     for d in shape {
@@ -390,8 +397,11 @@ pub(crate) fn read_codec(data: &[u8]) -> Result<CodecFields> {
         return Err(corrupt!("codec version 0 does not exist"));
     }
     let head = r.take(3, "flags")?;
-    if head != [0, 0, 0] {
-        return Err(corrupt!("codec flags or reserved bytes are not 0"));
+    let flags = head[0];
+    if flags & !FLAG_PLANE_LANES != 0 || head[1..] != [0, 0] {
+        return Err(corrupt!(
+            "codec flags {flags:#04x} or reserved bytes not 0 (flags has one bit, 0x01)"
+        ));
     }
     let crc = r.u32("codec checksum")?;
     let total = r.u32("codec length")? as usize;
@@ -418,7 +428,8 @@ pub(crate) fn read_codec(data: &[u8]) -> Result<CodecFields> {
         shape.push(if d == 0 { None } else { Some(d as usize - 1) });
     }
     let quantizer = read_quantizer(&mut r, version, bits)?;
-    let model = Model::read(&mut r)?;
+    let mut model = Model::read(&mut r)?;
+    model.plane_lanes = flags & FLAG_PLANE_LANES != 0;
     if r.remaining() != 0 {
         return Err(corrupt!("{} bytes after the model", r.remaining()));
     }

@@ -20,7 +20,7 @@
 
 use crate::error::{CodecError, Result};
 use crate::model::pctx::{
-    chunks, fold, properties, Layout, Model, Predictor, MAX_BITS, MAX_CLASSES, MAX_GROUPS,
+    chunks, fold, properties, Chunk, Layout, Model, Predictor, MAX_BITS, MAX_CLASSES, MAX_GROUPS,
     MAX_PRECISION, MAX_SLOT_TABLE, MAX_TABLES, NO_AXIS,
 };
 use crate::quant::Channels;
@@ -49,6 +49,9 @@ pub struct FitOptions {
     pub channel_axis: Option<usize>,
     /// Elements used to choose among candidates (whole samples, training and held-out).
     pub selection_elements: usize,
+    /// Whether the model may use plane lanes (FORMAT.md 9.4; a fitted codec's, not a
+    /// container's): taken where they change the layout and keep the first chunk's lanes.
+    pub plane_lanes: bool,
 }
 
 impl FitOptions {
@@ -58,6 +61,7 @@ impl FitOptions {
             variable_axes: Vec::new(),
             channel_axis: None,
             selection_elements: 3 << 20,
+            plane_lanes: false,
         }
     }
 }
@@ -68,6 +72,8 @@ pub struct Candidate {
     pub axis_x: u8,
     pub axis_y: u8,
     pub axis_g: u8,
+    /// Lanes of whole planes (FORMAT.md 9.4).
+    pub plane_lanes: bool,
     pub predictor: Predictor,
     pub groups: usize,
     pub classes: usize,
@@ -151,6 +157,25 @@ struct Geometry {
     x: u8,
     y: u8,
     g: u8,
+    /// Plane lanes (FORMAT.md 9.4).
+    plane: bool,
+}
+
+/// Whether lanes of whole planes of the up axis `y` (FORMAT.md 9.4) change the layout of a
+/// sample of `shape` while keeping its first chunk's lane count (its parallelism): a sample
+/// whose planes are longer than the default's segments, such as a stem's 112 x 112 channels.
+/// Elsewhere the default layout stands, and the codec keeps its older version.
+pub fn plane_lanes_pay(shape: &[usize], y: u8) -> bool {
+    if y == NO_AXIS || y as usize >= shape.len() {
+        return false;
+    }
+    let n: usize = shape.iter().product();
+    let plane: usize = shape[y as usize..].iter().product();
+    if n == 0 || plane == 0 {
+        return false;
+    }
+    let (default, planes) = (chunks(n, 0), chunks(n, plane));
+    default != planes && default[0].lanes == planes[0].lanes
 }
 
 fn geometries(shape: &[usize], opts: &FitOptions) -> Vec<Geometry> {
@@ -182,7 +207,12 @@ fn geometries(shape: &[usize], opts: &FitOptions) -> Vec<Geometry> {
     let mut out = Vec::new();
     for &(x, y) in &xy {
         for &g in &gs {
-            out.push(Geometry { x, y, g });
+            out.push(Geometry {
+                x,
+                y,
+                g,
+                plane: opts.plane_lanes && plane_lanes_pay(shape, y),
+            });
         }
     }
     out
@@ -213,6 +243,7 @@ fn skeleton(bits: u8, predictor: Predictor, geo: Geometry, group_len: usize) -> 
         context_map: Vec::new(),
         precision: precision_for(bits),
         freqs: Vec::new(),
+        plane_lanes: geo.plane,
     }
 }
 
@@ -231,8 +262,13 @@ fn extract(cal: &Calibration, samples: &[usize], model: &Model) -> Vec<Element> 
         } else {
             Vec::new()
         };
-        for (start, m, lanes) in chunks(q.len()) {
-            let seg = m.div_ceil(lanes);
+        for Chunk {
+            start,
+            m,
+            lanes,
+            seg,
+        } in lay.chunks()
+        {
             for l in 0..lanes {
                 let b = start + l * seg;
                 let e = (b + seg).min(start + m);
@@ -681,6 +717,7 @@ pub fn fit(cal: &Calibration, opts: &FitOptions) -> Result<(Model, FitReport)> {
         x: NO_AXIS,
         y: NO_AXIS,
         g: NO_AXIS,
+        plane: false,
     });
     // 2. Predictor, groups, classes, tables and smoothing for that geometry.
     for predictor in PREDICTORS {
@@ -699,6 +736,7 @@ pub fn fit(cal: &Calibration, opts: &FitOptions) -> Result<(Model, FitReport)> {
                         axis_x: geo.x,
                         axis_y: geo.y,
                         axis_g: geo.g,
+                        plane_lanes: geo.plane,
                         predictor,
                         groups: m.n_groups as usize,
                         classes: ncl,
@@ -751,6 +789,7 @@ pub fn fit(cal: &Calibration, opts: &FitOptions) -> Result<(Model, FitReport)> {
         x: chosen.axis_x,
         y: chosen.axis_y,
         g: chosen.axis_g,
+        plane: chosen.plane_lanes,
     };
     let sk = skeleton(bits, chosen.predictor, geo, group_len(geo.g));
     // 3. The precision of its tables, by the static coder's rule on the held-out cost.
@@ -821,6 +860,7 @@ pub fn fit_one(sample: &Sample, bits: u8, channel_axis: Option<usize>) -> Result
         x: if d >= 1 { (d - 1) as u8 } else { NO_AXIS },
         y: if d >= 2 { (d - 2) as u8 } else { NO_AXIS },
         g: g.map_or(NO_AXIS, |a| a as u8),
+        plane: false,
     };
     let group_len = g.map_or(1, |a| shape[a]);
     let cal = Calibration {

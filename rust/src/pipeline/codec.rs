@@ -100,15 +100,22 @@ impl Codec {
         };
         let group_len = fixed_axis(self.model.axis_g, "group")?;
         self.model.validate(ndim, group_len)?;
+        if self.model.plane_lanes && self.model.axis_y == crate::model::pctx::NO_AXIS {
+            return Err(corrupt!("plane lanes (codec flag 0x01) without an up axis"));
+        }
         check_quantizer(&self.quantizer, self.bits, &self.shape)?;
         // The model's missing-neighbour fill is the code of zero of each quantization
         // channel, so the sample must have fixed-size channels too (checked above).
         Ok(())
     }
 
-    /// The serialization version this codec needs: 3 if its model's predictor is med-residual;
-    /// else 1 unless its quantizer is of kind 2 or 3, or per sample along a variable axis.
+    /// The serialization version this codec needs: 4 if its lanes own whole planes; else 3 if
+    /// its model's predictor is med-residual; else 1 unless its quantizer is of kind 2 or 3, or
+    /// per sample along a variable axis.
     pub fn version(&self) -> u8 {
+        if self.model.plane_lanes {
+            return 4;
+        }
         if self.model.predictor == crate::model::pctx::Predictor::MedResidual {
             return 3;
         }
@@ -605,6 +612,7 @@ impl Codec {
         let mut opts = FitOptions::new(bits);
         opts.channel_axis = axis.map(|a| a as usize);
         opts.variable_axes = (0..shape.len()).filter(|&a| shape[a].is_none()).collect();
+        opts.plane_lanes = true;
         let (model, report) = fit::fit(&cal, &opts)?;
         let codec = Codec::new(float_type, bits, shape, quantizer, model)?;
         Ok((codec, report))

@@ -140,6 +140,7 @@ impl PyCodec {
         model.set_item("axis_x", axis(m.axis_x))?;
         model.set_item("axis_y", axis(m.axis_y))?;
         model.set_item("axis_group", axis(m.axis_g))?;
+        model.set_item("plane_lanes", m.plane_lanes)?;
         model.set_item("groups", m.n_groups)?;
         model.set_item(
             "classes",
@@ -307,6 +308,13 @@ impl PyCodec {
         ))
     }
 
+    /// The lanes of each chunk of a sample shape's coded body (FORMAT.md 9.4).
+    fn gpu_chunk_lanes(&self, shape: Vec<usize>) -> PyResult<Vec<u32>> {
+        self.inner.check_shape(&shape)?;
+        let lay = crate::model::pctx::Layout::new(&self.inner.model, &shape);
+        Ok(lay.chunks().iter().map(|c| c.lanes as u32).collect())
+    }
+
     /// A blob's header, checked (CRC included), and for a coded body the byte offsets in the
     /// blob of each chunk's states and words, with its word count.
     #[pyo3(signature = (data, max_output_bytes))]
@@ -338,7 +346,8 @@ impl PyCodec {
                 )
                 .into());
             }
-            let spans = crate::model::pctx::parse_body(body, n)?;
+            let lay = crate::model::pctx::Layout::new(&self.inner.model, &info.shape);
+            let spans = crate::model::pctx::parse_body(body, &lay.chunks())?;
             let h = info.header_bytes as u64;
             d.set_item(
                 "state_offsets",

@@ -60,7 +60,7 @@ pub(super) fn decode_into(
         )));
     }
     let w = Walk::new(&lay, fill_ch);
-    let spans = parse_body(body, n)?;
+    let spans = parse_body(body, &lay.chunks())?;
     // Chunks of 8 lanes or more decode 8 lanes a vector (AVX2), whose byte gathers read 4 bytes
     // at an element: such samples decode into a buffer with 3 bytes to spare.
     let gathers = cfg!(target_arch = "x86_64") && vector && spans.iter().any(|c| c.lanes >= 8);
@@ -99,9 +99,7 @@ fn decode_spans(
             }
         }
         let words = &body[c.words_at..c.words_at + 2 * c.words];
-        decode_chunk(
-            tables, w, c.start, c.elements, c.lanes, &mut x, words, fill, q, &mut e, vector,
-        )
+        decode_chunk(tables, w, c, &mut x, words, fill, q, &mut e, vector)
         .map_err(|e| match e {
             CodecError::Corrupt(msg) => corrupt!("chunk {k}: {msg}"),
             e => e,
@@ -114,9 +112,7 @@ fn decode_spans(
 fn decode_chunk(
     tb: &Tables,
     w: &Walk,
-    start: usize,
-    m: usize,
-    lanes: usize,
+    c: &ChunkSpan,
     x: &mut [u32; 32],
     words: &[u8],
     fill: &[u8],
@@ -126,15 +122,16 @@ fn decode_chunk(
 ) -> Result<()> {
     let small = tb.bits <= 4;
     let raster = w.sx == 1 && w.sy == w.dx && w.dx >= 2;
+    let (start, m, lanes, seg) = (c.start, c.elements, c.lanes, c.seg);
     match (tb.predictor, raster) {
         (Predictor::None, true) => {
-            decode_raster::<0>(tb, w, start, m, lanes, x, words, fill, q, e, vector)
+            decode_raster::<0>(tb, w, start, m, lanes, seg, x, words, fill, q, e, vector)
         }
         (Predictor::Med, true) => {
-            decode_raster::<1>(tb, w, start, m, lanes, x, words, fill, q, e, vector)
+            decode_raster::<1>(tb, w, start, m, lanes, seg, x, words, fill, q, e, vector)
         }
         (Predictor::MedResidual, true) => {
-            decode_raster::<2>(tb, w, start, m, lanes, x, words, fill, q, e, vector)
+            decode_raster::<2>(tb, w, start, m, lanes, seg, x, words, fill, q, e, vector)
         }
         (predictor, false) => {
             let lanes_of = match (predictor, small) {
@@ -145,7 +142,7 @@ fn decode_chunk(
                 (Predictor::MedResidual, false) => decode_lanes::<2, false>,
                 (Predictor::MedResidual, true) => decode_lanes::<2, true>,
             };
-            lanes_of(tb, w, start, m, lanes, x, words, fill, q, e)
+            lanes_of(tb, w, start, m, lanes, seg, x, words, fill, q, e)
         }
     }
 }
@@ -161,13 +158,13 @@ fn decode_lanes<const P: u8, const SMALL: bool>(
     start: usize,
     m: usize,
     lanes: usize,
+    seg: usize,
     x: &mut [u32; 32],
     words: &[u8],
     fill: &[u8],
     q: &mut [u8],
     e: &mut [u8],
 ) -> Result<()> {
-    let seg = m.div_ceil(lanes);
     let p = tb.precision as u32;
     let slot_mask = (1u32 << p) - 1;
     let code_mask = (1i32 << tb.bits) - 1;
@@ -256,6 +253,7 @@ fn decode_raster<const P: u8>(
     start: usize,
     m: usize,
     lanes: usize,
+    seg: usize,
     x: &mut [u32; 32],
     words: &[u8],
     fill: &[u8],
@@ -263,7 +261,6 @@ fn decode_raster<const P: u8>(
     e: &mut [u8],
     vector: bool,
 ) -> Result<()> {
-    let seg = m.div_ceil(lanes);
     let dx = w.dx;
     let p = tb.precision as u32;
     let slot_mask = (1u32 << p) - 1;

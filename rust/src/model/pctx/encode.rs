@@ -16,7 +16,7 @@ pub fn encode(
     let lay = Layout::new(model, shape);
     debug_assert_eq!(lay.n, q.len());
     let w = Walk::new(&lay, fill_ch);
-    let parts = chunks(q.len());
+    let parts = lay.chunks();
     let mask = (1i32 << model.bits) - 1;
     let p = model.precision as u32;
     let mut out = Vec::with_capacity(q.len() / 2 + 16);
@@ -32,8 +32,13 @@ pub fn encode(
     } else {
         Vec::new()
     };
-    for (k, &(start, m, lanes)) in parts.iter().enumerate() {
-        let seg = m.div_ceil(lanes);
+    for (k, &Chunk {
+        start,
+        m,
+        lanes,
+        seg,
+    }) in parts.iter().enumerate()
+    {
         // (cum, freq) of every element of the chunk, in element order.
         decisions.clear();
         decisions.resize(m, (0, 0));
@@ -122,23 +127,23 @@ pub fn encode(
     out
 }
 
-/// Where one chunk of a body is: its element range and lanes, and the byte offsets (in the
-/// body) of its lane states and of its words.
+/// Where one chunk of a body is: its element range, lanes and segment, and the byte offsets (in
+/// the body) of its lane states and of its words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkSpan {
     pub start: usize,
     pub elements: usize,
     pub lanes: usize,
+    pub seg: usize,
     pub states_at: usize,
     pub words_at: usize,
     pub words: usize,
 }
 
-/// Parses the structure of a body of `n` elements (FORMAT.md 9.4): the chunk directory, and
-/// that every chunk's states and words are there, nothing after. The states' values and the
-/// words are checked by decoding.
-pub fn parse_body(body: &[u8], n: usize) -> Result<Vec<ChunkSpan>> {
-    let parts = chunks(n);
+/// Parses the structure of a body of the chunks `parts` (`Layout::chunks`, FORMAT.md 9.4): the
+/// chunk directory, and that every chunk's states and words are there, nothing after. The
+/// states' values and the words are checked by decoding.
+pub fn parse_body(body: &[u8], parts: &[Chunk]) -> Result<Vec<ChunkSpan>> {
     let mut r = Reader::new(body);
     let mut counts = Vec::with_capacity(parts.len());
     if parts.len() > 1 {
@@ -147,7 +152,13 @@ pub fn parse_body(body: &[u8], n: usize) -> Result<Vec<ChunkSpan>> {
         }
     }
     let mut spans = Vec::with_capacity(parts.len());
-    for (k, &(start, m, lanes)) in parts.iter().enumerate() {
+    for (k, &Chunk {
+        start,
+        m,
+        lanes,
+        seg,
+    }) in parts.iter().enumerate()
+    {
         let states_at = r.position();
         r.take(4 * lanes, "lane states")?;
         let words = if parts.len() > 1 {
@@ -167,6 +178,7 @@ pub fn parse_body(body: &[u8], n: usize) -> Result<Vec<ChunkSpan>> {
             start,
             elements: m,
             lanes,
+            seg,
             states_at,
             words_at,
             words,

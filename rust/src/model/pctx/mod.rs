@@ -138,6 +138,10 @@ pub struct Model {
     /// `tables * 2^bits` frequencies, table after table; each table sums to `2^precision` and
     /// every frequency is at least 1 (every symbol can be coded in every context).
     pub freqs: Vec<u16>,
+    /// Lanes that own whole planes of the up axis (FORMAT.md 9.4, *plane lanes*), so that no
+    /// lane starts inside a plane without the row above. Not part of the model's bytes (9.3):
+    /// a fitted codec carries it in its flags (version 4); containers never set it.
+    pub plane_lanes: bool,
 }
 
 impl Model {
@@ -309,6 +313,7 @@ impl Model {
             context_map,
             precision,
             freqs,
+            plane_lanes: false,
         })
     }
 }
@@ -324,6 +329,8 @@ pub struct Layout {
     pub dy: usize,
     /// Channel layout of the group axis.
     pub group: Channels,
+    /// The plane span `sy * dy` with plane lanes and an up axis, else 0 (FORMAT.md 9.4).
+    pub plane: usize,
 }
 
 impl Layout {
@@ -354,18 +361,70 @@ impl Layout {
             sy,
             dy,
             group,
+            plane: if model.plane_lanes { sy * dy } else { 0 },
         }
+    }
+
+    /// The chunks of this sample (FORMAT.md 9.4).
+    pub fn chunks(&self) -> Vec<Chunk> {
+        chunks(self.n, self.plane)
     }
 }
 
-/// Chunks of a sample of `n` elements: `(start, length, lanes)` each.
-pub fn chunks(n: usize) -> Vec<(usize, usize, usize)> {
-    let size = 1usize << CHUNK_LOG2;
+/// One chunk of a sample: elements `[start, start + m)` in `lanes` segments of `seg` elements
+/// (lane `l` owns `[l * seg, min((l + 1) * seg, m))` of the chunk; the last lanes may be
+/// shorter, or empty with the default rule).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chunk {
+    pub start: usize,
+    pub m: usize,
+    pub lanes: usize,
+    pub seg: usize,
+}
+
+/// Lanes may own whole planes of at most this many elements; a longer plane is cut as without
+/// plane lanes.
+pub const MAX_PLANE: usize = 1 << 16;
+
+/// Chunks of a sample of `n` elements (FORMAT.md 9.4). `plane` is 0 for the default rule: chunks
+/// of 2^16 elements, `lanes_for(m)` lanes of `ceil(m / lanes)`. With plane lanes, `plane` is
+/// the plane span (which divides `n`): the default's first chunk sets the lane count `L` and a
+/// nominal segment `g0`, rounded up to whole planes `g`; chunks hold `L` segments of `g`, the
+/// last one `ceil(m / g)`, so every lane starts at a plane's first element.
+pub fn chunks(n: usize, plane: usize) -> Vec<Chunk> {
+    if n == 0 {
+        return Vec::new();
+    }
+    if plane == 0 || plane > MAX_PLANE {
+        let size = 1usize << CHUNK_LOG2;
+        return (0..n.div_ceil(size))
+            .map(|k| {
+                let start = k * size;
+                let m = size.min(n - start);
+                let lanes = lanes_for(m);
+                Chunk {
+                    start,
+                    m,
+                    lanes,
+                    seg: m.div_ceil(lanes),
+                }
+            })
+            .collect();
+    }
+    let first = n.min(1 << CHUNK_LOG2);
+    let lanes = lanes_for(first);
+    let seg = first.div_ceil(lanes).div_ceil(plane) * plane;
+    let size = lanes * seg;
     (0..n.div_ceil(size))
         .map(|k| {
             let start = k * size;
             let m = size.min(n - start);
-            (start, m, lanes_for(m))
+            Chunk {
+                start,
+                m,
+                lanes: m.div_ceil(seg),
+                seg,
+            }
         })
         .collect()
 }

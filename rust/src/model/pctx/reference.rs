@@ -3,6 +3,49 @@
 
 use super::*;
 
+/// The chunks of FORMAT.md 9.4 as its text says, `(start, m, lanes, seg)` each, written apart
+/// from `chunks` so that the tests compare the two: with plane lanes (`plane > 0`), planes of at
+/// most 2^16 elements, the lanes of the default's first chunk and its segment rounded up to
+/// whole planes.
+#[cfg(test)]
+pub(crate) fn chunks_reference(n: usize, plane: usize) -> Vec<(usize, usize, usize, usize)> {
+    let mut out = Vec::new();
+    let first = if n < 65536 { n } else { 65536 };
+    let lanes_of = |m: usize| -> usize {
+        if m >= 65536 {
+            return 32;
+        }
+        let mut l = 1;
+        while l * 2 <= 32 && l * 2 * 4096 <= m {
+            l *= 2;
+        }
+        l
+    };
+    if (1..=65536).contains(&plane) && n > 0 {
+        let lanes = lanes_of(first);
+        let g0 = first.div_ceil(lanes);
+        let mut g = plane;
+        while g < g0 {
+            g += plane;
+        }
+        let mut start = 0;
+        while start < n {
+            let m = (lanes * g).min(n - start);
+            out.push((start, m, m.div_ceil(g), g));
+            start += m;
+        }
+    } else {
+        let mut start = 0;
+        while start < n {
+            let m = 65536.min(n - start);
+            let lanes = lanes_of(m);
+            out.push((start, m, lanes, m.div_ceil(lanes)));
+            start += m;
+        }
+    }
+    out
+}
+
 /// The reference encoder, element by element as FORMAT.md 9.4 says (tests compare the fast
 /// one with it).
 #[cfg(test)]
@@ -16,7 +59,7 @@ pub(crate) fn encode_reference(
 ) -> Vec<u8> {
     let lay = Layout::new(model, shape);
     debug_assert_eq!(lay.n, q.len());
-    let parts = chunks(q.len());
+    let parts = chunks_reference(q.len(), lay.plane);
     let a = model.alphabet();
     let mask = (a - 1) as i32;
     let mut out = Vec::with_capacity(q.len() / 2 + 16);
@@ -28,8 +71,7 @@ pub(crate) fn encode_reference(
     let mut words: Vec<u16> = Vec::new();
     // Folded residuals of the elements coded so far (med-residual's third property).
     let mut res = vec![0u8; q.len()];
-    for (k, &(start, m, lanes)) in parts.iter().enumerate() {
-        let seg = m.div_ceil(lanes);
+    for (k, &(start, m, lanes, seg)) in parts.iter().enumerate() {
         // (cum, freq) of every element of the chunk, in element order.
         decisions.clear();
         decisions.resize(m, (0, 0));
@@ -109,7 +151,7 @@ pub(crate) fn decode_reference(
             lay.n
         )));
     }
-    let parts = chunks(q.len());
+    let parts = chunks_reference(q.len(), lay.plane);
     let mut r = Reader::new(body);
     let mut counts = Vec::with_capacity(parts.len());
     if parts.len() > 1 {
@@ -117,7 +159,7 @@ pub(crate) fn decode_reference(
             counts.push(r.u32("chunk directory")? as usize);
         }
     }
-    for (k, &(start, m, lanes)) in parts.iter().enumerate() {
+    for (k, &(start, m, lanes, seg)) in parts.iter().enumerate() {
         let mut x = [0u32; 32];
         for (l, v) in x.iter_mut().enumerate().take(lanes) {
             *v = r.u32("lane state")?;
@@ -139,7 +181,7 @@ pub(crate) fn decode_reference(
             r.take(n, "words")?
         };
         decode_chunk_reference(
-            model, tables, &lay, start, m, lanes, &mut x, words, fill, fill_ch, q,
+            model, tables, &lay, start, m, lanes, seg, &mut x, words, fill, fill_ch, q,
         )
         .map_err(|e| match e {
             CodecError::Corrupt(msg) => corrupt!("chunk {k}: {msg}"),
@@ -161,13 +203,13 @@ fn decode_chunk_reference(
     start: usize,
     m: usize,
     lanes: usize,
+    seg: usize,
     x: &mut [u32; 32],
     words: &[u8],
     fill: &[u8],
     fill_ch: Channels,
     q: &mut [u8],
 ) -> Result<()> {
-    let seg = m.div_ceil(lanes);
     let a = model.alphabet();
     let p = tables.precision as u32;
     let slot_mask = (1u32 << p) - 1;

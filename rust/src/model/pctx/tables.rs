@@ -241,7 +241,7 @@ pub(super) fn count_at_or_below_portable(row: &[u16; 16], s: u16) -> usize {
 }
 
 /// What the GPU kernels take (pctx_common.cuh): the layout words of a sample shape.
-pub fn device_geometry(model: &Model, shape: &[usize], fill_ch: Channels) -> [u64; 11] {
+pub fn device_geometry(model: &Model, shape: &[usize], fill_ch: Channels) -> [u64; 12] {
     let lay = Layout::new(model, shape);
     let w = Walk::new(&lay, fill_ch);
     [
@@ -256,6 +256,7 @@ pub fn device_geometry(model: &Model, shape: &[usize], fill_ch: Channels) -> [u6
         model.bits as u64,
         model.precision as u64,
         model.predictor as u64,
+        lay.plane as u64,
     ]
 }
 

@@ -44,7 +44,10 @@ fn random_model(seed: &mut u64, bits: u8, predictor: Predictor, shape: &[usize])
         let counts: Vec<u64> = (0..a).map(|_| lcg(seed) % 50 * (lcg(seed) % 2)).collect();
         freqs.extend(table_from_counts(&counts, precision, 0.01));
     }
+    // Lanes of whole planes every other time there is an up axis (FORMAT.md 9.4).
+    let plane_lanes = axis_y != NO_AXIS && lcg(seed).is_multiple_of(2);
     Model {
+        plane_lanes,
         bits,
         predictor,
         axis_x,
@@ -90,6 +93,11 @@ fn round_trips_random_models() {
         &[2, 40, 30],
         &[1, 3, 150, 200],
         &[80000],
+        // Plane lanes: two chunks of 32 and 8 whole planes; 32 planes and a last one of one.
+        &[1, 40, 50, 60],
+        &[33, 48, 48],
+        // Segments of 7 planes of 900, 8 lanes, the last of one plane.
+        &[50, 30, 30],
     ];
     for bits in 1..=MAX_BITS {
         for predictor in [Predictor::None, Predictor::Med, Predictor::MedResidual] {
@@ -100,7 +108,10 @@ fn round_trips_random_models() {
                 let mut bytes = Vec::new();
                 m.write(&mut bytes);
                 let mut r = Reader::new(&bytes);
-                assert_eq!(Model::read(&mut r).unwrap(), m);
+                // The model's bytes do not hold plane lanes (the codec's flags do).
+                let mut read = Model::read(&mut r).unwrap();
+                read.plane_lanes = m.plane_lanes;
+                assert_eq!(read, m);
                 assert_eq!(r.remaining(), 0);
                 let n: usize = shape.iter().product();
                 let zero = (lcg(&mut seed) % (1 << bits)) as u8;
@@ -203,6 +214,50 @@ fn round_trips_random_models() {
                 }
             }
         }
+    }
+}
+
+#[test]
+fn chunks_follow_the_text_of_the_format() {
+    let mut seed = 9u64;
+    let mut cases: Vec<(usize, usize)> = vec![
+        (0, 0),
+        (0, 12544),
+        (401_408, 12544),
+        (414_000, 12000),
+        (47040, 196),
+        (9000, 3000),
+        (65536, 65536),
+        (131_072, 65536),
+        (131_073, 131_073),
+        (200_704, 3136),
+        (8191, 8191),
+    ];
+    for _ in 0..3000 {
+        let plane = 1 + (lcg(&mut seed) % 70_000) as usize;
+        let planes = 1 + (lcg(&mut seed) % 40) as usize;
+        cases.push((plane * planes, plane));
+        cases.push((plane * planes, 0));
+    }
+    for (n, plane) in cases {
+        let got: Vec<_> = chunks(n, plane)
+            .iter()
+            .map(|c| (c.start, c.m, c.lanes, c.seg))
+            .collect();
+        assert_eq!(got, chunks_reference(n, plane), "n {n} plane {plane}");
+        // Every element in one lane, lanes within 32, and with plane lanes (planes of at most
+        // 2^16) every lane starting at a plane.
+        let mut next = 0;
+        for &(start, m, lanes, seg) in &got {
+            assert_eq!(start, next);
+            assert!((1..=32).contains(&lanes) && lanes * seg >= m);
+            if plane > 0 && plane <= MAX_PLANE {
+                assert!(seg.is_multiple_of(plane) && start.is_multiple_of(plane));
+                assert!((lanes - 1) * seg < m, "an empty lane");
+            }
+            next = start + m;
+        }
+        assert_eq!(next, n);
     }
 }
 

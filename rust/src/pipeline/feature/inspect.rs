@@ -56,7 +56,7 @@ pub fn inspect(
             )?;
             let (distinct_symbols, alphabet_size, bound) =
                 container::symbol_stats(&u8::histogram(&q));
-            let chunks = pctx::chunks(h.count);
+            let chunks = pctx::chunks(h.count, 0);
             vec![StreamInfo {
                 mode: "pcontext",
                 symbols: q.len(),
@@ -64,8 +64,8 @@ pub fn inspect(
                 distinct_symbols,
                 alphabet_size,
                 precision_bits: model.0.precision,
-                lanes: chunks.first().map_or(0, |c| c.2),
-                chunk_symbols: chunks.first().map_or(0, |c| c.1),
+                lanes: chunks.first().map_or(0, |c| c.lanes),
+                chunk_symbols: chunks.first().map_or(0, |c| c.m),
                 compressed_bytes: body.len(),
                 entropy_bound_bytes: bound,
             }]
