@@ -42,7 +42,7 @@ for name in points:
         m = codec.describe()["model"]
         out.append(dict(point=name, bits=bits, bytes=float(np.mean(sizes)), fit_s=fit_s,
                         model=f"{m['predictor']} g{m['groups']} c{'/'.join(map(str, m['classes']))} "
-                              f"t{m['tables']} p{m['precision_bits']}"))
+                              f"t{m['tables']} p{m['precision_bits']}" + (" planes" if m.get("plane_lanes") else "")))
         print(f"  {name} {bits}: {out[-1]['bytes']:.1f} B ({out[-1]['model']}, fit {fit_s:.1f} s)", file=sys.stderr, flush=True)
 print(json.dumps(out))
 """

@@ -318,7 +318,8 @@ def bench(quick: bool) -> List[Dict[str, Any]]:
 def bench_fitted(cp, x, warm: int, runs: int) -> List[Dict[str, Any]]:
     """Fitted codecs (pctx.cu): byte-exactness both ways and timings, on the 1x256x56x56 map and
     a 1x32x7x7 crop of it, against the CPU codec; and on smooth 32x56x56 ramps, whose fit takes
-    the med-residual predictor (FORMAT.md 9.4, codec version 3)."""
+    the med-residual predictor (FORMAT.md 9.4, codec version 3). The 56x56 maps' fits take plane
+    lanes (a lane per 3,136-element channel, codec version 4), the 7x7 crop's the default lanes."""
     import numpy as np
 
     import splitans
@@ -341,7 +342,8 @@ def bench_fitted(cp, x, warm: int, runs: int) -> List[Dict[str, Any]]:
         y = codec.decompress(blob)
         dec_exact = bool(np.array_equal(codec.decompress_gpu(blob).get().view(np.uint32), y.view(np.uint32)))
         desc = (f"fitted codec 1x{'x'.join(map(str, shape))} f32, {bits} bits, "
-                f"{codec.describe()['model']['predictor']} ({len(blob)} B)")
+                f"{codec.describe()['model']['predictor']}"
+                f"{', plane lanes' if codec.describe()['model']['plane_lanes'] else ''} ({len(blob)} B)")
         rows += [
             dict(case=desc, what="GPU codec.compress_gpu", us=median_us(cp, lambda: codec.compress_gpu(dev), warm, runs),
                  bit_exact=exact),
