@@ -97,6 +97,8 @@ def _cases():
         "tokens": (batch(sparse, range(6), (40, 64)), sparse(60, (40, 64)), {"axis": 1}, ("none", 1, 0)),
         "vector": (batch(walk, range(6), 3000), walk(61, 3000), {}, ("med", 0, None)),
         "two_chunks": (batch(smooth, range(3), (4, 160, 160)), smooth(62, (4, 160, 160)), {}, ("med-residual", 2, 1)),
+        # Lanes of whole 60 x 50 planes (codec version 4): chunks of 32 and 8 lanes.
+        "plane_lanes": (batch(smooth, range(3), (40, 60, 50)), smooth(65, (40, 60, 50)), {}, ("med-residual", 2, 1)),
     }
 
 
@@ -114,6 +116,7 @@ PINS = {
     "lloyd_levels": ("d7fbf5d04106af3063f85e86552019d735ebf9bdf79724eacebf3255177bfd5c", "b842cce9e81c0306fae42e1bedd5a69022b04e0fea44db2b3ddbedfdc7545495", 843),  # none 1 0 coded
     "per_channel_axis0": ("3a7069ef3ba81627b98d0dcf115290536d33c699a6e098b1745f8ab460851d22", "b7739cafe08af5b03b1f65b4bf9c899c98cd8f6011fc1078e412c130c5167102", 227),  # med-residual 2 1 coded
     "per_sample_params": ("22d03a44934d78a537c1b37ece86344396a7bcc4c027d7c50d5b50cd6a32a2da", "3d160915a7f50af9a00e50c0bc35701d190b68cdb5e3a6f9bf6c02c0312b54d2", 277),  # med-residual 2 1 coded
+    "plane_lanes": ("28f3dda1895e3b1f8aa269504e652cbddc4eca4ba64cafc587a2990bff65fee0", "73e1b738fa9afbe5ef2d3a6564fac28373affdbd12da482fe3620699689db2c9", 1465),  # med-residual 2 1 coded, version 4
     "raster_med": ("b95d59a7d5d2376fa85824ec95d7ce6562173ce9575465829d8ffb6b9ba401b2", "0c72720978fdbc800a459ba92f8bd31be81067781e36ace52a9e5529253863e2", 159),  # med-residual 2 1 coded
     "raster_plane": ("b7b480f5c2f64df803bb85f9b5ad8bc91f205cb9ad2a1ce9f44cdcedea02782a", "71a2ae650f4383a7331a85c16181df5bc1699c0d0d5486e35652fdf2d1b3952a", 435),  # med 2 1 coded
     "tokens": ("8c8a4732f79522ac25ba48bb17437d63ed32cad6c5b903f80959a59d316e2592", "3576200537e3c084fc0b67e59b02e93dae44e832ccb15a1cc40306571fcbe3d0", 499),  # none 1 0 coded
@@ -144,6 +147,9 @@ def test_fitted_model_and_bytes_are_pinned(name):
     # The blob decodes to what quantization alone gives (the coder is lossless on the codes).
     assert np.array_equal(codec.decompress(blob), codec.round_trip(x[None])[0])
     assert codec.inspect(blob)["kind"] == "coded"
+    # Plane lanes (FORMAT.md 9.4) where they change the layout and keep the first chunk's lanes.
+    assert model["plane_lanes"] == (name == "plane_lanes")
+    assert (codec.describe()["version"] == 4) == (name == "plane_lanes")
     got = (codec.id, sha(blob), len(blob))
     assert name in PINS, f"new case: pin {name!r}: {got}"
     assert got == PINS[name]
