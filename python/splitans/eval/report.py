@@ -85,7 +85,7 @@ def targets(rows: List[dict], fronts: List[dict], budgets: Dict[str, float]) -> 
     a cause for every target missed."""
     lines = ["| model | point | kind | target | calibrated codec | ratio | test drop (pp) | predicted (pp) | "
              "agreement | target | stretch 45× | ≥ base grid | smallest not confirmed: samples to confirm it | "
-             "best on the test curve within budget (diagnostic) |",
+             "best of the frontier points measured on test, within budget (diagnostic) |",
              "|---" * 14 + "|"]
     causes = []
     for model, point in _points(rows):
@@ -333,9 +333,11 @@ def write_report(
     lines += ["## Targets", "",
               f"Budgets: Fashion-MNIST {budgets['fmnist']:g} pp of accuracy, MiniLM-L6 {budgets['nlp']:g} pp of accuracy "
               f"(and ≥ 98% agreement), EfficientNet-Lite0 {budgets['lite0']:g} pp of changed top-1 predictions (≥ 99% "
-              "agreement). The last column is diagnostic: the smallest setting on the searched frontier whose drop "
-              "on the *test* split is within the budget (chosen by looking at test, so not a result; it shows how much "
-              "of a gap is the quantizer and how much the confirmation).", ""] + tl + [""]
+              "agreement). The last column is diagnostic: of the few settings of the searched frontier measured on "
+              "the *test* split (the plots' points: 6 a Fashion-MNIST point, 4 elsewhere, spread over sizes), the "
+              "smallest whose drop is within the budget. Chosen by looking at test, so not a result; and a coarse "
+              "sample of the frontier, so a smaller setting within budget may lie between its points (it shows how "
+              "much of a gap is the quantizer and how much the confirmation, roughly).", ""] + tl + [""]
     if causes:
         lines += ["Targets missed, with the measured gap and its cause:", ""] + causes + [""]
     if fm_compare and fm_compare[0] and fm[0]:
