@@ -30,6 +30,7 @@ fn candidate_dict<'py>(py: Python<'py>, c: &Candidate) -> PyResult<Bound<'py, Py
     d.set_item("axis_x", axis(c.axis_x))?;
     d.set_item("axis_y", axis(c.axis_y))?;
     d.set_item("axis_group", axis(c.axis_g))?;
+    d.set_item("plane_lanes", c.plane_lanes)?;
     d.set_item("predictor", c.predictor.name())?;
     d.set_item("groups", c.groups)?;
     d.set_item("classes", c.classes)?;
