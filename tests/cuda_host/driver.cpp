@@ -280,9 +280,8 @@ void spn_pctx_decode(const u8* blob, const u64* state_off, const u64* word_off,
     }
 }
 
-// The chunks of a sample (pctx_chunk), for the launch checks.
+// The number of chunks of a sample (pctx_chunks), for the launch checks.
 u64 spn_pctx_chunks(u64 n, u64 plane) { return pctx_chunks(n, plane); }
-u32 spn_pctx_chunk_lanes(u64 n, u64 plane, u64 k) { return pctx_chunk(n, plane, k).lanes; }
 
 // Layout checks for the ctypes side.
 u32 spn_sizeof_encsym() { return (u32)sizeof(EncSym); }

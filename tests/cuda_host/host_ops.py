@@ -63,7 +63,6 @@ _SIGNATURES = {
     "spn_pctx_pack": [_P, _P, _P, _P, _U64, _U64, _P],
     "spn_pctx_decode": [_P, _P, _P, _P, _U64, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P],
     "spn_pctx_chunks": [_U64, _U64],
-    "spn_pctx_chunk_lanes": [_U64, _U64, _U64],
     "spn_sizeof_encsym": [],
     "spn_enc_tile": [],
     "spn_dec_ring": [],
@@ -110,7 +109,7 @@ class HostOps:
                 _U64
                 if name == "spn_pctx_chunks"
                 else _U32
-                if name in ("spn_sizeof_encsym", "spn_enc_tile", "spn_dec_ring", "spn_pctx_chunk_lanes")
+                if name in ("spn_sizeof_encsym", "spn_enc_tile", "spn_dec_ring")
                 else None
             )
         assert self.lib.spn_sizeof_encsym() == 16, "EncSym must be 16 bytes (2 u64 per symbol)"

@@ -63,7 +63,7 @@ pub(super) fn decode_into(
     let spans = parse_body(body, &lay.chunks())?;
     // Chunks of 8 lanes or more decode 8 lanes a vector (AVX2), whose byte gathers read 4 bytes
     // at an element: such samples decode into a buffer with 3 bytes to spare.
-    let gathers = cfg!(target_arch = "x86_64") && vector && spans.iter().any(|c| c.lanes >= 8);
+    let gathers = cfg!(target_arch = "x86_64") && vector && spans.iter().any(|c| c.chunk.lanes >= 8);
     if q.len() < n + DECODE_PAD && gathers {
         let mut padded = crate::buffer::zeroed::<u8>(n + DECODE_PAD)?;
         decode_spans(tables, &w, &spans, body, fill, &mut padded, vector)?;
@@ -91,7 +91,7 @@ fn decode_spans(
     };
     for (k, c) in spans.iter().enumerate() {
         let mut x = [0u32; 32];
-        for (l, v) in x.iter_mut().enumerate().take(c.lanes) {
+        for (l, v) in x.iter_mut().enumerate().take(c.chunk.lanes) {
             let at = c.states_at + 4 * l;
             *v = u32::from_le_bytes([body[at], body[at + 1], body[at + 2], body[at + 3]]);
             if *v < RANS_L {
@@ -99,7 +99,7 @@ fn decode_spans(
             }
         }
         let words = &body[c.words_at..c.words_at + 2 * c.words];
-        decode_chunk(tables, w, c, &mut x, words, fill, q, &mut e, vector)
+        decode_chunk(tables, w, &c.chunk, &mut x, words, fill, q, &mut e, vector)
         .map_err(|e| match e {
             CodecError::Corrupt(msg) => corrupt!("chunk {k}: {msg}"),
             e => e,
@@ -112,7 +112,7 @@ fn decode_spans(
 fn decode_chunk(
     tb: &Tables,
     w: &Walk,
-    c: &ChunkSpan,
+    c: &Chunk,
     x: &mut [u32; 32],
     words: &[u8],
     fill: &[u8],
@@ -122,7 +122,12 @@ fn decode_chunk(
 ) -> Result<()> {
     let small = tb.bits <= 4;
     let raster = w.sx == 1 && w.sy == w.dx && w.dx >= 2;
-    let (start, m, lanes, seg) = (c.start, c.elements, c.lanes, c.seg);
+    let Chunk {
+        start,
+        m,
+        lanes,
+        seg,
+    } = *c;
     match (tb.predictor, raster) {
         (Predictor::None, true) => {
             decode_raster::<0>(tb, w, start, m, lanes, seg, x, words, fill, q, e, vector)

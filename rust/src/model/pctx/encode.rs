@@ -127,14 +127,11 @@ pub fn encode(
     out
 }
 
-/// Where one chunk of a body is: its element range, lanes and segment, and the byte offsets (in
-/// the body) of its lane states and of its words.
+/// Where one chunk of a body is: the chunk (its elements, lanes and segment), and the byte
+/// offsets (in the body) of its lane states and of its words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkSpan {
-    pub start: usize,
-    pub elements: usize,
-    pub lanes: usize,
-    pub seg: usize,
+    pub chunk: Chunk,
     pub states_at: usize,
     pub words_at: usize,
     pub words: usize,
@@ -152,15 +149,9 @@ pub fn parse_body(body: &[u8], parts: &[Chunk]) -> Result<Vec<ChunkSpan>> {
         }
     }
     let mut spans = Vec::with_capacity(parts.len());
-    for (k, &Chunk {
-        start,
-        m,
-        lanes,
-        seg,
-    }) in parts.iter().enumerate()
-    {
+    for (k, &chunk) in parts.iter().enumerate() {
         let states_at = r.position();
-        r.take(4 * lanes, "lane states")?;
+        r.take(4 * chunk.lanes, "lane states")?;
         let words = if parts.len() > 1 {
             counts[k]
         } else {
@@ -175,10 +166,7 @@ pub fn parse_body(body: &[u8], parts: &[Chunk]) -> Result<Vec<ChunkSpan>> {
         let words_at = r.position();
         r.take(2 * words, "words")?;
         spans.push(ChunkSpan {
-            start,
-            elements: m,
-            lanes,
-            seg,
+            chunk,
             states_at,
             words_at,
             words,
