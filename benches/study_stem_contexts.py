@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
-"""benches/NOTES.md 44: ideal code lengths of the EfficientNet-Lite0 stem's codes under med-residual
-contexts, with K per-sample table sets against one. Ad-hoc study, not a benchmark:
-needs numba; `python benches/study_stem_tablesets.py BITS`."""
+"""benches/NOTES.md 44: ideal code lengths of the EfficientNet-Lite0 stem's codes under
+med-residual contexts (NOTES 41's model), with a context from the previous channel added
+(``prevchannel``) or with K per-sample table sets against one (``tablesets``). Ad-hoc study, not
+a benchmark; needs numba:
+
+    python benches/study_stem_contexts.py BITS [POINT] prevchannel|tablesets
+"""
 import sys
 import numpy as np
 import numba as nb
 from splitans.eval import activations
 
 bits = int(sys.argv[1]) if len(sys.argv) > 1 else 8
-point = sys.argv[2] if len(sys.argv) > 2 else "lite0.stem"
+point = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] not in ("prevchannel", "tablesets") else "lite0.stem"
 A = 1 << bits
 cal, tst = activations.load(point)
 lo, hi = min(0.0, float(cal.min())), float(cal.max())
@@ -196,46 +200,91 @@ def cvar(te, W, H, mode):
     return a, b, c2.ravel(), s_, ch
 
 
-H, W = train.shape[-2:]
-C = train.shape[1]
-ntr, nte = len(train), len(test)
-tr = extract(train, 0); te = extract(test, 0)
-btr = cvar(tr, W, H, 7); bte = cvar(te, W, H, 7)
-ncl = (10, 10, 8)
-def ctx_of(p, ref):
-    a, b, c, s, ch = p
-    ra, rb, rc = ref[0], ref[1], ref[2]
-    ctx = (classes(a, ncl[0], ra) * ncl[1] + classes(b, ncl[1], rb)) * ncl[2] + classes(np.minimum(c, 255), ncl[2], rc)
-    return ctx + 800 * (ch % 4), s
-NCTX = 3200
-ctr, s_tr = ctx_of(btr, btr); cte, s_te = ctx_of(bte, btr)
-per = C * H * W
-def logp_of(ctx, s, alpha=0.5):
-    cnt = np.bincount(ctx * A + s, minlength=NCTX * A).reshape(NCTX, A).astype(np.float64) + alpha
-    return np.log2(cnt / cnt.sum(1, keepdims=True))
-def sample_cost(lp, ctx, s, n):
-    return np.array([-lp[ctx[k*per:(k+1)*per], s[k*per:(k+1)*per]].sum() for k in range(n)])
-lp1 = logp_of(ctr, s_tr)
-single = sample_cost(lp1, cte, s_te, nte)
-print(bits, "one table set: bits/el", round(single.sum() / (nte * per), 4), flush=True)
-rng = np.random.default_rng(0)
-for K in (2, 3, 4):
-    # init by per-sample cost under the single set (sorted split)
-    base = sample_cost(lp1, ctr, s_tr, ntr)
-    order = np.argsort(base)
-    assign = np.zeros(ntr, int)
-    for j, k in enumerate(order):
-        assign[k] = j * K // ntr
-    for it in range(6):
-        lps = []
-        for g in range(K):
-            idx = np.concatenate([np.arange(k*per, (k+1)*per) for k in range(ntr) if assign[k] == g]) if (assign == g).any() else np.arange(0)
-            lps.append(logp_of(ctr[idx], s_tr[idx]))
-        costs = np.stack([sample_cost(lp, ctr, s_tr, ntr) for lp in lps])
-        new = costs.argmin(0)
-        if (new == assign).all():
-            break
-        assign = new
-    tc = np.stack([sample_cost(lp, cte, s_te, nte) for lp in lps])
-    print(bits, f"K={K} sets: train groups {np.bincount(assign, minlength=K).tolist()}, test picks {tc.argmin(0).tolist()}, "
-          f"bits/el {tc.min(0).sum() / (nte * per):.4f} ({tc.min(0).sum() / single.sum() - 1:+.2%})", flush=True)
+
+
+def prevchannel():
+    H, W = train.shape[-2:]
+    C = train.shape[1]
+    tr = extract(train, 0); te = extract(test, 0)
+    base_tr = cvar(tr, W, H, 7); base_te = cvar(te, W, H, 7)
+    print(bits, "med-residual", round(cost(base_tr, base_te), 4), flush=True)
+
+    def prevch(imgs, mode):
+        I = imgs.reshape(-1, C, H, W)
+        if mode == 0:   # co-located code of the previous channel
+            d = np.full_like(I, F); d[:, 1:] = I[:, :-1]
+        elif mode == 1: # previous channel, one step back (left neighbour), realizable in lockstep
+            d = np.full_like(I, F); d[:, 1:, :, 1:] = I[:, :-1, :, :-1]
+        elif mode == 2: # previous channel co-located, zero or not
+            d = np.zeros_like(I); d[:, 1:] = (I[:, :-1] != F)
+        elif mode == 3: # prev channel, one step back, zero or not
+            d = np.zeros_like(I); d[:, 1:, :, 1:] = (I[:, :-1, :, :-1] != F)
+        return d.ravel()
+
+    def cost4(trp, tep, dtr, dte, nd, ncl=(10, 10, 8), alpha=0.5):
+        ta, tb, tc, ts, tch = trp
+        ea, eb, ec, es, ech = tep
+        ctx_t = (classes(ta, ncl[0], ta) * ncl[1] + classes(tb, ncl[1], tb)) * ncl[2] + classes(np.minimum(tc, 255), ncl[2], tc)
+        ctx_e = (classes(ea, ncl[0], ta) * ncl[1] + classes(eb, ncl[1], tb)) * ncl[2] + classes(np.minimum(ec, 255), ncl[2], tc)
+        nctx = ncl[0] * ncl[1] * ncl[2]
+        ctx_t = ctx_t + nctx * (tch % 4); ctx_e = ctx_e + nctx * (ech % 4); nctx *= 4
+        ctx_t = ctx_t * nd + classes(dtr, nd, dtr) if nd > 2 else ctx_t * 2 + (dtr != 0)
+        ctx_e = ctx_e * nd + classes(dte, nd, dtr) if nd > 2 else ctx_e * 2 + (dte != 0)
+        nctx *= nd
+        cnt = np.bincount(ctx_t * A + ts, minlength=nctx * A).reshape(nctx, A).astype(np.float64) + alpha
+        logp = np.log2(cnt / cnt.sum(1, keepdims=True))
+        return -logp[ctx_e, es].sum() / es.size
+
+    for mode, nd in ((0, 4), (1, 4), (2, 2), (3, 2), (0, 8), (1, 8)):
+        print(bits, "prev-channel mode", mode, "classes", nd, round(cost4(base_tr, base_te, prevch(train, mode), prevch(test, mode), nd), 4), flush=True)
+
+
+
+def tablesets():
+    H, W = train.shape[-2:]
+    C = train.shape[1]
+    ntr, nte = len(train), len(test)
+    tr = extract(train, 0); te = extract(test, 0)
+    btr = cvar(tr, W, H, 7); bte = cvar(te, W, H, 7)
+    ncl = (10, 10, 8)
+    def ctx_of(p, ref):
+        a, b, c, s, ch = p
+        ra, rb, rc = ref[0], ref[1], ref[2]
+        ctx = (classes(a, ncl[0], ra) * ncl[1] + classes(b, ncl[1], rb)) * ncl[2] + classes(np.minimum(c, 255), ncl[2], rc)
+        return ctx + 800 * (ch % 4), s
+    NCTX = 3200
+    ctr, s_tr = ctx_of(btr, btr); cte, s_te = ctx_of(bte, btr)
+    per = C * H * W
+    def logp_of(ctx, s, alpha=0.5):
+        cnt = np.bincount(ctx * A + s, minlength=NCTX * A).reshape(NCTX, A).astype(np.float64) + alpha
+        return np.log2(cnt / cnt.sum(1, keepdims=True))
+    def sample_cost(lp, ctx, s, n):
+        return np.array([-lp[ctx[k*per:(k+1)*per], s[k*per:(k+1)*per]].sum() for k in range(n)])
+    lp1 = logp_of(ctr, s_tr)
+    single = sample_cost(lp1, cte, s_te, nte)
+    print(bits, "one table set: bits/el", round(single.sum() / (nte * per), 4), flush=True)
+    rng = np.random.default_rng(0)
+    for K in (2, 3, 4):
+        # init by per-sample cost under the single set (sorted split)
+        base = sample_cost(lp1, ctr, s_tr, ntr)
+        order = np.argsort(base)
+        assign = np.zeros(ntr, int)
+        for j, k in enumerate(order):
+            assign[k] = j * K // ntr
+        for it in range(6):
+            lps = []
+            for g in range(K):
+                idx = np.concatenate([np.arange(k*per, (k+1)*per) for k in range(ntr) if assign[k] == g]) if (assign == g).any() else np.arange(0)
+                lps.append(logp_of(ctr[idx], s_tr[idx]))
+            costs = np.stack([sample_cost(lp, ctr, s_tr, ntr) for lp in lps])
+            new = costs.argmin(0)
+            if (new == assign).all():
+                break
+            assign = new
+        tc = np.stack([sample_cost(lp, cte, s_te, nte) for lp in lps])
+        print(bits, f"K={K} sets: train groups {np.bincount(assign, minlength=K).tolist()}, test picks {tc.argmin(0).tolist()}, "
+              f"bits/el {tc.min(0).sum() / (nte * per):.4f} ({tc.min(0).sum() / single.sum() - 1:+.2%})", flush=True)
+
+
+
+{"prevchannel": prevchannel, "tablesets": tablesets}[sys.argv[-1] if sys.argv[-1] in ("prevchannel", "tablesets") else "prevchannel"]()
