@@ -144,8 +144,8 @@ def targets(rows: List[dict], fronts: List[dict], budgets: Dict[str, float]) -> 
                            f"{se:.2f} pp{more}")
             else:
                 best = f"{oracle['ratio']:.1f}× ({oracle['setting']})" if oracle else "none"
-                why.append(f"{gap}: no setting on the searched rate-accuracy curve reaches {target:g}× within the budget "
-                           f"even on the test split (best: {best}){more}")
+                why.append(f"{gap}: none of the frontier points measured on the test split reaches {target:g}× within "
+                           f"the budget (best of them: {best}; a coarse sample of the frontier){more}")
             fixed = 8 * BLOB_FIXED_BYTES / r["elements"]
             if fixed > 0.05 * r["bpe"]:
                 why.append(f"{r['elements']:,.0f} elements a sample: the blob's {BLOB_FIXED_BYTES} fixed bytes alone are "
