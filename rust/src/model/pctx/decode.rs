@@ -122,21 +122,15 @@ fn decode_chunk(
 ) -> Result<()> {
     let small = tb.bits <= 4;
     let raster = w.sx == 1 && w.sy == w.dx && w.dx >= 2;
-    let Chunk {
-        start,
-        m,
-        lanes,
-        seg,
-    } = *c;
     match (tb.predictor, raster) {
         (Predictor::None, true) => {
-            decode_raster::<0>(tb, w, start, m, lanes, seg, x, words, fill, q, e, vector)
+            decode_raster::<0>(tb, w, c, x, words, fill, q, e, vector)
         }
         (Predictor::Med, true) => {
-            decode_raster::<1>(tb, w, start, m, lanes, seg, x, words, fill, q, e, vector)
+            decode_raster::<1>(tb, w, c, x, words, fill, q, e, vector)
         }
         (Predictor::MedResidual, true) => {
-            decode_raster::<2>(tb, w, start, m, lanes, seg, x, words, fill, q, e, vector)
+            decode_raster::<2>(tb, w, c, x, words, fill, q, e, vector)
         }
         (predictor, false) => {
             let lanes_of = match (predictor, small) {
@@ -147,7 +141,7 @@ fn decode_chunk(
                 (Predictor::MedResidual, false) => decode_lanes::<2, false>,
                 (Predictor::MedResidual, true) => decode_lanes::<2, true>,
             };
-            lanes_of(tb, w, start, m, lanes, seg, x, words, fill, q, e)
+            lanes_of(tb, w, c, x, words, fill, q, e)
         }
     }
 }
@@ -160,16 +154,19 @@ fn decode_chunk(
 fn decode_lanes<const P: u8, const SMALL: bool>(
     tb: &Tables,
     w: &Walk,
-    start: usize,
-    m: usize,
-    lanes: usize,
-    seg: usize,
+    c: &Chunk,
     x: &mut [u32; 32],
     words: &[u8],
     fill: &[u8],
     q: &mut [u8],
     e: &mut [u8],
 ) -> Result<()> {
+    let Chunk {
+        start,
+        m,
+        lanes,
+        seg,
+    } = *c;
     let p = tb.precision as u32;
     let slot_mask = (1u32 << p) - 1;
     let code_mask = (1i32 << tb.bits) - 1;
@@ -255,10 +252,7 @@ pub(super) struct RasterLane {
 fn decode_raster<const P: u8>(
     tb: &Tables,
     w: &Walk,
-    start: usize,
-    m: usize,
-    lanes: usize,
-    seg: usize,
+    c: &Chunk,
     x: &mut [u32; 32],
     words: &[u8],
     fill: &[u8],
@@ -266,6 +260,12 @@ fn decode_raster<const P: u8>(
     e: &mut [u8],
     vector: bool,
 ) -> Result<()> {
+    let Chunk {
+        start,
+        m,
+        lanes,
+        seg,
+    } = *c;
     let dx = w.dx;
     let p = tb.precision as u32;
     let slot_mask = (1u32 << p) - 1;
