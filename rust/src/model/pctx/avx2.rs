@@ -39,6 +39,9 @@ struct Group {
     left: [u32; 8],
     above: [u32; 8],
     eabove: [u32; 8],
+    /// The fill of the lane's quantization channel and its group's context offset.
+    f: [u32; 8],
+    gctx: [u32; 8],
 }
 
 #[inline(always)]
@@ -65,26 +68,39 @@ unsafe fn words32(base: *const u32, idx: __m256i) -> __m256i {
     _mm256_i32gather_epi32::<4>(base.cast(), idx)
 }
 
-/// Advances counters (c, r) with period `period` and length `len` by one element.
+/// Advances counters (c, r) with period `period` and length `len` by one element; and
+/// whether any lane's `c` moved.
 #[inline(always)]
-unsafe fn tick(c: __m256i, r: __m256i, period: __m256i, len: __m256i) -> (__m256i, __m256i) {
+unsafe fn tick(
+    c: __m256i,
+    r: __m256i,
+    period: __m256i,
+    len: __m256i,
+) -> (__m256i, __m256i, bool) {
     let r = _mm256_add_epi32(r, _mm256_set1_epi32(1));
     let wrap = _mm256_cmpeq_epi32(r, period);
     let r = _mm256_andnot_si256(wrap, r);
     let c = _mm256_sub_epi32(c, wrap);
     let c = _mm256_andnot_si256(_mm256_cmpeq_epi32(c, len), c);
-    (c, r)
+    (c, r, _mm256_testz_si256(wrap, wrap) == 0)
 }
 
 /// Steps `s_begin..s_end` of a chunk whose `lanes` (a multiple of 8) lanes all have an
 /// element at each of those steps: the scalar raster decoder's arithmetic, 8 lanes at a time,
 /// for predictor `P` (0 none, 1 med, 2 med-residual, which also writes each element's folded
-/// residual into `e`). Returns the word position.
+/// residual into `e`). A lane's upper neighbours are its own codes `dx` and `dx - 1` steps
+/// before, so the last `dx + 1` steps' codes are kept step by step in the ring `rows` (step
+/// `s`'s codes of the lanes at row `s mod (dx + 1)`, `lanes` bytes a row; the folded residuals
+/// likewise in `erows` when `P` is 2), and the neighbours are plain loads of a row, not
+/// gathers. The group and fill of a lane change only at their counters' wraps, so their
+/// lookups are redone only then. Returns the word position.
 ///
 /// # Safety
 /// AVX2 and POPCNT must be available; `tb.slots` must be built; `q` must hold every element
-/// index of the sample plus 3 bytes, and so must `e` when `P` is 2; `words` must hold
-/// `n_words` words plus 8; `fill` one entry per quantization channel; every index below 2^31.
+/// index of the sample (plus 3 bytes when `P` is 0), and so must `e` when `P` is 2; `rows` must hold `(w.dx + 1) · lanes`
+/// bytes, and so must `erows` when `P` is 2; `words` must hold `n_words` words plus 8; `fill`
+/// one entry per quantization channel; every index below 2^31; `w.dx` at least 2; `s_begin`
+/// 0 (the ring starts empty).
 #[target_feature(enable = "avx2,popcnt")]
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn steps<const P: u8>(
@@ -100,6 +116,8 @@ pub(super) unsafe fn steps<const P: u8>(
     fill: &[u32],
     q: &mut [u8],
     e: &mut [u8],
+    rows: &mut [u8],
+    erows: &mut [u8],
 ) -> usize {
     let groups = lanes / 8;
     let mut g = [Group::default(); 4];
@@ -136,6 +154,13 @@ pub(super) unsafe fn steps<const P: u8>(
     let f_channels = _mm256_set1_epi32(w.f_channels as i32);
     let qp = q.as_mut_ptr();
     let ep = e.as_mut_ptr();
+    let rp = rows.as_mut_ptr();
+    let erp = erows.as_mut_ptr();
+    let ring = w.dx + 1;
+    // Step s's row in the ring; s - dx and s - dx + 1 are the next two (mod dx + 1).
+    let mut row = s_begin % ring;
+    let mut codes = [0u32; 8];
+    let mut index = [0u32; 8];
     let ctx_g = tb.ctx_g.as_ptr();
     let ctx_a = tb.ctx_a.as_ptr();
     let ctx_b = tb.ctx_b.as_ptr();
@@ -144,14 +169,31 @@ pub(super) unsafe fn steps<const P: u8>(
     let slots = tb.slots.as_ptr();
     let intervals = tb.intervals.as_ptr();
     let fillp = fill.as_ptr();
-    let mut codes = [0u32; 8];
-    let mut index = [0u32; 8];
+    for grp in g.iter_mut().take(groups) {
+        st(&mut grp.f, words32(fillp, ld(&grp.cf)));
+        st(&mut grp.gctx, words32(ctx_g, ld(&grp.cg)));
+    }
+    // Byte 0 of each 32-bit lane, within each 128-bit half.
+    let low_bytes = _mm256_setr_epi8(
+        0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 4, 8, 12, -1, -1, -1,
+        -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    );
+    let pack = |v: __m256i| -> __m128i {
+        let b = _mm256_shuffle_epi8(v, low_bytes);
+        _mm_unpacklo_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256::<1>(b))
+    };
+    let load8 = |p: *const u8| -> __m256i { _mm256_cvtepu8_epi32(_mm_loadl_epi64(p.cast())) };
     for s in s_begin..s_end {
         let flag = |c: bool| _mm256_set1_epi32(-(c as i32));
         let step_l = flag(s >= 1);
         let step_u = flag(s >= w.dx);
         let step_ul = flag(s > w.dx);
-        for grp in g.iter_mut().take(groups) {
+        // The rows of the lanes' upper and upper-right neighbours (before step dx: rows not
+        // yet written, read and never used).
+        let next = |r: usize| if r + 1 == ring { 0 } else { r + 1 };
+        let (row_s, row_u, row_ur) = (row * lanes, next(row) * lanes, next(next(row)) * lanes);
+        row = next(row);
+        for (k, grp) in g.iter_mut().take(groups).enumerate() {
             let x = ld(&grp.x);
             let i = ld(&grp.i);
             let cx = ld(&grp.cx);
@@ -159,23 +201,28 @@ pub(super) unsafe fn steps<const P: u8>(
             let has_l = _mm256_and_si256(_mm256_cmpgt_epi32(cx, zero), step_l);
             let has_u = _mm256_and_si256(_mm256_cmpgt_epi32(cy, zero), step_u);
             let has_ul = _mm256_and_si256(_mm256_and_si256(has_l, has_u), step_ul);
-            let f = words32(fillp, ld(&grp.cf));
-            // i - dx where there is a row above, else i itself (a valid, unused index).
-            let above = bytes(qp, _mm256_sub_epi32(i, _mm256_and_si256(dx, has_u)));
+            let f = ld(&grp.f);
+            // Without a predictor only the code above is read (one gather measured faster
+            // than the ring's load and store there: benches/NOTES.md 45).
+            let above = if P == 0 {
+                bytes(qp, _mm256_sub_epi32(i, _mm256_and_si256(dx, has_u)))
+            } else {
+                load8(rp.add(row_u + 8 * k))
+            };
             let l = _mm256_blendv_epi8(f, ld(&grp.left), has_l);
             let u = _mm256_blendv_epi8(f, above, has_u);
             let ul = _mm256_blendv_epi8(f, ld(&grp.above), has_ul);
-            let gctx = words32(ctx_g, ld(&grp.cg));
+            let gctx = ld(&grp.gctx);
             // Med-residual: the folded residual above (a gather) and those carried from the
             // previous step (left: the lane's previous element; upper left: its residual above).
             let eabove = if P == 2 {
-                bytes(ep, _mm256_sub_epi32(i, _mm256_and_si256(dx, has_u)))
+                load8(erp.add(row_u + 8 * k))
             } else {
                 zero
             };
             let (ctx, pred) = if P != 0 {
                 let has_ur = _mm256_and_si256(has_u, _mm256_cmpgt_epi32(dx1, cx));
-                let ur_raw = bytes(qp, _mm256_sub_epi32(i, _mm256_and_si256(dx1, has_ur)));
+                let ur_raw = load8(rp.add(row_ur + 8 * k));
                 let ur = _mm256_blendv_epi8(u, ur_raw, has_ur);
                 let act = _mm256_add_epi32(
                     _mm256_add_epi32(
@@ -244,12 +291,16 @@ pub(super) unsafe fn steps<const P: u8>(
                 sym
             };
             let folded = _mm256_min_epu32(sym, _mm256_sub_epi32(alphabet, sym));
+            if P != 0 {
+                _mm_storel_epi64(rp.add(row_s + 8 * k).cast(), pack(code));
+            }
             st(&mut codes, code);
             st(&mut index, i);
             for j in 0..8 {
                 *qp.add(index[j] as usize) = codes[j] as u8;
             }
             if P == 2 {
+                _mm_storel_epi64(erp.add(row_s + 8 * k).cast(), pack(folded));
                 st(&mut codes, folded);
                 for j in 0..8 {
                     *ep.add(index[j] as usize) = codes[j] as u8;
@@ -271,12 +322,18 @@ pub(super) unsafe fn steps<const P: u8>(
                 &mut grp.cy,
                 _mm256_andnot_si256(_mm256_cmpeq_epi32(cy, dy), cy),
             );
-            let (cg, rg) = tick(ld(&grp.cg), ld(&grp.rg), g_inner, g_channels);
+            let (cg, rg, moved) = tick(ld(&grp.cg), ld(&grp.rg), g_inner, g_channels);
             st(&mut grp.cg, cg);
             st(&mut grp.rg, rg);
-            let (cf, rf) = tick(ld(&grp.cf), ld(&grp.rf), f_inner, f_channels);
+            if moved {
+                st(&mut grp.gctx, words32(ctx_g, cg));
+            }
+            let (cf, rf, moved) = tick(ld(&grp.cf), ld(&grp.rf), f_inner, f_channels);
             st(&mut grp.cf, cf);
             st(&mut grp.rf, rf);
+            if moved {
+                st(&mut grp.f, words32(fillp, cf));
+            }
         }
     }
     for (k, grp) in g.iter().enumerate().take(groups) {
