@@ -23,15 +23,20 @@ pub fn encode(
     if parts.len() > 1 {
         out.resize(4 * parts.len(), 0);
     }
-    let mut decisions: Vec<(u32, u32)> = Vec::new();
-    let mut words: Vec<u16> = Vec::new();
-    // The folded residual of every element, for the predictor whose context reads its
-    // neighbours' (each lane fills its segment before a later element of it looks).
-    let mut e: Vec<u8> = if tables.predictor == Predictor::MedResidual {
-        vec![0; q.len()]
+    let mut scratch = SCRATCH.with(|c| c.take());
+    let EncodeScratch {
+        decisions,
+        words,
+        e,
+        sc,
+    } = &mut scratch;
+    if tables.predictor == Predictor::MedResidual {
+        // Every entry is written before it is read (a neighbour's only after its element), so
+        // what an earlier sample left is never used.
+        e.resize(q.len(), 0);
     } else {
-        Vec::new()
-    };
+        e.clear();
+    }
     for (k, &Chunk {
         start,
         m,
@@ -39,39 +44,65 @@ pub fn encode(
         seg,
     }) in parts.iter().enumerate()
     {
-        // (cum, freq) of every element of the chunk, in element order.
         decisions.clear();
-        decisions.resize(m, (0, 0));
+        decisions.resize(m, 0);
         let raster = w.sx == 1 && w.sy == w.dx && w.dx >= 2;
         for l in 0..lanes {
             let b = l * seg;
             if b >= m {
                 break;
             }
-            let run = &mut decisions[b..(b + seg).min(m)];
+            let run = Column {
+                at: b,
+                len: seg.min(m - b),
+            };
             match (raster, tables.predictor) {
-                (true, Predictor::None) => {
-                    encode_raster::<0>(tables, &w, q, &mut e, fill, start + b, run)
-                }
-                (true, Predictor::Med) => {
-                    encode_raster::<1>(tables, &w, q, &mut e, fill, start + b, run)
-                }
-                (true, Predictor::MedResidual) => {
-                    encode_raster::<2>(tables, &w, q, &mut e, fill, start + b, run)
-                }
+                (true, Predictor::None) => encode_raster::<0>(
+                    tables,
+                    &w,
+                    q,
+                    e,
+                    fill,
+                    start + b,
+                    decisions,
+                    run,
+                    sc,
+                ),
+                (true, Predictor::Med) => encode_raster::<1>(
+                    tables,
+                    &w,
+                    q,
+                    e,
+                    fill,
+                    start + b,
+                    decisions,
+                    run,
+                    sc,
+                ),
+                (true, Predictor::MedResidual) => encode_raster::<2>(
+                    tables,
+                    &w,
+                    q,
+                    e,
+                    fill,
+                    start + b,
+                    decisions,
+                    run,
+                    sc,
+                ),
                 (false, predictor) => {
                     let mut c = Cursor::at(start + b, &w);
-                    for (s, d) in run.iter_mut().enumerate() {
+                    for s in 0..run.len {
                         let st = Step::at(s, &w);
                         let (ctx, pred) = match predictor {
                             Predictor::None => {
-                                context_at::<0>(tables, &w, st, q, &e, &c, fill[c.cf])
+                                context_at::<0>(tables, &w, st, q, e, &c, fill[c.cf])
                             }
                             Predictor::Med => {
-                                context_at::<1>(tables, &w, st, q, &e, &c, fill[c.cf])
+                                context_at::<1>(tables, &w, st, q, e, &c, fill[c.cf])
                             }
                             Predictor::MedResidual => {
-                                context_at::<2>(tables, &w, st, q, &e, &c, fill[c.cf])
+                                context_at::<2>(tables, &w, st, q, e, &c, fill[c.cf])
                             }
                         };
                         let t = tables.context_map[ctx] as usize;
@@ -81,7 +112,7 @@ pub fn encode(
                         } else {
                             code
                         } as usize;
-                        *d = tables.interval(t, sym);
+                        decisions[run.index(s)] = tables.intervals[(t << model.bits) + sym];
                         c.prev = fold(sym as u32, model.bits);
                         if let Some(slot) = e.get_mut(c.i) {
                             *slot = c.prev as u8;
@@ -94,23 +125,34 @@ pub fn encode(
         let mut x = [RANS_L; 32];
         // Each element emits at most one word; written without a branch, kept when emitted.
         words.clear();
-        words.resize(m + 1, 0);
+        words.resize(m + 32, 0);
         let mut n_words = 0usize;
-        for s in (0..seg).rev() {
+        let mut row = [0u32; 32];
+        // Every lane has an element at the steps below `full`: on AVX2 those go 8 lanes a
+        // vector, after the steps above it (backwards, as every step).
+        let full = m - (lanes - 1) * seg;
+        #[cfg(target_arch = "x86_64")]
+        let vector = lanes.is_multiple_of(8) && m < i32::MAX as usize && crate::cpu::avx2_popcnt();
+        #[cfg(not(target_arch = "x86_64"))]
+        let vector = false;
+        let low = if vector { full } else { 0 };
+        for s in (low..seg).rev() {
             // Lanes that have an element at step s: a prefix (later lanes may be shorter).
             let active = (m - s).div_ceil(seg).min(lanes);
-            for l in (0..active).rev() {
-                let (cum, freq) = decisions[l * seg + s];
-                let v = x[l];
-                let emit = v >= freq << (32 - p);
-                words[n_words] = v as u16;
-                n_words += emit as usize;
-                let v = if emit { v >> 16 } else { v };
-                // v / freq exactly: v < 2^32 and freq < 2^16, so the binary64 quotient is never
-                // within rounding of the next integer.
-                let quot = (v as f64 / freq as f64) as u32;
-                x[l] = (quot << p) + (v - quot * freq) + cum;
+            for (l, r) in row[..active].iter_mut().enumerate() {
+                *r = decisions[l * seg + s];
             }
+            n_words = rans_step(&mut x[..active], &row[..active], p, words, n_words);
+        }
+        #[cfg(target_arch = "x86_64")]
+        if vector {
+            // SAFETY: AVX2 and POPCNT are present; `lanes` is a multiple of 8 and at most 32,
+            // every lane has an element at the steps below `full` (so `l · seg + s < m` is an
+            // index of `decisions`, below 2^31), and `words` has 8 slots past any count of
+            // words the elements can emit.
+            n_words = unsafe {
+                avx2_steps(decisions, seg, lanes, full, &mut x, p, words, n_words)
+            };
         }
         words.truncate(n_words);
         for &v in &x[..lanes] {
@@ -124,7 +166,207 @@ pub fn encode(
             out[4 * k..4 * k + 4].copy_from_slice(&(words.len() as u32).to_le_bytes());
         }
     }
+    if scratch.bytes() <= KEEP_SCRATCH {
+        SCRATCH.with(|c| c.replace(scratch));
+    }
     out
+}
+
+/// The encoder's working arrays, kept from one sample to the next on each thread: fresh ones
+/// each time cost the stem's encode a third of its time in page faults (benches/NOTES.md 45).
+#[derive(Default)]
+struct EncodeScratch {
+    /// Per element of the chunk (lane by lane), the interval of its symbol, `cum | freq << 16`
+    /// (Tables::intervals).
+    decisions: Vec<u32>,
+    words: Vec<u16>,
+    /// The folded residual of every element, for the predictor whose context reads its
+    /// neighbours' (each lane fills its segment before a later element of it looks).
+    e: Vec<u8>,
+    sc: RasterScratch,
+}
+
+impl EncodeScratch {
+    fn bytes(&self) -> usize {
+        4 * self.decisions.capacity() + 2 * self.words.capacity() + self.e.capacity()
+    }
+}
+
+/// A thread keeps its scratch up to this many bytes (7 a sample's element: samples up to about
+/// 600 K elements); a larger sample's is freed after it.
+const KEEP_SCRATCH: usize = 4 << 20;
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<EncodeScratch> = Default::default();
+}
+
+/// Where a lane's decisions go in the chunk's array: its step `s` at `at + s`, `len` steps.
+#[derive(Debug, Clone, Copy)]
+struct Column {
+    at: usize,
+    len: usize,
+}
+
+impl Column {
+    #[inline(always)]
+    fn index(&self, s: usize) -> usize {
+        self.at + s
+    }
+}
+
+/// For 8 lanes' emit mask (bit j: lane j emits), the byte shuffle that takes their words,
+/// lane 7 first (as `avx2_steps` lays them out: lane 7 at word 0), to the front, in that order.
+#[cfg(target_arch = "x86_64")]
+static COMPRESS: [[u8; 16]; 256] = {
+    let mut t = [[0x80u8; 16]; 256];
+    let mut mask = 0;
+    while mask < 256 {
+        let mut k = 0;
+        let mut j = 8;
+        while j > 0 {
+            j -= 1;
+            if mask >> j & 1 == 1 {
+                // Lane j's word sits at word 7 - j.
+                t[mask][2 * k] = (2 * (7 - j)) as u8;
+                t[mask][2 * k + 1] = (2 * (7 - j) + 1) as u8;
+                k += 1;
+            }
+        }
+        mask += 1;
+    }
+    t
+};
+
+/// The encoder's steps `full - 1` down to 0 of a chunk of `lanes` lanes (a multiple of 8, all
+/// active at those steps), 8 lanes a vector: `rans_step`'s arithmetic and words.
+/// `decisions` holds the chunk's intervals lane by lane (`l · seg + s`).
+///
+/// # Safety
+/// AVX2 and POPCNT must be available; `lanes` a multiple of 8 up to 32; `(lanes - 1) · seg +
+/// full` at most `decisions.len()` and below 2^31; `words` must have room for 8 words past the
+/// most the steps can emit (one an element) after `n_words`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,popcnt")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn avx2_steps(
+    decisions: &[u32],
+    seg: usize,
+    lanes: usize,
+    full: usize,
+    x: &mut [u32; 32],
+    p: u32,
+    words: &mut [u16],
+    mut n_words: usize,
+) -> usize {
+    use std::arch::x86_64::*;
+    let groups = lanes / 8;
+    let mut xs = [_mm256_setzero_si256(); 4];
+    let mut base = [_mm256_setzero_si256(); 4];
+    for g in 0..groups {
+        xs[g] = _mm256_loadu_si256(x.as_ptr().add(8 * g).cast());
+        let l0 = (8 * g * seg) as i32;
+        let sg = seg as i32;
+        base[g] = _mm256_setr_epi32(
+            l0,
+            l0 + sg,
+            l0 + 2 * sg,
+            l0 + 3 * sg,
+            l0 + 4 * sg,
+            l0 + 5 * sg,
+            l0 + 6 * sg,
+            l0 + 7 * sg,
+        );
+    }
+    let shift_p = _mm_cvtsi32_si128(p as i32);
+    let shift_emit = _mm_cvtsi32_si128(32 - p as i32);
+    let low16 = _mm256_set1_epi32(0xFFFF);
+    let sign = _mm256_set1_epi32(i32::MIN);
+    let two31 = _mm256_set1_pd(2147483648.0);
+    // Per 128-bit half: the low words of its 4 lanes, last lane first, in its low 8 bytes.
+    let rev_words = _mm256_setr_epi8(
+        12, 13, 8, 9, 4, 5, 0, 1, -1, -1, -1, -1, -1, -1, -1, -1, 12, 13, 8, 9, 4, 5, 0, 1, -1,
+        -1, -1, -1, -1, -1, -1, -1,
+    );
+    let dp = decisions.as_ptr().cast::<i32>();
+    let wp = words.as_mut_ptr();
+    for s in (0..full).rev() {
+        let sv = _mm256_set1_epi32(s as i32);
+        for g in (0..groups).rev() {
+            let e = _mm256_i32gather_epi32::<4>(dp, _mm256_add_epi32(base[g], sv));
+            let cum = _mm256_and_si256(e, low16);
+            let freq = _mm256_srli_epi32::<16>(e);
+            let v = xs[g];
+            let limit = _mm256_sll_epi32(freq, shift_emit);
+            let emit = _mm256_cmpeq_epi32(_mm256_max_epu32(v, limit), v);
+            let mask = _mm256_movemask_ps(_mm256_castsi256_ps(emit)) as usize;
+            let packed = _mm256_shuffle_epi8(v, rev_words);
+            let ws = _mm_unpacklo_epi64(
+                _mm256_extracti128_si256::<1>(packed),
+                _mm256_castsi256_si128(packed),
+            );
+            let ws = _mm_shuffle_epi8(ws, _mm_loadu_si128(COMPRESS[mask].as_ptr().cast()));
+            _mm_storeu_si128(wp.add(n_words).cast(), ws);
+            n_words += (mask as u32).count_ones() as usize;
+            let w = _mm256_blendv_epi8(v, _mm256_srli_epi32::<16>(v), emit);
+            // w / freq exactly in binary64 (w < 2^32, freq < 2^16; the quotient is below
+            // 2^(32 - p), so it fits an i32): w is converted through its sign-flipped i32.
+            let wx = _mm256_xor_si256(w, sign);
+            let q = |wi: __m128i, fi: __m128i| -> __m128i {
+                let wd = _mm256_add_pd(_mm256_cvtepi32_pd(wi), two31);
+                _mm256_cvttpd_epi32(_mm256_div_pd(wd, _mm256_cvtepi32_pd(fi)))
+            };
+            let quot = _mm256_set_m128i(
+                q(
+                    _mm256_extracti128_si256::<1>(wx),
+                    _mm256_extracti128_si256::<1>(freq),
+                ),
+                q(_mm256_castsi256_si128(wx), _mm256_castsi256_si128(freq)),
+            );
+            xs[g] = _mm256_add_epi32(
+                _mm256_add_epi32(_mm256_sll_epi32(quot, shift_p), cum),
+                _mm256_sub_epi32(w, _mm256_mullo_epi32(quot, freq)),
+            );
+        }
+    }
+    for (g, v) in xs.iter().enumerate().take(groups) {
+        _mm256_storeu_si256(x.as_mut_ptr().add(8 * g).cast(), *v);
+    }
+    n_words
+}
+
+/// One encoder step of the lanes `x` (the lanes active at that step), whose elements have the
+/// intervals `row` (`cum | freq << 16`), at precision `p`: the lanes' words go into `words`
+/// from `n_words` on, the highest lane first (FORMAT.md 9.4: the decoder reads them lowest lane
+/// first). Returns the new count of words; `words` must have room for `x.len()` more. In two
+/// loops: the states of every lane (no dependence between lanes, so the compiler vectorizes
+/// it, division included), then the words, a branch-free append.
+#[inline]
+fn rans_step(
+    x: &mut [u32],
+    row: &[u32],
+    p: u32,
+    words: &mut [u16],
+    mut n_words: usize,
+) -> usize {
+    let mut low = [0u16; 32];
+    let mut emit = [0u8; 32];
+    let k = x.len();
+    for (((v, &e), lo), em) in x.iter_mut().zip(row).zip(&mut low[..k]).zip(&mut emit[..k]) {
+        let (cum, freq) = (e & 0xFFFF, e >> 16);
+        let out = *v >= freq << (32 - p);
+        *lo = *v as u16;
+        *em = out as u8;
+        let w = if out { *v >> 16 } else { *v };
+        // w / freq exactly: w < 2^32 and freq < 2^16, so the binary64 quotient is never
+        // within rounding of the next integer.
+        let quot = (w as f64 / freq as f64) as u32;
+        *v = (quot << p) + (w - quot * freq) + cum;
+    }
+    for j in (0..k).rev() {
+        words[n_words] = low[j];
+        n_words += emit[j] as usize;
+    }
+    n_words
 }
 
 /// Where one chunk of a body is: the chunk (its elements, lanes and segment), and the byte
@@ -178,10 +420,28 @@ pub fn parse_body(body: &[u8], parts: &[Chunk]) -> Result<Vec<ChunkSpan>> {
     Ok(spans)
 }
 
+/// Per-lane scratch of the raster encoder: per element of a piece its three property indices
+/// and its residual symbol.
+#[derive(Default)]
+pub(super) struct RasterScratch {
+    pa: Vec<u16>,
+    pb: Vec<u8>,
+    pc: Vec<u8>,
+    sym: Vec<u8>,
+}
+
 /// The encoder's pass over one lane segment in the raster layout (see `decode_raster`): the
-/// (cum, freq) of every element, with the left and upper-left codes carried; predictor `P` 0
-/// (none), 1 (med) or 2 (med-residual, which writes each element's folded residual into `e`
-/// and reads its neighbours').
+/// interval of every element, into the lane's column `col` of `out`; predictor `P` 0 (none), 1 (med) or 2 (med-residual, which
+/// writes each element's folded residual into `e` and reads its neighbours').
+///
+/// The encoder knows every code, so little is carried from element to element: the segment
+/// goes in pieces along which the row, the presence of a row above, the group and the fill are
+/// the same (cut at row ends, at step `dx` and at the group and fill counters' wraps). A
+/// piece's first and last elements (the only ones that can lack a left, upper-left or
+/// upper-right neighbour) take the element-by-element rule; the others go through loops of
+/// plain loads at fixed offsets, which the compiler vectorizes (`interior`). Then the piece's
+/// table lookups.
+#[allow(clippy::too_many_arguments)]
 fn encode_raster<const P: u8>(
     tb: &Tables,
     w: &Walk,
@@ -189,57 +449,89 @@ fn encode_raster<const P: u8>(
     e: &mut [u8],
     fill: &[u8],
     first: usize,
-    out: &mut [(u32, u32)],
+    out: &mut [u32],
+    col: Column,
+    sc: &mut RasterScratch,
 ) {
     let c = Cursor::at(first, w);
     let (mut cx, mut cy, mut cg, mut rg, mut cf, mut rf) = (c.cx, c.cy, c.cg, c.rg, c.cf, c.rf);
     let dx = w.dx;
-    let code_mask = (1i32 << tb.bits) - 1;
-    let (mut prev, mut left, mut above_prev) = (0u32, 0i32, 0i32);
-    for (s, d) in out.iter_mut().enumerate() {
-        let i = first + s;
-        let f = fill[cf] as i32;
-        let has_l = s >= 1 && cx > 0;
+    let len = col.len;
+    let mask = (1i32 << tb.bits) - 1;
+    let alphabet = 1i32 << tb.bits;
+    let fold = |r: i32| r.min(alphabet - r);
+    if sc.sym.len() < dx {
+        sc.pa.resize(dx, 0);
+        sc.pb.resize(dx, 0);
+        sc.pc.resize(dx, 0);
+        sc.sym.resize(dx, 0);
+    }
+    // The folded residual of the lane's previous element (med's residual property).
+    let mut prev = 0i32;
+    let mut s = 0;
+    while s < len {
+        // A counter of one channel never moves its channel (its period may be 1).
+        let to_wrap = |inner: usize, r: usize, channels: usize| {
+            if channels > 1 {
+                inner - r
+            } else {
+                usize::MAX
+            }
+        };
+        let mut n = (dx - cx)
+            .min(len - s)
+            .min(to_wrap(w.g_inner, rg, w.g_channels))
+            .min(to_wrap(w.f_inner, rf, w.f_channels));
+        if s < dx {
+            n = n.min(dx - s);
+        }
         let has_u = s >= dx && cy > 0;
-        let has_ul = has_l && has_u && s > dx;
-        let above = q[if has_u { i - dx } else { i }] as i32;
-        let l = select(has_l, left, f);
-        let u = select(has_u, above, f);
-        let ul = select(has_ul, above_prev, f);
-        let g = tb.ctx_g[cg];
-        let code = q[i] as i32;
-        let (ctx, sym) = if P != 0 {
-            let has_ur = has_u && cx + 1 < dx;
+        let f = fill[cf] as i32;
+        let at = first + s;
+        // Element `j` of the piece by the rule (FORMAT.md 9.4); `prev` as above. Returns its
+        // folded residual.
+        let one = |j: usize, prev: i32, e: &mut [u8], sc: &mut RasterScratch| -> i32 {
+            let i = at + j;
+            let has_l = s + j >= 1 && cx + j > 0;
+            let has_ul = has_l && has_u && s + j > dx;
+            let l = select(has_l, q[if has_l { i - 1 } else { i }] as i32, f);
+            let u = select(has_u, q[if has_u { i - dx } else { i }] as i32, f);
+            let ul = select(has_ul, q[if has_ul { i - dx - 1 } else { i }] as i32, f);
+            let code = q[i] as i32;
+            if P == 0 {
+                (sc.pa[j], sc.pb[j], sc.pc[j], sc.sym[j]) = (l as u16, u as u8, ul as u8, code as u8);
+                return 0;
+            }
+            let has_ur = has_u && cx + j + 1 < dx;
             let ur = select(has_ur, q[if has_ur { i + 1 - dx } else { i }] as i32, u);
             let act = (l - ul).abs() + (u - ul).abs() + (ur - u).abs();
             let pred = med(l, u, ul);
-            let prop_c = if P == 2 {
-                let el = select(has_l, prev as i32, 0);
+            let sym = (code - pred) & mask;
+            let pc = if P == 2 {
+                let el = select(has_l, e[if has_l { i - 1 } else { i }] as i32, 0);
                 let eu = select(has_u, e[if has_u { i - dx } else { i }] as i32, 0);
                 let eul = select(has_ul, e[if has_ul { i - dx - 1 } else { i }] as i32, 0);
-                el.max(eu).max(eul) as usize
+                e[i] = fold(sym) as u8;
+                el.max(eu).max(eul)
             } else {
-                prev as usize
+                prev
             };
-            (
-                g + tb.ctx_a[act as usize] + tb.ctx_b[pred as usize] + tb.ctx_c[prop_c],
-                (code - pred) & code_mask,
-            )
-        } else {
-            (
-                g + tb.ctx_a[l as usize] + tb.ctx_b[u as usize] + tb.ctx_c[ul as usize],
-                code,
-            )
+            (sc.pa[j], sc.pb[j], sc.pc[j], sc.sym[j]) = (act as u16, pred as u8, pc as u8, sym as u8);
+            fold(sym)
         };
-        let t = tb.context_map[ctx as usize] as usize;
-        *d = tb.interval(t, sym as usize);
-        prev = fold(sym as u32, tb.bits);
-        if P == 2 {
-            e[i] = prev as u8;
+        let mut last = one(0, prev, e, sc);
+        if n >= 3 {
+            interior::<P>(q, e, at, n, dx, has_u, f, tb.bits, sc);
         }
-        left = code;
-        above_prev = above;
-        cx += 1;
+        if n >= 2 {
+            let before = if P == 1 { fold(sc.sym[n - 2] as i32) } else { 0 };
+            last = one(n - 1, before, e, sc);
+        }
+        prev = last;
+        let g = tb.ctx_g[cg];
+        lookups(tb, g, sc, n, &mut out[col.index(s)..col.index(s) + n]);
+        s += n;
+        cx += n;
         if cx == dx {
             cx = 0;
             cy += 1;
@@ -247,21 +539,183 @@ fn encode_raster<const P: u8>(
                 cy = 0;
             }
         }
-        rg += 1;
-        if rg == w.g_inner {
-            rg = 0;
-            cg += 1;
-            if cg == w.g_channels {
-                cg = 0;
+        if w.g_channels > 1 {
+            rg += n;
+            if rg == w.g_inner {
+                rg = 0;
+                cg += 1;
+                if cg == w.g_channels {
+                    cg = 0;
+                }
             }
         }
-        rf += 1;
-        if rf == w.f_inner {
-            rf = 0;
-            cf += 1;
-            if cf == w.f_channels {
-                cf = 0;
+        if w.f_channels > 1 {
+            rf += n;
+            if rf == w.f_inner {
+                rf = 0;
+                cf += 1;
+                if cf == w.f_channels {
+                    cf = 0;
+                }
             }
+        }
+    }
+}
+
+/// The intervals of a piece's `n` elements from the scratch's property indices and symbols,
+/// `g` the piece's group offset: the context map's table, then the symbol's interval in it.
+#[inline(always)]
+fn lookups(tb: &Tables, g: u32, sc: &RasterScratch, n: usize, out: &mut [u32]) {
+    #[cfg(target_arch = "x86_64")]
+    let done = if n >= 8 && !tb.padded_map.is_empty() && crate::cpu::avx2() {
+        // SAFETY: AVX2 is present; the padded map is built (3 bytes past its end), and every
+        // index is a property value, context or (table, symbol) of the model, below 2^31.
+        unsafe { lookups_avx2(tb, g, sc, n, out) }
+    } else {
+        0
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let done = 0;
+    let bits = tb.bits;
+    for (j, d) in out.iter_mut().enumerate().take(n).skip(done) {
+        let ctx = g
+            + tb.ctx_a[sc.pa[j] as usize]
+            + tb.ctx_b[sc.pb[j] as usize]
+            + tb.ctx_c[sc.pc[j] as usize];
+        let t = tb.context_map[ctx as usize] as usize;
+        *d = tb.intervals[(t << bits) + sc.sym[j] as usize];
+    }
+}
+
+/// `lookups` for the first multiple of 8 of the `n` elements, 8 at a time; returns how many.
+///
+/// # Safety
+/// AVX2 must be available, `tb.padded_map` built, `n` at most the scratch's and `out`'s
+/// lengths.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn lookups_avx2(tb: &Tables, g: u32, sc: &RasterScratch, n: usize, out: &mut [u32]) -> usize {
+    use std::arch::x86_64::*;
+    let gv = _mm256_set1_epi32(g as i32);
+    let shift = _mm_cvtsi32_si128(tb.bits as i32);
+    let byte = _mm256_set1_epi32(0xFF);
+    let (a, b, c) = (tb.ctx_a.as_ptr(), tb.ctx_b.as_ptr(), tb.ctx_c.as_ptr());
+    let map = tb.padded_map.as_ptr();
+    let iv = tb.intervals.as_ptr();
+    let end = n & !7;
+    let mut j = 0;
+    while j < end {
+        let pa = _mm256_cvtepu16_epi32(_mm_loadu_si128(sc.pa.as_ptr().add(j).cast()));
+        let pb = _mm256_cvtepu8_epi32(_mm_loadl_epi64(sc.pb.as_ptr().add(j).cast()));
+        let pc = _mm256_cvtepu8_epi32(_mm_loadl_epi64(sc.pc.as_ptr().add(j).cast()));
+        let sym = _mm256_cvtepu8_epi32(_mm_loadl_epi64(sc.sym.as_ptr().add(j).cast()));
+        let ctx = _mm256_add_epi32(
+            _mm256_add_epi32(gv, _mm256_i32gather_epi32::<4>(a.cast(), pa)),
+            _mm256_add_epi32(
+                _mm256_i32gather_epi32::<4>(b.cast(), pb),
+                _mm256_i32gather_epi32::<4>(c.cast(), pc),
+            ),
+        );
+        let t = _mm256_and_si256(_mm256_i32gather_epi32::<1>(map.cast(), ctx), byte);
+        let e = _mm256_i32gather_epi32::<4>(
+            iv.cast(),
+            _mm256_or_si256(_mm256_sll_epi32(t, shift), sym),
+        );
+        _mm256_storeu_si256(out.as_mut_ptr().add(j).cast(), e);
+        j += 8;
+    }
+    end
+}
+
+/// Elements `1..n - 1` of a piece of the raster encoder (`encode_raster`) starting at element
+/// `at`: each has its left and upper-left neighbours, and its upper and upper-right ones when
+/// `has_u` (else the fill `f` stands in for them), so every neighbour is a load at a fixed
+/// offset. Writes the scratch's entries `1..n - 1`, and the folded residuals into `e` for
+/// med-residual.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn interior<const P: u8>(
+    q: &[u8],
+    e: &mut [u8],
+    at: usize,
+    n: usize,
+    dx: usize,
+    has_u: bool,
+    f: i32,
+    bits: u8,
+    sc: &mut RasterScratch,
+) {
+    let (lo, hi) = (at + 1, at + n - 1);
+    let mask = (1i32 << bits) - 1;
+    let alphabet = 1i32 << bits;
+    let cur = &q[lo..hi];
+    let left = &q[lo - 1..hi - 1];
+    let pa = &mut sc.pa[1..n - 1];
+    let pb = &mut sc.pb[1..n - 1];
+    let pc = &mut sc.pc[1..n - 1];
+    if P == 0 {
+        for (a, &l) in pa.iter_mut().zip(left) {
+            *a = l as u16;
+        }
+        sc.sym[1..n - 1].copy_from_slice(cur);
+        if has_u {
+            pb.copy_from_slice(&q[lo - dx..hi - dx]);
+            pc.copy_from_slice(&q[lo - dx - 1..hi - dx - 1]);
+        } else {
+            pb.fill(f as u8);
+            pc.fill(f as u8);
+        }
+        return;
+    }
+    let sy = &mut sc.sym[1..n - 1];
+    // The rule of `context_at` for an element that has every neighbour (or, without a row
+    // above, the fill for each upper one).
+    let one = |c: u8, l: u8, u: i32, ul: i32, ur: i32| -> (u16, u8, u8) {
+        let l = l as i32;
+        let act = (l - ul).abs() + (u - ul).abs() + (ur - u).abs();
+        // med: l + u - ul clamped to [min(l, u), max(l, u)].
+        let pred = (l + u - ul).clamp(l.min(u), l.max(u));
+        let sym = (c as i32 - pred) & mask;
+        (act as u16, pred as u8, sym as u8)
+    };
+    let outs = pa.iter_mut().zip(pb.iter_mut()).zip(sy.iter_mut());
+    if has_u {
+        let up = &q[lo - dx..hi - dx];
+        let upl = &q[lo - dx - 1..hi - dx - 1];
+        let upr = &q[lo - dx + 1..hi - dx + 1];
+        for ((((((a, b), y), &c), &l), &u), (&ul, &ur)) in outs
+            .zip(cur)
+            .zip(left)
+            .zip(up)
+            .zip(upl.iter().zip(upr))
+        {
+            (*a, *b, *y) = one(c, l, u as i32, ul as i32, ur as i32);
+        }
+    } else {
+        for (((a, b), y), (&c, &l)) in outs.zip(cur.iter().zip(left)) {
+            (*a, *b, *y) = one(c, l, f, f, f);
+        }
+    }
+    let fold = |r: u8| (r as i32).min(alphabet - r as i32) as u8;
+    if P == 2 {
+        for (v, &r) in e[lo..hi].iter_mut().zip(sy.iter()) {
+            *v = fold(r);
+        }
+        // The largest folded residual of the left, upper and upper-left neighbours.
+        let el = &e[lo - 1..hi - 1];
+        if has_u {
+            let eu = &e[lo - dx..hi - dx];
+            let eul = &e[lo - dx - 1..hi - dx - 1];
+            for (c, ((&l, &u), &ul)) in pc.iter_mut().zip(el.iter().zip(eu).zip(eul)) {
+                *c = l.max(u).max(ul);
+            }
+        } else {
+            pc.copy_from_slice(el);
+        }
+    } else {
+        // The previous element's folded residual: entries 0..n - 2 of the piece's symbols.
+        for (c, &r) in pc.iter_mut().zip(&sc.sym[..n - 2]) {
+            *c = fold(r);
         }
     }
 }
