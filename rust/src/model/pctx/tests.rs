@@ -217,6 +217,68 @@ fn round_trips_random_models() {
     }
 }
 
+/// Models whose slot tables pass `MAX_SLOT_TABLE` (256 tables at precision 15: 8 MiB) have no
+/// vector tables (`Tables::slots` and `padded_map` empty): the encoder's lookups and the decoder
+/// take their scalar paths, and give the reference's bytes and codes.
+#[test]
+fn round_trips_models_past_the_vector_slot_table() {
+    let mut seed = 29u64;
+    let shape: &[usize] = &[3, 40, 50];
+    let n: usize = shape.iter().product();
+    for predictor in [Predictor::None, Predictor::Med, Predictor::MedResidual] {
+        let bits = 8;
+        let mut m = random_model(&mut seed, bits, predictor, shape);
+        let tables = MAX_TABLES;
+        m.precision = MAX_PRECISION;
+        m.freqs = (0..tables)
+            .flat_map(|_| {
+                let counts: Vec<u64> = (0..1 << bits).map(|_| lcg(&mut seed) % 50).collect();
+                table_from_counts(&counts, MAX_PRECISION, 0.01)
+            })
+            .collect();
+        for t in m.context_map.iter_mut() {
+            *t = (lcg(&mut seed) % tables as u64) as u8;
+        }
+        m.validate(shape.len(), Some(shape[0])).unwrap();
+        let tb = Tables::new(&m);
+        assert!(tables << MAX_PRECISION > MAX_SLOT_TABLE);
+        assert!(tb.slots.is_empty() && tb.padded_map.is_empty());
+        let zero = 3;
+        let q = sparse_codes(&mut seed, n, bits, zero);
+        let body = encode(&m, &tb, shape, &q, &[zero], Channels::TENSOR);
+        let reference = encode_reference(&m, &tb, shape, &q, &[zero], Channels::TENSOR);
+        assert_eq!(body, reference, "{predictor:?}");
+        let mut back = vec![0u8; n];
+        decode(&m, &tb, shape, &body, &[zero], Channels::TENSOR, &mut back).unwrap();
+        assert_eq!(back, q, "{predictor:?}");
+    }
+}
+
+/// A layout whose left is the last axis but whose up is not the next one (x = 3, y = 1 of four
+/// axes) is no raster: the encoder and decoders take their lane paths, and agree with the
+/// reference.
+#[test]
+fn round_trips_an_up_axis_that_is_not_the_next() {
+    let mut seed = 31u64;
+    let shape: &[usize] = &[2, 5, 12, 40];
+    let n: usize = shape.iter().product();
+    for predictor in [Predictor::None, Predictor::Med, Predictor::MedResidual] {
+        let bits = 5;
+        let mut m = random_model(&mut seed, bits, predictor, shape);
+        (m.axis_x, m.axis_y, m.plane_lanes) = (3, 1, false);
+        m.validate(shape.len(), Some(shape[0])).unwrap();
+        let tb = Tables::new(&m);
+        let zero = 7;
+        let q = sparse_codes(&mut seed, n, bits, zero);
+        let body = encode(&m, &tb, shape, &q, &[zero], Channels::TENSOR);
+        let reference = encode_reference(&m, &tb, shape, &q, &[zero], Channels::TENSOR);
+        assert_eq!(body, reference, "{predictor:?}");
+        let mut back = vec![0u8; n];
+        decode(&m, &tb, shape, &body, &[zero], Channels::TENSOR, &mut back).unwrap();
+        assert_eq!(back, q, "{predictor:?}");
+    }
+}
+
 #[test]
 fn chunks_follow_the_text_of_the_format() {
     let mut seed = 9u64;
