@@ -60,39 +60,14 @@ pub fn encode(
                 len: seg.min(m - b),
             };
             match (raster, tables.predictor) {
-                (true, Predictor::None) => raster_pass::<0>(
-                    tables,
-                    &w,
-                    q,
-                    e,
-                    fill,
-                    start + b,
-                    decisions,
-                    run,
-                    sc,
-                ),
-                (true, Predictor::Med) => raster_pass::<1>(
-                    tables,
-                    &w,
-                    q,
-                    e,
-                    fill,
-                    start + b,
-                    decisions,
-                    run,
-                    sc,
-                ),
-                (true, Predictor::MedResidual) => raster_pass::<2>(
-                    tables,
-                    &w,
-                    q,
-                    e,
-                    fill,
-                    start + b,
-                    decisions,
-                    run,
-                    sc,
-                ),
+                (true, predictor) => {
+                    let pass = match predictor {
+                        Predictor::None => raster_pass::<0>,
+                        Predictor::Med => raster_pass::<1>,
+                        Predictor::MedResidual => raster_pass::<2>,
+                    };
+                    pass(tables, &w, q, e, fill, start + b, decisions, run, sc)
+                }
                 (false, predictor) => {
                     let mut c = Cursor::at(start + b, &w);
                     for s in 0..run.len {
@@ -577,33 +552,26 @@ fn encode_raster<const P: u8>(
         let g = tb.ctx_g[cg];
         lookups(tb, g, sc, n, &mut out[col.index(s)..col.index(s) + n]);
         s += n;
-        cx += n;
-        if cx == dx {
-            cx = 0;
-            cy += 1;
-            if cy == w.dy {
-                cy = 0;
-            }
-        }
+        advance(&mut cy, &mut cx, n, dx, w.dy);
         if w.g_channels > 1 {
-            rg += n;
-            if rg == w.g_inner {
-                rg = 0;
-                cg += 1;
-                if cg == w.g_channels {
-                    cg = 0;
-                }
-            }
+            advance(&mut cg, &mut rg, n, w.g_inner, w.g_channels);
         }
         if w.f_channels > 1 {
-            rf += n;
-            if rf == w.f_inner {
-                rf = 0;
-                cf += 1;
-                if cf == w.f_channels {
-                    cf = 0;
-                }
-            }
+            advance(&mut cf, &mut rf, n, w.f_inner, w.f_channels);
+        }
+    }
+}
+
+/// Advances a counter pair by `by` elements that do not pass its next wrap: `r` counts the
+/// elements of a period of `inner`, `c` the period among `len`.
+#[inline(always)]
+fn advance(c: &mut usize, r: &mut usize, by: usize, inner: usize, len: usize) {
+    *r += by;
+    if *r == inner {
+        *r = 0;
+        *c += 1;
+        if *c == len {
+            *c = 0;
         }
     }
 }

@@ -243,15 +243,20 @@ fn round_trips_models_past_the_vector_slot_table() {
         let tb = Tables::new(&m);
         assert!(tables << MAX_PRECISION > MAX_SLOT_TABLE);
         assert!(tb.slots.is_empty() && tb.padded_map.is_empty());
-        let zero = 3;
-        let q = sparse_codes(&mut seed, n, bits, zero);
-        let body = encode(&m, &tb, shape, &q, &[zero], Channels::TENSOR);
-        let reference = encode_reference(&m, &tb, shape, &q, &[zero], Channels::TENSOR);
-        assert_eq!(body, reference, "{predictor:?}");
-        let mut back = vec![0u8; n];
-        decode(&m, &tb, shape, &body, &[zero], Channels::TENSOR, &mut back).unwrap();
-        assert_eq!(back, q, "{predictor:?}");
+        agrees_with_reference(&m, shape, &sparse_codes(&mut seed, n, bits, 3), 3);
     }
+}
+
+/// Codes `q` (whose code of zero is `zero`) with `m` and checks the body against the reference
+/// encoder's and the decoded codes against `q`.
+fn agrees_with_reference(m: &Model, shape: &[usize], q: &[u8], zero: u8) {
+    let tb = Tables::new(m);
+    let body = encode(m, &tb, shape, q, &[zero], Channels::TENSOR);
+    let reference = encode_reference(m, &tb, shape, q, &[zero], Channels::TENSOR);
+    assert_eq!(body, reference, "{:?} {shape:?}", m.predictor);
+    let mut back = vec![0u8; q.len()];
+    decode(m, &tb, shape, &body, &[zero], Channels::TENSOR, &mut back).unwrap();
+    assert_eq!(back, q, "{:?} {shape:?}", m.predictor);
 }
 
 /// A layout whose left is the last axis but whose up is not the next one (x = 3, y = 1 of four
@@ -267,15 +272,7 @@ fn round_trips_an_up_axis_that_is_not_the_next() {
         let mut m = random_model(&mut seed, bits, predictor, shape);
         (m.axis_x, m.axis_y, m.plane_lanes) = (3, 1, false);
         m.validate(shape.len(), Some(shape[0])).unwrap();
-        let tb = Tables::new(&m);
-        let zero = 7;
-        let q = sparse_codes(&mut seed, n, bits, zero);
-        let body = encode(&m, &tb, shape, &q, &[zero], Channels::TENSOR);
-        let reference = encode_reference(&m, &tb, shape, &q, &[zero], Channels::TENSOR);
-        assert_eq!(body, reference, "{predictor:?}");
-        let mut back = vec![0u8; n];
-        decode(&m, &tb, shape, &body, &[zero], Channels::TENSOR, &mut back).unwrap();
-        assert_eq!(back, q, "{predictor:?}");
+        agrees_with_reference(&m, shape, &sparse_codes(&mut seed, n, bits, 7), 7);
     }
 }
 
