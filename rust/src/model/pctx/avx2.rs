@@ -97,10 +97,10 @@ unsafe fn tick(
 ///
 /// # Safety
 /// AVX2 and POPCNT must be available; `tb.slots` must be built; `q` must hold every element
-/// index of the sample (plus 3 bytes when `P` is 0), and so must `e` when `P` is 2; `rows` must hold `(w.dx + 1) · lanes`
-/// bytes, and so must `erows` when `P` is 2; `words` must hold `n_words` words plus 8; `fill`
-/// one entry per quantization channel; every index below 2^31; `w.dx` at least 2; `s_begin`
-/// 0 (the ring starts empty).
+/// index of the sample (plus 3 bytes when `P` is 0: the code above is gathered), and so must
+/// `e` when `P` is 2; `rows` must hold `(w.dx + 1) · lanes` bytes, and so must `erows` when
+/// `P` is 2; `words` must hold `n_words` words plus 8; `fill` one entry per quantization
+/// channel; every index below 2^31; `w.dx` at least 2; `s_begin` 0 (the ring starts empty).
 #[target_feature(enable = "avx2,popcnt")]
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn steps<const P: u8>(
@@ -202,8 +202,8 @@ pub(super) unsafe fn steps<const P: u8>(
             let has_u = _mm256_and_si256(_mm256_cmpgt_epi32(cy, zero), step_u);
             let has_ul = _mm256_and_si256(_mm256_and_si256(has_l, has_u), step_ul);
             let f = ld(&grp.f);
-            // Without a predictor only the code above is read (one gather measured faster
-            // than the ring's load and store there: benches/NOTES.md 45).
+            // Without a predictor only the code above is read: its gather stays (the ring's
+            // load and store measured no faster there, benches/NOTES.md 45).
             let above = if P == 0 {
                 bytes(qp, _mm256_sub_epi32(i, _mm256_and_si256(dx, has_u)))
             } else {

@@ -309,7 +309,8 @@ fn decode_raster<const P: u8>(
         let full = m - (lanes - 1) * seg;
         if lanes.is_multiple_of(8)
             && !tb.slots.is_empty()
-            && (P != 0 || q.len() >= start + m + 3)
+            && q.len() >= start + m + if P == 0 { 3 } else { 0 }
+            && (P != 2 || e.len() >= start + m)
             && start + m < i32::MAX as usize
             && vector
             && crate::cpu::avx2_popcnt()
@@ -318,12 +319,11 @@ fn decode_raster<const P: u8>(
             let ring = (dx + 1) * lanes;
             let mut rows = vec![0u8; ring];
             let mut erows = vec![0u8; if P == 2 { ring } else { 0 }];
-            // SAFETY: AVX2 and POPCNT are present; the slot table is built and padded, `q`
-            // (and `e` for med-residual) hold the sample (`q` 3 bytes more without a
-            // predictor, checked), `rows` (and `erows`) `dx + 1` rows
-            // of `lanes` bytes, `wbuf` 8 words past the body, `fill32` one entry per channel
-            // (the counters stay below `f_channels`), indices fit an i32, and the raster
-            // layout has `dx` at least 2.
+            // SAFETY: AVX2 and POPCNT are present; the slot table is built and padded; `q`
+            // (and `e` for med-residual) hold the chunk, `q` 3 bytes more without a predictor
+            // (checked); `rows` (and `erows`) hold `dx + 1` rows of `lanes` bytes; `wbuf` has
+            // 8 words past the body; `fill32` one entry per channel (the counters stay below
+            // `f_channels`); indices fit an i32; the raster layout has `dx` at least 2.
             pos = unsafe {
                 avx2::steps::<P>(
                     tb, w, lanes, 0, full, &mut ln, &wbuf, n_words, pos, &fill32, q, e,

@@ -173,7 +173,7 @@ impl EncodeScratch {
     }
 }
 
-/// A thread keeps its scratch up to this many bytes (7 a sample's element: samples up to about
+/// A thread keeps its scratch up to this many bytes (7 bytes an element: samples up to about
 /// 600 K elements); a larger sample's is freed after it.
 const KEEP_SCRATCH: usize = 4 << 20;
 
