@@ -15,7 +15,7 @@ pub fn decode(
     q: &mut [u8],
 ) -> Result<()> {
     let n = q.len();
-    decode_into(model, tables, shape, body, fill, fill_ch, q, n, true)
+    decode_into(model, tables, shape, body, fill, fill_ch, q, n, Kernel::Fastest)
 }
 
 /// Bytes that `decode_padded` needs past a sample's last code.
@@ -35,11 +35,21 @@ pub fn decode_padded(
     let n = q.len().checked_sub(DECODE_PAD).ok_or_else(|| {
         CodecError::InvalidArgument(format!("a padded output of {} bytes", q.len()))
     })?;
-    decode_into(model, tables, shape, body, fill, fill_ch, q, n, true)
+    decode_into(model, tables, shape, body, fill, fill_ch, q, n, Kernel::Fastest)
 }
 
-/// Decodes a sample of `n` elements into `q[..n]`, with the vector raster decoder where it runs
-/// (`vector`) or the scalar one throughout (what CPUs without AVX2 run; tests compare the two).
+/// Which raster decoders `decode_into` may run: the scalar one throughout (what CPUs without
+/// AVX2 run), up to the AVX2 kernel, or the fastest this CPU has (the AVX-512 kernel where
+/// `cpu::avx512_decode` says so). Tests compare the three.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(test), allow(dead_code))]
+pub(super) enum Kernel {
+    Scalar,
+    Avx2,
+    Fastest,
+}
+
+/// Decodes a sample of `n` elements into `q[..n]` with the raster decoders `kernel` allows.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn decode_into(
     model: &Model,
@@ -50,7 +60,7 @@ pub(super) fn decode_into(
     fill_ch: Channels,
     q: &mut [u8],
     n: usize,
-    vector: bool,
+    kernel: Kernel,
 ) -> Result<()> {
     let lay = Layout::new(model, shape);
     if lay.n != n {
@@ -63,14 +73,14 @@ pub(super) fn decode_into(
     let spans = parse_body(body, &lay.chunks())?;
     // Chunks of 8 lanes or more decode 8 lanes a vector (AVX2), whose byte gathers read 4 bytes
     // at an element: such samples decode into a buffer with 3 bytes to spare.
-    let gathers = cfg!(target_arch = "x86_64") && vector && spans.iter().any(|c| c.chunk.lanes >= 8);
+    let gathers = cfg!(target_arch = "x86_64") && kernel != Kernel::Scalar && spans.iter().any(|c| c.chunk.lanes >= 8);
     if q.len() < n + DECODE_PAD && gathers {
         let mut padded = crate::buffer::zeroed::<u8>(n + DECODE_PAD)?;
-        decode_spans(tables, &w, &spans, body, fill, &mut padded, vector)?;
+        decode_spans(tables, &w, &spans, body, fill, &mut padded, kernel)?;
         q[..n].copy_from_slice(&padded[..n]);
         return Ok(());
     }
-    decode_spans(tables, &w, &spans, body, fill, q, vector)
+    decode_spans(tables, &w, &spans, body, fill, q, kernel)
 }
 
 fn decode_spans(
@@ -80,7 +90,7 @@ fn decode_spans(
     body: &[u8],
     fill: &[u8],
     q: &mut [u8],
-    vector: bool,
+    kernel: Kernel,
 ) -> Result<()> {
     // The folded residual of every element, for the predictor whose context reads its
     // neighbours'.
@@ -99,7 +109,7 @@ fn decode_spans(
             }
         }
         let words = &body[c.words_at..c.words_at + 2 * c.words];
-        decode_chunk(tables, w, &c.chunk, &mut x, words, fill, q, &mut e, vector)
+        decode_chunk(tables, w, &c.chunk, &mut x, words, fill, q, &mut e, kernel)
         .map_err(|e| match e {
             CodecError::Corrupt(msg) => corrupt!("chunk {k}: {msg}"),
             e => e,
@@ -118,19 +128,19 @@ fn decode_chunk(
     fill: &[u8],
     q: &mut [u8],
     e: &mut [u8],
-    vector: bool,
+    kernel: Kernel,
 ) -> Result<()> {
     let small = tb.bits <= 4;
     let raster = w.sx == 1 && w.sy == w.dx && w.dx >= 2;
     match (tb.predictor, raster) {
         (Predictor::None, true) => {
-            decode_raster::<0>(tb, w, c, x, words, fill, q, e, vector)
+            decode_raster::<0>(tb, w, c, x, words, fill, q, e, kernel)
         }
         (Predictor::Med, true) => {
-            decode_raster::<1>(tb, w, c, x, words, fill, q, e, vector)
+            decode_raster::<1>(tb, w, c, x, words, fill, q, e, kernel)
         }
         (Predictor::MedResidual, true) => {
-            decode_raster::<2>(tb, w, c, x, words, fill, q, e, vector)
+            decode_raster::<2>(tb, w, c, x, words, fill, q, e, kernel)
         }
         (predictor, false) => {
             let lanes_of = match (predictor, small) {
@@ -258,7 +268,7 @@ fn decode_raster<const P: u8>(
     fill: &[u8],
     q: &mut [u8],
     e: &mut [u8],
-    vector: bool,
+    kernel: Kernel,
 ) -> Result<()> {
     let Chunk {
         start,
@@ -271,14 +281,14 @@ fn decode_raster<const P: u8>(
     let slot_mask = (1u32 << p) - 1;
     let code_mask = (1i32 << tb.bits) - 1;
     let n_words = words.len() / 2;
-    // The words, then zeros that every read past the end lands on (8: a vector's worth).
-    let mut wbuf: Vec<u16> = Vec::with_capacity(n_words + 8);
+    // The words, then zeros that every read past the end lands on (16: a vector's worth).
+    let mut wbuf: Vec<u16> = Vec::with_capacity(n_words + 16);
     wbuf.extend(
         words
             .chunks_exact(2)
             .map(|b| u16::from_le_bytes([b[0], b[1]])),
     );
-    wbuf.extend_from_slice(&[0; 8]);
+    wbuf.extend_from_slice(&[0; 16]);
     let mut pos = 0usize;
     let mut ln = [RasterLane::default(); 32];
     for (l, r) in ln.iter_mut().enumerate().take(lanes) {
@@ -302,7 +312,7 @@ fn decode_raster<const P: u8>(
     #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     let mut s_first = 0;
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = vector;
+    let _ = kernel;
     #[cfg(target_arch = "x86_64")]
     {
         // Every lane has an element at steps below `full`: those go 8 lanes at a time.
@@ -312,7 +322,7 @@ fn decode_raster<const P: u8>(
             && q.len() >= start + m + if P == 0 { 3 } else { 0 }
             && (P != 2 || e.len() >= start + m)
             && start + m < i32::MAX as usize
-            && vector
+            && kernel != Kernel::Scalar
             && crate::cpu::avx2_popcnt()
         {
             let fill32: Vec<u32> = fill.iter().map(|&f| f as u32).collect();
@@ -324,11 +334,32 @@ fn decode_raster<const P: u8>(
             // (checked); `rows` (and `erows`) hold `dx + 1` rows of `lanes` bytes; `wbuf` has
             // 8 words past the body; `fill32` one entry per channel (the counters stay below
             // `f_channels`); indices fit an i32; the raster layout has `dx` at least 2.
-            pos = unsafe {
-                avx2::steps::<P>(
-                    tb, w, lanes, 0, full, &mut ln, &wbuf, n_words, pos, &fill32, q, e,
-                    &mut rows, &mut erows,
-                )
+            pos = if lanes.is_multiple_of(16)
+                && kernel == Kernel::Fastest
+                && crate::cpu::avx512_decode()
+            {
+                // SAFETY: as above, and AVX-512 F, BW, VL and VBMI2 are present; `wbuf` has
+                // 16 words past the body; `lanes` is 16 or 32.
+                unsafe {
+                    if lanes == 16 {
+                        avx512::steps::<P, 1>(
+                            tb, w, full, &mut ln, &wbuf, n_words, pos, &fill32, q, e, &mut rows,
+                            &mut erows,
+                        )
+                    } else {
+                        avx512::steps::<P, 2>(
+                            tb, w, full, &mut ln, &wbuf, n_words, pos, &fill32, q, e, &mut rows,
+                            &mut erows,
+                        )
+                    }
+                }
+            } else {
+                unsafe {
+                    avx2::steps::<P>(
+                        tb, w, lanes, 0, full, &mut ln, &wbuf, n_words, pos, &fill32, q, e,
+                        &mut rows, &mut erows,
+                    )
+                }
             };
             s_first = full;
         }

@@ -36,6 +36,9 @@ mod tables;
 /// The vector raster decoder: 8 lanes a vector, every lane of the chunk active.
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+/// The same with AVX-512: 16 lanes a vector.
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 #[cfg(test)]
 mod reference;
 #[cfg(test)]
@@ -50,7 +53,11 @@ pub use tables::{device_geometry, DeviceTables, Tables, MAX_SLOT_TABLE};
 use decode::RasterLane;
 use neighbours::*;
 #[cfg(test)]
-use {decode::decode_into, reference::*, tables::*};
+use {
+    decode::{decode_into, Kernel},
+    reference::*,
+    tables::*,
+};
 
 /// Codes of at most this many bits (alphabets of at most 256 symbols).
 pub const MAX_BITS: u8 = 8;

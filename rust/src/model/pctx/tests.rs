@@ -98,6 +98,8 @@ fn round_trips_random_models() {
         &[33, 48, 48],
         // Segments of 7 planes of 900, 8 lanes, the last of one plane.
         &[50, 30, 30],
+        // Planes of 2,116: chunks of 32 lanes and 16 (two and one vectors of 16 lanes).
+        &[48, 46, 46],
     ];
     for bits in 1..=MAX_BITS {
         for predictor in [Predictor::None, Predictor::Med, Predictor::MedResidual] {
@@ -144,21 +146,24 @@ fn round_trips_random_models() {
                 )
                 .unwrap();
                 assert_eq!(back, q, "bits {bits} {predictor:?} {shape:?}");
-                // The scalar decoder throughout, as CPUs without the vector one run it.
-                let mut scalar = vec![0u8; n];
-                decode_into(
-                    &m,
-                    &tables,
-                    shape,
-                    &body,
-                    &[zero],
-                    Channels::TENSOR,
-                    &mut scalar,
-                    n,
-                    false,
-                )
-                .unwrap();
-                assert_eq!(scalar, q, "scalar: bits {bits} {predictor:?} {shape:?}");
+                // The scalar decoder throughout, as CPUs without the vector ones run it, and
+                // the AVX2 kernel where the AVX-512 one is what `decode` runs.
+                for kernel in [Kernel::Scalar, Kernel::Avx2] {
+                    let mut other = vec![0u8; n];
+                    decode_into(
+                        &m,
+                        &tables,
+                        shape,
+                        &body,
+                        &[zero],
+                        Channels::TENSOR,
+                        &mut other,
+                        n,
+                        kernel,
+                    )
+                    .unwrap();
+                    assert_eq!(other, q, "{kernel:?}: bits {bits} {predictor:?} {shape:?}");
+                }
                 // Per-channel fill values along the last axis (a channel boundary at every
                 // element) and along the one before it (at every row): the encoder's and
                 // decoders' channel counters must wrap where the reference's do.

@@ -1,0 +1,417 @@
+//! The raster decoder of the parallel context coder (FORMAT.md 9.4) with AVX-512: the AVX2
+//! kernel's arithmetic 16 lanes a vector, its lane selections as mask registers, the words
+//! handed to the lanes that need them by an expanding load. It gives exactly the portable
+//! decoder's codes.
+//!
+//! Why a second kernel: the AVX2 one runs a chunk's 32 lanes as four vectors whose steps
+//! (~200 instructions each) wait on a chain of dependent gathers (context, table, slot,
+//! interval); with two vectors of 16 lanes a step is half the instructions, and twice as much
+//! of the chain's wait is overlapped by the other lanes' work (benches/NOTES.md 46).
+
+use super::{RasterLane, Tables, Walk};
+use std::arch::x86_64::*;
+
+/// The state of 16 lanes, one array per field (RasterLane transposed).
+#[derive(Clone, Copy, Default)]
+struct Group {
+    x: [u32; 16],
+    cx: [u32; 16],
+    cy: [u32; 16],
+    cg: [u32; 16],
+    rg: [u32; 16],
+    cf: [u32; 16],
+    rf: [u32; 16],
+    prev: [u32; 16],
+    left: [u32; 16],
+    above: [u32; 16],
+    eabove: [u32; 16],
+    /// The fill of the lane's quantization channel and its group's context offset.
+    f: [u32; 16],
+    gctx: [u32; 16],
+}
+
+#[inline(always)]
+unsafe fn ld(a: &[u32; 16]) -> __m512i {
+    _mm512_loadu_si512(a.as_ptr().cast())
+}
+
+#[inline(always)]
+unsafe fn st(a: &mut [u32; 16], v: __m512i) {
+    _mm512_storeu_si512(a.as_mut_ptr().cast(), v)
+}
+
+/// Bytes at `base + idx` (each gather reads 4 bytes: 3 bytes of padding must follow).
+#[inline(always)]
+unsafe fn bytes(base: *const u8, idx: __m512i) -> __m512i {
+    _mm512_and_si512(
+        _mm512_i32gather_epi32::<1>(idx, base.cast()),
+        _mm512_set1_epi32(0xff),
+    )
+}
+
+#[inline(always)]
+unsafe fn words32(base: *const u32, idx: __m512i) -> __m512i {
+    _mm512_i32gather_epi32::<4>(idx, base.cast())
+}
+
+/// 16 bytes at `p`, one a lane.
+#[inline(always)]
+unsafe fn load16(p: *const u8) -> __m512i {
+    _mm512_cvtepu8_epi32(_mm_loadu_si128(p.cast()))
+}
+
+/// Steps staged before their codes are written out lane by lane.
+const STAGE: usize = 16;
+
+/// Writes out the `STAGE` staged steps of `lanes` lanes (`stage[j][l]`: lane `l`'s code at the
+/// `j`-th staged step) to `out[at[l]..at[l] + STAGE]`: a byte transpose of two 16 x 16 blocks
+/// at once (lanes 0-15 in the low halves, 16-31 in the high), four rounds of unpacks instead
+/// of a store an element. A round interleaves register `j` with `j + 8`, which rotates the
+/// bits of (register, position) by one; after four the register is the lane and the position
+/// the step with its four bits reversed, so the rows are loaded in that order.
+#[inline(always)]
+unsafe fn write_stage(stage: &[[u8; 32]; STAGE], at: &[usize; 32], lanes: usize, out: *mut u8) {
+    const REV: [usize; 16] = [0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15];
+    let mut r = [_mm256_setzero_si256(); 16];
+    for (j, v) in r.iter_mut().enumerate() {
+        *v = _mm256_loadu_si256(stage[REV[j]].as_ptr().cast());
+    }
+    macro_rules! round {
+        ($lo:ident, $hi:ident) => {{
+            let mut t = [_mm256_setzero_si256(); 16];
+            for j in 0..8 {
+                t[2 * j] = $lo(r[j], r[j + 8]);
+                t[2 * j + 1] = $hi(r[j], r[j + 8]);
+            }
+            r = t;
+        }};
+    }
+    round!(_mm256_unpacklo_epi8, _mm256_unpackhi_epi8);
+    round!(_mm256_unpacklo_epi16, _mm256_unpackhi_epi16);
+    round!(_mm256_unpacklo_epi32, _mm256_unpackhi_epi32);
+    round!(_mm256_unpacklo_epi64, _mm256_unpackhi_epi64);
+    for (l, v) in r.iter().enumerate() {
+        if l < lanes {
+            _mm_storeu_si128(out.add(at[l]).cast(), _mm256_castsi256_si128(*v));
+        }
+        if l + 16 < lanes {
+            _mm_storeu_si128(out.add(at[l + 16]).cast(), _mm256_extracti128_si256::<1>(*v));
+        }
+    }
+}
+
+/// Advances counters (c, r) with period `period` and length `len` by one element; and
+/// whether any lane's `c` moved.
+#[inline(always)]
+unsafe fn tick(
+    c: __m512i,
+    r: __m512i,
+    period: __m512i,
+    len: __m512i,
+) -> (__m512i, __m512i, bool) {
+    let r = _mm512_add_epi32(r, _mm512_set1_epi32(1));
+    let wrap = _mm512_cmpeq_epi32_mask(r, period);
+    let r = _mm512_maskz_mov_epi32(!wrap, r);
+    let c = _mm512_mask_add_epi32(c, wrap, c, _mm512_set1_epi32(1));
+    let c = _mm512_maskz_mov_epi32(!_mm512_cmpeq_epi32_mask(c, len), c);
+    (c, r, wrap != 0)
+}
+
+/// Steps `0..s_end` of a chunk whose `lanes` (16 or 32) lanes all have an element at each of
+/// those steps, for predictor `P` (0 none, 1 med, 2 med-residual, which also writes each
+/// element's folded residual into `e`): `avx2::steps` 16 lanes at a time. Every neighbour
+/// comes from the ring `rows` (the last `dx + 1` steps' codes, `lanes` bytes a step; the
+/// folded residuals likewise in `erows` when `P` is 2), never from `q`, and the codes are
+/// written out `STAGE` steps at a time. Returns the word position.
+///
+/// # Safety
+/// AVX-512 F, BW, VL and VBMI2 and POPCNT must be available; `tb.slots` must be built; `q`
+/// must hold every element index of the sample, and so must `e` when `P` is 2; `rows` must
+/// hold `(w.dx + 1) · lanes` bytes, and so must `erows` when `P` is 2; `words` must hold
+/// `n_words` words plus 16; `fill` one entry per quantization channel; every index below 2^31;
+/// `w.dx` at least 2; `lanes` 16 or 32.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi2,popcnt")]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn steps<const P: u8, const G: usize>(
+    tb: &Tables,
+    w: &Walk,
+    s_end: usize,
+    ln: &mut [RasterLane; 32],
+    words: &[u16],
+    n_words: usize,
+    mut pos: usize,
+    fill: &[u32],
+    q: &mut [u8],
+    e: &mut [u8],
+    rows: &mut [u8],
+    erows: &mut [u8],
+) -> usize {
+    let (groups, lanes) = (G, 16 * G);
+    let mut g = [Group::default(); G];
+    for (k, grp) in g.iter_mut().enumerate().take(groups) {
+        for j in 0..16 {
+            let r = &ln[16 * k + j];
+            grp.x[j] = r.x;
+            grp.cx[j] = r.cx as u32;
+            grp.cy[j] = r.cy as u32;
+            grp.cg[j] = r.cg as u32;
+            grp.rg[j] = r.rg as u32;
+            grp.cf[j] = r.cf as u32;
+            grp.rf[j] = r.rf as u32;
+            grp.prev[j] = r.prev;
+            grp.left[j] = r.left as u32;
+            grp.above[j] = r.above as u32;
+            grp.eabove[j] = r.eabove;
+        }
+    }
+    let p = tb.precision as i32;
+    let shift_p = _mm_cvtsi32_si128(p);
+    let shift_bits = _mm_cvtsi32_si128(tb.bits as i32);
+    let slot_mask = _mm512_set1_epi32((1 << p) - 1);
+    let code_mask = _mm512_set1_epi32((1 << tb.bits) - 1);
+    let alphabet = _mm512_set1_epi32(1 << tb.bits);
+    let zero = _mm512_setzero_si512();
+    let dx = _mm512_set1_epi32(w.dx as i32);
+    let dx1 = _mm512_set1_epi32(w.dx as i32 - 1);
+    let dy = _mm512_set1_epi32(w.dy as i32);
+    let one = _mm512_set1_epi32(1);
+    let g_inner = _mm512_set1_epi32(w.g_inner as i32);
+    let g_channels = _mm512_set1_epi32(w.g_channels as i32);
+    let f_inner = _mm512_set1_epi32(w.f_inner as i32);
+    let f_channels = _mm512_set1_epi32(w.f_channels as i32);
+    let rp = rows.as_mut_ptr();
+    let erp = erows.as_mut_ptr();
+    let wp = words.as_ptr();
+    let ring = w.dx + 1;
+    let mut row = 0;
+    let ctx_g = tb.ctx_g.as_ptr();
+    let ctx_a = tb.ctx_a.as_ptr();
+    let ctx_b = tb.ctx_b.as_ptr();
+    let ctx_c = tb.ctx_c.as_ptr();
+    let map = tb.padded_map.as_ptr();
+    let slots = tb.slots.as_ptr();
+    let intervals = tb.intervals.as_ptr();
+    let fillp = fill.as_ptr();
+    for grp in g.iter_mut().take(groups) {
+        st(&mut grp.f, words32(fillp, ld(&grp.cf)));
+        st(&mut grp.gctx, words32(ctx_g, ld(&grp.cg)));
+    }
+    let mut stage = [[0u8; 32]; STAGE];
+    let mut estage = [[0u8; 32]; STAGE];
+    let mut held = 0;
+    let mut at = [0usize; 32];
+    for (a, r) in at.iter_mut().zip(ln.iter()).take(lanes) {
+        *a = r.i;
+    }
+    let next = |r: usize| if r + 1 == ring { 0 } else { r + 1 };
+    for s in 0..s_end {
+        let flag = |c: bool| if c { u16::MAX } else { 0 };
+        let step_l = flag(s >= 1);
+        let step_u = flag(s >= w.dx);
+        let step_ul = flag(s > w.dx);
+        // The rows of the lanes' upper and upper-right neighbours (before step dx: rows not
+        // yet written, read and never used).
+        let (row_s, row_u, row_ur) = (row * lanes, next(row) * lanes, next(next(row)) * lanes);
+        row = next(row);
+        for (k, grp) in g.iter_mut().take(groups).enumerate() {
+            let x = ld(&grp.x);
+            let cx = ld(&grp.cx);
+            let cy = ld(&grp.cy);
+            let has_l = _mm512_cmpgt_epi32_mask(cx, zero) & step_l;
+            let has_u = _mm512_cmpgt_epi32_mask(cy, zero) & step_u;
+            let has_ul = has_l & has_u & step_ul;
+            let f = ld(&grp.f);
+            let above = load16(rp.add(row_u + 16 * k));
+            let l = _mm512_mask_blend_epi32(has_l, f, ld(&grp.left));
+            let u = _mm512_mask_blend_epi32(has_u, f, above);
+            let ul = _mm512_mask_blend_epi32(has_ul, f, ld(&grp.above));
+            let gctx = ld(&grp.gctx);
+            let eabove = if P == 2 {
+                load16(erp.add(row_u + 16 * k))
+            } else {
+                zero
+            };
+            let (ctx, pred) = if P != 0 {
+                let has_ur = has_u & _mm512_cmpgt_epi32_mask(dx1, cx);
+                let ur = _mm512_mask_blend_epi32(has_ur, u, load16(rp.add(row_ur + 16 * k)));
+                let act = _mm512_add_epi32(
+                    _mm512_add_epi32(
+                        _mm512_abs_epi32(_mm512_sub_epi32(l, ul)),
+                        _mm512_abs_epi32(_mm512_sub_epi32(u, ul)),
+                    ),
+                    _mm512_abs_epi32(_mm512_sub_epi32(ur, u)),
+                );
+                let lo = _mm512_min_epi32(l, u);
+                let hi = _mm512_max_epi32(l, u);
+                let grad = _mm512_sub_epi32(_mm512_add_epi32(l, u), ul);
+                // ul >= hi: lo; ul <= lo: hi; else l + u - ul.
+                let ge_hi = _mm512_cmpge_epi32_mask(ul, hi);
+                let le_lo = _mm512_cmple_epi32_mask(ul, lo);
+                let pred = _mm512_mask_blend_epi32(
+                    ge_hi,
+                    _mm512_mask_blend_epi32(le_lo, grad, hi),
+                    lo,
+                );
+                let prop_c = if P == 2 {
+                    _mm512_max_epi32(
+                        _mm512_max_epi32(
+                            _mm512_maskz_mov_epi32(has_l, ld(&grp.prev)),
+                            _mm512_maskz_mov_epi32(has_u, eabove),
+                        ),
+                        _mm512_maskz_mov_epi32(has_ul, ld(&grp.eabove)),
+                    )
+                } else {
+                    ld(&grp.prev)
+                };
+                let ctx = _mm512_add_epi32(
+                    _mm512_add_epi32(gctx, words32(ctx_a, act)),
+                    _mm512_add_epi32(words32(ctx_b, pred), words32(ctx_c, prop_c)),
+                );
+                (ctx, pred)
+            } else {
+                let ctx = _mm512_add_epi32(
+                    _mm512_add_epi32(gctx, words32(ctx_a, l)),
+                    _mm512_add_epi32(words32(ctx_b, u), words32(ctx_c, ul)),
+                );
+                (ctx, zero)
+            };
+            let t = bytes(map, ctx);
+            let slot = _mm512_and_si512(x, slot_mask);
+            let sym = bytes(slots, _mm512_or_si512(_mm512_sll_epi32(t, shift_p), slot));
+            let e = words32(
+                intervals,
+                _mm512_or_si512(_mm512_sll_epi32(t, shift_bits), sym),
+            );
+            let cum = _mm512_and_si512(e, _mm512_set1_epi32(0xffff));
+            let freq = _mm512_srli_epi32::<16>(e);
+            let xn = _mm512_add_epi32(
+                _mm512_mullo_epi32(freq, _mm512_srl_epi32(x, shift_p)),
+                _mm512_sub_epi32(slot, cum),
+            );
+            let need = _mm512_cmplt_epu32_mask(xn, _mm512_set1_epi32(1 << 16));
+            // SAFETY: `words` holds 16 words past `n_words`; the load reads as many as `need`
+            // has lanes, in lane order (the format's).
+            let wv = _mm512_cvtepu16_epi32(_mm256_maskz_expandloadu_epi16(
+                need,
+                wp.add(pos.min(n_words)).cast(),
+            ));
+            st(
+                &mut grp.x,
+                _mm512_mask_or_epi32(xn, need, _mm512_slli_epi32::<16>(xn), wv),
+            );
+            pos += need.count_ones() as usize;
+            let code = if P != 0 {
+                _mm512_and_si512(_mm512_add_epi32(sym, pred), code_mask)
+            } else {
+                sym
+            };
+            let folded = _mm512_min_epu32(sym, _mm512_sub_epi32(alphabet, sym));
+            let packed = _mm512_cvtepi32_epi8(code);
+            _mm_storeu_si128(rp.add(row_s + 16 * k).cast(), packed);
+            _mm_storeu_si128(stage[held].as_mut_ptr().add(16 * k).cast(), packed);
+            if P == 2 {
+                let packed = _mm512_cvtepi32_epi8(folded);
+                _mm_storeu_si128(erp.add(row_s + 16 * k).cast(), packed);
+                _mm_storeu_si128(estage[held].as_mut_ptr().add(16 * k).cast(), packed);
+                st(&mut grp.eabove, eabove);
+            }
+            st(&mut grp.prev, folded);
+            st(&mut grp.left, code);
+            st(&mut grp.above, above);
+            let c = _mm512_add_epi32(cx, one);
+            let wrap_x = _mm512_cmpeq_epi32_mask(c, dx);
+            st(&mut grp.cx, _mm512_maskz_mov_epi32(!wrap_x, c));
+            let cy = _mm512_mask_add_epi32(cy, wrap_x, cy, one);
+            st(
+                &mut grp.cy,
+                _mm512_maskz_mov_epi32(!_mm512_cmpeq_epi32_mask(cy, dy), cy),
+            );
+            let (cg, rg, moved) = tick(ld(&grp.cg), ld(&grp.rg), g_inner, g_channels);
+            st(&mut grp.cg, cg);
+            st(&mut grp.rg, rg);
+            if moved {
+                st(&mut grp.gctx, words32(ctx_g, cg));
+            }
+            let (cf, rf, moved) = tick(ld(&grp.cf), ld(&grp.rf), f_inner, f_channels);
+            st(&mut grp.cf, cf);
+            st(&mut grp.rf, rf);
+            if moved {
+                st(&mut grp.f, words32(fillp, cf));
+            }
+        }
+        held += 1;
+        if held == STAGE {
+            write_stage(&stage, &at, lanes, q.as_mut_ptr());
+            if P == 2 {
+                write_stage(&estage, &at, lanes, e.as_mut_ptr());
+            }
+            for a in at.iter_mut() {
+                *a += STAGE;
+            }
+            held = 0;
+        }
+    }
+    for (l, &a) in at.iter().enumerate().take(lanes) {
+        for j in 0..held {
+            q[a + j] = stage[j][l];
+            if P == 2 {
+                e[a + j] = estage[j][l];
+            }
+        }
+    }
+    for (k, grp) in g.iter().enumerate().take(groups) {
+        for j in 0..16 {
+            let r = &mut ln[16 * k + j];
+            r.x = grp.x[j];
+            r.i = at[16 * k + j] + held;
+            r.cx = grp.cx[j] as usize;
+            r.cy = grp.cy[j] as usize;
+            r.cg = grp.cg[j] as usize;
+            r.rg = grp.rg[j] as usize;
+            r.cf = grp.cf[j] as usize;
+            r.rf = grp.rf[j] as usize;
+            r.prev = grp.prev[j];
+            r.left = grp.left[j] as i32;
+            r.above = grp.above[j] as i32;
+            r.eabove = grp.eabove[j];
+        }
+    }
+    pos
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `write_stage` puts lane `l`'s staged bytes, step by step, at `at[l]`, for each lane
+    /// count the kernel runs, and writes nothing for the lanes past `lanes`.
+    #[test]
+    fn write_stage_transposes_the_staged_steps() {
+        if !crate::cpu::avx2_popcnt() {
+            return;
+        }
+        let mut stage = [[0u8; 32]; STAGE];
+        for (j, row) in stage.iter_mut().enumerate() {
+            for (l, b) in row.iter_mut().enumerate() {
+                *b = (j * 32 + l) as u8 ^ 0x5a;
+            }
+        }
+        for lanes in [8, 16, 24, 32] {
+            let mut at = [0usize; 32];
+            for (l, a) in at.iter_mut().enumerate() {
+                // Out of lane order, with gaps.
+                *a = (31 - l) * 20 + 3;
+            }
+            let mut out = vec![0xeeu8; 32 * 20 + 3];
+            // SAFETY: AVX2 is present; every lane's 16 bytes lie inside `out`.
+            unsafe { write_stage(&stage, &at, lanes, out.as_mut_ptr()) };
+            let mut want = vec![0xeeu8; out.len()];
+            for l in 0..lanes {
+                for j in 0..STAGE {
+                    want[at[l] + j] = stage[j][l];
+                }
+            }
+            assert_eq!(out, want, "{lanes} lanes");
+        }
+    }
+}
