@@ -117,40 +117,62 @@ unsafe fn tick(
     (c, r, wrap != 0)
 }
 
-/// Steps `0..s_end` of a chunk whose `lanes` (16 or 32) lanes all have an element at each of
-/// those steps, for predictor `P` (0 none, 1 med, 2 med-residual, which also writes each
-/// element's folded residual into `e`): `avx2::steps` 16 lanes at a time. Every neighbour
-/// comes from the ring `rows` (the last `dx + 1` steps' codes, `lanes` bytes a step; the
-/// folded residuals likewise in `erows` when `P` is 2), never from `q`, and the codes are
-/// written out `STAGE` steps at a time. Returns the word position.
+/// One chunk's part of a kernel call: its lanes, its words (`n_words`, then 16 more that are
+/// read and never used) and word position, and its rings of codes and folded residuals.
+pub(super) struct Lanes<'a> {
+    pub(super) ln: &'a mut [RasterLane; 32],
+    pub(super) words: &'a [u16],
+    pub(super) n_words: usize,
+    pub(super) pos: usize,
+    pub(super) rows: &'a mut [u8],
+    pub(super) erows: &'a mut [u8],
+}
+
+/// Steps `0..s_end` of `C` chunks (one or two) of `16 · G` lanes (16 or 32) that all have an
+/// element at each of those steps and the same steps, for predictor `P` (0 none, 1 med, 2
+/// med-residual, which also writes each element's folded residual into `e`): `avx2::steps` 16
+/// lanes at a time. Two chunks' lanes depend on nothing of each other's (their own words,
+/// their own elements), so decoding them together gives the chain of gathers twice the
+/// independent work to overlap. Every neighbour comes from a chunk's ring `rows` (the last
+/// `dx + 1` steps' codes, `16 · G` bytes a step; the folded residuals likewise in `erows` when
+/// `P` is 2), never from `q`, and the codes are written out `STAGE` steps at a time. Leaves
+/// each chunk's word position in its `pos`.
 ///
 /// # Safety
 /// AVX-512 F, BW, VL and VBMI2 and POPCNT must be available; `tb.slots` must be built; `q`
-/// must hold every element index of the sample, and so must `e` when `P` is 2; `rows` must
-/// hold `(w.dx + 1) · lanes` bytes, and so must `erows` when `P` is 2; `words` must hold
+/// must hold every element index of the chunks, and so must `e` when `P` is 2; each `rows`
+/// must hold `(w.dx + 1) · 16 · G` bytes, and so must `erows` when `P` is 2; each `words`
 /// `n_words` words plus 16; `fill` one entry per quantization channel; every index below 2^31;
-/// `w.dx` at least 2; `lanes` 16 or 32.
+/// `w.dx` at least 2.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi2,popcnt")]
-#[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn steps<const P: u8, const G: usize>(
+pub(super) unsafe fn steps<const P: u8, const G: usize, const C: usize, const V: usize>(
     tb: &Tables,
     w: &Walk,
     s_end: usize,
-    ln: &mut [RasterLane; 32],
-    words: &[u16],
-    n_words: usize,
-    mut pos: usize,
     fill: &[u32],
     q: &mut [u8],
     e: &mut [u8],
-    rows: &mut [u8],
-    erows: &mut [u8],
-) -> usize {
-    let (groups, lanes) = (G, 16 * G);
-    let mut g = [Group::default(); G];
-    for (k, grp) in g.iter_mut().enumerate().take(groups) {
+    chunks: &mut [Lanes; C],
+) {
+    let lanes = 16 * G;
+    const { assert!(V == G * C) };
+    let mut g = [[Group::default(); G]; C];
+    let mut pos = [0usize; C];
+    let mut n_words = [0usize; C];
+    let mut wp = [std::ptr::null::<u16>(); C];
+    let mut rp = [std::ptr::null_mut::<u8>(); C];
+    let mut erp = [std::ptr::null_mut::<u8>(); C];
+    for (c, ch) in chunks.iter_mut().enumerate() {
+        pos[c] = ch.pos;
+        n_words[c] = ch.n_words;
+        wp[c] = ch.words.as_ptr();
+        rp[c] = ch.rows.as_mut_ptr();
+        erp[c] = ch.erows.as_mut_ptr();
+    }
+    for (gc, ch) in g.iter_mut().zip(chunks.iter()) {
+        for (k, grp) in gc.iter_mut().enumerate() {
         for j in 0..16 {
-            let r = &ln[16 * k + j];
+            let r = &ch.ln[16 * k + j];
             grp.x[j] = r.x;
             grp.cx[j] = r.cx as u32;
             grp.cy[j] = r.cy as u32;
@@ -162,6 +184,7 @@ pub(super) unsafe fn steps<const P: u8, const G: usize>(
             grp.left[j] = r.left as u32;
             grp.above[j] = r.above as u32;
             grp.eabove[j] = r.eabove;
+        }
         }
     }
     let p = tb.precision as i32;
@@ -179,9 +202,6 @@ pub(super) unsafe fn steps<const P: u8, const G: usize>(
     let g_channels = _mm512_set1_epi32(w.g_channels as i32);
     let f_inner = _mm512_set1_epi32(w.f_inner as i32);
     let f_channels = _mm512_set1_epi32(w.f_channels as i32);
-    let rp = rows.as_mut_ptr();
-    let erp = erows.as_mut_ptr();
-    let wp = words.as_ptr();
     let ring = w.dx + 1;
     let mut row = 0;
     let ctx_g = tb.ctx_g.as_ptr();
@@ -190,18 +210,24 @@ pub(super) unsafe fn steps<const P: u8, const G: usize>(
     let ctx_c = tb.ctx_c.as_ptr();
     let map = tb.padded_map.as_ptr();
     let slots = tb.slots.as_ptr();
+    let coarse = !tb.coarse.is_empty();
+    let coarsep = tb.coarse.as_ptr();
+    let shift_coarse = _mm_cvtsi32_si128(tb.coarse_bits as i32);
+    let shift_run = _mm_cvtsi32_si128(p - tb.coarse_bits as i32);
     let intervals = tb.intervals.as_ptr();
     let fillp = fill.as_ptr();
-    for grp in g.iter_mut().take(groups) {
+    for grp in g.iter_mut().flatten() {
         st(&mut grp.f, words32(fillp, ld(&grp.cf)));
         st(&mut grp.gctx, words32(ctx_g, ld(&grp.cg)));
     }
-    let mut stage = [[0u8; 32]; STAGE];
-    let mut estage = [[0u8; 32]; STAGE];
+    let mut stage = [[[0u8; 32]; STAGE]; C];
+    let mut estage = [[[0u8; 32]; STAGE]; C];
     let mut held = 0;
-    let mut at = [0usize; 32];
-    for (a, r) in at.iter_mut().zip(ln.iter()).take(lanes) {
-        *a = r.i;
+    let mut at = [[0usize; 32]; C];
+    for (a, ch) in at.iter_mut().zip(chunks.iter()) {
+        for (a, r) in a.iter_mut().zip(ch.ln.iter()).take(lanes) {
+            *a = r.i;
+        }
     }
     let next = |r: usize| if r + 1 == ring { 0 } else { r + 1 };
     for s in 0..s_end {
@@ -213,8 +239,15 @@ pub(super) unsafe fn steps<const P: u8, const G: usize>(
         // yet written, read and never used).
         let (row_s, row_u, row_ur) = (row * lanes, next(row) * lanes, next(next(row)) * lanes);
         row = next(row);
-        for (k, grp) in g.iter_mut().take(groups).enumerate() {
-            let x = ld(&grp.x);
+        // The step in phases, each over every vector (chunk c's vector k is v = c · G + k):
+        // the gathers of one phase depend on nothing of each other's, and so overlap.
+        let mut ctxs = [zero; V];
+        let mut preds = [zero; V];
+        let mut aboves = [zero; V];
+        let mut eaboves = [zero; V];
+        for (v, grp) in g.iter_mut().flatten().enumerate() {
+            let (c, k) = (v / G, v % G);
+            let (rp, erp) = (rp[c], erp[c]);
             let cx = ld(&grp.cx);
             let cy = ld(&grp.cy);
             let has_l = _mm512_cmpgt_epi32_mask(cx, zero) & step_l;
@@ -275,13 +308,59 @@ pub(super) unsafe fn steps<const P: u8, const G: usize>(
                 );
                 (ctx, zero)
             };
-            let t = bytes(map, ctx);
+            (ctxs[v], preds[v], aboves[v], eaboves[v]) = (ctx, pred, above, eabove);
+        }
+        let tabs = ctxs.map(|ctx| bytes(map, ctx));
+        // A lane's symbol: from the coarse table where there is one (the symbol of the first
+        // slot of the slot's run), then from the slot table for the lanes whose slot lies past
+        // that symbol's interval.
+        let mut syms = [zero; V];
+        let mut slotv = [zero; V];
+        for (v, grp) in g.iter().flatten().enumerate() {
+            slotv[v] = _mm512_and_si512(ld(&grp.x), slot_mask);
+            let in_slots = _mm512_or_si512(_mm512_sll_epi32(tabs[v], shift_p), slotv[v]);
+            syms[v] = if coarse {
+                let run = _mm512_srl_epi32(slotv[v], shift_run);
+                bytes(coarsep, _mm512_or_si512(_mm512_sll_epi32(tabs[v], shift_coarse), run))
+            } else {
+                bytes(slots, in_slots)
+            };
+        }
+        let interval_at = |v: usize, sym: __m512i| {
+            _mm512_or_si512(_mm512_sll_epi32(tabs[v], shift_bits), sym)
+        };
+        let mut ivs = [zero; V];
+        for v in 0..V {
+            ivs[v] = words32(intervals, interval_at(v, syms[v]));
+        }
+        if coarse {
+            for v in 0..V {
+                let cum = _mm512_and_si512(ivs[v], _mm512_set1_epi32(0xffff));
+                let freq = _mm512_srli_epi32::<16>(ivs[v]);
+                // slot - cum >= freq, unsigned: past the interval (or before it: never, the
+                // coarse symbol's interval holds the run's first slot).
+                let past = _mm512_cmpge_epu32_mask(_mm512_sub_epi32(slotv[v], cum), freq);
+                if past != 0 {
+                    let in_slots = _mm512_or_si512(_mm512_sll_epi32(tabs[v], shift_p), slotv[v]);
+                    let sym = _mm512_mask_i32gather_epi32::<1>(syms[v], past, in_slots, slots.cast());
+                    syms[v] = _mm512_and_si512(sym, _mm512_set1_epi32(0xff));
+                    ivs[v] = _mm512_mask_i32gather_epi32::<4>(
+                        ivs[v],
+                        past,
+                        interval_at(v, syms[v]),
+                        intervals.cast(),
+                    );
+                }
+            }
+        }
+        for (v, grp) in g.iter_mut().flatten().enumerate() {
+            let (c, k) = (v / G, v % G);
+            let (rp, erp) = (rp[c], erp[c]);
+            let (sym, e, pred, above, eabove) = (syms[v], ivs[v], preds[v], aboves[v], eaboves[v]);
+            let x = ld(&grp.x);
+            let cx = ld(&grp.cx);
+            let cy = ld(&grp.cy);
             let slot = _mm512_and_si512(x, slot_mask);
-            let sym = bytes(slots, _mm512_or_si512(_mm512_sll_epi32(t, shift_p), slot));
-            let e = words32(
-                intervals,
-                _mm512_or_si512(_mm512_sll_epi32(t, shift_bits), sym),
-            );
             let cum = _mm512_and_si512(e, _mm512_set1_epi32(0xffff));
             let freq = _mm512_srli_epi32::<16>(e);
             let xn = _mm512_add_epi32(
@@ -293,13 +372,13 @@ pub(super) unsafe fn steps<const P: u8, const G: usize>(
             // has lanes, in lane order (the format's).
             let wv = _mm512_cvtepu16_epi32(_mm256_maskz_expandloadu_epi16(
                 need,
-                wp.add(pos.min(n_words)).cast(),
+                wp[c].add(pos[c].min(n_words[c])).cast(),
             ));
             st(
                 &mut grp.x,
                 _mm512_mask_or_epi32(xn, need, _mm512_slli_epi32::<16>(xn), wv),
             );
-            pos += need.count_ones() as usize;
+            pos[c] += need.count_ones() as usize;
             let code = if P != 0 {
                 _mm512_and_si512(_mm512_add_epi32(sym, pred), code_mask)
             } else {
@@ -308,11 +387,11 @@ pub(super) unsafe fn steps<const P: u8, const G: usize>(
             let folded = _mm512_min_epu32(sym, _mm512_sub_epi32(alphabet, sym));
             let packed = _mm512_cvtepi32_epi8(code);
             _mm_storeu_si128(rp.add(row_s + 16 * k).cast(), packed);
-            _mm_storeu_si128(stage[held].as_mut_ptr().add(16 * k).cast(), packed);
+            _mm_storeu_si128(stage[c][held].as_mut_ptr().add(16 * k).cast(), packed);
             if P == 2 {
                 let packed = _mm512_cvtepi32_epi8(folded);
                 _mm_storeu_si128(erp.add(row_s + 16 * k).cast(), packed);
-                _mm_storeu_si128(estage[held].as_mut_ptr().add(16 * k).cast(), packed);
+                _mm_storeu_si128(estage[c][held].as_mut_ptr().add(16 * k).cast(), packed);
                 st(&mut grp.eabove, eabove);
             }
             st(&mut grp.prev, folded);
@@ -341,27 +420,32 @@ pub(super) unsafe fn steps<const P: u8, const G: usize>(
         }
         held += 1;
         if held == STAGE {
-            write_stage(&stage, &at, lanes, q.as_mut_ptr());
-            if P == 2 {
-                write_stage(&estage, &at, lanes, e.as_mut_ptr());
-            }
-            for a in at.iter_mut() {
-                *a += STAGE;
+            for c in 0..C {
+                write_stage(&stage[c], &at[c], lanes, q.as_mut_ptr());
+                if P == 2 {
+                    write_stage(&estage[c], &at[c], lanes, e.as_mut_ptr());
+                }
+                for a in at[c].iter_mut() {
+                    *a += STAGE;
+                }
             }
             held = 0;
         }
     }
-    for (l, &a) in at.iter().enumerate().take(lanes) {
-        for j in 0..held {
-            q[a + j] = stage[j][l];
-            if P == 2 {
-                e[a + j] = estage[j][l];
+    for c in 0..C {
+        for (l, &a) in at[c].iter().enumerate().take(lanes) {
+            for j in 0..held {
+                q[a + j] = stage[c][j][l];
+                if P == 2 {
+                    e[a + j] = estage[c][j][l];
+                }
             }
         }
     }
-    for (k, grp) in g.iter().enumerate().take(groups) {
+    for ((gc, ch), at) in g.iter().zip(chunks.iter_mut()).zip(at.iter()) {
+        for (k, grp) in gc.iter().enumerate() {
         for j in 0..16 {
-            let r = &mut ln[16 * k + j];
+            let r = &mut ch.ln[16 * k + j];
             r.x = grp.x[j];
             r.i = at[16 * k + j] + held;
             r.cx = grp.cx[j] as usize;
@@ -375,8 +459,11 @@ pub(super) unsafe fn steps<const P: u8, const G: usize>(
             r.above = grp.above[j] as i32;
             r.eabove = grp.eabove[j];
         }
+        }
     }
-    pos
+    for (ch, p) in chunks.iter_mut().zip(pos) {
+        ch.pos = p;
+    }
 }
 
 #[cfg(test)]

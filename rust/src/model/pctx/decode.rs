@@ -99,21 +99,56 @@ fn decode_spans(
     } else {
         Vec::new()
     };
-    for (k, c) in spans.iter().enumerate() {
+    // A chunk's lane states, or the first lane whose state is below 2^16.
+    let states = |c: &ChunkSpan| -> std::result::Result<[u32; 32], usize> {
         let mut x = [0u32; 32];
         for (l, v) in x.iter_mut().enumerate().take(c.chunk.lanes) {
             let at = c.states_at + 4 * l;
             *v = u32::from_le_bytes([body[at], body[at + 1], body[at + 2], body[at + 3]]);
             if *v < RANS_L {
-                return Err(corrupt!("chunk {k} lane {l}: state below 2^16"));
+                return Err(l);
             }
         }
-        let words = &body[c.words_at..c.words_at + 2 * c.words];
-        decode_chunk(tables, w, &c.chunk, &mut x, words, fill, q, &mut e, kernel)
+        Ok(x)
+    };
+    let words = |c: &ChunkSpan| &body[c.words_at..c.words_at + 2 * c.words];
+    let mut k = 0;
+    while k < spans.len() {
+        let c = &spans[k];
+        let mut x = states(c).map_err(|l| corrupt!("chunk {k} lane {l}: state below 2^16"))?;
+        // Two alike chunks go through the AVX-512 kernel together where they can (their
+        // states valid; otherwise the first alone, so that errors come in chunk order).
+        #[cfg(target_arch = "x86_64")]
+        if let Some(d) = spans.get(k + 1) {
+            let raster = w.sx == 1 && w.sy == w.dx && w.dx >= 2;
+            let pair = raster
+                && match tables.predictor {
+                    Predictor::None => paired_chunks::<0>(tables, &c.chunk, &d.chunk, q, &e, kernel),
+                    Predictor::Med => paired_chunks::<1>(tables, &c.chunk, &d.chunk, q, &e, kernel),
+                    Predictor::MedResidual => {
+                        paired_chunks::<2>(tables, &c.chunk, &d.chunk, q, &e, kernel)
+                    }
+                };
+            if let (true, Ok(mut x1)) = (pair, states(d)) {
+                let cs = [&c.chunk, &d.chunk];
+                let (xs, ws) = ([&mut x, &mut x1], [words(c), words(d)]);
+                match tables.predictor {
+                    Predictor::None => decode_raster_pair::<0>(tables, w, k, cs, xs, ws, fill, q, &mut e),
+                    Predictor::Med => decode_raster_pair::<1>(tables, w, k, cs, xs, ws, fill, q, &mut e),
+                    Predictor::MedResidual => {
+                        decode_raster_pair::<2>(tables, w, k, cs, xs, ws, fill, q, &mut e)
+                    }
+                }?;
+                k += 2;
+                continue;
+            }
+        }
+        decode_chunk(tables, w, &c.chunk, &mut x, words(c), fill, q, &mut e, kernel)
         .map_err(|e| match e {
             CodecError::Corrupt(msg) => corrupt!("chunk {k}: {msg}"),
             e => e,
         })?;
+        k += 1;
     }
     Ok(())
 }
@@ -254,6 +289,149 @@ pub(super) struct RasterLane {
     pub(super) eabove: u32,
 }
 
+/// A raster chunk ready to decode: its words (then 16 zeros that every read past the end lands
+/// on: a vector's worth), the word position, and each lane's state and place.
+struct RasterChunk {
+    wbuf: Vec<u16>,
+    n_words: usize,
+    pos: usize,
+    ln: [RasterLane; 32],
+}
+
+impl RasterChunk {
+    fn new(w: &Walk, c: &Chunk, x: &[u32; 32], words: &[u8]) -> RasterChunk {
+        let n_words = words.len() / 2;
+        let mut wbuf: Vec<u16> = Vec::with_capacity(n_words + 16);
+        wbuf.extend(
+            words
+                .chunks_exact(2)
+                .map(|b| u16::from_le_bytes([b[0], b[1]])),
+        );
+        wbuf.extend_from_slice(&[0; 16]);
+        let mut ln = [RasterLane::default(); 32];
+        for (l, r) in ln.iter_mut().enumerate().take(c.lanes) {
+            let cur = Cursor::at(c.start + l * c.seg, w);
+            *r = RasterLane {
+                x: x[l],
+                i: cur.i,
+                cx: cur.cx,
+                cy: cur.cy,
+                cg: cur.cg,
+                rg: cur.rg,
+                cf: cur.cf,
+                rf: cur.rf,
+                prev: 0,
+                left: 0,
+                above: 0,
+                eabove: 0,
+            };
+        }
+        RasterChunk {
+            wbuf,
+            n_words,
+            pos: 0,
+            ln,
+        }
+    }
+}
+
+/// Whether the vector kernels can decode chunk `c`'s first steps (`kernel` allowing): 8 lanes
+/// or a multiple, the slot table built, `q` (and `e` for med-residual) holding the chunk, `q`
+/// 3 bytes more without a predictor (the AVX2 kernel gathers the code above), and indices that
+/// fit an i32.
+#[cfg(target_arch = "x86_64")]
+fn vector_chunk<const P: u8>(tb: &Tables, c: &Chunk, q: &[u8], e: &[u8], kernel: Kernel) -> bool {
+    c.lanes.is_multiple_of(8)
+        && !tb.slots.is_empty()
+        && q.len() >= c.start + c.m + if P == 0 { 3 } else { 0 }
+        && (P != 2 || e.len() >= c.start + c.m)
+        && c.start + c.m < i32::MAX as usize
+        && kernel != Kernel::Scalar
+        && crate::cpu::avx2_popcnt()
+}
+
+/// Whether two chunks decode together in the AVX-512 kernel: each a vector chunk of 32 lanes
+/// whose every lane has `seg` elements (no step left to the scalar decoder), alike. (Only a
+/// sample's last chunk can have fewer lanes than its first, which has 32 or at most 8: FORMAT.md
+/// 9.4.)
+#[cfg(target_arch = "x86_64")]
+fn paired_chunks<const P: u8>(
+    tb: &Tables,
+    a: &Chunk,
+    b: &Chunk,
+    q: &[u8],
+    e: &[u8],
+    kernel: Kernel,
+) -> bool {
+    let whole = |c: &Chunk| c.lanes == 32 && c.m == c.lanes * c.seg;
+    kernel == Kernel::Fastest
+        && whole(a)
+        && (b.lanes, b.m, b.seg) == (a.lanes, a.m, a.seg)
+        && vector_chunk::<P>(tb, a, q, e, kernel)
+        && vector_chunk::<P>(tb, b, q, e, kernel)
+        && crate::cpu::avx512_decode()
+}
+
+/// Decodes two chunks that `paired_chunks` accepts together; an error names the chunk (`k` or
+/// `k + 1`).
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+fn decode_raster_pair<const P: u8>(
+    tb: &Tables,
+    w: &Walk,
+    k: usize,
+    c: [&Chunk; 2],
+    x: [&mut [u32; 32]; 2],
+    words: [&[u8]; 2],
+    fill: &[u8],
+    q: &mut [u8],
+    e: &mut [u8],
+) -> Result<()> {
+    let [mut r0, mut r1] = [0, 1].map(|j| RasterChunk::new(w, c[j], x[j], words[j]));
+    let lanes = 32;
+    let fill32: Vec<u32> = fill.iter().map(|&f| f as u32).collect();
+    let ring = (w.dx + 1) * lanes;
+    let [mut rows0, mut rows1] = [0, 1].map(|_| vec![0u8; ring]);
+    let [mut erows0, mut erows1] = [0, 1].map(|_| vec![0u8; if P == 2 { ring } else { 0 }]);
+    {
+        let mut chunks = [
+            avx512::Lanes {
+                ln: &mut r0.ln,
+                words: &r0.wbuf,
+                n_words: r0.n_words,
+                pos: 0,
+                rows: &mut rows0,
+                erows: &mut erows0,
+            },
+            avx512::Lanes {
+                ln: &mut r1.ln,
+                words: &r1.wbuf,
+                n_words: r1.n_words,
+                pos: 0,
+                rows: &mut rows1,
+                erows: &mut erows1,
+            },
+        ];
+        // SAFETY: AVX-512 F, BW, VL and VBMI2 and POPCNT are present, the slot table is built
+        // and padded, `q` (and `e`) hold both chunks and their indices fit an i32
+        // (`paired_chunks`); each ring holds `dx + 1` rows of `lanes` bytes and each `wbuf` 16
+        // words past its body; `fill32` one entry per channel; the raster layout has `dx` at
+        // least 2; every lane has an element at each of the `seg` steps.
+        unsafe { avx512::steps::<P, 2, 2, 4>(tb, w, c[0].seg, &fill32, q, e, &mut chunks) };
+        r0.pos = chunks[0].pos;
+        r1.pos = chunks[1].pos;
+    }
+    let named = |j: usize| {
+        move |e: CodecError| match e {
+            CodecError::Corrupt(msg) => corrupt!("chunk {}: {msg}", k + j),
+            e => e,
+        }
+    };
+    let [x0, x1] = x;
+    raster_tail::<P>(tb, w, c[0], &mut r0, c[0].seg, x0, fill, q, e).map_err(named(0))?;
+    raster_tail::<P>(tb, w, c[1], &mut r1, c[1].seg, x1, fill, q, e).map_err(named(1))
+}
+
 /// The decoder for the usual layout — left is the previous element (the last axis), up is the
 /// previous row — where a lane's left and upper-left neighbours are the codes it decoded and
 /// loaded one step before: one or two loads per element instead of three or four. Predictor
@@ -270,100 +448,86 @@ fn decode_raster<const P: u8>(
     e: &mut [u8],
     kernel: Kernel,
 ) -> Result<()> {
-    let Chunk {
-        start,
-        m,
-        lanes,
-        seg,
-    } = *c;
-    let dx = w.dx;
-    let p = tb.precision as u32;
-    let slot_mask = (1u32 << p) - 1;
-    let code_mask = (1i32 << tb.bits) - 1;
-    let n_words = words.len() / 2;
-    // The words, then zeros that every read past the end lands on (16: a vector's worth).
-    let mut wbuf: Vec<u16> = Vec::with_capacity(n_words + 16);
-    wbuf.extend(
-        words
-            .chunks_exact(2)
-            .map(|b| u16::from_le_bytes([b[0], b[1]])),
-    );
-    wbuf.extend_from_slice(&[0; 16]);
-    let mut pos = 0usize;
-    let mut ln = [RasterLane::default(); 32];
-    for (l, r) in ln.iter_mut().enumerate().take(lanes) {
-        let c = Cursor::at(start + l * seg, w);
-        *r = RasterLane {
-            x: x[l],
-            i: c.i,
-            cx: c.cx,
-            cy: c.cy,
-            cg: c.cg,
-            rg: c.rg,
-            cf: c.cf,
-            rf: c.rf,
-            prev: 0,
-            left: 0,
-            above: 0,
-            eabove: 0,
-        };
-    }
-    let small = tb.bits <= 4;
+    let mut rc = RasterChunk::new(w, c, x, words);
     #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     let mut s_first = 0;
     #[cfg(not(target_arch = "x86_64"))]
     let _ = kernel;
     #[cfg(target_arch = "x86_64")]
-    {
-        // Every lane has an element at steps below `full`: those go 8 lanes at a time.
-        let full = m - (lanes - 1) * seg;
-        if lanes.is_multiple_of(8)
-            && !tb.slots.is_empty()
-            && q.len() >= start + m + if P == 0 { 3 } else { 0 }
-            && (P != 2 || e.len() >= start + m)
-            && start + m < i32::MAX as usize
-            && kernel != Kernel::Scalar
-            && crate::cpu::avx2_popcnt()
-        {
-            let fill32: Vec<u32> = fill.iter().map(|&f| f as u32).collect();
-            let ring = (dx + 1) * lanes;
-            let mut rows = vec![0u8; ring];
-            let mut erows = vec![0u8; if P == 2 { ring } else { 0 }];
+    if vector_chunk::<P>(tb, c, q, e, kernel) {
+        let lanes = c.lanes;
+        // Every lane has an element at steps below `full`: those go 8 or 16 lanes at a time.
+        let full = c.m - (lanes - 1) * c.seg;
+        let fill32: Vec<u32> = fill.iter().map(|&f| f as u32).collect();
+        let ring = (w.dx + 1) * lanes;
+        let mut rows = vec![0u8; ring];
+        let mut erows = vec![0u8; if P == 2 { ring } else { 0 }];
+        if lanes.is_multiple_of(16) && kernel == Kernel::Fastest && crate::cpu::avx512_decode() {
+            let mut chunks = [avx512::Lanes {
+                ln: &mut rc.ln,
+                words: &rc.wbuf,
+                n_words: rc.n_words,
+                pos: 0,
+                rows: &mut rows,
+                erows: &mut erows,
+            }];
+            // SAFETY: AVX-512 F, BW, VL and VBMI2 and POPCNT are present; the slot table is
+            // built and padded; `q` (and `e` for med-residual) hold the chunk and its indices
+            // fit an i32 (`vector_chunk`); `rows` (and `erows`) hold `dx + 1` rows of `lanes`
+            // bytes; `wbuf` has 16 words past the body; `fill32` one entry per channel (the
+            // counters stay below `f_channels`); the raster layout has `dx` at least 2; every
+            // lane has an element at steps below `full`.
+            unsafe {
+                if lanes == 16 {
+                    avx512::steps::<P, 1, 1, 1>(tb, w, full, &fill32, q, e, &mut chunks);
+                } else {
+                    avx512::steps::<P, 2, 1, 2>(tb, w, full, &fill32, q, e, &mut chunks);
+                }
+            }
+            rc.pos = chunks[0].pos;
+        } else {
             // SAFETY: AVX2 and POPCNT are present; the slot table is built and padded; `q`
             // (and `e` for med-residual) hold the chunk, `q` 3 bytes more without a predictor
-            // (checked); `rows` (and `erows`) hold `dx + 1` rows of `lanes` bytes; `wbuf` has
-            // 8 words past the body; `fill32` one entry per channel (the counters stay below
-            // `f_channels`); indices fit an i32; the raster layout has `dx` at least 2.
-            pos = if lanes.is_multiple_of(16)
-                && kernel == Kernel::Fastest
-                && crate::cpu::avx512_decode()
-            {
-                // SAFETY: as above, and AVX-512 F, BW, VL and VBMI2 are present; `wbuf` has
-                // 16 words past the body; `lanes` is 16 or 32.
-                unsafe {
-                    if lanes == 16 {
-                        avx512::steps::<P, 1>(
-                            tb, w, full, &mut ln, &wbuf, n_words, pos, &fill32, q, e, &mut rows,
-                            &mut erows,
-                        )
-                    } else {
-                        avx512::steps::<P, 2>(
-                            tb, w, full, &mut ln, &wbuf, n_words, pos, &fill32, q, e, &mut rows,
-                            &mut erows,
-                        )
-                    }
-                }
-            } else {
-                unsafe {
-                    avx2::steps::<P>(
-                        tb, w, lanes, 0, full, &mut ln, &wbuf, n_words, pos, &fill32, q, e,
-                        &mut rows, &mut erows,
-                    )
-                }
+            // (`vector_chunk`); `rows` (and `erows`) hold `dx + 1` rows of `lanes` bytes;
+            // `wbuf` has 8 words past the body; `fill32` one entry per channel (the counters
+            // stay below `f_channels`); indices fit an i32; the raster layout has `dx` at
+            // least 2.
+            rc.pos = unsafe {
+                avx2::steps::<P>(
+                    tb, w, lanes, 0, full, &mut rc.ln, &rc.wbuf, rc.n_words, 0, &fill32, q, e,
+                    &mut rows, &mut erows,
+                )
             };
-            s_first = full;
         }
+        s_first = full;
     }
+    raster_tail::<P>(tb, w, c, &mut rc, s_first, x, fill, q, e)
+}
+
+/// The steps of a raster chunk from `s_first` on, one element at a time, then the checks that
+/// the chunk used its words exactly and ended in the encoder's initial states (left in `x`).
+#[allow(clippy::too_many_arguments)]
+fn raster_tail<const P: u8>(
+    tb: &Tables,
+    w: &Walk,
+    c: &Chunk,
+    rc: &mut RasterChunk,
+    s_first: usize,
+    x: &mut [u32; 32],
+    fill: &[u8],
+    q: &mut [u8],
+    e: &mut [u8],
+) -> Result<()> {
+    let Chunk { m, lanes, seg, .. } = *c;
+    let dx = w.dx;
+    let p = tb.precision as u32;
+    let slot_mask = (1u32 << p) - 1;
+    let code_mask = (1i32 << tb.bits) - 1;
+    let small = tb.bits <= 4;
+    let n_words = rc.n_words;
+    let wbuf = &rc.wbuf;
+    let ln = &mut rc.ln;
+    let mut pos = rc.pos;
     for s in s_first..seg {
         let st = Step::at(s, w);
         let active = (m - s).div_ceil(seg).min(lanes);

@@ -38,7 +38,21 @@ pub struct Tables {
     pub(super) slots: Vec<u8>,
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(super) padded_map: Vec<u8>,
+    /// Where the slot table passes `FAST_SLOT_BYTES` (past this CPU's L2 with everything else
+    /// a decoder reads): per table, the symbol of the first slot of each run of
+    /// `2^(precision - coarse_bits)` slots, `tables << coarse_bits` bytes (at most
+    /// `FAST_SLOT_BYTES`) and 3 of padding. The AVX-512 decoder takes a lane's symbol from it
+    /// and goes to the slot table only for the lanes whose slot lies past that symbol's
+    /// interval (benches/NOTES.md 46). Empty otherwise.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(super) coarse: Vec<u8>,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(super) coarse_bits: u8,
 }
+
+/// The slot table's size past which the vector decoder reads a coarse table first (`Tables::
+/// coarse`): the fit's bound for a fast decode (`fit::FAST_SLOT_BYTES`).
+pub(super) const FAST_SLOT_BYTES: usize = crate::model::fit::FAST_SLOT_BYTES;
 
 /// The largest slot table built for the vector decoder (tables x 2^precision bytes); past it
 /// the scalar decoder's search runs, 3-4x slower (the fit keeps below it where it can).
@@ -63,6 +77,8 @@ impl Tables {
             predictor: Predictor::None,
             slots: Vec::new(),
             padded_map: Vec::new(),
+            coarse: Vec::new(),
+            coarse_bits: 0,
         }
     }
 
@@ -123,6 +139,21 @@ impl Tables {
             padded_map.extend_from_slice(&model.context_map);
             padded_map.extend_from_slice(&[0; 3]);
         }
+        let mut coarse = Vec::new();
+        let mut coarse_bits = p;
+        if !slots.is_empty() && model.tables() << p > FAST_SLOT_BYTES {
+            while model.tables() << coarse_bits > FAST_SLOT_BYTES {
+                coarse_bits -= 1;
+            }
+            let shift = p - coarse_bits;
+            coarse.reserve((model.tables() << coarse_bits) + 3);
+            for t in 0..model.tables() {
+                coarse.extend(
+                    (0..1usize << coarse_bits).map(|j| slots[(t << p) + (j << shift)]),
+                );
+            }
+            coarse.extend_from_slice(&[0; 3]);
+        }
         let [na, nb, nc] = model.n_classes.map(|n| n as u32);
         Tables {
             bits: model.bits,
@@ -134,6 +165,8 @@ impl Tables {
             search16,
             slots,
             padded_map,
+            coarse,
+            coarse_bits,
             ctx_g: model
                 .groups
                 .iter()

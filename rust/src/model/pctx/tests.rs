@@ -100,6 +100,9 @@ fn round_trips_random_models() {
         &[50, 30, 30],
         // Planes of 2,116: chunks of 32 lanes and 16 (two and one vectors of 16 lanes).
         &[48, 46, 46],
+        // Two whole chunks of 32 lanes alike (decoded together by the AVX-512 kernel), by
+        // either rule, and a last one.
+        &[64, 20, 110],
     ];
     for bits in 1..=MAX_BITS {
         for predictor in [Predictor::None, Predictor::Med, Predictor::MedResidual] {
@@ -249,6 +252,46 @@ fn round_trips_models_past_the_vector_slot_table() {
         assert!(tables << MAX_PRECISION > MAX_SLOT_TABLE);
         assert!(tb.slots.is_empty() && tb.padded_map.is_empty());
         agrees_with_reference(&m, shape, &sparse_codes(&mut seed, n, bits, 3), 3);
+    }
+}
+
+/// Models whose slot tables pass `FAST_SLOT_BYTES` (64 tables at precision 15: 2 MiB) have a
+/// coarse table, from which the AVX-512 kernel takes a lane's symbol first, and the slot table
+/// only for lanes past that symbol's interval (many here: 256 symbols of random frequencies).
+/// Every kernel gives the reference's codes, with two whole chunks decoded together and one
+/// alone.
+#[test]
+fn round_trips_models_with_a_coarse_slot_table() {
+    let mut seed = 31u64;
+    let shape: &[usize] = &[64, 20, 110];
+    let n: usize = shape.iter().product();
+    for predictor in [Predictor::None, Predictor::Med, Predictor::MedResidual] {
+        let bits = 8;
+        let mut m = random_model(&mut seed, bits, predictor, shape);
+        let tables = 64;
+        m.precision = MAX_PRECISION;
+        m.freqs = (0..tables)
+            .flat_map(|_| {
+                let counts: Vec<u64> = (0..1 << bits).map(|_| lcg(&mut seed) % 50).collect();
+                table_from_counts(&counts, MAX_PRECISION, 0.01)
+            })
+            .collect();
+        for t in m.context_map.iter_mut() {
+            *t = (lcg(&mut seed) % tables as u64) as u8;
+        }
+        m.validate(shape.len(), Some(shape[0])).unwrap();
+        let tb = Tables::new(&m);
+        assert_eq!(tb.coarse_bits, 12);
+        assert_eq!(tb.coarse.len(), (tables << 12) + 3);
+        let q = sparse_codes(&mut seed, n, bits, 3);
+        agrees_with_reference(&m, shape, &q, 3);
+        let body = encode(&m, &tb, shape, &q, &[3], Channels::TENSOR);
+        for kernel in [Kernel::Scalar, Kernel::Avx2] {
+            let mut back = vec![0u8; n];
+            decode_into(&m, &tb, shape, &body, &[3], Channels::TENSOR, &mut back, n, kernel)
+                .unwrap();
+            assert_eq!(back, q, "{kernel:?} {predictor:?}");
+        }
     }
 }
 
