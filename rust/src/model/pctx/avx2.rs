@@ -98,9 +98,10 @@ unsafe fn tick(
 /// # Safety
 /// AVX2 and POPCNT must be available; `tb.slots` must be built; `q` must hold every element
 /// index of the sample (plus 3 bytes when `P` is 0: the code above is gathered), and so must
-/// `e` when `P` is 2; `rows` must hold `(w.dx + 1) · lanes` bytes, and so must `erows` when
-/// `P` is 2; `words` must hold `n_words` words plus 8; `fill` one entry per quantization
-/// channel; every index below 2^31; `w.dx` at least 2; `s_begin` 0 (the ring starts empty).
+/// `e` when `P` is 2 unless it is empty (no folded residual is then written); `rows` must
+/// hold `(w.dx + 1) · lanes` bytes, and so must `erows` when `P` is 2; `words` must hold
+/// `n_words` words plus 8; `fill` one entry per quantization channel; every index below 2^31;
+/// `w.dx` at least 2; `s_begin` 0 (the ring starts empty).
 #[target_feature(enable = "avx2,popcnt")]
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn steps<const P: u8>(
@@ -154,6 +155,7 @@ pub(super) unsafe fn steps<const P: u8>(
     let f_channels = _mm256_set1_epi32(w.f_channels as i32);
     let qp = q.as_mut_ptr();
     let ep = e.as_mut_ptr();
+    let write_e = !e.is_empty();
     let rp = rows.as_mut_ptr();
     let erp = erows.as_mut_ptr();
     let ring = w.dx + 1;
@@ -301,9 +303,11 @@ pub(super) unsafe fn steps<const P: u8>(
             }
             if P == 2 {
                 _mm_storel_epi64(erp.add(row_s + 8 * k).cast(), pack(folded));
-                st(&mut codes, folded);
-                for j in 0..8 {
-                    *ep.add(index[j] as usize) = codes[j] as u8;
+                if write_e {
+                    st(&mut codes, folded);
+                    for j in 0..8 {
+                        *ep.add(index[j] as usize) = codes[j] as u8;
+                    }
                 }
                 st(&mut grp.eabove, eabove);
             }

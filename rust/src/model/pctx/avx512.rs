@@ -140,7 +140,8 @@ pub(super) struct Lanes<'a> {
 ///
 /// # Safety
 /// AVX-512 F, BW, VL and VBMI2 and POPCNT must be available; `tb.slots` must be built; `q`
-/// must hold every element index of the chunks, and so must `e` when `P` is 2; each `rows`
+/// must hold every element index of the chunks, and so must `e` when `P` is 2 unless it is
+/// empty (no folded residual is then written); each `rows`
 /// must hold `(w.dx + 1) · 16 · G` bytes, and so must `erows` when `P` is 2; each `words`
 /// `n_words` words plus 16; `fill` one entry per quantization channel; every index below 2^31;
 /// `w.dx` at least 2.
@@ -223,6 +224,7 @@ pub(super) unsafe fn steps<const P: u8, const G: usize, const C: usize, const V:
     let mut stage = [[[0u8; 32]; STAGE]; C];
     let mut estage = [[[0u8; 32]; STAGE]; C];
     let mut held = 0;
+    let write_e = !e.is_empty();
     let mut at = [[0usize; 32]; C];
     for (a, ch) in at.iter_mut().zip(chunks.iter()) {
         for (a, r) in a.iter_mut().zip(ch.ln.iter()).take(lanes) {
@@ -422,7 +424,7 @@ pub(super) unsafe fn steps<const P: u8, const G: usize, const C: usize, const V:
         if held == STAGE {
             for c in 0..C {
                 write_stage(&stage[c], &at[c], lanes, q.as_mut_ptr());
-                if P == 2 {
+                if P == 2 && write_e {
                     write_stage(&estage[c], &at[c], lanes, e.as_mut_ptr());
                 }
                 for a in at[c].iter_mut() {
@@ -436,7 +438,7 @@ pub(super) unsafe fn steps<const P: u8, const G: usize, const C: usize, const V:
         for (l, &a) in at[c].iter().enumerate().take(lanes) {
             for j in 0..held {
                 q[a + j] = stage[c][j][l];
-                if P == 2 {
+                if P == 2 && write_e {
                     e[a + j] = estage[c][j][l];
                 }
             }

@@ -93,8 +93,18 @@ fn decode_spans(
     kernel: Kernel,
 ) -> Result<()> {
     // The folded residual of every element, for the predictor whose context reads its
-    // neighbours'.
-    let mut e: Vec<u8> = if tables.predictor == Predictor::MedResidual {
+    // neighbours' (none where the vector kernels decode every element: they keep their own).
+    #[cfg(target_arch = "x86_64")]
+    let kernels_only = w.sx == 1
+        && w.sy == w.dx
+        && w.dx >= 2
+        && spans.iter().all(|c| {
+            let c = &c.chunk;
+            c.m == c.lanes * c.seg && vector_chunk::<2>(tables, c, q, &[], kernel)
+        });
+    #[cfg(not(target_arch = "x86_64"))]
+    let kernels_only = false;
+    let mut e: Vec<u8> = if tables.predictor == Predictor::MedResidual && !kernels_only {
         crate::buffer::zeroed::<u8>(q.len() + DECODE_PAD)?
     } else {
         Vec::new()
@@ -336,15 +346,16 @@ impl RasterChunk {
 }
 
 /// Whether the vector kernels can decode chunk `c`'s first steps (`kernel` allowing): 8 lanes
-/// or a multiple, the slot table built, `q` (and `e` for med-residual) holding the chunk, `q`
-/// 3 bytes more without a predictor (the AVX2 kernel gathers the code above), and indices that
-/// fit an i32.
+/// or a multiple, the slot table built, `q` holding the chunk (3 bytes more without a
+/// predictor: the AVX2 kernel gathers the code above) and so `e` for med-residual, unless `e`
+/// is empty and the kernel decodes every step of the chunk (no folded residual is then read
+/// after it, nor written), and indices that fit an i32.
 #[cfg(target_arch = "x86_64")]
 fn vector_chunk<const P: u8>(tb: &Tables, c: &Chunk, q: &[u8], e: &[u8], kernel: Kernel) -> bool {
     c.lanes.is_multiple_of(8)
         && !tb.slots.is_empty()
         && q.len() >= c.start + c.m + if P == 0 { 3 } else { 0 }
-        && (P != 2 || e.len() >= c.start + c.m)
+        && (P != 2 || e.len() >= c.start + c.m || e.is_empty() && c.m == c.lanes * c.seg)
         && c.start + c.m < i32::MAX as usize
         && kernel != Kernel::Scalar
         && crate::cpu::avx2_popcnt()
