@@ -169,6 +169,10 @@ pub(super) unsafe fn steps<const P: u8>(
     let ctx_c = tb.ctx_c.as_ptr();
     let map = tb.padded_map.as_ptr();
     let slots = tb.slots.as_ptr();
+    let coarse = !tb.coarse.is_empty();
+    let coarsep = tb.coarse.as_ptr();
+    let shift_coarse = _mm_cvtsi32_si128(tb.coarse_bits as i32);
+    let shift_run = _mm_cvtsi32_si128(p - tb.coarse_bits as i32);
     let intervals = tb.intervals.as_ptr();
     let fillp = fill.as_ptr();
     for grp in g.iter_mut().take(groups) {
@@ -195,8 +199,12 @@ pub(super) unsafe fn steps<const P: u8>(
         let next = |r: usize| if r + 1 == ring { 0 } else { r + 1 };
         let (row_s, row_u, row_ur) = (row * lanes, next(row) * lanes, next(next(row)) * lanes);
         row = next(row);
+        // The step in phases, each over every vector (contexts, tables, symbols, intervals,
+        // then the states): the gathers of one phase depend on nothing of each other's, and
+        // so overlap (benches/NOTES.md 46).
+        let zeros = [zero; 4];
+        let (mut ctxs, mut preds, mut aboves, mut eaboves) = (zeros, zeros, zeros, zeros);
         for (k, grp) in g.iter_mut().take(groups).enumerate() {
-            let x = ld(&grp.x);
             let i = ld(&grp.i);
             let cx = ld(&grp.cx);
             let cy = ld(&grp.cy);
@@ -263,13 +271,59 @@ pub(super) unsafe fn steps<const P: u8>(
                 );
                 (ctx, zero)
             };
-            let t = bytes(map, ctx);
+            (ctxs[k], preds[k], aboves[k], eaboves[k]) = (ctx, pred, above, eabove);
+        }
+        let mut tabs = zeros;
+        for k in 0..groups {
+            tabs[k] = bytes(map, ctxs[k]);
+        }
+        // A lane's symbol: from the coarse table where there is one (the symbol of the first
+        // slot of the slot's run), then from the slot table for the lanes whose slot lies past
+        // that symbol's interval.
+        let (mut syms, mut ivs) = (zeros, zeros);
+        for (k, grp) in g.iter().take(groups).enumerate() {
+            let slot = _mm256_and_si256(ld(&grp.x), slot_mask);
+            syms[k] = if coarse {
+                let run = _mm256_srl_epi32(slot, shift_run);
+                bytes(coarsep, _mm256_or_si256(_mm256_sll_epi32(tabs[k], shift_coarse), run))
+            } else {
+                bytes(slots, _mm256_or_si256(_mm256_sll_epi32(tabs[k], shift_p), slot))
+            };
+        }
+        let interval_at =
+            |k: usize, sym: __m256i| _mm256_or_si256(_mm256_sll_epi32(tabs[k], shift_bits), sym);
+        for k in 0..groups {
+            ivs[k] = words32(intervals, interval_at(k, syms[k]));
+        }
+        if coarse {
+            for (k, grp) in g.iter().take(groups).enumerate() {
+                let slot = _mm256_and_si256(ld(&grp.x), slot_mask);
+                let cum = _mm256_and_si256(ivs[k], _mm256_set1_epi32(0xffff));
+                let freq = _mm256_srli_epi32::<16>(ivs[k]);
+                // slot - cum >= freq, unsigned (max(a, b) == a): past the interval.
+                let d = _mm256_sub_epi32(slot, cum);
+                let past = _mm256_cmpeq_epi32(_mm256_max_epu32(d, freq), d);
+                if _mm256_testz_si256(past, past) == 0 {
+                    let at = _mm256_or_si256(_mm256_sll_epi32(tabs[k], shift_p), slot);
+                    let sym = _mm256_mask_i32gather_epi32::<1>(syms[k], slots.cast(), at, past);
+                    syms[k] = _mm256_and_si256(sym, _mm256_set1_epi32(0xff));
+                    ivs[k] = _mm256_mask_i32gather_epi32::<4>(
+                        ivs[k],
+                        intervals.cast(),
+                        interval_at(k, syms[k]),
+                        past,
+                    );
+                }
+            }
+        }
+        for (k, grp) in g.iter_mut().take(groups).enumerate() {
+            let (sym, e, pred) = (syms[k], ivs[k], preds[k]);
+            let (above, eabove) = (aboves[k], eaboves[k]);
+            let x = ld(&grp.x);
+            let i = ld(&grp.i);
+            let cx = ld(&grp.cx);
+            let cy = ld(&grp.cy);
             let slot = _mm256_and_si256(x, slot_mask);
-            let sym = bytes(slots, _mm256_or_si256(_mm256_sll_epi32(t, shift_p), slot));
-            let e = words32(
-                intervals,
-                _mm256_or_si256(_mm256_sll_epi32(t, shift_bits), sym),
-            );
             let cum = _mm256_and_si256(e, _mm256_set1_epi32(0xffff));
             let freq = _mm256_srli_epi32::<16>(e);
             let xn = _mm256_add_epi32(
