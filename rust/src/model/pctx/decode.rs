@@ -93,15 +93,15 @@ fn decode_spans(
     kernel: Kernel,
 ) -> Result<()> {
     // The folded residual of every element, for the predictor whose context reads its
-    // neighbours' (none where the vector kernels decode every element: they keep their own).
+    // neighbours' (none where the vector kernels decode every element: they keep their own;
+    // with no array `vector_chunk` takes only chunks that a kernel decodes whole).
     #[cfg(target_arch = "x86_64")]
     let kernels_only = w.sx == 1
         && w.sy == w.dx
         && w.dx >= 2
-        && spans.iter().all(|c| {
-            let c = &c.chunk;
-            c.m == c.lanes * c.seg && vector_chunk::<2>(tables, c, q, &[], kernel)
-        });
+        && spans
+            .iter()
+            .all(|c| vector_chunk::<2>(tables, &c.chunk, q, &[], kernel));
     #[cfg(not(target_arch = "x86_64"))]
     let kernels_only = false;
     let mut e: Vec<u8> = if tables.predictor == Predictor::MedResidual && !kernels_only {
