@@ -3,8 +3,8 @@
 //! Why a module: every fast path (quantization, the rANS coder, the parallel context decoder)
 //! has a portable loop beside its vector kernels, and each kernel must give exactly the portable
 //! loop's bytes. On x86-64 the AVX2 kernels run where the CPU has AVX2 (detected once, cached by
-//! std), and the rANS decoder's AVX-512 kernel on Intel CPUs that have its extensions
-//! (`avx512_decode`); on aarch64 the NEON kernels always run (NEON is part of the aarch64
+//! std), and the AVX-512 decoders (of the rANS streams and of the fitted codec) on Intel CPUs
+//! that have their extensions (`avx512_decode`); on aarch64 the NEON kernels always run (NEON is part of the aarch64
 //! baseline). Setting `SPLITANS_DISABLE_SIMD=1` in the environment before the first call turns
 //! every vector kernel off, so one machine can check its portable loops against its vector
 //! kernels end to end (the golden record is replayed both ways by `.ci/wheel`, and a third time
@@ -35,10 +35,11 @@ pub fn avx2_popcnt() -> bool {
     avx2() && std::arch::is_x86_feature_detected!("popcnt")
 }
 
-/// Whether the AVX-512 rANS decoder runs: the CPU has AVX2 and POPCNT (the rest of the AVX2
-/// kernels still run), AVX-512 F, BW, VL and VBMI2, and is an Intel one, whose gather
-/// instruction is faster than the AVX2 kernel's scalar loads (on the AMD cores measured it was
-/// slower: benches/NOTES.md 36). `SPLITANS_DISABLE_AVX512=1` keeps the AVX2 decoder.
+/// Whether the AVX-512 decoders run (the rANS streams' and the fitted codec's): the CPU has
+/// AVX2 and POPCNT (the rest of the AVX2 kernels still run), AVX-512 F, BW, VL and VBMI2, and
+/// is an Intel one, whose gather instruction is faster than the AVX2 kernel's scalar loads (on
+/// the AMD cores measured it was slower: benches/NOTES.md 36). `SPLITANS_DISABLE_AVX512=1`
+/// keeps the AVX2 decoders.
 #[cfg(target_arch = "x86_64")]
 #[inline]
 pub fn avx512_decode() -> bool {
