@@ -95,7 +95,10 @@ unsafe fn write_stage(stage: &[[u8; 32]; STAGE], at: &[usize; 32], lanes: usize,
             _mm_storeu_si128(out.add(at[l]).cast(), _mm256_castsi256_si128(*v));
         }
         if l + 16 < lanes {
-            _mm_storeu_si128(out.add(at[l + 16]).cast(), _mm256_extracti128_si256::<1>(*v));
+            _mm_storeu_si128(
+                out.add(at[l + 16]).cast(),
+                _mm256_extracti128_si256::<1>(*v),
+            );
         }
     }
 }
@@ -103,12 +106,7 @@ unsafe fn write_stage(stage: &[[u8; 32]; STAGE], at: &[usize; 32], lanes: usize,
 /// Advances counters (c, r) with period `period` and length `len` by one element; and
 /// whether any lane's `c` moved.
 #[inline(always)]
-unsafe fn tick(
-    c: __m512i,
-    r: __m512i,
-    period: __m512i,
-    len: __m512i,
-) -> (__m512i, __m512i, bool) {
+unsafe fn tick(c: __m512i, r: __m512i, period: __m512i, len: __m512i) -> (__m512i, __m512i, bool) {
     let r = _mm512_add_epi32(r, _mm512_set1_epi32(1));
     let wrap = _mm512_cmpeq_epi32_mask(r, period);
     let r = _mm512_maskz_mov_epi32(!wrap, r);
@@ -172,20 +170,20 @@ pub(super) unsafe fn steps<const P: u8, const G: usize, const C: usize, const V:
     }
     for (gc, ch) in g.iter_mut().zip(chunks.iter()) {
         for (k, grp) in gc.iter_mut().enumerate() {
-        for j in 0..16 {
-            let r = &ch.ln[16 * k + j];
-            grp.x[j] = r.x;
-            grp.cx[j] = r.cx as u32;
-            grp.cy[j] = r.cy as u32;
-            grp.cg[j] = r.cg as u32;
-            grp.rg[j] = r.rg as u32;
-            grp.cf[j] = r.cf as u32;
-            grp.rf[j] = r.rf as u32;
-            grp.prev[j] = r.prev;
-            grp.left[j] = r.left as u32;
-            grp.above[j] = r.above as u32;
-            grp.eabove[j] = r.eabove;
-        }
+            for j in 0..16 {
+                let r = &ch.ln[16 * k + j];
+                grp.x[j] = r.x;
+                grp.cx[j] = r.cx as u32;
+                grp.cy[j] = r.cy as u32;
+                grp.cg[j] = r.cg as u32;
+                grp.rg[j] = r.rg as u32;
+                grp.cf[j] = r.cf as u32;
+                grp.rf[j] = r.rf as u32;
+                grp.prev[j] = r.prev;
+                grp.left[j] = r.left as u32;
+                grp.above[j] = r.above as u32;
+                grp.eabove[j] = r.eabove;
+            }
         }
     }
     let p = tb.precision as i32;
@@ -282,11 +280,8 @@ pub(super) unsafe fn steps<const P: u8, const G: usize, const C: usize, const V:
                 // ul >= hi: lo; ul <= lo: hi; else l + u - ul.
                 let ge_hi = _mm512_cmpge_epi32_mask(ul, hi);
                 let le_lo = _mm512_cmple_epi32_mask(ul, lo);
-                let pred = _mm512_mask_blend_epi32(
-                    ge_hi,
-                    _mm512_mask_blend_epi32(le_lo, grad, hi),
-                    lo,
-                );
+                let pred =
+                    _mm512_mask_blend_epi32(ge_hi, _mm512_mask_blend_epi32(le_lo, grad, hi), lo);
                 let prop_c = if P == 2 {
                     _mm512_max_epi32(
                         _mm512_max_epi32(
@@ -323,14 +318,16 @@ pub(super) unsafe fn steps<const P: u8, const G: usize, const C: usize, const V:
             let in_slots = _mm512_or_si512(_mm512_sll_epi32(tabs[v], shift_p), slotv[v]);
             syms[v] = if coarse {
                 let run = _mm512_srl_epi32(slotv[v], shift_run);
-                bytes(coarsep, _mm512_or_si512(_mm512_sll_epi32(tabs[v], shift_coarse), run))
+                bytes(
+                    coarsep,
+                    _mm512_or_si512(_mm512_sll_epi32(tabs[v], shift_coarse), run),
+                )
             } else {
                 bytes(slots, in_slots)
             };
         }
-        let interval_at = |v: usize, sym: __m512i| {
-            _mm512_or_si512(_mm512_sll_epi32(tabs[v], shift_bits), sym)
-        };
+        let interval_at =
+            |v: usize, sym: __m512i| _mm512_or_si512(_mm512_sll_epi32(tabs[v], shift_bits), sym);
         let mut ivs = [zero; V];
         for v in 0..V {
             ivs[v] = words32(intervals, interval_at(v, syms[v]));
@@ -343,8 +340,8 @@ pub(super) unsafe fn steps<const P: u8, const G: usize, const C: usize, const V:
                 // coarse symbol's interval holds the run's first slot).
                 let past = _mm512_cmpge_epu32_mask(_mm512_sub_epi32(slotv[v], cum), freq);
                 if past != 0 {
-                    let in_slots = _mm512_or_si512(_mm512_sll_epi32(tabs[v], shift_p), slotv[v]);
-                    let sym = _mm512_mask_i32gather_epi32::<1>(syms[v], past, in_slots, slots.cast());
+                    let at = _mm512_or_si512(_mm512_sll_epi32(tabs[v], shift_p), slotv[v]);
+                    let sym = _mm512_mask_i32gather_epi32::<1>(syms[v], past, at, slots.cast());
                     syms[v] = _mm512_and_si512(sym, _mm512_set1_epi32(0xff));
                     ivs[v] = _mm512_mask_i32gather_epi32::<4>(
                         ivs[v],
@@ -446,21 +443,21 @@ pub(super) unsafe fn steps<const P: u8, const G: usize, const C: usize, const V:
     }
     for ((gc, ch), at) in g.iter().zip(chunks.iter_mut()).zip(at.iter()) {
         for (k, grp) in gc.iter().enumerate() {
-        for j in 0..16 {
-            let r = &mut ch.ln[16 * k + j];
-            r.x = grp.x[j];
-            r.i = at[16 * k + j] + held;
-            r.cx = grp.cx[j] as usize;
-            r.cy = grp.cy[j] as usize;
-            r.cg = grp.cg[j] as usize;
-            r.rg = grp.rg[j] as usize;
-            r.cf = grp.cf[j] as usize;
-            r.rf = grp.rf[j] as usize;
-            r.prev = grp.prev[j];
-            r.left = grp.left[j] as i32;
-            r.above = grp.above[j] as i32;
-            r.eabove = grp.eabove[j];
-        }
+            for j in 0..16 {
+                let r = &mut ch.ln[16 * k + j];
+                r.x = grp.x[j];
+                r.i = at[16 * k + j] + held;
+                r.cx = grp.cx[j] as usize;
+                r.cy = grp.cy[j] as usize;
+                r.cg = grp.cg[j] as usize;
+                r.rg = grp.rg[j] as usize;
+                r.cf = grp.cf[j] as usize;
+                r.rf = grp.rf[j] as usize;
+                r.prev = grp.prev[j];
+                r.left = grp.left[j] as i32;
+                r.above = grp.above[j] as i32;
+                r.eabove = grp.eabove[j];
+            }
         }
     }
     for (ch, p) in chunks.iter_mut().zip(pos) {

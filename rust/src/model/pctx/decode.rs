@@ -131,24 +131,21 @@ fn decode_spans(
         #[cfg(target_arch = "x86_64")]
         if let Some(d) = spans.get(k + 1) {
             let raster = w.sx == 1 && w.sy == w.dx && w.dx >= 2;
+            let (a, b) = (&c.chunk, &d.chunk);
             let pair = raster
                 && match tables.predictor {
-                    Predictor::None => paired_chunks::<0>(tables, &c.chunk, &d.chunk, q, &e, kernel),
-                    Predictor::Med => paired_chunks::<1>(tables, &c.chunk, &d.chunk, q, &e, kernel),
-                    Predictor::MedResidual => {
-                        paired_chunks::<2>(tables, &c.chunk, &d.chunk, q, &e, kernel)
-                    }
+                    Predictor::None => paired_chunks::<0>(tables, a, b, q, &e, kernel),
+                    Predictor::Med => paired_chunks::<1>(tables, a, b, q, &e, kernel),
+                    Predictor::MedResidual => paired_chunks::<2>(tables, a, b, q, &e, kernel),
                 };
             if let (true, Ok(mut x1)) = (pair, states(d)) {
-                let cs = [&c.chunk, &d.chunk];
                 let (xs, ws) = ([&mut x, &mut x1], [words(c), words(d)]);
-                match tables.predictor {
-                    Predictor::None => decode_raster_pair::<0>(tables, w, k, cs, xs, ws, fill, q, &mut e),
-                    Predictor::Med => decode_raster_pair::<1>(tables, w, k, cs, xs, ws, fill, q, &mut e),
-                    Predictor::MedResidual => {
-                        decode_raster_pair::<2>(tables, w, k, cs, xs, ws, fill, q, &mut e)
-                    }
-                }?;
+                let pair_of = match tables.predictor {
+                    Predictor::None => decode_raster_pair::<0>,
+                    Predictor::Med => decode_raster_pair::<1>,
+                    Predictor::MedResidual => decode_raster_pair::<2>,
+                };
+                pair_of(tables, w, k, [a, b], xs, ws, fill, q, &mut e)?;
                 k += 2;
                 continue;
             }
