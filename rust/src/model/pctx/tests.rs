@@ -281,8 +281,13 @@ fn round_trips_models_with_a_coarse_slot_table() {
         }
         m.validate(shape.len(), Some(shape[0])).unwrap();
         let tb = Tables::new(&m);
-        assert_eq!(tb.coarse_bits, 12);
-        assert_eq!(tb.coarse.len(), (tables << 12) + 3);
+        // The vector tables (slot, coarse) are built where the vector decoders run.
+        if cfg!(target_arch = "x86_64") {
+            assert_eq!(tb.coarse_bits, 12);
+            assert_eq!(tb.coarse.len(), (tables << 12) + 3);
+        } else {
+            assert!(tb.slots.is_empty() && tb.coarse.is_empty());
+        }
         let q = sparse_codes(&mut seed, n, bits, 3);
         agrees_with_reference(&m, shape, &q, 3);
         let body = encode(&m, &tb, shape, &q, &[3], Channels::TENSOR);
