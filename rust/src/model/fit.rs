@@ -19,6 +19,7 @@
 //! None of this is part of the format: a decoder needs only the model it is given.
 
 use crate::error::{CodecError, Result};
+pub use crate::model::pctx::FAST_SLOT_BYTES;
 use crate::model::pctx::{
     chunks, fold, properties, Chunk, Layout, Model, Predictor, MAX_BITS, MAX_CLASSES, MAX_GROUPS,
     MAX_PRECISION, MAX_SLOT_TABLE, MAX_TABLES, NO_AXIS,
@@ -102,14 +103,6 @@ pub fn precision_for(bits: u8) -> u8 {
     }
 }
 
-/// Slot tables up to this many bytes decode fast. The AVX2 decoder gathers each lane's symbol
-/// from one byte a slot (`pctx::Tables`: `tables << precision` bytes, every table live at once,
-/// each element picking its table by its context). Measured (benches/NOTES.md 30,
-/// `benches/fitted_precision.rs`): decode speed depends on these bytes whatever the number of
-/// tables, falls gently up to 256 KiB (x0.88-0.96 of 8 KiB's) and steeply past it (x0.81-0.89
-/// at 512 KiB, x0.65-0.69 at 2 MiB): the fitted decoder's fast region, where the static
-/// coder's is L1 (`freq::L1_TABLE_BYTES`).
-pub const FAST_SLOT_BYTES: usize = 256 << 10;
 
 /// Bytes of the fitted decoder's slot tables: one byte a slot, `2^precision` slots a table.
 pub fn slot_table_bytes(tables: usize, precision: u8) -> usize {

@@ -47,7 +47,7 @@ mod tests;
 pub use decode::{decode, decode_padded, DECODE_PAD};
 pub use encode::{encode, parse_body, ChunkSpan};
 pub use neighbours::{fold, properties};
-pub use tables::{device_geometry, DeviceTables, Tables, MAX_SLOT_TABLE};
+pub use tables::{device_geometry, DeviceTables, Tables, FAST_SLOT_BYTES, MAX_SLOT_TABLE};
 // What the sibling files share (each takes `use super::*`).
 #[cfg(target_arch = "x86_64")]
 use decode::RasterLane;

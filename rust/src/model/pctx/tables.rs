@@ -50,9 +50,16 @@ pub struct Tables {
     pub(super) coarse_bits: u8,
 }
 
-/// The slot table's size past which the vector decoder reads a coarse table first (`Tables::
-/// coarse`): the fit's bound for a fast decode (`fit::FAST_SLOT_BYTES`).
-pub(super) const FAST_SLOT_BYTES: usize = crate::model::fit::FAST_SLOT_BYTES;
+/// Slot tables up to this many bytes decode fast. The AVX2 decoder gathers each lane's symbol
+/// from one byte a slot (`pctx::Tables`: `tables << precision` bytes, every table live at once,
+/// each element picking its table by its context). Measured (benches/NOTES.md 30,
+/// `benches/fitted_precision.rs`): decode speed depends on these bytes whatever the number of
+/// tables, falls gently up to 256 KiB (x0.88-0.96 of 8 KiB's) and steeply past it (x0.81-0.89
+/// at 512 KiB, x0.65-0.69 at 2 MiB): the fitted decoder's fast region, where the static
+/// coder's is L1 (`freq::L1_TABLE_BYTES`). The fit keeps below it where that costs little
+/// (`fit::choose_precision`), and past it the vector decoders read a coarse table first
+/// (`Tables::coarse`).
+pub const FAST_SLOT_BYTES: usize = 256 << 10;
 
 /// The largest slot table built for the vector decoder (tables x 2^precision bytes); past it
 /// the scalar decoder's search runs, 3-4x slower (the fit keeps below it where it can).
