@@ -225,6 +225,25 @@ fn round_trips_random_models() {
     }
 }
 
+/// An 8-bit model of `tables` tables at precision 15, each of 256 symbols of random frequencies,
+/// its contexts spread over them at random, for a sample of `shape` (group axis first).
+fn with_many_tables(seed: &mut u64, predictor: Predictor, shape: &[usize], tables: usize) -> Model {
+    let bits = 8;
+    let mut m = random_model(seed, bits, predictor, shape);
+    m.precision = MAX_PRECISION;
+    m.freqs = (0..tables)
+        .flat_map(|_| {
+            let counts: Vec<u64> = (0..1 << bits).map(|_| lcg(seed) % 50).collect();
+            table_from_counts(&counts, MAX_PRECISION, 0.01)
+        })
+        .collect();
+    for t in m.context_map.iter_mut() {
+        *t = (lcg(seed) % tables as u64) as u8;
+    }
+    m.validate(shape.len(), Some(shape[0])).unwrap();
+    m
+}
+
 /// Models whose slot tables pass `MAX_SLOT_TABLE` (256 tables at precision 15: 8 MiB) have no
 /// vector tables (`Tables::slots` and `padded_map` empty): the encoder's lookups and the decoder
 /// take their scalar paths, and give the reference's bytes and codes.
@@ -235,19 +254,8 @@ fn round_trips_models_past_the_vector_slot_table() {
     let n: usize = shape.iter().product();
     for predictor in [Predictor::None, Predictor::Med, Predictor::MedResidual] {
         let bits = 8;
-        let mut m = random_model(&mut seed, bits, predictor, shape);
         let tables = MAX_TABLES;
-        m.precision = MAX_PRECISION;
-        m.freqs = (0..tables)
-            .flat_map(|_| {
-                let counts: Vec<u64> = (0..1 << bits).map(|_| lcg(&mut seed) % 50).collect();
-                table_from_counts(&counts, MAX_PRECISION, 0.01)
-            })
-            .collect();
-        for t in m.context_map.iter_mut() {
-            *t = (lcg(&mut seed) % tables as u64) as u8;
-        }
-        m.validate(shape.len(), Some(shape[0])).unwrap();
+        let m = with_many_tables(&mut seed, predictor, shape, tables);
         let tb = Tables::new(&m);
         assert!(tables << MAX_PRECISION > MAX_SLOT_TABLE);
         assert!(tb.slots.is_empty() && tb.padded_map.is_empty());
@@ -267,19 +275,8 @@ fn round_trips_models_with_a_coarse_slot_table() {
     let n: usize = shape.iter().product();
     for predictor in [Predictor::None, Predictor::Med, Predictor::MedResidual] {
         let bits = 8;
-        let mut m = random_model(&mut seed, bits, predictor, shape);
         let tables = 64;
-        m.precision = MAX_PRECISION;
-        m.freqs = (0..tables)
-            .flat_map(|_| {
-                let counts: Vec<u64> = (0..1 << bits).map(|_| lcg(&mut seed) % 50).collect();
-                table_from_counts(&counts, MAX_PRECISION, 0.01)
-            })
-            .collect();
-        for t in m.context_map.iter_mut() {
-            *t = (lcg(&mut seed) % tables as u64) as u8;
-        }
-        m.validate(shape.len(), Some(shape[0])).unwrap();
+        let m = with_many_tables(&mut seed, predictor, shape, tables);
         let tb = Tables::new(&m);
         // The vector tables (slot, coarse) are built where the vector decoders run.
         if cfg!(target_arch = "x86_64") {
