@@ -73,7 +73,9 @@ pub(super) fn decode_into(
     let spans = parse_body(body, &lay.chunks())?;
     // Chunks of 8 lanes or more decode 8 lanes a vector (AVX2), whose byte gathers read 4 bytes
     // at an element: such samples decode into a buffer with 3 bytes to spare.
-    let gathers = cfg!(target_arch = "x86_64") && kernel != Kernel::Scalar && spans.iter().any(|c| c.chunk.lanes >= 8);
+    let gathers = cfg!(target_arch = "x86_64")
+        && kernel != Kernel::Scalar
+        && spans.iter().any(|c| c.chunk.lanes >= 8);
     if q.len() < n + DECODE_PAD && gathers {
         let mut padded = crate::buffer::zeroed::<u8>(n + DECODE_PAD)?;
         decode_spans(tables, &w, &spans, body, fill, &mut padded, kernel)?;
@@ -96,9 +98,7 @@ fn decode_spans(
     // neighbours' (none where the vector kernels decode every element: they keep their own;
     // with no array `vector_chunk` takes only chunks that a kernel decodes whole).
     #[cfg(target_arch = "x86_64")]
-    let kernels_only = w.sx == 1
-        && w.sy == w.dx
-        && w.dx >= 2
+    let kernels_only = w.raster()
         && spans
             .iter()
             .all(|c| vector_chunk::<2>(tables, &c.chunk, q, &[], kernel));
@@ -130,9 +130,8 @@ fn decode_spans(
         // states valid; otherwise the first alone, so that errors come in chunk order).
         #[cfg(target_arch = "x86_64")]
         if let Some(d) = spans.get(k + 1) {
-            let raster = w.sx == 1 && w.sy == w.dx && w.dx >= 2;
             let (a, b) = (&c.chunk, &d.chunk);
-            let pair = raster
+            let pair = w.raster()
                 && match tables.predictor {
                     Predictor::None => paired_chunks::<0>(tables, a, b, q, &e, kernel),
                     Predictor::Med => paired_chunks::<1>(tables, a, b, q, &e, kernel),
@@ -173,8 +172,7 @@ fn decode_chunk(
     kernel: Kernel,
 ) -> Result<()> {
     let small = tb.bits <= 4;
-    let raster = w.sx == 1 && w.sy == w.dx && w.dx >= 2;
-    match (tb.predictor, raster) {
+    match (tb.predictor, w.raster()) {
         (Predictor::None, true) => {
             decode_raster::<0>(tb, w, c, x, words, fill, q, e, kernel)
         }

@@ -49,7 +49,7 @@ pub fn encode(
         if decisions.len() < m {
             decisions.resize(m, 0);
         }
-        let raster = w.sx == 1 && w.sy == w.dx && w.dx >= 2;
+        let raster = w.raster();
         for l in 0..lanes {
             let b = l * seg;
             if b >= m {
@@ -412,8 +412,9 @@ pub(super) struct RasterScratch {
 }
 
 /// The encoder's pass over one lane segment in the raster layout (see `decode_raster`): the
-/// interval of every element, into the lane's column `col` of `out`; predictor `P` 0 (none), 1 (med) or 2 (med-residual, which
-/// writes each element's folded residual into `e` and reads its neighbours').
+/// interval of every element, into the lane's column `col` of `out`; predictor `P` 0 (none),
+/// 1 (med) or 2 (med-residual, which writes each element's folded residual into `e` and reads
+/// its neighbours').
 ///
 /// The encoder knows every code, so little is carried from element to element: the segment
 /// goes in pieces along which the row, the presence of a row above, the group and the fill are
@@ -422,8 +423,9 @@ pub(super) struct RasterScratch {
 /// upper-right neighbour) take the element-by-element rule; the others go through loops of
 /// plain loads at fixed offsets, which the compiler vectorizes (`interior`). Then the piece's
 /// table lookups.
-/// `encode_raster`, compiled for AVX2 where the CPU has it (its loops then vectorize 8 lanes
-/// of 32 bits wide instead of the x86-64 baseline's 4).
+///
+/// It runs `encode_raster`, compiled for AVX2 where the CPU has it (its loops then vectorize 8
+/// lanes of 32 bits wide instead of the x86-64 baseline's 4).
 #[allow(clippy::too_many_arguments)]
 fn raster_pass<const P: u8>(
     tb: &Tables,

@@ -129,6 +129,13 @@ impl Walk {
             f_channels: fill_ch.channels.max(1),
         }
     }
+
+    /// Whether left is the previous element (the last axis) and up the previous row (the
+    /// axis before it, rows of at least 2): the layout the raster coders take, where a lane's
+    /// upper neighbours are its own codes `dx` and `dx - 1` steps before.
+    pub(super) fn raster(&self) -> bool {
+        self.sx == 1 && self.sy == self.dx && self.dx >= 2
+    }
 }
 
 /// A lane's position: its next element and that element's coordinates.
