@@ -54,6 +54,18 @@ unsafe fn words32(base: *const u32, idx: __m512i) -> __m512i {
     _mm512_i32gather_epi32::<4>(idx, base.cast())
 }
 
+/// The bytes of a 256-byte table (four registers) at 16 lanes' values (each below 256): two
+/// in-register lookups of 128 bytes each, chosen by the value's bit 7.
+#[inline(always)]
+unsafe fn lookup256(t: &[__m512i; 4], v: __m512i) -> __m512i {
+    let lo = _mm512_permutex2var_epi8(t[0], v, t[1]);
+    let hi = _mm512_permutex2var_epi8(t[2], v, t[3]);
+    _mm512_and_si512(
+        _mm512_mask_blend_epi8(_mm512_movepi8_mask(v), lo, hi),
+        _mm512_set1_epi32(0xff),
+    )
+}
+
 /// 16 bytes at `p`, one a lane.
 #[inline(always)]
 unsafe fn load16(p: *const u8) -> __m512i {
@@ -137,13 +149,13 @@ pub(super) struct Lanes<'a> {
 /// each chunk's word position in its `pos`.
 ///
 /// # Safety
-/// AVX-512 F, BW, VL and VBMI2 and POPCNT must be available; `tb.slots` must be built; `q`
+/// AVX-512 F, BW, VL, VBMI and VBMI2 and POPCNT must be available; `tb.slots` must be built; `q`
 /// must hold every element index of the chunks, and so must `e` when `P` is 2 unless it is
 /// empty (no folded residual is then written); each `rows`
 /// must hold `(w.dx + 1) · 16 · G` bytes, and so must `erows` when `P` is 2; each `words`
 /// `n_words` words plus 16; `fill` one entry per quantization channel; every index below 2^31;
 /// `w.dx` at least 2.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi2,popcnt")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vbmi2,popcnt")]
 pub(super) unsafe fn steps<const P: u8, const G: usize, const C: usize, const V: usize>(
     tb: &Tables,
     w: &Walk,
@@ -215,6 +227,36 @@ pub(super) unsafe fn steps<const P: u8, const G: usize, const C: usize, const V:
     let shift_run = _mm_cvtsi32_si128(p - tb.coarse_bits as i32);
     let intervals = tb.intervals.as_ptr();
     let fillp = fill.as_ptr();
+    // The class tables in registers where they fit in bytes (`Tables::class_bytes`), else
+    // gathered.
+    let in_regs = !tb.class_bytes.is_empty();
+    let mut cls = [[zero; 4]; 3];
+    if in_regs {
+        for (r, t) in cls.iter_mut().zip(&tb.class_bytes) {
+            for (j, v) in r.iter_mut().enumerate() {
+                *v = _mm512_loadu_si512(t.as_ptr().add(64 * j).cast());
+            }
+        }
+    }
+    let a_stride = _mm512_set1_epi32(tb.a_stride as i32);
+    let byte_max = _mm512_set1_epi32(255);
+    // A context from the three property values.
+    let context = |gctx: __m512i, a: __m512i, b: __m512i, c: __m512i| {
+        if in_regs {
+            let a = lookup256(&cls[0], _mm512_min_epu32(a, byte_max));
+            // class_a · n_b · n_c <= 15 · 256: the low 16 bits of each lane's product.
+            let a = _mm512_mullo_epi16(a, a_stride);
+            _mm512_add_epi32(
+                _mm512_add_epi32(gctx, a),
+                _mm512_add_epi32(lookup256(&cls[1], b), lookup256(&cls[2], c)),
+            )
+        } else {
+            _mm512_add_epi32(
+                _mm512_add_epi32(gctx, words32(ctx_a, a)),
+                _mm512_add_epi32(words32(ctx_b, b), words32(ctx_c, c)),
+            )
+        }
+    };
     for grp in g.iter_mut().flatten() {
         st(&mut grp.f, words32(fillp, ld(&grp.cf)));
         st(&mut grp.gctx, words32(ctx_g, ld(&grp.cg)));
@@ -293,17 +335,9 @@ pub(super) unsafe fn steps<const P: u8, const G: usize, const C: usize, const V:
                 } else {
                     ld(&grp.prev)
                 };
-                let ctx = _mm512_add_epi32(
-                    _mm512_add_epi32(gctx, words32(ctx_a, act)),
-                    _mm512_add_epi32(words32(ctx_b, pred), words32(ctx_c, prop_c)),
-                );
-                (ctx, pred)
+                (context(gctx, act, pred, prop_c), pred)
             } else {
-                let ctx = _mm512_add_epi32(
-                    _mm512_add_epi32(gctx, words32(ctx_a, l)),
-                    _mm512_add_epi32(words32(ctx_b, u), words32(ctx_c, ul)),
-                );
-                (ctx, zero)
+                (context(gctx, l, u, ul), zero)
             };
             (ctxs[v], preds[v], aboves[v], eaboves[v]) = (ctx, pred, above, eabove);
         }

@@ -48,6 +48,17 @@ pub struct Tables {
     pub(super) coarse: Vec<u8>,
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(super) coarse_bits: u8,
+    /// The property classes as three 256-byte tables, for the AVX-512 decoder's in-register
+    /// lookups (`vpermi2b`, benches/NOTES.md 47) in place of three gathers: `class_a`
+    /// (unscaled), `class_b · n_c` and `class_c`, each padded with its last entry. Built with
+    /// the slot table where every property's classes fit: those of `b` and `c` always (at most
+    /// 256 values), those of `a` when its classes are the same from value 255 on (a lane's
+    /// `a` is then looked up at `min(a, 255)`). Empty otherwise.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(super) class_bytes: Vec<[u8; 256]>,
+    /// The contexts a class of property `a` spans, `n_b · n_c`.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(super) a_stride: u32,
 }
 
 /// Slot tables up to this many bytes decode fast. The AVX2 decoder gathers each lane's symbol
@@ -60,6 +71,27 @@ pub struct Tables {
 /// (`fit::choose_precision`), and past it the vector decoders read a coarse table first
 /// (`Tables::coarse`).
 pub const FAST_SLOT_BYTES: usize = 256 << 10;
+
+/// `Tables::class_bytes` of a model's class tables, or nothing where those of `a` change
+/// past value 255.
+fn class_bytes(classes: &[Vec<u8>; 3], nc: u32) -> Vec<[u8; 256]> {
+    let fits = |c: &[u8]| c.len() <= 256 || c[255..].iter().all(|&x| x == c[255]);
+    if !classes.iter().all(|c| fits(c)) {
+        return Vec::new();
+    }
+    classes
+        .iter()
+        .zip([1, nc, 1])
+        .map(|(c, scale)| {
+            let mut t = [0u8; 256];
+            for (v, x) in t.iter_mut().enumerate() {
+                // class · scale <= 15 · 16: a byte.
+                *x = (c[v.min(c.len() - 1)] as u32 * scale) as u8;
+            }
+            t
+        })
+        .collect()
+}
 
 /// The largest slot table built for the vector decoder (tables x 2^precision bytes); past it
 /// the scalar decoder's search runs, 3-4x slower (the fit keeps below it where it can).
@@ -86,6 +118,8 @@ impl Tables {
             padded_map: Vec::new(),
             coarse: Vec::new(),
             coarse_bits: 0,
+            class_bytes: Vec::new(),
+            a_stride: 0,
         }
     }
 
@@ -155,13 +189,16 @@ impl Tables {
             let shift = p - coarse_bits;
             coarse.reserve((model.tables() << coarse_bits) + 3);
             for t in 0..model.tables() {
-                coarse.extend(
-                    (0..1usize << coarse_bits).map(|j| slots[(t << p) + (j << shift)]),
-                );
+                coarse.extend((0..1usize << coarse_bits).map(|j| slots[(t << p) + (j << shift)]));
             }
             coarse.extend_from_slice(&[0; 3]);
         }
         let [na, nb, nc] = model.n_classes.map(|n| n as u32);
+        let class_bytes = if slots.is_empty() {
+            Vec::new()
+        } else {
+            class_bytes(&model.classes, nc)
+        };
         Tables {
             bits: model.bits,
             precision: p,
@@ -174,6 +211,8 @@ impl Tables {
             padded_map,
             coarse,
             coarse_bits,
+            class_bytes,
+            a_stride: nb * nc,
             ctx_g: model
                 .groups
                 .iter()
