@@ -115,16 +115,32 @@ unsafe fn write_stage(stage: &[[u8; 32]; STAGE], at: &[usize; 32], lanes: usize,
     }
 }
 
-/// Advances counters (c, r) with period `period` and length `len` by one element; and
-/// whether any lane's `c` moved.
+/// Advances counters (c, r) with period `period` and length `len` by `k` elements, at most
+/// as many as bring the first lane to its period; and whether any lane's `c` moved.
 #[inline(always)]
-unsafe fn tick(c: __m512i, r: __m512i, period: __m512i, len: __m512i) -> (__m512i, __m512i, bool) {
-    let r = _mm512_add_epi32(r, _mm512_set1_epi32(1));
-    let wrap = _mm512_cmpeq_epi32_mask(r, period);
-    let r = _mm512_maskz_mov_epi32(!wrap, r);
-    let c = _mm512_mask_add_epi32(c, wrap, c, _mm512_set1_epi32(1));
-    let c = _mm512_maskz_mov_epi32(!_mm512_cmpeq_epi32_mask(c, len), c);
-    (c, r, wrap != 0)
+unsafe fn tick(c: &mut [u32; 16], r: &mut [u32; 16], period: usize, len: usize, k: usize) -> bool {
+    let (period, len) = (
+        _mm512_set1_epi32(period as i32),
+        _mm512_set1_epi32(len as i32),
+    );
+    let (c0, rk) = (ld(c), _mm512_add_epi32(ld(r), _mm512_set1_epi32(k as i32)));
+    let wrap = _mm512_cmpeq_epi32_mask(rk, period);
+    let c1 = _mm512_mask_add_epi32(c0, wrap, c0, _mm512_set1_epi32(1));
+    st(
+        c,
+        _mm512_maskz_mov_epi32(!_mm512_cmpeq_epi32_mask(c1, len), c1),
+    );
+    st(r, _mm512_maskz_mov_epi32(!wrap, rk));
+    wrap != 0
+}
+
+/// Steps until the first of `r`'s lanes reaches `period`.
+#[inline(always)]
+fn to_wrap(r: &[u32; 16], period: usize) -> usize {
+    r.iter()
+        .map(|&r| period - r as usize)
+        .min()
+        .unwrap_or(usize::MAX)
 }
 
 /// One chunk's part of a kernel call: its lanes, its words (`n_words`, then 16 more that are
@@ -209,10 +225,6 @@ pub(super) unsafe fn steps<const P: u8, const G: usize, const C: usize, const V:
     let dx1 = _mm512_set1_epi32(w.dx as i32 - 1);
     let dy = _mm512_set1_epi32(w.dy as i32);
     let one = _mm512_set1_epi32(1);
-    let g_inner = _mm512_set1_epi32(w.g_inner as i32);
-    let g_channels = _mm512_set1_epi32(w.g_channels as i32);
-    let f_inner = _mm512_set1_epi32(w.f_inner as i32);
-    let f_channels = _mm512_set1_epi32(w.f_channels as i32);
     let ring = w.dx + 1;
     let mut row = 0;
     let ctx_g = tb.ctx_g.as_ptr();
@@ -272,6 +284,24 @@ pub(super) unsafe fn steps<const P: u8, const G: usize, const C: usize, const V:
         }
     }
     let next = |r: usize| if r + 1 == ring { 0 } else { r + 1 };
+    // The group and fill counters move by events: the `since` steps after the last one are
+    // applied at once when the first lane of any vector reaches its period (`event` steps
+    // after the last), so that a step pays nothing for them. A counter of one channel never
+    // changes the context or the fill, and is set at the end.
+    let (g_live, f_live) = (w.g_channels > 1, w.f_channels > 1);
+    let next_event = |g: &[[Group; G]; C]| {
+        let mut ev = usize::MAX;
+        for grp in g.iter().flatten() {
+            if g_live {
+                ev = ev.min(to_wrap(&grp.rg, w.g_inner));
+            }
+            if f_live {
+                ev = ev.min(to_wrap(&grp.rf, w.f_inner));
+            }
+        }
+        ev
+    };
+    let (mut since, mut event) = (0, next_event(&g));
     for s in 0..s_end {
         let flag = |c: bool| if c { u16::MAX } else { 0 };
         let step_l = flag(s >= 1);
@@ -438,18 +468,18 @@ pub(super) unsafe fn steps<const P: u8, const G: usize, const C: usize, const V:
                 &mut grp.cy,
                 _mm512_maskz_mov_epi32(!_mm512_cmpeq_epi32_mask(cy, dy), cy),
             );
-            let (cg, rg, moved) = tick(ld(&grp.cg), ld(&grp.rg), g_inner, g_channels);
-            st(&mut grp.cg, cg);
-            st(&mut grp.rg, rg);
-            if moved {
-                st(&mut grp.gctx, words32(ctx_g, cg));
+        }
+        since += 1;
+        if since == event {
+            for grp in g.iter_mut().flatten() {
+                if g_live && tick(&mut grp.cg, &mut grp.rg, w.g_inner, w.g_channels, since) {
+                    st(&mut grp.gctx, words32(ctx_g, ld(&grp.cg)));
+                }
+                if f_live && tick(&mut grp.cf, &mut grp.rf, w.f_inner, w.f_channels, since) {
+                    st(&mut grp.f, words32(fillp, ld(&grp.cf)));
+                }
             }
-            let (cf, rf, moved) = tick(ld(&grp.cf), ld(&grp.rf), f_inner, f_channels);
-            st(&mut grp.cf, cf);
-            st(&mut grp.rf, rf);
-            if moved {
-                st(&mut grp.f, words32(fillp, cf));
-            }
+            (since, event) = (0, next_event(&g));
         }
         held += 1;
         if held == STAGE {
@@ -483,10 +513,20 @@ pub(super) unsafe fn steps<const P: u8, const G: usize, const C: usize, const V:
                 r.i = at[16 * k + j] + held;
                 r.cx = grp.cx[j] as usize;
                 r.cy = grp.cy[j] as usize;
+                // The steps since the last event (none of them wraps a live counter).
+                let (rg, rf) = (grp.rg[j] as usize, grp.rf[j] as usize);
                 r.cg = grp.cg[j] as usize;
-                r.rg = grp.rg[j] as usize;
+                r.rg = if g_live {
+                    rg + since
+                } else {
+                    (rg + s_end) % w.g_inner
+                };
                 r.cf = grp.cf[j] as usize;
-                r.rf = grp.rf[j] as usize;
+                r.rf = if f_live {
+                    rf + since
+                } else {
+                    (rf + s_end) % w.f_inner
+                };
                 r.prev = grp.prev[j];
                 r.left = grp.left[j] as i32;
                 r.above = grp.above[j] as i32;

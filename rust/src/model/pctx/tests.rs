@@ -114,6 +114,12 @@ fn round_trips_random_models() {
         // Two whole chunks of 32 lanes alike (decoded together by the AVX-512 kernel), by
         // either rule, and a last one.
         &[64, 20, 110],
+        // Plane lanes: 32 lanes of 3 planes, the last of one (a tail of 1,800 steps after the
+        // vector kernels, where the group and fill counters go on from theirs).
+        &[94, 30, 30],
+        // Two groups along axis 0 and two fill channels along axis 1, crossed by lanes of
+        // 2,048 (the vector kernels' counters of two channels).
+        &[2, 2, 16500],
     ];
     for bits in 1..=MAX_BITS {
         for predictor in [Predictor::None, Predictor::Med, Predictor::MedResidual] {
