@@ -6,7 +6,10 @@
 //! Why a second kernel: the AVX2 one runs a chunk's 32 lanes as four vectors whose steps
 //! (~200 instructions each) wait on a chain of dependent gathers (context, table, slot,
 //! interval); with two vectors of 16 lanes a step is half the instructions, and twice as much
-//! of the chain's wait is overlapped by the other lanes' work (benches/NOTES.md 46).
+//! of the chain's wait is overlapped by the other lanes' work (benches/NOTES.md 46). Two
+//! things only this one does: the property classes are looked up in registers (`vpermi2b`),
+//! not gathered, and the group and fill counters move by events, not every step (NOTES 47,
+//! 48).
 
 use super::{RasterLane, Tables, Walk};
 use std::arch::x86_64::*;
@@ -165,12 +168,11 @@ pub(super) struct Lanes<'a> {
 /// each chunk's word position in its `pos`.
 ///
 /// # Safety
-/// AVX-512 F, BW, VL, VBMI and VBMI2 and POPCNT must be available; `tb.slots` must be built; `q`
-/// must hold every element index of the chunks, and so must `e` when `P` is 2 unless it is
-/// empty (no folded residual is then written); each `rows`
-/// must hold `(w.dx + 1) · 16 · G` bytes, and so must `erows` when `P` is 2; each `words`
-/// `n_words` words plus 16; `fill` one entry per quantization channel; every index below 2^31;
-/// `w.dx` at least 2.
+/// AVX-512 F, BW, VL, VBMI and VBMI2 and POPCNT must be available; `tb.slots` must be built;
+/// `q` must hold every element index of the chunks, and so must `e` when `P` is 2 unless it is
+/// empty (no folded residual is then written); each `rows` must hold `(w.dx + 1) · 16 · G`
+/// bytes, and so must `erows` when `P` is 2; each `words` `n_words` words plus 16; `fill` one
+/// entry per quantization channel; every index below 2^31; `w.dx` at least 2.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vbmi2,popcnt")]
 pub(super) unsafe fn steps<const P: u8, const G: usize, const C: usize, const V: usize>(
     tb: &Tables,

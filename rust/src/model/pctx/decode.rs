@@ -418,8 +418,8 @@ fn decode_raster_pair<const P: u8>(
                 erows: &mut erows1,
             },
         ];
-        // SAFETY: AVX-512 F, BW, VL, VBMI and VBMI2 and POPCNT are present, the slot table is built
-        // and padded, `q` (and `e`) hold both chunks and their indices fit an i32
+        // SAFETY: AVX-512 F, BW, VL, VBMI and VBMI2 and POPCNT are present, the slot table is
+        // built and padded, `q` (and `e`) hold both chunks and their indices fit an i32
         // (`paired_chunks`); each ring holds `dx + 1` rows of `lanes` bytes and each `wbuf` 16
         // words past its body; `fill32` one entry per channel; the raster layout has `dx` at
         // least 2; every lane has an element at each of the `seg` steps.
@@ -477,8 +477,8 @@ fn decode_raster<const P: u8>(
                 rows: &mut rows,
                 erows: &mut erows,
             }];
-            // SAFETY: AVX-512 F, BW, VL, VBMI and VBMI2 and POPCNT are present; the slot table is
-            // built and padded; `q` (and `e` for med-residual) hold the chunk and its indices
+            // SAFETY: AVX-512 F, BW, VL, VBMI and VBMI2 and POPCNT are present; the slot table
+            // is built and padded; `q` (and `e` for med-residual) hold the chunk and its indices
             // fit an i32 (`vector_chunk`); `rows` (and `erows`) hold `dx + 1` rows of `lanes`
             // bytes; `wbuf` has 16 words past the body; `fill32` one entry per channel (the
             // counters stay below `f_channels`); the raster layout has `dx` at least 2; every
