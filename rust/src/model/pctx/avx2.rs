@@ -68,21 +68,28 @@ unsafe fn words32(base: *const u32, idx: __m256i) -> __m256i {
     _mm256_i32gather_epi32::<4>(base.cast(), idx)
 }
 
-/// Advances counters (c, r) with period `period` and length `len` by one element; and
-/// whether any lane's `c` moved.
+/// Advances counters (c, r) with period `period` and length `len` by `k` elements, at most
+/// as many as bring the first lane to its period; and whether any lane's `c` moved.
 #[inline(always)]
-unsafe fn tick(
-    c: __m256i,
-    r: __m256i,
-    period: __m256i,
-    len: __m256i,
-) -> (__m256i, __m256i, bool) {
-    let r = _mm256_add_epi32(r, _mm256_set1_epi32(1));
-    let wrap = _mm256_cmpeq_epi32(r, period);
-    let r = _mm256_andnot_si256(wrap, r);
-    let c = _mm256_sub_epi32(c, wrap);
-    let c = _mm256_andnot_si256(_mm256_cmpeq_epi32(c, len), c);
-    (c, r, _mm256_testz_si256(wrap, wrap) == 0)
+unsafe fn tick(c: &mut [u32; 8], r: &mut [u32; 8], period: usize, len: usize, k: usize) -> bool {
+    let rk = _mm256_add_epi32(ld(r), _mm256_set1_epi32(k as i32));
+    let wrap = _mm256_cmpeq_epi32(rk, _mm256_set1_epi32(period as i32));
+    st(r, _mm256_andnot_si256(wrap, rk));
+    let c1 = _mm256_sub_epi32(ld(c), wrap);
+    st(
+        c,
+        _mm256_andnot_si256(_mm256_cmpeq_epi32(c1, _mm256_set1_epi32(len as i32)), c1),
+    );
+    _mm256_testz_si256(wrap, wrap) == 0
+}
+
+/// Steps until the first of `r`'s lanes reaches `period`.
+#[inline(always)]
+fn to_wrap(r: &[u32; 8], period: usize) -> usize {
+    r.iter()
+        .map(|&r| period - r as usize)
+        .min()
+        .unwrap_or(usize::MAX)
 }
 
 /// Steps `s_begin..s_end` of a chunk whose `lanes` (a multiple of 8) lanes all have an
@@ -149,10 +156,6 @@ pub(super) unsafe fn steps<const P: u8>(
     let dx = _mm256_set1_epi32(w.dx as i32);
     let dx1 = _mm256_set1_epi32(w.dx as i32 - 1);
     let dy = _mm256_set1_epi32(w.dy as i32);
-    let g_inner = _mm256_set1_epi32(w.g_inner as i32);
-    let g_channels = _mm256_set1_epi32(w.g_channels as i32);
-    let f_inner = _mm256_set1_epi32(w.f_inner as i32);
-    let f_channels = _mm256_set1_epi32(w.f_channels as i32);
     let qp = q.as_mut_ptr();
     let ep = e.as_mut_ptr();
     let write_e = !e.is_empty();
@@ -181,14 +184,31 @@ pub(super) unsafe fn steps<const P: u8>(
     }
     // Byte 0 of each 32-bit lane, within each 128-bit half.
     let low_bytes = _mm256_setr_epi8(
-        0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 4, 8, 12, -1, -1, -1,
-        -1, -1, -1, -1, -1, -1, -1, -1, -1,
+        0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 4, 8, 12, -1, -1, -1, -1,
+        -1, -1, -1, -1, -1, -1, -1, -1,
     );
     let pack = |v: __m256i| -> __m128i {
         let b = _mm256_shuffle_epi8(v, low_bytes);
         _mm_unpacklo_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256::<1>(b))
     };
     let load8 = |p: *const u8| -> __m256i { _mm256_cvtepu8_epi32(_mm_loadl_epi64(p.cast())) };
+    // The group and fill counters move by events, as in `avx512::steps`: the `since` steps
+    // after the last one are applied at once when the first lane of any vector reaches its
+    // period; a counter of one channel is set at the end.
+    let (g_live, f_live) = (w.g_channels > 1, w.f_channels > 1);
+    let next_event = |g: &[Group; 4]| {
+        let mut ev = usize::MAX;
+        for grp in g.iter().take(groups) {
+            if g_live {
+                ev = ev.min(to_wrap(&grp.rg, w.g_inner));
+            }
+            if f_live {
+                ev = ev.min(to_wrap(&grp.rf, w.f_inner));
+            }
+        }
+        ev
+    };
+    let (mut since, mut event) = (0, next_event(&g));
     for s in s_begin..s_end {
         let flag = |c: bool| _mm256_set1_epi32(-(c as i32));
         let step_l = flag(s >= 1);
@@ -285,9 +305,15 @@ pub(super) unsafe fn steps<const P: u8>(
             let slot = _mm256_and_si256(ld(&grp.x), slot_mask);
             syms[k] = if coarse {
                 let run = _mm256_srl_epi32(slot, shift_run);
-                bytes(coarsep, _mm256_or_si256(_mm256_sll_epi32(tabs[k], shift_coarse), run))
+                bytes(
+                    coarsep,
+                    _mm256_or_si256(_mm256_sll_epi32(tabs[k], shift_coarse), run),
+                )
             } else {
-                bytes(slots, _mm256_or_si256(_mm256_sll_epi32(tabs[k], shift_p), slot))
+                bytes(
+                    slots,
+                    _mm256_or_si256(_mm256_sll_epi32(tabs[k], shift_p), slot),
+                )
             };
         }
         let interval_at =
@@ -380,18 +406,18 @@ pub(super) unsafe fn steps<const P: u8>(
                 &mut grp.cy,
                 _mm256_andnot_si256(_mm256_cmpeq_epi32(cy, dy), cy),
             );
-            let (cg, rg, moved) = tick(ld(&grp.cg), ld(&grp.rg), g_inner, g_channels);
-            st(&mut grp.cg, cg);
-            st(&mut grp.rg, rg);
-            if moved {
-                st(&mut grp.gctx, words32(ctx_g, cg));
+        }
+        since += 1;
+        if since == event {
+            for grp in g.iter_mut().take(groups) {
+                if g_live && tick(&mut grp.cg, &mut grp.rg, w.g_inner, w.g_channels, since) {
+                    st(&mut grp.gctx, words32(ctx_g, ld(&grp.cg)));
+                }
+                if f_live && tick(&mut grp.cf, &mut grp.rf, w.f_inner, w.f_channels, since) {
+                    st(&mut grp.f, words32(fillp, ld(&grp.cf)));
+                }
             }
-            let (cf, rf, moved) = tick(ld(&grp.cf), ld(&grp.rf), f_inner, f_channels);
-            st(&mut grp.cf, cf);
-            st(&mut grp.rf, rf);
-            if moved {
-                st(&mut grp.f, words32(fillp, cf));
-            }
+            (since, event) = (0, next_event(&g));
         }
     }
     for (k, grp) in g.iter().enumerate().take(groups) {
@@ -401,10 +427,21 @@ pub(super) unsafe fn steps<const P: u8>(
             r.i = grp.i[j] as usize;
             r.cx = grp.cx[j] as usize;
             r.cy = grp.cy[j] as usize;
+            // The steps since the last event (none of them wraps a live counter).
+            let (rg, rf) = (grp.rg[j] as usize, grp.rf[j] as usize);
+            let steps = s_end - s_begin;
             r.cg = grp.cg[j] as usize;
-            r.rg = grp.rg[j] as usize;
+            r.rg = if g_live {
+                rg + since
+            } else {
+                (rg + steps) % w.g_inner
+            };
             r.cf = grp.cf[j] as usize;
-            r.rf = grp.rf[j] as usize;
+            r.rf = if f_live {
+                rf + since
+            } else {
+                (rf + steps) % w.f_inner
+            };
             r.prev = grp.prev[j];
             r.left = grp.left[j] as i32;
             r.above = grp.above[j] as i32;
