@@ -235,10 +235,10 @@ pub(super) unsafe fn steps<const P: u8, const G: usize, const C: usize, const V:
     let ctx_c = tb.ctx_c.as_ptr();
     let map = tb.padded_map.as_ptr();
     let slots = tb.slots.as_ptr();
-    let coarse = !tb.coarse.is_empty();
-    let coarsep = tb.coarse.as_ptr();
-    let shift_coarse = _mm_cvtsi32_si128(tb.coarse_bits as i32);
-    let shift_run = _mm_cvtsi32_si128(p - tb.coarse_bits as i32);
+    let coarse = !tb.runs.is_empty();
+    let runsp = tb.runs.as_ptr();
+    let shift_runs = _mm_cvtsi32_si128(p - 4);
+    let fifteen = _mm512_set1_epi32(15);
     let intervals = tb.intervals.as_ptr();
     let fillp = fill.as_ptr();
     // The class tables in registers where they fit in bytes (`Tables::class_bytes`), else
@@ -374,49 +374,45 @@ pub(super) unsafe fn steps<const P: u8, const G: usize, const C: usize, const V:
             (ctxs[v], preds[v], aboves[v], eaboves[v]) = (ctx, pred, above, eabove);
         }
         let tabs = ctxs.map(|ctx| bytes(map, ctx));
-        // A lane's symbol: from the coarse table where there is one (the symbol of the first
-        // slot of the slot's run), then from the slot table for the lanes whose slot lies past
-        // that symbol's interval.
+        // A lane's symbol: from its run's entry where there are runs (`Tables::runs`: the
+        // run's first symbol and where the next two start), from the slot table for the lanes
+        // of a run of more symbols, and for all where there are no runs.
         let mut syms = [zero; V];
         let mut slotv = [zero; V];
         for (v, grp) in g.iter().flatten().enumerate() {
             slotv[v] = _mm512_and_si512(ld(&grp.x), slot_mask);
             let in_slots = _mm512_or_si512(_mm512_sll_epi32(tabs[v], shift_p), slotv[v]);
             syms[v] = if coarse {
-                let run = _mm512_srl_epi32(slotv[v], shift_run);
-                bytes(
-                    coarsep,
-                    _mm512_or_si512(_mm512_sll_epi32(tabs[v], shift_coarse), run),
-                )
+                let at = _mm512_or_si512(
+                    _mm512_sll_epi32(tabs[v], shift_runs),
+                    _mm512_srli_epi32::<4>(slotv[v]),
+                );
+                // Each gather reads 4 bytes at a 2-byte entry: one entry of padding follows.
+                let e = _mm512_i32gather_epi32::<2>(at, runsp.cast());
+                let b1 = _mm512_and_si512(_mm512_srli_epi32::<8>(e), fifteen);
+                let b2 = _mm512_and_si512(_mm512_srli_epi32::<12>(e), fifteen);
+                let o = _mm512_and_si512(slotv[v], fifteen);
+                let has1 = _mm512_test_epi32_mask(b1, b1);
+                let k1 = _mm512_mask_cmpge_epu32_mask(has1, o, b1);
+                let k2 = _mm512_mask_cmpge_epu32_mask(has1 & _mm512_test_epi32_mask(b2, b2), o, b2);
+                let sym = _mm512_and_si512(e, _mm512_set1_epi32(0xff));
+                let sym = _mm512_mask_add_epi32(sym, k1, sym, one);
+                let sym = _mm512_mask_add_epi32(sym, k2, sym, one);
+                let many = _mm512_test_epi32_mask(b2, b2) & !has1;
+                if many != 0 {
+                    let s = _mm512_mask_i32gather_epi32::<1>(sym, many, in_slots, slots.cast());
+                    _mm512_mask_and_epi32(sym, many, s, _mm512_set1_epi32(0xff))
+                } else {
+                    sym
+                }
             } else {
                 bytes(slots, in_slots)
             };
         }
-        let interval_at =
-            |v: usize, sym: __m512i| _mm512_or_si512(_mm512_sll_epi32(tabs[v], shift_bits), sym);
         let mut ivs = [zero; V];
         for v in 0..V {
-            ivs[v] = words32(intervals, interval_at(v, syms[v]));
-        }
-        if coarse {
-            for v in 0..V {
-                let cum = _mm512_and_si512(ivs[v], _mm512_set1_epi32(0xffff));
-                let freq = _mm512_srli_epi32::<16>(ivs[v]);
-                // slot - cum >= freq, unsigned: past the interval (or before it: never, the
-                // coarse symbol's interval holds the run's first slot).
-                let past = _mm512_cmpge_epu32_mask(_mm512_sub_epi32(slotv[v], cum), freq);
-                if past != 0 {
-                    let at = _mm512_or_si512(_mm512_sll_epi32(tabs[v], shift_p), slotv[v]);
-                    let sym = _mm512_mask_i32gather_epi32::<1>(syms[v], past, at, slots.cast());
-                    syms[v] = _mm512_and_si512(sym, _mm512_set1_epi32(0xff));
-                    ivs[v] = _mm512_mask_i32gather_epi32::<4>(
-                        ivs[v],
-                        past,
-                        interval_at(v, syms[v]),
-                        intervals.cast(),
-                    );
-                }
-            }
+            let at = _mm512_or_si512(_mm512_sll_epi32(tabs[v], shift_bits), syms[v]);
+            ivs[v] = words32(intervals, at);
         }
         for (v, grp) in g.iter_mut().flatten().enumerate() {
             let (c, k) = (v / G, v % G);

@@ -56,6 +56,15 @@ pub struct Tables {
     /// `a` is then looked up at `min(a, 255)`). Empty otherwise.
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(super) class_bytes: Vec<[u8; 256]>,
+    /// Where there is a coarse table: per table and run of 16 slots, the AVX-512 decoder's
+    /// entry `sym0 | b1 << 8 | b2 << 12`: the run's first symbol and where in the run the next
+    /// one and the one after start (1..15; 0 for no such symbol), so that a lane's symbol is
+    /// `sym0 + (o >= b1) + (o >= b2)` for its slot's offset `o` in the run. A run of four
+    /// symbols or more has `b1 = 0, b2 = 15`, and its lanes read the slot table. `tables <<
+    /// (precision - 4)` entries (an eighth of the slot table's bytes) and one of padding
+    /// (benches/NOTES.md 49). Empty otherwise.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(super) runs: Vec<u16>,
     /// The contexts a class of property `a` spans, `n_b · n_c`.
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(super) a_stride: u32,
@@ -93,6 +102,24 @@ fn class_bytes(classes: &[Vec<u8>; 3], nc: u32) -> Vec<[u8; 256]> {
         .collect()
 }
 
+/// `Tables::runs` of a slot table (every table's slots, one after another).
+fn runs(slots: &[u8]) -> Vec<u16> {
+    let mut out: Vec<u16> = slots
+        .chunks(16)
+        .map(|run| {
+            let mut at = (1..16).filter(|&j| run[j] != run[j - 1]);
+            match (at.next(), at.next(), at.next()) {
+                (_, _, Some(_)) => 15 << 12,
+                (b1, b2, None) => {
+                    run[0] as u16 | (b1.unwrap_or(0) as u16) << 8 | (b2.unwrap_or(0) as u16) << 12
+                }
+            }
+        })
+        .collect();
+    out.push(0);
+    out
+}
+
 /// The largest slot table built for the vector decoder (tables x 2^precision bytes); past it
 /// the scalar decoder's search runs, 3-4x slower (the fit keeps below it where it can).
 pub const MAX_SLOT_TABLE: usize = 4 << 20;
@@ -119,6 +146,7 @@ impl Tables {
             coarse: Vec::new(),
             coarse_bits: 0,
             class_bytes: Vec::new(),
+            runs: Vec::new(),
             a_stride: 0,
         }
     }
@@ -193,6 +221,11 @@ impl Tables {
             }
             coarse.extend_from_slice(&[0; 3]);
         }
+        let runs = if coarse.is_empty() {
+            Vec::new()
+        } else {
+            runs(&slots[..model.tables() << p])
+        };
         let [na, nb, nc] = model.n_classes.map(|n| n as u32);
         let class_bytes = if slots.is_empty() {
             Vec::new()
@@ -212,6 +245,7 @@ impl Tables {
             coarse,
             coarse_bits,
             class_bytes,
+            runs,
             a_stride: nb * nc,
             ctx_g: model
                 .groups

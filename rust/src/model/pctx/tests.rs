@@ -290,8 +290,10 @@ fn round_trips_models_past_the_vector_slot_table() {
 }
 
 /// Models whose slot tables pass `FAST_SLOT_BYTES` (64 tables at precision 15: 2 MiB) have a
-/// coarse table, from which the AVX-512 kernel takes a lane's symbol first, and the slot table
-/// only for lanes past that symbol's interval (many here: 256 symbols of random frequencies).
+/// coarse table, from which the AVX2 kernel takes a lane's symbol first, and the slot table
+/// only for lanes past that symbol's interval (many here: 256 symbols of random frequencies),
+/// and a table of runs, from which the AVX-512 kernel takes it, and the slot table only for
+/// runs of four symbols or more.
 /// Every kernel gives the reference's codes, with two whole chunks decoded together and one
 /// alone.
 #[test]
@@ -308,8 +310,14 @@ fn round_trips_models_with_a_coarse_slot_table() {
         if cfg!(target_arch = "x86_64") {
             assert_eq!(tb.coarse_bits, 12);
             assert_eq!(tb.coarse.len(), (tables << 12) + 3);
+            // Runs of 16 slots of every kind: one symbol, two, three, and more (the slot table).
+            assert_eq!(tb.runs.len(), (tables << 11) + 1);
+            let kind = |e: &u16| ((e >> 8) & 15 != 0, e >> 12 != 0);
+            for want in [(false, false), (true, false), (true, true), (false, true)] {
+                assert!(tb.runs.iter().any(|e| kind(e) == want), "{want:?}");
+            }
         } else {
-            assert!(tb.slots.is_empty() && tb.coarse.is_empty());
+            assert!(tb.slots.is_empty() && tb.coarse.is_empty() && tb.runs.is_empty());
         }
         let q = sparse_codes(&mut seed, n, bits, 3);
         agrees_with_reference(&m, shape, &q, 3);
