@@ -8,8 +8,10 @@
 //! interval); with two vectors of 16 lanes a step is half the instructions, and twice as much
 //! of the chain's wait is overlapped by the other lanes' work (benches/NOTES.md 46). Two
 //! things only this one does: the property classes are looked up in registers (`vpermi2b`),
-//! not gathered, and the group and fill counters move by events, not every step (NOTES 47,
-//! 48).
+//! not gathered (NOTES 47), and past `FAST_SLOT_BYTES` a lane's symbol comes from its run of
+//! 16 slots and the symbol boundaries in it (`Tables::runs`, NOTES 49), not from a coarse
+//! symbol checked against its interval. Its group and fill counters move by events, as the
+//! AVX2 kernel's (NOTES 48).
 
 use super::{RasterLane, Tables, Walk};
 use std::arch::x86_64::*;

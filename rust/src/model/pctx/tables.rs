@@ -41,9 +41,9 @@ pub struct Tables {
     /// Where the slot table passes `FAST_SLOT_BYTES` (past this CPU's L2 with everything else
     /// a decoder reads): per table, the symbol of the first slot of each run of
     /// `2^(precision - coarse_bits)` slots, `tables << coarse_bits` bytes (at most
-    /// `FAST_SLOT_BYTES`) and 3 of padding. The AVX-512 decoder takes a lane's symbol from it
+    /// `FAST_SLOT_BYTES`) and 3 of padding. The AVX2 decoder takes a lane's symbol from it
     /// and goes to the slot table only for the lanes whose slot lies past that symbol's
-    /// interval (benches/NOTES.md 46). Empty otherwise.
+    /// interval (benches/NOTES.md 46; the AVX-512 decoder reads `runs`). Empty otherwise.
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(super) coarse: Vec<u8>,
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
@@ -77,8 +77,8 @@ pub struct Tables {
 /// tables, falls gently up to 256 KiB (x0.88-0.96 of 8 KiB's) and steeply past it (x0.81-0.89
 /// at 512 KiB, x0.65-0.69 at 2 MiB): the fitted decoder's fast region, where the static
 /// coder's is L1 (`freq::L1_TABLE_BYTES`). The fit keeps below it where that costs little
-/// (`fit::choose_precision`), and past it the vector decoders read a coarse table first
-/// (`Tables::coarse`).
+/// (`fit::choose_precision`), and past it the vector decoders read a smaller table first
+/// (`Tables::coarse`, `Tables::runs`).
 pub const FAST_SLOT_BYTES: usize = 256 << 10;
 
 /// `Tables::class_bytes` of a model's class tables, or nothing where those of `a` change
