@@ -83,15 +83,6 @@ unsafe fn tick(c: &mut [u32; 8], r: &mut [u32; 8], period: usize, len: usize, k:
     _mm256_testz_si256(wrap, wrap) == 0
 }
 
-/// Steps until the first of `r`'s lanes reaches `period`.
-#[inline(always)]
-fn to_wrap(r: &[u32; 8], period: usize) -> usize {
-    r.iter()
-        .map(|&r| period - r as usize)
-        .min()
-        .unwrap_or(usize::MAX)
-}
-
 /// Steps `s_begin..s_end` of a chunk whose `lanes` (a multiple of 8) lanes all have an
 /// element at each of those steps: the scalar raster decoder's arithmetic, 8 lanes at a time,
 /// for predictor `P` (0 none, 1 med, 2 med-residual, which also writes each element's folded
@@ -197,16 +188,11 @@ pub(super) unsafe fn steps<const P: u8>(
     // period; a counter of one channel is set at the end.
     let (g_live, f_live) = (w.g_channels > 1, w.f_channels > 1);
     let next_event = |g: &[Group; 4]| {
-        let mut ev = usize::MAX;
-        for grp in g.iter().take(groups) {
-            if g_live {
-                ev = ev.min(to_wrap(&grp.rg, w.g_inner));
-            }
-            if f_live {
-                ev = ev.min(to_wrap(&grp.rf, w.f_inner));
-            }
-        }
-        ev
+        let steps = g
+            .iter()
+            .take(groups)
+            .map(|grp| w.steps_to_event(&grp.rg, &grp.rf));
+        steps.min().unwrap_or(usize::MAX)
     };
     let (mut since, mut event) = (0, next_event(&g));
     for s in s_begin..s_end {

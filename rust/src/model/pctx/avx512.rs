@@ -139,15 +139,6 @@ unsafe fn tick(c: &mut [u32; 16], r: &mut [u32; 16], period: usize, len: usize, 
     wrap != 0
 }
 
-/// Steps until the first of `r`'s lanes reaches `period`.
-#[inline(always)]
-fn to_wrap(r: &[u32; 16], period: usize) -> usize {
-    r.iter()
-        .map(|&r| period - r as usize)
-        .min()
-        .unwrap_or(usize::MAX)
-}
-
 /// One chunk's part of a kernel call: its lanes, its words (`n_words`, then 16 more that are
 /// read and never used) and word position, and its rings of codes and folded residuals.
 pub(super) struct Lanes<'a> {
@@ -294,16 +285,11 @@ pub(super) unsafe fn steps<const P: u8, const G: usize, const C: usize, const V:
     // changes the context or the fill, and is set at the end.
     let (g_live, f_live) = (w.g_channels > 1, w.f_channels > 1);
     let next_event = |g: &[[Group; G]; C]| {
-        let mut ev = usize::MAX;
-        for grp in g.iter().flatten() {
-            if g_live {
-                ev = ev.min(to_wrap(&grp.rg, w.g_inner));
-            }
-            if f_live {
-                ev = ev.min(to_wrap(&grp.rf, w.f_inner));
-            }
-        }
-        ev
+        let steps = g
+            .iter()
+            .flatten()
+            .map(|grp| w.steps_to_event(&grp.rg, &grp.rf));
+        steps.min().unwrap_or(usize::MAX)
     };
     let (mut since, mut event) = (0, next_event(&g));
     for s in 0..s_end {

@@ -136,6 +136,21 @@ impl Walk {
     pub(super) fn raster(&self) -> bool {
         self.sx == 1 && self.sy == self.dx && self.dx >= 2
     }
+
+    /// Steps until the first of some lanes (their group and fill counters' `rg`, `rf`) crosses
+    /// a group or a quantization channel: the vector decoders' counter events. Counters of one
+    /// channel have none; `usize::MAX` where neither counter has more.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(super) fn steps_to_event(&self, rg: &[u32], rf: &[u32]) -> usize {
+        let first = |r: &[u32], period: usize| r.iter().map(|&r| period - r as usize).min();
+        let g = (self.g_channels > 1)
+            .then(|| first(rg, self.g_inner))
+            .flatten();
+        let f = (self.f_channels > 1)
+            .then(|| first(rf, self.f_inner))
+            .flatten();
+        g.into_iter().chain(f).min().unwrap_or(usize::MAX)
+    }
 }
 
 /// A lane's position: its next element and that element's coordinates.
@@ -273,7 +288,11 @@ pub(super) fn context_at<const P: u8>(
     } else {
         let el = select(has_l, e[if has_l { i - w.sx } else { i }] as i32, 0);
         let eu = select(has_u, e[if has_u { i - w.sy } else { i }] as i32, 0);
-        let eul = select(has_ul, e[if has_ul { i - w.sy - w.sx } else { i }] as i32, 0);
+        let eul = select(
+            has_ul,
+            e[if has_ul { i - w.sy - w.sx } else { i }] as i32,
+            0,
+        );
         el.max(eu).max(eul) as usize
     };
     let ctx = g + tb.ctx_a[act as usize] + tb.ctx_b[pred as usize] + tb.ctx_c[prop_c];
