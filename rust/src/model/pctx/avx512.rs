@@ -499,20 +499,9 @@ pub(super) unsafe fn steps<const P: u8, const G: usize, const C: usize, const V:
                 r.i = at[16 * k + j] + held;
                 r.cx = grp.cx[j] as usize;
                 r.cy = grp.cy[j] as usize;
-                // The steps since the last event (none of them wraps a live counter).
-                let (rg, rf) = (grp.rg[j] as usize, grp.rf[j] as usize);
                 r.cg = grp.cg[j] as usize;
-                r.rg = if g_live {
-                    rg + since
-                } else {
-                    (rg + s_end) % w.g_inner
-                };
                 r.cf = grp.cf[j] as usize;
-                r.rf = if f_live {
-                    rf + since
-                } else {
-                    (rf + s_end) % w.f_inner
-                };
+                (r.rg, r.rf) = w.counters_after(grp.rg[j], grp.rf[j], since, s_end);
                 r.prev = grp.prev[j];
                 r.left = grp.left[j] as i32;
                 r.above = grp.above[j] as i32;

@@ -151,6 +151,30 @@ impl Walk {
             .flatten();
         g.into_iter().chain(f).min().unwrap_or(usize::MAX)
     }
+
+    /// A lane's `rg`, `rf` after a vector kernel's `steps` steps, from its counters as the
+    /// kernel left them, `since` steps after their last event (none of which wraps a counter
+    /// of more than one channel); the kernels do not tick a counter of one channel at all.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(super) fn counters_after(
+        &self,
+        rg: u32,
+        rf: u32,
+        since: usize,
+        steps: usize,
+    ) -> (usize, usize) {
+        let at = |r: u32, channels: usize, inner: usize| {
+            if channels > 1 {
+                r as usize + since
+            } else {
+                (r as usize + steps) % inner
+            }
+        };
+        (
+            at(rg, self.g_channels, self.g_inner),
+            at(rf, self.f_channels, self.f_inner),
+        )
+    }
 }
 
 /// A lane's position: its next element and that element's coordinates.
