@@ -35,11 +35,11 @@ pub fn avx2_popcnt() -> bool {
     avx2() && std::arch::is_x86_feature_detected!("popcnt")
 }
 
-/// Whether the AVX-512 decoders run (the rANS streams' and the fitted codec's): the CPU has
-/// AVX2 and POPCNT (the rest of the AVX2 kernels still run), AVX-512 F, BW, VL, VBMI and
-/// VBMI2, and is an Intel one, whose gather instruction is faster than the AVX2 kernel's
-/// scalar loads (on the AMD cores measured it was slower: benches/NOTES.md 36).
-/// `SPLITANS_DISABLE_AVX512=1` keeps the AVX2 decoders.
+/// Whether the AVX-512 kernels run (the rANS streams' decoder, the fitted codec's decoder and
+/// encoder): the CPU has AVX2 and POPCNT (the rest of the AVX2 kernels still run), AVX-512 F,
+/// BW, VL, VBMI and VBMI2, and is an Intel one, whose gather instruction is faster than the
+/// AVX2 kernel's scalar loads (on the AMD cores measured it was slower: benches/NOTES.md 36).
+/// `SPLITANS_DISABLE_AVX512=1` keeps the AVX2 kernels.
 #[cfg(target_arch = "x86_64")]
 #[inline]
 pub fn avx512_decode() -> bool {

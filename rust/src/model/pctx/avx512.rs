@@ -47,7 +47,7 @@ unsafe fn st(a: &mut [u32; 16], v: __m512i) {
 
 /// Bytes at `base + idx` (each gather reads 4 bytes: 3 bytes of padding must follow).
 #[inline(always)]
-unsafe fn bytes(base: *const u8, idx: __m512i) -> __m512i {
+pub(super) unsafe fn bytes(base: *const u8, idx: __m512i) -> __m512i {
     _mm512_and_si512(
         _mm512_i32gather_epi32::<1>(idx, base.cast()),
         _mm512_set1_epi32(0xff),
@@ -62,7 +62,7 @@ unsafe fn words32(base: *const u32, idx: __m512i) -> __m512i {
 /// The bytes of a 256-byte table (four registers) at 16 lanes' values (each below 256): two
 /// in-register lookups of 128 bytes each, chosen by the value's bit 7.
 #[inline(always)]
-unsafe fn lookup256(t: &[__m512i; 4], v: __m512i) -> __m512i {
+pub(super) unsafe fn lookup256(t: &[__m512i; 4], v: __m512i) -> __m512i {
     let lo = _mm512_permutex2var_epi8(t[0], v, t[1]);
     let hi = _mm512_permutex2var_epi8(t[2], v, t[3]);
     _mm512_and_si512(

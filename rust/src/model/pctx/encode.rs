@@ -37,12 +37,15 @@ pub fn encode(
     } else {
         e.clear();
     }
-    for (k, &Chunk {
-        start,
-        m,
-        lanes,
-        seg,
-    }) in parts.iter().enumerate()
+    for (
+        k,
+        &Chunk {
+            start,
+            m,
+            lanes,
+            seg,
+        },
+    ) in parts.iter().enumerate()
     {
         // Every entry below m is written before it is read, so what an earlier chunk or
         // sample left is never used: grown, never cleared (a memset a chunk measured 3 %).
@@ -76,9 +79,7 @@ pub fn encode(
                             Predictor::None => {
                                 context_at::<0>(tables, &w, st, q, e, &c, fill[c.cf])
                             }
-                            Predictor::Med => {
-                                context_at::<1>(tables, &w, st, q, e, &c, fill[c.cf])
-                            }
+                            Predictor::Med => context_at::<1>(tables, &w, st, q, e, &c, fill[c.cf]),
                             Predictor::MedResidual => {
                                 context_at::<2>(tables, &w, st, q, e, &c, fill[c.cf])
                             }
@@ -126,12 +127,18 @@ pub fn encode(
         }
         #[cfg(target_arch = "x86_64")]
         if vector {
-            // SAFETY: AVX2 and POPCNT are present; `lanes` is a multiple of 8 and at most 32,
-            // every lane has an element at the steps below `full` (so `l · seg + s < m` is an
-            // index of `decisions`, below 2^31), and `words` has 8 slots past any count of
-            // words the elements can emit.
-            n_words = unsafe {
-                avx2_steps(decisions, seg, lanes, full, &mut x, p, words, n_words)
+            n_words = if lanes.is_multiple_of(16) && crate::cpu::avx512_decode() {
+                // SAFETY: AVX-512 F, BW, VL and VBMI2 and POPCNT are present; `lanes` is a
+                // multiple of 16 and at most 32, every lane has an element at the steps below
+                // `full` (so `l · seg + s < m` is an index of `decisions`, below 2^31), and
+                // `words` has 16 slots past any count of words the elements can emit.
+                unsafe { avx512_steps(decisions, seg, lanes, full, &mut x, p, words, n_words) }
+            } else {
+                // SAFETY: AVX2 and POPCNT are present; `lanes` is a multiple of 8 and at most
+                // 32, every lane has an element at the steps below `full` (so `l · seg + s <
+                // m` is an index of `decisions`, below 2^31), and `words` has 8 slots past any
+                // count of words the elements can emit.
+                unsafe { avx2_steps(decisions, seg, lanes, full, &mut x, p, words, n_words) }
             };
         }
         for &v in &x[..lanes] {
@@ -140,7 +147,10 @@ pub fn encode(
         // The words in the order they were emitted, backwards (the decoder reads forwards).
         let at = out.len();
         out.resize(at + 2 * n_words, 0);
-        for (b, &wd) in out[at..].chunks_exact_mut(2).zip(words[..n_words].iter().rev()) {
+        for (b, &wd) in out[at..]
+            .chunks_exact_mut(2)
+            .zip(words[..n_words].iter().rev())
+        {
             b.copy_from_slice(&wd.to_le_bytes());
         }
         if parts.len() > 1 {
@@ -265,8 +275,8 @@ unsafe fn avx2_steps(
     let two31 = _mm256_set1_pd(2147483648.0);
     // Per 128-bit half: the low words of its 4 lanes, last lane first, in its low 8 bytes.
     let rev_words = _mm256_setr_epi8(
-        12, 13, 8, 9, 4, 5, 0, 1, -1, -1, -1, -1, -1, -1, -1, -1, 12, 13, 8, 9, 4, 5, 0, 1, -1,
-        -1, -1, -1, -1, -1, -1, -1,
+        12, 13, 8, 9, 4, 5, 0, 1, -1, -1, -1, -1, -1, -1, -1, -1, 12, 13, 8, 9, 4, 5, 0, 1, -1, -1,
+        -1, -1, -1, -1, -1, -1,
     );
     let dp = decisions.as_ptr().cast::<i32>();
     let wp = words.as_mut_ptr();
@@ -315,6 +325,122 @@ unsafe fn avx2_steps(
     n_words
 }
 
+/// `avx2_steps` with AVX-512, 16 lanes a vector (`lanes` a multiple of 16), the lanes' states
+/// held in binary64 (every value the arithmetic meets is an integer below 2^53, so exact):
+/// `x' = w + q · (2^p - f) + cum` with `q = floor(w · r)` for a reciprocal `r` of `f` just
+/// above `1 / f` (`reciprocal_above`), which gives the quotient exactly without a division
+/// or a correction, so that a state's chain of dependent operations is short (benches/NOTES.md
+/// 50). The words of the lanes that emit, highest lane first, are compressed in a register.
+///
+/// # Safety
+/// AVX-512 F, BW, VL and VBMI2 and POPCNT must be available; `lanes` a multiple of 16 up
+/// to 32; `(lanes - 1) · seg + full` at most `decisions.len()` and below 2^31; `words` must
+/// have room for 16 words past the most the steps can emit (one an element) after `n_words`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi2,popcnt")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn avx512_steps(
+    decisions: &[u32],
+    seg: usize,
+    lanes: usize,
+    full: usize,
+    x: &mut [u32; 32],
+    p: u32,
+    words: &mut [u16],
+    mut n_words: usize,
+) -> usize {
+    use std::arch::x86_64::*;
+    let vecs = lanes / 16;
+    // Lanes 8h..8h + 7 of the 32, as binary64.
+    let mut xd = [_mm512_setzero_pd(); 4];
+    let mut base = [_mm512_setzero_si512(); 2];
+    let iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    for v in 0..vecs {
+        for h in 0..2 {
+            xd[2 * v + h] =
+                _mm512_cvtepu32_pd(_mm256_loadu_si256(x.as_ptr().add(16 * v + 8 * h).cast()));
+        }
+        base[v] = _mm512_mullo_epi32(
+            _mm512_add_epi32(iota, _mm512_set1_epi32(16 * v as i32)),
+            _mm512_set1_epi32(seg as i32),
+        );
+    }
+    let low16 = _mm512_set1_epi32(0xFFFF);
+    // A lane emits when x >= f · 2^(32 - p); then w = floor(x / 2^16).
+    let to_limit = _mm512_set1_pd((1u64 << (32 - p)) as f64);
+    let slots = _mm512_set1_pd((1u64 << p) as f64);
+    let word = _mm512_set1_pd(1.0 / 65536.0);
+    // Word j of a vector's low words is lane 15 - j's.
+    let reverse = _mm256_setr_epi16(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    let dp = decisions.as_ptr().cast::<i32>();
+    let wp = words.as_mut_ptr();
+    const DOWN: i32 = _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC;
+    const PREFETCH: usize = 128;
+    for s in (0..full).rev() {
+        let sv = _mm512_set1_epi32(s as i32);
+        // Each lane reads its own stream of intervals backwards, `seg` apart (32 streams of a
+        // 2^16-element chunk span 256 KiB, a plane lane's 1.6 MiB): every 16 steps, the lines
+        // 128 steps on are fetched (the gather waited on them: benches/NOTES.md 50).
+        if s % 16 == 0 && s >= PREFETCH {
+            for l in 0..lanes {
+                _mm_prefetch::<_MM_HINT_T0>(dp.add(l * seg + s - PREFETCH).cast());
+            }
+        }
+        for v in (0..vecs).rev() {
+            let e = _mm512_i32gather_epi32::<4>(_mm512_add_epi32(base[v], sv), dp);
+            let cum = _mm512_and_si512(e, low16);
+            let freq = _mm512_srli_epi32::<16>(e);
+            let halves =
+                |a: __m512i| [_mm512_castsi512_si256(a), _mm512_extracti64x4_epi64::<1>(a)];
+            let (cums, freqs) = (halves(cum), halves(freq));
+            let mut emit = 0u16;
+            let mut low = [_mm256_setzero_si256(); 2];
+            for h in 0..2 {
+                let xh = xd[2 * v + h];
+                let f = _mm512_cvtepu32_pd(freqs[h]);
+                low[h] = _mm512_cvttpd_epu32(xh);
+                let out = _mm512_cmp_pd_mask::<_CMP_GE_OQ>(xh, _mm512_mul_pd(f, to_limit));
+                emit |= (out as u16) << (8 * h);
+                let w = _mm512_mask_roundscale_pd::<DOWN>(xh, out, _mm512_mul_pd(xh, word));
+                let q = _mm512_roundscale_pd::<DOWN>(_mm512_mul_pd(w, reciprocal_above(f)));
+                xd[2 * v + h] = _mm512_fmadd_pd(
+                    q,
+                    _mm512_sub_pd(slots, f),
+                    _mm512_add_pd(w, _mm512_cvtepu32_pd(cums[h])),
+                );
+            }
+            let lows = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(low[0]), low[1]);
+            let ws = _mm256_maskz_compress_epi16(
+                emit.reverse_bits(),
+                _mm256_permutexvar_epi16(reverse, _mm512_cvtepi32_epi16(lows)),
+            );
+            _mm256_storeu_si256(wp.add(n_words).cast(), ws);
+            n_words += emit.count_ones() as usize;
+        }
+    }
+    for (h, xh) in xd.iter().enumerate().take(2 * vecs) {
+        _mm256_storeu_si256(x.as_mut_ptr().add(8 * h).cast(), _mm512_cvttpd_epu32(*xh));
+    }
+    n_words
+}
+
+/// For 8 lanes of `1 <= f < 2^16` (as binary64), a reciprocal `r` with `1 / f < r < (1 /
+/// f)(1 + 2^-47)`, so that `floor(w · r) = floor(w / f)` for every `w < 2^32`: `w · r`
+/// (rounded to nearest) is at least `w / f`, and at most `(w / f)(1 + 2^-46)`, less than
+/// `1 / f` over it, the least distance from a quotient that is not whole to the next
+/// integer. `vrcp14pd` (within 2^-14), two Newton steps (within about 2^-52), then raised by
+/// 2^-48.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn reciprocal_above(f: std::arch::x86_64::__m512d) -> std::arch::x86_64::__m512d {
+    use std::arch::x86_64::*;
+    let one = _mm512_set1_pd(1.0);
+    let r = _mm512_rcp14_pd(f);
+    let r = _mm512_fmadd_pd(r, _mm512_fnmadd_pd(f, r, one), r);
+    let r = _mm512_fmadd_pd(r, _mm512_fnmadd_pd(f, r, one), r);
+    _mm512_mul_pd(r, _mm512_set1_pd(1.0 + f64::EPSILON * 16.0))
+}
+
 /// One encoder step of the lanes `x` (the lanes active at that step), whose elements have the
 /// intervals `row` (`cum | freq << 16`), at precision `p`: the lanes' words go into `words`
 /// from `n_words` on, the highest lane first (FORMAT.md 9.4: the decoder reads them lowest lane
@@ -322,13 +448,7 @@ unsafe fn avx2_steps(
 /// loops: the states of every lane (no dependence between lanes, so the compiler vectorizes
 /// it, division included), then the words, a branch-free append.
 #[inline]
-fn rans_step(
-    x: &mut [u32],
-    row: &[u32],
-    p: u32,
-    words: &mut [u16],
-    mut n_words: usize,
-) -> usize {
+fn rans_step(x: &mut [u32], row: &[u32], p: u32, words: &mut [u16], mut n_words: usize) -> usize {
     let mut low = [0u16; 32];
     let mut emit = [0u8; 32];
     let k = x.len();
@@ -522,7 +642,8 @@ fn encode_raster<const P: u8>(
             let ul = select(has_ul, q[if has_ul { i - dx - 1 } else { i }] as i32, f);
             let code = q[i] as i32;
             if P == 0 {
-                (sc.pa[j], sc.pb[j], sc.pc[j], sc.sym[j]) = (l as u16, u as u8, ul as u8, code as u8);
+                (sc.pa[j], sc.pb[j], sc.pc[j], sc.sym[j]) =
+                    (l as u16, u as u8, ul as u8, code as u8);
                 return 0;
             }
             let has_ur = has_u && cx + j + 1 < dx;
@@ -539,7 +660,8 @@ fn encode_raster<const P: u8>(
             } else {
                 prev
             };
-            (sc.pa[j], sc.pb[j], sc.pc[j], sc.sym[j]) = (act as u16, pred as u8, pc as u8, sym as u8);
+            (sc.pa[j], sc.pb[j], sc.pc[j], sc.sym[j]) =
+                (act as u16, pred as u8, pc as u8, sym as u8);
             fold(sym)
         };
         let mut last = one(0, prev, e, sc);
@@ -547,7 +669,11 @@ fn encode_raster<const P: u8>(
             interior::<P>(q, e, at, n, dx, has_u, f, tb.bits, sc);
         }
         if n >= 2 {
-            let before = if P == 1 { fold(sc.sym[n - 2] as i32) } else { 0 };
+            let before = if P == 1 {
+                fold(sc.sym[n - 2] as i32)
+            } else {
+                0
+            };
             last = one(n - 1, before, e, sc);
         }
         prev = last;
@@ -584,9 +710,16 @@ fn advance(c: &mut usize, r: &mut usize, by: usize, inner: usize, len: usize) {
 fn lookups(tb: &Tables, g: u32, sc: &RasterScratch, n: usize, out: &mut [u32]) {
     #[cfg(target_arch = "x86_64")]
     let done = if n >= 8 && !tb.padded_map.is_empty() && crate::cpu::avx2() {
+        let done = if n >= 16 && !tb.class_bytes.is_empty() && crate::cpu::avx512_decode() {
+            // SAFETY: AVX-512 F, BW and VBMI are present; the class bytes and the padded map
+            // are built, and every context and (table, symbol) index is below 2^31.
+            unsafe { lookups_avx512(tb, g, sc, n, out) }
+        } else {
+            0
+        };
         // SAFETY: AVX2 is present; the padded map is built (3 bytes past its end), and every
         // index is a property value, context or (table, symbol) of the model, below 2^31.
-        unsafe { lookups_avx2(tb, g, sc, n, out) }
+        unsafe { lookups_avx2(tb, g, sc, done, n, out) }
     } else {
         0
     };
@@ -603,14 +736,22 @@ fn lookups(tb: &Tables, g: u32, sc: &RasterScratch, n: usize, out: &mut [u32]) {
     }
 }
 
-/// `lookups` for the first multiple of 8 of the `n` elements, 8 at a time; returns how many.
+/// `lookups` for the elements from `from` on, 8 at a time, as many as leave fewer than 8 of the
+/// `n`; returns where it stopped.
 ///
 /// # Safety
 /// AVX2 must be available, `tb.padded_map` built, `n` at most the scratch's and `out`'s
 /// lengths.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn lookups_avx2(tb: &Tables, g: u32, sc: &RasterScratch, n: usize, out: &mut [u32]) -> usize {
+unsafe fn lookups_avx2(
+    tb: &Tables,
+    g: u32,
+    sc: &RasterScratch,
+    from: usize,
+    n: usize,
+    out: &mut [u32],
+) -> usize {
     use std::arch::x86_64::*;
     let gv = _mm256_set1_epi32(g as i32);
     let shift = _mm_cvtsi32_si128(tb.bits as i32);
@@ -618,8 +759,8 @@ unsafe fn lookups_avx2(tb: &Tables, g: u32, sc: &RasterScratch, n: usize, out: &
     let (a, b, c) = (tb.ctx_a.as_ptr(), tb.ctx_b.as_ptr(), tb.ctx_c.as_ptr());
     let map = tb.padded_map.as_ptr();
     let iv = tb.intervals.as_ptr();
-    let end = n & !7;
-    let mut j = 0;
+    let end = from + ((n - from) & !7);
+    let mut j = from;
     while j < end {
         let pa = _mm256_cvtepu16_epi32(_mm_loadu_si128(sc.pa.as_ptr().add(j).cast()));
         let pb = _mm256_cvtepu8_epi32(_mm_loadl_epi64(sc.pb.as_ptr().add(j).cast()));
@@ -639,6 +780,59 @@ unsafe fn lookups_avx2(tb: &Tables, g: u32, sc: &RasterScratch, n: usize, out: &
         );
         _mm256_storeu_si256(out.as_mut_ptr().add(j).cast(), e);
         j += 8;
+    }
+    end
+}
+
+/// `lookups` for the first multiple of 16 of the `n` elements, 16 at a time, the property
+/// classes looked up in registers (`Tables::class_bytes`, as the AVX-512 decoder does:
+/// benches/NOTES.md 47, 50) instead of three gathers; returns how many.
+///
+/// # Safety
+/// AVX-512 F, BW and VBMI must be available, `tb.padded_map` and `tb.class_bytes` built, `n`
+/// at most the scratch's and `out`'s lengths.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+unsafe fn lookups_avx512(
+    tb: &Tables,
+    g: u32,
+    sc: &RasterScratch,
+    n: usize,
+    out: &mut [u32],
+) -> usize {
+    use super::avx512::{bytes, lookup256};
+    use std::arch::x86_64::*;
+    let mut cls = [[_mm512_setzero_si512(); 4]; 3];
+    for (r, t) in cls.iter_mut().zip(&tb.class_bytes) {
+        for (j, v) in r.iter_mut().enumerate() {
+            *v = _mm512_loadu_si512(t.as_ptr().add(64 * j).cast());
+        }
+    }
+    let gv = _mm512_set1_epi32(g as i32);
+    let a_stride = _mm512_set1_epi32(tb.a_stride as i32);
+    let byte_max = _mm512_set1_epi32(255);
+    let shift = _mm_cvtsi32_si128(tb.bits as i32);
+    let iv = tb.intervals.as_ptr();
+    let end = n & !15;
+    let mut j = 0;
+    while j < end {
+        let pa = _mm512_cvtepu16_epi32(_mm256_loadu_si256(sc.pa.as_ptr().add(j).cast()));
+        let pb = _mm512_cvtepu8_epi32(_mm_loadu_si128(sc.pb.as_ptr().add(j).cast()));
+        let pc = _mm512_cvtepu8_epi32(_mm_loadu_si128(sc.pc.as_ptr().add(j).cast()));
+        let sym = _mm512_cvtepu8_epi32(_mm_loadu_si128(sc.sym.as_ptr().add(j).cast()));
+        // class_a · n_b · n_c <= 15 · 256: the low 16 bits of each lane's product.
+        let a = _mm512_mullo_epi16(lookup256(&cls[0], _mm512_min_epu32(pa, byte_max)), a_stride);
+        let ctx = _mm512_add_epi32(
+            _mm512_add_epi32(gv, a),
+            _mm512_add_epi32(lookup256(&cls[1], pb), lookup256(&cls[2], pc)),
+        );
+        let t = bytes(tb.padded_map.as_ptr(), ctx);
+        let e = _mm512_i32gather_epi32::<4>(
+            _mm512_or_si512(_mm512_sll_epi32(t, shift), sym),
+            iv.cast(),
+        );
+        _mm512_storeu_si512(out.as_mut_ptr().add(j).cast(), e);
+        j += 16;
     }
     end
 }
@@ -699,11 +893,8 @@ fn interior<const P: u8>(
         let up = &q[lo - dx..hi - dx];
         let upl = &q[lo - dx - 1..hi - dx - 1];
         let upr = &q[lo - dx + 1..hi - dx + 1];
-        for ((((((a, b), y), &c), &l), &u), (&ul, &ur)) in outs
-            .zip(cur)
-            .zip(left)
-            .zip(up)
-            .zip(upl.iter().zip(upr))
+        for ((((((a, b), y), &c), &l), &u), (&ul, &ur)) in
+            outs.zip(cur).zip(left).zip(up).zip(upl.iter().zip(upr))
         {
             (*a, *b, *y) = one(c, l, u as i32, ul as i32, ur as i32);
         }
@@ -732,6 +923,67 @@ fn interior<const P: u8>(
         // The previous element's folded residual: entries 0..n - 2 of the piece's symbols.
         for (c, &r) in pc.iter_mut().zip(&sc.sym[..n - 2]) {
             *c = fold(r);
+        }
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+
+    /// `floor(w · reciprocal_above(f)) = floor(w / f)` for every `f` below 2^16 and the `w`
+    /// where a reciprocal's error shows: just below, at and just above multiples of `f`
+    /// (small, random and the largest below 2^32), and 2^32 - 1.
+    #[test]
+    fn reciprocal_above_gives_the_quotient() {
+        if !crate::cpu::avx512_decode_available() {
+            return;
+        }
+        #[target_feature(enable = "avx512f")]
+        unsafe fn floors(w: &[u32; 8], f: &[u32; 8]) -> [u32; 8] {
+            use std::arch::x86_64::*;
+            let w = _mm512_cvtepu32_pd(_mm256_loadu_si256(w.as_ptr().cast()));
+            let f = _mm512_cvtepu32_pd(_mm256_loadu_si256(f.as_ptr().cast()));
+            let q = _mm512_roundscale_pd::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(
+                _mm512_mul_pd(w, reciprocal_above(f)),
+            );
+            let mut out = [0u32; 8];
+            _mm256_storeu_si256(out.as_mut_ptr().cast(), _mm512_cvttpd_epu32(q));
+            out
+        }
+        let mut seed = 7u64;
+        for f in 1..=u16::MAX as u32 {
+            let top = u32::MAX / f;
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+            let k = [
+                1,
+                2,
+                3,
+                top / 2,
+                top - 1,
+                top,
+                (seed >> 33) as u32 % top + 1,
+                1 << 16,
+            ];
+            let mut w = [0u32; 8];
+            for (j, shift) in [(0, 0u32), (1, 1), (2, 2)] {
+                for (x, &k) in w.iter_mut().zip(&k) {
+                    let at = (k.min(top) as u64 * f as u64) as u32;
+                    *x = match shift {
+                        0 => at - 1,
+                        1 => at,
+                        _ => at.saturating_add(f - 1),
+                    };
+                }
+                if j == 2 {
+                    w[7] = u32::MAX;
+                }
+                // SAFETY: AVX-512 F is present.
+                let got = unsafe { floors(&w, &[f; 8]) };
+                for (x, g) in w.iter().zip(got) {
+                    assert_eq!(g, x / f, "{x} / {f}");
+                }
+            }
         }
     }
 }
