@@ -11,7 +11,9 @@
 //! not gathered (NOTES 47), and past `FAST_SLOT_BYTES` a lane's symbol comes from its run of
 //! 16 slots and the symbol boundaries in it (`Tables::runs`, NOTES 49), not from a coarse
 //! symbol checked against its interval. Its group and fill counters move by events, as the
-//! AVX2 kernel's (NOTES 48).
+//! AVX2 kernel's (NOTES 48); where every lane is at the same column and row (lanes of whole
+//! planes) it keeps one position for all, and the blends of a lane that has every neighbour
+//! fold away (NOTES 50).
 
 use super::{RasterLane, Tables, Walk};
 use std::arch::x86_64::*;
@@ -176,7 +178,35 @@ pub(super) unsafe fn steps<const P: u8, const G: usize, const C: usize, const V:
     e: &mut [u8],
     chunks: &mut [Lanes; C],
 ) {
+    // Lanes of whole planes (FORMAT.md 9.4) all start a plane: every lane is then at the same
+    // column and row at every step, and the kernel keeps one position for all (NOTES 50).
+    let (x0, y0) = (chunks[0].ln[0].cx, chunks[0].ln[0].cy);
+    let aligned = chunks
+        .iter()
+        .all(|ch| ch.ln[..16 * G].iter().all(|r| (r.cx, r.cy) == (x0, y0)));
+    if aligned {
+        steps_in::<P, G, C, V, true>(tb, w, s_end, fill, q, e, chunks)
+    } else {
+        steps_in::<P, G, C, V, false>(tb, w, s_end, fill, q, e, chunks)
+    }
+}
+
+/// `steps`, with one position for every lane (`A`) or one a lane.
+///
+/// # Safety
+/// As `steps`; with `A`, every lane's `cx` and `cy` the same.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vbmi2,popcnt")]
+unsafe fn steps_in<const P: u8, const G: usize, const C: usize, const V: usize, const A: bool>(
+    tb: &Tables,
+    w: &Walk,
+    s_end: usize,
+    fill: &[u32],
+    q: &mut [u8],
+    e: &mut [u8],
+    chunks: &mut [Lanes; C],
+) {
     let lanes = 16 * G;
+    let (mut px, mut py) = (chunks[0].ln[0].cx, chunks[0].ln[0].cy);
     const { assert!(V == G * C) };
     let mut g = [[Group::default(); G]; C];
     let mut pos = [0usize; C];
@@ -293,10 +323,6 @@ pub(super) unsafe fn steps<const P: u8, const G: usize, const C: usize, const V:
     };
     let (mut since, mut event) = (0, next_event(&g));
     for s in 0..s_end {
-        let flag = |c: bool| if c { u16::MAX } else { 0 };
-        let step_l = flag(s >= 1);
-        let step_u = flag(s >= w.dx);
-        let step_ul = flag(s > w.dx);
         // The rows of the lanes' upper and upper-right neighbours (before step dx: rows not
         // yet written, read and never used).
         let (row_s, row_u, row_ur) = (row * lanes, next(row) * lanes, next(next(row)) * lanes);
@@ -307,59 +333,97 @@ pub(super) unsafe fn steps<const P: u8, const G: usize, const C: usize, const V:
         let mut preds = [zero; V];
         let mut aboves = [zero; V];
         let mut eaboves = [zero; V];
-        for (v, grp) in g.iter_mut().flatten().enumerate() {
-            let (c, k) = (v / G, v % G);
-            let (rp, erp) = (rp[c], erp[c]);
-            let cx = ld(&grp.cx);
-            let cy = ld(&grp.cy);
-            let has_l = _mm512_cmpgt_epi32_mask(cx, zero) & step_l;
-            let has_u = _mm512_cmpgt_epi32_mask(cy, zero) & step_u;
-            let has_ul = has_l & has_u & step_ul;
-            let f = ld(&grp.f);
-            let above = load16(rp.add(row_u + 16 * k));
-            let l = _mm512_mask_blend_epi32(has_l, f, ld(&grp.left));
-            let u = _mm512_mask_blend_epi32(has_u, f, above);
-            let ul = _mm512_mask_blend_epi32(has_ul, f, ld(&grp.above));
-            let gctx = ld(&grp.gctx);
-            let eabove = if P == 2 {
-                load16(erp.add(row_u + 16 * k))
-            } else {
-                zero
+        // Phase 1 for the lanes' neighbour masks `$masks(grp)`: which of the left, upper,
+        // upper-left and upper-right neighbours each lane has.
+        macro_rules! neighbours {
+            ($masks:expr) => {
+                for (v, grp) in g.iter().flatten().enumerate() {
+                    let (c, k) = (v / G, v % G);
+                    let (rp, erp) = (rp[c], erp[c]);
+                    let (has_l, has_u, has_ul, has_ur): (u16, u16, u16, u16) = $masks(grp);
+                    let f = ld(&grp.f);
+                    let above = load16(rp.add(row_u + 16 * k));
+                    let l = _mm512_mask_blend_epi32(has_l, f, ld(&grp.left));
+                    let u = _mm512_mask_blend_epi32(has_u, f, above);
+                    let ul = _mm512_mask_blend_epi32(has_ul, f, ld(&grp.above));
+                    let gctx = ld(&grp.gctx);
+                    let eabove = if P == 2 {
+                        load16(erp.add(row_u + 16 * k))
+                    } else {
+                        zero
+                    };
+                    let (ctx, pred) = if P != 0 {
+                        let ur =
+                            _mm512_mask_blend_epi32(has_ur, u, load16(rp.add(row_ur + 16 * k)));
+                        let act = _mm512_add_epi32(
+                            _mm512_add_epi32(
+                                _mm512_abs_epi32(_mm512_sub_epi32(l, ul)),
+                                _mm512_abs_epi32(_mm512_sub_epi32(u, ul)),
+                            ),
+                            _mm512_abs_epi32(_mm512_sub_epi32(ur, u)),
+                        );
+                        let lo = _mm512_min_epi32(l, u);
+                        let hi = _mm512_max_epi32(l, u);
+                        let grad = _mm512_sub_epi32(_mm512_add_epi32(l, u), ul);
+                        // ul >= hi: lo; ul <= lo: hi; else l + u - ul.
+                        let ge_hi = _mm512_cmpge_epi32_mask(ul, hi);
+                        let le_lo = _mm512_cmple_epi32_mask(ul, lo);
+                        let pred = _mm512_mask_blend_epi32(
+                            ge_hi,
+                            _mm512_mask_blend_epi32(le_lo, grad, hi),
+                            lo,
+                        );
+                        let prop_c = if P == 2 {
+                            _mm512_max_epi32(
+                                _mm512_max_epi32(
+                                    _mm512_maskz_mov_epi32(has_l, ld(&grp.prev)),
+                                    _mm512_maskz_mov_epi32(has_u, eabove),
+                                ),
+                                _mm512_maskz_mov_epi32(has_ul, ld(&grp.eabove)),
+                            )
+                        } else {
+                            ld(&grp.prev)
+                        };
+                        (context(gctx, act, pred, prop_c), pred)
+                    } else {
+                        (context(gctx, l, u, ul), zero)
+                    };
+                    (ctxs[v], preds[v], aboves[v], eaboves[v]) = (ctx, pred, above, eabove);
+                }
             };
-            let (ctx, pred) = if P != 0 {
-                let has_ur = has_u & _mm512_cmpgt_epi32_mask(dx1, cx);
-                let ur = _mm512_mask_blend_epi32(has_ur, u, load16(rp.add(row_ur + 16 * k)));
-                let act = _mm512_add_epi32(
-                    _mm512_add_epi32(
-                        _mm512_abs_epi32(_mm512_sub_epi32(l, ul)),
-                        _mm512_abs_epi32(_mm512_sub_epi32(u, ul)),
-                    ),
-                    _mm512_abs_epi32(_mm512_sub_epi32(ur, u)),
-                );
-                let lo = _mm512_min_epi32(l, u);
-                let hi = _mm512_max_epi32(l, u);
-                let grad = _mm512_sub_epi32(_mm512_add_epi32(l, u), ul);
-                // ul >= hi: lo; ul <= lo: hi; else l + u - ul.
-                let ge_hi = _mm512_cmpge_epi32_mask(ul, hi);
-                let le_lo = _mm512_cmple_epi32_mask(ul, lo);
-                let pred =
-                    _mm512_mask_blend_epi32(ge_hi, _mm512_mask_blend_epi32(le_lo, grad, hi), lo);
-                let prop_c = if P == 2 {
-                    _mm512_max_epi32(
-                        _mm512_max_epi32(
-                            _mm512_maskz_mov_epi32(has_l, ld(&grp.prev)),
-                            _mm512_maskz_mov_epi32(has_u, eabove),
-                        ),
-                        _mm512_maskz_mov_epi32(has_ul, ld(&grp.eabove)),
-                    )
-                } else {
-                    ld(&grp.prev)
-                };
-                (context(gctx, act, pred, prop_c), pred)
+        }
+        if A {
+            // Every lane at (px, py): the masks are the same for all, and where a lane has
+            // every neighbour they are constants, so that the blends fold away.
+            let flag = |c: bool| if c { u16::MAX } else { 0 };
+            let has_l = s >= 1 && px > 0;
+            let has_u = s >= w.dx && py > 0;
+            let has_ul = has_l && has_u && s > w.dx;
+            let has_ur = has_u && px + 1 < w.dx;
+            if has_l && has_u && has_ul && has_ur {
+                neighbours!(|_| (u16::MAX, u16::MAX, u16::MAX, u16::MAX));
             } else {
-                (context(gctx, l, u, ul), zero)
-            };
-            (ctxs[v], preds[v], aboves[v], eaboves[v]) = (ctx, pred, above, eabove);
+                let m = (flag(has_l), flag(has_u), flag(has_ul), flag(has_ur));
+                neighbours!(|_| m);
+            }
+        } else {
+            let flag = |c: bool| if c { u16::MAX } else { 0 };
+            let step_l = flag(s >= 1);
+            let step_u = flag(s >= w.dx);
+            let step_ul = flag(s > w.dx);
+            neighbours!(|grp: &Group| {
+                let cx = ld(&grp.cx);
+                let cy = ld(&grp.cy);
+                let has_l = _mm512_cmpgt_epi32_mask(cx, zero) & step_l;
+                let has_u = _mm512_cmpgt_epi32_mask(cy, zero) & step_u;
+                let has_ul = has_l & has_u & step_ul;
+                (
+                    has_l,
+                    has_u,
+                    has_ul,
+                    has_u & _mm512_cmpgt_epi32_mask(dx1, cx),
+                )
+            });
         }
         let tabs = ctxs.map(|ctx| bytes(map, ctx));
         // A lane's symbol: from its run's entry where there are runs (`Tables::runs`: the
@@ -407,8 +471,6 @@ pub(super) unsafe fn steps<const P: u8, const G: usize, const C: usize, const V:
             let (rp, erp) = (rp[c], erp[c]);
             let (sym, e, pred, above, eabove) = (syms[v], ivs[v], preds[v], aboves[v], eaboves[v]);
             let x = ld(&grp.x);
-            let cx = ld(&grp.cx);
-            let cy = ld(&grp.cy);
             let slot = _mm512_and_si512(x, slot_mask);
             let cum = _mm512_and_si512(e, _mm512_set1_epi32(0xffff));
             let freq = _mm512_srli_epi32::<16>(e);
@@ -446,14 +508,27 @@ pub(super) unsafe fn steps<const P: u8, const G: usize, const C: usize, const V:
             st(&mut grp.prev, folded);
             st(&mut grp.left, code);
             st(&mut grp.above, above);
-            let c = _mm512_add_epi32(cx, one);
-            let wrap_x = _mm512_cmpeq_epi32_mask(c, dx);
-            st(&mut grp.cx, _mm512_maskz_mov_epi32(!wrap_x, c));
-            let cy = _mm512_mask_add_epi32(cy, wrap_x, cy, one);
-            st(
-                &mut grp.cy,
-                _mm512_maskz_mov_epi32(!_mm512_cmpeq_epi32_mask(cy, dy), cy),
-            );
+            if !A {
+                let c = _mm512_add_epi32(ld(&grp.cx), one);
+                let wrap_x = _mm512_cmpeq_epi32_mask(c, dx);
+                st(&mut grp.cx, _mm512_maskz_mov_epi32(!wrap_x, c));
+                let cy = ld(&grp.cy);
+                let cy = _mm512_mask_add_epi32(cy, wrap_x, cy, one);
+                st(
+                    &mut grp.cy,
+                    _mm512_maskz_mov_epi32(!_mm512_cmpeq_epi32_mask(cy, dy), cy),
+                );
+            }
+        }
+        if A {
+            px += 1;
+            if px == w.dx {
+                px = 0;
+                py += 1;
+                if py == w.dy {
+                    py = 0;
+                }
+            }
         }
         since += 1;
         if since == event {
@@ -497,8 +572,11 @@ pub(super) unsafe fn steps<const P: u8, const G: usize, const C: usize, const V:
                 let r = &mut ch.ln[16 * k + j];
                 r.x = grp.x[j];
                 r.i = at[16 * k + j] + held;
-                r.cx = grp.cx[j] as usize;
-                r.cy = grp.cy[j] as usize;
+                (r.cx, r.cy) = if A {
+                    (px, py)
+                } else {
+                    (grp.cx[j] as usize, grp.cy[j] as usize)
+                };
                 r.cg = grp.cg[j] as usize;
                 r.cf = grp.cf[j] as usize;
                 (r.rg, r.rf) = w.counters_after(grp.rg[j], grp.rf[j], since, s_end);
