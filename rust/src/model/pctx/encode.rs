@@ -132,7 +132,13 @@ pub fn encode(
                 // multiple of 16 and at most 32, every lane has an element at the steps below
                 // `full` (so `l · seg + s < m` is an index of `decisions`, below 2^31), and
                 // `words` has 16 slots past any count of words the elements can emit.
-                unsafe { avx512_steps(decisions, seg, lanes, full, &mut x, p, words, n_words) }
+                unsafe {
+                    if lanes == 16 {
+                        avx512_steps::<1>(decisions, seg, full, &mut x, p, words, n_words)
+                    } else {
+                        avx512_steps::<2>(decisions, seg, full, &mut x, p, words, n_words)
+                    }
+                }
             } else {
                 // SAFETY: AVX2 and POPCNT are present; `lanes` is a multiple of 8 and at most
                 // 32, every lane has an element at the steps below `full` (so `l · seg + s <
@@ -325,7 +331,7 @@ unsafe fn avx2_steps(
     n_words
 }
 
-/// `avx2_steps` with AVX-512, 16 lanes a vector (`lanes` a multiple of 16), the lanes' states
+/// `avx2_steps` with AVX-512, `VECS` vectors of 16 lanes (`lanes` 16 or 32), the lanes' states
 /// held in binary64 (every value the arithmetic meets is an integer below 2^53, so exact):
 /// `x' = w + q · (2^p - f) + cum` with `q = floor(w · r)` for a reciprocal `r` of `f` just
 /// above `1 / f` (`reciprocal_above`), which gives the quotient exactly without a division
@@ -333,16 +339,15 @@ unsafe fn avx2_steps(
 /// 50). The words of the lanes that emit, highest lane first, are compressed in a register.
 ///
 /// # Safety
-/// AVX-512 F, BW, VL and VBMI2 and POPCNT must be available; `lanes` a multiple of 16 up
-/// to 32; `(lanes - 1) · seg + full` at most `decisions.len()` and below 2^31; `words` must
-/// have room for 16 words past the most the steps can emit (one an element) after `n_words`.
+/// AVX-512 F, BW, VL and VBMI2 and POPCNT must be available; `VECS` 1 or 2; `(lanes - 1) ·
+/// seg + full` at most `decisions.len()` and below 2^31; `words` must have room for 16 words
+/// past the most the steps can emit (one an element) after `n_words`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi2,popcnt")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn avx512_steps(
+unsafe fn avx512_steps<const VECS: usize>(
     decisions: &[u32],
     seg: usize,
-    lanes: usize,
     full: usize,
     x: &mut [u32; 32],
     p: u32,
@@ -350,7 +355,7 @@ unsafe fn avx512_steps(
     mut n_words: usize,
 ) -> usize {
     use std::arch::x86_64::*;
-    let vecs = lanes / 16;
+    let (vecs, lanes) = (VECS, 16 * VECS);
     // Lanes 8h..8h + 7 of the 32, as binary64.
     let mut xd = [_mm512_setzero_pd(); 4];
     let mut base = [_mm512_setzero_si512(); 2];
