@@ -766,8 +766,11 @@ fn quantize_sample(
         }
         _ => {}
     }
-    let (params, finite) = match quantizer {
-        Quantizer::Fixed { params, .. } => (params.clone(), quant::all_finite(x)),
+    let (params, finite): (Vec<Affine>, bool) = match quantizer {
+        Quantizer::Fixed { params, .. } => {
+            quant::quantize_unknown(x, params, ch, bits, non_finite, &mut q)?;
+            return Ok((q, params.clone()));
+        }
         Quantizer::PerSample { .. } => {
             let (ranges, finite) = quant::min_max(x, ch);
             (

@@ -77,28 +77,44 @@ unsafe fn codes8<const NAN: bool>(v: __m256, scale: __m256, zp: __m256, levels: 
 
 /// Quantizes `x` into `out` (same length) with scale `s > 0` and zero point `zp`, codes of at
 /// most `levels` (below 2^8 for `u8` output, 2^16 for `u16`). `NAN`: `x` may hold NaN.
+/// `CHECK`: also whether every value of `x` is finite, in the same pass (`super::all_finite`'s
+/// answer, without a pass of its own); `true` without it.
 ///
 /// # Safety
 /// AVX2 must be available.
 #[target_feature(enable = "avx2")]
-pub(super) unsafe fn quantize<O: Out, const NAN: bool>(
+pub(super) unsafe fn quantize<O: Out, const NAN: bool, const CHECK: bool>(
     x: &[f32],
     out: &mut [O],
     s: f32,
     zp: i32,
     levels: u32,
-) {
+) -> bool {
     assert_eq!(x.len(), out.len());
     let scale = _mm256_set1_ps(s);
     let zpv = _mm256_set1_ps(zp as f32);
     let lv = _mm256_set1_ps(levels as f32);
+    let (abs, inf) = (
+        _mm256_castsi256_ps(_mm256_set1_epi32(i32::MAX)),
+        _mm256_set1_ps(f32::INFINITY),
+    );
+    let mut bad = _mm256_setzero_ps();
     let n = x.len() / 32 * 32;
     let (xp, op) = (x.as_ptr(), out.as_mut_ptr());
     let mut i = 0;
     while i < n {
         // SAFETY: 32 elements at i in both.
-        let c =
-            [0, 8, 16, 24].map(|k| codes8::<NAN>(_mm256_loadu_ps(xp.add(i + k)), scale, zpv, lv));
+        let c = [0, 8, 16, 24].map(|k| {
+            let v = _mm256_loadu_ps(xp.add(i + k));
+            if CHECK {
+                // |v| not below infinity: infinite or NaN.
+                bad = _mm256_or_ps(
+                    bad,
+                    _mm256_cmp_ps::<_CMP_NLT_UQ>(_mm256_and_ps(v, abs), inf),
+                );
+            }
+            codes8::<NAN>(v, scale, zpv, lv)
+        });
         O::store32(op.add(i), c);
         i += 32;
     }
@@ -112,6 +128,7 @@ pub(super) unsafe fn quantize<O: Out, const NAN: bool>(
             c as u32
         });
     }
+    !CHECK || (_mm256_movemask_ps(bad) == 0 && super::all_finite(&x[n..]))
 }
 
 /// A code type the vector quantizer stores.
@@ -220,7 +237,7 @@ impl In for u16 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{quantize_portable, run_min_max_portable, Affine};
+    use super::super::{all_finite, quantize_portable, run_min_max_portable, Affine};
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
@@ -323,9 +340,9 @@ mod tests {
                 // SAFETY: AVX2 checked above.
                 unsafe {
                     if nan {
-                        super::quantize::<u8, true>(&x, &mut got, a.scale, a.zero_point, levels);
+                        super::quantize::<u8, true, false>(&x, &mut got, a.scale, a.zero_point, levels);
                     } else {
-                        super::quantize::<u8, false>(&x, &mut got, a.scale, a.zero_point, levels);
+                        super::quantize::<u8, false, false>(&x, &mut got, a.scale, a.zero_point, levels);
                     }
                 }
                 assert_eq!(got, want, "bits {bits} {a:?}");
@@ -336,12 +353,42 @@ mod tests {
             // SAFETY: AVX2 checked above.
             unsafe {
                 if nan {
-                    super::quantize::<u16, true>(&x, &mut got, a.scale, a.zero_point, levels);
+                    super::quantize::<u16, true, false>(&x, &mut got, a.scale, a.zero_point, levels);
                 } else {
-                    super::quantize::<u16, false>(&x, &mut got, a.scale, a.zero_point, levels);
+                    super::quantize::<u16, false, false>(&x, &mut got, a.scale, a.zero_point, levels);
                 }
             }
             assert_eq!(got, want, "bits {bits} {a:?}");
+        }
+    }
+
+    /// The pass that also checks finiteness (`CHECK`) says whether every value is finite, for
+    /// one NaN or infinity planted anywhere (in a block of 32 or the tail) or none, and gives
+    /// the same codes as without the check.
+    #[test]
+    fn quantize_checks_finiteness_in_its_pass() {
+        if !avx2() {
+            return;
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for round in 0..600 {
+            let n = rng.gen_range(1..200);
+            let a = Affine {
+                scale: 0.01,
+                zero_point: 7,
+            };
+            let mut x = values(&mut rng, n, a.scale, false);
+            if round % 2 == 0 {
+                x[rng.gen_range(0..n)] = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY][round % 3];
+            }
+            let (mut got, mut want) = (vec![0u8; n], vec![0u8; n]);
+            // SAFETY: AVX2 checked above.
+            let finite = unsafe {
+                super::quantize::<u8, false, false>(&x, &mut want, a.scale, a.zero_point, 255);
+                super::quantize::<u8, false, true>(&x, &mut got, a.scale, a.zero_point, 255)
+            };
+            assert_eq!(finite, all_finite(&x), "round {round}, n {n}");
+            assert_eq!(got, want, "round {round}");
         }
     }
 }

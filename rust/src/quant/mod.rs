@@ -365,6 +365,44 @@ pub fn quantize<C: Code>(
     Ok(())
 }
 
+/// `quantize` of input whose finiteness is not known (a fixed quantizer's: no range pass to
+/// learn it from): where the vector pass runs, one pass that quantizes as for finite input and
+/// checks that it was, and `quantize` again only where a value was not; elsewhere `all_finite`
+/// first. The same codes and errors as `quantize(.., all_finite(x), ..)`, without its own pass
+/// over the input (benches/NOTES.md 50).
+pub fn quantize_unknown<C: Code>(
+    x: &[f32],
+    params: &[Affine],
+    ch: Channels,
+    bits: u8,
+    non_finite: NonFinite,
+    out: &mut [C],
+) -> Result<()> {
+    #[cfg(target_arch = "x86_64")]
+    if bits <= 8 && has_avx2() && params.iter().all(|a| a.scale > 0.0) {
+        if let Some(o) = C::codes_u8_mut(out) {
+            let levels = (1u32 << bits) - 1;
+            // SAFETY: AVX2 is available; codes of at most 8 bits fit a byte.
+            let run = |run: &[f32], o: &mut [u8], a: Affine| unsafe {
+                avx2::quantize::<u8, false, true>(run, o, a.scale, a.zero_point, levels)
+            };
+            let mut finite = true;
+            if ch.channels == 1 {
+                finite = run(x, o, params[0]);
+            } else {
+                for (block, (r, o)) in x.chunks(ch.inner).zip(o.chunks_mut(ch.inner)).enumerate() {
+                    finite &= run(r, o, params[block % ch.channels]);
+                }
+            }
+            if finite {
+                return Ok(());
+            }
+            return quantize(x, params, ch, bits, non_finite, false, out);
+        }
+    }
+    quantize(x, params, ch, bits, non_finite, all_finite(x), out)
+}
+
 /// One run of one channel (scale > 0) in plain Rust: the definition the vector pass matches.
 fn quantize_portable<C: Code>(run: &[f32], out: &mut [C], a: Affine, levels: f32, nan: bool) {
     let zp = a.zero_point as f32;
@@ -393,17 +431,17 @@ fn quantize_vector<C: Code>(x: &[f32], out: &mut [C], a: Affine, bits: u8, nan: 
         unsafe {
             if let Some(o) = C::codes_u8_mut(out).filter(|_| bits <= 8) {
                 if nan {
-                    avx2::quantize::<u8, true>(x, o, s, z, levels);
+                    avx2::quantize::<u8, true, false>(x, o, s, z, levels);
                 } else {
-                    avx2::quantize::<u8, false>(x, o, s, z, levels);
+                    avx2::quantize::<u8, false, false>(x, o, s, z, levels);
                 }
                 return true;
             }
             if let Some(o) = C::codes_u16_mut(out) {
                 if nan {
-                    avx2::quantize::<u16, true>(x, o, s, z, levels);
+                    avx2::quantize::<u16, true, false>(x, o, s, z, levels);
                 } else {
-                    avx2::quantize::<u16, false>(x, o, s, z, levels);
+                    avx2::quantize::<u16, false, false>(x, o, s, z, levels);
                 }
                 return true;
             }
