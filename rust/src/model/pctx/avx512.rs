@@ -13,7 +13,7 @@
 //! symbol checked against its interval. Its group and fill counters move by events, as the
 //! AVX2 kernel's (NOTES 48); where every lane is at the same column and row (lanes of whole
 //! planes) it keeps one position for all, and the blends of a lane that has every neighbour
-//! fold away (NOTES 50).
+//! fold away (NOTES 51).
 
 use super::{RasterLane, Tables, Walk};
 use std::arch::x86_64::*;
@@ -179,7 +179,7 @@ pub(super) unsafe fn steps<const P: u8, const G: usize, const C: usize, const V:
     chunks: &mut [Lanes; C],
 ) {
     // Lanes of whole planes (FORMAT.md 9.4) all start a plane: every lane is then at the same
-    // column and row at every step, and the kernel keeps one position for all (NOTES 50).
+    // column and row at every step, and the kernel keeps one position for all (NOTES 51).
     let (x0, y0) = (chunks[0].ln[0].cx, chunks[0].ln[0].cy);
     let aligned = chunks
         .iter()
