@@ -15,7 +15,7 @@ import splitans
 
 # Inputs that reach every vector pass: runs of >= 64 floats (the range scan), 32-lane rANS
 # streams (>= 8192 symbols) of u8 and u16 codes, NaN clamped, per-channel ranges, fitted codecs
-# whose chunks have 8 lanes or more. Built with integer-exact numpy (the same everywhere).
+# whose chunks have 8 lanes or more (32 at 8 bits, with NaN clamped too). Built with integer-exact numpy (the same everywhere).
 SCRIPT = r"""
 import hashlib, json
 import numpy as np
@@ -59,6 +59,17 @@ for shape in [(16, 14, 14), (64, 28, 28)]:
     codec = splitans.Codec.fit(cal, bits=4)
     blob = codec.compress(relu(7, shape))
     out["fitted" + "x".join(map(str, shape))] = [sha(blob), sha(codec.decompress(blob).tobytes())]
+# Chunks of 16 or 32 lanes (the 16-lane encoder steps) at 8 bits, and the fixed quantizer's pass
+# that finds a NaN or infinity and quantizes again (a zero point above 0, where NaN's code shows).
+shape = (16, 128, 128)
+codec = splitans.Codec.fit(np.stack([relu(200 + i, shape) - 1 for i in range(6)]), bits=8)
+good = relu(9, shape) - 1
+bad = good.copy()
+bad.ravel()[::89] = np.nan
+bad.ravel()[3::113] = -np.inf
+for name, a, kw in [("fitted8", good, {}), ("fitted8_nan", bad, dict(nonfinite="clamp"))]:
+    blob = codec.compress(a, **kw)
+    out[name] = [sha(blob), sha(codec.decompress(blob).tobytes())]
 print(json.dumps(out))
 """
 
