@@ -14,7 +14,7 @@
 //! level to the ends of its decision cell. Values outside the range decode to the nearest end.
 
 use crate::error::{corrupt, CodecError, Result};
-use crate::quant::{self, Affine, Channels, Code, NonFinite};
+use crate::quant::{self, for_runs, Affine, Channels, Code, NonFinite};
 
 /// Reconstruction levels and the decision thresholds between them.
 ///
@@ -95,17 +95,6 @@ fn check_finite(x: &[f32], non_finite: NonFinite) -> Result<()> {
     Ok(())
 }
 
-/// Applies `f(run, out, channel)` to each run of one channel.
-fn for_runs<T, C>(x: &[T], out: &mut [C], ch: Channels, mut f: impl FnMut(&[T], &mut [C], usize)) {
-    if ch.channels == 1 {
-        f(x, out, 0);
-    } else {
-        for (block, (run, o)) in x.chunks(ch.inner).zip(out.chunks_mut(ch.inner)).enumerate() {
-            f(run, o, block % ch.channels);
-        }
-    }
-}
-
 /// The affine codes of `quant::quantize`, then every value with `|x| <= dead_zone[c]` gets its
 /// channel's zero point. NaN (with `NonFinite::Clamp`) maps to the zero point as there.
 pub fn quantize_dead_zone(
@@ -117,8 +106,7 @@ pub fn quantize_dead_zone(
     non_finite: NonFinite,
     out: &mut [u8],
 ) -> Result<()> {
-    let finite = quant::all_finite(x);
-    quant::quantize(x, params, ch, bits, non_finite, finite, out)?;
+    quant::quantize_unknown(x, params, ch, bits, non_finite, out)?;
     for_runs(x, out, ch, |run, o, c| {
         let t = dead_zone[c];
         let z = params[c].zero_point as u8;

@@ -355,18 +355,28 @@ pub fn quantize<C: Code>(
             quantize_portable(run, out, a, levels, has_nan);
         }
     };
-    if ch.channels == 1 {
-        quantize_run(x, out, params[0]);
-    } else {
-        for (block, (run, o)) in x.chunks(ch.inner).zip(out.chunks_mut(ch.inner)).enumerate() {
-            quantize_run(run, o, params[block % ch.channels]);
-        }
-    }
+    for_runs(x, out, ch, |run, o, c| quantize_run(run, o, params[c]));
     Ok(())
 }
 
-/// `quantize` of input whose finiteness is not known (a fixed quantizer's: no range pass to
-/// learn it from): where the vector pass runs, one pass that quantizes as for finite input and
+/// Applies `f(run, out, channel)` to each run of one channel.
+pub(crate) fn for_runs<T, C>(
+    x: &[T],
+    out: &mut [C],
+    ch: Channels,
+    mut f: impl FnMut(&[T], &mut [C], usize),
+) {
+    if ch.channels == 1 {
+        f(x, out, 0);
+    } else {
+        for (block, (run, o)) in x.chunks(ch.inner).zip(out.chunks_mut(ch.inner)).enumerate() {
+            f(run, o, block % ch.channels);
+        }
+    }
+}
+
+/// `quantize` of input whose finiteness is not known (a fixed or dead-zone quantizer's: no
+/// range pass to learn it from): where the vector pass runs, one pass that quantizes as for finite input and
 /// checks that it was, and `quantize` again only where a value was not; elsewhere `all_finite`
 /// first. The same codes and errors as `quantize(.., all_finite(x), ..)`, without its own pass
 /// over the input (benches/NOTES.md 50).
@@ -387,13 +397,7 @@ pub fn quantize_unknown<C: Code>(
                 avx2::quantize::<u8, false, true>(run, o, a.scale, a.zero_point, levels)
             };
             let mut finite = true;
-            if ch.channels == 1 {
-                finite = run(x, o, params[0]);
-            } else {
-                for (block, (r, o)) in x.chunks(ch.inner).zip(o.chunks_mut(ch.inner)).enumerate() {
-                    finite &= run(r, o, params[block % ch.channels]);
-                }
-            }
+            for_runs(x, o, ch, |r, o, c| finite &= run(r, o, params[c]));
             if finite {
                 return Ok(());
             }

@@ -986,7 +986,7 @@ mod tests {
                 1 << 16,
             ];
             let mut w = [0u32; 8];
-            for (j, shift) in [(0, 0u32), (1, 1), (2, 2)] {
+            for shift in 0..3 {
                 for (x, &k) in w.iter_mut().zip(&k) {
                     let at = (k.min(top) as u64 * f as u64) as u32;
                     *x = match shift {
@@ -995,7 +995,7 @@ mod tests {
                         _ => at.saturating_add(f - 1),
                     };
                 }
-                if j == 2 {
+                if shift == 2 {
                     w[7] = u32::MAX;
                 }
                 // SAFETY: AVX-512 F is present.
