@@ -171,7 +171,6 @@ fn decode_chunk(
     e: &mut [u8],
     kernel: Kernel,
 ) -> Result<()> {
-    let small = tb.bits <= 4;
     match (tb.predictor, w.raster()) {
         (Predictor::None, true) => {
             decode_raster::<0>(tb, w, c, x, words, fill, q, e, kernel)
@@ -183,25 +182,22 @@ fn decode_chunk(
             decode_raster::<2>(tb, w, c, x, words, fill, q, e, kernel)
         }
         (predictor, false) => {
-            let lanes_of = match (predictor, small) {
-                (Predictor::None, false) => decode_lanes::<0, false>,
-                (Predictor::None, true) => decode_lanes::<0, true>,
-                (Predictor::Med, false) => decode_lanes::<1, false>,
-                (Predictor::Med, true) => decode_lanes::<1, true>,
-                (Predictor::MedResidual, false) => decode_lanes::<2, false>,
-                (Predictor::MedResidual, true) => decode_lanes::<2, true>,
+            let lanes_of = match predictor {
+                Predictor::None => decode_lanes::<0>,
+                Predictor::Med => decode_lanes::<1>,
+                Predictor::MedResidual => decode_lanes::<2>,
             };
             lanes_of(tb, w, c, x, words, fill, q, e)
         }
     }
 }
 
-/// The decoder of one chunk, specialized for the predictor and the alphabet size. Words are
-/// handed out without a branch (a lane that needs none reads one and keeps its state); a
-/// corrupt body that runs out reads zeros and is refused at the end, when the count of words
-/// used differs from the count given.
+/// The decoder of one chunk, specialized for the predictor. Words are handed out without a
+/// branch (a lane that needs none reads one and keeps its state); a corrupt body that runs out
+/// reads zeros and is refused at the end, when the count of words used differs from the count
+/// given.
 #[allow(clippy::too_many_arguments)]
-fn decode_lanes<const P: u8, const SMALL: bool>(
+fn decode_lanes<const P: u8>(
     tb: &Tables,
     w: &Walk,
     c: &Chunk,
@@ -241,15 +237,11 @@ fn decode_lanes<const P: u8, const SMALL: bool>(
             let (ctx, pred) = context_at::<P>(tb, w, st, q, e, c, fill[c.cf]);
             let t = tb.context_map[ctx] as usize;
             let slot = *xl & slot_mask;
-            let (sym, cum, freq) = if SMALL {
-                tb.find16(t, slot)
-            } else {
-                tb.find(t, slot)
-            };
+            let (sym, cum, freq) = tb.lookup(t, slot);
             let v = freq * (*xl >> p) + slot - cum;
             let need = v < RANS_L;
             let word = wbuf[pos.min(n_words)];
-            *xl = if need { (v << 16) | word } else { v };
+            *xl = std::hint::select_unpredictable(need, (v << 16) | word, v);
             pos += need as usize;
             q[c.i] = if P != 0 {
                 ((sym as i32 + pred) & code_mask) as u8
@@ -529,7 +521,6 @@ fn raster_tail<const P: u8>(
     let p = tb.precision as u32;
     let slot_mask = (1u32 << p) - 1;
     let code_mask = (1i32 << tb.bits) - 1;
-    let small = tb.bits <= 4;
     let n_words = rc.n_words;
     let wbuf = &rc.wbuf;
     let ln = &mut rc.ln;
@@ -573,15 +564,11 @@ fn raster_tail<const P: u8>(
             };
             let t = tb.context_map[ctx as usize] as usize;
             let slot = r.x & slot_mask;
-            let (sym, cum, freq) = if small {
-                tb.find16(t, slot)
-            } else {
-                tb.find(t, slot)
-            };
+            let (sym, cum, freq) = tb.lookup(t, slot);
             let v = freq * (r.x >> p) + slot - cum;
             let need = v < RANS_L;
             let word = wbuf[pos.min(n_words)] as u32;
-            r.x = if need { (v << 16) | word } else { v };
+            r.x = std::hint::select_unpredictable(need, (v << 16) | word, v);
             pos += need as usize;
             let code = if P != 0 {
                 (sym as i32 + pred) & code_mask

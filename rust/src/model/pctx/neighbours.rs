@@ -6,14 +6,11 @@ use super::*;
 
 #[inline(always)]
 pub(super) fn med(l: i32, u: i32, ul: i32) -> i32 {
-    let (lo, hi) = if l < u { (l, u) } else { (u, l) };
-    if ul >= hi {
-        lo
-    } else if ul <= lo {
-        hi
-    } else {
-        l + u - ul
-    }
+    // `lo` where ul >= hi, `hi` where ul <= lo, else l + u - ul: the gradient clamped to
+    // [lo, hi], without a branch (a data-dependent one costs the scalar decoder its lanes'
+    // overlap: benches/NOTES.md 52).
+    let (lo, hi) = (l.min(u), l.max(u));
+    (l + u - ul).max(lo).min(hi)
 }
 
 /// The three raw property values of element `i` (at step `s` of its lane segment) and its

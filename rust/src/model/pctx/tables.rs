@@ -30,11 +30,10 @@ pub struct Tables {
     pub(super) ctx_c: Vec<u32>,
     pub(super) context_map: Vec<u8>,
     pub(super) predictor: Predictor,
-    /// The symbol of every slot of every table (for the AVX2 decoder, when it fits in
-    /// `MAX_SLOT_TABLE` bytes), and the context map, each followed by 3 bytes of padding so that
-    /// a 4-byte gather at any entry stays inside. Empty on other CPUs (no gathers there: on
-    /// aarch64 the scalar raster decoder runs, see benches/NOTES.md).
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    /// The symbol of every slot of every table (for the vector decoders on x86-64, when it fits
+    /// in `MAX_SLOT_TABLE` bytes; for the scalar decoder on other CPUs, in `FAST_SLOT_BYTES`),
+    /// and on x86-64 the context map, each followed by 3 bytes of padding so that a 4-byte
+    /// gather at any entry stays inside.
     pub(super) slots: Vec<u8>,
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(super) padded_map: Vec<u8>,
@@ -197,7 +196,11 @@ impl Tables {
             .collect();
         let mut slots = Vec::new();
         let mut padded_map = Vec::new();
-        if cfg!(target_arch = "x86_64") && model.tables() << p <= MAX_SLOT_TABLE {
+        // The vector decoders (x86-64) read slot tables up to `MAX_SLOT_TABLE`; the scalar one
+        // only within `FAST_SLOT_BYTES` (`lookup`).
+        let x86 = cfg!(target_arch = "x86_64");
+        let built = if x86 { MAX_SLOT_TABLE } else { FAST_SLOT_BYTES };
+        if model.tables() << p <= built {
             slots.reserve((model.tables() << p) + 3);
             for row in model.freqs.chunks(a) {
                 for (s, &f) in row.iter().enumerate() {
@@ -205,6 +208,8 @@ impl Tables {
                 }
             }
             slots.extend_from_slice(&[0; 3]);
+        }
+        if x86 && !slots.is_empty() {
             padded_map.extend_from_slice(&model.context_map);
             padded_map.extend_from_slice(&[0; 3]);
         }
@@ -227,7 +232,7 @@ impl Tables {
             runs(&slots[..model.tables() << p])
         };
         let [na, nb, nc] = model.n_classes.map(|n| n as u32);
-        let class_bytes = if slots.is_empty() {
+        let class_bytes = if padded_map.is_empty() {
             Vec::new()
         } else {
             class_bytes(&model.classes, nc)
@@ -282,6 +287,22 @@ impl Tables {
     fn with_interval(&self, t: usize, sym: usize) -> (usize, u32, u32) {
         let (cum, freq) = self.interval(t, sym);
         (sym, cum, freq)
+    }
+
+    /// The symbol of `slot` in table `t`, with its (cum, freq), for the scalar decoder: one
+    /// load from the slot table where it is built and within `FAST_SLOT_BYTES`, else the
+    /// search (`find16`, `find`), whose bucket index and cumulative frequencies stay in cache
+    /// where a larger slot table (or its runs) would not (benches/NOTES.md 52).
+    #[inline(always)]
+    pub(super) fn lookup(&self, t: usize, slot: u32) -> (usize, u32, u32) {
+        if (1..=FAST_SLOT_BYTES + 3).contains(&self.slots.len()) {
+            let sym = self.slots[(t << self.precision) | slot as usize];
+            self.with_interval(t, sym as usize)
+        } else if self.bits <= 4 {
+            self.find16(t, slot)
+        } else {
+            self.find(t, slot)
+        }
     }
 
     /// The symbol of `slot` in table `t`, with its (cum, freq).
