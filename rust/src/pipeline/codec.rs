@@ -300,8 +300,10 @@ impl Codec {
     /// The codes of a blob, with its shape and parameters.
     pub fn decode_codes(&self, blob: &[u8], max_output_bytes: u64) -> Result<(BlobInfo, Vec<u8>)> {
         let info = self.describe(blob, max_output_bytes)?;
-        let mut q = buffer::zeroed::<u8>(info.count())?;
+        let n = info.count();
+        let mut q = buffer::zeroed::<u8>(n + pctx::DECODE_PAD)?;
         self.decode_body(blob, &info, &mut q)?;
+        q.truncate(n);
         if let Quantizer::Levels { books, index, .. } = &self.quantizer {
             let ch = channels_of(&info.shape, self.quantizer.axis());
             levels::check_codes(&q, books, index, ch)?;
@@ -352,20 +354,23 @@ impl Codec {
         Ok(body[0])
     }
 
-    /// Decodes the body of a described blob into `q`, one code per element.
+    /// Decodes the body of a described blob into the first `n` bytes of `q`, one code per
+    /// element; `q` has `pctx::DECODE_PAD` bytes more, so that the context decoder needs no
+    /// padded buffer of its own, nor a copy out of it.
     fn decode_body(&self, blob: &[u8], info: &BlobInfo, q: &mut [u8]) -> Result<()> {
         let body = &blob[info.header_bytes..];
-        let n = q.len();
+        let n = info.count();
         match info.kind {
-            BlobKind::Raw => unpack(body, self.bits, q)?,
-            BlobKind::Constant => q.fill(self.constant_code(blob, info)?),
+            BlobKind::Raw => unpack(body, self.bits, &mut q[..n])?,
+            BlobKind::Constant => q[..n].fill(self.constant_code(blob, info)?),
             BlobKind::Coded => {
                 if n == 0 {
                     return Err(corrupt!("a coded body for an empty sample"));
                 }
                 let ch = channels_of(&info.shape, self.quantizer.axis());
                 let fills: Vec<u8> = info.params.iter().map(|a| a.zero_point as u8).collect();
-                pctx::decode(&self.model, &self.tables_, &info.shape, body, &fills, ch, q)?;
+                let q = &mut q[..n + pctx::DECODE_PAD];
+                pctx::decode_padded(&self.model, &self.tables_, &info.shape, body, &fills, ch, q)?;
             }
         }
         Ok(())
@@ -395,23 +400,7 @@ impl Codec {
         let at = (size - 1) * n;
         {
             let bytes = &mut buffer::bytes_mut(&mut out)[at..];
-            match info.kind {
-                BlobKind::Coded if n > 0 => {
-                    let ch = channels_of(&info.shape, self.quantizer.axis());
-                    let fills: Vec<u8> = info.params.iter().map(|a| a.zero_point as u8).collect();
-                    let body = &blob[info.header_bytes..];
-                    pctx::decode_padded(
-                        &self.model,
-                        &self.tables_,
-                        &info.shape,
-                        body,
-                        &fills,
-                        ch,
-                        &mut bytes[..n + pctx::DECODE_PAD],
-                    )?;
-                }
-                _ => self.decode_body(blob, &info, &mut bytes[..n])?,
-            }
+            self.decode_body(blob, &info, bytes)?;
         }
         self.dequantize_in_place(&mut out, at, n, &info, conv)?;
         out.truncate(n);
