@@ -446,6 +446,17 @@ unsafe fn reciprocal_above(f: std::arch::x86_64::__m512d) -> std::arch::x86_64::
     _mm512_mul_pd(r, _mm512_set1_pd(1.0 + f64::EPSILON * 16.0))
 }
 
+/// `1 / f` raised by a factor `1 + 2^-48`, so that `floor(w · r) = floor(w / f)` exactly for
+/// every `w < 2^32` and `f` in `1..=2^16` (as the AVX-512 steps' reciprocal: NOTES 50). The
+/// division's quotient is within `2^-53` of `1 / f`, so `r` lies in `[1 / f, (1 + 2^-47) / f]`;
+/// then `w · r` exceeds `w / f` by less than `2^-15 / f`, and its rounding by at most `2^-21`:
+/// together less than the `1 / f` between `w / f` and the next integer when `w / f` is not
+/// one, and never below `w / f` when it is.
+#[inline(always)]
+pub(super) fn reciprocal_up(f: u32) -> f64 {
+    (1.0 / f as f64) * (1.0 + f64::EPSILON * 16.0)
+}
+
 /// One encoder step of the lanes `x` (the lanes active at that step), whose elements have the
 /// intervals `row` (`cum | freq << 16`), at precision `p`: the lanes' words go into `words`
 /// from `n_words` on, the highest lane first (FORMAT.md 9.4: the decoder reads them lowest lane
@@ -463,9 +474,9 @@ fn rans_step(x: &mut [u32], row: &[u32], p: u32, words: &mut [u16], mut n_words:
         *lo = *v as u16;
         *em = out as u8;
         let w = if out { *v >> 16 } else { *v };
-        // w / freq exactly: w < 2^32 and freq < 2^16, so the binary64 quotient is never
-        // within rounding of the next integer.
-        let quot = (w as f64 / freq as f64) as u32;
+        // w / freq exactly, by a multiply: the division is off the state's chain (it needs
+        // only the interval), which is what a lane's steps wait on (benches/NOTES.md 54).
+        let quot = (w as f64 * reciprocal_up(freq)) as u32;
         *v = (quot << p) + (w - quot * freq) + cum;
     }
     for j in (0..k).rev() {
