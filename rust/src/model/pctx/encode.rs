@@ -117,13 +117,26 @@ pub fn encode(
         #[cfg(not(target_arch = "x86_64"))]
         let vector = false;
         let low = if vector { full } else { 0 };
-        for s in (low..seg).rev() {
-            // Lanes that have an element at step s: a prefix (later lanes may be shorter).
-            let active = (m - s).div_ceil(seg).min(lanes);
-            for (l, r) in row[..active].iter_mut().enumerate() {
-                *r = decisions[l * seg + s];
+        if lanes == 1 {
+            // One lane (a sample under 8,192 elements): its state in a register, its words
+            // appended as it goes, without `rans_step`'s arrays a step (NOTES 54).
+            let mut v = x[0];
+            for &e in decisions[..m].iter().rev() {
+                let (next, word, out) = rans_put(v, e, p);
+                words[n_words] = word;
+                n_words += out as usize;
+                v = next;
             }
-            n_words = rans_step(&mut x[..active], &row[..active], p, words, n_words);
+            x[0] = v;
+        } else {
+            for s in (low..seg).rev() {
+                // Lanes that have an element at step s: a prefix (later lanes may be shorter).
+                let active = (m - s).div_ceil(seg).min(lanes);
+                for (l, r) in row[..active].iter_mut().enumerate() {
+                    *r = decisions[l * seg + s];
+                }
+                n_words = rans_step(&mut x[..active], &row[..active], p, words, n_words);
+            }
         }
         #[cfg(target_arch = "x86_64")]
         if vector {
@@ -469,21 +482,28 @@ fn rans_step(x: &mut [u32], row: &[u32], p: u32, words: &mut [u16], mut n_words:
     let mut emit = [0u8; 32];
     let k = x.len();
     for (((v, &e), lo), em) in x.iter_mut().zip(row).zip(&mut low[..k]).zip(&mut emit[..k]) {
-        let (cum, freq) = (e & 0xFFFF, e >> 16);
-        let out = *v >= freq << (32 - p);
-        *lo = *v as u16;
+        let out;
+        (*v, *lo, out) = rans_put(*v, e, p);
         *em = out as u8;
-        let w = if out { *v >> 16 } else { *v };
-        // w / freq exactly, by a multiply: the division is off the state's chain (it needs
-        // only the interval), which is what a lane's steps wait on (benches/NOTES.md 54).
-        let quot = (w as f64 * reciprocal_up(freq)) as u32;
-        *v = (quot << p) + (w - quot * freq) + cum;
     }
     for j in (0..k).rev() {
         words[n_words] = low[j];
         n_words += emit[j] as usize;
     }
     n_words
+}
+
+/// A state `v` after it codes an element of interval `e` (`cum | freq << 16`) at precision
+/// `p`, the word it would emit (its low 16 bits) and whether it does.
+#[inline(always)]
+fn rans_put(v: u32, e: u32, p: u32) -> (u32, u16, bool) {
+    let (cum, freq) = (e & 0xFFFF, e >> 16);
+    let out = v >= freq << (32 - p);
+    let w = if out { v >> 16 } else { v };
+    // w / freq exactly, by a multiply: the division is off the state's chain (it needs only
+    // the interval), which is what a lane's steps wait on (benches/NOTES.md 54).
+    let quot = (w as f64 * reciprocal_up(freq)) as u32;
+    ((quot << p) + (w - quot * freq) + cum, v as u16, out)
 }
 
 /// Where one chunk of a body is: the chunk (its elements, lanes and segment), and the byte
