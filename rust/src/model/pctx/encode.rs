@@ -466,7 +466,7 @@ unsafe fn reciprocal_above(f: std::arch::x86_64::__m512d) -> std::arch::x86_64::
 /// together less than the `1 / f` between `w / f` and the next integer when `w / f` is not
 /// one, and never below `w / f` when it is.
 #[inline(always)]
-pub(super) fn reciprocal_up(f: u32) -> f64 {
+fn reciprocal_up(f: u32) -> f64 {
     (1.0 / f as f64) * (1.0 + f64::EPSILON * 16.0)
 }
 
@@ -978,13 +978,58 @@ fn interior<const P: u8>(
     }
 }
 
-#[cfg(all(test, target_arch = "x86_64"))]
+#[cfg(test)]
 mod tests {
     use super::*;
 
-    /// `floor(w · reciprocal_above(f)) = floor(w / f)` for every `f` below 2^16 and the `w`
-    /// where a reciprocal's error shows: just below, at and just above multiples of `f`
-    /// (small, random and the largest below 2^32), and 2^32 - 1.
+    /// For every `f` below 2^16, the `w` where a reciprocal's error shows, in threes of eight:
+    /// just below, at and just above multiples of `f` (small, random and the largest below
+    /// 2^32), and 2^32 - 1.
+    fn quotients() -> impl Iterator<Item = (u32, [u32; 8])> {
+        let mut seed = 7u64;
+        (1..=u16::MAX as u32).flat_map(move |f| {
+            let top = u32::MAX / f;
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+            let k = [
+                1,
+                2,
+                3,
+                top / 2,
+                top - 1,
+                top,
+                (seed >> 33) as u32 % top + 1,
+                1 << 16,
+            ];
+            (0..3).map(move |shift| {
+                let mut w = [0u32; 8];
+                for (x, &k) in w.iter_mut().zip(&k) {
+                    let at = (k.min(top) as u64 * f as u64) as u32;
+                    *x = match shift {
+                        0 => at - 1,
+                        1 => at,
+                        _ => at.saturating_add(f - 1),
+                    };
+                }
+                if shift == 2 {
+                    w[7] = u32::MAX;
+                }
+                (f, w)
+            })
+        })
+    }
+
+    /// `floor(w · reciprocal_up(f)) = floor(w / f)`, the portable steps' quotient.
+    #[test]
+    fn reciprocal_up_gives_the_quotient() {
+        for (f, w) in quotients() {
+            for x in w {
+                assert_eq!((x as f64 * reciprocal_up(f)) as u32, x / f, "{x} / {f}");
+            }
+        }
+    }
+
+    /// `floor(w · reciprocal_above(f)) = floor(w / f)`, the AVX-512 steps' quotient.
+    #[cfg(target_arch = "x86_64")]
     #[test]
     fn reciprocal_above_gives_the_quotient() {
         if !crate::cpu::avx512_decode_available() {
@@ -1002,38 +1047,11 @@ mod tests {
             _mm256_storeu_si256(out.as_mut_ptr().cast(), _mm512_cvttpd_epu32(q));
             out
         }
-        let mut seed = 7u64;
-        for f in 1..=u16::MAX as u32 {
-            let top = u32::MAX / f;
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-            let k = [
-                1,
-                2,
-                3,
-                top / 2,
-                top - 1,
-                top,
-                (seed >> 33) as u32 % top + 1,
-                1 << 16,
-            ];
-            let mut w = [0u32; 8];
-            for shift in 0..3 {
-                for (x, &k) in w.iter_mut().zip(&k) {
-                    let at = (k.min(top) as u64 * f as u64) as u32;
-                    *x = match shift {
-                        0 => at - 1,
-                        1 => at,
-                        _ => at.saturating_add(f - 1),
-                    };
-                }
-                if shift == 2 {
-                    w[7] = u32::MAX;
-                }
-                // SAFETY: AVX-512 F is present.
-                let got = unsafe { floors(&w, &[f; 8]) };
-                for (x, g) in w.iter().zip(got) {
-                    assert_eq!(g, x / f, "{x} / {f}");
-                }
+        for (f, w) in quotients() {
+            // SAFETY: AVX-512 F is present.
+            let got = unsafe { floors(&w, &[f; 8]) };
+            for (x, g) in w.iter().zip(got) {
+                assert_eq!(g, x / f, "{x} / {f}");
             }
         }
     }

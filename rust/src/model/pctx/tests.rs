@@ -605,32 +605,3 @@ fn validate_refuses_each_broken_field_alone() {
         "group entries for another shape: accepted"
     );
 }
-
-/// `floor(w · reciprocal_up(f)) = floor(w / f)`, the portable encoder's quotient, for every `f`
-/// below 2^16 and the `w` where a reciprocal's error shows: just below, at and just above
-/// multiples of `f` (small, random and the largest below 2^32), and 2^32 - 1.
-#[test]
-fn reciprocal_up_gives_the_quotient() {
-    let mut seed = 7u64;
-    for f in 1..=u16::MAX as u32 {
-        let top = u32::MAX / f;
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-        let ks = [
-            1,
-            2,
-            3,
-            top / 2,
-            top - 1,
-            top,
-            (seed >> 33) as u32 % top + 1,
-            1 << 16,
-        ];
-        for k in ks {
-            let at = (k.min(top) as u64 * f as u64) as u32;
-            for w in [at - 1, at, at.saturating_add(f - 1), u32::MAX] {
-                let q = (w as f64 * super::encode::reciprocal_up(f)) as u32;
-                assert_eq!(q, w / f, "{w} / {f}");
-            }
-        }
-    }
-}
