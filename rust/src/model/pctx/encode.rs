@@ -119,7 +119,7 @@ pub fn encode(
         let low = if vector { full } else { 0 };
         if lanes == 1 {
             // One lane (a sample under 8,192 elements): its state in a register, its words
-            // appended as it goes, without `rans_step`'s arrays a step (NOTES 54).
+            // appended as it goes, without `rans_step`'s arrays a step (NOTES 55).
             let mut v = x[0];
             for &e in decisions[..m].iter().rev() {
                 let (next, word, out) = rans_put(v, e, p);
@@ -460,7 +460,7 @@ unsafe fn reciprocal_above(f: std::arch::x86_64::__m512d) -> std::arch::x86_64::
 }
 
 /// `1 / f` raised by a factor `1 + 2^-48`, so that `floor(w · r) = floor(w / f)` exactly for
-/// every `w < 2^32` and `f` in `1..=2^16` (as the AVX-512 steps' reciprocal: NOTES 50). The
+/// every `w < 2^32` and `f < 2^16` (as the AVX-512 steps' reciprocal: NOTES 50). The
 /// division's quotient is within `2^-53` of `1 / f`, so `r` lies in `[1 / f, (1 + 2^-47) / f]`;
 /// then `w · r` exceeds `w / f` by less than `2^-15 / f`, and its rounding by at most `2^-21`:
 /// together less than the `1 / f` between `w / f` and the next integer when `w / f` is not
@@ -501,7 +501,7 @@ fn rans_put(v: u32, e: u32, p: u32) -> (u32, u16, bool) {
     let out = v >= freq << (32 - p);
     let w = if out { v >> 16 } else { v };
     // w / freq exactly, by a multiply: the division is off the state's chain (it needs only
-    // the interval), which is what a lane's steps wait on (benches/NOTES.md 54).
+    // the interval), which is what a lane's steps wait on (benches/NOTES.md 55).
     let quot = (w as f64 * reciprocal_up(freq)) as u32;
     ((quot << p) + (w - quot * freq) + cum, v as u16, out)
 }
