@@ -47,14 +47,30 @@ pub fn avx512_decode() -> bool {
     // 0.5 % of the stem's encode).
     static ON: OnceLock<bool> = OnceLock::new();
     *ON.get_or_init(|| {
-        // CPUID leaf 0: the vendor string.
-        let r = std::arch::x86_64::__cpuid(0);
         let avx512_off = std::env::var_os("SPLITANS_DISABLE_AVX512")
             .is_some_and(|v| !v.is_empty() && v != "0");
-        avx512_decode_available()
-            && (r.ebx, r.edx, r.ecx) == (0x756e_6547, 0x4965_6e69, 0x6c65_746e)
-            && !avx512_off
+        avx512_decode_available() && intel() && !avx512_off
     })
+}
+
+/// Whether this is an Intel CPU (CPUID leaf 0's vendor string, read once).
+#[cfg(target_arch = "x86_64")]
+fn intel() -> bool {
+    static INTEL: OnceLock<bool> = OnceLock::new();
+    *INTEL.get_or_init(|| {
+        let r = std::arch::x86_64::__cpuid(0);
+        (r.ebx, r.edx, r.ecx) == (0x756e_6547, 0x4965_6e69, 0x6c65_746e)
+    })
+}
+
+/// Whether the fitted codec's AVX2 kernels read their tables by the gather instruction (Intel
+/// CPUs, where it was the faster: benches/NOTES.md 36) or by eight scalar loads a vector
+/// (every other vendor: on AMD's Zen 3 the loads decode the fitted stem 13 % faster and its
+/// lookups encode 15 % faster, benches/NOTES.md 57; Zen 4's gather is microcoded too).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub fn fast_gather() -> bool {
+    intel()
 }
 
 /// Whether this CPU could run the AVX-512 rANS decoder (`avx512_decode` without the vendor

@@ -54,18 +54,51 @@ unsafe fn st(a: &mut [u32; 8], v: __m256i) {
     _mm256_storeu_si256(a.as_mut_ptr().cast(), v)
 }
 
-/// Bytes at `base + idx` (each gather reads 4 bytes: 3 bytes of padding must follow).
+/// Bytes at `base + idx`: with `G`, by the gather instruction (each lane reads 4 bytes: 3
+/// bytes of padding must follow), else by eight scalar loads (`loads`).
 #[inline(always)]
-unsafe fn bytes(base: *const u8, idx: __m256i) -> __m256i {
-    _mm256_and_si256(
-        _mm256_i32gather_epi32::<1>(base.cast(), idx),
-        _mm256_set1_epi32(0xff),
-    )
+pub(super) unsafe fn bytes<const G: bool>(base: *const u8, idx: __m256i) -> __m256i {
+    if G {
+        _mm256_and_si256(
+            _mm256_i32gather_epi32::<1>(base.cast(), idx),
+            _mm256_set1_epi32(0xff),
+        )
+    } else {
+        loads(idx, |i| i32::from(*base.add(i)))
+    }
 }
 
+/// The u32 entries at `base + idx`, by the gather instruction with `G`, else by scalar loads.
 #[inline(always)]
-unsafe fn words32(base: *const u32, idx: __m256i) -> __m256i {
-    _mm256_i32gather_epi32::<4>(base.cast(), idx)
+pub(super) unsafe fn words32<const G: bool>(base: *const u32, idx: __m256i) -> __m256i {
+    if G {
+        _mm256_i32gather_epi32::<4>(base.cast(), idx)
+    } else {
+        loads(idx, |i| *base.add(i) as i32)
+    }
+}
+
+/// `t` of each lane's index (read as unsigned), by eight scalar loads put together in a
+/// vector: what `G = false` runs. On the AMD cores measured (Zen 3: a gather instruction of 8
+/// lanes is microcoded, as on Zen 4, benches/NOTES.md 36) they decode the fitted stem 13 %
+/// faster than the instruction, on Intel the instruction was the faster (`cpu::fast_gather`,
+/// benches/NOTES.md 57).
+#[inline(always)]
+unsafe fn loads(idx: __m256i, t: impl Fn(usize) -> i32) -> __m256i {
+    let lo = _mm256_castsi256_si128(idx);
+    let hi = _mm256_extracti128_si256::<1>(idx);
+    let (i01, i23) = (
+        _mm_cvtsi128_si64(lo) as u64,
+        _mm_extract_epi64::<1>(lo) as u64,
+    );
+    let (i45, i67) = (
+        _mm_cvtsi128_si64(hi) as u64,
+        _mm_extract_epi64::<1>(hi) as u64,
+    );
+    let u = |i: u64| t(i as u32 as usize);
+    let a = _mm_setr_epi32(u(i01), u(i01 >> 32), u(i23), u(i23 >> 32));
+    let b = _mm_setr_epi32(u(i45), u(i45 >> 32), u(i67), u(i67 >> 32));
+    _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(a), b)
 }
 
 /// Advances counters (c, r) with period `period` and length `len` by `k` elements, at most
@@ -91,7 +124,10 @@ unsafe fn tick(c: &mut [u32; 8], r: &mut [u32; 8], period: usize, len: usize, k:
 /// `s`'s codes of the lanes at row `s mod (dx + 1)`, `lanes` bytes a row; the folded residuals
 /// likewise in `erows` when `P` is 2), and the neighbours are plain loads of a row, not
 /// gathers. The group and fill of a lane change only at their counters' wraps, so their
-/// lookups are redone only then. Returns the word position.
+/// lookups are redone only then. The tables are read by the gather instruction with `G`, else
+/// by scalar loads (`loads`), except the slot table's fallback lanes, whose masked gather
+/// reads only the lanes that need it (loads of every lane measured 10 % slower on the stem).
+/// Returns the word position.
 ///
 /// # Safety
 /// AVX2 and POPCNT must be available; `tb.slots` must be built; `q` must hold every element
@@ -102,7 +138,7 @@ unsafe fn tick(c: &mut [u32; 8], r: &mut [u32; 8], period: usize, len: usize, k:
 /// `w.dx` at least 2; `s_begin` 0 (the ring starts empty).
 #[target_feature(enable = "avx2,popcnt")]
 #[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn steps<const P: u8>(
+pub(super) unsafe fn steps<const P: u8, const G: bool>(
     tb: &Tables,
     w: &Walk,
     lanes: usize,
@@ -170,8 +206,8 @@ pub(super) unsafe fn steps<const P: u8>(
     let intervals = tb.intervals.as_ptr();
     let fillp = fill.as_ptr();
     for grp in g.iter_mut().take(groups) {
-        st(&mut grp.f, words32(fillp, ld(&grp.cf)));
-        st(&mut grp.gctx, words32(ctx_g, ld(&grp.cg)));
+        st(&mut grp.f, words32::<G>(fillp, ld(&grp.cf)));
+        st(&mut grp.gctx, words32::<G>(ctx_g, ld(&grp.cg)));
     }
     // Byte 0 of each 32-bit lane, within each 128-bit half.
     let low_bytes = _mm256_setr_epi8(
@@ -221,7 +257,7 @@ pub(super) unsafe fn steps<const P: u8>(
             // Without a predictor only the code above is read: its gather stays (the ring's
             // load and store measured no faster there, benches/NOTES.md 45).
             let above = if P == 0 {
-                bytes(qp, _mm256_sub_epi32(i, _mm256_and_si256(dx, has_u)))
+                bytes::<G>(qp, _mm256_sub_epi32(i, _mm256_and_si256(dx, has_u)))
             } else {
                 load8(rp.add(row_u + 8 * k))
             };
@@ -266,14 +302,14 @@ pub(super) unsafe fn steps<const P: u8>(
                     ld(&grp.prev)
                 };
                 let ctx = _mm256_add_epi32(
-                    _mm256_add_epi32(gctx, words32(ctx_a, act)),
-                    _mm256_add_epi32(words32(ctx_b, pred), words32(ctx_c, prop_c)),
+                    _mm256_add_epi32(gctx, words32::<G>(ctx_a, act)),
+                    _mm256_add_epi32(words32::<G>(ctx_b, pred), words32::<G>(ctx_c, prop_c)),
                 );
                 (ctx, pred)
             } else {
                 let ctx = _mm256_add_epi32(
-                    _mm256_add_epi32(gctx, words32(ctx_a, l)),
-                    _mm256_add_epi32(words32(ctx_b, u), words32(ctx_c, ul)),
+                    _mm256_add_epi32(gctx, words32::<G>(ctx_a, l)),
+                    _mm256_add_epi32(words32::<G>(ctx_b, u), words32::<G>(ctx_c, ul)),
                 );
                 (ctx, zero)
             };
@@ -281,7 +317,7 @@ pub(super) unsafe fn steps<const P: u8>(
         }
         let mut tabs = zeros;
         for k in 0..groups {
-            tabs[k] = bytes(map, ctxs[k]);
+            tabs[k] = bytes::<G>(map, ctxs[k]);
         }
         // A lane's symbol: from the coarse table where there is one (the symbol of the first
         // slot of the slot's run), then from the slot table for the lanes whose slot lies past
@@ -291,12 +327,12 @@ pub(super) unsafe fn steps<const P: u8>(
             let slot = _mm256_and_si256(ld(&grp.x), slot_mask);
             syms[k] = if coarse {
                 let run = _mm256_srl_epi32(slot, shift_run);
-                bytes(
+                bytes::<G>(
                     coarsep,
                     _mm256_or_si256(_mm256_sll_epi32(tabs[k], shift_coarse), run),
                 )
             } else {
-                bytes(
+                bytes::<G>(
                     slots,
                     _mm256_or_si256(_mm256_sll_epi32(tabs[k], shift_p), slot),
                 )
@@ -305,7 +341,7 @@ pub(super) unsafe fn steps<const P: u8>(
         let interval_at =
             |k: usize, sym: __m256i| _mm256_or_si256(_mm256_sll_epi32(tabs[k], shift_bits), sym);
         for k in 0..groups {
-            ivs[k] = words32(intervals, interval_at(k, syms[k]));
+            ivs[k] = words32::<G>(intervals, interval_at(k, syms[k]));
         }
         if coarse {
             for (k, grp) in g.iter().take(groups).enumerate() {
@@ -397,10 +433,10 @@ pub(super) unsafe fn steps<const P: u8>(
         if since == event {
             for grp in g.iter_mut().take(groups) {
                 if g_live && tick(&mut grp.cg, &mut grp.rg, w.g_inner, w.g_channels, since) {
-                    st(&mut grp.gctx, words32(ctx_g, ld(&grp.cg)));
+                    st(&mut grp.gctx, words32::<G>(ctx_g, ld(&grp.cg)));
                 }
                 if f_live && tick(&mut grp.cf, &mut grp.rf, w.f_inner, w.f_channels, since) {
-                    st(&mut grp.f, words32(fillp, ld(&grp.cf)));
+                    st(&mut grp.f, words32::<G>(fillp, ld(&grp.cf)));
                 }
             }
             (since, event) = (0, next_event(&g));

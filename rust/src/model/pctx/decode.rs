@@ -15,7 +15,17 @@ pub fn decode(
     q: &mut [u8],
 ) -> Result<()> {
     let n = q.len();
-    decode_into(model, tables, shape, body, fill, fill_ch, q, n, Kernel::Fastest)
+    decode_into(
+        model,
+        tables,
+        shape,
+        body,
+        fill,
+        fill_ch,
+        q,
+        n,
+        Kernel::Fastest,
+    )
 }
 
 /// Bytes that `decode_padded` needs past a sample's last code.
@@ -35,17 +45,29 @@ pub fn decode_padded(
     let n = q.len().checked_sub(DECODE_PAD).ok_or_else(|| {
         CodecError::InvalidArgument(format!("a padded output of {} bytes", q.len()))
     })?;
-    decode_into(model, tables, shape, body, fill, fill_ch, q, n, Kernel::Fastest)
+    decode_into(
+        model,
+        tables,
+        shape,
+        body,
+        fill,
+        fill_ch,
+        q,
+        n,
+        Kernel::Fastest,
+    )
 }
 
 /// Which raster decoders `decode_into` may run: the scalar one throughout (what CPUs without
-/// AVX2 run), up to the AVX2 kernel, or the fastest this CPU has (the AVX-512 kernel where
-/// `cpu::avx512_decode` says so). Tests compare the three.
+/// AVX2 run), up to the AVX2 kernel reading its tables by the gather instruction or by scalar
+/// loads, or the fastest this CPU has (the AVX-512 kernel where `cpu::avx512_decode` says so,
+/// else the AVX2 kernel with the reads `cpu::fast_gather` picks). Tests compare them all.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(not(test), allow(dead_code))]
 pub(super) enum Kernel {
     Scalar,
-    Avx2,
+    Avx2Gathers,
+    Avx2Loads,
     Fastest,
 }
 
@@ -149,7 +171,17 @@ fn decode_spans(
                 continue;
             }
         }
-        decode_chunk(tables, w, &c.chunk, &mut x, words(c), fill, q, &mut e, kernel)
+        decode_chunk(
+            tables,
+            w,
+            &c.chunk,
+            &mut x,
+            words(c),
+            fill,
+            q,
+            &mut e,
+            kernel,
+        )
         .map_err(|e| match e {
             CodecError::Corrupt(msg) => corrupt!("chunk {k}: {msg}"),
             e => e,
@@ -172,12 +204,8 @@ fn decode_chunk(
     kernel: Kernel,
 ) -> Result<()> {
     match (tb.predictor, w.raster()) {
-        (Predictor::None, true) => {
-            decode_raster::<0>(tb, w, c, x, words, fill, q, e, kernel)
-        }
-        (Predictor::Med, true) => {
-            decode_raster::<1>(tb, w, c, x, words, fill, q, e, kernel)
-        }
+        (Predictor::None, true) => decode_raster::<0>(tb, w, c, x, words, fill, q, e, kernel),
+        (Predictor::Med, true) => decode_raster::<1>(tb, w, c, x, words, fill, q, e, kernel),
         (Predictor::MedResidual, true) => {
             decode_raster::<2>(tb, w, c, x, words, fill, q, e, kernel)
         }
@@ -490,8 +518,18 @@ fn decode_raster<const P: u8>(
             // `wbuf` has 8 words past the body; `fill32` one entry per channel (the counters
             // stay below `f_channels`); indices fit an i32; the raster layout has `dx` at
             // least 2.
+            let gathers = match kernel {
+                Kernel::Avx2Gathers => true,
+                Kernel::Avx2Loads => false,
+                _ => crate::cpu::fast_gather(),
+            };
+            let steps = if gathers {
+                avx2::steps::<P, true>
+            } else {
+                avx2::steps::<P, false>
+            };
             rc.pos = unsafe {
-                avx2::steps::<P>(
+                steps(
                     tb, w, lanes, 0, full, &mut rc.ln, &rc.wbuf, rc.n_words, 0, &fill32, q, e,
                     &mut rows, &mut erows,
                 )

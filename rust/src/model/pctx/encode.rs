@@ -770,7 +770,13 @@ fn lookups(tb: &Tables, g: u32, sc: &RasterScratch, n: usize, out: &mut [u32]) {
         };
         // SAFETY: AVX2 is present; the padded map is built (3 bytes past its end), and every
         // index is a property value, context or (table, symbol) of the model, below 2^31.
-        unsafe { lookups_avx2(tb, g, sc, done, n, out) }
+        unsafe {
+            if crate::cpu::fast_gather() {
+                lookups_avx2::<true>(tb, g, sc, done, n, out)
+            } else {
+                lookups_avx2::<false>(tb, g, sc, done, n, out)
+            }
+        }
     } else {
         0
     };
@@ -788,14 +794,15 @@ fn lookups(tb: &Tables, g: u32, sc: &RasterScratch, n: usize, out: &mut [u32]) {
 }
 
 /// `lookups` for the elements from `from` on, 8 at a time, as many as leave fewer than 8 of the
-/// `n`; returns where it stopped.
+/// `n`, the tables read by the gather instruction with `G`, else by scalar loads (the
+/// decoder's choice, `cpu::fast_gather`); returns where it stopped.
 ///
 /// # Safety
 /// AVX2 must be available, `tb.padded_map` built, `n` at most the scratch's and `out`'s
 /// lengths.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn lookups_avx2(
+unsafe fn lookups_avx2<const G: bool>(
     tb: &Tables,
     g: u32,
     sc: &RasterScratch,
@@ -803,10 +810,10 @@ unsafe fn lookups_avx2(
     n: usize,
     out: &mut [u32],
 ) -> usize {
+    use super::avx2::{bytes, words32};
     use std::arch::x86_64::*;
     let gv = _mm256_set1_epi32(g as i32);
     let shift = _mm_cvtsi32_si128(tb.bits as i32);
-    let byte = _mm256_set1_epi32(0xFF);
     let (a, b, c) = (tb.ctx_a.as_ptr(), tb.ctx_b.as_ptr(), tb.ctx_c.as_ptr());
     let map = tb.padded_map.as_ptr();
     let iv = tb.intervals.as_ptr();
@@ -818,17 +825,11 @@ unsafe fn lookups_avx2(
         let pc = _mm256_cvtepu8_epi32(_mm_loadl_epi64(sc.pc.as_ptr().add(j).cast()));
         let sym = _mm256_cvtepu8_epi32(_mm_loadl_epi64(sc.sym.as_ptr().add(j).cast()));
         let ctx = _mm256_add_epi32(
-            _mm256_add_epi32(gv, _mm256_i32gather_epi32::<4>(a.cast(), pa)),
-            _mm256_add_epi32(
-                _mm256_i32gather_epi32::<4>(b.cast(), pb),
-                _mm256_i32gather_epi32::<4>(c.cast(), pc),
-            ),
+            _mm256_add_epi32(gv, words32::<G>(a, pa)),
+            _mm256_add_epi32(words32::<G>(b, pb), words32::<G>(c, pc)),
         );
-        let t = _mm256_and_si256(_mm256_i32gather_epi32::<1>(map.cast(), ctx), byte);
-        let e = _mm256_i32gather_epi32::<4>(
-            iv.cast(),
-            _mm256_or_si256(_mm256_sll_epi32(t, shift), sym),
-        );
+        let t = bytes::<G>(map, ctx);
+        let e = words32::<G>(iv, _mm256_or_si256(_mm256_sll_epi32(t, shift), sym));
         _mm256_storeu_si256(out.as_mut_ptr().add(j).cast(), e);
         j += 8;
     }
@@ -1019,6 +1020,64 @@ mod tests {
     }
 
     /// `floor(w · reciprocal_up(f)) = floor(w / f)`, the portable steps' quotient.
+    /// The AVX2 lookups, by the gather instruction and by scalar loads, against the scalar
+    /// loop, on random models and property values (each machine's encoder runs only one of
+    /// the two: `cpu::fast_gather`).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn vector_lookups_agree_with_the_loop() {
+        use super::super::tests::{lcg, random_model};
+        if !crate::cpu::avx2() {
+            return;
+        }
+        let mut seed = 11u64;
+        let mut checked = 0;
+        for round in 0..60 {
+            let bits = [2, 4, 7, 8][round % 4];
+            let predictor = [Predictor::None, Predictor::Med, Predictor::MedResidual][round % 3];
+            let m = random_model(&mut seed, bits, predictor, &[3, 9, 11]);
+            let tb = Tables::new(&m);
+            if tb.padded_map.is_empty() {
+                continue;
+            }
+            let n = 8 * (round % 5) + round % 8;
+            let lens = predictor.property_lengths(bits);
+            let mut draw = |len: usize| lcg(&mut seed) as usize % len;
+            let sc = RasterScratch {
+                pa: (0..n).map(|_| draw(lens[0]) as u16).collect(),
+                pb: (0..n).map(|_| draw(lens[1]) as u8).collect(),
+                pc: (0..n).map(|_| draw(lens[2]) as u8).collect(),
+                sym: (0..n).map(|_| draw(1 << bits) as u8).collect(),
+            };
+            let g = tb.ctx_g[draw(tb.ctx_g.len())];
+            let want: Vec<u32> = (0..n)
+                .map(|j| {
+                    let ctx = g
+                        + tb.ctx_a[sc.pa[j] as usize]
+                        + tb.ctx_b[sc.pb[j] as usize]
+                        + tb.ctx_c[sc.pc[j] as usize];
+                    let t = m.context_map[ctx as usize] as usize;
+                    tb.intervals[(t << bits) + sc.sym[j] as usize]
+                })
+                .collect();
+            for gathers in [true, false] {
+                let mut out = vec![0u32; n];
+                // SAFETY: AVX2 is present, the padded map built, `n` the scratch's length.
+                let end = unsafe {
+                    if gathers {
+                        lookups_avx2::<true>(&tb, g, &sc, 0, n, &mut out)
+                    } else {
+                        lookups_avx2::<false>(&tb, g, &sc, 0, n, &mut out)
+                    }
+                };
+                assert_eq!(end, n & !7);
+                assert_eq!(out[..end], want[..end], "gathers {gathers}, round {round}");
+            }
+            checked += usize::from(n >= 8);
+        }
+        assert!(checked >= 20, "{checked}");
+    }
+
     #[test]
     fn reciprocal_up_gives_the_quotient() {
         for (f, w) in quotients() {

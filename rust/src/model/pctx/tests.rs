@@ -4,7 +4,7 @@
 use super::*;
 use crate::model::fit::{fit, table_from_counts, Calibration, FitOptions, Sample};
 
-fn lcg(seed: &mut u64) -> u64 {
+pub(super) fn lcg(seed: &mut u64) -> u64 {
     *seed = seed
         .wrapping_mul(6364136223846793005)
         .wrapping_add(1442695040888963407);
@@ -12,7 +12,12 @@ fn lcg(seed: &mut u64) -> u64 {
 }
 
 /// A valid model with random classes, context map and tables.
-fn random_model(seed: &mut u64, bits: u8, predictor: Predictor, shape: &[usize]) -> Model {
+pub(super) fn random_model(
+    seed: &mut u64,
+    bits: u8,
+    predictor: Predictor,
+    shape: &[usize],
+) -> Model {
     let d = shape.len();
     let a = 1usize << bits;
     let (axis_x, axis_y) = match d {
@@ -171,7 +176,7 @@ fn round_trips_random_models() {
                 assert_eq!(back, q, "bits {bits} {predictor:?} {shape:?}");
                 // The scalar decoder throughout, as CPUs without the vector ones run it, and
                 // the AVX2 kernel where the AVX-512 one is what `decode` runs.
-                for kernel in [Kernel::Scalar, Kernel::Avx2] {
+                for kernel in [Kernel::Scalar, Kernel::Avx2Gathers, Kernel::Avx2Loads] {
                     let mut other = vec![0u8; n];
                     decode_into(
                         &m,
@@ -322,7 +327,7 @@ fn round_trips_models_with_a_coarse_slot_table() {
         let q = sparse_codes(&mut seed, n, bits, 3);
         agrees_with_reference(&m, shape, &q, 3);
         let body = encode(&m, &tb, shape, &q, &[3], Channels::TENSOR);
-        for kernel in [Kernel::Scalar, Kernel::Avx2] {
+        for kernel in [Kernel::Scalar, Kernel::Avx2Gathers, Kernel::Avx2Loads] {
             let mut back = vec![0u8; n];
             decode_into(
                 &m,
