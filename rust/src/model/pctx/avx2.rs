@@ -101,6 +101,54 @@ unsafe fn loads(idx: __m256i, t: impl Fn(usize) -> i32) -> __m256i {
     _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(a), b)
 }
 
+/// Steps staged before their codes are written out lane by lane.
+pub(super) const STAGE: usize = 16;
+
+/// Writes out the `STAGE` staged steps of `lanes` lanes (`stage[j][l]`: lane `l`'s code at the
+/// `j`-th staged step) to `out[at[l]..at[l] + STAGE]`: a byte transpose of two 16 x 16 blocks
+/// at once (lanes 0-15 in the low halves, 16-31 in the high), four rounds of unpacks instead
+/// of a store an element. A round interleaves register `j` with `j + 8`, which rotates the
+/// bits of (register, position) by one; after four the register is the lane and the position
+/// the step with its four bits reversed, so the rows are loaded in that order.
+#[inline(always)]
+pub(super) unsafe fn write_stage(
+    stage: &[[u8; 32]; STAGE],
+    at: &[usize; 32],
+    lanes: usize,
+    out: *mut u8,
+) {
+    const REV: [usize; 16] = [0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15];
+    let mut r = [_mm256_setzero_si256(); 16];
+    for (j, v) in r.iter_mut().enumerate() {
+        *v = _mm256_loadu_si256(stage[REV[j]].as_ptr().cast());
+    }
+    macro_rules! round {
+        ($lo:ident, $hi:ident) => {{
+            let mut t = [_mm256_setzero_si256(); 16];
+            for j in 0..8 {
+                t[2 * j] = $lo(r[j], r[j + 8]);
+                t[2 * j + 1] = $hi(r[j], r[j + 8]);
+            }
+            r = t;
+        }};
+    }
+    round!(_mm256_unpacklo_epi8, _mm256_unpackhi_epi8);
+    round!(_mm256_unpacklo_epi16, _mm256_unpackhi_epi16);
+    round!(_mm256_unpacklo_epi32, _mm256_unpackhi_epi32);
+    round!(_mm256_unpacklo_epi64, _mm256_unpackhi_epi64);
+    for (l, v) in r.iter().enumerate() {
+        if l < lanes {
+            _mm_storeu_si128(out.add(at[l]).cast(), _mm256_castsi256_si128(*v));
+        }
+        if l + 16 < lanes {
+            _mm_storeu_si128(
+                out.add(at[l + 16]).cast(),
+                _mm256_extracti128_si256::<1>(*v),
+            );
+        }
+    }
+}
+
 /// Advances counters (c, r) with period `period` and length `len` by `k` elements, at most
 /// as many as bring the first lane to its period; and whether any lane's `c` moved.
 #[inline(always)]
@@ -123,8 +171,9 @@ unsafe fn tick(c: &mut [u32; 8], r: &mut [u32; 8], period: usize, len: usize, k:
 /// before, so the last `dx + 1` steps' codes are kept step by step in the ring `rows` (step
 /// `s`'s codes of the lanes at row `s mod (dx + 1)`, `lanes` bytes a row; the folded residuals
 /// likewise in `erows` when `P` is 2), and the neighbours are plain loads of a row, not
-/// gathers. The group and fill of a lane change only at their counters' wraps, so their
-/// lookups are redone only then. The tables are read by the gather instruction with `G`, else
+/// gathers; with a predictor the codes (and folded residuals) go out to `q` (and `e`) `STAGE`
+/// steps at a time by `write_stage`. The group and fill of a lane change only at their
+/// counters' wraps, so their lookups are redone only then. The tables are read by the gather instruction with `G`, else
 /// by scalar loads (`loads`), except the slot table's fallback lanes, whose masked gather
 /// reads only the lanes that need it (loads of every lane measured 10 % slower on the stem).
 /// Returns the word position.
@@ -231,6 +280,16 @@ pub(super) unsafe fn steps<const P: u8, const G: bool>(
         steps.min().unwrap_or(usize::MAX)
     };
     let (mut since, mut event) = (0, next_event(&g));
+    // With a predictor the codes (and folded residuals) are staged and written out `STAGE`
+    // steps at a time (`write_stage`) instead of a store an element; without one the code
+    // above is gathered from `q`, so each is stored at once.
+    let mut stage = [[0u8; 32]; STAGE];
+    let mut estage = [[0u8; 32]; STAGE];
+    let mut held = 0;
+    let mut at = [0usize; 32];
+    for (a, r) in at.iter_mut().zip(ln.iter()).take(lanes) {
+        *a = r.i;
+    }
     for s in s_begin..s_end {
         let flag = |c: bool| _mm256_set1_epi32(-(c as i32));
         let step_l = flag(s >= 1);
@@ -396,20 +455,21 @@ pub(super) unsafe fn steps<const P: u8, const G: bool>(
             };
             let folded = _mm256_min_epu32(sym, _mm256_sub_epi32(alphabet, sym));
             if P != 0 {
-                _mm_storel_epi64(rp.add(row_s + 8 * k).cast(), pack(code));
-            }
-            st(&mut codes, code);
-            st(&mut index, i);
-            for j in 0..8 {
-                *qp.add(index[j] as usize) = codes[j] as u8;
+                let packed = pack(code);
+                _mm_storel_epi64(rp.add(row_s + 8 * k).cast(), packed);
+                _mm_storel_epi64(stage[held].as_mut_ptr().add(8 * k).cast(), packed);
+            } else {
+                st(&mut codes, code);
+                st(&mut index, i);
+                for j in 0..8 {
+                    *qp.add(index[j] as usize) = codes[j] as u8;
+                }
             }
             if P == 2 {
-                _mm_storel_epi64(erp.add(row_s + 8 * k).cast(), pack(folded));
+                let packed = pack(folded);
+                _mm_storel_epi64(erp.add(row_s + 8 * k).cast(), packed);
                 if write_e {
-                    st(&mut codes, folded);
-                    for j in 0..8 {
-                        *ep.add(index[j] as usize) = codes[j] as u8;
-                    }
+                    _mm_storel_epi64(estage[held].as_mut_ptr().add(8 * k).cast(), packed);
                 }
                 st(&mut grp.eabove, eabove);
             }
@@ -441,6 +501,27 @@ pub(super) unsafe fn steps<const P: u8, const G: bool>(
             }
             (since, event) = (0, next_event(&g));
         }
+        if P != 0 {
+            held += 1;
+            if held == STAGE {
+                write_stage(&stage, &at, lanes, qp);
+                if P == 2 && write_e {
+                    write_stage(&estage, &at, lanes, ep);
+                }
+                for a in at.iter_mut() {
+                    *a += STAGE;
+                }
+                held = 0;
+            }
+        }
+    }
+    for (l, &a) in at.iter().enumerate().take(lanes) {
+        for j in 0..held {
+            *qp.add(a + j) = stage[j][l];
+            if P == 2 && write_e {
+                *ep.add(a + j) = estage[j][l];
+            }
+        }
     }
     for (k, grp) in g.iter().enumerate().take(groups) {
         for j in 0..8 {
@@ -459,4 +540,41 @@ pub(super) unsafe fn steps<const P: u8, const G: bool>(
         }
     }
     pos
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `write_stage` puts lane `l`'s staged bytes, step by step, at `at[l]`, for each lane
+    /// count the kernel runs, and writes nothing for the lanes past `lanes`.
+    #[test]
+    fn write_stage_transposes_the_staged_steps() {
+        if !crate::cpu::avx2_popcnt() {
+            return;
+        }
+        let mut stage = [[0u8; 32]; STAGE];
+        for (j, row) in stage.iter_mut().enumerate() {
+            for (l, b) in row.iter_mut().enumerate() {
+                *b = (j * 32 + l) as u8 ^ 0x5a;
+            }
+        }
+        for lanes in [8, 16, 24, 32] {
+            let mut at = [0usize; 32];
+            for (l, a) in at.iter_mut().enumerate() {
+                // Out of lane order, with gaps.
+                *a = (31 - l) * 20 + 3;
+            }
+            let mut out = vec![0xeeu8; 32 * 20 + 3];
+            // SAFETY: AVX2 is present; every lane's 16 bytes lie inside `out`.
+            unsafe { write_stage(&stage, &at, lanes, out.as_mut_ptr()) };
+            let mut want = vec![0xeeu8; out.len()];
+            for l in 0..lanes {
+                for j in 0..STAGE {
+                    want[at[l] + j] = stage[j][l];
+                }
+            }
+            assert_eq!(out, want, "{lanes} lanes");
+        }
+    }
 }

@@ -15,6 +15,7 @@
 //! planes) it keeps one position for all, and the blends of a lane that has every neighbour
 //! fold away (NOTES 51).
 
+use super::avx2::{write_stage, STAGE};
 use super::{RasterLane, Tables, Walk};
 use std::arch::x86_64::*;
 
@@ -77,49 +78,6 @@ pub(super) unsafe fn lookup256(t: &[__m512i; 4], v: __m512i) -> __m512i {
 #[inline(always)]
 unsafe fn load16(p: *const u8) -> __m512i {
     _mm512_cvtepu8_epi32(_mm_loadu_si128(p.cast()))
-}
-
-/// Steps staged before their codes are written out lane by lane.
-const STAGE: usize = 16;
-
-/// Writes out the `STAGE` staged steps of `lanes` lanes (`stage[j][l]`: lane `l`'s code at the
-/// `j`-th staged step) to `out[at[l]..at[l] + STAGE]`: a byte transpose of two 16 x 16 blocks
-/// at once (lanes 0-15 in the low halves, 16-31 in the high), four rounds of unpacks instead
-/// of a store an element. A round interleaves register `j` with `j + 8`, which rotates the
-/// bits of (register, position) by one; after four the register is the lane and the position
-/// the step with its four bits reversed, so the rows are loaded in that order.
-#[inline(always)]
-unsafe fn write_stage(stage: &[[u8; 32]; STAGE], at: &[usize; 32], lanes: usize, out: *mut u8) {
-    const REV: [usize; 16] = [0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15];
-    let mut r = [_mm256_setzero_si256(); 16];
-    for (j, v) in r.iter_mut().enumerate() {
-        *v = _mm256_loadu_si256(stage[REV[j]].as_ptr().cast());
-    }
-    macro_rules! round {
-        ($lo:ident, $hi:ident) => {{
-            let mut t = [_mm256_setzero_si256(); 16];
-            for j in 0..8 {
-                t[2 * j] = $lo(r[j], r[j + 8]);
-                t[2 * j + 1] = $hi(r[j], r[j + 8]);
-            }
-            r = t;
-        }};
-    }
-    round!(_mm256_unpacklo_epi8, _mm256_unpackhi_epi8);
-    round!(_mm256_unpacklo_epi16, _mm256_unpackhi_epi16);
-    round!(_mm256_unpacklo_epi32, _mm256_unpackhi_epi32);
-    round!(_mm256_unpacklo_epi64, _mm256_unpackhi_epi64);
-    for (l, v) in r.iter().enumerate() {
-        if l < lanes {
-            _mm_storeu_si128(out.add(at[l]).cast(), _mm256_castsi256_si128(*v));
-        }
-        if l + 16 < lanes {
-            _mm_storeu_si128(
-                out.add(at[l + 16]).cast(),
-                _mm256_extracti128_si256::<1>(*v),
-            );
-        }
-    }
 }
 
 /// Advances counters (c, r) with period `period` and length `len` by `k` elements, at most
@@ -589,42 +547,5 @@ unsafe fn steps_in<const P: u8, const G: usize, const C: usize, const V: usize, 
     }
     for (ch, p) in chunks.iter_mut().zip(pos) {
         ch.pos = p;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// `write_stage` puts lane `l`'s staged bytes, step by step, at `at[l]`, for each lane
-    /// count the kernel runs, and writes nothing for the lanes past `lanes`.
-    #[test]
-    fn write_stage_transposes_the_staged_steps() {
-        if !crate::cpu::avx2_popcnt() {
-            return;
-        }
-        let mut stage = [[0u8; 32]; STAGE];
-        for (j, row) in stage.iter_mut().enumerate() {
-            for (l, b) in row.iter_mut().enumerate() {
-                *b = (j * 32 + l) as u8 ^ 0x5a;
-            }
-        }
-        for lanes in [8, 16, 24, 32] {
-            let mut at = [0usize; 32];
-            for (l, a) in at.iter_mut().enumerate() {
-                // Out of lane order, with gaps.
-                *a = (31 - l) * 20 + 3;
-            }
-            let mut out = vec![0xeeu8; 32 * 20 + 3];
-            // SAFETY: AVX2 is present; every lane's 16 bytes lie inside `out`.
-            unsafe { write_stage(&stage, &at, lanes, out.as_mut_ptr()) };
-            let mut want = vec![0xeeu8; out.len()];
-            for l in 0..lanes {
-                for j in 0..STAGE {
-                    want[at[l] + j] = stage[j][l];
-                }
-            }
-            assert_eq!(out, want, "{lanes} lanes");
-        }
     }
 }
