@@ -64,9 +64,10 @@ fn intel() -> bool {
 }
 
 /// Whether the fitted codec's AVX2 kernels read their tables by the gather instruction (Intel
-/// CPUs, where it was the faster: benches/NOTES.md 36) or by eight scalar loads a vector
-/// (every other vendor: on AMD's Zen 3 the loads decode the fitted stem 13 % faster and its
-/// lookups encode 15 % faster, benches/NOTES.md 57; Zen 4's gather is microcoded too).
+/// CPUs, where it was the faster: benches/NOTES.md 36), or the decoder by eight scalar loads a
+/// vector and the encoder's lookups by a plain loop (every other vendor: on AMD's Zen 3 they
+/// decode the fitted stem 13 % and encode it 20 % faster, benches/NOTES.md 57; Zen 4's gather
+/// is microcoded too).
 #[cfg(target_arch = "x86_64")]
 #[inline]
 pub fn fast_gather() -> bool {

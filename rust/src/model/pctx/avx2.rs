@@ -57,7 +57,7 @@ unsafe fn st(a: &mut [u32; 8], v: __m256i) {
 /// Bytes at `base + idx`: with `G`, by the gather instruction (each lane reads 4 bytes: 3
 /// bytes of padding must follow), else by eight scalar loads (`loads`).
 #[inline(always)]
-pub(super) unsafe fn bytes<const G: bool>(base: *const u8, idx: __m256i) -> __m256i {
+unsafe fn bytes<const G: bool>(base: *const u8, idx: __m256i) -> __m256i {
     if G {
         _mm256_and_si256(
             _mm256_i32gather_epi32::<1>(base.cast(), idx),
@@ -70,7 +70,7 @@ pub(super) unsafe fn bytes<const G: bool>(base: *const u8, idx: __m256i) -> __m2
 
 /// The u32 entries at `base + idx`, by the gather instruction with `G`, else by scalar loads.
 #[inline(always)]
-pub(super) unsafe fn words32<const G: bool>(base: *const u32, idx: __m256i) -> __m256i {
+unsafe fn words32<const G: bool>(base: *const u32, idx: __m256i) -> __m256i {
     if G {
         _mm256_i32gather_epi32::<4>(base.cast(), idx)
     } else {
@@ -81,7 +81,7 @@ pub(super) unsafe fn words32<const G: bool>(base: *const u32, idx: __m256i) -> _
 /// `t` of each lane's index (read as unsigned), by eight scalar loads put together in a
 /// vector: what `G = false` runs. On the AMD cores measured (Zen 3: a gather instruction of 8
 /// lanes is microcoded, as on Zen 4, benches/NOTES.md 36) they decode the fitted stem 13 %
-/// faster than the instruction, on Intel the instruction was the faster (`cpu::fast_gather`,
+/// faster than the instruction; on Intel the instruction was the faster (`cpu::fast_gather`,
 /// benches/NOTES.md 57).
 #[inline(always)]
 unsafe fn loads(idx: __m256i, t: impl Fn(usize) -> i32) -> __m256i {

@@ -349,6 +349,28 @@ fn round_trips_models_with_a_coarse_slot_table() {
     }
 }
 
+/// A code or a fill past the alphabet is refused before any table is read (the lookups read
+/// without bounds checks at indices that follow from them).
+#[test]
+fn encode_refuses_codes_past_the_alphabet() {
+    let mut seed = 5u64;
+    let shape = [4, 30, 30];
+    let m = random_model(&mut seed, 4, Predictor::MedResidual, &shape);
+    let tb = Tables::new(&m);
+    let mut q = sparse_codes(&mut seed, 3600, 4, 0);
+    // The panic's message, or "" when it codes.
+    let refusal = |q: Vec<u8>, fill: u8| {
+        std::panic::catch_unwind(|| encode(&m, &tb, &shape, &q, &[fill], Channels::TENSOR))
+            .err()
+            .map_or(String::new(), |e| *e.downcast::<String>().unwrap())
+    };
+    assert_eq!(refusal(q.clone(), 15), "");
+    let past = "a code or fill of 2^4 or more";
+    assert_eq!(refusal(q.clone(), 16), past);
+    q[1234] = 16;
+    assert_eq!(refusal(q, 0), past);
+}
+
 /// Codes `q` (whose code of zero is `zero`) with `m` and checks the body against the reference
 /// encoder's and the decoded codes against `q`.
 fn agrees_with_reference(m: &Model, shape: &[usize], q: &[u8], zero: u8) {
