@@ -66,15 +66,16 @@ impl Out for u16 {
     }
 }
 
-/// `_mm256_i32gather_epi32::<4>(table, idx)` as eight scalar loads, which run faster than
-/// the gather instruction on the AMD cores measured (Zen 4: a microcoded gather; its loads
-/// folded into `vpinsrd` instead). `idx` lanes are read as unsigned.
+/// `t` of each lane's index (read as unsigned), by eight scalar loads put together in a
+/// vector: a gather without the gather instruction, which runs faster on the AMD cores
+/// measured (Zen 4, and Zen 3 for the fitted codec's kernels: a microcoded gather; the loads
+/// fold into `vpinsrd`). Shared with the fitted codec's AVX2 kernels
+/// (`model::pctx::avx2`).
 ///
 /// # Safety
-/// AVX2; `table + idx[k]` readable for every lane.
-#[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn gather(table: *const i32, idx: __m256i) -> __m256i {
+/// AVX2; `t` must be safe to call with every lane's index.
+#[inline(always)]
+pub(crate) unsafe fn loads(idx: __m256i, t: impl Fn(usize) -> i32) -> __m256i {
     let lo = _mm256_castsi256_si128(idx);
     let hi = _mm256_extracti128_si256::<1>(idx);
     let (i01, i23) = (
@@ -85,10 +86,20 @@ unsafe fn gather(table: *const i32, idx: __m256i) -> __m256i {
         _mm_cvtsi128_si64(hi) as u64,
         _mm_extract_epi64::<1>(hi) as u64,
     );
-    let t = |i: u64| *table.add(i as u32 as usize);
-    let a = _mm_setr_epi32(t(i01), t(i01 >> 32), t(i23), t(i23 >> 32));
-    let b = _mm_setr_epi32(t(i45), t(i45 >> 32), t(i67), t(i67 >> 32));
+    let u = |i: u64| t(i as u32 as usize);
+    let a = _mm_setr_epi32(u(i01), u(i01 >> 32), u(i23), u(i23 >> 32));
+    let b = _mm_setr_epi32(u(i45), u(i45 >> 32), u(i67), u(i67 >> 32));
     _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(a), b)
+}
+
+/// `_mm256_i32gather_epi32::<4>(table, idx)` as eight scalar loads (`loads`).
+///
+/// # Safety
+/// AVX2; `table + idx[k]` readable for every lane.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn gather(table: *const i32, idx: __m256i) -> __m256i {
+    loads(idx, |i| *table.add(i))
 }
 
 /// `gather` of u16 entries, zero-extended.
@@ -98,20 +109,7 @@ unsafe fn gather(table: *const i32, idx: __m256i) -> __m256i {
 #[inline]
 #[target_feature(enable = "avx2")]
 unsafe fn gather_u16(table: *const u16, idx: __m256i) -> __m256i {
-    let lo = _mm256_castsi256_si128(idx);
-    let hi = _mm256_extracti128_si256::<1>(idx);
-    let (i01, i23) = (
-        _mm_cvtsi128_si64(lo) as u64,
-        _mm_extract_epi64::<1>(lo) as u64,
-    );
-    let (i45, i67) = (
-        _mm_cvtsi128_si64(hi) as u64,
-        _mm_extract_epi64::<1>(hi) as u64,
-    );
-    let t = |i: u64| i32::from(*table.add(i as u32 as usize));
-    let a = _mm_setr_epi32(t(i01), t(i01 >> 32), t(i23), t(i23 >> 32));
-    let b = _mm_setr_epi32(t(i45), t(i45 >> 32), t(i67), t(i67 >> 32));
-    _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(a), b)
+    loads(idx, |i| i32::from(*table.add(i)))
 }
 
 /// One decode step of eight lanes `xv`, renormalized from the words at `*pos`; returns the

@@ -922,7 +922,7 @@ impl Decoder {
 
 /// The AVX2 kernels.
 #[cfg(target_arch = "x86_64")]
-mod avx2;
+pub(crate) mod avx2;
 /// The AVX-512 decode kernels.
 #[cfg(target_arch = "x86_64")]
 mod avx512;

@@ -2,6 +2,7 @@
 //! vector, every lane of the chunk active. It gives exactly the portable decoder's codes.
 
 use super::{RasterLane, Tables, Walk};
+use crate::entropy::rans::avx2::loads;
 use std::arch::x86_64::*;
 
 /// Per 8-lane mask of the lanes that take a word: each lane's rank among them, one byte a
@@ -55,7 +56,10 @@ unsafe fn st(a: &mut [u32; 8], v: __m256i) {
 }
 
 /// Bytes at `base + idx`: with `G`, by the gather instruction (each lane reads 4 bytes: 3
-/// bytes of padding must follow), else by eight scalar loads (`loads`).
+/// bytes of padding must follow), else by eight scalar loads (`loads`, shared with the static
+/// coder's AVX2 kernel; on this project's Zen 3 they decode the fitted stem 13 % faster than
+/// the instruction, on Intel the instruction was the faster: `cpu::fast_gather`,
+/// benches/NOTES.md 57).
 #[inline(always)]
 unsafe fn bytes<const G: bool>(base: *const u8, idx: __m256i) -> __m256i {
     if G {
@@ -76,29 +80,6 @@ unsafe fn words32<const G: bool>(base: *const u32, idx: __m256i) -> __m256i {
     } else {
         loads(idx, |i| *base.add(i) as i32)
     }
-}
-
-/// `t` of each lane's index (read as unsigned), by eight scalar loads put together in a
-/// vector: what `G = false` runs. On the AMD cores measured (Zen 3: a gather instruction of 8
-/// lanes is microcoded, as on Zen 4, benches/NOTES.md 36) they decode the fitted stem 13 %
-/// faster than the instruction; on Intel the instruction was the faster (`cpu::fast_gather`,
-/// benches/NOTES.md 57).
-#[inline(always)]
-unsafe fn loads(idx: __m256i, t: impl Fn(usize) -> i32) -> __m256i {
-    let lo = _mm256_castsi256_si128(idx);
-    let hi = _mm256_extracti128_si256::<1>(idx);
-    let (i01, i23) = (
-        _mm_cvtsi128_si64(lo) as u64,
-        _mm_extract_epi64::<1>(lo) as u64,
-    );
-    let (i45, i67) = (
-        _mm_cvtsi128_si64(hi) as u64,
-        _mm_extract_epi64::<1>(hi) as u64,
-    );
-    let u = |i: u64| t(i as u32 as usize);
-    let a = _mm_setr_epi32(u(i01), u(i01 >> 32), u(i23), u(i23 >> 32));
-    let b = _mm_setr_epi32(u(i45), u(i45 >> 32), u(i67), u(i67 >> 32));
-    _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(a), b)
 }
 
 /// Steps staged before their codes are written out lane by lane.

@@ -15,17 +15,7 @@ pub fn decode(
     q: &mut [u8],
 ) -> Result<()> {
     let n = q.len();
-    decode_into(
-        model,
-        tables,
-        shape,
-        body,
-        fill,
-        fill_ch,
-        q,
-        n,
-        Kernel::Fastest,
-    )
+    decode_into(model, tables, shape, body, fill, fill_ch, q, n, Kernel::Fastest)
 }
 
 /// Bytes that `decode_padded` needs past a sample's last code.
@@ -45,17 +35,7 @@ pub fn decode_padded(
     let n = q.len().checked_sub(DECODE_PAD).ok_or_else(|| {
         CodecError::InvalidArgument(format!("a padded output of {} bytes", q.len()))
     })?;
-    decode_into(
-        model,
-        tables,
-        shape,
-        body,
-        fill,
-        fill_ch,
-        q,
-        n,
-        Kernel::Fastest,
-    )
+    decode_into(model, tables, shape, body, fill, fill_ch, q, n, Kernel::Fastest)
 }
 
 /// Which raster decoders `decode_into` may run: the scalar one throughout (what CPUs without
