@@ -1058,7 +1058,6 @@ mod tests {
         })
     }
 
-    /// `floor(w · reciprocal_up(f)) = floor(w / f)`, the portable steps' quotient.
     /// The AVX2 lookups (by the gather instruction) and the loop of plain loads against
     /// bounds-checked indexing, on random models and property values (each machine's encoder
     /// runs the first or the second for most elements: `cpu::fast_gather`).
@@ -1114,6 +1113,7 @@ mod tests {
         assert!(checked >= 20, "{checked}");
     }
 
+    /// `floor(w · reciprocal_up(f)) = floor(w / f)`, the portable steps' quotient.
     #[test]
     fn reciprocal_up_gives_the_quotient() {
         for (f, w) in quotients() {
