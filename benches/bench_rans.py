@@ -283,7 +283,7 @@ def codecs(quick):
          lambda c, n: splitans.rans_decode(c, threads=1), reps, ""),
         ("splitans threads=1 precision_bits=12", lambda x: splitans.rans_encode(x, threads=1, precision_bits=12),
          lambda c, n: splitans.rans_decode(c, threads=1), reps,
-         "tables of 12 bits (the default takes a table beyond 32 KiB only where that saves 0.5%)"),
+         "tables of 12 bits (the default takes a table beyond 16 KiB only where that saves 0.5%)"),
         ("constriction AnsCoder", cs_enc, cs_dec, max(3, reps // 2),
          "Categorical(perfect=False) from the histogram; size = words only; times include the int32 cast"),
         ("zstd -1", *zstd(1), reps, ""),

@@ -5,8 +5,9 @@
 First recorded before the fast paths of issue 15 changed the code; re-recorded at ae244af (no
 code change) when the inputs became integer-exact, so that it holds on every numpy version and
 architecture. The cases whose inputs did not change kept their recorded values. Re-recorded
-for issue 24's precision chooser (FORMAT.md 5.4): only the cases whose tables' precision
-changed moved, checked by `check_moved.py` against the record before.
+for issue 24's precision chooser (FORMAT.md 5.4), and again when its bound of a table that fits
+went from 32 to 16 KiB: each time only the cases whose tables' precision changed moved, checked
+by `check_moved.py` against the record before.
 """
 
 import json

@@ -739,11 +739,13 @@ pub fn cost_fixed(counts: &[u64], table: &FreqTable) -> u128 {
     cost + (table.serialized_len() as u128) * 8 * 65536
 }
 
-/// The decoder's slot table must fit this many bytes to stay in a core's L1 data cache
-/// (32 KiB on most cores the coder runs on: Zen 4, Cortex-A55/A72; 48 KiB on Sapphire Rapids,
-/// 64 KiB on Cortex-A76). A table beyond it makes every decode step's lookup, the latency
-/// chain of the vector decoders, miss: 16 MiB decode ~40% slower (benches/NOTES.md 28).
-pub const L1_TABLE_BYTES: usize = 32 << 10;
+/// The decoder's slot table must fit this many bytes to stay in a core's L1 data cache beside
+/// the words it reads and the symbols it writes: half of the 32 KiB of most cores the coder
+/// runs on (Zen 3 and 4, Cortex-A55/A72; 48 KiB on Sapphire Rapids, 64 KiB on Cortex-A76). A
+/// table beyond L1 makes every decode step's lookup, the latency chain of the vector decoders,
+/// miss: 16 MiB decode ~40% slower (benches/NOTES.md 28); one of all 32 KiB, ~9% slower on
+/// Zen 3 (NOTES.md 60).
+pub const L1_TABLE_BYTES: usize = 16 << 10;
 /// A table beyond `L1_TABLE_BYTES` is taken only when it saves more than 1/200 (0.5%) of the
 /// estimated size against the best table that fits.
 const L1_SLACK_DENOM: u128 = 200;
@@ -1004,7 +1006,7 @@ mod tests {
                     let packed = t.symbols.iter().max().unwrap() < &256
                         && t.freqs.iter().max().unwrap() < &4096;
                     let bytes = (1usize << p) * if packed { 4 } else { 6 };
-                    tables.push((t, cost, bytes <= 32768));
+                    tables.push((t, cost, bytes <= 16384));
                 }
             }
             let first_within = |in_l1_only: bool| {
