@@ -480,21 +480,56 @@ fn reciprocal_up(f: u32) -> f64 {
     (1.0 / f as f64) * (1.0 + f64::EPSILON * 16.0)
 }
 
+/// `floor(2^48 / f) + 1`: `floor(w · 2^16 · magic(f) / 2^64) = floor(w / f)` for every
+/// `w < 2^32` and `0 < f < 2^16`. `magic(f)` exceeds `2^48 / f` by at most 1, so `w ·
+/// magic(f) / 2^48` exceeds `w / f` by more than 0 and at most `w / 2^48 < 2^-16`: less than
+/// the `1 / f > 2^-16` between `w / f` and the next integer when it is not one.
+#[inline(always)]
+fn magic(f: u32) -> u64 {
+    (1u64 << 48) / u64::from(f) + 1
+}
+
+/// `floor(w / f)` for `w < 2^32` and `0 < f < 2^16`, with only a multiply on `w`'s chain. On
+/// x86-64, by `magic` (an integer division, then one 64 x 64 -> 128-bit multiply on the chain):
+/// one-lane encodes 27-32 % faster than by `reciprocal_up` (a conversion, a multiply and a
+/// conversion back on the chain; benches/NOTES.md 61). Elsewhere by `reciprocal_up`: a 64-bit
+/// `udiv` of a 33-48-bit quotient takes up to 36 cycles on the Cortex-A72 (a binary64 `fdiv`
+/// at most 18), and no ARM core was measured.
+#[inline(always)]
+fn quotient(w: u32, f: u32) -> u32 {
+    if cfg!(target_arch = "x86_64") {
+        ((u128::from(u64::from(w) << 16) * u128::from(magic(f))) >> 64) as u32
+    } else {
+        (w as f64 * reciprocal_up(f)) as u32
+    }
+}
+
 /// One encoder step of the lanes `x` (the lanes active at that step), whose elements have the
 /// intervals `row` (`cum | freq << 16`), at precision `p`: the lanes' words go into `words`
 /// from `n_words` on, the highest lane first (FORMAT.md 9.4: the decoder reads them lowest lane
 /// first). Returns the new count of words; `words` must have room for `x.len()` more. In two
-/// loops: the states of every lane (no dependence between lanes, so the compiler vectorizes
-/// it, division included), then the words, a branch-free append.
+/// loops: the states of every lane, then the words, a branch-free append. The lanes do not
+/// depend on each other, so from 8 lanes on the states take the binary64 quotient, which the
+/// compiler vectorizes across them, division included (`quotient`'s integer one does not
+/// vectorize: 4-5 % slower there, benches/NOTES.md 61).
 #[inline]
 fn rans_step(x: &mut [u32], row: &[u32], p: u32, words: &mut [u16], mut n_words: usize) -> usize {
     let mut low = [0u16; 32];
     let mut emit = [0u8; 32];
     let k = x.len();
-    for (((v, &e), lo), em) in x.iter_mut().zip(row).zip(&mut low[..k]).zip(&mut emit[..k]) {
-        let out;
-        (*v, *lo, out) = rans_put(*v, e, p);
-        *em = out as u8;
+    let lanes = x.iter_mut().zip(row).zip(&mut low[..k]).zip(&mut emit[..k]);
+    if k >= 8 {
+        for (((v, &e), lo), em) in lanes {
+            let out;
+            (*v, *lo, out) = rans_put_by(*v, e, p, |w, f| (w as f64 * reciprocal_up(f)) as u32);
+            *em = out as u8;
+        }
+    } else {
+        for (((v, &e), lo), em) in lanes {
+            let out;
+            (*v, *lo, out) = rans_put(*v, e, p);
+            *em = out as u8;
+        }
     }
     for j in (0..k).rev() {
         words[n_words] = low[j];
@@ -507,12 +542,18 @@ fn rans_step(x: &mut [u32], row: &[u32], p: u32, words: &mut [u16], mut n_words:
 /// `p`, the word it would emit (its low 16 bits) and whether it does.
 #[inline(always)]
 fn rans_put(v: u32, e: u32, p: u32) -> (u32, u16, bool) {
+    // w / freq exactly, by a multiply: the division is off the state's chain (it needs only
+    // the interval), which is what a lane's steps wait on (benches/NOTES.md 55, 61).
+    rans_put_by(v, e, p, quotient)
+}
+
+/// `rans_put` with the quotient `quot(w, freq)`, which must be `floor(w / freq)`.
+#[inline(always)]
+fn rans_put_by(v: u32, e: u32, p: u32, quot: impl Fn(u32, u32) -> u32) -> (u32, u16, bool) {
     let (cum, freq) = (e & 0xFFFF, e >> 16);
     let out = v >= freq << (32 - p);
     let w = if out { v >> 16 } else { v };
-    // w / freq exactly, by a multiply: the division is off the state's chain (it needs only
-    // the interval), which is what a lane's steps wait on (benches/NOTES.md 55).
-    let quot = (w as f64 * reciprocal_up(freq)) as u32;
+    let quot = quot(w, freq);
     ((quot << p) + (w - quot * freq) + cum, v as u16, out)
 }
 
@@ -1119,6 +1160,19 @@ mod tests {
         for (f, w) in quotients() {
             for x in w {
                 assert_eq!((x as f64 * reciprocal_up(f)) as u32, x / f, "{x} / {f}");
+            }
+        }
+    }
+
+    /// `floor(w · 2^16 · magic(f) / 2^64) = floor(w / f)`, the portable steps' quotient on
+    /// x86-64 (`quotient`, tested on every architecture).
+    #[test]
+    fn magic_gives_the_quotient() {
+        for (f, w) in quotients() {
+            for x in w {
+                let q = (u128::from(u64::from(x) << 16) * u128::from(magic(f))) >> 64;
+                assert_eq!(q, u128::from(x / f), "{x} / {f}");
+                assert_eq!(quotient(x, f), x / f, "{x} / {f}");
             }
         }
     }
