@@ -216,10 +216,7 @@ fn decode_lanes<const P: u8>(
     e: &mut [u8],
 ) -> Result<()> {
     let Chunk {
-        start,
-        m,
-        lanes,
-        seg,
+        start, lanes, seg, ..
     } = *c;
     let p = tb.precision as u32;
     let slot_mask = (1u32 << p) - 1;
@@ -238,9 +235,10 @@ fn decode_lanes<const P: u8>(
     for (l, c) in cur.iter_mut().enumerate().take(lanes) {
         *c = Cursor::at(start + l * seg, w);
     }
+    let active_at = c.active();
     for s in 0..seg {
         let st = Step::at(s, w);
-        let active = (m - s).div_ceil(seg).min(lanes);
+        let active = active_at(s);
         for (c, xl) in cur[..active].iter_mut().zip(x[..active].iter_mut()) {
             let (ctx, pred) = context_at::<P>(tb, w, st, q, e, c, fill[c.cf]);
             let t = tb.context_map[ctx] as usize;
@@ -534,7 +532,7 @@ fn raster_tail<const P: u8>(
     q: &mut [u8],
     e: &mut [u8],
 ) -> Result<()> {
-    let Chunk { m, lanes, seg, .. } = *c;
+    let Chunk { lanes, seg, .. } = *c;
     let dx = w.dx;
     let p = tb.precision as u32;
     let slot_mask = (1u32 << p) - 1;
@@ -543,9 +541,10 @@ fn raster_tail<const P: u8>(
     let wbuf = &rc.wbuf;
     let ln = &mut rc.ln;
     let mut pos = rc.pos;
+    let active_at = c.active();
     for s in s_first..seg {
         let st = Step::at(s, w);
-        let active = (m - s).div_ceil(seg).min(lanes);
+        let active = active_at(s);
         for r in ln[..active].iter_mut() {
             let i = r.i;
             let f = fill[r.cf] as i32;

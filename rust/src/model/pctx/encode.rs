@@ -49,7 +49,7 @@ pub fn encode(
     }
     for (
         k,
-        &Chunk {
+        chunk @ &Chunk {
             start,
             m,
             lanes,
@@ -139,9 +139,10 @@ pub fn encode(
             }
             x[0] = v;
         } else {
+            let active_at = chunk.active();
             for s in (low..seg).rev() {
                 // Lanes that have an element at step s: a prefix (later lanes may be shorter).
-                let active = (m - s).div_ceil(seg).min(lanes);
+                let active = active_at(s);
                 for (l, r) in row[..active].iter_mut().enumerate() {
                     *r = decisions[l * seg + s];
                 }

@@ -389,6 +389,19 @@ pub struct Chunk {
     pub seg: usize,
 }
 
+impl Chunk {
+    /// The number of lanes with an element at each step, `min(ceil((m - s) / seg), lanes)`
+    /// for step `s < seg`, without a division a step: the first `m div seg` lanes are whole,
+    /// and one more holds the `m mod seg` elements after them (`m <= lanes · seg`, so that is
+    /// never more than `lanes`). A division a step was 4-5 % of a one-lane decode on Zen 3
+    /// (benches/NOTES.md 62).
+    #[inline]
+    pub(crate) fn active(&self) -> impl Fn(usize) -> usize {
+        let (whole, rest) = (self.m / self.seg, self.m % self.seg);
+        move |s| whole + usize::from(s < rest)
+    }
+}
+
 /// Lanes may own whole planes of at most this many elements; a longer plane is cut as without
 /// plane lanes.
 pub const MAX_PLANE: usize = 1 << 16;

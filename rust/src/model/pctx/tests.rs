@@ -434,7 +434,14 @@ fn chunks_follow_the_text_of_the_format() {
         // Every element in one lane, lanes within 32, and with plane lanes (planes of at most
         // 2^16) every lane starting at a plane.
         let mut next = 0;
-        for &(start, m, lanes, seg) in &got {
+        for (c, &(start, m, lanes, seg)) in chunks(n, plane).iter().zip(&got) {
+            // `Chunk::active`: the lanes that own an element at each step, counted.
+            let active = c.active();
+            let steps = [0, 1, seg / 2, m % seg, (m % seg).max(1) - 1, seg - 1];
+            for s in steps.into_iter().filter(|&s| s < seg) {
+                let owners = (0..lanes).filter(|l| l * seg + s < m.min((l + 1) * seg));
+                assert_eq!(active(s), owners.count(), "n {n} plane {plane} step {s}");
+            }
             assert_eq!(start, next);
             assert!((1..=32).contains(&lanes) && lanes * seg >= m);
             if plane > 0 && plane <= MAX_PLANE {
