@@ -501,8 +501,14 @@ fn quotient(w: u32, f: u32) -> u32 {
     if cfg!(target_arch = "x86_64") {
         ((u128::from(u64::from(w) << 16) * u128::from(magic(f))) >> 64) as u32
     } else {
-        (w as f64 * reciprocal_up(f)) as u32
+        quotient_binary64(w, f)
     }
+}
+
+/// `floor(w / f)` by `reciprocal_up`, for the same `w` and `f` as `quotient`.
+#[inline(always)]
+fn quotient_binary64(w: u32, f: u32) -> u32 {
+    (w as f64 * reciprocal_up(f)) as u32
 }
 
 /// One encoder step of the lanes `x` (the lanes active at that step), whose elements have the
@@ -519,18 +525,17 @@ fn rans_step(x: &mut [u32], row: &[u32], p: u32, words: &mut [u16], mut n_words:
     let mut emit = [0u8; 32];
     let k = x.len();
     let lanes = x.iter_mut().zip(row).zip(&mut low[..k]).zip(&mut emit[..k]);
+    let states = |quot: fn(u32, u32) -> u32| {
+        for (((v, &e), lo), em) in lanes {
+            let out;
+            (*v, *lo, out) = rans_put_by(*v, e, p, quot);
+            *em = out as u8;
+        }
+    };
     if k >= 8 {
-        for (((v, &e), lo), em) in lanes {
-            let out;
-            (*v, *lo, out) = rans_put_by(*v, e, p, |w, f| (w as f64 * reciprocal_up(f)) as u32);
-            *em = out as u8;
-        }
+        states(quotient_binary64);
     } else {
-        for (((v, &e), lo), em) in lanes {
-            let out;
-            (*v, *lo, out) = rans_put(*v, e, p);
-            *em = out as u8;
-        }
+        states(quotient);
     }
     for j in (0..k).rev() {
         words[n_words] = low[j];
