@@ -429,19 +429,38 @@ impl Decoder {
         assert!(t.precision_bits <= 16, "precision_bits above 16");
         let p = u32::from(t.precision_bits);
         let m = 1usize << p;
-        let mut fb = Vec::with_capacity(m);
-        let mut syms = Vec::with_capacity(m + 1);
+        // A valid table fills every slot exactly; anything else leaves zeros at the end, so
+        // that every slot reads inside the tables (it then decodes garbage that the final
+        // check rejects).
+        // Written in whole blocks of 8 slots, the last block of a symbol running into the next
+        // symbol's slots (which it then overwrites) or into 8 slots of slack: most symbols
+        // take one block, so the fill has no loop whose count varies from symbol to symbol.
+        const B: usize = 8;
+        let mut fb = vec![0u32; m + B];
+        let mut syms = vec![0u16; m + 1 + B];
+        let mut at = 0;
         for (&s, &f) in t.symbols.iter().zip(&t.freqs) {
+            let n = (f as usize).min(m - at);
             // freq < 2^16: a table has at least two symbols, so no freq reaches 2^precision.
-            for i in 0..f.min((m - fb.len()) as u32) {
-                fb.push((u32::from(f as u16) << 16) | u32::from(i as u16));
-                syms.push(s as u16);
+            let hi = u32::from(f as u16) << 16;
+            let mut i = 0;
+            // at + i < m at every block's start (i < n <= m - at, or i = 0 and at <= m): the
+            // block ends inside the slack.
+            loop {
+                let block: [u32; B] = std::array::from_fn(|k| hi | (i + k) as u32);
+                fb[at + i..at + i + B].copy_from_slice(&block);
+                syms[at + i..at + i + B].fill(s as u16);
+                i += B;
+                if i >= n {
+                    break;
+                }
             }
+            at += n;
         }
-        // A valid table fills every slot exactly; pad anything else so that every slot reads
-        // inside the tables (it then decodes garbage that the final check rejects).
-        fb.resize(m, 0);
-        syms.resize(m + 1, 0);
+        fb[at..].fill(0);
+        syms[at..].fill(0);
+        fb.truncate(m);
+        syms.truncate(m + 1);
         let kernel = Kernel::detect();
         let packed = if kernel != Kernel::Portable
             && lanes == MAX_LANES
@@ -778,26 +797,32 @@ impl Decoder {
         // high one), so that the frequency comes straight from a load into the multiply, with
         // no shift on the state's chain: one-lane decode 16 % faster on Zen 3 (NOTES.md 64).
         let hi = usize::from(cfg!(target_endian = "little"));
+        // The next slot is carried beside the state and chosen between two masked values: the
+        // state's low bits, or (after a renormalization) the word's, since `p <= 16` makes
+        // `((x << 16) | word) & mask` the word's. Masking after the choice would put the `and`
+        // on the chain (NOTES.md 65); `wmask` is `mask` hidden from the optimizer, which would
+        // otherwise fold `select(c, a & m, b & m)` back into `select(c, a, b) & m`.
+        let wmask = std::hint::black_box(mask);
+        let mut slot = (xl & mask) as usize;
         for o in out.iter_mut() {
-            let slot = (xl & mask) as usize;
-            // SAFETY: slot <= mask, and fb holds mask + 1 u32s: both halves of entry `slot`.
-            let (freq, bias) = unsafe {
+            // SAFETY: slot <= mask (both candidates are masked; `wmask` is `mask`), fb holds
+            // mask + 1 u32s (both halves of entry `slot`) and syms mask + 1 symbols.
+            let (freq, bias, sym) = unsafe {
                 let e = fb.as_ptr().add(slot).cast::<u16>();
-                (u32::from(*e.add(hi)), u32::from(*e.add(1 - hi)))
+                (u32::from(*e.add(hi)), u32::from(*e.add(1 - hi)), *syms.get_unchecked(slot))
             };
-            *o = S::from_index(u32::from(syms[slot]));
+            *o = S::from_index(u32::from(sym));
             xl = freq.wrapping_mul(xl >> p).wrapping_add(bias);
             let i = 2 * ps.min(last);
             // SAFETY: i + 1 <= 2 * last + 1 < words.len() (last = words.len() / 2 - 1).
             let word = u32::from(u16::from_le_bytes(unsafe {
                 [*words.get_unchecked(i), *words.get_unchecked(i + 1)]
             }));
-            // All ones when the state needs a word (x < 2^16), from the sign of x - 2^16: both
-            // candidates are computed beside the mask, and a mask rather than a select, which
-            // compilers like to turn into a branch (unpredictable here).
-            let m = ((i64::from(xl) - i64::from(RANS_L)) >> 63) as u32;
-            xl = (((xl << 16) | word) & m) | (xl & !m);
-            ps += (m & 1) as usize;
+            // Whether the state needs a word (x < 2^16) is unpredictable: selects, not branches.
+            let need = xl < RANS_L;
+            slot = std::hint::select_unpredictable(need, word & wmask, xl & mask) as usize;
+            xl = std::hint::select_unpredictable(need, (xl << 16) | word, xl);
+            ps += usize::from(need);
         }
         (*x, *pos) = (xl, ps);
         if ps > last + 1 {
