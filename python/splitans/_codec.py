@@ -61,6 +61,8 @@ def _as_bytes(data: Any) -> bytes:
 
 
 def _max_output(max_output_bytes: Optional[int]) -> int:
+    if type(max_output_bytes) is int and 0 <= max_output_bytes < 1 << 64:
+        return max_output_bytes  # the common case, checked without the calls below
     if max_output_bytes is None:
         return (1 << 64) - 1
     what = "a non-negative integer (bytes) or None (no limit)"
@@ -308,10 +310,12 @@ def decompress(
         shape = dtype = None
     else:
         shape, dtype = _expected(expect_shape, expect_dtype)
-    _, flat, shape, dtype = _core.decode(
+    _, array, shape, dtype = _core.decode(
         _as_bytes(data), _max_output(max_output_bytes), _threads(threads), shape, dtype, output == "torch"
     )
-    return _to_output(flat, shape, dtype, output)
+    if output == "numpy" and dtype != "float16":
+        return array  # `_core.decode` allocates it in its shape and dtype
+    return _to_output(array, shape, dtype, output)
 
 
 def rans_encode(
