@@ -21,6 +21,11 @@ impl<'a> Reader<'a> {
         self.data.len() - self.pos
     }
 
+    /// The bytes not yet read (without reading them).
+    pub fn rest(&self) -> &'a [u8] {
+        &self.data[self.pos..]
+    }
+
     pub fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
         if n > self.remaining() {
             return Err(corrupt!(

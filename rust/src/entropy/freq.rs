@@ -137,8 +137,7 @@ impl FreqTable {
         let mut freqs = Vec::with_capacity(count as usize);
         let mut sum = 0u64;
         for _ in 0..count {
-            let zeros = bits.zeros(17)?;
-            let m = (1u64 << (zeros + k)) | u64::from(bits.get(zeros + k)?);
+            let m = bits.exp_golomb(k)?;
             let freq = m - (1u64 << k) + 1;
             sum += freq;
             if sum > total {
@@ -205,71 +204,128 @@ impl<'o> BitWriter<'o> {
     }
 }
 
+/// Bits read least significant first from the reader's remaining bytes, a 64-bit window at a
+/// time; the reader moves on only at `finish`, by the bytes the codes used (as many as reading
+/// them a bit at a time takes). Input that ends inside a code fails as the reader fails on
+/// reading past its end; a code longer than allowed fails as soon as its zeros are seen.
 struct BitReader<'r, 'a> {
     r: &'r mut Reader<'a>,
-    /// The bits read from `r` and not yet taken, the next one lowest (`left` of them, at most
-    /// 39: bytes are read only as bits are needed, so that input ends where it did one bit at a
-    /// time).
-    acc: u64,
-    left: u32,
+    data: &'a [u8],
+    /// Bits taken from `data`.
+    pos: u64,
 }
 
 impl<'r, 'a> BitReader<'r, 'a> {
     fn new(r: &'r mut Reader<'a>) -> Self {
-        BitReader { r, acc: 0, left: 0 }
+        let data = r.rest();
+        BitReader { r, data, pos: 0 }
     }
 
-    /// Reads bytes until `need` bits (<= 32) are held.
+    /// At least 57 bits from `pos` on, the next lowest; zeros past the end of `data`.
     #[inline]
-    fn refill(&mut self, need: u32) -> Result<()> {
-        while self.left < need {
-            let b = self.r.u8("frequency codes")?;
-            self.acc |= u64::from(b) << self.left;
-            self.left += 8;
+    fn peek(&self) -> u64 {
+        let at = (self.pos / 8) as usize;
+        let word = match self.data.get(at..at + 8) {
+            Some(b) => u64::from_le_bytes(b.try_into().expect("8 bytes")),
+            None => {
+                let mut b = [0u8; 8];
+                let tail = &self.data[at.min(self.data.len())..];
+                b[..tail.len()].copy_from_slice(tail);
+                u64::from_le_bytes(b)
+            }
+        };
+        word >> (self.pos % 8)
+    }
+
+    fn left(&self) -> u64 {
+        self.data.len() as u64 * 8 - self.pos
+    }
+
+    /// The reader's own error for reading past its end: read on a byte at a time from where
+    /// the codes start, as the codes were once read, and it fails where they run out.
+    fn truncated<T>(&mut self) -> Result<T> {
+        loop {
+            self.r.u8("frequency codes")?;
         }
-        Ok(())
     }
 
     /// Reads `count` bits (<= 32), most significant first.
+    #[inline]
     fn get(&mut self, count: u32) -> Result<u32> {
         if count == 0 {
             return Ok(0);
         }
-        self.refill(count)?;
-        let v = (self.acc & ((1u64 << count) - 1)) as u32;
-        self.acc >>= count;
-        self.left -= count;
+        if u64::from(count) > self.left() {
+            return self.truncated();
+        }
+        let v = (self.peek() & ((1u64 << count) - 1)) as u32;
+        self.pos += u64::from(count);
         Ok(v.reverse_bits() >> (32 - count))
     }
 
     /// Counts the zero bits before the next one bit, and takes them and the one; more than
-    /// `max_zeros` of them is a code too long (refused as soon as it is seen).
+    /// `max_zeros` (< 57) of them is a code too long.
+    #[inline]
     fn zeros(&mut self, max_zeros: u32) -> Result<u32> {
-        let mut zeros = 0;
-        loop {
-            self.refill(1)?;
-            // The first one bit among those held, or `left` when there is none.
-            let tz = (self.acc | 1u64 << self.left).trailing_zeros();
-            let run = tz.min(self.left);
-            zeros += run;
-            if zeros > max_zeros {
-                return Err(corrupt!("frequency code too long"));
-            }
-            if tz < self.left {
-                self.acc >>= tz + 1;
-                self.left -= tz + 1;
-                return Ok(zeros);
-            }
-            self.acc = 0;
-            self.left = 0;
+        let tz = u64::from(self.peek().trailing_zeros());
+        let left = self.left();
+        if tz.min(left) > u64::from(max_zeros) {
+            return Err(corrupt!("frequency code too long"));
+        }
+        if tz >= left {
+            return self.truncated();
+        }
+        self.pos += tz + 1;
+        Ok(tz as u32)
+    }
+
+    /// An order-`k` Exp-Golomb code (`k <= 15`, at most 17 zeros), as `1 << (zeros + k) |
+    /// the zeros + k bits after the one`: from one window where the whole code is in the
+    /// data (a code is at most 50 bits), else by `zeros` and `get`, which fail as they do.
+    #[inline(always)]
+    fn exp_golomb(&mut self, k: u32) -> Result<u64> {
+        let w = self.peek();
+        let zeros = w.trailing_zeros();
+        let len = u64::from(2 * zeros + k + 1);
+        if zeros > 17 || len > self.left() {
+            return self.exp_golomb_slowly(k);
+        }
+        self.pos += len;
+        let n = zeros + k;
+        let v = ((w >> (zeros + 1)) & ((1u64 << n) - 1)) as u32;
+        Ok((1u64 << n) | u64::from(v.reverse_bits().checked_shr(32 - n).unwrap_or(0)))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn exp_golomb_slowly(&mut self, k: u32) -> Result<u64> {
+        let zeros = self.zeros(17)?;
+        Ok((1u64 << (zeros + k)) | u64::from(self.get(zeros + k)?))
+    }
+
+    /// The bits left in the last byte the codes reached.
+    #[cfg(test)]
+    fn padding(&self) -> u64 {
+        match self.pos % 8 {
+            0 => 0,
+            part => u64::from(self.data[(self.pos / 8) as usize]) >> part,
         }
     }
 
-    /// The padding after the last code must be zero.
+    /// The bytes the codes reached.
+    #[cfg(test)]
+    fn used(&self) -> usize {
+        self.pos.div_ceil(8) as usize
+    }
+
+    /// The padding after the last code must be zero; the reader moves past the codes' bytes.
     fn finish(self) -> Result<()> {
-        if self.acc != 0 {
+        let used = self.pos.div_ceil(8) as usize;
+        let part = (self.pos % 8) as u32;
+        if part != 0 && self.data[used - 1] >> part != 0 {
             return Err(corrupt!("nonzero padding after the frequency codes"));
         }
+        self.r.take(used, "frequency codes")?;
         Ok(())
     }
 }
@@ -1359,8 +1415,7 @@ mod tests {
                 let mut freqs = Vec::new();
                 let mut sum = 0u64;
                 for _ in 0..count {
-                    let zeros = bits.zeros(17)?;
-                    let m = (1u64 << (zeros + k)) | u64::from(bits.get(zeros + k)?);
+                    let m = bits.exp_golomb(k)?;
                     let freq = m - (1u64 << k) + 1;
                     sum += freq;
                     if sum > total {
@@ -1368,9 +1423,10 @@ mod tests {
                     }
                     freqs.push(freq as u32);
                 }
-                let pad = bits.acc as usize;
-                Ok((freqs, pad))
+                Ok((freqs, bits.padding() as usize))
             })();
+            let used = bits.used();
+            let finished = bits.finish();
             match (&want, &got) {
                 (Ok(a), Ok(b)) => assert_eq!(a.0, b.0, "case {case}"),
                 (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "case {case}"),
@@ -1379,7 +1435,13 @@ mod tests {
             if let (Ok(a), Ok(b)) = (&want, &got) {
                 // Same padding bits left, and the same bytes read.
                 assert_eq!(a.1 != 0, b.1 != 0, "case {case}");
-                assert_eq!(r1.remaining(), r2.remaining(), "case {case}");
+                assert_eq!(r1.remaining(), body.len() - used, "case {case}");
+                // `finish` refuses exactly the nonzero padding, and moves the reader past the
+                // bytes the codes used.
+                assert_eq!(finished.is_err(), a.1 != 0, "case {case}");
+                if finished.is_ok() {
+                    assert_eq!(r2.remaining(), r1.remaining(), "case {case}");
+                }
             }
             if case % 4 == 0 {
                 assert_eq!(want.unwrap().0, t.freqs);
@@ -1395,10 +1457,7 @@ mod tests {
             let want = ref_read_codes(&mut Reader::new(&body), 1, k, 1 << 16).map(|r| r.0);
             let mut r = Reader::new(&body);
             let mut bits = BitReader::new(&mut r);
-            let got = bits.zeros(17).and_then(|z| {
-                let m = (1u64 << (z + k)) | u64::from(bits.get(z + k)?);
-                Ok(m - (1u64 << k) + 1)
-            });
+            let got = bits.exp_golomb(k).map(|m| m - (1u64 << k) + 1);
             match (&want, &got) {
                 (Ok(a), Ok(b)) if a[0] as u64 == *b => {}
                 (Err(a), Err(b)) if a.to_string() == b.to_string() => {}
