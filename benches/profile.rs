@@ -10,7 +10,8 @@
 //! `benches/bench_fast.py`'s), `compress-small4`, `compress-small8`, `decompress-small4`,
 //! `decompress-small8` (1x32x7x7), `encode-geo08` / `decode-geo08` / `encode-geo35` /
 //! `decode-geo35` (4 MiB of geometric 8-bit symbols, p = 0.08 and 0.35, `encode_symbols` /
-//! `decompress`), `kernel-geo08` / `kernel-geo35` (their stream decoded into a reused buffer). The maps are synthetic (seeded): clipped normal values with the zero fraction
+//! `decompress`), `kernel-geo08` / `kernel-geo35` (their stream decoded into a reused buffer),
+//! `lanes-small4` / `lanes-small8` (the 1x32x7x7 map's codes in 1, 2 and 4 lanes). The maps are synthetic (seeded): clipped normal values with the zero fraction
 //! of the real block3.expand activations. Prints the best wall-clock time per iteration.
 
 use std::time::Instant;
@@ -95,6 +96,51 @@ fn run(iters: usize, mut f: impl FnMut()) -> f64 {
     best
 }
 
+/// `lanes-small4` / `lanes-small8`: the 1x32x7x7 map's codes (`PROFILE_INPUT` or the
+/// synthetic map, quantized by its maximum to `bits` bits) in one chunk of 1, 2 and 4 lanes
+/// (the format allows any; the encoder picks one below 8,192 symbols, `lanes_for`), and what
+/// each costs: the states' and words' bytes, and the best time of `Decoder::decode_chunk`
+/// (the table built once). What more lanes would buy a small map (benches/NOTES.md 70).
+fn lanes_small(bits: u8, iters: usize) {
+    use splitans::entropy::freq::build_table;
+    use splitans::entropy::rans::{Decoder, Encoder, Symbol};
+    let n = 32 * 7 * 7;
+    let x = match std::env::var("PROFILE_INPUT") {
+        Ok(path) => std::fs::read(path)
+            .unwrap()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect::<Vec<f32>>(),
+        Err(_) => relu_map(n, 0.32, 7),
+    };
+    assert_eq!(x.len(), n, "PROFILE_INPUT holds another shape");
+    let levels = ((1u32 << bits) - 1) as f32;
+    let top = x.iter().fold(0f32, |a, &b| a.max(b));
+    let codes: Vec<u8> = x
+        .iter()
+        .map(|&v| (v.max(0.0) / top * levels).round() as u8)
+        .collect();
+    let t = build_table(&u8::histogram(&codes), None).expect("two symbols or more");
+    for lanes in [1, 2, 4] {
+        let (states, words) = Encoder::for_lanes(&t, 256, lanes).encode_chunk(&codes, lanes);
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        let dec = Decoder::for_lanes(&t, lanes);
+        let mut out = vec![0u8; n];
+        let best = run(iters, || {
+            dec.decode_chunk(&states, &bytes, &mut out).unwrap();
+            std::hint::black_box(&out);
+        });
+        assert_eq!(out, codes);
+        println!(
+            "lanes-small{bits}: p {}, {lanes} lane(s): {} bytes of states + {} of words, decode best {:.2} us",
+            t.precision_bits,
+            4 * states.len(),
+            bytes.len(),
+            best * 1e6
+        );
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -108,6 +154,9 @@ fn main() {
         "compress-small8" | "decompress-small8" => (vec![1, 32, 7, 7], 8),
         _ => (vec![], 0),
     };
+    if let Some(bits) = work.strip_prefix("lanes-small") {
+        return lanes_small(bits.parse().expect("lanes-small4 or lanes-small8"), iters);
+    }
     let best = if bits > 0 {
         let n: usize = shape.iter().product();
         // PROFILE_INPUT: a raw little-endian float32 file of the workload's shape (the real
