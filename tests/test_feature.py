@@ -384,3 +384,14 @@ def test_empty_tensor_with_a_channel_axis_and_all_nan_channel():
     blob = splitans.compress(z, bits=8, axis=1, nonfinite="clamp", clip=splitans.Percentile(1, 99))
     out = splitans.decompress(blob)
     assert (out[:, 1] == 0).all() and np.allclose(out[:, [0, 2]], 1, atol=1 / 255)
+
+
+def test_stage_seconds_are_measured_where_asked_for():
+    # The stage clocks run only for a plan or the stages call (NOTES.md 72): both still time.
+    from splitans import _core
+
+    x = np.maximum(np.random.default_rng(3).standard_normal((1, 64, 56, 56)), 0).astype(np.float32)
+    s = _core.decode_feature_stages(splitans.compress(x, bits=8, mode="csr"), 1)
+    assert s["sparse"] > 0 and s["container"] > 0, s
+    p = splitans.plan(x, bits=8)["seconds"]
+    assert p["quantize"] > 0 and p["sparse"] > 0, p

@@ -30,7 +30,10 @@ fn decode_feature_stages<'py>(
     max_output_bytes: u64,
 ) -> PyResult<Bound<'py, PyDict>> {
     let stages = py.detach(|| -> crate::Result<Stages> {
-        let mut stages = Stages::default();
+        let mut stages = Stages {
+            timed: true,
+            ..Stages::default()
+        };
         let t = std::time::Instant::now();
         let h = crate::format::container::read_header(data)?;
         crate::format::container::check_output_size(&h, max_output_bytes)?;

@@ -124,7 +124,7 @@ fn decode_codes<C: Code + Symbol + Pod>(
     codes: &mut [C],
     stages: &mut Stages,
 ) -> Result<()> {
-    let mut clock = Clock::start();
+    let mut clock = Clock::start(stages.timed);
     match &p.body {
         Body::Dense(view) => {
             stream::decode_into(view, codes, threads)?;
@@ -247,13 +247,13 @@ fn decode_into_slice<O: Pod + Send, C: Code + Symbol + Pod>(
         "decode_into_slice: output of the wrong length"
     );
     if let Body::Dense(view) = &p.body {
-        let mut clock = Clock::start();
+        let mut clock = Clock::start(stages.timed);
         dense_fused::<O, C>(view, &p.meta, threads, out, conv)?;
         stages.entropy += clock.lap();
         return Ok(());
     }
     decode_codes::<C>(p, h, threads, buffer::tail_mut::<O, C>(out), stages)?;
-    let mut clock = Clock::start();
+    let mut clock = Clock::start(stages.timed);
     dequantize_in_place::<O, C>(out, &p.meta, false, conv)?;
     stages.quantize += clock.lap();
     Ok(())
@@ -347,7 +347,7 @@ pub fn decompress_to(
     output: Output,
     stages: &mut Stages,
 ) -> Result<(FeatureMeta, Decoded)> {
-    let mut clock = Clock::start();
+    let mut clock = Clock::start(stages.timed);
     let p = parse(blob, h, max_output_bytes)?;
     stages.container += clock.lap();
     let out = if p.meta.bits <= 8 {
@@ -395,7 +395,7 @@ pub fn decompress_into(
             out.len()
         )));
     }
-    let mut clock = Clock::start();
+    let mut clock = Clock::start(stages.timed);
     let p = parse(blob, h, max_output_bytes)?;
     stages.container += clock.lap();
     decompress_parsed_into(&p, h, threads, out, stages)?;
