@@ -100,6 +100,20 @@ def test_round_trip_property(bits, shape, axis, clip, n_cal, seed, dtype):
             assert scale[0] == pytest.approx(s, rel=1e-5, abs=1e-30) and zp[0] == z
 
 
+def test_compress_takes_any_float_layout_and_byte_order():
+    # The common call (native C-contiguous float32) skips the conversion: every other layout
+    # and byte order must still code to the same blob.
+    cal = relu_maps(8, (4, 6, 10))
+    codec = splitans.Codec.fit(cal, bits=4)
+    x = cal[3]
+    want = codec.compress(x)
+    assert codec.compress(x.astype(">f4")) == want
+    assert codec.compress(np.asfortranarray(x)) == want
+    assert codec.compress(np.ascontiguousarray(x.transpose(2, 1, 0)).transpose(2, 1, 0)) == want
+    assert codec.compress(x.astype(np.float64)) == want
+    np.testing.assert_array_equal(codec.round_trip(cal[:4].astype(">f4")), codec.round_trip(cal[:4]))
+
+
 def test_serialization_is_versioned_checksummed_and_named():
     codec = splitans.Codec.fit(relu_maps(8, (4, 8, 8)), bits=4)
     data = codec.to_bytes()

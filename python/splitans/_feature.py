@@ -19,6 +19,9 @@ ClipArg = Union[None, Tuple[float, float], Sequence[Tuple[float, float]], Percen
 
 def to_float32(x: Any) -> Tuple[np.ndarray, str]:
     """A C-contiguous float32 numpy array of ``x`` and the name of its float dtype."""
+    if type(x) is np.ndarray and x.dtype.char == "f" and x.dtype.isnative and x.flags.c_contiguous:
+        # Already what is wanted (the common call): no errstate context (~4 µs), no dtype.name.
+        return x, "float32"
     if type(x).__module__.startswith("torch"):
         if getattr(x, "is_cuda", False):
             raise ValueError("compress() runs on the CPU: use splitans.compress_gpu for a CUDA tensor, or .cpu() first")
