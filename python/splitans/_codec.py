@@ -126,11 +126,18 @@ def compress(array: Any, options: Optional[Options] = None, **keywords: Any) -> 
     elif not keywords:
         o = _DEFAULT
     else:
-        # options_of's cache, looked up here: a call costs a microsecond on a small map.
-        try:
-            o = _BUILT[(*keywords.items(), *map(type, keywords.values()))]
-        except (KeyError, TypeError):
-            o = options_of(None, keywords)
+        # `compress(x, bits=b)`, the commonest call, by one lookup (valid widths only: at most
+        # 16 entries); else options_of's cache, looked up here: a call costs a microsecond on
+        # a small map.
+        bits = keywords.get("bits") if len(keywords) == 1 else None
+        o = _BY_BITS.get(bits) if type(bits) is int else None
+        if o is None:
+            try:
+                o = _BUILT[(*keywords.items(), *map(type, keywords.values()))]
+            except (KeyError, TypeError):
+                o = options_of(None, keywords)
+            if type(bits) is int:
+                _BY_BITS[bits] = o
     if (
         type(array) is np.ndarray
         and array.dtype.char == "f"
@@ -158,6 +165,9 @@ def compress(array: Any, options: Optional[Options] = None, **keywords: Any) -> 
     n = o._native
     return _core.encode(a, name, _KIND_ARRAY, n.precision_bits, n.chunk_log2, n.threads)
 
+
+#: `compress`'s options by `bits` when that is its only keyword (an int).
+_BY_BITS: Dict[int, Options] = {}
 
 _NEEDS_BITS = "compress() of a float array needs bits= (1..16), the quantization bit width, e.g. bits=8"
 
