@@ -198,7 +198,9 @@ fn dequantize_in_place<O: Pod, C: Code + Pod>(
     let n = out.len();
     let top = levels(meta.bits);
     let check = check && meta.bits < 16;
-    let mut codes = [C::default(); DEQUANT_BLOCK];
+    // At most the tensor, on the heap: an array of DEQUANT_BLOCK was 16-32 KiB of stack,
+    // cleared on every call (NOTES.md 75).
+    let mut codes = vec![C::default(); n.min(DEQUANT_BLOCK)];
     let mut start = 0;
     while start < n {
         let end = (start + DEQUANT_BLOCK).min(n);
