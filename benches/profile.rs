@@ -96,15 +96,9 @@ fn run(iters: usize, mut f: impl FnMut()) -> f64 {
     best
 }
 
-/// `lanes-small4` / `lanes-small8`: the 1x32x7x7 map's codes (`PROFILE_INPUT` or the
-/// synthetic map, quantized by its maximum to `bits` bits) in one chunk of 1, 2 and 4 lanes
-/// (the format allows any; the encoder picks one below 8,192 symbols, `lanes_for`), and what
-/// each costs: the states' and words' bytes, and the best time of `Decoder::decode_chunk`
-/// (the table built once). What more lanes would buy a small map (benches/NOTES.md 70).
-fn lanes_small(bits: u8, iters: usize) {
-    use splitans::entropy::freq::build_table;
-    use splitans::entropy::rans::{Decoder, Encoder, Symbol};
-    let n = 32 * 7 * 7;
+/// The map of `n` elements a workload codes: `PROFILE_INPUT`, a raw little-endian float32 file
+/// of the workload's shape (the real activations, say), or the synthetic map.
+fn input_map(n: usize) -> Vec<f32> {
     let x = match std::env::var("PROFILE_INPUT") {
         Ok(path) => std::fs::read(path)
             .unwrap()
@@ -114,6 +108,19 @@ fn lanes_small(bits: u8, iters: usize) {
         Err(_) => relu_map(n, 0.32, 7),
     };
     assert_eq!(x.len(), n, "PROFILE_INPUT holds another shape");
+    x
+}
+
+/// `lanes-small4` / `lanes-small8`: the 1x32x7x7 map's codes (`PROFILE_INPUT` or the
+/// synthetic map, quantized by its maximum to `bits` bits) in one chunk of 1, 2 and 4 lanes
+/// (the format allows any; the encoder picks one below 8,192 symbols, `lanes_for`), and what
+/// each costs: the states' and words' bytes, and the best time of `Decoder::decode_chunk`
+/// (the table built once). What more lanes would buy a small map (benches/NOTES.md 70).
+fn lanes_small(bits: u8, iters: usize) {
+    use splitans::entropy::freq::build_table;
+    use splitans::entropy::rans::{Decoder, Encoder, Symbol};
+    let n = 32 * 7 * 7;
+    let x = input_map(n);
     let levels = ((1u32 << bits) - 1) as f32;
     let top = x.iter().fold(0f32, |a, &b| a.max(b));
     let codes: Vec<u8> = x
@@ -159,17 +166,7 @@ fn main() {
     }
     let best = if bits > 0 {
         let n: usize = shape.iter().product();
-        // PROFILE_INPUT: a raw little-endian float32 file of the workload's shape (the real
-        // activations, say) instead of the synthetic map.
-        let x = match std::env::var("PROFILE_INPUT") {
-            Ok(path) => std::fs::read(path)
-                .unwrap()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect::<Vec<f32>>(),
-            Err(_) => relu_map(n, 0.32, 7),
-        };
-        assert_eq!(x.len(), n, "PROFILE_INPUT holds another shape");
+        let x = input_map(n);
         let o = opts(bits);
         let (blob, _) = feature::compress(&x, &shape, FloatType::F32, &o).unwrap();
         if work.starts_with("compress") {
