@@ -431,12 +431,12 @@ impl Decoder {
         assert!(t.precision_bits <= 16, "precision_bits above 16");
         let p = u32::from(t.precision_bits);
         let m = 1usize << p;
-        // A valid table fills every slot exactly; anything else leaves zeros at the end, so
-        // that every slot reads inside the tables (it then decodes garbage that the final
-        // check rejects).
         // Written in whole blocks of 8 slots, the last block of a symbol running into the next
         // symbol's slots (which it then overwrites) or into 8 slots of slack: most symbols
-        // take one block, so the fill has no loop whose count varies from symbol to symbol.
+        // take one block, so the fill has no loop whose count varies from symbol to symbol
+        // (NOTES.md 66). A valid table fills every slot exactly; anything else leaves zeros
+        // at the end, so that every slot reads inside the tables (it then decodes garbage
+        // that the final check rejects).
         const B: usize = 8;
         let mut fb = vec![0u32; m + B];
         let mut syms = vec![0u16; m + 1 + B];
