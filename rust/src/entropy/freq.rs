@@ -249,8 +249,7 @@ impl<'r, 'a> BitReader<'r, 'a> {
         }
     }
 
-    /// Reads `count` bits (<= 32), most significant first.
-    #[inline]
+    /// Reads `count` bits (<= 32), most significant first (the slow path of `exp_golomb`).
     fn get(&mut self, count: u32) -> Result<u32> {
         if count == 0 {
             return Ok(0);
@@ -265,7 +264,6 @@ impl<'r, 'a> BitReader<'r, 'a> {
 
     /// Counts the zero bits before the next one bit, and takes them and the one; more than
     /// `max_zeros` (< 57) of them is a code too long.
-    #[inline]
     fn zeros(&mut self, max_zeros: u32) -> Result<u32> {
         let tz = u64::from(self.peek().trailing_zeros());
         let left = self.left();

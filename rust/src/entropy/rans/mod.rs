@@ -459,10 +459,10 @@ impl Decoder {
             }
             at += n;
         }
-        fb[at..].fill(0);
-        syms[at..].fill(0);
         fb.truncate(m);
         syms.truncate(m + 1);
+        fb[at..].fill(0);
+        syms[at..].fill(0);
         let kernel = Kernel::detect();
         let packed = if kernel != Kernel::Portable
             && lanes == MAX_LANES
