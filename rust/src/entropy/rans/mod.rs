@@ -576,6 +576,30 @@ impl Decoder {
         self.piece_with(self.kernel, c, out, 0)
     }
 
+    /// `decode_piece` of a one-lane chunk whose symbols are all below 256 (the caller checks
+    /// the table), writing `map[symbol]` instead of the symbol: a small feature's codes go
+    /// straight to their dequantized values, off the state's chain, with no pass over the codes
+    /// after (NOTES.md 76). Fails as `decode_piece` fails.
+    pub fn decode_piece_mapped<T: Copy>(
+        &self,
+        c: &mut Cursor<'_>,
+        out: &mut [T],
+        map: &[T; 256],
+    ) -> Result<()> {
+        assert_eq!(c.lanes, 1, "decode_piece_mapped: a chunk of {} lanes", c.lanes);
+        if c.words.len() >= 2 {
+            let emit = |s: u16| map[usize::from(s as u8)];
+            return self.decode_one_lane_as(&mut c.x[0], c.words, &mut c.pos, out, emit);
+        }
+        // No words: every symbol is decoded without one (or the chunk is corrupt).
+        let mut syms = vec![0u16; out.len()];
+        self.decode_checked_lanes(&mut c.x[..1], c.words, &mut c.pos, &mut syms)?;
+        for (o, &s) in out.iter_mut().zip(&syms) {
+            *o = map[usize::from(s as u8)];
+        }
+        Ok(())
+    }
+
     /// `decode_piece` of two chunks, interleaved as `decode_chunk_pair` does.
     pub fn decode_piece_pair<S: Symbol>(
         &self,
@@ -790,6 +814,19 @@ impl Decoder {
         pos: &mut usize,
         out: &mut [S],
     ) -> Result<()> {
+        self.decode_one_lane_as(x, words, pos, out, |s| S::from_index(u32::from(s)))
+    }
+
+    /// `decode_one_lane` writing `emit(symbol)` for each symbol.
+    #[inline(always)]
+    fn decode_one_lane_as<T>(
+        &self,
+        x: &mut u32,
+        words: &[u8],
+        pos: &mut usize,
+        out: &mut [T],
+        emit: impl Fn(u16) -> T,
+    ) -> Result<()> {
         let last = words.len() / 2 - 1;
         let (p, mask) = (self.precision_bits, (1u32 << self.precision_bits) - 1);
         // Exactly 2^p slots each (`new`): every masked slot is inside.
@@ -813,7 +850,7 @@ impl Decoder {
                 let e = fb.as_ptr().add(slot).cast::<u16>();
                 (u32::from(*e.add(hi)), u32::from(*e.add(1 - hi)), *syms.get_unchecked(slot))
             };
-            *o = S::from_index(u32::from(sym));
+            *o = emit(sym);
             xl = freq.wrapping_mul(xl >> p).wrapping_add(bias);
             let i = 2 * ps.min(last);
             // SAFETY: i + 1 <= 2 * last + 1 < words.len() (last = words.len() / 2 - 1).

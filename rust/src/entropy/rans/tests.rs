@@ -400,6 +400,50 @@ fn one_lane_decodes_as_the_general_loop() {
     }
 }
 
+/// `decode_piece_mapped` writes `map[s]` for each symbol `s` that `decode_piece` gives, fails
+/// where it fails and leaves the cursor where it does: chunks encoded and cut short, random
+/// states and words, and chunks of a few symbols that hold no words.
+#[test]
+fn mapped_piece_decodes_as_decode_piece() {
+    let mut rng = ChaCha8Rng::seed_from_u64(76);
+    let map: [u32; 256] = std::array::from_fn(|i| 3 * i as u32 + 1);
+    let mut wordless = 0;
+    for p in 1..=16u8 {
+        for _ in 0..40 {
+            let t = random_table(&mut rng, p, 256);
+            let enc = Encoder::new(&t, 256);
+            let d = Decoder::for_lanes(&t, 1);
+            let n = if rng.gen_bool(0.5) { rng.gen_range(0..6) } else { rng.gen_range(0..3000) };
+            let (st, bytes) = if rng.gen_bool(0.6) {
+                let data: Vec<u8> = random_symbols(&mut rng, &t, n, false);
+                let (st, w) = enc.encode_chunk(&data, 1);
+                let mut b: Vec<u8> = w.iter().flat_map(|w| w.to_le_bytes()).collect();
+                if rng.gen_bool(0.3) {
+                    b.truncate(rng.gen_range(0..=b.len()));
+                }
+                (st[0], b)
+            } else {
+                let len = rng.gen_range(0..=2 * n);
+                (rng.gen_range(RANS_L..=u32::MAX), (0..len).map(|_| rng.gen()).collect())
+            };
+            wordless += usize::from(bytes.len() < 2);
+            let mut c1 = d.start(&[st], &bytes).unwrap();
+            let mut o1 = vec![0u8; n];
+            let r1 = d.decode_piece(&mut c1, &mut o1).and_then(|_| d.end(&c1));
+            let mut c2 = d.start(&[st], &bytes).unwrap();
+            let mut o2 = vec![0u32; n];
+            let r2 = d.decode_piece_mapped(&mut c2, &mut o2, &map).and_then(|_| d.end(&c2));
+            assert_eq!(r1, r2, "p={p} n={n}");
+            if r1.is_ok() {
+                let want: Vec<u32> = o1.iter().map(|&s| map[usize::from(s)]).collect();
+                assert_eq!(o2, want, "p={p} n={n}");
+                assert_eq!((c1.x[0], c1.pos), (c2.x[0], c2.pos));
+            }
+        }
+    }
+    assert!(wordless > 50, "{wordless}");
+}
+
 #[test]
 fn decoder_kernels_match_the_reference_u8() {
     check_decoders::<u8>(&mut ChaCha8Rng::seed_from_u64(4), 256);
