@@ -136,14 +136,15 @@ impl FreqTable {
         let mut bits = BitReader::new(r);
         let mut freqs = Vec::with_capacity(count as usize);
         let mut sum = 0u64;
-        for _ in 0..count {
-            let m = bits.exp_golomb(k)?;
+        let whole = bits.exp_golomb_codes(count, k, #[inline(always)]
+        |m| {
             let freq = m - (1u64 << k) + 1;
             sum += freq;
-            if sum > total {
-                return Err(corrupt!("frequencies sum past {total}"));
-            }
             freqs.push(freq as u32);
+            sum <= total
+        })?;
+        if !whole {
+            return Err(corrupt!("frequencies sum past {total}"));
         }
         bits.finish()?;
         if sum != total {
@@ -249,7 +250,7 @@ impl<'r, 'a> BitReader<'r, 'a> {
         }
     }
 
-    /// Reads `count` bits (<= 32), most significant first (the slow path of `exp_golomb`).
+    /// Reads `count` bits (<= 32), most significant first (the slow path of `exp_golomb_window`).
     fn get(&mut self, count: u32) -> Result<u32> {
         if count == 0 {
             return Ok(0);
@@ -277,11 +278,72 @@ impl<'r, 'a> BitReader<'r, 'a> {
         Ok(tz as u32)
     }
 
-    /// An order-`k` Exp-Golomb code (`k <= 15`, at most 17 zeros), as `1 << (zeros + k) |
-    /// the zeros + k bits after the one`: from one window where the whole code is in the
-    /// data (a code is at most 50 bits), else by `zeros` and `get`, which fail as they do.
+    /// `count` order-`k` Exp-Golomb codes (`k <= 15`, at most 17 zeros), each handed to
+    /// `each` as `1 << (zeros + k) | the zeros + k bits after the one`, until `each` returns
+    /// false; returns whether every code was handed. The codes come from a window of the next
+    /// bits in stream order from the most significant bit, held in registers: eight bytes
+    /// reversed once for all the codes they hold, so that a code's value is a shift (NOTES.md
+    /// 77); `refill` where a code is not whole in it.
     #[inline(always)]
-    fn exp_golomb(&mut self, k: u32) -> Result<u64> {
+    fn exp_golomb_codes(
+        &mut self,
+        count: u32,
+        k: u32,
+        mut each: impl FnMut(u64) -> bool,
+    ) -> Result<bool> {
+        // `avail` bits of `win` from the top are the stream's from `pos` on; zeros below.
+        let (mut win, mut avail, mut pos) = (0u64, 0u32, self.pos);
+        for _ in 0..count {
+            let zeros = win.leading_zeros();
+            let len = 2 * zeros + k + 1;
+            let m = if zeros <= 17 && len <= avail {
+                pos += u64::from(len);
+                // The one and the zeros + k bits after it, the one at bit 63 after a shift.
+                let m = (win << zeros) >> (63 - zeros - k);
+                win <<= len;
+                avail -= len;
+                m
+            } else {
+                self.pos = pos;
+                let m;
+                (m, win, avail) = self.refill(k)?;
+                pos = self.pos;
+                m
+            };
+            if !each(m) {
+                self.pos = pos;
+                return Ok(false);
+            }
+        }
+        self.pos = pos;
+        Ok(true)
+    }
+
+    /// One code where the window holds too little: eight bytes from `pos` reversed into a new
+    /// window (57-64 bits) where the data has them, and the code from it; otherwise (the data
+    /// ends within eight bytes, or a code too long) `exp_golomb_window`, which fails as it
+    /// must, and an empty window. Returns the code and the window after it.
+    #[inline(never)]
+    fn refill(&mut self, k: u32) -> Result<(u64, u64, u32)> {
+        let at = (self.pos / 8) as usize;
+        if let Some(b) = self.data.get(at..at + 8) {
+            let part = (self.pos % 8) as u32;
+            let win = u64::from_le_bytes(b.try_into().expect("8 bytes")).reverse_bits() << part;
+            let zeros = win.leading_zeros();
+            let len = 2 * zeros + k + 1;
+            // A code of at most 17 zeros is at most 50 bits: inside the window's 57 or more.
+            if zeros <= 17 {
+                self.pos += u64::from(len);
+                let m = (win << zeros) >> (63 - zeros - k);
+                return Ok((m, win << len, 64 - part - len));
+            }
+        }
+        Ok((self.exp_golomb_window(k)?, 0, 0))
+    }
+
+    /// One code from a little-endian window at `pos` where the whole code is in the data, else
+    /// by `zeros` and `get`, which fail as they do.
+    fn exp_golomb_window(&mut self, k: u32) -> Result<u64> {
         let w = self.peek();
         let zeros = w.trailing_zeros();
         let len = u64::from(2 * zeros + k + 1);
@@ -1403,6 +1465,12 @@ mod tests {
                 3 => body.iter_mut().for_each(|b| *b = 0),
                 _ => {}
             }
+            // What follows the codes in a stream (its chunks), read by the eight-byte windows
+            // up to the last codes: random bytes after half the tables.
+            if rng.gen_bool(0.5) {
+                let more = rng.gen_range(1..=12);
+                body.extend((0..more).map(|_| rng.gen::<u8>()));
+            }
             let total = 1u64 << p;
             let count = t.freqs.len() as u32;
             let mut r1 = Reader::new(&body);
@@ -1412,14 +1480,14 @@ mod tests {
             let got = (|| -> Result<(Vec<u32>, usize)> {
                 let mut freqs = Vec::new();
                 let mut sum = 0u64;
-                for _ in 0..count {
-                    let m = bits.exp_golomb(k)?;
+                let whole = bits.exp_golomb_codes(count, k, |m| {
                     let freq = m - (1u64 << k) + 1;
                     sum += freq;
-                    if sum > total {
-                        return Err(corrupt!("frequencies sum past {total}"));
-                    }
                     freqs.push(freq as u32);
+                    sum <= total
+                })?;
+                if !whole {
+                    return Err(corrupt!("frequencies sum past {total}"));
                 }
                 Ok((freqs, bits.padding() as usize))
             })();
@@ -1445,17 +1513,51 @@ mod tests {
                 assert_eq!(want.unwrap().0, t.freqs);
             }
         }
-        // Runs of 16, 17 and 18 zero bits before the one: the longest a code may have is 17.
-        for (body, k) in [
-            (vec![0u8, 0, 0b1, 0xff, 0xff, 0xff], 0u32),
-            (vec![0, 0, 0b10, 0xff, 0xff, 0xff], 0),
-            (vec![0, 0, 0b100, 0xff, 0xff, 0xff], 0),
-            (vec![0, 0, 0b10, 0, 0, 0, 0], 3),
+        // The same runs after a one-bit code, so inside a window already read: 17 zeros (bits
+        // 1-17) take the code to bit 35, 18 zeros are too long.
+        for (ones_at, ok) in [(18usize, true), (19, false)] {
+            let mut body = vec![0u8; 16];
+            body[0] = 1;
+            body[ones_at / 8] |= 1 << (ones_at % 8);
+            body[5..].iter_mut().for_each(|b| *b = 0xff);
+            let want = ref_read_codes(&mut Reader::new(&body), 2, 0, 1 << 40).map(|r| r.0);
+            let mut r = Reader::new(&body);
+            let mut bits = BitReader::new(&mut r);
+            let mut got = Vec::new();
+            let res = bits.exp_golomb_codes(2, 0, |m| {
+                got.push(m as u32);
+                true
+            });
+            assert_eq!(want.is_ok(), ok, "{ones_at}: {want:?}");
+            match (&want, &res) {
+                (Ok(a), Ok(true)) => assert_eq!(a.iter().map(|f| f - 1).collect::<Vec<_>>(), got.iter().map(|m| m - 1).collect::<Vec<_>>()),
+                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+                _ => panic!("{ones_at}: {want:?} against {res:?}"),
+            }
+        }
+        // Runs of 16, 17 and 18 zero bits before the one: the longest a code may have is 17;
+        // with more bytes after them, read by the eight-byte window, and without.
+        for (mut body, k, more) in [
+            (vec![0u8, 0, 0b1, 0xff, 0xff, 0xff], 0u32, 0),
+            (vec![0, 0, 0b10, 0xff, 0xff, 0xff], 0, 0),
+            (vec![0, 0, 0b100, 0xff, 0xff, 0xff], 0, 0),
+            (vec![0, 0, 0b10, 0, 0, 0, 0], 3, 0),
+            (vec![0u8, 0, 0b1, 0xff, 0xff, 0xff], 0u32, 8),
+            (vec![0, 0, 0b10, 0xff, 0xff, 0xff], 0, 8),
+            (vec![0, 0, 0b100, 0xff, 0xff, 0xff], 0, 8),
+            (vec![0, 0, 0b10, 0, 0, 0, 0], 3, 8),
         ] {
+            body.extend(std::iter::repeat_n(0xff, more));
             let want = ref_read_codes(&mut Reader::new(&body), 1, k, 1 << 16).map(|r| r.0);
             let mut r = Reader::new(&body);
             let mut bits = BitReader::new(&mut r);
-            let got = bits.exp_golomb(k).map(|m| m - (1u64 << k) + 1);
+            let mut got = Err(corrupt!("no code"));
+            if let Err(e) = bits.exp_golomb_codes(1, k, |m| {
+                got = Ok(m - (1u64 << k) + 1);
+                true
+            }) {
+                got = Err(e);
+            }
             match (&want, &got) {
                 (Ok(a), Ok(b)) if a[0] as u64 == *b => {}
                 (Err(a), Err(b)) if a.to_string() == b.to_string() => {}
