@@ -363,6 +363,31 @@ fn pairs_decode_as_single_chunks_u16() {
     check_pairs::<u16>(&mut ChaCha8Rng::seed_from_u64(8), 1 << 16);
 }
 
+/// A one-lane chunk of `n` symbols: with probability `encoded`, `n` random symbols of `t`
+/// encoded (cut short three times in ten), else a random state and up to `max_bytes` random
+/// bytes of words. Returns its state and its words' bytes.
+fn one_lane_chunk(
+    rng: &mut ChaCha8Rng,
+    t: &FreqTable,
+    enc: &Encoder,
+    n: usize,
+    encoded: f64,
+    max_bytes: usize,
+) -> (u32, Vec<u8>) {
+    if rng.gen_bool(encoded) {
+        let data: Vec<u8> = random_symbols(rng, t, n, false);
+        let (st, w) = enc.encode_chunk(&data, 1);
+        let mut b: Vec<u8> = w.iter().flat_map(|w| w.to_le_bytes()).collect();
+        if rng.gen_bool(0.3) {
+            b.truncate(rng.gen_range(0..=b.len()));
+        }
+        (st[0], b)
+    } else {
+        let len = rng.gen_range(0..=max_bytes);
+        (rng.gen_range(RANS_L..=u32::MAX), (0..len).map(|_| rng.gen()).collect())
+    }
+}
+
 /// The one-lane loop against the general one, on valid and arbitrary chunks.
 #[test]
 fn one_lane_decodes_as_the_general_loop() {
@@ -373,21 +398,7 @@ fn one_lane_decodes_as_the_general_loop() {
             let enc = Encoder::new(&t, 256);
             let d = Decoder::new(&t);
             let n = rng.gen_range(0..3000);
-            let (st, bytes) = if rng.gen_bool(0.5) {
-                let data: Vec<u8> = random_symbols(&mut rng, &t, n, false);
-                let (st, w) = enc.encode_chunk(&data, 1);
-                let mut b: Vec<u8> = w.iter().flat_map(|w| w.to_le_bytes()).collect();
-                if rng.gen_bool(0.3) {
-                    b.truncate(rng.gen_range(0..=b.len()));
-                }
-                (st[0], b)
-            } else {
-                let len = rng.gen_range(0..=n);
-                (
-                    rng.gen_range(RANS_L..=u32::MAX),
-                    (0..len).map(|_| rng.gen()).collect(),
-                )
-            };
+            let (st, bytes) = one_lane_chunk(&mut rng, &t, &enc, n, 0.5, n);
             let (mut x1, mut p1, mut o1) = ([st], 0, vec![0u8; n]);
             let r1 = d.decode_checked(&mut x1, &bytes, &mut p1, &mut o1);
             let (mut x2, mut p2, mut o2) = ([st], 0, vec![0u8; n]);
@@ -414,18 +425,7 @@ fn mapped_piece_decodes_as_decode_piece() {
             let enc = Encoder::new(&t, 256);
             let d = Decoder::for_lanes(&t, 1);
             let n = if rng.gen_bool(0.5) { rng.gen_range(0..6) } else { rng.gen_range(0..3000) };
-            let (st, bytes) = if rng.gen_bool(0.6) {
-                let data: Vec<u8> = random_symbols(&mut rng, &t, n, false);
-                let (st, w) = enc.encode_chunk(&data, 1);
-                let mut b: Vec<u8> = w.iter().flat_map(|w| w.to_le_bytes()).collect();
-                if rng.gen_bool(0.3) {
-                    b.truncate(rng.gen_range(0..=b.len()));
-                }
-                (st[0], b)
-            } else {
-                let len = rng.gen_range(0..=2 * n);
-                (rng.gen_range(RANS_L..=u32::MAX), (0..len).map(|_| rng.gen()).collect())
-            };
+            let (st, bytes) = one_lane_chunk(&mut rng, &t, &enc, n, 0.6, 2 * n);
             wordless += usize::from(bytes.len() < 2);
             let mut c1 = d.start(&[st], &bytes).unwrap();
             let mut o1 = vec![0u8; n];
