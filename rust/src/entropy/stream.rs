@@ -874,7 +874,9 @@ pub fn decode_mapped<T: Copy>(
     else {
         return None;
     };
-    if chunks.len() != 1 || out.len() != view.n || top > 255 || table.symbols.iter().any(|&s| s > top) {
+    // The table's symbols are in increasing order: the last is the largest.
+    let largest = table.symbols.last().copied().unwrap_or(0);
+    if chunks.len() != 1 || out.len() != view.n || top > 255 || largest > top {
         return None;
     }
     let decoder = Decoder::for_lanes(table, 1);
