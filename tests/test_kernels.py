@@ -2,7 +2,10 @@
 (SPLITANS_DISABLE_SIMD=1, read once at the first call, hence subprocesses) changes no byte: the
 portable loops, which CPUs without AVX2 or NEON run, give the same blobs and the same decoded
 arrays as AVX2 (x86-64) or NEON (aarch64); and so does the AVX2 rANS decoder where the AVX-512
-one runs (SPLITANS_DISABLE_AVX512=1). Runs in the emulated arm64 root too (.ci/arm64-test)."""
+one runs (SPLITANS_DISABLE_AVX512=1). Runs in the emulated arm64 root too (.ci/arm64-test). Where the CPU has both, the SSE4.1 and AVX2
+rANS decoders (SPLITANS_RANS_KERNEL) give the same bytes too."""
+
+from __future__ import annotations
 
 import json
 import os
@@ -74,8 +77,13 @@ print(json.dumps(out))
 """
 
 
-def _run(disable: str, disable_avx512: str = "0") -> dict:
-    env = dict(os.environ, SPLITANS_DISABLE_SIMD=disable, SPLITANS_DISABLE_AVX512=disable_avx512)
+def _run(disable: str, disable_avx512: str = "0", rans_kernel: str = "") -> dict:
+    env = dict(
+        os.environ,
+        SPLITANS_DISABLE_SIMD=disable,
+        SPLITANS_DISABLE_AVX512=disable_avx512,
+        SPLITANS_RANS_KERNEL=rans_kernel,
+    )
     res = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
     return json.loads(res.stdout)
@@ -96,9 +104,28 @@ def test_the_kernels_named_are_this_cpus():
             want = []
             if "avx2" in flags:
                 want = ["avx2"] + (["avx512-decode"] if wide and intel and "popcnt" in flags else [])
+            # The SSE4.1 rANS decoder where AVX2 is absent or runs as 128-bit halves (AMD family
+            # 17h below model 30h), unless the AVX-512 one runs or the choice is forced.
+            family = int(_cpuinfo_field(text, "cpu family") or 0)
+            model = int(_cpuinfo_field(text, "model") or 0)
+            halves = "AuthenticAMD" in text and family == 0x17 and model < 0x30
+            sse41 = {"sse41": True, "avx2": "avx2" not in flags}.get(
+                os.environ.get("SPLITANS_RANS_KERNEL", ""), "avx2" not in flags or halves
+            )
+            if sse41 and "sse4_1" in flags and "popcnt" in flags and "avx512-decode" not in want:
+                want.append("sse41-decode")
             assert kernels == want
     stub = pathlib.Path(splitans.__file__).with_name("_core.pyi").read_text()
     assert "def simd_kernels() -> List[str]: ..." in stub
+
+
+def _cpuinfo_field(text: str, name: str) -> str | None:
+    """The first value of `name` in /proc/cpuinfo's text."""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == name:
+            return value.strip()
+    return None
 
 
 def test_portable_loops_give_the_same_bytes_as_the_vector_kernels():
@@ -115,3 +142,14 @@ def test_the_avx2_decoder_gives_the_same_bytes_as_the_avx512_one():
     assert wide.pop("kernels") == splitans._core.simd_kernels()
     assert "avx512-decode" not in narrow.pop("kernels")
     assert narrow == wide
+
+
+def test_the_sse41_decoder_gives_the_same_bytes_as_the_avx2_one():
+    """Where the CPU has both, the rANS streams' SSE4.1 and AVX2 decoders (forced either way by
+    SPLITANS_RANS_KERNEL) give the same blobs and decoded arrays; the kernel names say which
+    ran (on an x86-64 CPU without AVX2 only the SSE4.1 one can run, and on aarch64 neither)."""
+    sse41, avx2 = _run("0", rans_kernel="sse41"), _run("0", rans_kernel="avx2")
+    ks, ka = sse41.pop("kernels"), avx2.pop("kernels")
+    if platform.machine().lower() in ("x86_64", "amd64") and "avx2" in ks and "avx512-decode" not in ks:
+        assert "sse41-decode" in ks and "sse41-decode" not in ka
+    assert sse41 == avx2

@@ -4,12 +4,15 @@
 //! has a portable loop beside its vector kernels, and each kernel must give exactly the portable
 //! loop's bytes. On x86-64 the AVX2 kernels run where the CPU has AVX2 (detected once, cached by
 //! std), and the AVX-512 decoders (of the rANS streams and of the fitted codec) on Intel CPUs
-//! that have their extensions (`avx512_decode`); on aarch64 the NEON kernels always run (NEON is part of the aarch64
+//! that have their extensions (`avx512_decode`); the rANS streams' decoder runs a 128-bit SSE4.1
+//! kernel instead of the AVX2 one where the CPU lacks AVX2 or splits it in halves
+//! (`sse41_decode`); on aarch64 the NEON kernels always run (NEON is part of the aarch64
 //! baseline). Setting `SPLITANS_DISABLE_SIMD=1` in the environment before the first call turns
 //! every vector kernel off, so one machine can check its portable loops against its vector
-//! kernels end to end (the golden record is replayed both ways by `.ci/wheel`, and a third time
-//! with `SPLITANS_DISABLE_AVX512=1` where the AVX-512 decoder runs): the portable loops are what
-//! any other CPU runs.
+//! kernels end to end (the golden record is replayed both ways by `.ci/wheel`, again with
+//! `SPLITANS_DISABLE_AVX512=1` where the AVX-512 decoder runs, and with the other of the AVX2 and
+//! SSE4.1 rANS decoders by `SPLITANS_RANS_KERNEL`): the portable loops are what any other CPU
+//! runs.
 
 use std::sync::OnceLock;
 
@@ -74,6 +77,51 @@ pub fn fast_gather() -> bool {
     intel()
 }
 
+/// Whether the rANS streams' decoder runs its 128-bit SSE4.1 kernel (`entropy::rans::sse41`)
+/// rather than the AVX2 one: CPUs with SSE4.1 and POPCNT that lack AVX2, and those that run
+/// each 256-bit operation as two 128-bit halves (AMD family 17h models below 30h: Zen 1 and
+/// Zen+, benches/NOTES.md 79). `SPLITANS_RANS_KERNEL=sse41` or `=avx2` overrides the choice
+/// where the CPU can run the kernel named (a measurement's switch).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub fn sse41_decode() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| {
+        if !sse41_available() {
+            return false;
+        }
+        match std::env::var("SPLITANS_RANS_KERNEL").as_deref() {
+            Ok("sse41") => return true,
+            Ok("avx2") if avx2_popcnt() => return false,
+            _ => {}
+        }
+        !avx2_popcnt() || halves_256()
+    })
+}
+
+/// Whether this CPU could run the SSE4.1 rANS decoder (SSE4.1 and POPCNT, unless disabled).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub fn sse41_available() -> bool {
+    simd_allowed()
+        && std::arch::is_x86_feature_detected!("sse4.1")
+        && std::arch::is_x86_feature_detected!("popcnt")
+}
+
+/// Whether this is an AMD CPU of family 17h below model 30h (Zen 1, Zen+), whose vector units
+/// are 128 bits wide: CPUID leaf 0's vendor and leaf 1's family and model.
+#[cfg(target_arch = "x86_64")]
+fn halves_256() -> bool {
+    let r = std::arch::x86_64::__cpuid(0);
+    if (r.ebx, r.edx, r.ecx) != (0x6874_7541, 0x6974_6e65, 0x444d_4163) {
+        return false;
+    }
+    let a = std::arch::x86_64::__cpuid(1).eax;
+    let family = (a >> 8 & 0xf) + (a >> 20 & 0xff);
+    let model = (a >> 4 & 0xf) | (a >> 16 & 0xf) << 4;
+    family == 0x17 && model < 0x30
+}
+
 /// Whether this CPU could run the AVX-512 rANS decoder (`avx512_decode` without the vendor
 /// and the environment): what the tests check it on.
 #[cfg(target_arch = "x86_64")]
@@ -94,7 +142,10 @@ pub fn neon() -> bool {
     simd_allowed()
 }
 
-/// The names of the vector kernel sets that run here: `["avx2"]`, `["neon"]` or none.
+/// The names of the vector kernel sets that run here: on x86-64 `"avx2"` (every kernel's AVX2
+/// version) with `"avx512-decode"` or `"sse41-decode"` where the rANS streams' decoder is that
+/// one instead (`["sse41-decode"]` alone on a CPU with SSE4.1 but not AVX2), `["neon"]` on
+/// aarch64, or none.
 pub fn kernels() -> Vec<&'static str> {
     let mut k = Vec::new();
     #[cfg(target_arch = "x86_64")]
@@ -104,6 +155,10 @@ pub fn kernels() -> Vec<&'static str> {
     #[cfg(target_arch = "x86_64")]
     if avx512_decode() {
         k.push("avx512-decode");
+    }
+    #[cfg(target_arch = "x86_64")]
+    if sse41_decode() && !avx512_decode() {
+        k.push("sse41-decode");
     }
     #[cfg(target_arch = "aarch64")]
     if neon() {

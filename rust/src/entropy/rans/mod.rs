@@ -308,8 +308,9 @@ impl Encoder {
         debug_assert!(symbols.len().is_multiple_of(MAX_LANES));
         #[cfg(target_arch = "x86_64")]
         if kernel.encodes_vectors() && !self.vt.is_empty() {
-            // SAFETY: `Kernel::Avx2` and `Kernel::Avx512` are only chosen where the CPU has AVX2
-            // and POPCNT; the other requirements are checked by `avx2::encode`.
+            // SAFETY: `encodes_vectors` holds only where the CPU has AVX2 and POPCNT (`Kernel::Avx2`
+            // and `Kernel::Avx512` are only chosen there); the other requirements are checked by
+            // `avx2::encode`.
             unsafe {
                 if let Some(s) = S::as_u8s(symbols) {
                     return avx2::encode(self, x, s, words);
@@ -341,6 +342,11 @@ enum Kernel {
     /// an expanding load for the word distribution (`rans/avx512.rs`; x86-64 only).
     #[cfg(target_arch = "x86_64")]
     Avx512,
+    /// The decoder's full steps by 128-bit SSE4.1 vectors of four states, `pshufb` for the word
+    /// distribution (`rans/sse41.rs`; x86-64 only): where AVX2 is absent or split in halves. The
+    /// encoder's steps run the AVX2 kernel where the CPU has AVX2, else the portable loop.
+    #[cfg(target_arch = "x86_64")]
+    Sse41,
     /// NEON for the decoder, `tbl` for the word distribution (aarch64 only); the encoder's
     /// steps run the portable loop.
     #[cfg(target_arch = "aarch64")]
@@ -352,6 +358,10 @@ impl Kernel {
         #[cfg(target_arch = "x86_64")]
         if crate::cpu::avx512_decode() {
             return Kernel::Avx512;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if crate::cpu::sse41_decode() {
+            return Kernel::Sse41;
         }
         #[cfg(target_arch = "x86_64")]
         if crate::cpu::avx2_popcnt() {
@@ -369,6 +379,8 @@ impl Kernel {
         match self {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 | Kernel::Avx512 => true,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Sse41 => crate::cpu::avx2_popcnt(),
             _ => false,
         }
     }
@@ -710,6 +722,32 @@ impl Decoder {
             return (0, 0);
         }
         #[cfg(target_arch = "x86_64")]
+        if kernel == Kernel::Sse41 {
+            // SAFETY: `Kernel::Sse41` is only chosen (by `Kernel::detect`, or by a test) where
+            // `cpu::sse41_available` holds: SSE4.1 and POPCNT.
+            unsafe {
+                if let (Some(oa), Some(ob)) = (S::as_u8s_mut(oa), S::as_u8s_mut(&mut *ob)) {
+                    let a = (xa, wa, pa, oa);
+                    let b = (xb, wb, pb, ob);
+                    return if packed {
+                        sse41::decode_pair::<u8, true>(self, a, b)
+                    } else {
+                        sse41::decode_pair::<u8, false>(self, a, b)
+                    };
+                }
+                if let (Some(oa), Some(ob)) = (S::as_u16s_mut(oa), S::as_u16s_mut(ob)) {
+                    let a = (xa, wa, pa, oa);
+                    let b = (xb, wb, pb, ob);
+                    return if packed {
+                        sse41::decode_pair::<u16, true>(self, a, b)
+                    } else {
+                        sse41::decode_pair::<u16, false>(self, a, b)
+                    };
+                }
+            }
+            return (0, 0);
+        }
+        #[cfg(target_arch = "x86_64")]
         if kernel == Kernel::Avx512 {
             // SAFETY: `Kernel::Avx512` is only chosen (by `Kernel::detect`, or by a test) where
             // `cpu::avx512_decode_available` holds: AVX2, POPCNT, AVX-512 F/BW/VL/VBMI2.
@@ -928,6 +966,29 @@ impl Decoder {
                 }
                 self.decode_portable(x, words, pos, out)
             }
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Sse41 => {
+                let packed = !self.packed.is_empty();
+                // SAFETY: `Kernel::Sse41` is only chosen (by `Kernel::detect`, or by a test)
+                // where `cpu::sse41_available` holds: SSE4.1 and POPCNT.
+                unsafe {
+                    if let Some(o) = S::as_u8s_mut(out) {
+                        return if packed {
+                            sse41::decode::<u8, true>(self, x, words, pos, o)
+                        } else {
+                            sse41::decode::<u8, false>(self, x, words, pos, o)
+                        };
+                    }
+                    if let Some(o) = S::as_u16s_mut(out) {
+                        return if packed {
+                            sse41::decode::<u16, true>(self, x, words, pos, o)
+                        } else {
+                            sse41::decode::<u16, false>(self, x, words, pos, o)
+                        };
+                    }
+                }
+                self.decode_portable(x, words, pos, out)
+            }
             #[cfg(target_arch = "aarch64")]
             Kernel::Neon => {
                 let packed = !self.packed.is_empty();
@@ -998,6 +1059,8 @@ pub(crate) mod avx2;
 /// The AVX-512 decode kernels.
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod sse41;
 
 #[cfg(test)]
 mod tests;

@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// Every kernel this machine can run (the portable one first, the reference of the others):
-/// on x86-64 the AVX2 kernels and the AVX-512 decoder wherever the CPU has them, whichever of
+/// on x86-64 the AVX2 kernels, the AVX-512 and SSE4.1 decoders wherever the CPU has them, whichever of
 /// them `Kernel::detect` prefers.
 fn kernels() -> Vec<Kernel> {
     let mut k = vec![Kernel::Portable];
@@ -18,6 +18,9 @@ fn kernels() -> Vec<Kernel> {
         }
         if crate::cpu::avx512_decode_available() && crate::cpu::simd_allowed() {
             k.push(Kernel::Avx512);
+        }
+        if crate::cpu::sse41_available() {
+            k.push(Kernel::Sse41);
         }
     }
     if !k.contains(&Kernel::detect()) {
