@@ -39,6 +39,23 @@ fn avx512_decoder_is_checked_where_available() {
     eprintln!("AVX-512 decoder checked here: {avail}");
 }
 
+/// Where the CPU can run it (SSE4.1 and POPCNT), the SSE4.1 decoder is among the kernels checked;
+/// the kernel that runs is named (`.ci/run` runs these tests under `qemu-x86_64 -cpu Nehalem`
+/// too, a CPU without AVX2, where it is the SSE4.1 one).
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn sse41_decoder_is_checked_where_available() {
+    let avail = crate::cpu::sse41_available();
+    assert_eq!(kernels().contains(&Kernel::Sse41), avail);
+    if avail && !crate::cpu::avx2_popcnt() {
+        assert_eq!(Kernel::detect(), Kernel::Sse41);
+    }
+    eprintln!(
+        "SSE4.1 decoder checked here: {avail}; the kernel that runs: {:?}",
+        Kernel::detect()
+    );
+}
+
 /// A random valid table at precision `p` over `alphabet` symbols, and its symbols.
 fn random_table(rng: &mut ChaCha8Rng, p: u8, alphabet: usize) -> FreqTable {
     let max_syms = alphabet.min(1 << p).min(600);
