@@ -193,6 +193,41 @@ fn new_output<'py>(py: Python<'py>, h: &Header, kind: OutKind) -> PyResult<Bound
     }))
 }
 
+/// Outputs of at most this many elements decode without releasing the interpreter (a few
+/// microseconds of work, about what releasing and taking it back costs; benches/NOTES.md 80).
+const KEEP_GIL_ELEMENTS: usize = 4096;
+
+/// The buffer of an array `new_output` made, as an output of `kind`: its elements written in
+/// place without a borrow of it registered with rust-numpy (which costs a lookup in a shared
+/// table and a release after; the array is not yet visible anywhere, so nothing else can
+/// borrow it).
+///
+/// # Safety
+/// `array` must come from `new_output(py, h, kind)` with `h.count == n`, and nothing else may
+/// read or write it while the returned buffer lives.
+unsafe fn fresh_buf<'a>(array: &'a Bound<'_, PyAny>, kind: OutKind, n: usize) -> OutBuf<'a> {
+    use numpy::{IxDyn, PyArray, PyArrayMethods};
+    use std::slice::from_raw_parts_mut as slice;
+    // SAFETY: a numpy array (`new_output`); only its data pointer is read, whatever its dtype.
+    let p = array.cast_unchecked::<PyArray<u8, IxDyn>>().data();
+    // SAFETY (each slice): a C-contiguous array of `n` elements of the kind's storage type,
+    // aligned by numpy's allocator, exclusively ours (the caller).
+    match kind {
+        OutKind::F32 => OutBuf::Feature(OutputSlice::F32(slice(p.cast(), n))),
+        OutKind::F64 => OutBuf::Feature(OutputSlice::F64(slice(p.cast(), n))),
+        OutKind::F16Bits => OutBuf::Feature(OutputSlice::F16Bits(slice(p.cast(), n))),
+        OutKind::BF16Bits => OutBuf::Feature(OutputSlice::BF16Bits(slice(p.cast(), n))),
+        OutKind::Int(DType::U8) => OutBuf::U8(slice(p, n)),
+        OutKind::Int(DType::I8) => OutBuf::I8(slice(p.cast(), n)),
+        OutKind::Int(DType::U16) => OutBuf::U16(slice(p.cast(), n)),
+        OutKind::Int(DType::I16) => OutBuf::I16(slice(p.cast(), n)),
+        OutKind::Int(DType::U32) => OutBuf::U32(slice(p.cast(), n)),
+        OutKind::Int(DType::I32) => OutBuf::I32(slice(p.cast(), n)),
+        OutKind::Int(DType::U64) => OutBuf::U64(slice(p.cast(), n)),
+        OutKind::Int(DType::I64) => OutBuf::I64(slice(p.cast(), n)),
+    }
+}
+
 /// Checks that the caller's output `a` (storage dtype `dtype`, standing for `kind_name`) fits
 /// the container: its shape, and the dtype the container decodes to.
 fn check_out(
@@ -244,10 +279,14 @@ pub fn decode<'py>(
     let prepared = batch::prepare(data, &h, max_output_bytes)?;
     let kind = OutKind::of(&h, bf16_bits);
     let array = new_output(py, &h, kind)?;
-    let mut guard = Guard::new(&array, kind)?;
-    let buf = guard.buf()?;
-    py.detach(|| batch::decode_prepared(&prepared, &h, threads, buf))?;
-    drop(guard);
+    // SAFETY: `array` was made just now by `new_output` for `h` and `kind`; nothing else holds
+    // it until it is returned.
+    let buf = unsafe { fresh_buf(&array, kind, h.count) };
+    if h.count <= KEEP_GIL_ELEMENTS {
+        batch::decode_prepared(&prepared, &h, threads, buf)?;
+    } else {
+        py.detach(|| batch::decode_prepared(&prepared, &h, threads, buf))?;
+    }
     Ok((h.kind.name(), array, h.shape.clone(), h.elem.name()))
 }
 
