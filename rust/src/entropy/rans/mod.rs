@@ -809,10 +809,64 @@ impl Decoder {
         pos: &mut usize,
         out: &mut [S],
     ) -> Result<()> {
-        if x.len() == 1 && words.len() >= 2 {
-            return self.decode_one_lane(&mut x[0], words, pos, out);
+        if words.len() >= 2 {
+            match x.len() {
+                1 => return self.decode_one_lane(&mut x[0], words, pos, out),
+                2 => return self.decode_lanes::<S, 2>(x, words, pos, out),
+                4 => return self.decode_lanes::<S, 4>(x, words, pos, out),
+                8 => return self.decode_lanes::<S, 8>(x, words, pos, out),
+                16 => return self.decode_lanes::<S, 16>(x, words, pos, out),
+                _ => {}
+            }
         }
         self.decode_checked_lanes(x, words, pos, out)
+    }
+
+    /// `decode_checked` with `L` lanes (`x.len() == L`; chunks of 8,192 to 65,535 symbols have
+    /// 2 to 16, `stream::lanes_for`), `words` holding at least one word: the whole steps as the
+    /// one-lane loop decodes, renormalized by selects rather than branches (whether a lane needs
+    /// a word is unpredictable; `decode_checked_lanes` mispredicted about one branch in four
+    /// symbols: NOTES.md 81), the `L` states' chains independent but for the word position, and
+    /// the check for running out of words after the loop (past the last word every read rereads
+    /// it, and the chunk fails as it would have at the first symbol that found none). The last,
+    /// partial step goes to `decode_checked_lanes`.
+    fn decode_lanes<S: Symbol, const L: usize>(
+        &self,
+        x: &mut [u32],
+        words: &[u8],
+        pos: &mut usize,
+        out: &mut [S],
+    ) -> Result<()> {
+        let last = words.len() / 2 - 1;
+        let (p, mask) = (self.precision_bits, (1u32 << self.precision_bits) - 1);
+        // Exactly 2^p slots each (`new`): every masked slot is inside.
+        let (fb, syms) = (&self.fb[..=mask as usize], &self.syms[..=mask as usize]);
+        let mut xs: [u32; L] = x.try_into().expect("decode_lanes with L lanes");
+        let mut ps = *pos;
+        let full = out.len() - out.len() % L;
+        for step in out[..full].chunks_exact_mut(L) {
+            for (xl, o) in xs.iter_mut().zip(step) {
+                let slot = (*xl & mask) as usize;
+                // SAFETY: slot <= mask, and fb and syms hold mask + 1 entries.
+                let (e, sym) = unsafe { (*fb.get_unchecked(slot), *syms.get_unchecked(slot)) };
+                *o = S::from_index(u32::from(sym));
+                let xn = (e >> 16).wrapping_mul(*xl >> p).wrapping_add(e & 0xffff);
+                let i = 2 * ps.min(last);
+                // SAFETY: i + 1 <= 2 * last + 1 < words.len() (last = words.len() / 2 - 1).
+                let word = u32::from(u16::from_le_bytes(unsafe {
+                    [*words.get_unchecked(i), *words.get_unchecked(i + 1)]
+                }));
+                let need = xn < RANS_L;
+                *xl = std::hint::select_unpredictable(need, (xn << 16) | word, xn);
+                ps += usize::from(need);
+            }
+        }
+        if ps > last + 1 {
+            return Err(corrupt!("rANS chunk ran out of words"));
+        }
+        x.copy_from_slice(&xs);
+        *pos = ps;
+        self.decode_checked_lanes(x, words, pos, &mut out[full..])
     }
 
     /// `decode_checked` for any number of lanes.

@@ -431,6 +431,53 @@ fn one_lane_decodes_as_the_general_loop() {
     }
 }
 
+/// The branch-free loops of 2 to 16 lanes (`decode_lanes`) against the general one, on chunks
+/// encoded with those lanes (whole, cut short or with a bit flipped) and on arbitrary states and
+/// words: the same result, and where it succeeds the same states, position and symbols.
+fn check_lanes<S: Symbol>(rng: &mut ChaCha8Rng, alphabet: usize) {
+    for p in 1..=16u8 {
+        for _ in 0..12 {
+            let t = random_table(rng, p, alphabet);
+            let enc = Encoder::new(&t, alphabet);
+            let d = Decoder::new(&t);
+            let lanes = [2, 3, 4, 8, 16][rng.gen_range(0..5)];
+            let n = rng.gen_range(0..6000);
+            let (st, bytes): (Vec<u32>, Vec<u8>) = if rng.gen_bool(0.6) {
+                let data: Vec<S> = random_symbols(rng, &t, n, false);
+                let (st, w) = enc.encode_chunk(&data, lanes);
+                let mut b: Vec<u8> = w.iter().flat_map(|w| w.to_le_bytes()).collect();
+                if rng.gen_bool(0.3) {
+                    b.truncate(rng.gen_range(0..=b.len()));
+                } else if rng.gen_bool(0.3) && !b.is_empty() {
+                    let i = rng.gen_range(0..b.len());
+                    b[i] ^= 1 << rng.gen_range(0..8);
+                }
+                (st, b)
+            } else {
+                let len = rng.gen_range(0..=2 * n);
+                let st = (0..lanes).map(|_| rng.gen_range(RANS_L..=u32::MAX));
+                (st.collect(), (0..len).map(|_| rng.gen()).collect())
+            };
+            let (mut x1, mut p1, mut o1) = (st.clone(), 0, vec![S::default(); n]);
+            let r1 = d.decode_checked(&mut x1, &bytes, &mut p1, &mut o1);
+            let (mut x2, mut p2, mut o2) = (st, 0, vec![S::default(); n]);
+            let r2 = d.decode_checked_lanes(&mut x2, &bytes, &mut p2, &mut o2);
+            assert_eq!(r1, r2, "p={p} n={n} lanes={lanes}");
+            if r1.is_ok() {
+                assert_eq!((&x1, p1), (&x2, p2), "p={p} n={n} lanes={lanes}");
+                assert!(o1.iter().zip(&o2).all(|(a, b)| a.index() == b.index()));
+            }
+        }
+    }
+}
+
+#[test]
+fn lanes_decode_as_the_general_loop() {
+    let mut rng = ChaCha8Rng::seed_from_u64(81);
+    check_lanes::<u8>(&mut rng, 256);
+    check_lanes::<u16>(&mut rng, 1024);
+}
+
 /// `decode_piece_mapped` writes `map[s]` for each symbol `s` that `decode_piece` gives, fails
 /// where it fails and leaves the cursor where it does: chunks encoded and cut short, random
 /// states and words, and chunks of a few symbols that hold no words.
