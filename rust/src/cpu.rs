@@ -147,6 +147,10 @@ pub fn neon() -> bool {
 /// one instead (`["sse41-decode"]` alone on a CPU with SSE4.1 but not AVX2), `["neon"]` on
 /// aarch64, or none.
 pub fn kernels() -> Vec<&'static str> {
+    #[cfg_attr(
+        not(any(target_arch = "x86_64", target_arch = "aarch64")),
+        allow(unused_mut)
+    )]
     let mut k = Vec::new();
     #[cfg(target_arch = "x86_64")]
     if avx2() {

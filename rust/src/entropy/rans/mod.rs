@@ -696,81 +696,45 @@ impl Decoder {
         ob: &mut [S],
     ) -> (usize, usize) {
         let packed = !self.packed.is_empty();
-        #[cfg(target_arch = "aarch64")]
-        if kernel == Kernel::Neon {
-            // SAFETY: NEON is part of the aarch64 baseline; `packed` says the table is built.
-            unsafe {
+        // Returns the kernel module's `decode_pair` of u8 or u16 symbols, if `S` is either.
+        macro_rules! pair {
+            ($k:ident) => {{
                 if let (Some(oa), Some(ob)) = (S::as_u8s_mut(oa), S::as_u8s_mut(&mut *ob)) {
-                    let a = (xa, wa, pa, oa);
-                    let b = (xb, wb, pb, ob);
+                    let (a, b) = ((xa, wa, pa, oa), (xb, wb, pb, ob));
                     return if packed {
-                        neon::decode_pair::<u8, true>(self, a, b)
+                        $k::decode_pair::<u8, true>(self, a, b)
                     } else {
-                        neon::decode_pair::<u8, false>(self, a, b)
+                        $k::decode_pair::<u8, false>(self, a, b)
                     };
                 }
                 if let (Some(oa), Some(ob)) = (S::as_u16s_mut(oa), S::as_u16s_mut(ob)) {
-                    let a = (xa, wa, pa, oa);
-                    let b = (xb, wb, pb, ob);
+                    let (a, b) = ((xa, wa, pa, oa), (xb, wb, pb, ob));
                     return if packed {
-                        neon::decode_pair::<u16, true>(self, a, b)
+                        $k::decode_pair::<u16, true>(self, a, b)
                     } else {
-                        neon::decode_pair::<u16, false>(self, a, b)
+                        $k::decode_pair::<u16, false>(self, a, b)
                     };
                 }
-            }
+            }};
+        }
+        #[cfg(target_arch = "aarch64")]
+        if kernel == Kernel::Neon {
+            // SAFETY: NEON is part of the aarch64 baseline; `packed` says the table is built.
+            unsafe { pair!(neon) }
             return (0, 0);
         }
         #[cfg(target_arch = "x86_64")]
         if kernel == Kernel::Sse41 {
             // SAFETY: `Kernel::Sse41` is only chosen (by `Kernel::detect`, or by a test) where
             // `cpu::sse41_available` holds: SSE4.1 and POPCNT.
-            unsafe {
-                if let (Some(oa), Some(ob)) = (S::as_u8s_mut(oa), S::as_u8s_mut(&mut *ob)) {
-                    let a = (xa, wa, pa, oa);
-                    let b = (xb, wb, pb, ob);
-                    return if packed {
-                        sse41::decode_pair::<u8, true>(self, a, b)
-                    } else {
-                        sse41::decode_pair::<u8, false>(self, a, b)
-                    };
-                }
-                if let (Some(oa), Some(ob)) = (S::as_u16s_mut(oa), S::as_u16s_mut(ob)) {
-                    let a = (xa, wa, pa, oa);
-                    let b = (xb, wb, pb, ob);
-                    return if packed {
-                        sse41::decode_pair::<u16, true>(self, a, b)
-                    } else {
-                        sse41::decode_pair::<u16, false>(self, a, b)
-                    };
-                }
-            }
+            unsafe { pair!(sse41) }
             return (0, 0);
         }
         #[cfg(target_arch = "x86_64")]
         if kernel == Kernel::Avx512 {
             // SAFETY: `Kernel::Avx512` is only chosen (by `Kernel::detect`, or by a test) where
             // `cpu::avx512_decode_available` holds: AVX2, POPCNT, AVX-512 F/BW/VL/VBMI2.
-            unsafe {
-                if let (Some(oa), Some(ob)) = (S::as_u8s_mut(oa), S::as_u8s_mut(&mut *ob)) {
-                    let a = (xa, wa, pa, oa);
-                    let b = (xb, wb, pb, ob);
-                    return if packed {
-                        avx512::decode_pair::<u8, true>(self, a, b)
-                    } else {
-                        avx512::decode_pair::<u8, false>(self, a, b)
-                    };
-                }
-                if let (Some(oa), Some(ob)) = (S::as_u16s_mut(oa), S::as_u16s_mut(ob)) {
-                    let a = (xa, wa, pa, oa);
-                    let b = (xb, wb, pb, ob);
-                    return if packed {
-                        avx512::decode_pair::<u16, true>(self, a, b)
-                    } else {
-                        avx512::decode_pair::<u16, false>(self, a, b)
-                    };
-                }
-            }
+            unsafe { pair!(avx512) }
             return (0, 0);
         }
         #[cfg(target_arch = "x86_64")]
@@ -778,24 +742,7 @@ impl Decoder {
         // and POPCNT.
         unsafe {
             let _ = kernel;
-            if let (Some(oa), Some(ob)) = (S::as_u8s_mut(oa), S::as_u8s_mut(&mut *ob)) {
-                let a = (xa, wa, pa, oa);
-                let b = (xb, wb, pb, ob);
-                return if packed {
-                    avx2::decode_pair::<u8, true>(self, a, b)
-                } else {
-                    avx2::decode_pair::<u8, false>(self, a, b)
-                };
-            }
-            if let (Some(oa), Some(ob)) = (S::as_u16s_mut(oa), S::as_u16s_mut(ob)) {
-                let a = (xa, wa, pa, oa);
-                let b = (xb, wb, pb, ob);
-                return if packed {
-                    avx2::decode_pair::<u16, true>(self, a, b)
-                } else {
-                    avx2::decode_pair::<u16, false>(self, a, b)
-                };
-            }
+            pair!(avx2)
         }
         (0, 0)
     }
@@ -973,100 +920,47 @@ impl Decoder {
         pos: &mut usize,
         out: &mut [S],
     ) -> usize {
-        match kernel {
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => {
-                let packed = !self.packed.is_empty();
-                // SAFETY: `Kernel::Avx2` is only chosen (by `Kernel::detect`, or by a test
-                // after the same check) where the CPU has AVX2 and POPCNT.
-                unsafe {
-                    if let Some(o) = S::as_u8s_mut(out) {
-                        return if packed {
-                            avx2::decode::<u8, true>(self, x, words, pos, o)
-                        } else {
-                            avx2::decode::<u8, false>(self, x, words, pos, o)
-                        };
-                    }
-                    if let Some(o) = S::as_u16s_mut(out) {
-                        return if packed {
-                            avx2::decode::<u16, true>(self, x, words, pos, o)
-                        } else {
-                            avx2::decode::<u16, false>(self, x, words, pos, o)
-                        };
-                    }
+        #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+        let packed = !self.packed.is_empty();
+        // Returns the kernel module's `decode` of u8 or u16 symbols, if `S` is either.
+        #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+        macro_rules! fast {
+            ($k:ident) => {{
+                if let Some(o) = S::as_u8s_mut(out) {
+                    return if packed {
+                        $k::decode::<u8, true>(self, x, words, pos, o)
+                    } else {
+                        $k::decode::<u8, false>(self, x, words, pos, o)
+                    };
                 }
-                self.decode_portable(x, words, pos, out)
-            }
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512 => {
-                let packed = !self.packed.is_empty();
-                // SAFETY: `Kernel::Avx512` is only chosen (by `Kernel::detect`, or by a test)
-                // where `cpu::avx512_decode_available` holds: AVX2, POPCNT, AVX-512 F/BW/VL/VBMI2.
-                unsafe {
-                    if let Some(o) = S::as_u8s_mut(out) {
-                        return if packed {
-                            avx512::decode::<u8, true>(self, x, words, pos, o)
-                        } else {
-                            avx512::decode::<u8, false>(self, x, words, pos, o)
-                        };
-                    }
-                    if let Some(o) = S::as_u16s_mut(out) {
-                        return if packed {
-                            avx512::decode::<u16, true>(self, x, words, pos, o)
-                        } else {
-                            avx512::decode::<u16, false>(self, x, words, pos, o)
-                        };
-                    }
+                if let Some(o) = S::as_u16s_mut(out) {
+                    return if packed {
+                        $k::decode::<u16, true>(self, x, words, pos, o)
+                    } else {
+                        $k::decode::<u16, false>(self, x, words, pos, o)
+                    };
                 }
-                self.decode_portable(x, words, pos, out)
-            }
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Sse41 => {
-                let packed = !self.packed.is_empty();
-                // SAFETY: `Kernel::Sse41` is only chosen (by `Kernel::detect`, or by a test)
-                // where `cpu::sse41_available` holds: SSE4.1 and POPCNT.
-                unsafe {
-                    if let Some(o) = S::as_u8s_mut(out) {
-                        return if packed {
-                            sse41::decode::<u8, true>(self, x, words, pos, o)
-                        } else {
-                            sse41::decode::<u8, false>(self, x, words, pos, o)
-                        };
-                    }
-                    if let Some(o) = S::as_u16s_mut(out) {
-                        return if packed {
-                            sse41::decode::<u16, true>(self, x, words, pos, o)
-                        } else {
-                            sse41::decode::<u16, false>(self, x, words, pos, o)
-                        };
-                    }
-                }
-                self.decode_portable(x, words, pos, out)
-            }
-            #[cfg(target_arch = "aarch64")]
-            Kernel::Neon => {
-                let packed = !self.packed.is_empty();
-                // SAFETY: NEON is part of the aarch64 baseline; `packed` says the table is built.
-                unsafe {
-                    if let Some(o) = S::as_u8s_mut(out) {
-                        return if packed {
-                            neon::decode::<u8, true>(self, x, words, pos, o)
-                        } else {
-                            neon::decode::<u8, false>(self, x, words, pos, o)
-                        };
-                    }
-                    if let Some(o) = S::as_u16s_mut(out) {
-                        return if packed {
-                            neon::decode::<u16, true>(self, x, words, pos, o)
-                        } else {
-                            neon::decode::<u16, false>(self, x, words, pos, o)
-                        };
-                    }
-                }
-                self.decode_portable(x, words, pos, out)
-            }
-            Kernel::Portable => self.decode_portable(x, words, pos, out),
+            }};
         }
+        match kernel {
+            // SAFETY: `Kernel::Avx2` is only chosen (by `Kernel::detect`, or by a test after the
+            // same check) where the CPU has AVX2 and POPCNT.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => unsafe { fast!(avx2) },
+            // SAFETY: `Kernel::Avx512` is only chosen (by `Kernel::detect`, or by a test) where
+            // `cpu::avx512_decode_available` holds: AVX2, POPCNT, AVX-512 F/BW/VL/VBMI2.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => unsafe { fast!(avx512) },
+            // SAFETY: `Kernel::Sse41` is only chosen (by `Kernel::detect`, or by a test) where
+            // `cpu::sse41_available` holds: SSE4.1 and POPCNT.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Sse41 => unsafe { fast!(sse41) },
+            // SAFETY: NEON is part of the aarch64 baseline; `packed` says the table is built.
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Neon => unsafe { fast!(neon) },
+            Kernel::Portable => {}
+        }
+        self.decode_portable(x, words, pos, out)
     }
 
     /// `decode_fast` in plain Rust.
