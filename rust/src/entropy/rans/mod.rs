@@ -747,8 +747,9 @@ impl Decoder {
         (0, 0)
     }
 
-    /// The reference decoder: steps in order, lanes in increasing order, one checked word read
-    /// per lane that needs one. Decodes `out` with `x.len()` lanes from word `*pos` on.
+    /// Decodes `out` with `x.len()` lanes from word `*pos` on, running out of words checked: by
+    /// the branch-free loops of 1, 2, 4, 8 and 16 lanes where they apply, else by the reference
+    /// loop `decode_checked_lanes` (which the tests hold them to).
     fn decode_checked<S: Symbol>(
         &self,
         x: &mut [u32],
@@ -816,7 +817,8 @@ impl Decoder {
         self.decode_checked_lanes(x, words, pos, &mut out[full..])
     }
 
-    /// `decode_checked` for any number of lanes.
+    /// The reference decoder, for any number of lanes: steps in order, lanes in increasing
+    /// order, one checked word read per lane that needs one.
     fn decode_checked_lanes<S: Symbol>(
         &self,
         x: &mut [u32],
