@@ -12,7 +12,8 @@
 //! `decode-geo35` (4 MiB of geometric 8-bit symbols, p = 0.08 and 0.35, `encode_symbols` /
 //! `decompress`), `kernel-geo08` / `kernel-geo35` (their stream decoded into a reused buffer),
 //! `lanes-small4` / `lanes-small8` (the 1x32x7x7 map's codes in 1, 2 and 4 lanes). The maps are synthetic (seeded): clipped normal values with the zero fraction
-//! of the real block3.expand activations. Prints the best wall-clock time per iteration.
+//! of the real block3.expand activations; `PROFILE_SHAPE` (`1,64,14,14`) gives the map workloads
+//! another shape, `PROFILE_INPUT` (below) the real values. Prints the best wall-clock time per iteration.
 
 use std::time::Instant;
 
@@ -148,6 +149,40 @@ fn lanes_small(bits: u8, iters: usize) {
     }
 }
 
+/// `table-small4` / `table-small8`: `build_table` (the precision choice) of the map's codes,
+/// quantized by its maximum as in `lanes_small`, alone.
+fn table_small(bits: u8, iters: usize) {
+    use splitans::entropy::freq::build_table;
+    use splitans::entropy::rans::Symbol;
+    let n = map_len(32 * 7 * 7);
+    let x = input_map(n);
+    let levels = ((1u32 << bits) - 1) as f32;
+    let top = x.iter().fold(0f32, |a, &b| a.max(b));
+    let codes: Vec<u8> = x
+        .iter()
+        .map(|&v| (v.max(0.0) / top * levels).round() as u8)
+        .collect();
+    let h = u8::histogram(&codes);
+    let mut p = 0;
+    let best = run(iters, || {
+        p = std::hint::black_box(build_table(&h, None).unwrap()).precision_bits;
+    });
+    let present = h.iter().filter(|&&c| c > 0).count();
+    println!(
+        "table-small{bits}: {n} codes, {present} symbols, precision {p}, best {:.2} us",
+        best * 1e6
+    );
+}
+
+/// The element count of `PROFILE_SHAPE`, or `n`.
+fn map_len(n: usize) -> usize {
+    std::env::var("PROFILE_SHAPE").map_or(n, |s| {
+        s.split(',')
+            .map(|d| d.trim().parse::<usize>().unwrap())
+            .product()
+    })
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -161,6 +196,14 @@ fn main() {
         "compress-small8" | "decompress-small8" => (vec![1, 32, 7, 7], 8),
         _ => (vec![], 0),
     };
+    // `PROFILE_SHAPE=1,64,14,14` (with `PROFILE_INPUT`, say) gives a map workload another shape.
+    let shape = match std::env::var("PROFILE_SHAPE") {
+        Ok(s) if bits > 0 => s.split(',').map(|d| d.trim().parse().unwrap()).collect(),
+        _ => shape,
+    };
+    if let Some(bits) = work.strip_prefix("table-small") {
+        return table_small(bits.parse().expect("table-small4 or table-small8"), iters);
+    }
     if let Some(bits) = work.strip_prefix("lanes-small") {
         return lanes_small(bits.parse().expect("lanes-small4 or lanes-small8"), iters);
     }

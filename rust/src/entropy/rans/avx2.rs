@@ -392,7 +392,8 @@ unsafe fn enc8<I: In>(
         _mm256_set1_epi32(127),
     );
     // lm1 is negative for freq == 1 (where q = xr) and at least 32 for freq == 0 (an
-    // absent symbol: q = 0, as `put` computes with rcp == 0; srlv gives 0).
+    // absent symbol: q = 0, srlv gives 0; `EncSymbol::code` gets the same state from its
+    // cmpl_freq of 0).
     let q = _mm256_srlv_epi32(
         _mm256_add_epi32(t, _mm256_srli_epi32::<1>(_mm256_sub_epi32(xr, t))),
         lm1,

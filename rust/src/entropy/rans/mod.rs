@@ -96,20 +96,50 @@ impl Symbol for u16 {
     }
 }
 
-/// Per-symbol encoder constants. `rcp` is Lemire's `floor((2^64 - 1) / freq) + 1`, which makes
-/// `mulhi64(rcp, x) == x / freq` exactly for every 32-bit `x` and `freq >= 2`; for `freq == 1`
-/// `rcp` is 0 and `one_mask` adds `x` back, so the step is branch-free.
+/// Per-symbol encoder constants; the coded state is `x + cum_freq + (x / freq) * cmpl_freq`,
+/// and `x / freq` is computed two ways, both exact for every 32-bit `x` and branch-free:
+/// - `code`: `((x * magic >> 32) + x) >> shift` in 64-bit arithmetic, with `magic =
+///   div_magic(freq)` and `shift = ceil(log2 freq)` (`freq == 1`: both 0). Plain multiplies and
+///   shifts, which leave the registers free: the loops over several lanes.
+/// - `code_rcp`: `mulhi64(rcp, x)`, `rcp` Lemire's `floor((2^64 - 1) / freq) + 1` for
+///   `freq >= 2`; for `freq == 1` `rcp` is 0 and `one_mask` adds `x` back. One widening
+///   multiply, a cycle shorter: the one-lane loop, whose chain of states is its bound (benches/NOTES.md 82).
+///
+/// An absent symbol is all zeros: it renormalizes whatever the state, then leaves it unchanged.
 #[derive(Clone, Copy, Default)]
 pub struct EncSymbol {
     rcp: u64,
+    magic: u32,
+    shift: u32,
     x_max: u32,
     cmpl_freq: u32,
     cum_freq: u32,
     one_mask: u32,
 }
 
+impl EncSymbol {
+    /// The state after coding this symbol into the renormalized state `xr`.
+    #[inline(always)]
+    fn code(&self, xr: u32) -> u32 {
+        let x = u64::from(xr);
+        let q = (((x * u64::from(self.magic)) >> 32) + x) >> self.shift;
+        xr.wrapping_add(self.cum_freq)
+            .wrapping_add((q as u32).wrapping_mul(self.cmpl_freq))
+    }
+
+    /// `code` by the 64-bit reciprocal.
+    #[inline(always)]
+    fn code_rcp(&self, xr: u32) -> u32 {
+        let q = ((u128::from(self.rcp) * u128::from(xr)) >> 64) as u32 | (xr & self.one_mask);
+        xr.wrapping_add(self.cum_freq)
+            .wrapping_add(q.wrapping_mul(self.cmpl_freq))
+    }
+}
+
 pub struct Encoder {
     table: Vec<EncSymbol>,
+    /// The table holds `EncSymbol::rcp` (an encoder for one lane), else `magic` and `shift`.
+    by_rcp: bool,
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     precision_bits: u32,
     /// Per symbol, for the vector kernel: `magic | (freq | cum_freq << 16) << 32`, where
@@ -122,15 +152,15 @@ pub struct Encoder {
     kernel: Kernel,
 }
 
-/// `x / freq` for every `x < 2^32` and `1 <= freq < 2^16` without a division, the way the
-/// vector encoder computes it (and exactly what `put` computes with its 64-bit reciprocal):
+/// `x / freq` for every `x < 2^32` and `1 <= freq <= 2^16` without a division, the way the
+/// vector encoders compute it (`EncSymbol::code` in 64-bit arithmetic: `(t + x) >> l`):
 /// with `l = ceil(log2 freq)` and `m = ceil(2^(32 + l) / freq)` (33 bits),
 /// `x / freq = (x * m) >> (32 + l)`, since the error `x * (m - 2^(32 + l) / freq) / 2^(32 + l)`
 /// is below `2^-l <= 1 / freq`, the least distance from `x / freq` up to the next integer. With
 /// `t = (x * (m - 2^32)) >> 32` that is `(t + ((x - t) >> 1)) >> (l - 1)`. `freq == 1`
 /// (`l = 0`) is `x` itself. Returns `m - 2^32`, which fits 32 bits.
 fn div_magic(freq: u32) -> u32 {
-    debug_assert!((2..1 << 16).contains(&freq));
+    debug_assert!((2..=1 << 16).contains(&freq));
     let l = 32 - (freq - 1).leading_zeros();
     let m = (1u64 << (32 + l)).div_ceil(u64::from(freq));
     (m - (1 << 32)) as u32
@@ -148,19 +178,28 @@ impl Encoder {
     pub fn for_lanes(t: &FreqTable, alphabet: usize, lanes: usize) -> Self {
         let p = u32::from(t.precision_bits);
         let top = t.symbols.iter().max().map_or(0, |&s| s as usize + 1);
-        let mut table = vec![EncSymbol::default(); top.min(alphabet)];
+        // One of the two ways to divide, each a hardware division per symbol to set up
+        // (`EncSymbol`): the reciprocal for the one-lane loop, the magic number otherwise.
+        let by_rcp = lanes == 1;
+        // The lanes loop indexes bytes into 256 entries without bounds checks (`put_lanes`).
+        let len = if by_rcp { top } else { top.max(256) };
+        let mut table = vec![EncSymbol::default(); len.min(alphabet)];
         for ((&s, &f), c) in t.symbols.iter().zip(&t.freqs).zip(t.cum_freqs()) {
-            table[s as usize] = EncSymbol {
-                rcp: if f >= 2 {
-                    u64::MAX / u64::from(f) + 1
-                } else {
-                    0
-                },
+            let mut e = EncSymbol {
                 x_max: f << (32 - p),
                 cmpl_freq: (1u32 << p) - f,
                 cum_freq: c,
-                one_mask: if f == 1 { u32::MAX } else { 0 },
+                ..EncSymbol::default()
             };
+            if by_rcp {
+                (e.rcp, e.one_mask) = match f {
+                    1 => (0, u32::MAX),
+                    _ => (u64::MAX / u64::from(f) + 1, 0),
+                };
+            } else if f >= 2 {
+                (e.magic, e.shift) = (div_magic(f), 32 - (f - 1).leading_zeros());
+            }
+            table[s as usize] = e;
         }
         let kernel = Kernel::detect();
         let valid = kernel.encodes_vectors()
@@ -176,12 +215,13 @@ impl Encoder {
         if valid {
             vt.resize(alphabet, 0u64);
             for ((&s, &f), c) in t.symbols.iter().zip(&t.freqs).zip(t.cum_freqs()) {
-                let magic = if f >= 2 { div_magic(f) } else { 0 };
+                let magic = table[s as usize].magic;
                 vt[s as usize] = u64::from(magic) | u64::from(f | (c << 16)) << 32;
             }
         }
         Encoder {
             table,
+            by_rcp,
             precision_bits: p,
             vt,
             kernel,
@@ -198,6 +238,16 @@ impl Encoder {
     /// buffer with room for one per symbol, written unconditionally and kept when needed, as
     /// in `put`; returns the final state and the words in the order the decoder reads them.
     fn encode_one_lane<S: Symbol>(&self, symbols: &[S]) -> (u32, Vec<u16>) {
+        if self.by_rcp {
+            self.one_lane_by::<S, true>(symbols)
+        } else {
+            self.one_lane_by::<S, false>(symbols)
+        }
+    }
+
+    /// `encode_one_lane` by `EncSymbol::code_rcp` (`RCP`) or `code`.
+    #[inline(always)]
+    fn one_lane_by<S: Symbol, const RCP: bool>(&self, symbols: &[S]) -> (u32, Vec<u16>) {
         let mut words = vec![0u16; symbols.len() + 1];
         let (mut x, mut k) = (RANS_L, 0usize);
         for s in symbols.iter().rev() {
@@ -210,12 +260,8 @@ impl Encoder {
             // LLVM compiles the choice to a branch and computes only the outcome taken; a
             // forced select (`select_unpredictable`, both computed) measured 10 % slower on
             // a 1x32x7x7 compress on Zen 3 (NOTES.md 71).
-            let step = |xr: u32| {
-                let q = ((u128::from(e.rcp) * u128::from(xr)) >> 64) as u32 | (xr & e.one_mask);
-                xr.wrapping_add(e.cum_freq)
-                    .wrapping_add(q.wrapping_mul(e.cmpl_freq))
-            };
-            let (kept, shifted) = (step(x), step(x >> 16));
+            let code = |xr| if RCP { e.code_rcp(xr) } else { e.code(xr) };
+            let (kept, shifted) = (code(x), code(x >> 16));
             x = if need { shifted } else { kept };
         }
         words.truncate(k);
@@ -233,10 +279,11 @@ impl Encoder {
         buf[*k & (MAX_LANES - 1)] = *x as u16;
         *k += usize::from(need);
         let xr = if need { *x >> 16 } else { *x };
-        let q = ((u128::from(e.rcp) * u128::from(xr)) >> 64) as u32 | (xr & e.one_mask);
-        *x = xr
-            .wrapping_add(e.cum_freq)
-            .wrapping_add(q.wrapping_mul(e.cmpl_freq));
+        *x = if self.by_rcp {
+            e.code_rcp(xr)
+        } else {
+            e.code(xr)
+        };
     }
 
     /// Encodes one step: `step[l]` into lane `l`, lanes in decreasing order, pushing the words
@@ -270,7 +317,8 @@ impl Encoder {
         self.encode_steps(kernel, symbols, lanes)
     }
 
-    /// `encode_chunk` for any number of lanes.
+    /// `encode_chunk` for any number of lanes: the full steps of 2, 4, 8, 16 lanes by
+    /// `put_lanes`, of 32 by `encode_fast`, of any other count by `put_step`.
     fn encode_steps<S: Symbol>(
         &self,
         kernel: Kernel,
@@ -285,15 +333,64 @@ impl Encoder {
         let tail = symbols.len() % lanes;
         let full = symbols.len() - tail;
         self.put_step(&mut x[..tail], &symbols[full..], &mut words);
-        if lanes == MAX_LANES {
-            self.encode_fast(kernel, &mut x, &symbols[..full], &mut words);
-        } else {
-            for step in symbols[..full].chunks_exact(lanes).rev() {
-                self.put_step(&mut x[..lanes], step, &mut words);
-            }
+        let steps = &symbols[..full];
+        macro_rules! lanes {
+            ($l:literal) => {
+                self.put_lanes::<S, $l>((&mut x[..$l]).try_into().unwrap(), steps, &mut words)
+            };
+        }
+        match lanes {
+            MAX_LANES => self.encode_fast(kernel, &mut x, steps, &mut words),
+            2 => lanes!(2),
+            4 => lanes!(4),
+            8 => lanes!(8),
+            16 => lanes!(16),
+            _ => self.put_steps_general(&mut x[..lanes], steps, &mut words),
         }
         words.reverse();
         (x[..lanes].to_vec(), words)
+    }
+
+    /// The full steps `symbols` (a multiple of `x.len()` long), last step first, by `put_step`:
+    /// the general loop, and the reference of `put_lanes`.
+    fn put_steps_general<S: Symbol>(&self, x: &mut [u32], symbols: &[S], words: &mut Vec<u16>) {
+        for step in symbols.chunks_exact(x.len()).rev() {
+            self.put_step(x, step, words);
+        }
+    }
+
+    /// `put_steps_general` for `L` lanes, without its per-step buffer and copy: each lane's
+    /// word is written at the end of `words` unconditionally and kept when the lane
+    /// renormalizes, and the renormalization is a select rather than a branch (taken about one
+    /// time in four at random). The `L` chains are independent but for the word position, so
+    /// they overlap; the one-lane loop (`encode_one_lane`) keeps its branch, which measured
+    /// faster there, where the chain is the bound (benches/NOTES.md 71).
+    #[inline(always)]
+    fn put_lanes<S: Symbol, const L: usize>(
+        &self,
+        x: &mut [u32; L],
+        symbols: &[S],
+        words: &mut Vec<u16>,
+    ) {
+        debug_assert!(symbols.len().is_multiple_of(L));
+        if self.by_rcp {
+            // An encoder made for one lane, asked for more: `put` codes with what it has.
+            return self.put_steps_general(x, symbols, words);
+        }
+        let start = words.len();
+        // Room for one word per symbol and the last unconditional write.
+        words.resize(start + symbols.len() + 1, 0);
+        let buf = &mut words[start..];
+        let k = match self.table.get(..256) {
+            // Bytes index a table of 256 entries without a bounds check (`for_lanes` makes
+            // one at least that long for an alphabet of 256 or more).
+            Some(t) if S::BYTES == 1 => {
+                let t: &[EncSymbol; 256] = t.try_into().unwrap();
+                lanes_loop(x, symbols, buf, |s: &S| t[s.index() & 255])
+            }
+            _ => lanes_loop(x, symbols, buf, |s: &S| self.entry(s.index())),
+        };
+        words.truncate(start + k);
     }
 
     /// Encodes the full 32-lane steps `symbols` (a multiple of 32 long), last step first, into
@@ -321,10 +418,32 @@ impl Encoder {
             }
         }
         let _ = kernel;
-        for step in symbols.chunks_exact(MAX_LANES).rev() {
-            self.put_step(x, step, words);
+        self.put_lanes::<S, MAX_LANES>(x, symbols, words);
+    }
+}
+
+/// `Encoder::put_lanes`'s steps with the constants `lookup` gives; returns the words written to
+/// `buf` (which has room for one per symbol and one more).
+#[inline(always)]
+fn lanes_loop<S: Symbol, const L: usize>(
+    x: &mut [u32; L],
+    symbols: &[S],
+    buf: &mut [u16],
+    lookup: impl Fn(&S) -> EncSymbol,
+) -> usize {
+    let mut k = 0usize;
+    for step in symbols.chunks_exact(L).rev() {
+        for l in (0..L).rev() {
+            let e = lookup(&step[l]);
+            let xl = x[l];
+            let need = xl >= e.x_max;
+            // At most one word per symbol: k <= symbols done < buf.len().
+            buf[k] = xl as u16;
+            k += usize::from(need);
+            x[l] = e.code(std::hint::select_unpredictable(need, xl >> 16, xl));
         }
     }
+    k
 }
 
 /// Spare word capacity for the vector encoder's 8-word stores (see `Encoder::encode_chunk`).
