@@ -740,6 +740,90 @@ impl Present {
     }
 }
 
+/// A lower bound of the payload that `quantize(p)`'s frequencies give at each precision `p`,
+/// quantization loss included: `build_table` skips precisions below its first guess whose
+/// bound already exceeds a cost it has, the low precisions of a large alphabet (8-bit codes
+/// try 8 to 13) costing most of the choice's time otherwise (benches/NOTES.md 83).
+///
+/// `quantize(p)` forces the first `F` symbols of `by_count` to frequency 1 (the same loop,
+/// below) and gives the other symbols, of total count `R`, frequencies summing to `B = 2^p -
+/// F`. Their payload `Σ c·(p·2^16 - log2_fixed(f))` is at least `Σ c·(p·2^16 - 2^16·log2 f -
+/// 2)` (`log2_fixed` is within two units), and over real `f` summing to `B` the largest `Σ
+/// c·log2 f` is at `f = c·B/R` (Gibbs): `R·log2 B + Σ c·log2 c - R·log2 R`. So the payload is at
+/// least `F-part·p·2^16 + R·(p·2^16 - 2^16·log2 B) - 2^16·Σ c·log2 c + 2^16·R·log2 R - 2R`, each
+/// logarithm rounded the way that lowers it.
+struct Relaxed {
+    /// `Σ c·(log2_fixed(c) + 2)` over the first `j` symbols of `by_count`, an upper bound of
+    /// `2^16·Σ c·log2 c` (counts of 2^16 or more by floating point with a margin).
+    c_log_c: Vec<u128>,
+}
+
+impl Relaxed {
+    fn new(present: &Present) -> Relaxed {
+        let mut c_log_c = Vec::with_capacity(present.by_count.len() + 1);
+        let mut sum = 0u128;
+        c_log_c.push(0);
+        for &i in &present.by_count {
+            let c = present.counts[i as usize];
+            let log_c = if c < 1 << 16 {
+                log2_fixed(c as u32) + 2
+            } else {
+                ((c as f64).log2() * 65536.0 * (1.0 + 1e-12)) as u64 + 3
+            };
+            sum += u128::from(c) * u128::from(log_c);
+            c_log_c.push(sum);
+        }
+        Relaxed { c_log_c }
+    }
+
+    /// The payload bound at precision `p` (`None` when `2^p` cannot hold the symbols).
+    fn payload(&self, present: &Present, p: u8) -> Option<u128> {
+        let total = 1u128 << p;
+        let m = present.symbols.len();
+        if m as u128 > total {
+            return None;
+        }
+        // `quantize_into`'s forcing loop (in 64 bits where every `c * budget` fits).
+        let (mut budget, mut mass, mut forced) = (total, present.mass, 0usize);
+        if present.mass <= 1 << 46 {
+            let (mut b, mut ms) = (budget as u64, mass as u64);
+            for &i in &present.by_count {
+                let c = present.counts[i as usize];
+                if c * b >= ms {
+                    break;
+                }
+                (b, ms, forced) = (b - 1, ms - c, forced + 1);
+            }
+            (budget, mass) = (u128::from(b), u128::from(ms));
+        } else {
+            for &i in &present.by_count {
+                let c = u128::from(present.counts[i as usize]);
+                if c * budget >= mass {
+                    break;
+                }
+                (budget, mass, forced) = (budget - 1, mass - c, forced + 1);
+            }
+        }
+        let top = u128::from(p) << 16;
+        let forced_mass = present.mass - mass;
+        let rest_c_log_c = self.c_log_c[m] - self.c_log_c[forced];
+        // `budget` is at most 2^16; `log2_fixed(2^16)` is exact.
+        let log_b = if budget >= 1 << 16 {
+            16 << 16
+        } else {
+            u128::from(log2_fixed(budget as u32)) + 2
+        };
+        let log_r = if mass == 0 {
+            0
+        } else {
+            ((mass as f64).log2() * 65536.0 * (1.0 - 1e-12) - 1.0).max(0.0) as u128
+        };
+        let plus = forced_mass * top + mass * top + mass * log_r;
+        let minus = mass * log_b + rest_c_log_c + 2 * mass;
+        Some(plus.saturating_sub(minus))
+    }
+}
+
 /// The Exp-Golomb parameter `k` that `FreqTable::write` picks for `freqs` (the shortest code
 /// stream, ties to the smaller `k`) and the bytes of that stream.
 ///
@@ -959,28 +1043,87 @@ pub fn build_table_gathered(g: Gathered, precision_bits: Option<u8>) -> Option<(
                 .sum::<u128>()
         };
     // (precision, cost with the coder's loss, fits L1), their frequencies one after another in
-    // `kept`. Precisions are tried upward until `cost_floor`, which never decreases with the
-    // precision, reaches the cheapest cost so far: no precision beyond can then be the
-    // cheapest, nor the smallest within 1/4096 of it, nor one that fits L1 when the tightest
-    // does not (fitting is a prefix of the precisions).
+    // `kept`. A first guess is tried, then the precisions upward: below the guess, those whose
+    // `Relaxed` bound rules them out are skipped; above it, the loop stops once `cost_floor`,
+    // which never decreases with the precision, reaches the cheapest cost so far: no precision
+    // beyond can then be the cheapest, nor the smallest within 1/4096 of it, nor one that fits
+    // L1 when the tightest does not (fitting is a prefix of the precisions). The choice is the
+    // one every precision would give (FORMAT.md 5.4 is unchanged).
     let mut tried: Vec<(u8, u128, bool)> = Vec::with_capacity(17);
     let entropy = entropy.unwrap_or_else(|| present.entropy_floor());
     let m = present.symbols.len();
     let (mut freqs, mut scratch) = (Vec::with_capacity(m), Vec::with_capacity(m));
     let mut kept = Vec::with_capacity(m * 8);
-    let mut least = u128::MAX;
-    for p in min_bits..=MAX_PRECISION_BITS {
-        if least != u128::MAX && present.cost_floor(p, entropy, spread) >= least {
-            break;
+    // A first guess among the precisions whose tables fit L1 (up to 12 packed, 11 otherwise),
+    // from the payload bound, the coder's loss and about two bits of table per symbol and bit
+    // of precision; tried first, its cost lets `Relaxed` rule out precisions below it.
+    // Only where the counts average 32 or more: with fewer, the cheapest precision lies within
+    // a bit or two of the least (a 1x32x7x7 map's 8-bit codes: 9 for 172 symbols and a least
+    // of 8), nothing below the guess is left to skip, and the bounds cost more than they save.
+    let fit_max = if m <= 256 { 12 } else { 11 };
+    // The payload bounds with the coder's loss, kept for the precisions up to `fit_max`.
+    let mut bounds = [None; MAX_PRECISION_BITS as usize + 1];
+    if present.mass >= 32 * m as u128 {
+        let relaxed = Relaxed::new(&present);
+        for p in min_bits..=fit_max.max(min_bits) {
+            bounds[p as usize] = relaxed
+                .payload(&present, p)
+                .map(|pay| pay.max(entropy) + coder_loss(spread, p));
         }
+    }
+    let guess = (min_bits..=fit_max.max(min_bits))
+        .filter_map(|p| Some((bounds[p as usize]? + ((2 * m as u128 * u128::from(p)) << 16), p)))
+        .min()
+        .map(|(_, p)| p);
+    // (cheapest cost so far, cheapest among the tables that fit L1)
+    let (mut least, mut least_fit) = (u128::MAX, u128::MAX);
+    let mut try_p = |p: u8, least: &mut u128, least_fit: &mut u128| {
         if !present.quantize_into(p, &mut freqs, &mut scratch) {
-            continue;
+            return;
         }
         let cost = present.cost(p, &freqs) + coder_loss(spread, p);
         let fits = decode_table_bytes(p, &present.symbols, &freqs) <= L1_TABLE_BYTES;
-        least = least.min(cost);
+        *least = (*least).min(cost);
+        if fits {
+            *least_fit = (*least_fit).min(cost);
+        }
         tried.push((p, cost, fits));
         kept.extend_from_slice(&freqs);
+    };
+    if let Some(g) = guess {
+        try_p(g, &mut least, &mut least_fit);
+    }
+    let g = guess.unwrap_or(0);
+    for p in min_bits..=MAX_PRECISION_BITS {
+        if p == g {
+            continue;
+        }
+        if p < g {
+            // Below the guess, a precision is out when its bound exceeds the cheapest table
+            // that fits L1 by more than 1/4096: it cannot be the cheapest, nor the smallest
+            // within 1/4096 of it, nor (a precision below one that fits fits too) the choice
+            // among those that fit. Its cost can lie within 1/4096 above the least, so the
+            // stop below, whose precisions all lie above a cheaper one, does not apply here.
+            // (The bound without the table bytes: weaker, and enough for the low precisions.)
+            if bounds[p as usize].is_some_and(|b| {
+                least_fit != u128::MAX
+                    && b * PRECISION_SLACK_DENOM > least_fit * (PRECISION_SLACK_DENOM + 1)
+            }) {
+                continue;
+            }
+        } else if least != u128::MAX && present.cost_floor(p, entropy, spread) >= least {
+            break;
+        }
+        try_p(p, &mut least, &mut least_fit);
+    }
+    // `tightest` takes the first of equals: the tried precisions in increasing order (the
+    // guess, tried first, moved to its place).
+    if guess.is_some() && tried.first().is_some_and(|t| t.0 == g) {
+        let at = (tried.iter().skip(1))
+            .position(|t| t.0 > g)
+            .unwrap_or(tried.len() - 1);
+        tried[..=at].rotate_left(1);
+        kept[..(at + 1) * m].rotate_left(m);
     }
     // The smallest precision within 1/4096 of the cheapest of those `keep` allows.
     let tightest = |keep: &dyn Fn(bool) -> bool| -> Option<usize> {
@@ -1230,7 +1373,7 @@ mod tests {
     fn pruned_choice_matches_the_reference_on_small_histograms() {
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(31);
-        let mut stopped_early = 0;
+        let (mut stopped_early, mut tight) = (0, 0);
         for round in 0..3000 {
             let alphabet = [2usize, 16, 50, 256, 1 << 16][round % 5];
             let present = rng.gen_range(2..=alphabet.min(400));
@@ -1257,10 +1400,17 @@ mod tests {
             let entropy = pr.entropy_floor();
             let min_bits = ((64 - (pr.symbols.len() as u64 - 1).leading_zeros()) as u8).max(1);
             let (mut last, mut least, mut stop) = (0u128, u128::MAX, None);
+            let relaxed = Relaxed::new(&pr);
             for p in min_bits..=MAX_PRECISION_BITS {
                 let floor = pr.cost_floor(p, entropy, spread);
-                let cost = pr.cost(p, &pr.quantize(p).unwrap()) + coder_loss(spread, p);
+                let freqs = pr.quantize(p).unwrap();
+                let cost = pr.cost(p, &freqs) + coder_loss(spread, p);
                 assert!(floor <= cost, "round {round} p {p}: floor {floor} > cost {cost}");
+                // The payload bound with the quantization loss is below the payload itself.
+                let payload = cost - (pr.fixed_len + code_bytes(&freqs).1) as u128 * 8 * 65536;
+                let bound = relaxed.payload(&pr, p).unwrap() + coder_loss(spread, p);
+                assert!(bound <= payload, "round {round} p {p}: {bound} > {payload}");
+                tight += usize::from(payload - bound < payload / 1000);
                 assert!(floor >= last, "round {round} p {p}: the floor fell");
                 if stop.is_none() && least != u128::MAX && floor >= least {
                     stop = Some(p);
@@ -1289,6 +1439,9 @@ mod tests {
             }
         }
         assert!(stopped_early > 2000, "stopped early {stopped_early} of 3000");
+        // The payload bound is within 0.1 % of most payloads (a bound far below would prune
+        // nothing: no test of its margin).
+        assert!(tight > 10_000, "tight bounds: {tight}");
     }
 
     /// Large streams of geometric-like 8-bit codes (the 16 MiB benchmarks' regime): the
