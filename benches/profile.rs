@@ -112,6 +112,15 @@ fn input_map(n: usize) -> Vec<f32> {
     x
 }
 
+/// The map's values quantized by its maximum to `bits` bits (negative values to 0).
+fn codes_by_max(x: &[f32], bits: u8) -> Vec<u8> {
+    let levels = ((1u32 << bits) - 1) as f32;
+    let top = x.iter().fold(0f32, |a, &b| a.max(b));
+    x.iter()
+        .map(|&v| (v.max(0.0) / top * levels).round() as u8)
+        .collect()
+}
+
 /// `lanes-small4` / `lanes-small8`: the 1x32x7x7 map's codes (`PROFILE_INPUT` or the
 /// synthetic map, quantized by its maximum to `bits` bits) in one chunk of 1, 2 and 4 lanes
 /// (the format allows any; the encoder picks one below 8,192 symbols, `lanes_for`), and what
@@ -121,13 +130,7 @@ fn lanes_small(bits: u8, iters: usize) {
     use splitans::entropy::freq::build_table;
     use splitans::entropy::rans::{Decoder, Encoder, Symbol};
     let n = 32 * 7 * 7;
-    let x = input_map(n);
-    let levels = ((1u32 << bits) - 1) as f32;
-    let top = x.iter().fold(0f32, |a, &b| a.max(b));
-    let codes: Vec<u8> = x
-        .iter()
-        .map(|&v| (v.max(0.0) / top * levels).round() as u8)
-        .collect();
+    let codes = codes_by_max(&input_map(n), bits);
     let t = build_table(&u8::histogram(&codes), None).expect("two symbols or more");
     for lanes in [1, 2, 4] {
         let (states, words) = Encoder::for_lanes(&t, 256, lanes).encode_chunk(&codes, lanes);
@@ -155,13 +158,7 @@ fn table_small(bits: u8, iters: usize) {
     use splitans::entropy::freq::build_table;
     use splitans::entropy::rans::Symbol;
     let n = map_len(32 * 7 * 7);
-    let x = input_map(n);
-    let levels = ((1u32 << bits) - 1) as f32;
-    let top = x.iter().fold(0f32, |a, &b| a.max(b));
-    let codes: Vec<u8> = x
-        .iter()
-        .map(|&v| (v.max(0.0) / top * levels).round() as u8)
-        .collect();
+    let codes = codes_by_max(&input_map(n), bits);
     let h = u8::histogram(&codes);
     let mut p = 0;
     let best = run(iters, || {
