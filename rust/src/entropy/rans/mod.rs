@@ -103,7 +103,8 @@ impl Symbol for u16 {
 ///   shifts, which leave the registers free: the loops over several lanes.
 /// - `code_rcp`: `mulhi64(rcp, x)`, `rcp` Lemire's `floor((2^64 - 1) / freq) + 1` for
 ///   `freq >= 2`; for `freq == 1` `rcp` is 0 and `one_mask` adds `x` back. One widening
-///   multiply, a cycle shorter: the one-lane loop, whose chain of states is its bound (benches/NOTES.md 82).
+///   multiply, a cycle shorter: the one-lane loop, whose chain of states is its bound
+///   (benches/NOTES.md 82).
 ///
 /// An absent symbol is all zeros: it renormalizes whatever the state, then leaves it unchanged.
 #[derive(Clone, Copy, Default)]
