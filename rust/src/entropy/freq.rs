@@ -579,6 +579,35 @@ impl Present {
             .then_some(freqs)
     }
 
+    /// The symbols `quantize` forces to frequency 1 for `total = 2^p` slots: the first of
+    /// `by_count` (rarest first) while a symbol's share of what is left is below one slot.
+    /// Returns their number, the slots left and the count left (`quantize_into` and the bound
+    /// of `Relaxed::payload`, which must force the same symbols).
+    fn forced(&self, total: u128) -> (usize, u128, u128) {
+        let mut forced = 0;
+        if self.mass <= 1 << 46 {
+            // Every `c * budget` fits 64 bits (budget <= 2^16).
+            let (mut budget, mut mass) = (total as u64, self.mass as u64);
+            for &i in &self.by_count {
+                let c = self.counts[i as usize];
+                if c * budget >= mass {
+                    break;
+                }
+                (budget, mass, forced) = (budget - 1, mass - c, forced + 1);
+            }
+            return (forced, u128::from(budget), u128::from(mass));
+        }
+        let (mut budget, mut mass) = (total, self.mass);
+        for &i in &self.by_count {
+            let c = u128::from(self.counts[i as usize]);
+            if c * budget >= mass {
+                break;
+            }
+            (budget, mass, forced) = (budget - 1, mass - c, forced + 1);
+        }
+        (forced, budget, mass)
+    }
+
     /// `quantize(p)` into `freqs` (resized), with `scratch` for the remainders: `build_table`
     /// passes the same two buffers for every precision it tries. False when there are more
     /// symbols than `1 << p`.
@@ -590,18 +619,9 @@ impl Present {
         }
         freqs.clear();
         freqs.resize(m, 0);
-        let mut budget = u128::from(total);
-        let mut mass = self.mass;
-        let mut first_free = 0;
-        for &i in &self.by_count {
-            let c = u128::from(self.counts[i as usize]);
-            if c * budget >= mass {
-                break;
-            }
+        let (first_free, budget, mass) = self.forced(u128::from(total));
+        for &i in &self.by_count[..first_free] {
             freqs[i as usize] = 1;
-            budget -= 1;
-            mass -= c;
-            first_free += 1;
         }
         let rest = &self.by_count[first_free..];
         if mass <= 1 << 46 && m < 1 << 17 {
@@ -745,8 +765,8 @@ impl Present {
 /// bound already exceeds a cost it has, the low precisions of a large alphabet (8-bit codes
 /// try 8 to 13) costing most of the choice's time otherwise (benches/NOTES.md 83).
 ///
-/// `quantize(p)` forces the first `F` symbols of `by_count` to frequency 1 (the same loop,
-/// below) and gives the other symbols, of total count `R`, frequencies summing to `B = 2^p -
+/// `quantize(p)` forces the first `F` symbols of `by_count` to frequency 1 (`Present::forced`)
+/// and gives the other symbols, of total count `R`, frequencies summing to `B = 2^p -
 /// F`. Their payload `Σ c·(p·2^16 - log2_fixed(f))` is at least `Σ c·(p·2^16 - 2^16·log2 f -
 /// 2)` (`log2_fixed` is within two units), and over real `f` summing to `B` the largest `Σ
 /// c·log2 f` is at `f = c·B/R` (Gibbs): `R·log2 B + Σ c·log2 c - R·log2 R`. So the payload is at
@@ -783,27 +803,7 @@ impl Relaxed {
         if m as u128 > total {
             return None;
         }
-        // `quantize_into`'s forcing loop (in 64 bits where every `c * budget` fits).
-        let (mut budget, mut mass, mut forced) = (total, present.mass, 0usize);
-        if present.mass <= 1 << 46 {
-            let (mut b, mut ms) = (budget as u64, mass as u64);
-            for &i in &present.by_count {
-                let c = present.counts[i as usize];
-                if c * b >= ms {
-                    break;
-                }
-                (b, ms, forced) = (b - 1, ms - c, forced + 1);
-            }
-            (budget, mass) = (u128::from(b), u128::from(ms));
-        } else {
-            for &i in &present.by_count {
-                let c = u128::from(present.counts[i as usize]);
-                if c * budget >= mass {
-                    break;
-                }
-                (budget, mass, forced) = (budget - 1, mass - c, forced + 1);
-            }
-        }
+        let (forced, budget, mass) = present.forced(total);
         let top = u128::from(p) << 16;
         let forced_mass = present.mass - mass;
         let rest_c_log_c = self.c_log_c[m] - self.c_log_c[forced];
@@ -1060,18 +1060,18 @@ pub fn build_table_gathered(g: Gathered, precision_bits: Option<u8>) -> Option<(
     // Only where the counts average 32 or more: with fewer, the cheapest precision lies within
     // a bit or two of the least (a 1x32x7x7 map's 8-bit codes: 9 for 172 symbols and a least
     // of 8), nothing below the guess is left to skip, and the bounds cost more than they save.
-    let fit_max = if m <= 256 { 12 } else { 11 };
+    let fit_max = (if m <= 256 { 12 } else { 11 }).max(min_bits);
     // The payload bounds with the coder's loss, kept for the precisions up to `fit_max`.
     let mut bounds = [None; MAX_PRECISION_BITS as usize + 1];
     if present.mass >= 32 * m as u128 {
         let relaxed = Relaxed::new(&present);
-        for p in min_bits..=fit_max.max(min_bits) {
+        for p in min_bits..=fit_max {
             bounds[p as usize] = relaxed
                 .payload(&present, p)
                 .map(|pay| pay.max(entropy) + coder_loss(spread, p));
         }
     }
-    let guess = (min_bits..=fit_max.max(min_bits))
+    let guess = (min_bits..=fit_max)
         .filter_map(|p| Some((bounds[p as usize]? + ((2 * m as u128 * u128::from(p)) << 16), p)))
         .min()
         .map(|(_, p)| p);
