@@ -11,9 +11,11 @@
 //! `decompress-small8` (1x32x7x7), `encode-geo08` / `decode-geo08` / `encode-geo35` /
 //! `decode-geo35` (4 MiB of geometric 8-bit symbols, p = 0.08 and 0.35, `encode_symbols` /
 //! `decompress`), `kernel-geo08` / `kernel-geo35` (their stream decoded into a reused buffer),
-//! `lanes-small4` / `lanes-small8` (the 1x32x7x7 map's codes in 1, 2 and 4 lanes). The maps are synthetic (seeded): clipped normal values with the zero fraction
-//! of the real block3.expand activations; `PROFILE_SHAPE` (`1,64,14,14`) gives the map workloads
-//! another shape, `PROFILE_INPUT` (below) the real values. Prints the best wall-clock time per iteration.
+//! `lanes-small4` / `lanes-small8` (the 1x32x7x7 map's codes in 1, 2 and 4 lanes),
+//! `table-small4` / `table-small8` (`build_table` of those codes alone). The maps are synthetic
+//! (seeded): clipped normal values with the zero fraction of the real block3.expand
+//! activations; `PROFILE_SHAPE` (`1,64,14,14`) gives the map workloads another shape,
+//! `PROFILE_INPUT` (below) the real values. Prints the best wall-clock time per iteration.
 
 use std::time::Instant;
 
@@ -157,7 +159,7 @@ fn lanes_small(bits: u8, iters: usize) {
 fn table_small(bits: u8, iters: usize) {
     use splitans::entropy::freq::build_table;
     use splitans::entropy::rans::Symbol;
-    let n = map_len(32 * 7 * 7);
+    let n = profile_shape().map_or(32 * 7 * 7, |s| s.iter().product());
     let codes = codes_by_max(&input_map(n), bits);
     let h = u8::histogram(&codes);
     let mut p = 0;
@@ -171,13 +173,10 @@ fn table_small(bits: u8, iters: usize) {
     );
 }
 
-/// The element count of `PROFILE_SHAPE`, or `n`.
-fn map_len(n: usize) -> usize {
-    std::env::var("PROFILE_SHAPE").map_or(n, |s| {
-        s.split(',')
-            .map(|d| d.trim().parse::<usize>().unwrap())
-            .product()
-    })
+/// `PROFILE_SHAPE` (`1,64,14,14`), if set: the map workloads' shape.
+fn profile_shape() -> Option<Vec<usize>> {
+    let s = std::env::var("PROFILE_SHAPE").ok()?;
+    Some(s.split(',').map(|d| d.trim().parse().unwrap()).collect())
 }
 
 fn main() {
@@ -193,9 +192,8 @@ fn main() {
         "compress-small8" | "decompress-small8" => (vec![1, 32, 7, 7], 8),
         _ => (vec![], 0),
     };
-    // `PROFILE_SHAPE=1,64,14,14` (with `PROFILE_INPUT`, say) gives a map workload another shape.
-    let shape = match std::env::var("PROFILE_SHAPE") {
-        Ok(s) if bits > 0 => s.split(',').map(|d| d.trim().parse().unwrap()).collect(),
+    let shape = match profile_shape() {
+        Some(s) if bits > 0 => s,
         _ => shape,
     };
     if let Some(bits) = work.strip_prefix("table-small") {

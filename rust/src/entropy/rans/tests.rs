@@ -174,8 +174,9 @@ fn one_lane_encodes_as_the_general_loop() {
 }
 
 /// The lanes loop (`put_lanes`: 2, 4, 8, 16 lanes, and 32 on the portable path) gives the
-/// general loop's (`put_step`'s) states and words, for u8 and u16 symbols, tables of every precision (with
-/// frequencies of 1, whose reciprocal is 0), absent symbols and chunks with a partial step.
+/// general loop's (`put_step`'s) states and words, for u8 and u16 symbols, tables of every
+/// precision (with frequencies of 1, whose reciprocal is 0), absent symbols and chunks with a
+/// partial step.
 fn check_lane_encoders<S: Symbol>(rng: &mut ChaCha8Rng, alphabet: usize) {
     for p in 1..=16u8 {
         for _ in 0..4 {
