@@ -1004,6 +1004,48 @@ impl Gathered {
         })
     }
 
+    /// Whether the present symbols' counts average `k` or more.
+    pub fn counts_average_at_least(&self, k: u64) -> bool {
+        self.present.mass >= u128::from(k) * self.present.symbols.len() as u128
+    }
+
+    /// A lower bound of the cost `build_table_gathered(self, precision_bits)` returns, tighter
+    /// than `cost_floor`: the least over the precisions the choice may take of the payload
+    /// bound at that precision (`Relaxed`'s, quantization loss included, and never below the
+    /// entropy) plus the table bytes' bound at that precision (`Present::cost_floor`'s). A
+    /// precision whose payload bound alone reaches the least so far needs no table bound; the
+    /// scan stops where the entropy and the table bound, which never falls as the precision
+    /// rises, reach it. `None` when no precision allowed holds the symbols.
+    pub fn cost_floor_tight(&mut self, precision_bits: Option<u8>) -> Option<u128> {
+        let present = &mut self.present;
+        present.sort_by_count();
+        let present = &self.present;
+        let entropy = *self.entropy.get_or_insert_with(|| present.entropy_floor());
+        let m = present.symbols.len() as u64;
+        let min_bits = ((64 - (m - 1).leading_zeros()) as u8).max(1);
+        let (lo, hi) = match precision_bits {
+            Some(p) => (p, p),
+            None => (min_bits, MAX_PRECISION_BITS),
+        };
+        let relaxed = Relaxed::new(present);
+        let mut least: Option<u128> = None;
+        for p in lo..=hi {
+            let Some(pay) = relaxed.payload(present, p) else {
+                continue;
+            };
+            let pay = pay.max(entropy);
+            if least.is_some_and(|l| pay >= l) {
+                continue;
+            }
+            let table = present.cost_floor(p, 0, 0);
+            if least.is_some_and(|l| entropy + table >= l) {
+                break;
+            }
+            least = Some(least.map_or(pay + table, |l| l.min(pay + table)));
+        }
+        least
+    }
+
     /// `cost_floor` of the gathered counts.
     pub fn cost_floor(&mut self) -> u128 {
         let present = &self.present;

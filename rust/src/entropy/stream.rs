@@ -347,6 +347,32 @@ pub fn estimated_len_floor_gathered(
     }
 }
 
+/// `estimated_len_floor` of the `n` symbols gathered in `g`, tightened for the options the
+/// stream will be planned with: the table's cost bounded precision by precision
+/// (`Gathered::cost_floor_tight`: each precision's payload with its quantization loss, and its
+/// table bytes), and a stream of one default-sized chunk charged its lanes' final states. A few
+/// passes over the present symbols, kept in `g` for the planner: what a caller tries when the
+/// plain floor did not rule the stream out.
+pub fn estimated_len_floor_tight(
+    g: &mut Gathered,
+    n: usize,
+    symbol_bytes: usize,
+    opts: &EncodeOptions,
+) -> usize {
+    let raw = STREAM_HEADER_BYTES + n * symbol_bytes;
+    // No precision allowed holds the symbols: the plan writes them raw.
+    let Some(cost) = g.cost_floor_tight(opts.precision_bits) else {
+        return raw;
+    };
+    // Default chunks hold at least 2^16 symbols: below that, one chunk of `lanes_for(n)`.
+    let lanes = if opts.chunk_log2.is_none() && n <= 1 << DEFAULT_MIN_CHUNK_LOG2 {
+        lanes_for(n)
+    } else {
+        1
+    };
+    ((cost >> 19) as usize + STREAM_HEADER_BYTES + 4 + 4 + 4 * lanes).min(raw)
+}
+
 /// Predicts the length of the stream `encode` writes for symbols with histogram `counts`:
 /// exact for the empty, constant and raw forms, the encoder's own estimate for rANS.
 pub fn estimated_len(counts: &[u64], symbol_bytes: usize, opts: &EncodeOptions) -> usize {
@@ -1149,7 +1175,8 @@ mod floor_tests {
     #[test]
     fn floor_is_below_the_estimate() {
         let mut rng = ChaCha8Rng::seed_from_u64(44);
-        let mut tight = 0;
+        let (mut tight, mut gained, mut rans) = (0, 0, 0);
+        let (mut within, mut within_plain) = (0, 0);
         for round in 0..3000 {
             let alphabet = [1usize, 2, 16, 256, 4096][round % 5];
             let n = [0u64, 1, 3, 40, 1568, 30_000, 300_000][round % 7];
@@ -1165,15 +1192,46 @@ mod floor_tests {
                 threads: 1,
             };
             let width = 1 + round % 2;
-            let floor = estimated_len_floor(&counts, width);
+            let (floor, g) = estimated_len_floor_gathered(&counts, width);
             let est = StreamPlan::new(&counts, width, &opts).estimated_len();
             assert!(floor <= est, "round {round}: floor {floor} > estimate {est}");
             tight += usize::from(floor == est);
+            if let Some(mut g) = g {
+                let n = counts.iter().sum::<u64>() as usize;
+                let t = estimated_len_floor_tight(&mut g, n, width, &opts);
+                assert!(t <= est, "round {round}: tight floor {t} > estimate {est}");
+                assert!(t >= floor, "round {round}: tight floor {t} < floor {floor}");
+                // Planned from what the tight floor left in `g`: the same plan.
+                let again = StreamPlan::with_gathered(&counts, Some(g), width, &opts);
+                assert_eq!(again.estimated_len(), est, "round {round}");
+                gained += usize::from(t > floor);
+                within += usize::from((est - t) * 200 <= est);
+                within_plain += usize::from((est - floor) * 200 <= est);
+                rans += 1;
+            }
             if counts.iter().filter(|&&c| c > 0).count() < 2 {
                 assert_eq!(floor, est, "round {round}");
             }
         }
         assert!(tight > 300 && tight < 2700, "{tight} of 3000 equal");
+        // One symbol nearly always, twenty once each: the high precisions (up to 16) are the
+        // cheap ones, so a floor that left them out would lie above the estimate.
+        for n in [100_000u64, 10_000_000] {
+            let mut counts = vec![1u64; 21];
+            counts[7] = n;
+            let (floor, g) = estimated_len_floor_gathered(&counts, 1);
+            let est = StreamPlan::new(&counts, 1, &EncodeOptions::default()).estimated_len();
+            let t = estimated_len_floor_tight(&mut g.unwrap(), n as usize + 20, 1, &Default::default());
+            assert!(floor <= t && t <= est, "n {n}: floors {floor}, {t}, estimate {est}");
+        }
+        // The tight floor earns its passes: above the plain one on a third or more of the rANS
+        // streams, and within 0.5 % of the estimate on many more of them than the plain one.
+        eprintln!(
+            "tight floor: above the plain one on {gained} of {rans}, within 0.5 % on {within} \
+             (the plain one on {within_plain})"
+        );
+        assert!(gained * 3 > rans, "{gained} of {rans}");
+        assert!(within > within_plain + rans / 10, "{within} against {within_plain}");
     }
 
     /// Where the bound has no slack to speak of, it is the estimate: two equally frequent

@@ -568,12 +568,30 @@ fn prepare<C: Code + Symbol>(
             gathered[i] = g;
             (8 + len) as f64
         };
-        let floors = [
+        let mut floors = [
             floor(0, &row_hist, 2),
             floor(1, &col_hist, 2),
             floor(2, &values_hist, C::BYTES),
         ];
-        let (dense_cmp, csr_floor) = compare(&plan, floors);
+        let (dense_cmp, mut csr_floor) = compare(&plan, floors);
+        if auto_takes_csr(dense_cmp, csr_floor) {
+            // The plain floors leave CSR a chance. They bound each table at its least precision
+            // and by the entropy, which is where a one-column CSR (the dense map's entropy by
+            // the chain rule) ties with dense; bounding each precision's payload and table
+            // (a few passes over the present symbols, the sort kept for the planner) rules out
+            // what the table and its quantization cost (~1 % of an 8-bit map's values). Not
+            // where the counts average fewer than 8 a symbol: the cheapest precision is then
+            // within a bit or two of the least, the bound barely rises, and its passes would
+            // only add to the plan (a 1x32x7x7 map's 8-bit values: 3-5 a symbol).
+            let ns = [plan.rows, plan.nonzeros, plan.nonzeros];
+            for (i, (g, width)) in gathered.iter_mut().zip([2, 2, C::BYTES]).enumerate() {
+                if let Some(g) = g.as_mut().filter(|g| g.counts_average_at_least(8)) {
+                    let tight = stream::estimated_len_floor_tight(g, ns[i], width, &opts.coder);
+                    floors[i] = floors[i].max((8 + tight) as f64);
+                }
+            }
+            csr_floor = compare(&plan, floors).1;
+        }
         if !auto_takes_csr(dense_cmp, csr_floor) {
             plan.values_bytes = floors[2];
             plan.csr_bytes = floors.iter().sum();
@@ -965,6 +983,65 @@ mod blob_tests {
             }
         }
         assert!(skipped > 40 && planned > 40, "{skipped} skipped, {planned} planned");
+    }
+
+    /// A dense 8-bit map (few zeros, ~200 codes in use: the real setting's maps of 8-31 K
+    /// elements) ties with its one-column CSR on the plain floors, which bound the entropy and
+    /// the least precision's table: the chain rule gives a one-column CSR the dense map's
+    /// entropy. The tight floors (each precision's quantization loss and table) rule CSR out,
+    /// so the blob alone plans no CSR stream, and writes `compress`'s bytes.
+    #[test]
+    fn tight_floors_skip_a_dense_maps_csr() {
+        let mut rng = ChaCha8Rng::seed_from_u64(62);
+        let shape = [1usize, 112, 14, 14];
+        let x: Vec<f32> = (0..shape.iter().product::<usize>())
+            .map(|_| {
+                if rng.gen_bool(0.02) {
+                    0.0
+                } else {
+                    (rng.gen::<f32>() + rng.gen::<f32>()) * 3.0
+                }
+            })
+            .collect();
+        let opts = FeatureOptions {
+            bits: 8,
+            axis: None,
+            range: Range::MinMax,
+            mode: ModeChoice::Auto,
+            reshape: Reshape::Model,
+            non_finite: NonFinite::Error,
+            coder: EncodeOptions {
+                threads: 1,
+                ..Default::default()
+            },
+            version: container::COMPACT_VERSION,
+        };
+        let full = plan(&x, &shape, &opts, false).unwrap();
+        assert_eq!((full.mode, full.rows), (Mode::Dense, x.len()));
+        // The plain floors of the one-column CSR's streams (row flags, one column, values)
+        // leave CSR a chance.
+        let q = prepare::<u8>(&x, &opts, false, true).unwrap().q;
+        let mut values = crate::entropy::freq::histogram_u8(&q);
+        values[full.params[0].zero_point as usize] = 0;
+        let nnz = full.nonzeros as u64;
+        let floor = |h: &[u64], w| (8 + stream::estimated_len_floor(h, w)) as f64;
+        let plain = [
+            floor(&[x.len() as u64 - nnz, nnz], 2),
+            floor(&[nnz], 2),
+            floor(&values, 1),
+        ];
+        let (dense, csr) = compact_estimates(full.dense_bytes, plain, full.rows, full.nonzeros);
+        assert!(auto_takes_csr(dense, csr), "dense {dense}, plain floors {csr}");
+        let lean = prepare::<u8>(&x, &opts, false, false).unwrap().plan;
+        assert_eq!(lean.mode, Mode::Dense);
+        assert!(
+            lean.csr_bytes < full.csr_bytes,
+            "CSR planned: {} of {}",
+            lean.csr_bytes,
+            full.csr_bytes
+        );
+        let (want, _) = compress(&x, &shape, FloatType::F32, &opts).unwrap();
+        assert_eq!(compress_blob(&x, &shape, FloatType::F32, &opts).unwrap(), want);
     }
 
     /// `compress`'s plan times its stages; the blob alone and its lean plan read no clock.
