@@ -416,8 +416,9 @@ struct Prepared<C> {
 
 /// `estimates`: every figure of the plan computed. Without it (a caller that keeps only the
 /// blob), auto skips planning the CSR streams when lower bounds of their estimates
-/// (`stream::estimated_len_floor`) already lose to dense: the choice is the same, and the plan's
-/// CSR figures are those bounds.
+/// (`stream::estimated_len_floor`, then, where those leave CSR a chance,
+/// `stream::estimated_len_floor_tight`) already lose to dense: the choice is the same, and the
+/// plan's CSR figures are those bounds.
 fn prepare<C: Code + Symbol>(
     x: &[f32],
     opts: &FeatureOptions,
