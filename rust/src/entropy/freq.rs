@@ -690,9 +690,13 @@ impl Present {
         let share = (1u128 << p).saturating_sub(self.symbols.len() as u128);
         let mut nb = [0u64; 18];
         if self.mass <= 1 << 46 {
-            let (sh, ms) = (share as u64, self.mass as u64);
+            // `c·share/mass` by the reciprocal `floor((2^64 - 1)/mass)` and a high multiply, no
+            // division a symbol: at most the quotient's floor (the reciprocal is at most
+            // `2^64/mass`), so each `f` is still a lower bound (at most one below).
+            let (sh, inv) = (share as u64, u64::MAX / self.mass as u64);
             for &c in &self.counts {
-                let f = (c * sh / ms).max(1);
+                let f = ((u128::from(c * sh) * u128::from(inv)) >> 64) as u64;
+                let f = f.max(1);
                 nb[(64 - (f - 1).leading_zeros()) as usize] += 1;
             }
         } else {
