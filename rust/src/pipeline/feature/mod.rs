@@ -986,6 +986,23 @@ mod blob_tests {
         assert!(skipped > 40 && planned > 40, "{skipped} skipped, {planned} planned");
     }
 
+    /// 8 bits, per tensor, auto, the compact container, one thread.
+    fn auto_8bit() -> FeatureOptions {
+        FeatureOptions {
+            bits: 8,
+            axis: None,
+            range: Range::MinMax,
+            mode: ModeChoice::Auto,
+            reshape: Reshape::Model,
+            non_finite: NonFinite::Error,
+            coder: EncodeOptions {
+                threads: 1,
+                ..Default::default()
+            },
+            version: container::COMPACT_VERSION,
+        }
+    }
+
     /// A dense 8-bit map (few zeros, ~200 codes in use: the real setting's maps of 8-31 K
     /// elements) ties with its one-column CSR on the plain floors, which bound the entropy and
     /// the least precision's table: the chain rule gives a one-column CSR the dense map's
@@ -1004,19 +1021,7 @@ mod blob_tests {
                 }
             })
             .collect();
-        let opts = FeatureOptions {
-            bits: 8,
-            axis: None,
-            range: Range::MinMax,
-            mode: ModeChoice::Auto,
-            reshape: Reshape::Model,
-            non_finite: NonFinite::Error,
-            coder: EncodeOptions {
-                threads: 1,
-                ..Default::default()
-            },
-            version: container::COMPACT_VERSION,
-        };
+        let opts = auto_8bit();
         let full = plan(&x, &shape, &opts, false).unwrap();
         assert_eq!((full.mode, full.rows), (Mode::Dense, x.len()));
         // The plain floors of the one-column CSR's streams (row flags, one column, values)
@@ -1052,19 +1057,7 @@ mod blob_tests {
         let x: Vec<f32> = (0..shape.iter().product::<usize>())
             .map(|i| ((i * 7919) % 251) as f32 / 50.0)
             .collect();
-        let opts = FeatureOptions {
-            bits: 8,
-            axis: None,
-            range: Range::MinMax,
-            mode: ModeChoice::Auto,
-            reshape: Reshape::Model,
-            non_finite: NonFinite::Error,
-            coder: EncodeOptions {
-                threads: 1,
-                ..Default::default()
-            },
-            version: container::COMPACT_VERSION,
-        };
+        let opts = auto_8bit();
         let s = compress(&x, &shape, FloatType::F32, &opts).unwrap().1.seconds;
         assert!(s.timed && s.quantize > 0.0 && s.entropy > 0.0 && s.container > 0.0, "{s:?}");
         let lean = prepare::<u8>(&x, &opts, false, false).unwrap().plan.seconds;
