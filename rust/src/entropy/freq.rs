@@ -512,6 +512,11 @@ impl Present {
         Some(present)
     }
 
+    /// The least precision that holds the present symbols: `ceil(log2(m))`, at least 1.
+    fn min_bits(&self) -> u8 {
+        ((64 - (self.symbols.len() as u64 - 1).leading_zeros()) as u8).max(1)
+    }
+
     /// Fills `by_count` (once).
     fn sort_by_count(&mut self) {
         if !self.by_count.is_empty() {
@@ -997,6 +1002,8 @@ pub struct Gathered {
     present: Present,
     /// `Present::entropy_floor`, once computed.
     entropy: Option<u128>,
+    /// `Relaxed`, once built (by `cost_floor_tight`, for `build_table_gathered`).
+    relaxed: Option<Relaxed>,
 }
 
 impl Gathered {
@@ -1005,6 +1012,7 @@ impl Gathered {
         Some(Gathered {
             present: Present::gather(counts)?,
             entropy: None,
+            relaxed: None,
         })
     }
 
@@ -1021,17 +1029,14 @@ impl Gathered {
     /// scan stops where the entropy and the table bound, which never falls as the precision
     /// rises, reach it. `None` when no precision allowed holds the symbols.
     pub fn cost_floor_tight(&mut self, precision_bits: Option<u8>) -> Option<u128> {
-        let present = &mut self.present;
-        present.sort_by_count();
+        self.present.sort_by_count();
         let present = &self.present;
         let entropy = *self.entropy.get_or_insert_with(|| present.entropy_floor());
-        let m = present.symbols.len() as u64;
-        let min_bits = ((64 - (m - 1).leading_zeros()) as u8).max(1);
         let (lo, hi) = match precision_bits {
             Some(p) => (p, p),
-            None => (min_bits, MAX_PRECISION_BITS),
+            None => (present.min_bits(), MAX_PRECISION_BITS),
         };
-        let relaxed = Relaxed::new(present);
+        let relaxed = self.relaxed.get_or_insert_with(|| Relaxed::new(present));
         let mut least: Option<u128> = None;
         for p in lo..=hi {
             let Some(pay) = relaxed.payload(present, p) else {
@@ -1054,9 +1059,7 @@ impl Gathered {
     pub fn cost_floor(&mut self) -> u128 {
         let present = &self.present;
         let entropy = *self.entropy.get_or_insert_with(|| present.entropy_floor());
-        let m = present.symbols.len() as u64;
-        let min_bits = ((64 - (m - 1).leading_zeros()) as u8).max(1);
-        present.cost_floor(min_bits, entropy, 0)
+        present.cost_floor(present.min_bits(), entropy, 0)
     }
 }
 
@@ -1067,15 +1070,18 @@ pub fn build_table_costed(counts: &[u64], precision_bits: Option<u8>) -> Option<
 
 /// `build_table_costed` of the counts `g` gathered.
 pub fn build_table_gathered(g: Gathered, precision_bits: Option<u8>) -> Option<(FreqTable, u128)> {
-    let Gathered { mut present, entropy } = g;
+    let Gathered {
+        mut present,
+        entropy,
+        relaxed,
+    } = g;
     present.sort_by_count();
     if let Some(p) = precision_bits {
         let f = present.quantize(p)?;
         let cost = present.cost(p, &f);
         return Some((present.table(p, f), cost));
     }
-    let n = present.symbols.len() as u64;
-    let min_bits = ((64 - (n - 1).leading_zeros()) as u8).max(1); // ceil(log2(present))
+    let min_bits = present.min_bits();
     let spread = present.mass
         - if present.mass < 1 << 32 {
             // Every c² fits 64 bits: no 128-bit division (a library call) per symbol.
@@ -1110,7 +1116,7 @@ pub fn build_table_gathered(g: Gathered, precision_bits: Option<u8>) -> Option<(
     // The payload bounds with the coder's loss, kept for the precisions up to `fit_max`.
     let mut bounds = [None; MAX_PRECISION_BITS as usize + 1];
     if present.mass >= 32 * m as u128 {
-        let relaxed = Relaxed::new(&present);
+        let relaxed = relaxed.unwrap_or_else(|| Relaxed::new(&present));
         for p in min_bits..=fit_max {
             bounds[p as usize] = relaxed
                 .payload(&present, p)
@@ -1444,7 +1450,7 @@ mod tests {
                     .map(|&c| u128::from(c) * u128::from(c) / pr.mass)
                     .sum::<u128>();
             let entropy = pr.entropy_floor();
-            let min_bits = ((64 - (pr.symbols.len() as u64 - 1).leading_zeros()) as u8).max(1);
+            let min_bits = pr.min_bits();
             let (mut last, mut least, mut stop) = (0u128, u128::MAX, None);
             let relaxed = Relaxed::new(&pr);
             for p in min_bits..=MAX_PRECISION_BITS {
