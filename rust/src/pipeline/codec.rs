@@ -341,7 +341,7 @@ impl Codec {
             return Ok((info, counts));
         }
         let (info, q) = self.decode_codes(blob, max_output_bytes)?;
-        counts.copy_from_slice(&crate::entropy::freq::histogram_u8(&q));
+        counts.copy_from_slice(&crate::entropy::histogram::histogram_u8(&q));
         Ok((info, counts))
     }
 

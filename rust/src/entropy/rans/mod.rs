@@ -65,7 +65,7 @@ impl Symbol for u8 {
         i as u8
     }
     fn histogram(symbols: &[Self]) -> Vec<u64> {
-        crate::entropy::freq::histogram_u8(symbols)
+        crate::entropy::histogram::histogram_u8(symbols)
     }
     fn as_u8s(symbols: &[Self]) -> Option<&[u8]> {
         Some(symbols)
@@ -86,7 +86,7 @@ impl Symbol for u16 {
         i as u16
     }
     fn histogram(symbols: &[Self]) -> Vec<u64> {
-        crate::entropy::freq::histogram_u16(symbols)
+        crate::entropy::histogram::histogram_u16(symbols)
     }
     fn as_u16s(symbols: &[Self]) -> Option<&[u16]> {
         Some(symbols)

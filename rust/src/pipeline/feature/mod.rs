@@ -1027,7 +1027,7 @@ mod blob_tests {
         // The plain floors of the one-column CSR's streams (row flags, one column, values)
         // leave CSR a chance.
         let q = prepare::<u8>(&x, &opts, false, true).unwrap().q;
-        let mut values = crate::entropy::freq::histogram_u8(&q);
+        let mut values = crate::entropy::histogram::histogram_u8(&q);
         values[full.params[0].zero_point as usize] = 0;
         let nnz = full.nonzeros as u64;
         let floor = |h: &[u64], w| (8 + stream::estimated_len_floor(h, w)) as f64;
