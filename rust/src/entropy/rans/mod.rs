@@ -17,6 +17,8 @@
 //! left) take the checked reference loop. Every kernel produces exactly the reference's states,
 //! words and symbols (the tests below compare them on random tables and data).
 
+use std::mem::MaybeUninit;
+
 use crate::entropy::freq::FreqTable;
 use crate::error::{corrupt, Result};
 
@@ -379,9 +381,9 @@ impl Encoder {
             return self.put_steps_general(x, symbols, words);
         }
         let start = words.len();
-        // Room for one word per symbol and the last unconditional write.
-        words.resize(start + symbols.len() + 1, 0);
-        let buf = &mut words[start..];
+        // Room for one word per symbol and the last unconditional write, not zeroed first.
+        words.reserve(symbols.len() + 1);
+        let buf = &mut words.spare_capacity_mut()[..symbols.len() + 1];
         let k = match self.table.get(..256) {
             // Bytes index a table of 256 entries without a bounds check (`for_lanes` makes
             // one at least that long for an alphabet of 256 or more).
@@ -391,7 +393,8 @@ impl Encoder {
             }
             _ => lanes_loop(x, symbols, buf, |s: &S| self.entry(s.index())),
         };
-        words.truncate(start + k);
+        // SAFETY: `lanes_loop` wrote `buf[..k]`, the `k` words after `start`.
+        unsafe { words.set_len(start + k) };
     }
 
     /// Encodes the full 32-lane steps `symbols` (a multiple of 32 long), last step first, into
@@ -423,13 +426,13 @@ impl Encoder {
     }
 }
 
-/// `Encoder::put_lanes`'s steps with the constants `lookup` gives; returns the words written to
-/// `buf` (which has room for one per symbol and one more).
+/// `Encoder::put_lanes`'s steps with the constants `lookup` gives; returns how many words it wrote
+/// to the front of `buf` (which has room for one per symbol and one more).
 #[inline(always)]
 fn lanes_loop<S: Symbol, const L: usize>(
     x: &mut [u32; L],
     symbols: &[S],
-    buf: &mut [u16],
+    buf: &mut [MaybeUninit<u16>],
     lookup: impl Fn(&S) -> EncSymbol,
 ) -> usize {
     let mut k = 0usize;
@@ -438,8 +441,12 @@ fn lanes_loop<S: Symbol, const L: usize>(
             let e = lookup(&step[l]);
             let xl = x[l];
             let need = xl >= e.x_max;
-            // At most one word per symbol: k <= symbols done < buf.len().
-            buf[k] = xl as u16;
+            // At most one word per symbol: k <= symbols done < buf.len(). Without a bounds check
+            // the loop has no panic to write the states back for, and keeps them in registers
+            // (NOTES.md 86).
+            debug_assert!(k < buf.len());
+            // SAFETY: as above.
+            unsafe { buf.get_unchecked_mut(k).write(xl as u16) };
             k += usize::from(need);
             x[l] = e.code(std::hint::select_unpredictable(need, xl >> 16, xl));
         }
@@ -453,7 +460,7 @@ const ENC_PAD: usize = 8;
 /// Which implementation runs the full 32-lane steps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kernel {
-    /// Plain Rust: branch-free renormalization, no `unsafe`.
+    /// Plain Rust: branch-free renormalization, no vector intrinsics.
     Portable,
     /// AVX2 gathers and a lane permutation for the word distribution (x86-64 only).
     #[cfg(target_arch = "x86_64")]
