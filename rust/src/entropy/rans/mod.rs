@@ -251,23 +251,26 @@ impl Encoder {
     /// `encode_one_lane` by `EncSymbol::code_rcp` (`RCP`) or `code`.
     #[inline(always)]
     fn one_lane_by<S: Symbol, const RCP: bool>(&self, symbols: &[S]) -> (u32, Vec<u16>) {
-        let mut words = vec![0u16; symbols.len() + 1];
+        let mut words = Vec::with_capacity(symbols.len() + 1);
+        let buf = &mut words.spare_capacity_mut()[..symbols.len() + 1];
         let (mut x, mut k) = (RANS_L, 0usize);
         for s in symbols.iter().rev() {
             let e = self.entry(s.index());
             let need = x >= e.x_max;
-            // At most one word per symbol: k <= symbols done < words.len().
-            words[k] = x as u16;
+            // At most one word per symbol: k <= symbols done < buf.len(). Written without a
+            // bounds check, into a buffer not zeroed first (NOTES.md 86).
+            debug_assert!(k < buf.len());
+            // SAFETY: as above.
+            unsafe { buf.get_unchecked_mut(k).write(x as u16) };
             k += usize::from(need);
-            // Both outcomes of the renormalization written from `x`, one taken at the end.
-            // LLVM compiles the choice to a branch and computes only the outcome taken; a
-            // forced select (`select_unpredictable`, both computed) measured 10 % slower on
-            // a 1x32x7x7 compress on Zen 3 (NOTES.md 71).
-            let code = |xr| if RCP { e.code_rcp(xr) } else { e.code(xr) };
-            let (kept, shifted) = (code(x), code(x >> 16));
-            x = if need { shifted } else { kept };
+            // The renormalized state chosen first, then one coding step: written as both
+            // outcomes coded and one taken, LLVM (Rust 1.95) computed both and selected, two
+            // 128-bit multiplies a symbol where Zen 1 has one multiplier (NOTES.md 71, 86).
+            let xr = std::hint::select_unpredictable(need, x >> 16, x);
+            x = if RCP { e.code_rcp(xr) } else { e.code(xr) };
         }
-        words.truncate(k);
+        // SAFETY: the loop wrote `buf[..k]`: `k` only grows past a position written just before.
+        unsafe { words.set_len(k) };
         words.reverse();
         (x, words)
     }
