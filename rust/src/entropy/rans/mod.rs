@@ -258,14 +258,14 @@ impl Encoder {
             let e = self.entry(s.index());
             let need = x >= e.x_max;
             // At most one word per symbol: k <= symbols done < buf.len(). Written without a
-            // bounds check, into a buffer not zeroed first (NOTES.md 86).
+            // bounds check, into a buffer not zeroed first (NOTES.md 86-87).
             debug_assert!(k < buf.len());
             // SAFETY: as above.
             unsafe { buf.get_unchecked_mut(k).write(x as u16) };
             k += usize::from(need);
             // The renormalized state chosen first, then one coding step: written as both
             // outcomes coded and one taken, LLVM (Rust 1.95) computed both and selected, two
-            // 128-bit multiplies a symbol where Zen 1 has one multiplier (NOTES.md 71, 86).
+            // 128-bit multiplies a symbol where Zen 1 has one multiplier (NOTES.md 71, 87).
             let xr = std::hint::select_unpredictable(need, x >> 16, x);
             x = if RCP { e.code_rcp(xr) } else { e.code(xr) };
         }
