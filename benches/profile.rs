@@ -125,7 +125,7 @@ fn codes_by_max(x: &[f32], bits: u8) -> Vec<u8> {
 
 /// `lanes-small4` / `lanes-small8`: the 1x32x7x7 map's codes (`PROFILE_INPUT` or the
 /// synthetic map, quantized by its maximum to `bits` bits) in one chunk of 1, 2 and 4 lanes
-/// (the format allows any; the encoder picks one below 8,192 symbols, `lanes_for`), and what
+/// (the format allows any; the encoder's choice is `stream_lanes`), and what
 /// each costs: the states' and words' bytes, and the best time of `Decoder::decode_chunk`
 /// (the table built once). What more lanes would buy a small map (benches/NOTES.md 70).
 fn lanes_small(bits: u8, iters: usize) {

@@ -1,5 +1,5 @@
-"""After a re-recording that changes only the encoder's table precisions (issue 24), checks that
-exactly the cases whose table precision changed moved:
+"""After a re-recording that changes only the encoder's table precisions or lane counts (issue
+24), checks that exactly the cases whose table precision or lanes changed moved:
 
     git show OLD:tests/golden/outputs.json > /tmp/old.json
     python tests/golden/make_golden.py
@@ -7,10 +7,11 @@ exactly the cases whose table precision changed moved:
 
 For every case in both records:
 - `input:` and `corpus:` entries (inputs, and the decoding of fixed blobs) are unchanged;
-- an encoder case (`compress:` / `encode:`) moved if and only if the precisions of its streams
-  (`decode:`'s inspect, in stream order) changed, or its stream modes did;
+- an encoder case (`compress:` / `encode:`) moved if and only if the precisions or lanes of its
+  streams (`decode:`'s inspect, in stream order) changed, or its stream modes did;
 - its decoded array is unchanged (the codes are coded losslessly either way);
-- in its inspect, only the sizes and the fields of the streams whose precision changed differ.
+- in its inspect, only the sizes and the fields of the streams whose precision or lanes changed
+  differ.
 Prints a table of what moved and exits 1 on any violation. CASE names a case whose old record
 holds no inspect (the torch cases before issue 24): its streams were compared by hand, with both
 builds, and it is accepted as moved.
@@ -28,7 +29,7 @@ def streams(entry):
     ins = entry.get("inspect") if isinstance(entry, dict) else None
     if not isinstance(ins, dict):
         return None
-    return [(s.get("mode"), s.get("precision_bits")) for s in ins.get("streams", [])]
+    return [(s.get("mode"), s.get("precision_bits"), s.get("lanes")) for s in ins.get("streams", [])]
 
 
 def strip(d, drop_stream):
@@ -84,7 +85,7 @@ def main(old_path, new_path, *by_hand):
             kept += 1
             if o_dec != n_dec:
                 bad.append(f"{dec}: changed although its blob did not")
-    print(f"| case | old bytes | new bytes | change | streams (mode, p) before -> after |")
+    print(f"| case | old bytes | new bytes | change | streams (mode, p, lanes) before -> after |")
     print("|---|---:|---:|---:|---|")
     for case, a, b, s0, s1 in moved:
         pct = f"{100 * (b / a - 1):+.3f}%" if a and b else ""

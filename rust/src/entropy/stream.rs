@@ -110,7 +110,7 @@ pub fn rans_plan(counts: &[u64], table: &FreqTable, n: usize, opts: &EncodeOptio
 pub fn rans_plan_costed(cost: u128, n: usize, opts: &EncodeOptions) -> RansPlan {
     let chunk_log2 = opts.chunk_log2.unwrap_or_else(|| chunk_log2_for(n, cost));
     let chunk = 1usize << chunk_log2;
-    let lanes = lanes_for(n.min(chunk));
+    let lanes = stream_lanes(n, chunk, cost);
     let chunks = n.div_ceil(chunk);
     let overhead = STREAM_HEADER_BYTES + 4 + chunks * (4 + 4 * lanes);
     RansPlan {
@@ -200,6 +200,26 @@ pub fn lanes_for(n: usize) -> usize {
     }
     let want = (n / 4096).clamp(1, MAX_LANES);
     1 << (usize::BITS - 1 - want.leading_zeros())
+}
+
+/// The lanes the encoder gives the chunks of a stream of `n` symbols in chunks of `chunk`, whose
+/// payload and table cost `cost` (1/65536 bit, `cost_fixed`) (FORMAT.md 5.5): `lanes_for(min(n,
+/// chunk))`, raised for a stream of one chunk to the first of 32, 4 and 2 lanes above it that
+/// leaves every lane at least 256 symbols and whose extra final states (4 bytes a lane) cost at
+/// most 1/256 of the payload. On the scalar loops four lanes decode about a third faster than
+/// one, whose steps are a chain; 32 take the vector kernels. Eight and sixteen are not offered:
+/// x86-64's sixteen registers cannot hold their states, and they decode slower than four
+/// (NOTES 88).
+pub fn stream_lanes(n: usize, chunk: usize, cost: u128) -> usize {
+    let base = lanes_for(n.min(chunk));
+    if n > chunk {
+        return base;
+    }
+    let payload = cost >> 19;
+    [MAX_LANES, 4, 2]
+        .into_iter()
+        .find(|&l| l > base && n >= 256 * l && (4 * 256 * (l - base)) as u128 <= payload)
+        .unwrap_or(base)
 }
 
 /// The largest stream `encode` can produce for `n` symbols of `symbol_bytes` bytes: a raw
@@ -364,9 +384,10 @@ pub fn estimated_len_floor_tight(
     let Some(cost) = g.cost_floor_tight(opts.precision_bits) else {
         return raw;
     };
-    // Default chunks hold at least 2^16 symbols: below that, one chunk of `lanes_for(n)`.
+    // Default chunks hold at least 2^16 symbols: below that, one chunk of `stream_lanes`, whose
+    // count never falls as the cost grows (so the floor's is at most the plan's).
     let lanes = if opts.chunk_log2.is_none() && n <= 1 << DEFAULT_MIN_CHUNK_LOG2 {
-        lanes_for(n)
+        stream_lanes(n, n, cost)
     } else {
         1
     };
@@ -882,9 +903,10 @@ pub fn decode_convert<S: Symbol, O: Send>(
 }
 
 /// `decode_convert` of the real setting's small streams in one step: where `view` is a rANS
-/// stream of one chunk of one lane (every stream below 8,192 symbols) whose table holds no
-/// symbol above `top <= 255`, each decoded symbol `s` is written as `map[s]`, and the result is
-/// `Some` of what `decode_convert` would return; otherwise `None`, and nothing is written.
+/// stream of one chunk of one lane (the short streams `stream_lanes` leaves one, and every
+/// stream below 8,192 symbols written before it) whose table holds no symbol above `top <=
+/// 255`, each decoded symbol `s` is written as `map[s]`, and the result is `Some` of what
+/// `decode_convert` would return; otherwise `None`, and nothing is written.
 pub fn decode_mapped<T: Copy>(
     view: &StreamView<'_>,
     out: &mut [T],
@@ -1161,6 +1183,51 @@ mod lane_tests {
         assert_eq!(lanes_for(4095), 1);
         assert_eq!(lanes_for(0), 1);
     }
+
+    /// `stream_lanes` at the real setting's sizes (payload bytes as `cost >> 19`), and its
+    /// rules: never below `lanes_for`, raised only for one chunk, to 2, 4 or 32 with 256 symbols
+    /// a lane and the extra states within 1/256 of the payload, never falling as the cost grows
+    /// (what keeps `estimated_len_floor_tight` below the plan).
+    #[test]
+    fn one_chunk_takes_more_lanes_where_they_cost_little() {
+        let bytes = |b: u128| b << 19;
+        let chunk = 1 << 16;
+        for (n, payload, want) in [
+            (1568, 899, 1),
+            (1568, 1024, 2),
+            (3136, 1190, 2),
+            (3136, 3100, 4),
+            (6272, 1650, 2),
+            (6272, 3072, 4),
+            (6272, 3071, 2),
+            (12_288, 2047, 2),
+            (12_288, 2048, 4),
+            (16_464, 8500, 4),
+            (16_464, 28_672, 32),
+            (40_000, 20_000, 8),
+            (40_000, 24_576, 32),
+            (511, 100_000, 1),
+            (512, 100_000, 2),
+        ] {
+            assert_eq!(stream_lanes(n, chunk, bytes(payload)), want, "n {n}, {payload} bytes");
+        }
+        assert_eq!(stream_lanes(1 << 16, chunk, bytes(1)), 32);
+        // Several chunks keep `lanes_for`'s count, however costly the symbols.
+        assert_eq!(stream_lanes(20_000, 4096, bytes(1 << 20)), 1);
+        assert_eq!(stream_lanes(200_000, chunk, bytes(1 << 20)), 32);
+        for n in (0..70_000).step_by(97) {
+            let mut last = 0;
+            for payload in (0..40_000).step_by(61) {
+                let l = stream_lanes(n, chunk, bytes(payload));
+                let base = lanes_for(n.min(chunk));
+                assert!(l >= last && l >= base && l.is_power_of_two(), "n {n}, {payload}");
+                if l > base {
+                    assert!(n >= 256 * l && 1024 * (l - base) as u128 <= payload && l != 8 && l != 16);
+                }
+                last = l;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1272,8 +1339,15 @@ mod convert_tests {
             let data: Vec<u8> = (0..n)
                 .map(|_| ((rng.gen::<f64>().powi(3) * spread) as u32).min(255) as u8)
                 .collect();
+            // Half the streams in one lane whatever their length, as the encoder wrote every
+            // stream below 8,192 symbols before `stream_lanes` (NOTES 88).
+            let opts = EncodeOptions::default();
+            let mut plan = StreamPlan::new(&u8::histogram(&data), 1, &opts);
+            if let (true, Some((_, rans))) = (round % 20 < 10, &mut plan.rans) {
+                rans.lanes = 1;
+            }
             let mut blob = Vec::new();
-            encode(&data, &EncodeOptions::default(), &mut blob).unwrap();
+            encode_planned(&data, &plan, &opts, &mut blob).unwrap();
             if round % 2 == 1 {
                 let i = rng.gen_range(0..blob.len());
                 blob[i] ^= 1 << rng.gen_range(0..8);

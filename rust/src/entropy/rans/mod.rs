@@ -237,9 +237,10 @@ impl Encoder {
         self.table.get(sym).copied().unwrap_or_default()
     }
 
-    /// Encodes one chunk with one lane (every stream under 8192 symbols): the words go into a
-    /// buffer with room for one per symbol, written unconditionally and kept when needed, as
-    /// in `put`; returns the final state and the words in the order the decoder reads them.
+    /// Encodes one chunk with one lane (the short streams `stream::stream_lanes` leaves one): the
+    /// words go into a buffer with room for one per symbol, written unconditionally and kept when
+    /// needed, as in `put`; returns the final state and the words in the order the decoder reads
+    /// them.
     fn encode_one_lane<S: Symbol>(&self, symbols: &[S]) -> (u32, Vec<u16>) {
         if self.by_rcp {
             self.one_lane_by::<S, true>(symbols)
@@ -900,8 +901,8 @@ impl Decoder {
         self.decode_checked_lanes(x, words, pos, out)
     }
 
-    /// `decode_checked` with `L` lanes (`x.len() == L`; chunks of 8,192 to 65,535 symbols have
-    /// 2 to 16, `stream::lanes_for`), `words` holding at least one word: the whole steps as the
+    /// `decode_checked` with `L` lanes (`x.len() == L`; chunks below 65,536 symbols have 2 to
+    /// 16, `stream::stream_lanes`), `words` holding at least one word: the whole steps as the
     /// one-lane loop decodes, renormalized by selects rather than branches (whether a lane needs
     /// a word is unpredictable; `decode_checked_lanes` mispredicted about one branch in four
     /// symbols: NOTES.md 81), the `L` states' chains independent but for the word position, and
@@ -973,10 +974,10 @@ impl Decoder {
         Ok(())
     }
 
-    /// `decode_checked` with one lane (every stream below 8192 symbols): the renormalization
-    /// branch-free, since whether a symbol needs a word is unpredictable, and the check for
-    /// running out of words after the loop: past the last word the loop rereads it, and the
-    /// first symbol that found none makes the chunk fail as it would have at once (what was
+    /// `decode_checked` with one lane (the short streams of `stream::stream_lanes`): the
+    /// renormalization branch-free, since whether a symbol needs a word is unpredictable, and the
+    /// check for running out of words after the loop: past the last word the loop rereads it, and
+    /// the first symbol that found none makes the chunk fail as it would have at once (what was
     /// decoded after it is discarded with the error). `words` holds at least one word.
     fn decode_one_lane<S: Symbol>(
         &self,
