@@ -719,30 +719,6 @@ impl Decoder {
         self.piece_with(self.kernel, c, out, 0)
     }
 
-    /// `decode_piece` of a one-lane chunk whose symbols are all below 256 (the caller checks
-    /// the table), writing `map[symbol]` instead of the symbol: a small feature's codes go
-    /// straight to their dequantized values, off the state's chain, with no pass over the codes
-    /// after (NOTES.md 76). Fails as `decode_piece` fails.
-    pub fn decode_piece_mapped<T: Copy>(
-        &self,
-        c: &mut Cursor<'_>,
-        out: &mut [T],
-        map: &[T; 256],
-    ) -> Result<()> {
-        assert_eq!(c.lanes, 1, "decode_piece_mapped: a chunk of {} lanes", c.lanes);
-        if c.words.len() >= 2 {
-            let emit = |s: u16| map[usize::from(s as u8)];
-            return self.decode_one_lane_as(&mut c.x[0], c.words, &mut c.pos, out, emit);
-        }
-        // No words: every symbol is decoded without one (or the chunk is corrupt).
-        let mut syms = vec![0u16; out.len()];
-        self.decode_checked_lanes(&mut c.x[..1], c.words, &mut c.pos, &mut syms)?;
-        for (o, &s) in out.iter_mut().zip(&syms) {
-            *o = map[usize::from(s as u8)];
-        }
-        Ok(())
-    }
-
     /// `decode_piece` of two chunks, interleaved as `decode_chunk_pair` does.
     pub fn decode_piece_pair<S: Symbol>(
         &self,
@@ -1142,6 +1118,8 @@ pub(crate) mod avx2;
 mod avx512;
 #[cfg(target_arch = "x86_64")]
 mod sse41;
+/// Decoding straight to values (`Decoder::decode_piece_mapped`).
+mod mapped;
 
 #[cfg(test)]
 mod tests;

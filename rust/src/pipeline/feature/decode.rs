@@ -275,9 +275,10 @@ fn dense_fused<O: Pod + Send, C: Code + Symbol + Pod>(
     let f32_out = std::any::TypeId::of::<O>() == std::any::TypeId::of::<f32>();
     let n = out.len();
     let top = levels(meta.bits);
-    // One channel's codes of at most 8 bits in one lane: each code straight to its value, by a
-    // table of the 2^bits values (the same binary32 operations as the loops below).
-    if meta.channels.channels == 1 && meta.bits <= 8 && view.lanes() == 1 {
+    // One channel's codes of at most 8 bits in one chunk of 1 to 16 lanes: each code straight
+    // to its value, by a table of the 2^bits values (the same binary32 operations as the loops
+    // below).
+    if meta.channels.channels == 1 && meta.bits <= 8 && matches!(view.lanes(), 1 | 2 | 4 | 8 | 16) {
         let Affine { scale, zero_point } = meta.params[0];
         let mut map = [conv(0.0); 256];
         for (q, v) in map.iter_mut().enumerate().take(top as usize + 1) {
