@@ -904,8 +904,9 @@ pub fn decode_convert<S: Symbol, O: Send>(
 
 /// `decode_convert` of the real setting's small streams in one step: where `view` is a rANS
 /// stream of one chunk of 1, 2, 4, 8 or 16 lanes (every stream below 65,536 symbols but those
-/// `stream_lanes` gives 32) whose table holds no symbol above `top <= 255`, each decoded symbol `s` is written as `map[s]`, and the result is
-/// `Some` of what `decode_convert` would return; otherwise `None`, and nothing is written.
+/// `stream_lanes` gives 32) whose table holds no symbol above `top <= 255`, each decoded symbol
+/// `s` is written as `map[s]`, and the result is `Some` of what `decode_convert` would return;
+/// otherwise `None`, and nothing is written.
 pub fn decode_mapped<T: Copy>(
     view: &StreamView<'_>,
     out: &mut [T],
@@ -1224,7 +1225,8 @@ mod lane_tests {
                 let base = lanes_for(n.min(chunk));
                 assert!(l >= last && l >= base && l.is_power_of_two(), "n {n}, {payload}");
                 if l > base {
-                    assert!(n >= 256 * l && 1024 * (l - base) as u128 <= payload && l != 8 && l != 16);
+                    let cheap = 1024 * (l - base) as u128 <= payload;
+                    assert!(n >= 256 * l && cheap && l != 8 && l != 16, "n {n}, {payload}");
                 }
                 last = l;
             }
@@ -1325,9 +1327,9 @@ mod convert_tests {
     use rand_chacha::ChaCha8Rng;
 
     /// `decode_mapped` gives `decode_convert`'s result with each symbol looked up, for the
-    /// streams it takes (one chunk of 1, 2, 4, 8 or 16 lanes whose table has no symbol above `top`,
-    /// no words at all included), and declines every other stream untouched; on valid streams and
-    /// altered ones (a bit flipped anywhere, so tables, states and words).
+    /// streams it takes (one chunk of 1, 2, 4, 8 or 16 lanes whose table has no symbol above
+    /// `top`, no words at all included), and declines every other stream untouched; on valid
+    /// streams and altered ones (a bit flipped anywhere, so tables, states and words).
     #[test]
     fn decode_mapped_matches_decode_convert() {
         let mut rng = ChaCha8Rng::seed_from_u64(76);
@@ -1346,7 +1348,8 @@ mod convert_tests {
             // 88), the sixth as the encoder chooses.
             let opts = EncodeOptions::default();
             let mut plan = StreamPlan::new(&u8::histogram(&data), 1, &opts);
-            if let (Some(l), Some((_, rans))) = ([Some(1), Some(2), Some(4), Some(8), Some(16), None][round / 10 % 6], &mut plan.rans) {
+            let forced = [Some(1), Some(2), Some(4), Some(8), Some(16), None][round / 10 % 6];
+            if let (Some(l), Some((_, rans))) = (forced, &mut plan.rans) {
                 rans.lanes = l;
             }
             let mut blob = Vec::new();
