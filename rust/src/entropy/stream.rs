@@ -208,8 +208,8 @@ pub fn lanes_for(n: usize) -> usize {
 /// leaves every lane at least 256 symbols and whose extra final states (4 bytes a lane) cost at
 /// most 1/256 of the payload. On the scalar loops four lanes decode about a third faster than
 /// one, whose steps are a chain; 32 take the vector kernels. Eight and sixteen are not offered:
-/// x86-64's sixteen registers cannot hold their states, and they decode slower than four
-/// (NOTES 88).
+/// on x86-64 they decode slower than four (NOTES 88; likely their states and the loop's other
+/// values do not fit its sixteen registers).
 pub fn stream_lanes(n: usize, chunk: usize, cost: u128) -> usize {
     let base = lanes_for(n.min(chunk));
     if n > chunk {
