@@ -40,7 +40,7 @@ impl Decoder {
 
     /// `decode_lanes` writing `map[symbol]` for each symbol (`decode_piece_mapped`). Its own
     /// copy of the loop: `decode_lanes` written as this loop with the symbol as its map
-    /// decoded 8 lanes 11 % slower (NOTES.md 88).
+    /// decoded 8 lanes 11 % slower (NOTES.md 89).
     fn decode_lanes_mapped<T: Copy, const L: usize>(
         &self,
         x: &mut [u32],
